@@ -1,0 +1,34 @@
+# Development entry points. `make demo` and `make test` bootstrap .venv themselves.
+PYTHON := $(shell scripts/find-python)
+VENV := .venv
+BIN := $(VENV)/bin
+DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 plugins/trollmoves_roles
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml plugins/*/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(foreach d,$(DISTS),-e $(d)) -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m trollmoves_core.demo
+
+test: venv
+	scripts/install-system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info plugins/*/*.egg-info plugins/*/build

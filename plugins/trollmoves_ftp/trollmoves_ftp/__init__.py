@@ -1,0 +1,1 @@
+"""Trollmoves ftp plugin."""

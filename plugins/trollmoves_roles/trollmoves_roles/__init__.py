@@ -1,0 +1,1 @@
+"""Trollmoves roles plugin."""

@@ -1,0 +1,1 @@
+"""Trollmoves s3 plugin."""

@@ -1,0 +1,81 @@
+"""The file mover against the shared mover contract, plus its own modes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.file_mover import FileMover
+from trollmoves_core.testing import MoverContract
+
+
+class TestFileMoverContract(MoverContract):
+    @pytest.fixture(params=["copy", "hardlink"])
+    def mover(self, request: pytest.FixtureRequest) -> FileMover:
+        return FileMover({"mode": request.param})
+
+    @pytest.fixture
+    def remote_dir(self, tmp_path: Path) -> str:
+        return f"file://{tmp_path}/remote/"
+
+
+def test_plain_paths_work_like_file_uris(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    FileMover({"mode": "copy"}).put(src, str(tmp_path / "out") + "/")
+    assert (tmp_path / "out" / "a.txt").read_text() == "hello"
+
+
+def test_copy_preserves_mtime(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    os.utime(src, (1_000_000_000, 1_000_000_000))
+    FileMover({"mode": "copy"}).put(src, f"{tmp_path}/out/")
+    assert (tmp_path / "out" / "a.txt").stat().st_mtime == 1_000_000_000
+
+
+def test_hardlink_shares_the_inode(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    FileMover().put(src, f"{tmp_path}/out/")
+    assert (tmp_path / "out" / "a.txt").stat().st_ino == src.stat().st_ino
+
+
+def test_move_removes_the_source(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    FileMover({"mode": "move"}).put(src, f"{tmp_path}/out/b.txt")
+    assert not src.exists()
+    assert (tmp_path / "out" / "b.txt").read_text() == "hello"
+
+
+def test_symlink_points_at_the_absolute_source(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    FileMover({"mode": "symlink"}).put(src, f"{tmp_path}/out/")
+    link = tmp_path / "out" / "a.txt"
+    assert link.is_symlink() and os.readlink(link) == str(src)
+
+
+def test_host_part_of_file_uri_is_ignored_like_upstream(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    FileMover({"mode": "copy"}).put(src, f"file://somehost{tmp_path}/out/")
+    assert (tmp_path / "out" / "a.txt").exists()
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown mode 'teleport'"):
+        FileMover({"mode": "teleport"})
+
+
+def test_existing_target_is_replaced_atomically(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.txt").write_text("old")
+    src = tmp_path / "a.txt"
+    src.write_text("new")
+    FileMover({"mode": "copy"}).put(src, f"{tmp_path}/out/")
+    assert (tmp_path / "out" / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt"]

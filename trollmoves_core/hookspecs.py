@@ -1,0 +1,60 @@
+"""Hook specifications: the contract between the trollmoves core and its plugins.
+
+Every hook returns classes, not instances: the core instantiates them when a user asks for
+the scheme, watcher or role they provide. Each class subclasses the matching base class and
+declares a unique ``NAME``; two plugins claiming the same name (or URI scheme) is an error
+that names both when that name is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from trollmoves_core import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from trollmoves_core.mover import Mover
+    from trollmoves_core.role import Role
+    from trollmoves_core.watchers.base import Watcher
+
+_spec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@_spec
+def trollmoves_register_movers() -> type[Mover] | list[type[Mover]]:
+    """Register movers, one class per transfer protocol.
+
+    Each class subclasses :class:`trollmoves_core.mover.Mover` and declares ``NAME`` and
+    ``SCHEMES``, the URI schemes it serves (``("sftp",)``). ``trollmoves move``, and every
+    role, pick the mover by the scheme of the destination (or source) URI.
+
+    :returns: a mover class or a list of them.
+    """
+
+
+@_spec
+def trollmoves_register_watchers() -> type[Watcher] | list[type[Watcher]]:
+    """Register directory-watching backends.
+
+    Each class subclasses :class:`trollmoves_core.watchers.base.Watcher` and declares
+    ``NAME`` (``"watchdog"``, ``"polling"``), the value a config uses to choose it. A
+    watcher reports each file once, when it is complete.
+
+    :returns: a watcher class or a list of them.
+    """
+
+
+@_spec
+def trollmoves_register_roles() -> type[Role] | list[type[Role]]:
+    """Register roles: long-running processes started as ``trollmoves NAME CONFIG``.
+
+    Each class subclasses :class:`trollmoves_core.role.Role`, declares ``NAME`` and
+    ``HELP``, adds its command-line options in ``add_arguments`` and runs in ``run``.
+
+    :returns: a role class or a list of them.
+    """
+
+
+__all__ = ["trollmoves_register_movers", "trollmoves_register_roles", "trollmoves_register_watchers"]

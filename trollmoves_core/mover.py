@@ -1,0 +1,152 @@
+"""The mover contract every transfer plugin implements.
+
+A mover moves one file at a time between the local disk and one kind of URI. Subclasses
+declare ``NAME`` and ``SCHEMES`` and implement three protocol methods; the base class gives
+every mover the same public behaviour:
+
+* ``put(local_path, dest_uri)`` uploads. A destination ending in ``/`` keeps the local file
+  name, otherwise its last part is the new name. The upload is atomic where the protocol
+  allows: written under a hidden temporary name beside the target, then renamed, so no
+  partial file ever carries the final name.
+* ``get(src_uri, local_path)`` downloads, the same way round (``local_path`` may be a
+  directory ending in ``/``); the local side is always atomic.
+* ``delete(uri)`` removes a remote file.
+* Transient failures (connection refused/reset, timeouts) are retried with exponential
+  backoff, ``retries`` attempts in all; authentication and permission errors are not.
+* Every failure is a :class:`~trollmoves_core.exceptions.TransferError` whose message names
+  the URI without its password, and the cause.
+* Connections are reused across calls to the same endpoint and closed after
+  ``connection_uptime`` idle seconds (see :class:`~trollmoves_core.pool.ConnectionPool`).
+
+Options come from the URI (user, password, port, query) and from ``connection_params``, a
+dict of the connection parameters a config or ``-o key=value`` gave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trollmoves_core.exceptions import TransferError
+from trollmoves_core.retry import is_transient, with_retries
+from trollmoves_core.uri import Location, parse_uri, redact, target_path, temporary_sibling
+
+LOG = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of bytes transferred since the previous call."""
+
+
+class Mover(ABC):
+    """Base class of all movers; see the module docstring for the contract.
+
+    :param connection_params: protocol options (``connection_uptime``, ``ssh_key_filename``,
+        ``endpoint_url``...). Unknown keys are ignored so one dict can serve several movers.
+    """
+
+    NAME: ClassVar[str]
+    """Short name shown by ``trollmoves plugins``."""
+    SCHEMES: ClassVar[tuple[str, ...]]
+    """URI schemes this mover serves."""
+
+    def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
+        self.params: dict[str, Any] = dict(connection_params or {})
+        self.attempts = int(self.params.get("retries", 3))
+        self.retry_delay = float(self.params.get("retry_delay", 0.5))
+        self.idle_timeout = float(self.params.get("connection_uptime", 30))
+
+    # -- public contract -------------------------------------------------------------
+
+    def put(self, local_path: str | os.PathLike[str], dest_uri: str, *,
+            progress: ProgressCallback | None = None) -> str:
+        """Upload ``local_path`` to ``dest_uri``; return the delivered file's URI (no password)."""
+        source = Path(local_path)
+        dest = parse_uri(dest_uri)
+        target = dest.with_path(target_path(dest.path, source.name))
+        what = f"put {source} to {redact(target.geturi())}"
+        if not source.is_file():
+            raise TransferError(f"{what} failed: no such local file")
+        self._run(what, lambda: self._put(source, target, progress))
+        LOG.debug("%s done", what)
+        return target.geturi()
+
+    def get(self, src_uri: str, local_path: str | os.PathLike[str], *,
+            progress: ProgressCallback | None = None) -> Path:
+        """Download ``src_uri`` to ``local_path`` atomically; return the local file's path."""
+        source = parse_uri(src_uri)
+        local_text = os.fspath(local_path)
+        if os.path.isdir(local_text):
+            local_text = local_text.rstrip("/") + "/"
+        local = Path(target_path(local_text, Path(source.path).name))
+        what = f"get {redact(src_uri)} to {local}"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(temporary_sibling(str(local), secrets.token_hex(4)))
+
+        def attempt() -> None:
+            try:
+                self._get(source, partial, progress)
+                os.replace(partial, local)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+
+        self._run(what, attempt)
+        return local
+
+    def delete(self, uri: str) -> None:
+        """Remove the file at ``uri``."""
+        self._run(f"delete {redact(uri)}", lambda: self._delete(parse_uri(uri)))
+
+    def close(self) -> None:  # noqa: B027 - movers without connections have nothing to close
+        """Close pooled connections. The mover stays usable and reconnects when needed."""
+
+    def __enter__(self) -> Mover:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- what subclasses implement -----------------------------------------------------
+
+    @abstractmethod
+    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+        """Upload to exactly ``target`` (name already resolved), atomically where possible."""
+
+    @abstractmethod
+    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+        """Download ``source`` into ``local_path`` (a temporary name the base class renames)."""
+
+    @abstractmethod
+    def _delete(self, location: Location) -> None:
+        """Remove ``location``."""
+
+    # -- helpers for subclasses --------------------------------------------------------
+
+    @staticmethod
+    def connection_key(location: Location) -> Hashable:
+        """Pool key: connections are shared per (scheme, host, port, user)."""
+        return (location.scheme, location.host, location.port, location.user)
+
+    @staticmethod
+    def temporary_name(path: str) -> str:
+        """A fresh hidden name beside ``path`` to upload to before renaming."""
+        return temporary_sibling(path, secrets.token_hex(4))
+
+    def _run(self, what: str, action: Callable[[], None]) -> None:
+        try:
+            with_retries(action, what=what, attempts=self.attempts, base_delay=self.retry_delay)
+        except TransferError:
+            raise
+        except Exception as err:
+            raise TransferError(f"{what} failed: {_describe(err)}", transient=is_transient(err)) from err
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"

@@ -1,0 +1,35 @@
+"""The role contract: a long-running process started as ``trollmoves NAME CONFIG``."""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+
+class Role(ABC):
+    """Base class of roles (server, client, mirror, dispatcher, downloader...).
+
+    The launcher builds one subcommand per registered role: it calls
+    :meth:`add_arguments` on the subcommand's parser, configures logging, then calls
+    :meth:`run` with the parsed arguments and exits with its return value.
+    """
+
+    NAME: ClassVar[str]
+    """Subcommand name (``trollmoves NAME``)."""
+    HELP: ClassVar[str] = ""
+    """One line shown in ``trollmoves --help``."""
+
+    @classmethod
+    @abstractmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the role's options and positional arguments to its subcommand parser."""
+
+    @classmethod
+    @abstractmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        """Run until stopped (SIGTERM/SIGINT); return the process exit status.
+
+        Raise :class:`~trollmoves_core.exceptions.ConfigError` for a bad configuration: the
+        launcher prints its message as one line and exits with status 2.
+        """

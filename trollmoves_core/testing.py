@@ -1,0 +1,130 @@
+"""A conformance suite for movers, for our plugins and third-party ones alike.
+
+Subclass :class:`MoverContract` in a test module and provide two fixtures::
+
+    class TestSftpMover(MoverContract):
+        @pytest.fixture
+        def mover(self, sshd_server):
+            with SftpMover({"ssh_key_filename": ...}) as mover:
+                yield mover
+
+        @pytest.fixture
+        def remote_dir(self, sshd_server, tmp_path):
+            return f"sftp://{user}@127.0.0.1:{port}{tmp_path}/"
+
+``remote_dir`` is the URI of an empty, writable directory, ending in ``/``. Override
+``login_count`` to return how many logins the server has seen, to check connection reuse.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.exceptions import TransferError
+from trollmoves_core.mover import Mover
+
+
+class _Abort(Exception):
+    pass
+
+
+class MoverContract:
+    """The behaviour every mover promises (see :mod:`trollmoves_core.mover`)."""
+
+    @pytest.fixture
+    def mover(self) -> Mover:
+        raise NotImplementedError("provide a 'mover' fixture")
+
+    @pytest.fixture
+    def remote_dir(self) -> str:
+        raise NotImplementedError("provide a 'remote_dir' fixture: URI of an empty directory ending in '/'")
+
+    @pytest.fixture
+    def login_count(self) -> None:
+        """Return a callable giving the server's login count, or None to skip the reuse test."""
+        return None
+
+    @pytest.fixture
+    def payload(self, tmp_path: Path) -> Path:
+        path = tmp_path / "src" / "payload.dat"
+        path.parent.mkdir()
+        path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+        return path
+
+    def test_put_then_get_is_byte_identical(self, mover: Mover, remote_dir: str, payload: Path,
+                                            tmp_path: Path) -> None:
+        uri = mover.put(payload, remote_dir)
+        assert uri.endswith("/payload.dat")
+        back = mover.get(remote_dir + "payload.dat", tmp_path / "back" / "copy.dat")
+        assert back.read_bytes() == payload.read_bytes()
+
+    def test_trailing_slash_keeps_name_otherwise_renames(self, mover: Mover, remote_dir: str, payload: Path,
+                                                        tmp_path: Path) -> None:
+        mover.put(payload, remote_dir + "renamed.dat")
+        got = mover.get(remote_dir + "renamed.dat", f"{tmp_path}/dl/")
+        assert got.name == "renamed.dat"
+        assert got.read_bytes() == payload.read_bytes()
+
+    def test_creates_nested_directories(self, mover: Mover, remote_dir: str, payload: Path,
+                                        tmp_path: Path) -> None:
+        uri = mover.put(payload, remote_dir + "a/b/c/")
+        assert "/a/b/c/payload.dat" in uri
+        assert mover.get(remote_dir + "a/b/c/payload.dat", tmp_path / "n.dat").stat().st_size == \
+            payload.stat().st_size
+
+    @pytest.mark.parametrize("name", ["with space.dat", "näive-ø.dat", "semi;colon#hash.dat"])
+    def test_odd_file_names(self, mover: Mover, remote_dir: str, tmp_path: Path, name: str) -> None:
+        source = tmp_path / name
+        source.write_bytes(b"odd name\n")
+        mover.put(source, remote_dir)
+        assert mover.get(remote_dir + name, f"{tmp_path}/back/").read_bytes() == b"odd name\n"
+
+    def test_delete_removes_the_file(self, mover: Mover, remote_dir: str, payload: Path, tmp_path: Path) -> None:
+        mover.put(payload, remote_dir)
+        mover.delete(remote_dir + "payload.dat")
+        with pytest.raises(TransferError):
+            mover.get(remote_dir + "payload.dat", tmp_path / "gone.dat")
+        assert not (tmp_path / "gone.dat").exists()
+
+    def test_get_missing_file_is_a_clear_error(self, mover: Mover, remote_dir: str, tmp_path: Path) -> None:
+        with pytest.raises(TransferError) as info:
+            mover.get(remote_dir + "missing.dat", tmp_path / "m.dat")
+        assert "missing.dat" in str(info.value)
+        assert not info.value.transient
+        assert list(tmp_path.iterdir()) == []
+
+    def test_interrupted_put_leaves_nothing_under_final_name(self, mover: Mover, remote_dir: str,
+                                                             payload: Path, tmp_path: Path) -> None:
+        def explode(_nbytes: int) -> None:
+            raise _Abort("interrupted by the test")
+
+        with pytest.raises(TransferError, match="interrupted by the test"):
+            mover.put(payload, remote_dir, progress=explode)
+        with pytest.raises(TransferError):
+            mover.get(remote_dir + "payload.dat", tmp_path / "partial.dat")
+
+    def test_interrupted_get_leaves_no_local_file(self, mover: Mover, remote_dir: str, payload: Path,
+                                                  tmp_path: Path) -> None:
+        mover.put(payload, remote_dir)
+
+        def explode(_nbytes: int) -> None:
+            raise _Abort("interrupted by the test")
+
+        target = tmp_path / "local" / "payload.dat"
+        with pytest.raises(TransferError):
+            mover.get(remote_dir + "payload.dat", target, progress=explode)
+        assert not target.exists()
+        assert list(target.parent.iterdir()) == []
+
+    def test_connections_are_reused(self, mover: Mover, remote_dir: str, tmp_path: Path, login_count) -> None:
+        if login_count is None:
+            pytest.skip("this server cannot count logins")
+        before = login_count()
+        for i in range(5):
+            source = tmp_path / f"f{i}.dat"
+            source.write_bytes(b"x" * i)
+            mover.put(source, remote_dir)
+        assert login_count() - before <= 1
