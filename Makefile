@@ -6,7 +6,7 @@ DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 p
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv upstream demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml
 demo: venv
 	$(BIN)/python -m trollmoves_core.demo
 
-test: venv
+test: venv upstream
 	scripts/install-system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+upstream:
+	scripts/upstream-venv
 
 lint: venv
 	$(BIN)/ruff check .

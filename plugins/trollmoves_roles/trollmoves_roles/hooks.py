@@ -1,1 +1,21 @@
 """Hook implementations of the trollmoves-roles plugin."""
+
+from __future__ import annotations
+
+import importlib
+
+from trollmoves_core import hookimpl
+from trollmoves_core.role import Role
+
+ROLES = {
+    # role name: "module:class"; modules are imported when the launcher asks for roles.
+}
+
+
+@hookimpl
+def trollmoves_register_roles() -> list[type[Role]]:
+    classes = []
+    for target in ROLES.values():
+        module, _, name = target.partition(":")
+        classes.append(getattr(importlib.import_module(module), name))
+    return classes

@@ -1,0 +1,140 @@
+"""The posttroll bus as every role uses it: publishers that never multicast, and a
+subscriber that survives malformed messages.
+
+posttroll's own ``Subscriber.recv`` dies on a malformed header and polls with a sleep per
+message; :class:`Subscription` is a plain zmq SUB socket that decodes with
+``Message.decode`` and drops what does not decode, with a rate-limited log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+import zmq
+from posttroll.message import Message
+from posttroll.publisher import Publisher
+
+LOG = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 30
+"""Seconds between heartbeats, as upstream (``{"min_interval": 30}``)."""
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Messages larger than this are dropped unread (zmq enforces it per socket)."""
+
+
+def topic_prefix(topic: str) -> str:
+    """The byte prefix posttroll puts on the wire for ``topic`` (``/a`` → ``pytroll://a``)."""
+    if topic.startswith("pytroll:"):
+        return topic
+    if topic.startswith("/"):
+        return "pytroll:/" + topic
+    return "pytroll://" + topic
+
+
+class BusPublisher:
+    """A started posttroll publisher on ``tcp://<bind>:<port>``.
+
+    It never multicasts. With ``nameservers`` (a list of hosts) it also registers, under
+    ``name`` and ``aliases``, the address ``tcp://<advertise>:<port>`` with those
+    nameservers only. ``port=0`` binds a free port; read it back from :attr:`port`.
+    """
+
+    def __init__(self, port: int, *, bind: str = "*", name: str = "trollmoves",
+                 nameservers: Iterable[str] | None = None, advertise: str | None = None,
+                 aliases: Iterable[str] = ()) -> None:
+        self.name = name
+        self._publisher = Publisher(f"tcp://{bind}:{port}", name=name).start()
+        self.port: int = self._publisher.port_number
+        self._registration = None
+        hosts = [h for h in (nameservers or []) if h]
+        if hosts:
+            from posttroll.message_broadcaster import sendaddressservice
+            address = f"tcp://{advertise or _advertised_host(bind)}:{self.port}"
+            self._registration = sendaddressservice(name, address, [name, *aliases], 2, hosts).start()
+        self._last_beat = 0.0
+
+    def send(self, message: Message) -> None:
+        """Publish ``message`` (thread-safe)."""
+        self._publisher.send(message.encode())
+
+    def heartbeat(self, min_interval: int = HEARTBEAT_INTERVAL) -> None:
+        """Send a ``beat`` on ``/heartbeat/<name>`` unless one went out in the last ``min_interval`` s."""
+        now = time.monotonic()
+        if now - self._last_beat >= min_interval:
+            self._last_beat = now
+            self.send(Message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
+
+    def stop(self) -> None:
+        if self._registration is not None:
+            self._registration.stop()
+        self._publisher.stop()
+
+
+def _advertised_host(bind: str) -> str:
+    if bind not in ("*", "0.0.0.0", ""):
+        return bind
+    import socket
+    return socket.gethostname()
+
+
+class Subscription:
+    """A zmq SUB socket on ``addresses`` filtered by posttroll ``topics``.
+
+    Use from one thread. :meth:`recv` returns the next decoded message, or None on timeout.
+    Anything that does not decode is logged (at most once per 10 s) and skipped.
+    """
+
+    def __init__(self, addresses: Iterable[str], topics: Iterable[str], *,
+                 context: zmq.Context | None = None) -> None:
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._socket.setsockopt(zmq.RCVHWM, 0)  # never drop on our side; memory is cheaper than a lost file
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self.addresses: list[str] = []
+        for topic in topics:
+            self._socket.setsockopt_string(zmq.SUBSCRIBE, topic_prefix(topic))
+        for address in addresses:
+            self.add(address)
+        self._dropped = 0
+        self._last_warning = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, address: str) -> None:
+        """Connect to one more publisher (``tcp://host:port`` or ``host:port``)."""
+        address = address if "://" in address else f"tcp://{address}"
+        self._socket.connect(address)
+        self.addresses.append(address)
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when ``timeout`` seconds pass without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = dict(self._poller.poll(None if remaining is None else int(remaining * 1000)))
+            if self._socket not in events:
+                return None
+            raw = self._socket.recv()
+            try:
+                return Message.decode(raw)
+            except Exception as err:  # any malformed message: drop it, keep serving
+                self._note_dropped(raw, err)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
+    def _note_dropped(self, raw: bytes, err: Exception) -> None:
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 10:
+            self._last_warning = now
+            LOG.warning("Dropped %d malformed message(s); latest %r: %s", self._dropped, raw[:120], err)
+            self._dropped = 0
+
+    def close(self) -> None:
+        self._socket.close(linger=0)

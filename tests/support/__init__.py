@@ -1,0 +1,1 @@
+"""Helpers shared by the role, end-to-end and interop tests (importable as ``support``)."""
