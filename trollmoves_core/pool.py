@@ -131,6 +131,8 @@ class ConnectionPool(Generic[C]):
                     finally:
                         self._lock.acquire()
                     continue
+                if not self._idle:  # only emptied lists were left (``_take`` popped their last connection)
+                    break
                 oldest = min(t for conns in self._idle.values() for t, _ in conns)
                 self._wakeup.wait(max(0.01, oldest + self.idle_timeout - now))
             self._reaper = None
