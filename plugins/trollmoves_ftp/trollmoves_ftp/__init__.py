@@ -1,1 +1,1 @@
-"""Trollmoves ftp plugin."""
+"""Trollmoves plugin providing the ``ftp://`` and ``ftps://`` mover (:class:`trollmoves_ftp.mover.FtpMover`)."""

@@ -1,0 +1,351 @@
+"""The ``ftp://`` and ``ftps://`` mover, on the standard library's :mod:`ftplib`."""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import logging
+import netrc
+import posixpath
+import ssl
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.mover import Mover, ProgressCallback
+from trollmoves_core.pool import ConnectionPool
+from trollmoves_core.uri import Location
+
+LOG = logging.getLogger(__name__)
+
+BLOCKSIZE = 1024 * 1024
+"""Bytes per read/write on the data connection; large blocks keep loopback near 1 GB/s."""
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+_QUIT_TIMEOUT = 2.0
+_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+@dataclass
+class _Session:
+    """One logged-in control connection and the directories known to exist on it."""
+
+    ftp: ftplib.FTP
+    known_dirs: set[str] = field(default_factory=set)
+
+
+class FtpMover(Mover):
+    """Deliver to and fetch from FTP servers; ``ftps://`` is explicit TLS (``AUTH TLS``).
+
+    Credentials come from the URI, then the ``username`` / ``password`` connection
+    parameters, then ``~/.netrc`` (the entry for the host, or its ``default``), and last
+    anonymous login, as upstream does. The port comes from the URI (default 21). URI paths
+    are absolute on the server.
+
+    Connection parameters:
+
+    * ``passive`` (default true) or ``active`` (default false): the data-connection mode.
+    * ``timeout`` (default 10): seconds for connecting and for each network read or write.
+    * ``connection_uptime`` (default 30): seconds an idle logged-in connection is kept for
+      reuse; a connection the server dropped meanwhile is replaced transparently (``NOOP``
+      probe).
+    * ``ca_file`` (alias ``cafile``): PEM file of the CA that signed the server's
+      certificate, for ``ftps://`` with a private CA. Without it the system CAs are used.
+    * ``verify`` (default true): ``false`` turns off certificate *and* host-name checks for
+      ``ftps://``. The channel is still encrypted but no longer authenticated; use it only
+      on a trusted network.
+    * ``retries``, ``retry_delay``: see :class:`~trollmoves_core.mover.Mover`.
+
+    Uploads go to a hidden temporary name in the destination directory (missing
+    directories are created) and are renamed to the final name with ``RNFR``/``RNTO``. If
+    the server refuses to rename onto an existing file, that file is deleted first; between
+    the two steps the final name is briefly absent, never partial. A failed upload removes
+    its temporary file when the server is still reachable.
+
+    Server replies 4xx and network errors are transient and retried; 5xx replies (530 login
+    failed, 550 permission denied or no such file) are not.
+    """
+
+    NAME = "ftp"
+    SCHEMES = ("ftp", "ftps")
+
+    def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(connection_params)
+        self.timeout = _number(self.params, "timeout", 10.0)
+        self.passive = _passive(self.params)
+        self.verify = _flag(self.params, "verify", True)
+        self.ca_file = self.params.get("ca_file") or self.params.get("cafile")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ConfigError(f"no such file: {self.ca_file}", key="ca_file")
+        self._endpoints: dict[Hashable, Location] = {}
+        self._pool: ConnectionPool[_Session] = ConnectionPool(
+            self._connect, _close, _is_alive, idle_timeout=self.idle_timeout)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many logins this mover made so far."""
+        return self._pool.opened
+
+    def close(self) -> None:
+        """Log out of every pooled connection."""
+        self._pool.close_all()
+
+    # -- protocol ----------------------------------------------------------------------
+
+    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+        directory = posixpath.dirname(target.path)
+        temporary = self.temporary_name(target.path)
+        started = False
+        try:
+            with self._session(target) as session:
+                self._make_dirs(session, directory)
+                started = True
+                with open(local_path, "rb") as source:
+                    _store(session.ftp, temporary, source, progress)
+                _replace(session.ftp, temporary, target.path)
+        except Exception:
+            if started:
+                self._remove_quietly(target, temporary)
+            raise
+
+    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+        with self._session(source) as session, open(local_path, "wb") as sink:
+            _retrieve(session.ftp, source.path, sink, progress)
+
+    def _delete(self, location: Location) -> None:
+        with self._session(location) as session:
+            session.ftp.delete(location.path)
+
+    def _run(self, what: str, action: Callable[[], None]) -> None:
+        super()._run(what, lambda: _translating_errors(what, action))
+
+    # -- connections -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _session(self, location: Location) -> Iterator[_Session]:
+        """A pooled session; one whose command got a clean error reply stays in the pool."""
+        key = self.connection_key(location)
+        self._endpoints[key] = location
+        refused: ftplib.Error | None = None
+        with self._pool.connection(key) as session:
+            try:
+                yield session
+            except (ftplib.error_perm, ftplib.error_temp) as err:
+                refused = err  # the reply was read in full: the control connection is in step
+        if refused is not None:
+            raise refused
+
+    def _connect(self, key: Hashable) -> _Session:
+        location = self._endpoints[key]
+        user, password = self._credentials(location)
+        ftp: ftplib.FTP
+        if location.scheme == "ftps":
+            ftp = ftplib.FTP_TLS(context=self._tls_context(), timeout=self.timeout)
+        else:
+            ftp = ftplib.FTP(timeout=self.timeout)
+        try:
+            ftp.connect(location.host, location.port or 21)
+            if isinstance(ftp, ftplib.FTP_TLS):
+                ftp.auth()
+            try:
+                ftp.login(user or "", password or "")
+            except ftplib.error_perm as err:
+                if isinstance(ftp, ftplib.FTP_TLS) or not ("TLS" in str(err) or "SSL" in str(err)):
+                    raise
+                raise ftplib.error_perm(f"{err} (the server requires TLS: use an ftps:// URI)") from None
+            if isinstance(ftp, ftplib.FTP_TLS):
+                ftp.prot_p()
+            ftp.set_pasv(self.passive)
+            ftp.voidcmd("TYPE I")
+        except BaseException:
+            ftp.close()
+            raise
+        LOG.debug("Logged in to %s://%s as %s (%s mode)", location.scheme, location.netloc(),
+                  user or "anonymous", "passive" if self.passive else "active")
+        return _Session(ftp)
+
+    def _credentials(self, location: Location) -> tuple[str | None, str | None]:
+        user = location.user or self.params.get("username") or self.params.get("user")
+        password = location.password or self.params.get("password")
+        if password is None:
+            entry = _netrc_entry(location.host)
+            if entry is not None and (user is None or entry[0] == user):
+                user, password = entry
+        return user, password
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if not self.verify:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _make_dirs(self, session: _Session, directory: str) -> None:
+        """Create ``directory`` and its missing parents, like ``mkdir -p``."""
+        if directory in ("", "/") or directory in session.known_dirs:
+            return
+        ftp = session.ftp
+        try:
+            ftp.cwd(directory)
+        except ftplib.error_perm:
+            parts = [p for p in directory.split("/") if p]
+            prefix = "/" if directory.startswith("/") else ""
+            for i in range(len(parts)):
+                current = prefix + "/".join(parts[: i + 1])
+                if current in session.known_dirs:
+                    continue
+                try:
+                    ftp.mkd(current)
+                except ftplib.error_perm as refused:
+                    try:  # it may exist already; if we cannot enter it either, report the MKD reply
+                        ftp.cwd(current)
+                    except ftplib.error_perm:
+                        raise refused from None
+                session.known_dirs.add(current)
+        session.known_dirs.add(directory)
+
+    def _remove_quietly(self, target: Location, temporary: str) -> None:
+        """Best effort: drop a failed upload's temporary file, on a fresh connection."""
+        try:
+            with self._session(target) as session:
+                session.ftp.delete(temporary)
+        except Exception as err:
+            LOG.debug("Could not remove %s on %s: %s", temporary, target.netloc(), err)
+
+
+def _translating_errors(what: str, action: Callable[[], None]) -> None:
+    """Run ``action``, turning FTP replies and TLS errors into classified TransferErrors."""
+    try:
+        action()
+    except ftplib.error_temp as err:
+        raise TransferError(f"{what} failed: server replied {_reply(err)}", transient=True) from err
+    except (ftplib.error_perm, ftplib.error_reply) as err:
+        raise TransferError(f"{what} failed: server replied {_reply(err)}", transient=False) from err
+    except ftplib.error_proto as err:
+        raise TransferError(f"{what} failed: unexpected server reply {_reply(err)}", transient=False) from err
+    except ssl.SSLCertVerificationError as err:
+        message = err.verify_message or str(err)
+        raise TransferError(
+            f"{what} failed: TLS certificate verification failed: {message}; give the CA that signed the "
+            "server's certificate with the 'ca_file' connection parameter (or, on a trusted network only, "
+            "set verify = false)", transient=False) from err
+    except ssl.SSLError as err:
+        raise TransferError(f"{what} failed: TLS error: {err}", transient=isinstance(err, _TRANSIENT_SSL)) from err
+
+
+def _store(ftp: ftplib.FTP, path: str, source: Any, progress: ProgressCallback | None) -> None:
+    with ftp.transfercmd(f"STOR {path}") as conn:
+        while block := source.read(BLOCKSIZE):
+            conn.sendall(block)
+            if progress:
+                progress(len(block))
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()  # a clean TLS close, or the server takes the upload for truncated
+    ftp.voidresp()
+
+
+def _retrieve(ftp: ftplib.FTP, path: str, sink: Any, progress: ProgressCallback | None) -> None:
+    with ftp.transfercmd(f"RETR {path}") as conn:
+        while block := conn.recv(BLOCKSIZE):
+            sink.write(block)
+            if progress:
+                progress(len(block))
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+    ftp.voidresp()
+
+
+def _replace(ftp: ftplib.FTP, temporary: str, final: str) -> None:
+    """Rename ``temporary`` to ``final``, replacing ``final`` if the server will not."""
+    try:
+        ftp.rename(temporary, final)
+        return
+    except ftplib.error_perm:
+        if not _exists(ftp, final):
+            raise
+    LOG.debug("Server refused to rename onto existing %s; deleting it first", final)
+    ftp.delete(final)
+    ftp.rename(temporary, final)
+
+
+def _exists(ftp: ftplib.FTP, path: str) -> bool:
+    try:
+        ftp.size(path)
+    except ftplib.error_perm:
+        return False
+    return True
+
+
+def _close(session: _Session) -> None:
+    ftp = session.ftp
+    try:
+        if ftp.sock is not None:
+            ftp.sock.settimeout(min(_QUIT_TIMEOUT, ftp.timeout or _QUIT_TIMEOUT))
+            ftp.quit()
+    finally:
+        ftp.close()
+
+
+def _is_alive(session: _Session) -> bool:
+    session.ftp.voidcmd("NOOP")
+    return True
+
+
+def _reply(err: BaseException) -> str:
+    return repr(str(err).strip()) if str(err).strip() else type(err).__name__
+
+
+def _netrc_entry(host: str) -> tuple[str, str] | None:
+    """``(login, password)`` from ``~/.netrc`` for ``host``, or None."""
+    try:
+        found = netrc.netrc().authenticators(host)
+    except FileNotFoundError:
+        return None
+    except (OSError, netrc.NetrcParseError) as err:
+        LOG.warning("Ignoring ~/.netrc: %s", err)
+        return None
+    if not found:
+        return None
+    login, _account, password = found
+    return login, password
+
+
+def _flag(params: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = params.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"expected true or false, got {value!r}", key=key)
+
+
+def _number(params: Mapping[str, Any], key: str, default: float) -> float:
+    value = params.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a number of seconds, got {value!r}", key=key) from None
+    if number <= 0:
+        raise ConfigError(f"must be positive, got {value!r}", key=key)
+    return number
+
+
+def _passive(params: Mapping[str, Any]) -> bool:
+    if "passive" in params and "active" in params and _flag(params, "passive", True) == _flag(params, "active", False):
+        raise ConfigError("'passive' and 'active' contradict each other; give only one", key="passive")
+    if "active" in params:
+        return not _flag(params, "active", False)
+    return _flag(params, "passive", True)

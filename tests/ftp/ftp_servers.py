@@ -1,0 +1,118 @@
+"""Real pyftpdlib FTP and FTPS servers on 127.0.0.1, each in its own thread and IOLoop.
+
+Imported by ``conftest.py`` and the test modules (pytest puts this folder on ``sys.path``)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+HOST = "127.0.0.1"
+USER = "mover"
+PASSWORD = "s3cret-pw"  # distinctive, so tests can check it never leaks into messages
+
+logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
+logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+
+
+@dataclass
+class Counters:
+    """What the server saw: successful and failed logins."""
+
+    logins: int = 0
+    failed_logins: int = 0
+
+
+class FtpServerThread(threading.Thread):
+    """A pyftpdlib server with one user; ``tls=(cert, key)`` makes it require explicit TLS."""
+
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
+        super().__init__(daemon=True, name="ftp-server")
+        self.root = root
+        self.counters = Counters()
+        counters = self.counters
+        authorizer = DummyAuthorizer()
+        authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
+        base: type[FTPHandler] = FTPHandler
+        attrs: dict = {"authorizer": authorizer, "auth_failed_timeout": 0}
+        if tls:
+            from pyftpdlib.handlers import TLS_FTPHandler
+
+            base = TLS_FTPHandler
+            attrs.update(certfile=str(tls[0]), keyfile=str(tls[1]), ssl_context=None,
+                         tls_control_required=True, tls_data_required=True)
+
+        def on_login(self: FTPHandler, username: str) -> None:
+            counters.logins += 1
+
+        def on_login_failed(self: FTPHandler, username: str, password: str) -> None:
+            counters.failed_logins += 1
+
+        handler = type("CountingHandler", (base,), {**attrs, "on_login": on_login,
+                                                    "on_login_failed": on_login_failed})
+        self.server = FTPServer((HOST, 0), handler, ioloop=IOLoop())
+        self.port: int = self.server.socket.getsockname()[1]
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+        self.server.close_all()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if threading.current_thread() is not self:
+            self.join(5)
+
+    def drop_sessions(self) -> None:
+        """Close every client connection from the server side, as an idle timeout would."""
+        done = threading.Event()
+
+        def close_handlers() -> None:
+            for handler in list(self.server.ioloop.socket_map.values()):
+                if isinstance(handler, FTPHandler):
+                    handler.close()
+            done.set()
+
+        self.server.ioloop.call_later(0, close_handlers)
+        assert done.wait(5), "server thread did not run the close request"
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA): ``(cert, key)``."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def start_server(root: Path, tls: tuple[Path, Path] | None = None) -> FtpServerThread:
+    root.mkdir(parents=True, exist_ok=True)
+    server = FtpServerThread(root, tls)
+    server.start()
+    return server
+
+
+_dir_numbers = itertools.count()
+
+
+def fresh_dir(server: FtpServerThread, name: str) -> str:
+    """A new empty directory under the server root; returns its server-side path, ending in '/'."""
+    path = f"/{name}-{next(_dir_numbers)}/"
+    (server.root / path.strip("/")).mkdir()
+    return path
+
+
+def ftp_uri(server: FtpServerThread, path: str, *, scheme: str = "ftp", password: bool = True) -> str:
+    auth = f"{USER}:{PASSWORD}" if password else USER
+    return f"{scheme}://{auth}@{HOST}:{server.port}{path}"
