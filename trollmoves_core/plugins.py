@@ -111,10 +111,11 @@ class PluginHost:
         self.watchers = Registry("watcher", self)
         self.roles = Registry("role", self)
         infos = {p.name: p for p in plugins}
-        for plugin in pm.get_plugins():
-            name = pm.get_name(plugin) or repr(plugin)
+        for name, plugin in pm.list_name_plugin():
+            if plugin is None:
+                continue
             info = infos.get(name)
-            provider = f"{info.distribution} ({name})" if info else name
+            provider = f"{info.distribution} ({name})" if info else _plugin_label(plugin)
             if info is not None:
                 info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
             self._collect(plugin, "trollmoves_register_movers", Mover, info, provider)
@@ -160,6 +161,10 @@ class PluginHost:
     def mover(self, uri: str, connection_params: dict[str, Any] | None = None) -> Mover:
         """A new mover for ``uri``'s scheme."""
         return self.mover_class(uri)(connection_params)
+
+
+def _plugin_label(plugin: Any) -> str:
+    return getattr(plugin, "__name__", None) or type(plugin).__name__
 
 
 def _as_list(result: Any) -> list[Any]:
@@ -214,6 +219,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> list[PluginInfo]:
         LOG.warning("Skipping plugin %r from %s %s: %s", ep.name, info.distribution, info.version, info.error)
 
     allowed = [name for name, _ in dists if name not in disabled]
+    # stevedore keeps entry points per process; a load must see what is installed now.
+    NamedExtensionManager.ENTRY_POINT_CACHE.pop(PROJECT_NAME, None)
     manager = NamedExtensionManager(namespace=PROJECT_NAME, names=allowed, invoke_on_load=False,
                                     on_load_failure_callback=on_failure)
     for ext in manager.extensions:

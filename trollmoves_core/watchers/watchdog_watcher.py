@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections import deque
 
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -15,17 +19,22 @@ from watchdog.observers import Observer
 
 from trollmoves_core.watchers.base import Watcher
 
+MOVED_IN_GRACE = 0.05
+"""Seconds to wait, after a file appears, for the open event that says it is being written."""
+
 
 class WatchdogWatcher(Watcher):
-    """Event-driven watcher: reports a file on close-after-write, move-in or hard link."""
+    """Event-driven watcher: reports a file on close-after-write, on a rename inside the
+    watched tree, and when it appears complete (a hard link, a symlink, or a file moved in
+    from an unwatched directory, which inotify reports as a bare creation)."""
 
     NAME = "watchdog"
 
     def start(self) -> None:
-        handler = _Handler(self)
+        self._handler = _Handler(self)
         self._observer = Observer()
         for directory in self.directories:
-            self._observer.schedule(handler, str(directory), recursive=self.recursive)
+            self._observer.schedule(self._handler, str(directory), recursive=self.recursive)
         self._observer.daemon = True
         self._observer.start()
 
@@ -34,25 +43,81 @@ class WatchdogWatcher(Watcher):
         if observer is not None:
             observer.stop()
             observer.join(5)
+            self._handler.close()
 
 
 class _Handler(FileSystemEventHandler):
+    """Turns watchdog events into reports.
+
+    A creation is ambiguous: ``open(O_CREAT)`` also creates, but it is followed at once by
+    an open event (the kernel queues both in the same syscall), while a file moved in from
+    outside gets no open. Creations therefore wait ``MOVED_IN_GRACE`` for an open before
+    they are reported.
+    """
+
     def __init__(self, watcher: Watcher) -> None:
         self.watcher = watcher
+        self._pending: dict[str, float] = {}
+        self._order: deque[str] = deque()
+        self._wakeup = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._report_settled, name="watchdog-created", daemon=True)
+        self._thread.start()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
+        path = os.fsdecode(event.src_path)
         if isinstance(event, FileClosedEvent):
-            self.watcher.report(os.fsdecode(event.src_path))
+            self._forget(path)
+            self.watcher.report(path)
         elif isinstance(event, FileMovedEvent):
             self.watcher.report(os.fsdecode(event.dest_path))
+        elif isinstance(event, FileOpenedEvent):
+            self._forget(path)
         elif isinstance(event, FileCreatedEvent):
-            # A hard link or symlink appears complete, with no close event to follow.
-            path = os.fsdecode(event.src_path)
             try:
                 st = os.lstat(path)
             except OSError:
                 return
             if st.st_nlink > 1 or os.path.islink(path):
                 self.watcher.report(path)
+            else:
+                with self._wakeup:
+                    self._pending[path] = time.monotonic() + MOVED_IN_GRACE
+                    self._order.append(path)
+                    self._wakeup.notify()
+
+    def _forget(self, path: str) -> None:
+        if self._pending:
+            with self._wakeup:
+                self._pending.pop(path, None)
+
+    def _report_settled(self) -> None:
+        with self._wakeup:
+            while not self._closed:
+                if not self._order:
+                    self._wakeup.wait()
+                    continue
+                path = self._order[0]
+                deadline = self._pending.get(path)
+                if deadline is None:
+                    self._order.popleft()
+                    continue
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    self._wakeup.wait(delay)
+                    continue
+                self._order.popleft()
+                del self._pending[path]
+                self._wakeup.release()
+                try:
+                    self.watcher.report(path)
+                finally:
+                    self._wakeup.acquire()
+
+    def close(self) -> None:
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify()
+        self._thread.join(2)

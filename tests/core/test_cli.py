@@ -1,0 +1,106 @@
+"""The trollmoves launcher, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TROLLMOVES, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_plugins_table_lists_every_distribution() -> None:
+    result = run("plugins")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["distribution", "version", "movers", "watchers", "roles"]
+    core = next(line for line in lines if line.startswith("trollmoves-core"))
+    assert "file" in core and "watchdog, polling, inotify" in core
+    for dist in ("trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"):
+        assert any(line.startswith(dist) for line in lines), dist
+
+
+def test_plugins_json() -> None:
+    result = run("plugins", "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["trollmoves-core"]["movers"] == ["file"]
+    assert "trollmoves_register_watchers" in rows["trollmoves-core"]["hooks"]
+    assert rows["trollmoves-core"]["error"] is None
+
+
+def test_version_lists_plugins() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("trollmoves-core ")
+    assert "trollmoves-roles" in result.stdout
+
+
+def test_move_copies_and_exits_zero(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"payload")
+    result = run("move", str(src), f"file://{tmp_path}/out/", "-o", "mode=copy")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "in.dat").read_bytes() == b"payload"
+
+
+def test_get_fetches_to_a_local_directory(tmp_path: Path) -> None:
+    src = tmp_path / "remote" / "in.dat"
+    src.parent.mkdir()
+    src.write_bytes(b"payload")
+    result = run("get", f"file://{src}", f"{tmp_path}/local/")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "local" / "in.dat").read_bytes() == b"payload"
+
+
+def test_move_of_missing_file_exits_one_with_one_line(tmp_path: Path) -> None:
+    result = run("move", str(tmp_path / "nope.dat"), f"{tmp_path}/out/")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"trollmoves: put {tmp_path}/nope.dat to file://{tmp_path}/out/nope.dat failed: no such local file"]
+
+
+def test_unknown_scheme_exits_two_with_install_hint(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"x")
+    result = run("move", str(src), "sftp://host/dir/", env={"TROLLMOVES_DISABLE_PLUGINS": "ssh"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "trollmoves: error: no mover for 'sftp://': pip install trollmoves-ssh"
+
+
+def test_missing_role_exits_two_with_install_hint() -> None:
+    result = run("server", "x.ini", env={"TROLLMOVES_DISABLE_PLUGINS": "roles"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "trollmoves: error: no role 'server': pip install trollmoves-roles"
+
+
+def test_bad_connection_params_file_exits_two(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"x")
+    params = tmp_path / "params.yaml"
+    params.write_text("mode: [unclosed\n")
+    result = run("move", str(src), f"{tmp_path}/out/", "--connection-params", str(params))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"{params}: line 2: invalid YAML" in result.stderr
+
+
+def test_bad_option_syntax_exits_two(tmp_path: Path) -> None:
+    result = run("move", str(tmp_path), f"{tmp_path}/out/", "-o", "novalue")
+    assert result.returncode == 2
+    assert "expected key=value, got 'novalue'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["plugins", "move", "get"])
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "--verbose" in result.stdout

@@ -1,0 +1,148 @@
+"""Plugin discovery, registries and their error messages."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core import hookimpl, plugins
+from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
+from trollmoves_core.file_mover import FileMover
+from trollmoves_core.mover import Mover
+from trollmoves_core.plugins import load_plugins
+
+
+def plugin_object(**hooks):
+    """A hashable plugin object carrying the given hook implementations."""
+    return type("InlinePlugin", (), {name: staticmethod(hookimpl(fn)) for name, fn in hooks.items()})()
+
+
+class NullMover(Mover):
+    NAME = "null"
+    SCHEMES = ("null", "file")
+
+    def _put(self, local_path, target, progress):
+        pass
+
+    def _get(self, source, local_path, progress):
+        pass
+
+    def _delete(self, location):
+        pass
+
+
+def make_dist(tmp_path: Path, name: str, ep_name: str, module: str, source: str) -> None:
+    """Install a tiny distribution (a module plus dist-info) on sys.path."""
+    (tmp_path / f"{module}.py").write_text(source)
+    info = tmp_path / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[trollmoves]\n{ep_name} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in list(sys.modules):
+        if name.startswith("tm_test_"):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def test_builtin_file_mover_and_watchers_register_through_the_hooks() -> None:
+    host = load_plugins()
+    assert host.mover_class("file:///tmp/x") is FileMover
+    assert host.mover_class("/plain/path") is FileMover
+    assert {"watchdog", "polling", "inotify"} <= set(host.watchers.classes)
+    core = next(p for p in host.plugins if p.distribution == "trollmoves-core")
+    assert core.movers == ["file"]
+    assert "trollmoves_register_movers" in core.hooks
+
+
+def test_unknown_scheme_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "ssh")
+    host = load_plugins()
+    with pytest.raises(UnknownPluginError, match=r"^no mover for 'sftp://': pip install trollmoves-ssh$"):
+        host.mover_class("sftp://host/path")
+
+
+def test_unknown_third_party_scheme_lists_known_ones() -> None:
+    host = load_plugins()
+    with pytest.raises(UnknownPluginError, match=r"no mover for 'gopher://' \(known: .*file"):
+        host.mover_class("gopher://host/x")
+
+
+def test_unknown_role_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "roles")
+    with pytest.raises(UnknownPluginError, match="no role 'server': pip install trollmoves-roles"):
+        load_plugins().roles.get("server")
+
+
+def test_broken_plugin_is_skipped_with_a_warning_and_the_rest_works(
+        site: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_dist(site, "trollmoves-broken", "broken", "tm_test_broken", "import no_such_module_anywhere\n")
+    with caplog.at_level(logging.WARNING):
+        host = load_plugins()
+    assert "Skipping plugin 'broken' from trollmoves-broken 1.0: ModuleNotFoundError" in caplog.text
+    assert host.mover_class("file:///x") is FileMover
+    broken = next(p for p in host.plugins if p.name == "broken")
+    assert "no_such_module_anywhere" in broken.error
+
+
+def test_broken_plugin_becomes_a_hard_error_when_its_scheme_is_asked_for(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "ssh")
+    make_dist(site, "trollmoves-ssh-fake", "sshfake", "tm_test_sshfake", "raise ImportError('paramiko too old')\n")
+    monkeypatch.setitem(plugins.KNOWN_PROVIDERS["mover"], "sftp", "trollmoves-ssh-fake")
+    with pytest.raises(UnknownPluginError, match="trollmoves-ssh-fake is installed but failed to load: "
+                                                 "ImportError: paramiko too old"):
+        load_plugins().mover_class("sftp://h/x")
+
+
+def test_third_party_plugin_from_entry_point(site: Path) -> None:
+    make_dist(site, "trollmoves-null", "null", "tm_test_null", (
+        "from trollmoves_core import hookimpl\n"
+        "from trollmoves_core.file_mover import FileMover\n"
+        "class Null(FileMover):\n"
+        "    NAME = 'null'\n"
+        "    SCHEMES = ('null',)\n"
+        "@hookimpl\n"
+        "def trollmoves_register_movers():\n"
+        "    return Null\n"))
+    host = load_plugins()
+    assert host.mover_class("null://x/y").NAME == "null"
+    info = next(p for p in host.plugins if p.name == "null")
+    assert (info.distribution, info.version, info.movers) == ("trollmoves-null", "1.0", ["null"])
+
+
+def test_two_plugins_claiming_one_scheme_is_an_error_naming_both() -> None:
+    extra = plugin_object(trollmoves_register_movers=lambda: [NullMover])
+    host = load_plugins(extra=[extra])
+    with pytest.raises(PluginConflictError, match=r"mover 'file' is provided by more than one plugin: "
+                                                  r"trollmoves-core \(core\), InlinePlugin;"):
+        host.mover_class("file:///x")
+    assert host.mover_class("null://x") is NullMover
+
+
+def test_hook_returning_a_non_mover_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    extra = plugin_object(trollmoves_register_movers=lambda: [dict])
+    with caplog.at_level(logging.WARNING):
+        load_plugins(entry_points=False, extra=[extra])
+    assert "not a Mover subclass" in caplog.text
+
+
+def test_plugin_manager_rejects_unknown_hooks() -> None:
+    extra = plugin_object(trollmoves_register_teleporters=lambda: [])
+    with pytest.raises(Exception, match="unknown hook 'trollmoves_register_teleporters'"):
+        load_plugins(entry_points=False, extra=[extra])
+
+
+def test_installed_distributions_match_their_entry_points() -> None:
+    dists = {d.metadata["Name"] for d in importlib.metadata.distributions()
+             if any(ep.group == "trollmoves" for ep in d.entry_points)}
+    assert {"trollmoves-core", "trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"} <= dists

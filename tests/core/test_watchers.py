@@ -1,0 +1,142 @@
+"""Watchers report each file once, when complete, never while it is being written."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.plugins import load_plugins
+from trollmoves_core.watchers.base import Watcher
+
+WATCHERS = load_plugins().watchers.classes
+
+
+def start(name: str, directory: Path, interval: float = 0.05, **options) -> tuple[Watcher, queue.Queue[Path]]:
+    found: queue.Queue[Path] = queue.Queue()
+    watcher = WATCHERS[name]([directory], found.put, interval=interval, **options)
+    watcher.start()
+    return watcher, found
+
+
+def drain(found: queue.Queue[Path], wait: float) -> list[Path]:
+    items = []
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            items.append(found.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            return items
+
+
+@pytest.mark.parametrize("name", ["watchdog", "polling"])
+def test_slowly_written_file_is_reported_once_after_close(name: str, tmp_path: Path) -> None:
+    # Polling can only tell "complete" by a size held still for a whole interval, so its
+    # interval must exceed the writer's pauses (0.1 s here), as on a real NFS mount.
+    watcher, found = start(name, tmp_path, interval=0.3)
+    try:
+        path = tmp_path / "slow.dat"
+        with open(path, "wb") as handle:
+            for _ in range(5):
+                handle.write(b"x" * 1000)
+                handle.flush()
+                time.sleep(0.1)
+                assert found.empty(), "reported while still being written"
+        reported = drain(found, 1.0)
+    finally:
+        watcher.stop()
+    assert reported == [path]
+    assert path.stat().st_size == 5000
+
+
+@pytest.mark.parametrize("name", ["watchdog", "polling"])
+def test_file_moved_in_is_reported_and_hidden_temp_is_not(name: str, tmp_path: Path) -> None:
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    watcher, found = start(name, watched)
+    try:
+        temp = watched / ".incoming.part"
+        temp.write_bytes(b"data")
+        os.replace(temp, watched / "incoming.dat")
+        outside = tmp_path / "outside.dat"
+        outside.write_bytes(b"data")
+        os.replace(outside, watched / "moved.dat")
+        reported = drain(found, 1.0)
+    finally:
+        watcher.stop()
+    assert sorted(p.name for p in reported) == ["incoming.dat", "moved.dat"]
+
+
+def test_hard_link_into_directory_is_reported(tmp_path: Path) -> None:
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    source = tmp_path / "src.dat"
+    source.write_bytes(b"data")
+    watcher, found = start("watchdog", watched)
+    try:
+        os.link(source, watched / "linked.dat")
+        reported = drain(found, 0.5)
+    finally:
+        watcher.stop()
+    assert [p.name for p in reported] == ["linked.dat"]
+
+
+def test_recursive_watch_sees_subdirectories(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    watcher, found = start("watchdog", tmp_path, recursive=True)
+    try:
+        (tmp_path / "a" / "b" / "deep.dat").write_bytes(b"x")
+        reported = drain(found, 0.5)
+    finally:
+        watcher.stop()
+    assert reported == [tmp_path / "a" / "b" / "deep.dat"]
+
+
+def test_polling_ignores_files_present_at_start(tmp_path: Path) -> None:
+    (tmp_path / "old.dat").write_bytes(b"x")
+    watcher, found = start("polling", tmp_path)
+    try:
+        (tmp_path / "new.dat").write_bytes(b"y")
+        reported = drain(found, 0.5)
+    finally:
+        watcher.stop()
+    assert [p.name for p in reported] == ["new.dat"]
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="cannot watch missing directory: .*nowhere"):
+        WATCHERS["watchdog"]([tmp_path / "nowhere"], print)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="pyinotify may import before 3.12")
+def test_inotify_watcher_explains_why_it_cannot_run_on_312(tmp_path: Path) -> None:
+    watcher = WATCHERS["inotify"]([tmp_path], print)
+    with pytest.raises(RuntimeError, match=r"watcher 'inotify' unavailable: pyinotify cannot be imported on "
+                                           r"Python 3\.\d+ .*asyncore.*use watcher 'watchdog'"):
+        watcher.start()
+
+
+def test_callback_error_does_not_stop_the_watcher(tmp_path: Path) -> None:
+    seen: list[Path] = []
+
+    def callback(path: Path) -> None:
+        seen.append(path)
+        if path.name == "bad.dat":
+            raise RuntimeError("boom")
+
+    watcher = WATCHERS["watchdog"]([tmp_path], callback)
+    watcher.start()
+    try:
+        (tmp_path / "bad.dat").write_bytes(b"x")
+        time.sleep(0.2)
+        (tmp_path / "good.dat").write_bytes(b"x")
+        deadline = time.monotonic() + 2
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        watcher.stop()
+    assert [p.name for p in seen] == ["bad.dat", "good.dat"]
