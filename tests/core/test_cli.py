@@ -14,7 +14,7 @@ TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TROLLMOVES, *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([TROLLMOVES, *args], capture_output=True, text=True, timeout=60, check=False,
                           env={**os.environ, **(env or {})})
 
 

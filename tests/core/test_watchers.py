@@ -108,7 +108,7 @@ def test_polling_ignores_files_present_at_start(tmp_path: Path) -> None:
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="cannot watch missing directory: .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"cannot watch missing directory: .*nowhere"):
         WATCHERS["watchdog"]([tmp_path / "nowhere"], print)
 
 

@@ -1,0 +1,170 @@
+"""URIs, config loading, the connection pool and retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.config import parse_key_values, read_ini, read_yaml
+from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.patterns import FilePattern
+from trollmoves_core.pool import ConnectionPool
+from trollmoves_core.retry import is_transient, with_retries
+from trollmoves_core.uri import parse_uri, redact, target_path
+
+
+def test_parse_uri_reads_every_part() -> None:
+    loc = parse_uri("sftp://bob:s3cret@host.example:2222/data/in/?timeout=5")
+    assert (loc.scheme, loc.user, loc.password, loc.host, loc.port, loc.path, loc.query) == \
+        ("sftp", "bob", "s3cret", "host.example", 2222, "/data/in/", {"timeout": "5"})
+    assert "s3cret" not in repr(loc) and "s3cret" not in str(loc)
+    assert loc.geturi(with_password=True) == "sftp://bob:s3cret@host.example:2222/data/in/?timeout=5"
+
+
+def test_plain_paths_and_odd_names_stay_raw() -> None:
+    assert parse_uri("/data/a b#c.nc").path == "/data/a b#c.nc"
+    assert parse_uri("file:///data/a b#c.nc").path == "/data/a b#c.nc"
+    assert parse_uri("/data/x").scheme == "file"
+
+
+def test_redact_removes_only_the_password() -> None:
+    assert redact("ftp://user:pw@host:21/dir/") == "ftp://user@host:21/dir/"
+    assert redact("/plain/path") == "/plain/path"
+
+
+def test_bad_port_is_named() -> None:
+    with pytest.raises(ValueError, match=r"invalid port in URI 'ftp://u@host:99999/x'"):
+        parse_uri("ftp://u:pw@host:99999/x")
+
+
+def test_target_path_rule() -> None:
+    assert target_path("/out/", "a.nc") == "/out/a.nc"
+    assert target_path("/out/b.nc", "a.nc") == "/out/b.nc"
+
+
+def test_file_pattern_directory_and_match() -> None:
+    pattern = FilePattern("/data/in/{platform}_{start_time:%Y%m%d%H%M}.dat")
+    assert pattern.directory == Path("/data/in") and not pattern.recursive
+    fields = pattern.match("/data/in/noaa19_202401020304.dat")
+    assert fields["platform"] == "noaa19" and fields["start_time"].minute == 4
+    assert pattern.match("/data/in/other.txt") is None
+    nested = FilePattern("/data/{date:%Y%m%d}/{name}.nc")
+    assert nested.directory == Path("/data") and nested.recursive
+
+
+def test_ini_defaults_are_inherited_and_errors_are_located(tmp_path: Path) -> None:
+    ini = tmp_path / "server.ini"
+    ini.write_text("[DEFAULT]\nrequest_port = 9092\n[chain]\norigin = /in/{x}.dat\nremove_delay = soon\n"
+                   "delete = maybe\npattern = %Y%m%d\n")
+    section = read_ini(ini)["chain"]
+    assert section.get_int("request_port") == 9092
+    assert section["pattern"] == "%Y%m%d"
+    with pytest.raises(ConfigError, match=rf"^{ini}: \[chain\] remove_delay: expected a number, got 'soon'$"):
+        section.get_float("remove_delay")
+    with pytest.raises(ConfigError, match=r"\[chain\] delete: expected true/false, got 'maybe'"):
+        section.get_bool("delete")
+    with pytest.raises(ConfigError, match=r"\[chain\] topic: required key is missing"):
+        section.require("topic")
+
+
+def test_ini_syntax_error_is_one_line(tmp_path: Path) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_text("no section header\n")
+    with pytest.raises(ConfigError) as info:
+        read_ini(ini)
+    assert str(info.value).startswith(f"{ini}: ") and "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read: No such file or directory"):
+        read_yaml(tmp_path / "nope.yaml")
+
+
+def test_key_values_stay_strings() -> None:
+    assert parse_key_values(["password=0123", "passive=false", "x=a=b"]) == \
+        {"password": "0123", "passive": "false", "x": "a=b"}
+
+
+class FakeConnection:
+    def __init__(self, key: object) -> None:
+        self.key, self.alive, self.closed = key, True, False
+
+
+def test_pool_reuses_per_key_and_closes_after_idle_timeout() -> None:
+    closed: list[FakeConnection] = []
+    pool = ConnectionPool(FakeConnection, lambda c: closed.append(c), lambda c: c.alive, idle_timeout=0.2)
+    with pool.connection("a") as first:
+        pass
+    with pool.connection("a") as second:
+        pass
+    with pool.connection("b"):
+        pass
+    assert first is second and pool.opened == 2
+    deadline = time.monotonic() + 3
+    while len(closed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert {c.key for c in closed} == {"a", "b"}
+
+
+def test_pool_replaces_dead_connections_and_discards_after_errors() -> None:
+    closed: list[FakeConnection] = []
+    pool = ConnectionPool(FakeConnection, lambda c: closed.append(c), lambda c: c.alive, idle_timeout=30)
+    with pool.connection("a") as first:
+        pass
+    first.alive = False
+    with pool.connection("a") as second:
+        pass
+    assert second is not first and closed == [first]
+    with pytest.raises(RuntimeError), pool.connection("a") as third:
+        raise RuntimeError("broken transfer")
+    assert third is second and closed[-1] is third
+    pool.close_all()
+
+
+def test_pool_gives_concurrent_users_their_own_connection() -> None:
+    pool = ConnectionPool(FakeConnection, lambda c: None, idle_timeout=30)
+    inside = threading.Barrier(2)
+    seen = []
+
+    def use() -> None:
+        with pool.connection("a") as conn:
+            seen.append(conn)
+            inside.wait(5)
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert seen[0] is not seen[1] and pool.opened == 2
+    pool.close_all()
+
+
+def test_retries_transient_errors_with_backoff_then_succeeds() -> None:
+    calls, sleeps = [], []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return "ok"
+
+    assert with_retries(flaky, what="put x", attempts=3, base_delay=0.5, sleep=sleeps.append) == "ok"
+    assert sleeps == [0.5, 1.0]
+
+
+def test_no_retry_for_permission_or_auth_errors() -> None:
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise TransferError("530 Login incorrect", transient=False)
+
+    with pytest.raises(TransferError):
+        with_retries(denied, what="put x", attempts=5, sleep=lambda s: None)
+    assert len(calls) == 1
+    assert not is_transient(PermissionError("no"))
+    assert is_transient(TimeoutError())
