@@ -95,7 +95,7 @@ class FakeConnection:
 
 def test_pool_reuses_per_key_and_closes_after_idle_timeout() -> None:
     closed: list[FakeConnection] = []
-    pool = ConnectionPool(FakeConnection, lambda c: closed.append(c), lambda c: c.alive, idle_timeout=0.2)
+    pool = ConnectionPool(FakeConnection, closed.append, lambda c: c.alive, idle_timeout=0.2)
     with pool.connection("a") as first:
         pass
     with pool.connection("a") as second:
@@ -111,7 +111,7 @@ def test_pool_reuses_per_key_and_closes_after_idle_timeout() -> None:
 
 def test_pool_replaces_dead_connections_and_discards_after_errors() -> None:
     closed: list[FakeConnection] = []
-    pool = ConnectionPool(FakeConnection, lambda c: closed.append(c), lambda c: c.alive, idle_timeout=30)
+    pool = ConnectionPool(FakeConnection, closed.append, lambda c: c.alive, idle_timeout=30)
     with pool.connection("a") as first:
         pass
     first.alive = False
