@@ -98,8 +98,8 @@ class Subscription:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self.addresses: list[str] = []
-        for topic in topics:
-            self._socket.setsockopt_string(zmq.SUBSCRIBE, topic_prefix(topic))
+        self.topics: list[str] = []
+        self.set_topics(topics)
         for address in addresses:
             self.add(address)
         self._dropped = 0
@@ -107,10 +107,23 @@ class Subscription:
         self._lock = threading.Lock()
 
     def add(self, address: str) -> None:
-        """Connect to one more publisher (``tcp://host:port`` or ``host:port``)."""
+        """Connect to one more publisher (``tcp://host:port`` or ``host:port``); known ones are ignored."""
         address = address if "://" in address else f"tcp://{address}"
+        if address in self.addresses:
+            return
         self._socket.connect(address)
         self.addresses.append(address)
+
+    def set_topics(self, topics: Iterable[str]) -> None:
+        """Filter on ``topics`` from now on (a config reload), without reconnecting."""
+        wanted = list(dict.fromkeys(topic_prefix(t) for t in topics))
+        for prefix in self.topics:
+            if prefix not in wanted:
+                self._socket.setsockopt_string(zmq.UNSUBSCRIBE, prefix)
+        for prefix in wanted:
+            if prefix not in self.topics:
+                self._socket.setsockopt_string(zmq.SUBSCRIBE, prefix)
+        self.topics = wanted
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next message, or None when ``timeout`` seconds pass without one."""
@@ -138,3 +151,71 @@ class Subscription:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+
+
+class NameserverLookup:
+    """Ask posttroll nameservers (REQ on their port, never multicast) for publisher addresses.
+
+    A daemon thread asks each nameserver for each service every ``interval`` seconds;
+    :meth:`new_addresses` returns, once each, the addresses found since the last call, for the
+    thread that owns the :class:`Subscription` to add. An unreachable nameserver is logged once
+    per outage and asked again later.
+
+    :param nameservers: hosts (the configured nameserver port is used) or ``tcp://host:port``.
+    :param services: service names; ``""`` means every registered publisher.
+    """
+
+    def __init__(self, nameservers: Iterable[str], services: Iterable[str] = ("",), *,
+                 interval: float = 30.0, timeout: float = 2.0) -> None:
+        self.nameservers = [n for n in nameservers if n]
+        self.services = list(services) or [""]
+        self.interval, self.timeout = interval, timeout
+        self._found: list[str] = []
+        self._known: set[str] = set()
+        self._failing: set[str] = set()
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nameserver-lookup", daemon=True)
+
+    def start(self) -> NameserverLookup:
+        if self.nameservers:
+            self._thread.start()
+        return self
+
+    def new_addresses(self) -> list[str]:
+        with self._lock:
+            found, self._found = self._found, []
+        return found
+
+    def lookup_once(self) -> None:
+        """Ask every nameserver once (the thread does this every ``interval`` s)."""
+        from posttroll.ns import get_pub_address
+        for nameserver in self.nameservers:
+            for service in self.services:
+                try:
+                    entries = get_pub_address(service, timeout=self.timeout, nameserver=nameserver) or []
+                except Exception as err:  # unreachable or confused nameserver: try again next round
+                    if nameserver not in self._failing:
+                        self._failing.add(nameserver)
+                        LOG.warning("Nameserver %s did not answer for service %r: %s", nameserver, service, err)
+                    continue
+                if nameserver in self._failing:
+                    self._failing.discard(nameserver)
+                    LOG.info("Nameserver %s answers again", nameserver)
+                for entry in entries:
+                    address = entry.get("URI") if isinstance(entry, dict) else entry
+                    if address and address not in self._known:
+                        self._known.add(address)
+                        LOG.info("Nameserver %s: subscribing to %s (service %r)", nameserver, address, service)
+                        with self._lock:
+                            self._found.append(address)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            self.lookup_once()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(self.timeout + 1)
