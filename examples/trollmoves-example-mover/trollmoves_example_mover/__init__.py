@@ -1,0 +1,1 @@
+"""Example trollmoves plugin: a ``memory://`` mover, the smallest complete mover."""

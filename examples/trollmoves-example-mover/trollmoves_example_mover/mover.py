@@ -1,0 +1,54 @@
+"""A mover that keeps files in this process's memory, keyed by ``host/path``.
+
+Useful in tests of code that uses movers, and as a template: a mover implements ``_put``,
+``_get`` and ``_delete``; the base class handles the destination rule, retries, atomic
+local downloads and error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from trollmoves_core.mover import Mover, ProgressCallback
+from trollmoves_core.uri import Location
+
+LOG = logging.getLogger(__name__)
+
+STORE: dict[str, bytes] = {}
+_LOCK = threading.Lock()
+
+
+class MemoryMover(Mover):
+    """``memory://bucket/path``: files live in :data:`STORE` until the process ends."""
+
+    NAME = "memory"
+    SCHEMES = ("memory",)
+
+    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+        data = local_path.read_bytes()
+        if progress:
+            progress(len(data))  # before storing: an aborted transfer stores nothing
+        with _LOCK:
+            STORE[_key(target)] = data
+        LOG.info("%s now holds %d bytes", target, len(data))
+
+    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+        with _LOCK:
+            try:
+                data = STORE[_key(source)]
+            except KeyError:
+                raise FileNotFoundError(f"no such object: {source}") from None
+        local_path.write_bytes(data)
+        if progress:
+            progress(len(data))
+
+    def _delete(self, location: Location) -> None:
+        with _LOCK:
+            if STORE.pop(_key(location), None) is None:
+                raise FileNotFoundError(f"no such object: {location}")
+
+
+def _key(location: Location) -> str:
+    return location.host + location.path
