@@ -8,8 +8,9 @@ import itertools
 import logging
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
@@ -19,6 +20,8 @@ from pyftpdlib.servers import FTPServer
 HOST = "127.0.0.1"
 USER = "mover"
 PASSWORD = "s3cret-pw"  # distinctive, so tests can check it never leaks into messages
+READER = "reader"
+"""A second user who may list and download but not write."""
 
 logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
 logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
@@ -30,18 +33,25 @@ class Counters:
 
     logins: int = 0
     failed_logins: int = 0
+    failed_users: list[str] = field(default_factory=list)
 
 
 class FtpServerThread(threading.Thread):
-    """A pyftpdlib server with one user; ``tls=(cert, key)`` makes it require explicit TLS."""
+    """A pyftpdlib server with a writer and a read-only user.
 
-    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
+    ``tls=(cert, key)`` makes it require explicit TLS; ``handler_attrs`` overrides handler
+    attributes or ``ftp_*`` command methods (to imitate other servers).
+    """
+
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None,
+                 handler_attrs: dict[str, Any] | None = None) -> None:
         super().__init__(daemon=True, name="ftp-server")
         self.root = root
         self.counters = Counters()
         counters = self.counters
         authorizer = DummyAuthorizer()
         authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
+        authorizer.add_user(READER, PASSWORD, str(root), perm="elr")
         base: type[FTPHandler] = FTPHandler
         attrs: dict = {"authorizer": authorizer, "auth_failed_timeout": 0}
         if tls:
@@ -51,14 +61,20 @@ class FtpServerThread(threading.Thread):
             attrs.update(certfile=str(tls[0]), keyfile=str(tls[1]), ssl_context=None,
                          tls_control_required=True, tls_data_required=True)
 
-        def on_login(self: FTPHandler, username: str) -> None:
+        # Count before the reply goes out (pyftpdlib's on_login* hooks run after it), so a
+        # client that has seen the reply always sees the new count.
+        def handle_auth_success(self: FTPHandler, *args: Any) -> None:
             counters.logins += 1
+            base.handle_auth_success(self, *args)
 
-        def on_login_failed(self: FTPHandler, username: str, password: str) -> None:
+        def handle_auth_failed(self: FTPHandler, *args: Any) -> None:
             counters.failed_logins += 1
+            counters.failed_users.append(self.username)
+            base.handle_auth_failed(self, *args)
 
-        handler = type("CountingHandler", (base,), {**attrs, "on_login": on_login,
-                                                    "on_login_failed": on_login_failed})
+        handler = type("CountingHandler", (base,), {**attrs, "handle_auth_success": handle_auth_success,
+                                                    "handle_auth_failed": handle_auth_failed,
+                                                    **(handler_attrs or {})})
         self.server = FTPServer((HOST, 0), handler, ioloop=IOLoop())
         self.port: int = self.server.socket.getsockname()[1]
         self._halt = threading.Event()
@@ -87,18 +103,19 @@ class FtpServerThread(threading.Thread):
         assert done.wait(5), "server thread did not run the close request"
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (it is its own CA): ``(cert, key)``."""
+def make_cert(directory: Path, san: str = "IP:127.0.0.1,DNS:localhost") -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for the names in ``san``: ``(cert, key)``."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-subj", "/CN=localhost", "-addext", f"subjectAltName={san}",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
 
 
-def start_server(root: Path, tls: tuple[Path, Path] | None = None) -> FtpServerThread:
+def start_server(root: Path, tls: tuple[Path, Path] | None = None,
+                 handler_attrs: dict[str, Any] | None = None) -> FtpServerThread:
     root.mkdir(parents=True, exist_ok=True)
-    server = FtpServerThread(root, tls)
+    server = FtpServerThread(root, tls, handler_attrs)
     server.start()
     return server
 
@@ -113,6 +130,7 @@ def fresh_dir(server: FtpServerThread, name: str) -> str:
     return path
 
 
-def ftp_uri(server: FtpServerThread, path: str, *, scheme: str = "ftp", password: bool = True) -> str:
-    auth = f"{USER}:{PASSWORD}" if password else USER
+def ftp_uri(server: FtpServerThread, path: str, *, scheme: str = "ftp", user: str = USER,
+            password: str | None = PASSWORD) -> str:
+    auth = f"{user}:{password}" if password else user
     return f"{scheme}://{auth}@{HOST}:{server.port}{path}"

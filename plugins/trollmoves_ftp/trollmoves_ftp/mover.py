@@ -116,7 +116,7 @@ class FtpMover(Mover):
             _retrieve(session.ftp, source.path, sink, progress)
 
     def _delete(self, location: Location) -> None:
-        with self._session(location) as session:
+        with self._session(location) as session, _step(f"DELE {location.path}"):
             session.ftp.delete(location.path)
 
     def _run(self, what: str, action: Callable[[], None]) -> None:
@@ -151,11 +151,12 @@ class FtpMover(Mover):
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.auth()
             try:
-                ftp.login(user or "", password or "")
+                with _step(f"login as {user or 'anonymous'}"):
+                    ftp.login(user or "", password or "")
             except ftplib.error_perm as err:
-                if isinstance(ftp, ftplib.FTP_TLS) or not ("TLS" in str(err) or "SSL" in str(err)):
-                    raise
-                raise ftplib.error_perm(f"{err} (the server requires TLS: use an ftps:// URI)") from None
+                if not isinstance(ftp, ftplib.FTP_TLS) and ("TLS" in str(err) or "SSL" in str(err)):
+                    err.hint = "the server requires TLS: use an ftps:// URI"  # type: ignore[attr-defined]
+                raise
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
             ftp.set_pasv(self.passive)
@@ -201,7 +202,8 @@ class FtpMover(Mover):
                 if current in session.known_dirs:
                     continue
                 try:
-                    ftp.mkd(current)
+                    with _step(f"MKD {current}"):
+                        ftp.mkd(current)
                 except ftplib.error_perm as refused:
                     try:  # it may exist already; if we cannot enter it either, report the MKD reply
                         ftp.cwd(current)
@@ -224,11 +226,9 @@ def _translating_errors(what: str, action: Callable[[], None]) -> None:
     try:
         action()
     except ftplib.error_temp as err:
-        raise TransferError(f"{what} failed: server replied {_reply(err)}", transient=True) from err
-    except (ftplib.error_perm, ftplib.error_reply) as err:
-        raise TransferError(f"{what} failed: server replied {_reply(err)}", transient=False) from err
-    except ftplib.error_proto as err:
-        raise TransferError(f"{what} failed: unexpected server reply {_reply(err)}", transient=False) from err
+        raise TransferError(f"{what} failed: {_reply(err)}", transient=True) from err
+    except (ftplib.error_perm, ftplib.error_reply, ftplib.error_proto) as err:
+        raise TransferError(f"{what} failed: {_reply(err)}", transient=False) from err
     except ssl.SSLCertVerificationError as err:
         message = err.verify_message or str(err)
         raise TransferError(
@@ -240,38 +240,41 @@ def _translating_errors(what: str, action: Callable[[], None]) -> None:
 
 
 def _store(ftp: ftplib.FTP, path: str, source: Any, progress: ProgressCallback | None) -> None:
-    with ftp.transfercmd(f"STOR {path}") as conn:
-        while block := source.read(BLOCKSIZE):
-            conn.sendall(block)
-            if progress:
-                progress(len(block))
-        if isinstance(conn, ssl.SSLSocket):
-            conn.unwrap()  # a clean TLS close, or the server takes the upload for truncated
-    ftp.voidresp()
+    with _step(f"STOR {path}"):
+        with ftp.transfercmd(f"STOR {path}") as conn:
+            while block := source.read(BLOCKSIZE):
+                conn.sendall(block)
+                if progress:
+                    progress(len(block))
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()  # a clean TLS close, or the server takes the upload for truncated
+        ftp.voidresp()
 
 
 def _retrieve(ftp: ftplib.FTP, path: str, sink: Any, progress: ProgressCallback | None) -> None:
-    with ftp.transfercmd(f"RETR {path}") as conn:
-        while block := conn.recv(BLOCKSIZE):
-            sink.write(block)
-            if progress:
-                progress(len(block))
-        if isinstance(conn, ssl.SSLSocket):
-            conn.unwrap()
-    ftp.voidresp()
+    with _step(f"RETR {path}"):
+        with ftp.transfercmd(f"RETR {path}") as conn:
+            while block := conn.recv(BLOCKSIZE):
+                sink.write(block)
+                if progress:
+                    progress(len(block))
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        ftp.voidresp()
 
 
 def _replace(ftp: ftplib.FTP, temporary: str, final: str) -> None:
     """Rename ``temporary`` to ``final``, replacing ``final`` if the server will not."""
-    try:
+    with _step(f"rename {temporary} to {final}"):
+        try:
+            ftp.rename(temporary, final)
+            return
+        except ftplib.error_perm:
+            if not _exists(ftp, final):
+                raise
+        LOG.debug("Server refused to rename onto existing %s; deleting it first", final)
+        ftp.delete(final)
         ftp.rename(temporary, final)
-        return
-    except ftplib.error_perm:
-        if not _exists(ftp, final):
-            raise
-    LOG.debug("Server refused to rename onto existing %s; deleting it first", final)
-    ftp.delete(final)
-    ftp.rename(temporary, final)
 
 
 def _exists(ftp: ftplib.FTP, path: str) -> bool:
@@ -297,8 +300,28 @@ def _is_alive(session: _Session) -> bool:
     return True
 
 
-def _reply(err: BaseException) -> str:
-    return repr(str(err).strip()) if str(err).strip() else type(err).__name__
+@contextlib.contextmanager
+def _step(description: str) -> Iterator[None]:
+    """Label an FTP error reply raised inside with the command that drew it (innermost wins)."""
+    try:
+        yield
+    except ftplib.Error as err:
+        if not hasattr(err, "step"):
+            err.step = description  # type: ignore[attr-defined]
+        raise
+
+
+def _reply(err: ftplib.Error) -> str:
+    """``server replied '550 ...' to MKD /x; hint`` for an error reply."""
+    text = str(err).strip()
+    described = f"server replied {text!r}" if text else f"unexpected server reply ({type(err).__name__})"
+    if isinstance(err, ftplib.error_proto):
+        described = f"unexpected server reply {text!r}"
+    step = getattr(err, "step", None)
+    if step:
+        described += f" to {step}"
+    hint = getattr(err, "hint", None)
+    return f"{described}; {hint}" if hint else described
 
 
 def _netrc_entry(host: str) -> tuple[str, str] | None:
