@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,3 +305,13 @@ def test_transfer_mode_options(params: dict, passive: bool) -> None:
 def test_bad_options_name_the_key(params: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"{key}: "):
         FtpMover(params)
+
+
+def test_directory_removed_between_uploads_is_recreated(ftp_server: FtpServerThread, source: Path) -> None:
+    directory = fresh_dir(ftp_server, "removed")
+    with FtpMover({"retries": 1}) as mover:
+        mover.put(source, ftp_uri(ftp_server, directory + "sub/one.bin"))
+        shutil.rmtree(ftp_server.root / directory.strip("/") / "sub")
+        mover.put(source, ftp_uri(ftp_server, directory + "sub/two.bin"))
+        assert mover.connections_opened == 1
+    assert server_files(ftp_server, directory + "sub/") == ["two.bin"]

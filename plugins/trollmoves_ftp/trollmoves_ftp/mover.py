@@ -101,10 +101,20 @@ class FtpMover(Mover):
         started = False
         try:
             with self._session(target) as session:
+                remembered = directory in session.known_dirs
                 self._make_dirs(session, directory)
                 started = True
-                with open(local_path, "rb") as source:
-                    _store(session.ftp, temporary, source, progress)
+                try:
+                    with open(local_path, "rb") as source:
+                        _store(session.ftp, temporary, source, progress)
+                except ftplib.error_perm:
+                    if not remembered:
+                        raise
+                    # Someone may have removed the directory since this session last saw it.
+                    session.known_dirs.clear()
+                    self._make_dirs(session, directory)
+                    with open(local_path, "rb") as source:
+                        _store(session.ftp, temporary, source, progress)
                 _replace(session.ftp, temporary, target.path)
         except Exception:
             if started:
