@@ -106,6 +106,11 @@ class Subscription:
         self._last_warning = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The SUB socket, to register with an outside poller; read it with ``recv(0)``."""
+        return self._socket
+
     def add(self, address: str) -> None:
         """Connect to one more publisher (``tcp://host:port`` or ``host:port``); known ones are ignored."""
         address = address if "://" in address else f"tcp://{address}"
