@@ -11,7 +11,7 @@ from trollmoves_core.testing import MoverContract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "trollmoves-example-mover"))
 
-from trollmoves_example_mover.mover import STORE, MemoryMover  # noqa: E402
+from trollmoves_example_mover.mover import STORE, MemoryMover
 
 
 class TestMemoryMover(MoverContract):
