@@ -1,0 +1,327 @@
+"""The ``s3://`` mover, on s3fs (aiobotocore).
+
+Imports of s3fs and botocore happen on first use, so registering the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import hashlib
+import logging
+import mimetypes
+import os
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from trollmoves_core.exceptions import TransferError
+from trollmoves_core.mover import Mover, ProgressCallback
+from trollmoves_core.pool import ConnectionPool
+from trollmoves_core.uri import Location
+from trollmoves_s3.errors import S3Failure, describe, is_transient
+from trollmoves_s3.options import check_range, parse_options, part_size
+
+if TYPE_CHECKING:
+    from s3fs import S3FileSystem
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+READ_CHUNK = 1024 * 1024
+"""Bytes read per step when streaming a download or reading a file for a single PUT."""
+
+_RANGE: contextvars.ContextVar[tuple[int | None, int | None] | None] = contextvars.ContextVar(
+    "trollmoves_s3_range", default=None)
+
+
+class S3Mover(Mover):
+    """Deliver to and fetch from S3 and S3-compatible object stores.
+
+    **Addresses.** ``s3://bucket/key``. The destination rule of every mover applies: a
+    destination ending in ``/`` keeps the source file name, otherwise its last part is the
+    object name. So ``s3://bucket/dir/`` gives ``dir/file.nc``, ``s3://bucket/dir/new.nc``
+    gives ``dir/new.nc``, and both ``s3://bucket/`` and ``s3://bucket`` put ``file.nc`` at
+    the top of the bucket (upstream 0.19 made the odd key ``""`` + ``/`` for the latter).
+    "Directories" are key prefixes: nothing needs creating. A missing bucket is an error,
+    never created on the fly, so a typo cannot scatter data into a new bucket.
+
+    **Connection parameters** (the upstream allow-list, with the same meaning):
+    ``endpoint_url``; ``key``/``secret``/``token`` (aliases ``aws_access_key_id``,
+    ``aws_secret_access_key``, ``aws_session_token``; a ``user:password`` in the URI wins);
+    ``profile``; ``region_name``; ``anon``; ``use_ssl``; ``client_kwargs``, ``config_kwargs``,
+    ``s3_additional_kwargs`` and ``kwargs`` (mappings, or JSON/YAML text in INI files);
+    ``requester_pays``, ``default_block_size``, ``default_fill_cache``, ``default_cache_type``,
+    ``version_aware``, ``cache_regions``, ``fixed_upload_size``, ``session``;
+    ``max_concurrency`` (parts in flight, default 4). Keys of other movers are ignored.
+
+    Our own: ``multipart_threshold`` (default 8 MiB: files this big or bigger go as multipart
+    uploads), ``multipart_chunksize`` (default 8 MiB, at least 5 MiB; upstream's
+    ``s3_multipart_chunksize`` is accepted, and ``s3_use_multipart=true`` sends every file as
+    multipart), ``range_start``/``range_end`` (download only bytes ``[start, end)``, see also
+    :meth:`get_range`), and ``retries``/``retry_delay``/``connection_uptime`` as for every
+    mover. Sizes may be written ``8MiB``, ``16 MB``, ``512k``.
+
+    **Atomicity.** An S3 object becomes visible only when its PutObject or
+    CompleteMultipartUpload succeeds, so uploads go straight to the final key. A multipart
+    upload that fails for any reason, including an exception raised by the ``progress``
+    callback, is aborted before the error is raised, so neither a partial object nor
+    billable parts remain. If the abort itself fails (the server went away), the upload id is
+    remembered and the abort retried before the next upload on that connection and on
+    :meth:`close`; a bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop.
+    For single-request uploads ``progress`` is reported while the file is read, just before
+    the request, so a callback that raises still stops the upload before anything is stored.
+
+    **Connections.** One ``S3FileSystem`` (with ``skip_instance_cache=True``, so differing
+    settings never share an instance) per endpoint, access key, profile and region, reused
+    across calls and closed after ``connection_uptime`` idle seconds.
+
+    **Errors.** Missing buckets and keys, refused or unknown credentials and other 4xx replies
+    are not transient; connection errors, timeouts, throttling (``SlowDown``) and 5xx replies
+    are. Deleting a key that does not exist succeeds, as S3 itself has it (so a retried
+    delete cannot fail spuriously); a missing bucket does not.
+    """
+
+    NAME = "s3"
+    SCHEMES = ("s3",)
+
+    def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(connection_params)
+        self.options = parse_options(self.params)
+        self._endpoints: dict[Hashable, Location] = {}
+        self._orphans: dict[Hashable, list[tuple[str, str, str]]] = {}
+        self._pool: ConnectionPool[S3FileSystem] = ConnectionPool(
+            self._connect, _close, idle_timeout=self.idle_timeout)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many ``S3FileSystem`` instances this mover created so far."""
+        return self._pool.opened
+
+    def connection_key(self, location: Location) -> Hashable:  # type: ignore[override]
+        """Filesystems are shared per endpoint, credentials, profile and region (not per bucket)."""
+        secret = location.password
+        return ("s3", self.options.endpoint_url, location.user or self.options.access_key,
+                hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+                self.options.profile, self.options.region_name, self.options.anon)
+
+    def put(self, local_path: str | os.PathLike[str], dest_uri: str, *,
+            progress: ProgressCallback | None = None) -> str:
+        """Upload as :meth:`Mover.put` does; ``s3://bucket`` means the top of the bucket, like ``s3://bucket/``."""
+        parts = urlsplit(dest_uri, allow_fragments=False)
+        if parts.scheme and parts.netloc and not parts.path:
+            dest_uri = urlunsplit(parts._replace(path="/"))
+        return super().put(local_path, dest_uri, progress=progress)
+
+    def get_range(self, src_uri: str, local_path: str, start: int, end: int | None = None, *,
+                  progress: ProgressCallback | None = None) -> Path:
+        """Download bytes ``[start, end)`` of ``src_uri`` (to the end when ``end`` is None).
+
+        Like :meth:`get` otherwise: atomic on the local side, retried, errors as TransferError.
+        """
+        check_range(start, end)
+        token = _RANGE.set((start, end))
+        try:
+            return self.get(src_uri, local_path, progress=progress)
+        finally:
+            _RANGE.reset(token)
+
+    def close(self) -> None:
+        """Abort multipart uploads left by earlier failures if possible; close filesystems."""
+        for pool_key in list(self._orphans):
+            with contextlib.suppress(Exception):
+                self._using(self._endpoints[pool_key], lambda fs, k=pool_key: self._abort_orphans(fs, k))
+        self._pool.close_all()
+
+    # -- protocol ----------------------------------------------------------------------
+
+    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+        bucket, key = _split(target)
+        if not key:
+            raise S3Failure(f"no object name in {target}", transient=False)
+
+        pool_key = self.connection_key(target)
+
+        def upload(fs: S3FileSystem) -> None:
+            self._abort_orphans(fs, pool_key)
+            size = local_path.stat().st_size
+            extra: dict[str, Any] = {}
+            content_type, _ = mimetypes.guess_type(local_path.name)
+            if content_type:
+                extra["ContentType"] = content_type
+            if size >= self.options.multipart_threshold:
+                self._upload_multipart(fs, local_path, pool_key=pool_key, bucket=bucket, key=key, size=size,
+                                       progress=progress, extra=extra)
+            else:
+                _upload_single(fs, local_path, bucket=bucket, key=key, progress=progress, extra=extra)
+
+        self._using(target, upload)
+
+    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+        bucket, key = _split(source)
+        if not key:
+            raise S3Failure(f"no object name in {source}", transient=False)
+        start, end = _RANGE.get() or (self.options.range_start, self.options.range_end)
+        request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if start is not None or end is not None:
+            request["Range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+        self._using(source, lambda fs: _download(fs, request, local_path, progress))
+
+    def _delete(self, location: Location) -> None:
+        bucket, key = _split(location)
+        if not key:
+            raise S3Failure(f"no object name in {location}", transient=False)
+        self._using(location, lambda fs: fs.call_s3("delete_object", Bucket=bucket, Key=key))
+
+    def _run(self, what: str, action: Callable[[], None]) -> None:
+        try:
+            super()._run(what, action)
+        except S3Failure as err:  # retried by the base class as its .transient says; now name the action
+            raise TransferError(f"{what} failed: {err}", transient=err.transient) from err.__cause__
+
+    # -- connections -------------------------------------------------------------------
+
+    def _using(self, location: Location, action: Callable[[S3FileSystem], T]) -> T:
+        """Run ``action`` with a pooled filesystem; turn any failure into an :class:`S3Failure`.
+
+        A filesystem whose call failed with a clean server reply (no such key, access denied)
+        is kept for reuse; one that hit network trouble is dropped.
+        """
+        bucket, key = _split(location)
+        pool_key = self.connection_key(location)
+        self._endpoints[pool_key] = location
+        refused: S3Failure | None = None
+        try:
+            with self._pool.connection(pool_key) as fs:
+                try:
+                    return action(fs)
+                except Exception as err:
+                    failure = S3Failure(describe(err, bucket, key), transient=is_transient(err))
+                    failure.__cause__ = err
+                    if failure.transient:
+                        raise failure from err
+                    refused = failure
+        except TransferError:
+            raise
+        except Exception as err:  # creating the filesystem failed (bad config_kwargs, say)
+            raise S3Failure(describe(err, bucket, key), transient=is_transient(err)) from err
+        assert refused is not None
+        raise refused
+
+    def _connect(self, pool_key: Hashable) -> S3FileSystem:
+        from s3fs import S3FileSystem
+
+        location = self._endpoints[pool_key]
+        kwargs = dict(self.options.fs_kwargs)
+        if location.user:
+            kwargs["key"] = location.user
+            kwargs["secret"] = location.password
+        fs = S3FileSystem(skip_instance_cache=True, **kwargs)
+        fs.retries = 1  # s3fs' own retry loop would multiply botocore's and ours
+        fs.connect()
+        LOG.debug("Opened an S3 connection to %s (profile %s)", self.options.endpoint_url or "AWS",
+                  self.options.profile or "-")
+        return fs
+
+    # -- multipart ---------------------------------------------------------------------
+
+    def _upload_multipart(self, fs: S3FileSystem, local_path: Path, *, pool_key: Hashable, bucket: str, key: str,
+                          size: int, progress: ProgressCallback | None, extra: dict[str, Any]) -> None:
+        chunk = part_size(size, self.options.multipart_chunksize)
+        upload_id = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)["UploadId"]
+        pending: deque[tuple[int, int, concurrent.futures.Future[Any]]] = deque()
+        parts: list[dict[str, Any]] = []
+
+        def finish_oldest() -> None:
+            number, nbytes, future = pending.popleft()
+            parts.append({"PartNumber": number, "ETag": future.result()["ETag"]})
+            if progress:
+                progress(nbytes)
+
+        try:
+            with open(local_path, "rb") as source:
+                number = 0
+                while True:
+                    data = source.read(chunk)
+                    if not data and number:
+                        break
+                    number += 1
+                    request = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
+                                          PartNumber=number, Body=data)
+                    pending.append((number, len(data), asyncio.run_coroutine_threadsafe(request, fs.loop)))
+                    while len(pending) >= self.options.max_concurrency:
+                        finish_oldest()
+                    if len(data) < chunk:
+                        break
+                while pending:
+                    finish_oldest()
+            fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
+                       MultipartUpload={"Parts": parts})
+        except BaseException:
+            # Parts still in flight could land after the abort and keep storage: let them finish.
+            concurrent.futures.wait([future for _, _, future in pending])
+            self._abort(fs, pool_key, bucket, key, upload_id)
+            raise
+        LOG.debug("Multipart upload of s3://%s/%s done: %d parts of %d bytes", bucket, key, len(parts), chunk)
+
+    def _abort(self, fs: S3FileSystem, pool_key: Hashable, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception as err:
+            LOG.warning("Could not abort the failed multipart upload of s3://%s/%s (%s); will retry: %s",
+                        bucket, key, upload_id, describe(err, bucket, key))
+            self._orphans.setdefault(pool_key, []).append((bucket, key, upload_id))
+        else:
+            LOG.debug("Aborted the failed multipart upload of s3://%s/%s", bucket, key)
+
+    def _abort_orphans(self, fs: S3FileSystem, pool_key: Hashable) -> None:
+        for bucket, key, upload_id in self._orphans.pop(pool_key, []):
+            self._abort(fs, pool_key, bucket, key, upload_id)
+
+
+def _upload_single(fs: S3FileSystem, local_path: Path, *, bucket: str, key: str, progress: ProgressCallback | None,
+                   extra: dict[str, Any]) -> None:
+    blocks = []
+    with open(local_path, "rb") as source:
+        while block := source.read(READ_CHUNK):
+            blocks.append(block)
+            if progress:
+                progress(len(block))
+    fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"".join(blocks), **extra)
+
+
+def _download(fs: S3FileSystem, request: dict[str, Any], local_path: Path, progress: ProgressCallback | None) -> None:
+    from fsspec.asyn import sync
+
+    response = fs.call_s3("get_object", **request)
+    body = response["Body"]
+    expected = response.get("ContentLength")
+    received = 0
+    try:
+        with open(local_path, "wb") as sink:
+            while data := sync(fs.loop, body.read, READ_CHUNK):
+                sink.write(data)
+                received += len(data)
+                if progress:
+                    progress(len(data))
+    finally:
+        fs.loop.call_soon_threadsafe(body.close)
+    if expected is not None and received != expected:
+        raise ConnectionError(f"download cut short: got {received} of {expected} bytes")
+
+
+def _split(location: Location) -> tuple[str, str]:
+    """Bucket and key of an ``s3://`` location (the key without its leading ``/``)."""
+    return location.host, location.path.lstrip("/")
+
+
+def _close(fs: S3FileSystem) -> None:
+    creator = getattr(fs, "_s3creator", None)
+    if creator is not None and fs._s3 is not None:
+        type(fs).close_session(fs.loop, creator)
+        fs._s3 = None
