@@ -1,0 +1,55 @@
+"""Which local files a request may name: only announced ones, still inside their chain's directories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from trollmoves_roles.server.announced import AnnouncedFiles
+
+
+class AccessDenied(Exception):
+    """The request names a file this server will not serve; the message says why."""
+
+
+def local_path(uri: str) -> str:
+    """The local path a request's ``uri`` names (its URL path, as upstream reads it)."""
+    if not isinstance(uri, str) or not uri:
+        raise AccessDenied(f"invalid uri {uri!r}")
+    return urlsplit(uri).path if "://" in uri else uri
+
+
+def check_access(uri: str, announced: AnnouncedFiles, directories: Sequence[str] | None) -> str:
+    """Return the path ``uri`` names if it may be served; raise :class:`AccessDenied` otherwise.
+
+    :param directories: the chain's watched directories (and unpack directory). None for
+        chains without a directory of their own (``listen``): then the file must at least not
+        resolve outside the directory it was announced in.
+    """
+    path = local_path(uri)
+    if not os.path.isabs(path):
+        raise AccessDenied(f"{path} is not an absolute path")
+    if ".." in path.split("/") or os.path.normpath(path) != path.rstrip("/").replace("//", "/"):
+        raise AccessDenied(f"{path} is not a normalised path (path traversal rejected)")
+    if directories is not None:
+        inside = [d for d in directories if _is_within(path, d)]
+        if not inside:
+            raise AccessDenied(f"{path} is outside the served directories")
+        real = os.path.realpath(path)
+        if not any(_is_within(real, os.path.realpath(d)) for d in inside):
+            raise AccessDenied(f"{path} resolves outside the served directories (to {real})")
+    else:
+        real = os.path.realpath(path)
+        if not _is_within(real, os.path.realpath(os.path.dirname(path))):
+            raise AccessDenied(f"{path} resolves outside its directory (to {real})")
+    if announced.get(path) is None:
+        raise AccessDenied(f"{path} was not announced by this server")
+    if not os.path.isfile(path):
+        raise AccessDenied(f"{path} not reachable: no such file")
+    return path
+
+
+def _is_within(path: str, directory: str) -> bool:
+    directory = directory.rstrip("/") or "/"
+    return path == directory or path.startswith(directory if directory == "/" else directory + "/")

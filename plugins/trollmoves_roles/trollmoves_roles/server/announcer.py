@@ -1,0 +1,184 @@
+"""Watch a chain's origin directory and announce each complete new file on the bus."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from posttroll.message import Message
+
+from trollmoves_core.plugins import default_host
+from trollmoves_core.watchers.base import Watcher
+from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.server.announced import AnnouncedFiles
+from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.deleter import Deleter
+from trollmoves_roles.server.messages import MESSAGE_VERSION, announcement, standalone_announcement
+from trollmoves_roles.server.transfer import TransferService
+from trollmoves_roles.server.unpack import UnpackError, unpack
+
+LOG = logging.getLogger(__name__)
+
+class Announcer:
+    """The watching half of a chain with an ``origin``.
+
+    :param watcher_name: core watcher to use (``watchdog``, ``polling``...).
+    :param request_address: ``host:port`` put in each announcement (None in standalone mode).
+    """
+
+    def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
+                 request_address: str | None, watcher_name: str, workers: TransferService,
+                 deleter: Deleter) -> None:
+        assert chain.origin is not None
+        self.chain = chain
+        self.pattern = chain.pattern
+        self._publisher = publisher
+        self._announced = announced
+        self._request_address = request_address
+        self._watcher_cls: type[Watcher] = default_host().watchers.get(watcher_name)
+        self._workers = workers
+        self._deleter = deleter
+        self._watcher: Watcher | None = None
+        self._watched_inode: int | None = None
+
+    @property
+    def directories(self) -> list[str]:
+        """Directories whose announced files may be served."""
+        dirs = [os.path.abspath(self.pattern.directory)]
+        if self.chain.compression:
+            dirs.append(os.path.abspath(self.chain.working_directory))
+        return dirs
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None
+
+    def start(self, backlog: bool) -> bool:
+        """Start watching (and announce the backlog); False when the directory is missing."""
+        directory = self.pattern.directory
+        try:
+            self._watched_inode = directory.stat().st_ino
+            watcher = self._watcher_cls([directory], self._on_file, recursive=self.pattern.recursive,
+                                        interval=self.chain.watchdog_timeout)
+            watcher.start()
+        except (OSError, RuntimeError) as err:
+            LOG.error("[%s] cannot watch %s: %s", self.chain.name, directory, err)
+            self._watcher = None
+            return False
+        self._watcher = watcher
+        LOG.info("[%s] watching %s for %s (%s)", self.chain.name, directory, Path(self.chain.origin).name,
+                 self._watcher_cls.NAME)
+        if backlog:
+            self.announce_backlog()
+        return True
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def healthy(self) -> bool:
+        """The watcher runs on the directory it started on (not a deleted and recreated one)."""
+        if self._watcher is None:
+            return False
+        try:
+            return self.pattern.directory.stat().st_ino == self._watched_inode
+        except OSError:
+            return False
+
+    def announce_backlog(self) -> None:
+        """Announce the files already present (oldest first); files the watcher already
+        reported are not announced twice."""
+        if self._watcher is None:
+            return
+        found = []
+        for name in glob.iglob(self.pattern.glob(), recursive=False):
+            try:
+                found.append((os.stat(name).st_mtime, name))
+            except OSError:
+                continue
+        found.sort()
+        LOG.info("[%s] backlog: %d file(s)", self.chain.name, len(found))
+        for _, name in found:
+            self._watcher.report(name)
+
+    # -- per file -------------------------------------------------------------------
+
+    def _on_file(self, path: Path) -> None:
+        fields = self.pattern.match(str(path))
+        if fields is None:
+            LOG.debug("[%s] %s does not match %s", self.chain.name, path, self.chain.origin)
+            return
+        try:
+            if path.stat().st_size == 0:
+                LOG.debug("[%s] %s is empty, not announced", self.chain.name, path)
+                return
+        except OSError:
+            LOG.warning("[%s] %s disappeared before it was announced", self.chain.name, path)
+            return
+        if self.chain.compression:
+            self._workers.submit(self._unpack_and_announce, path, fields)
+        elif self.chain.standalone:
+            self._announce_standalone(path, fields)
+        else:
+            self._announce(fields, [path])
+
+    def _announce(self, fields: dict[str, Any], files: list[Path]) -> None:
+        for file in files:
+            self._announced.add(str(file), file.name, self.chain.topic, self.chain.name)
+        atype, data = announcement(self.chain, fields, files, self._request_address or "")
+        if self._request_address is None:
+            del data["request_address"]
+        self._publish(atype, data)
+
+    def _announce_standalone(self, path: Path, fields: dict[str, Any]) -> None:
+        members = None
+        if self.chain.unpack:
+            try:
+                members = archive_members(path, self.chain.unpack)
+            except (OSError, tarfile.TarError, zipfile.BadZipFile) as err:
+                LOG.error("[%s] cannot list %s archive %s: %s", self.chain.name, self.chain.unpack, path, err)
+                return
+        atype, data = standalone_announcement(self.chain, fields, path, members)
+        self._publish(atype, data)
+
+    def _unpack_and_announce(self, path: Path, fields: dict[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            outputs = unpack(path, self.chain.compression, Path(self.chain.working_directory), self.chain.prog)
+        except UnpackError as err:
+            LOG.error("[%s] %s", self.chain.name, err)
+            return
+        if not outputs:
+            LOG.warning("[%s] %s unpacked to nothing, not announced", self.chain.name, path)
+            return
+        LOG.debug("[%s] unpacked %s to %d file(s) in %.3f s", self.chain.name, path, len(outputs),
+                  time.monotonic() - started)
+        if self.chain.delete:
+            try:
+                path.unlink()
+            except OSError as err:
+                LOG.warning("[%s] cannot delete %s after unpacking: %s", self.chain.name, path, err)
+        self._announce(fields, outputs)
+        for output in outputs:
+            self._deleter.schedule(str(output), self.chain.remove_delay)
+
+    def _publish(self, atype: str, data: dict[str, Any]) -> None:
+        message = Message(self.chain.topic, atype, data, version=MESSAGE_VERSION)
+        self._publisher.send(message)
+        LOG.info("[%s] announced %s", self.chain.name, data.get("uri") or data.get("uid") or atype)
+
+
+def archive_members(path: Path, kind: str) -> list[str]:
+    """Names of the regular files in a tar or zip archive."""
+    if kind == "tar":
+        with tarfile.open(path) as archive:
+            return [m.name for m in archive.getmembers() if m.isfile()]
+    with zipfile.ZipFile(path) as archive:
+        return [i.filename for i in archive.infolist() if not i.is_dir()]

@@ -1,0 +1,93 @@
+"""``listen`` chains: serve files another process announced on the bus.
+
+Each ``file``/``dataset``/``collection`` message received on ``addresses`` under the
+``listen`` topic whose files are all local and present is republished under the chain's
+``topic`` with ``request_address`` added; those files may then be pushed. Unlike upstream,
+a message naming a remote file is skipped with a warning instead of stopping the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from urllib.parse import urlsplit
+
+from posttroll.message import Message
+
+from trollmoves_roles.bus import BusPublisher, Subscription
+from trollmoves_roles.server.announced import AnnouncedFiles
+from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
+
+LOG = logging.getLogger(__name__)
+
+SERVED_TYPES = ("file", "dataset", "collection")
+
+
+class ListenRepublisher:
+    """The receiving half of a ``listen`` chain."""
+
+    def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
+                 request_address: str | None) -> None:
+        assert chain.listen is not None
+        self.chain = chain
+        self._publisher = publisher
+        self._announced = announced
+        self._request_address = request_address
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def directories(self) -> None:
+        return None
+
+    @property
+    def watching(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, backlog: bool = False) -> bool:
+        self._subscription = Subscription(self.chain.listen_addresses, [self.chain.listen])
+        self._thread = threading.Thread(target=self._run, name=f"listen-{self.chain.name}", daemon=True)
+        self._thread.start()
+        LOG.info("[%s] listening to %s on %s", self.chain.name, self.chain.listen,
+                 ", ".join(self.chain.listen_addresses))
+        return True
+
+    def healthy(self) -> bool:
+        return self.watching
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                message = self._subscription.recv(0.5)
+                if message is not None:
+                    self.handle(message)
+        finally:
+            self._subscription.close()
+
+    def handle(self, message: Message) -> None:
+        if message.type not in SERVED_TYPES or not isinstance(message.data, dict):
+            return
+        paths = []
+        for item in file_dicts(message.data):
+            uri = item.get("uri")
+            parts = urlsplit(uri) if isinstance(uri, str) else None
+            if parts is None or parts.scheme not in ("", "file") or not os.path.isfile(parts.path):
+                LOG.warning("[%s] skipping message about a file that is not local: %r", self.chain.name, uri)
+                return
+            paths.append((parts.path, item.get("uid") or os.path.basename(parts.path)))
+        if not paths:
+            return
+        for path, uid in paths:
+            self._announced.add(path, str(uid), self.chain.topic, self.chain.name)
+        data = dict(message.data)
+        if self._request_address is not None:
+            data["request_address"] = self._request_address
+        self._publisher.send(Message(self.chain.topic, message.type, data, version=MESSAGE_VERSION))
+        LOG.info("[%s] republished %s", self.chain.name, paths[0][0])

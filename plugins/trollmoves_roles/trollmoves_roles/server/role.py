@@ -1,0 +1,78 @@
+"""``trollmoves server CONFIG``: a drop-in replacement for upstream ``move_it_server.py``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import ClassVar
+
+from trollmoves_core.role import Role
+
+LOG = logging.getLogger(__name__)
+
+
+class ServerRole(Role):
+    """Watch directories, announce new files, push them to clients on request."""
+
+    NAME: ClassVar[str] = "server"
+    HELP: ClassVar[str] = "announce new files and push them on request (move_it_server.py)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
+        parser.add_argument("-p", "--port", type=int, default=9010,
+                            help="port to publish announcements and heartbeats on (default: 9010)")
+        parser.add_argument("--bind", default="*", metavar="ADDRESS",
+                            help="address the publisher and request sockets bind to (default: * = all)")
+        parser.add_argument("--disable-backlog", action="store_true",
+                            help="do not announce files already present at start or reload")
+        parser.add_argument("-w", "--watchdog", action="store_true",
+                            help="poll the directories instead of using file system events (for NFS, CIFS)")
+        parser.add_argument("--chain-check-interval", type=float, default=30.0, metavar="SECONDS",
+                            help="how often to check each chain's watcher is alive (default: 30)")
+        parser.add_argument("--max-notifier-restarts", type=int, default=10, metavar="N",
+                            help="exit after N failed watcher restarts in a row; 0 = never (default: 10)")
+        parser.add_argument("--workers", type=int, default=8, metavar="N",
+                            help="pushes run at the same time (default: 8)")
+        parser.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                            help="at stop or reload, how long to let running pushes finish (default: 30)")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_core.exceptions import ConfigError
+        from trollmoves_roles.server.service import Server, ServerOptions
+
+        if args.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if args.chain_check_interval <= 0:
+            raise ConfigError("--chain-check-interval must be positive")
+        options = ServerOptions(port=args.port, bind=args.bind, backlog=not args.disable_backlog,
+                                watcher="polling" if args.watchdog else "watchdog",
+                                chain_check_interval=args.chain_check_interval,
+                                max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,
+                                drain_timeout=args.drain_timeout)
+        server = Server(args.config_file, options)
+        previous = _install_signal_handlers(server)
+        try:
+            server.start()
+            LOG.info("Server running: %d chain(s), publishing on port %d", len(server.chains), server.publisher.port)
+            return server.serve()
+        finally:
+            server.close()
+            _restore_signal_handlers(previous)
+
+
+def _install_signal_handlers(server: object) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {signal.SIGTERM: lambda *_: server.request_stop(),  # type: ignore[attr-defined]
+                signal.SIGINT: lambda *_: server.request_stop(),  # type: ignore[attr-defined]
+                signal.SIGHUP: lambda *_: server.request_reload()}  # type: ignore[attr-defined]
+    return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+
+
+def _restore_signal_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]

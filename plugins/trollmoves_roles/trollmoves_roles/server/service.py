@@ -1,0 +1,269 @@
+"""The server process: one publisher, a transfer pool, and one chain per config section.
+
+:meth:`Server.serve` is the main loop. It sleeps until something needs doing (a heartbeat,
+a chain check, a reload or stop request), so nothing on the file or request path waits on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import default_host
+from trollmoves_core.watchers.base import Watcher
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.server.announced import AnnouncedFiles
+from trollmoves_roles.server.announcer import Announcer
+from trollmoves_roles.server.config import ChainConfig, load_config
+from trollmoves_roles.server.deleter import Deleter
+from trollmoves_roles.server.listen import ListenRepublisher
+from trollmoves_roles.server.requests import RequestServer
+from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
+
+LOG = logging.getLogger(__name__)
+
+PUBLISHER_NAME = "move_it_server"
+"""Heartbeats go out on ``/heartbeat/move_it_server``, as upstream's."""
+
+
+class ChainRecoveryError(RuntimeError):
+    """A chain's watcher could not be restarted ``max_notifier_restarts`` times in a row."""
+
+
+@dataclass
+class ServerOptions:
+    """Command-line settings (upstream flags plus ours)."""
+
+    port: int = 9010
+    bind: str = "*"
+    backlog: bool = True
+    watcher: str = "watchdog"
+    chain_check_interval: float = 30.0
+    max_notifier_restarts: int = 10
+    workers: int = DEFAULT_WORKERS
+    drain_timeout: float = 30.0
+    watch_config: bool = True
+
+
+class Chain:
+    """A running chain: its source of announcements and, unless standalone, its request server."""
+
+    def __init__(self, config: ChainConfig, server: Server) -> None:
+        self.config = config
+        self.request_address = None if config.standalone else \
+            f"{config.request_address or own_ip()}:{config.request_port}"
+        common = {"publisher": server.publisher, "announced": server.announced,
+                  "request_address": self.request_address}
+        self.source: Announcer | ListenRepublisher
+        if config.listen:
+            self.source = ListenRepublisher(config, **common)
+        else:
+            self.source = Announcer(config, watcher_name=server.options.watcher, workers=server.transfers,
+                                    deleter=server.deleter, **common)
+        self.requests: RequestServer | None = None
+        if not config.standalone:
+            self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
+                                          directories=lambda: self.source.directories,
+                                          transfers=server.transfers, deleter=server.deleter)
+        self.failures = 0
+
+    def start(self, backlog: bool) -> None:
+        if self.requests is not None:
+            self.requests.start()
+        self.source.start(backlog)
+
+    def stop(self, drain_timeout: float) -> None:
+        self.source.stop()
+        if self.requests is not None:
+            self.requests.stop(drain_timeout)
+
+
+class Server:
+    """Everything ``trollmoves server CONFIG`` runs."""
+
+    def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.options = options or ServerOptions()
+        default_host().watchers.get(self.options.watcher)  # fail early on a missing watcher plugin
+        configs = load_config(self.config_path)
+        self.announced = AnnouncedFiles()
+        self.deleter = Deleter(on_delete=self.announced.discard)
+        self.transfers = TransferService(self.options.workers)
+        try:
+            self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
+        except zmq.ZMQError as err:
+            self.transfers.close(0)
+            self.deleter.stop()
+            raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: {err}") from None
+        self.chains: dict[str, Chain] = {}
+        # A pipe rather than an Event: signal handlers may write to it while the main
+        # thread is inside the wait, where taking an Event's lock could deadlock.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop_requested = False
+        self._reload_requested = False
+        self._config_watcher: Watcher | None = None
+        self._closed = False
+        try:
+            for name, config in configs.items():
+                self.chains[name] = Chain(config, self)
+        except BaseException:
+            self.close()
+            raise
+        self._configs = configs
+
+    # -- control, callable from any thread or a signal handler ---------------------------
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # pipe full: a wakeup is pending anyway
+            os.write(self._wake_w, b"\0")
+
+    def _sleep(self, timeout: float) -> None:
+        readable, _, _ = select.select([self._wake_r], [], [], timeout)
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every chain (backlog included unless disabled) and watching the config file."""
+        for chain in self.chains.values():
+            chain.start(self.options.backlog)
+        self.publisher.heartbeat(HEARTBEAT_INTERVAL)
+        if self.options.watch_config:
+            self._watch_config()
+
+    def serve(self) -> int:
+        """Run until :meth:`request_stop`; return the exit status."""
+        next_check = time.monotonic() + self.options.chain_check_interval
+        status = 0
+        while not self._stop_requested:
+            now = time.monotonic()
+            self._sleep(max(0.0, min(next_check - now, HEARTBEAT_INTERVAL)))
+            if self._stop_requested:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            self.publisher.heartbeat(HEARTBEAT_INTERVAL)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.options.chain_check_interval
+                try:
+                    self.check_chains()
+                except ChainRecoveryError as err:
+                    LOG.critical("%s", err)
+                    status = 1
+                    break
+        return status
+
+    def close(self) -> None:
+        """Stop the chains (letting running pushes finish, bounded), then the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._config_watcher is not None:
+            self._config_watcher.stop()
+            self._config_watcher = None
+        for chain in self.chains.values():
+            chain.source.stop()
+        for chain in self.chains.values():
+            if chain.requests is not None:
+                chain.requests.stop(self.options.drain_timeout)
+        self.chains.clear()
+        self.transfers.close(self.options.drain_timeout)
+        self.deleter.stop()
+        self.publisher.stop()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        LOG.info("Server stopped")
+
+    def reload(self) -> bool:
+        """Re-read the config: restart changed chains, start new ones, stop removed ones.
+
+        A config that does not load is logged and the running chains are kept.
+        """
+        try:
+            configs = load_config(self.config_path)
+        except ConfigError as err:
+            LOG.error("Config reload rejected, keeping the running config: %s", err)
+            return False
+        changed = [n for n in self.chains if configs.get(n) != self.chains[n].config]
+        added = [n for n in configs if n not in self.chains]
+        if not changed and not added:
+            LOG.info("Config reloaded: no chain changed")
+            return True
+        for name in changed:
+            LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
+            self.chains.pop(name).stop(self.options.drain_timeout)
+        for name in [n for n in changed if n in configs] + added:
+            try:
+                chain = Chain(configs[name], self)
+            except ConfigError as err:
+                LOG.error("[%s] cannot start: %s", name, err)
+                continue
+            chain.start(self.options.backlog)
+            self.chains[name] = chain
+        self._configs = configs
+        LOG.info("Config reloaded: %d chain(s) running", len(self.chains))
+        return True
+
+    def check_chains(self) -> None:
+        """Restart the watcher of any chain whose directory vanished or was replaced."""
+        for chain in self.chains.values():
+            if chain.source.healthy():
+                chain.failures = 0
+                continue
+            LOG.warning("[%s] watcher not running on its directory, restarting it", chain.config.name)
+            chain.source.stop()
+            if chain.source.start(backlog=True):
+                chain.failures = 0
+                continue
+            chain.failures += 1
+            limit = self.options.max_notifier_restarts
+            if limit and chain.failures >= limit:
+                raise ChainRecoveryError(f"[{chain.config.name}] watcher failed to restart {chain.failures} times")
+
+    def _watch_config(self) -> None:
+        target = self.config_path.resolve()
+
+        def changed(path: Path) -> None:
+            if path.resolve() == target:
+                LOG.info("%s changed on disk, reloading", self.config_path)
+                self.request_reload()
+
+        try:
+            cls = default_host().watchers.get(self.options.watcher)
+            self._config_watcher = cls([target.parent], changed, interval=1.0)
+            self._config_watcher.start()
+        except (OSError, RuntimeError) as err:
+            LOG.warning("Not watching %s for changes: %s (SIGHUP still reloads)", self.config_path, err)
+            self._config_watcher = None
+
+
+def own_ip() -> str:
+    """The address other hosts reach us on (the source address of the default route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: connect() on UDP only picks a route
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"

@@ -1,0 +1,177 @@
+"""Pushing files to requested destinations: a bounded worker pool, pooled movers, and
+idempotent repeats.
+
+Upstream clients re-send a ``push`` that timed out (up to 3 times), so the same request can
+arrive while its transfer is still running, or just after it finished. A repeat of a running
+push waits for that transfer; a repeat of a recently successful push gets the same result
+without a second transfer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from trollmoves_core.mover import Mover
+from trollmoves_core.plugins import default_host
+from trollmoves_core.uri import redact
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 8
+RECENT_SECONDS = 300.0
+"""How long a finished push is remembered for repeats (longer than a client's 3 x 10 s retries)."""
+RECENT_MAX = 10000
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file of a push: the local ``path`` and the dict's ``path`` key (``rel_path``)."""
+
+    path: str
+    rel_path: str | None = None
+
+
+def strip_credentials(uri: str) -> str:
+    """``uri`` without ``user:password@`` (what replies and logs may show)."""
+    if not isinstance(uri, str) or "://" not in uri:
+        return uri
+    parts = urlsplit(uri, allow_fragments=False)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def join_rel_path(destination: str, rel_path: str | None) -> str:
+    """Append ``rel_path`` to the destination's path, as upstream does with a push's ``path``."""
+    if not rel_path:
+        return destination
+    parts = urlsplit(destination, allow_fragments=False)
+    if "://" not in destination:
+        return posixpath.join(destination, rel_path)
+    return urlunsplit(parts._replace(path=posixpath.join(parts.path or "/", rel_path)))
+
+
+class TransferService:
+    """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
+        self._movers: dict[tuple[type[Mover], str], Mover] = {}
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, Future[list[str]]] = {}
+        self._recent: OrderedDict[Hashable, tuple[float, list[str]]] = OrderedDict()
+        self._recent_seconds = recent_seconds
+        self.transfers = 0
+        """Files actually transferred (not answered from a repeat), for tests and metrics."""
+
+    def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> Future[list[str]]:
+        """Transfer ``files`` to ``destination``; the future gives each delivered URI (no password).
+
+        An identical push already running or recently done is not transferred again.
+        """
+        key = (tuple(files), destination, _params_key(params))
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None:
+                LOG.info("Repeated push of %s to %s: waiting for the transfer in progress", _names(files),
+                         redact(destination))
+                return running
+            done = self._recent.get(key)
+            if done is not None and time.monotonic() - done[0] < self._recent_seconds:
+                LOG.info("Repeated push of %s to %s: already done", _names(files), redact(destination))
+                finished: Future[list[str]] = Future()
+                finished.set_result(done[1])
+                return finished
+            future = self._executor.submit(self._transfer, files, destination, params)
+            self._running[key] = future
+        future.add_done_callback(lambda f: self._finished(key, f))
+        return future
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run other background work (unpacking) on the same pool."""
+        return self._executor.submit(fn, *args)
+
+    def _finished(self, key: Hashable, future: Future[list[str]]) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+            if future.exception() is None:
+                self._recent[key] = (time.monotonic(), future.result())
+                self._recent.move_to_end(key)
+                now = time.monotonic()
+                while self._recent and (len(self._recent) > RECENT_MAX
+                                        or now - next(iter(self._recent.values()))[0] > self._recent_seconds):
+                    self._recent.popitem(last=False)
+
+    def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> list[str]:
+        delivered = []
+        for job in files:
+            target = join_rel_path(destination, job.rel_path)
+            mover = self._mover(target, params)
+            started = time.monotonic()
+            delivered.append(mover.put(job.path, target))
+            with self._lock:
+                self.transfers += 1
+            LOG.info("Pushed %s to %s in %.3f s", job.path, strip_credentials(delivered[-1]),
+                     time.monotonic() - started)
+        return delivered
+
+    def _mover(self, uri: str, params: dict[str, Any]) -> Mover:
+        cls = default_host().mover_class(uri if "://" in uri else "file")
+        key = (cls, _params_key(params))
+        with self._lock:
+            mover = self._movers.get(key)
+            if mover is None:
+                mover = self._movers[key] = cls(params)
+            return mover
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running pushes; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._running.values())
+            if not pending:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                pending[0].exception(timeout=remaining)
+            except TimeoutError:
+                return False
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish running pushes (up to ``timeout`` s), drop queued ones, close mover connections."""
+        if not self.wait_idle(timeout):
+            LOG.warning("Stopping with %d push(es) still running", self.in_flight())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            movers = list(self._movers.values())
+            self._movers.clear()
+        for mover in movers:
+            try:
+                mover.close()
+            except Exception as err:  # closing is best effort at shutdown
+                LOG.debug("Closing mover %s: %s", mover, err)
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _names(files: Sequence[FileJob]) -> str:
+    return ", ".join(job.path for job in files[:3]) + (f" (+{len(files) - 3})" if len(files) > 3 else "")
