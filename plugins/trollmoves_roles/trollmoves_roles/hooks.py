@@ -9,6 +9,7 @@ from trollmoves_core.role import Role
 
 ROLES = {
     # role name: "module:class"; modules are imported when the launcher asks for roles.
+    "req": "trollmoves_roles.req:RequestTool",
 }
 
 
