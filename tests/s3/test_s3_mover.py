@@ -353,3 +353,11 @@ def test_plugins_lists_the_s3_mover() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["trollmoves-s3"]["movers"] == ["s3"]
     assert rows["trollmoves-s3"]["error"] is None
+
+
+def test_get_a_given_version(mover: S3Mover, bucket: str, boto: Any, tmp_path: Path) -> None:
+    boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = boto.put_object(Bucket=bucket, Key="v.dat", Body=b"first")["VersionId"]
+    boto.put_object(Bucket=bucket, Key="v.dat", Body=b"second")
+    assert mover.get(f"s3://{bucket}/v.dat?versionId={first}", tmp_path / "a").read_bytes() == b"first"
+    assert mover.get(f"s3://{bucket}/v.dat", tmp_path / "b").read_bytes() == b"second"

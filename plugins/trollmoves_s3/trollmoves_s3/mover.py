@@ -43,11 +43,12 @@ _RANGE: contextvars.ContextVar[tuple[int | None, int | None] | None] = contextva
 class S3Mover(Mover):
     """Deliver to and fetch from S3 and S3-compatible object stores.
 
-    **Addresses.** ``s3://bucket/key``. The destination rule of every mover applies: a
-    destination ending in ``/`` keeps the source file name, otherwise its last part is the
-    object name. So ``s3://bucket/dir/`` gives ``dir/file.nc``, ``s3://bucket/dir/new.nc``
-    gives ``dir/new.nc``, and both ``s3://bucket/`` and ``s3://bucket`` put ``file.nc`` at
-    the top of the bucket (upstream 0.19 made the odd key ``""`` + ``/`` for the latter).
+    **Addresses.** ``s3://bucket/key`` (downloads also take ``?versionId=...``). The
+    destination rule of every mover applies: a destination ending in ``/`` keeps the source
+    file name, otherwise its last part is the object name. So ``s3://bucket/dir/`` gives
+    ``dir/file.nc``, ``s3://bucket/dir/new.nc`` gives ``dir/new.nc``, and both
+    ``s3://bucket/`` and ``s3://bucket`` put ``file.nc`` at the top of the bucket (upstream
+    0.19 aimed the latter at the bucket itself, ``bucket/``, instead of at a file in it).
     "Directories" are key prefixes: nothing needs creating. A missing bucket is an error,
     never created on the fly, so a typo cannot scatter data into a new bucket.
 
@@ -170,6 +171,8 @@ class S3Mover(Mover):
         request: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if start is not None or end is not None:
             request["Range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+        if source.query.get("versionId"):
+            request["VersionId"] = source.query["versionId"]
         self._using(source, lambda fs: _download(fs, request, local_path, progress))
 
     def _delete(self, location: Location) -> None:
