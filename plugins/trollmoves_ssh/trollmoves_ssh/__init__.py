@@ -1,1 +1,1 @@
-"""Trollmoves ssh plugin."""
+"""Trollmoves ssh plugin: SFTP (``sftp://``, ``ssh://``) and SCP (``scp://``) movers on paramiko."""

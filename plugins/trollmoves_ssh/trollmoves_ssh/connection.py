@@ -1,0 +1,281 @@
+"""The SSH connection layer shared by the SFTP and SCP movers.
+
+Opening a connection (host keys, login, keepalive, fast ciphers, large windows), the pooled
+connection object, and the translation of paramiko's errors into ones the retry logic
+classifies correctly: network trouble becomes :class:`ConnectionError` (transient), a
+rejected host key or login becomes a :class:`SshLoginError` (never retried).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import socket
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+
+from trollmoves_core.pool import ConnectionPool
+from trollmoves_core.uri import Location
+from trollmoves_ssh.options import SshOptions
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PORT = 22
+SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+
+
+class SshLoginError(Exception):
+    """The server was reached but refused us (or we refused it); retrying cannot help."""
+
+
+class UnknownHostKeyError(SshLoginError):
+    """The server's host key is in no known-hosts file and the policy is ``reject``."""
+
+
+class AuthenticationError(SshLoginError):
+    """The server rejected every credential we offered."""
+
+
+class SshConnection:
+    """One logged-in SSH client; the SFTP session on top of it is opened on first use."""
+
+    def __init__(self, client: paramiko.SSHClient, endpoint: str, options: SshOptions) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        """``user@host:port``, for messages."""
+        self.options = options
+        self.uses = 0
+        self.no_sftp = False
+        """Set when the server has no SFTP subsystem: shell commands replace it."""
+        self._sftp: paramiko.SFTPClient | None = None
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        transport = self.client.get_transport()
+        if transport is None:
+            raise ConnectionError(f"SSH connection to {self.endpoint} is closed")
+        return transport
+
+    def is_alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def sftp(self) -> paramiko.SFTPClient:
+        """The connection's SFTP session, opened once and kept."""
+        if self._sftp is None:
+            channel = self.transport.open_session(window_size=self.options.window_size,
+                                                  max_packet_size=self.options.max_packet_size,
+                                                  timeout=self.options.connect_timeout)
+            channel.invoke_subsystem("sftp")
+            channel.settimeout(self.options.transfer_timeout)
+            self._sftp = paramiko.SFTPClient(channel)
+        return self._sftp
+
+    def drop_sftp(self) -> None:
+        """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
+        sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception as err:  # closing a broken channel often fails; nothing to do about it
+                LOG.debug("Ignoring error while closing an SFTP session on %s: %s", self.endpoint, err)
+
+    def run(self, command: list[str]) -> None:
+        """Run ``command`` (quoted for the remote shell); raise OSError with its stderr on failure."""
+        text = shlex.join(command)
+        channel = self.transport.open_session(timeout=self.options.connect_timeout)
+        try:
+            channel.settimeout(self.options.transfer_timeout)
+            channel.exec_command(text)
+            channel.shutdown_write()
+            stderr = channel.makefile_stderr("rb").read()
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if status != 0:
+            message = stderr.decode(errors="replace").strip() or f"exit status {status}"
+            raise OSError(f"remote command {text!r} failed: {message}")
+
+    def close(self) -> None:
+        self.drop_sftp()
+        self.client.close()
+
+
+def connect(location: Location, options: SshOptions) -> SshConnection:
+    """Open a logged-in connection to ``location``'s host.
+
+    :raises UnknownHostKeyError: the host key is unknown and the policy is ``reject``.
+    :raises AuthenticationError: the login failed.
+    :raises ConnectionError: the host could not be reached or the SSH handshake failed.
+    """
+    port = location.port or DEFAULT_PORT
+    user = options.user_for(location)
+    where = f"{location.host}:{port}"
+    endpoint = f"{user}@{where}"
+    client = paramiko.SSHClient()
+    _load_host_keys(client, options)
+    client.set_missing_host_key_policy(_HostKeyPolicy(options.host_key_policy, location.host, port))
+    password = options.password_for(location)
+    try:
+        client.connect(
+            location.host, port=port, username=user, password=password,
+            key_filename=[os.path.expanduser(k) for k in options.key_filenames] or None,
+            passphrase=options.passphrase, allow_agent=options.allow_agent, look_for_keys=options.look_for_keys,
+            timeout=options.connect_timeout, banner_timeout=options.connect_timeout,
+            auth_timeout=options.connect_timeout, channel_timeout=options.connect_timeout,
+            transport_factory=functools.partial(_transport, options=options),
+        )
+    except SshLoginError:
+        client.close()
+        raise
+    except paramiko.BadHostKeyException as err:
+        client.close()
+        raise SshLoginError(
+            f"host key of {where} does not match the known one ({err.key.get_name()} {err.key.fingerprint}, "
+            f"expected {err.expected_key.fingerprint}): the server was reinstalled or someone is in the middle; "
+            "fix the known_hosts entry once you know which") from None
+    except paramiko.AuthenticationException as err:
+        client.close()
+        raise AuthenticationError(f"authentication failed for {endpoint} ({_offered(options, password)}): "
+                                  f"{err}") from None
+    except paramiko.IncompatiblePeer as err:
+        client.close()
+        raise SshLoginError(f"cannot agree on SSH algorithms with {where}: {err}") from None
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        client.close()
+        if isinstance(err, socket.timeout | TimeoutError):
+            raise TimeoutError(f"connecting to {where} timed out after {options.connect_timeout:g} s") from None
+        raise ConnectionError(f"cannot connect to {where}: {_reason(err)}") from None
+    except Exception:
+        client.close()
+        raise
+    transport = client.get_transport()
+    if transport is not None and options.keepalive_interval > 0:
+        transport.set_keepalive(int(max(1, options.keepalive_interval)))
+    LOG.debug("Connected to %s (%s)", endpoint, transport.local_cipher if transport else "?")
+    return SshConnection(client, endpoint, options)
+
+
+class SshSessions:
+    """Pooled SSH connections for one mover, with one transparent re-open of dropped ones."""
+
+    def __init__(self, options: SshOptions, idle_timeout: float) -> None:
+        self.options = options
+        self._locations: dict[Hashable, Location] = {}
+        self.pool: ConnectionPool[SshConnection] = ConnectionPool(
+            self._open, SshConnection.close, SshConnection.is_alive, idle_timeout=idle_timeout)
+
+    def _open(self, key: Hashable) -> SshConnection:
+        return connect(self._locations[key], self.options)
+
+    def run(self, key: Hashable, location: Location, action: Callable[[SshConnection], T]) -> T:
+        """Run ``action`` on a pooled connection to ``location``.
+
+        A reused connection found dead during the action (the server restarted, a firewall
+        dropped it) is replaced by a new one and the action runs once more; the actions are
+        safe to repeat because uploads go to a fresh temporary name.
+        """
+        self._locations[key] = location
+        try:
+            return self._once(key, action, reopen=True)
+        except _Dropped as dropped:
+            LOG.info("SSH connection to %s was dropped (%s); reconnecting", dropped.endpoint, dropped.__cause__)
+            self.pool.discard_idle(key)
+            return self._once(key, action, reopen=False)
+
+    def _once(self, key: Hashable, action: Callable[[SshConnection], T], *, reopen: bool) -> T:
+        failure: Exception | None = None
+        with self.pool.connection(key) as conn:
+            conn.uses += 1
+            try:
+                return action(conn)
+            except Exception as err:
+                if conn.is_alive():
+                    if not _is_server_status(err):
+                        conn.drop_sftp()
+                    failure = err  # the login survives: give the connection back to the pool
+                elif reopen and conn.uses > 1:
+                    raise _Dropped(conn.endpoint) from err
+                else:
+                    raise ConnectionError(f"SSH connection to {conn.endpoint} lost: {_reason(err)}") from err
+        raise failure
+
+    def close(self) -> None:
+        self.pool.close_all()
+
+
+class _Dropped(Exception):
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(endpoint)
+        self.endpoint = endpoint
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    def __init__(self, policy: str, host: str, port: int) -> None:
+        self.policy, self.host, self.port = policy, host, port
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.policy == "auto_add":
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            return
+        what = f"{self.host}:{self.port} ({key.get_name()} {key.fingerprint})"
+        if self.policy == "warn":
+            LOG.warning("Accepting unknown SSH host key of %s (host_key_policy=warn)", what)
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            return
+        port = f"-p {self.port} " if self.port != DEFAULT_PORT else ""
+        raise UnknownHostKeyError(
+            f"unknown SSH host key of {what}: add it to ~/.ssh/known_hosts after checking it "
+            f"(ssh-keyscan {port}{self.host} >> ~/.ssh/known_hosts), or pass known_hosts=FILE, "
+            "or set host_key_policy=warn or auto_add")
+
+
+def _transport(sock: socket.socket, *, options: SshOptions, **kwargs: object) -> paramiko.Transport:
+    transport = paramiko.Transport(sock, default_window_size=options.window_size,
+                                   default_max_packet_size=options.max_packet_size, **kwargs)  # type: ignore[arg-type]
+    security = transport.get_security_options()
+    available = security.ciphers
+    preferred = [c for c in options.ciphers if c in available]
+    security.ciphers = tuple(preferred + [c for c in available if c not in preferred])
+    return transport
+
+
+def _load_host_keys(client: paramiko.SSHClient, options: SshOptions) -> None:
+    files = [*SYSTEM_KNOWN_HOSTS, *([options.known_hosts] if options.known_hosts else [])]
+    for name in files:
+        path = Path(os.path.expanduser(name))
+        if name == options.known_hosts and not path.is_file():
+            raise SshLoginError(f"known_hosts file {path} does not exist")
+        if path.is_file():
+            try:
+                client.load_system_host_keys(str(path))
+            except (OSError, paramiko.SSHException) as err:
+                LOG.warning("Ignoring unreadable known-hosts file %s: %s", path, err)
+
+
+def _offered(options: SshOptions, password: str | None) -> str:
+    offered = [f"key file {', '.join(options.key_filenames)}"] if options.key_filenames else []
+    if options.allow_agent:
+        offered.append("ssh-agent keys")
+    if options.look_for_keys:
+        offered.append("~/.ssh default keys")
+    if password:
+        offered.append("password")
+    return "tried " + ", ".join(offered) if offered else "no credentials offered"
+
+
+def _is_server_status(err: BaseException) -> bool:
+    """An error the SFTP server answered with (no such file...): the session is still in step."""
+    return isinstance(err, OSError) and not isinstance(err, ConnectionError | TimeoutError | socket.timeout)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip()
+    return text or type(err).__name__

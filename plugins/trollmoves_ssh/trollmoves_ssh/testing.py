@@ -1,0 +1,207 @@
+"""A throwaway OpenSSH ``sshd`` on 127.0.0.1, for tests and benchmarks.
+
+:func:`start_sshd` writes a host key, a client key, ``authorized_keys``, a ``known_hosts``
+file naming the server's key and an ``sshd_config`` into a working directory, starts
+``sshd -D`` on a free port and waits for its ``SSH-2.0-`` banner. It logs in as the user
+running it (root may also log in by password where ``/etc/shadow`` allows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+SSHD = "/usr/sbin/sshd"
+INSTALL_HINT = "OpenSSH sshd not found at /usr/sbin/sshd: install it with `apt-get install openssh-server` " \
+               "(or run scripts/install-system-deps as root)"
+
+
+def sshd_available() -> bool:
+    """True when an OpenSSH server binary and ``ssh-keygen`` are installed."""
+    return os.access(SSHD, os.X_OK) and shutil.which("ssh-keygen") is not None
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SshServer:
+    """A running sshd and everything a client needs to log in to it."""
+
+    workdir: Path
+    port: int
+    user: str
+    key_filename: Path
+    known_hosts: Path
+    log_path: Path
+    config_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    def uri(self, scheme: str, path: str) -> str:
+        """``scheme://user@127.0.0.1:port/path`` (``path`` is absolute)."""
+        return f"{scheme}://{self.user}@{HOST}:{self.port}{path}"
+
+    def mover_params(self, **extra: str) -> dict[str, str]:
+        """Connection parameters that log in with the client key under the default host key policy."""
+        return {"ssh_key_filename": str(self.key_filename), "known_hosts": str(self.known_hosts),
+                "allow_agent": "false", "look_for_keys": "false", **extra}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def login_count(self) -> int:
+        """Successful logins so far, read from the sshd log (needs LogLevel VERBOSE or INFO)."""
+        return len(re.findall(r"^.*Accepted (?:publickey|password) for ", self.log(), re.MULTILINE))
+
+    def connection_count(self) -> int:
+        """TCP connections the server has accepted so far."""
+        return len(re.findall(r"^.*Connection from 127\.0\.0\.1 port ", self.log(), re.MULTILINE))
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart) sshd on ``self.port``; raise RuntimeError if it does not come up."""
+        self.process = subprocess.Popen([SSHD, "-D", "-f", str(self.config_path), "-E", str(self.log_path)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"sshd exited with {self.process.returncode}: {err.strip()} {self.log()[-500:]}")
+            if _banner(self.port):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"sshd on port {self.port} sent no SSH banner within {timeout} s")
+
+    def sessions(self) -> list[int]:
+        """Process ids of the per-connection sshd processes (descendants of the listener)."""
+        if self.process is None:
+            return []
+        return _descendants(self.process.pid)
+
+    def kill_sessions(self) -> None:
+        """Drop every open connection by killing its server-side processes."""
+        _kill(self.sessions())
+
+    def stop(self) -> None:
+        """Stop the listener and every session it started."""
+        if self.process is None:
+            return
+        sessions = self.sessions()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        _kill(sessions)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+
+def start_sshd(workdir: Path, *, password_auth: bool = False, attempts: int = 3) -> SshServer:
+    """Create keys and config in ``workdir`` and start sshd on a free port.
+
+    Retries with another port when the chosen one was taken in the meantime.
+    """
+    if not sshd_available():
+        raise RuntimeError(INSTALL_HINT)
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_key, client_key = workdir / "host_key", workdir / "client_key"
+    for key in (host_key, client_key):
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "trollmoves-test", "-f", str(key)],
+                           check=True, stdin=subprocess.DEVNULL)
+    authorized = workdir / "authorized_keys"
+    authorized.write_text(client_key.with_suffix(".pub").read_text())
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    host_pub = " ".join(host_key.with_suffix(".pub").read_text().split()[:2])
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        port = free_port()
+        config = workdir / "sshd_config"
+        config.write_text(_config(workdir, port, password_auth))
+        known_hosts = workdir / "known_hosts"
+        known_hosts.write_text(f"[{HOST}]:{port} {host_pub}\n")
+        server = SshServer(workdir=workdir, port=port, user=getpass.getuser(), key_filename=client_key,
+                           known_hosts=known_hosts, log_path=workdir / "sshd.log", config_path=config)
+        try:
+            server.start()
+            return server
+        except RuntimeError as err:  # most likely the port was taken in the meantime
+            last_error = err
+    raise RuntimeError(f"could not start sshd after {attempts} attempts: {last_error}")
+
+
+def _config(workdir: Path, port: int, password_auth: bool) -> str:
+    return "\n".join([
+        f"Port {port}",
+        f"ListenAddress {HOST}",
+        f"HostKey {workdir / 'host_key'}",
+        "PidFile none",
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+        "StrictModes no",
+        "UsePAM no",
+        f"PasswordAuthentication {'yes' if password_auth else 'no'}",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin yes" if password_auth else "PermitRootLogin prohibit-password",
+        "Subsystem sftp internal-sftp",
+        "LogLevel VERBOSE",
+        "MaxStartups 100",
+        "MaxSessions 100",
+        "",
+    ])
+
+
+def _banner(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as sock:
+            return sock.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -1,0 +1,44 @@
+"""The SSH movers against the shared mover contract, on a real OpenSSH server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.mover import Mover
+from trollmoves_core.testing import MoverContract
+from trollmoves_ssh.scp_mover import ScpMover
+from trollmoves_ssh.sftp_mover import SftpMover
+from trollmoves_ssh.testing import SshServer
+
+
+class _SshContract(MoverContract):
+    scheme: str
+    mover_class: type[Mover]
+
+    @pytest.fixture
+    def mover(self, ssh_params: dict[str, str]) -> Iterator[Mover]:
+        with self.mover_class(ssh_params) as mover:
+            yield mover
+
+    @pytest.fixture
+    def remote_dir(self, sshd: SshServer, remote_tmp: Path) -> str:
+        return sshd.uri(self.scheme, f"{remote_tmp}/")
+
+    @pytest.fixture
+    def login_count(self, sshd: SshServer) -> Callable[[], int]:
+        return sshd.login_count
+
+
+class TestSftpContract(_SshContract):
+    scheme, mover_class = "sftp", SftpMover
+
+
+class TestSshAliasContract(_SshContract):
+    scheme, mover_class = "ssh", SftpMover
+
+
+class TestScpContract(_SshContract):
+    scheme, mover_class = "scp", ScpMover
