@@ -9,7 +9,10 @@ from trollmoves_core.role import Role
 
 ROLES = {
     # role name: "module:class"; modules are imported when the launcher asks for roles.
+    "client": "trollmoves_roles.client.role:ClientRole",
     "req": "trollmoves_roles.req:RequestTool",
+    "dispatcher": "trollmoves_roles.dispatcher.role:DispatcherRole",
+    "server": "trollmoves_roles.server.role:ServerRole",
 }
 
 

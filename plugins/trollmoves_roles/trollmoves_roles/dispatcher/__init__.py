@@ -1,0 +1,1 @@
+"""The dispatcher role: push announced files to destinations chosen by a YAML config."""

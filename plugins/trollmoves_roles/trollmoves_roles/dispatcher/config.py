@@ -1,0 +1,286 @@
+"""The dispatcher's YAML configuration, as upstream trollmoves 0.19 writes it.
+
+Top-level keys are targets, except the reserved ``posttroll_subscriber`` (where messages come
+from) and our ``target_defaults`` (keys every target inherits). A target::
+
+    ftp_target:
+      host: ftp://user:secret@ftp.example.com      # "" or absent: a local copy
+      directory: /in/{sensor}                      # trollsift pattern
+      filepattern: '{platform_name}_{start_time:%Y%m%d%H%M}.{format}'   # default: source name
+      connection_parameters: {connection_uptime: 20}
+      aliases: {platform_name: {NOAA-19: noaa19}}
+      publish_topic: /dispatched/{sensor}
+      dispatch_configs:
+        - topics: [/level2/avhrr]
+          conditions: [{sensor: avhrr, coverage: '>50', except: {platform_name: NOAA-15}}]
+          directory: /in/avhrr                     # overrides host, directory, filepattern
+
+Unknown keys are reported with a warning naming file, target and key; invalid values raise
+:class:`~trollmoves_core.exceptions.ConfigError` naming the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trollsift import Parser
+
+from trollmoves_core.config import read_yaml
+from trollmoves_core.exceptions import ConfigError, UnknownPluginError
+from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.uri import parse_uri, redact
+from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
+
+LOG = logging.getLogger(__name__)
+
+SUBSCRIBER_KEY = "posttroll_subscriber"
+DEFAULTS_KEY = "target_defaults"
+TARGET_KEYS = {"host", "directory", "filepattern", "connection_parameters", "aliases", "publish_topic",
+               "dispatch_configs", "publish_uri"}
+ITEM_KEYS = {"topics", "conditions", "host", "directory", "filepattern"}
+SUBSCRIBER_KEYS = {"subscribe_addresses", "nameserver", "subscribe_services"}
+PUBLISH_URI_STYLES = ("path", "url")
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Map the value of ``key`` through ``mapping`` into ``name`` (``key`` itself by default)."""
+
+    key: str
+    mapping: Mapping[Any, Any]
+    name: str
+
+    def apply(self, fields: dict[str, Any]) -> None:
+        if self.key not in fields:
+            return
+        value = fields[self.key]
+        try:
+            fields[self.name] = self.mapping[value]
+        except (KeyError, TypeError):
+            fields[self.name] = self.mapping.get(str(value), value) if self.mapping else value
+
+
+@dataclass(frozen=True)
+class DispatchItem:
+    """One ``dispatch_configs`` entry: when it applies and where it sends."""
+
+    topics: tuple[str, ...]
+    conditions: Condition | None
+    host: str
+    directory: str
+    filepattern: str | None
+
+    def matches(self, subject: str, metadata: Mapping[str, Any]) -> bool:
+        if not any(subject.startswith(topic) for topic in self.topics):
+            return False
+        return self.conditions is None or self.conditions.matches(metadata)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One destination host with its dispatch rules."""
+
+    name: str
+    host: str
+    connection_parameters: Mapping[str, Any]
+    aliases: tuple[Alias, ...]
+    publish_topic: str | None
+    publish_uri: str
+    items: tuple[DispatchItem, ...]
+
+
+@dataclass(frozen=True)
+class SubscriberSettings:
+    """Where messages come from: explicit publisher addresses and/or nameservers (never multicast)."""
+
+    addresses: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = ("localhost",)
+    services: tuple[str, ...] = ("",)
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    file: str
+    targets: tuple[Target, ...]
+    subscriber: SubscriberSettings = field(default_factory=SubscriberSettings)
+
+    @property
+    def topics(self) -> list[str]:
+        """Every topic any dispatch item listens to."""
+        return list(dict.fromkeys(t for target in self.targets for item in target.items for t in item.topics))
+
+
+def load_config(path: str | os.PathLike[str], host: PluginHost | None = None) -> DispatcherConfig:
+    """Read and check a dispatcher YAML file; raise ConfigError naming what is wrong."""
+    file = os.fspath(path)
+    raw = read_yaml(file)
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of targets at the top level", file=file)
+    host = host or default_host()
+    defaults = raw.get(DEFAULTS_KEY) or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError("expected a mapping", file=file, key=DEFAULTS_KEY)
+    _warn_unknown(file, DEFAULTS_KEY, defaults, TARGET_KEYS - {"dispatch_configs"})
+    subscriber = _subscriber(file, raw.get(SUBSCRIBER_KEY))
+    targets = []
+    for name, body in raw.items():
+        if name in (SUBSCRIBER_KEY, DEFAULTS_KEY):
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError("expected a mapping of target settings", file=file, section=str(name))
+        merged = {**defaults, **body}
+        default_params, params = defaults.get("connection_parameters"), body.get("connection_parameters")
+        if isinstance(default_params, dict) and isinstance(params, dict):
+            merged["connection_parameters"] = {**default_params, **params}
+        targets.append(_TargetReader(file, str(name), host).read(merged))
+    if not targets:
+        raise ConfigError("no target defined", file=file)
+    return DispatcherConfig(file=file, targets=tuple(targets), subscriber=subscriber)
+
+
+class _TargetReader:
+    """Reads one target, raising ConfigErrors located at its keys."""
+
+    def __init__(self, file: str, name: str, host: PluginHost) -> None:
+        self.file, self.name, self.host = file, name, host
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, section=self.name, key=key)
+
+    def read(self, body: dict[str, Any]) -> Target:
+        _warn_unknown(self.file, self.name, body, TARGET_KEYS)
+        params = body.get("connection_parameters") or {}
+        if not isinstance(params, dict):
+            raise self.error("connection_parameters", "expected a mapping")
+        publish_topic = body.get("publish_topic")
+        if publish_topic is not None:
+            self.check_pattern("publish_topic", publish_topic)
+        publish_uri = str(body.get("publish_uri", "path"))
+        if publish_uri not in PUBLISH_URI_STYLES:
+            raise self.error("publish_uri", f"expected one of {', '.join(PUBLISH_URI_STYLES)}, got {publish_uri!r}")
+        raw_items = body.get("dispatch_configs")
+        if not isinstance(raw_items, list) or not raw_items:
+            raise self.error("dispatch_configs", "required: a list of items with 'topics'")
+        items = []
+        for index, raw_item in enumerate(raw_items):
+            where = f"dispatch_configs[{index}]"
+            if not isinstance(raw_item, dict):
+                raise self.error(where, "expected a mapping with 'topics'")
+            _warn_unknown(self.file, self.name, raw_item, ITEM_KEYS, prefix=where + ".")
+            items.append(self.item(where, raw_item, body, params))
+        return Target(name=self.name, host=str(body.get("host") or ""), connection_parameters=dict(params),
+                      aliases=self.aliases(body.get("aliases")), publish_topic=publish_topic,
+                      publish_uri=publish_uri, items=tuple(items))
+
+    def item(self, where: str, raw: dict[str, Any], body: dict[str, Any], params: dict[str, Any]) -> DispatchItem:
+        topics = raw.get("topics")
+        if isinstance(topics, str):
+            topics = [topics]
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) and t for t in topics):
+            raise self.error(f"{where}.topics", "required: a list of topics")
+        host_uri = str(raw.get("host", body.get("host")) or "")
+        directory = raw.get("directory", body.get("directory"))
+        if directory is None:
+            if not host_uri:
+                raise self.error(f"{where}.directory", "required for a local target (no host)")
+            directory = ""
+        directory = str(directory)
+        self.check_pattern(f"{where}.directory", directory)
+        filepattern = raw.get("filepattern", body.get("filepattern"))
+        if filepattern is not None:
+            filepattern = str(filepattern)
+            self.check_pattern(f"{where}.filepattern", filepattern)
+        self.check_host(f"{where}.host" if "host" in raw else "host", host_uri, params)
+        try:
+            conditions = parse_conditions(raw.get("conditions"))
+        except ValueError as err:
+            raise self.error(f"{where}.conditions", str(err)) from None
+        return DispatchItem(topics=tuple(topics), conditions=conditions, host=host_uri, directory=directory,
+                            filepattern=filepattern)
+
+    def check_host(self, key: str, host_uri: str, params: dict[str, Any]) -> None:
+        if not host_uri:
+            return
+        if "://" not in host_uri:
+            raise self.error(key, f"expected a URL such as ftp://host or s3://bucket, got {redact(host_uri)!r}")
+        try:
+            location = parse_uri(host_uri)
+        except ValueError as err:
+            raise self.error(key, str(err)) from None
+        try:
+            mover_class = self.host.mover_class(host_uri)
+            mover_class(params).close()
+        except UnknownPluginError as err:
+            raise self.error(key, str(err)) from None
+        except (TypeError, ValueError) as err:
+            raise self.error("connection_parameters", f"rejected by the {location.scheme} mover: {err}") from None
+        if location.path.strip("/"):
+            LOG.warning("%s: [%s] %s: the path %r of %s is ignored, as upstream does; put it in 'directory'",
+                        self.file, self.name, key, location.path, redact(host_uri))
+
+    def check_pattern(self, key: str, pattern: Any) -> None:
+        if not isinstance(pattern, str):
+            raise self.error(key, f"expected a trollsift pattern string, got {pattern!r}")
+        try:
+            list(Parser(pattern).keys())
+        except ValueError as err:
+            raise self.error(key, f"invalid pattern {pattern!r}: {err}") from None
+
+    def aliases(self, raw: Any) -> tuple[Alias, ...]:
+        """Accept ``{key: {value: alias}}``, ``{key: [{...}, ...]}`` and lists of such mappings;
+        a mapping's ``_alias_name`` stores the alias under that new key."""
+        if raw is None:
+            return ()
+        groups = raw if isinstance(raw, list) else [raw]
+        aliases = []
+        for group in groups:
+            if not isinstance(group, dict):
+                raise self.error("aliases", "expected {key: {value: alias}} mappings")
+            for key, mappings in group.items():
+                for mapping in mappings if isinstance(mappings, list) else [mappings]:
+                    if not isinstance(mapping, dict):
+                        raise self.error("aliases", f"{key}: expected a mapping of value to alias")
+                    values = {k: v for k, v in mapping.items() if k != "_alias_name"}
+                    name = str(mapping.get("_alias_name", key))
+                    aliases.append(Alias(key=str(key), mapping=values, name=name))
+        return tuple(aliases)
+
+
+def _subscriber(file: str, raw: Any) -> SubscriberSettings:
+    if raw is None:
+        return SubscriberSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping", file=file, section=SUBSCRIBER_KEY)
+    _warn_unknown(file, SUBSCRIBER_KEY, raw, SUBSCRIBER_KEYS)
+    addresses = _string_list(raw.get("subscribe_addresses"), file, "subscribe_addresses")
+    nameserver = raw.get("nameserver", "localhost")
+    if nameserver is False or nameserver is None or nameserver == "":
+        nameservers: list[str] = []
+    else:
+        nameservers = _string_list(nameserver, file, "nameserver")
+    services = _string_list(raw.get("subscribe_services"), file, "subscribe_services") or [""]
+    if not addresses and not nameservers:
+        raise ConfigError("nameserver is false and no subscribe_addresses are given: nothing to listen to "
+                          "(multicast discovery is not supported)", file=file, section=SUBSCRIBER_KEY)
+    return SubscriberSettings(addresses=tuple(addresses), nameservers=tuple(nameservers),
+                              services=tuple(services))
+
+
+def _string_list(value: Any, file: str, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    raise ConfigError("expected a string or a list of strings", file=file, section=SUBSCRIBER_KEY, key=key)
+
+
+def _warn_unknown(file: str, section: str, body: Mapping[str, Any], known: set[str], prefix: str = "") -> None:
+    for key in body:
+        if key not in known:
+            LOG.warning("%s: [%s] %s%s: unknown key, ignored", file, section, prefix, key)

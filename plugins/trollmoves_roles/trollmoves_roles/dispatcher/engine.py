@@ -1,0 +1,289 @@
+"""The dispatcher: push announced local files to every matching target.
+
+For each ``file``, ``dataset`` or ``collection`` message, every announced file is checked
+against every target's ``dispatch_configs``; each match becomes one transfer (the same
+source and destination only once per message) run on a bounded pool. After a successful
+transfer the dispatcher publishes a ``file`` message on the target's ``publish_topic`` with
+the original metadata, ``uri`` set to the delivered path (or URL, with ``publish_uri: url``)
+and ``uid`` to the delivered name. A failed transfer is logged with its destination and
+cause after the mover's own retries (``retries``, ``retry_delay`` in
+``connection_parameters``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import posixpath
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from posttroll.message import Message
+from trollsift import compose
+
+from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.uri import parse_uri, redact
+from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
+from trollmoves_roles.dispatcher.messages import FILE_TYPES, BadMessage, file_entries, local_path
+from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
+from trollmoves_roles.dispatcher.watch import ConfigFileMonitor
+
+LOG = logging.getLogger(__name__)
+
+_REMOVED_ON_PUBLISH = ("request_address", "destination")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One file to push to one destination."""
+
+    target: Target
+    source: str
+    destination: str
+    metadata: dict[str, Any]
+    fields: dict[str, Any]
+
+
+class Dispatcher:
+    """Serve one dispatcher configuration until stopped.
+
+    :param config_path: the YAML file; re-read when it changes (see :meth:`request_reload`).
+    :param publisher: where to announce delivered files; None publishes nothing.
+    :param addresses: publisher addresses to subscribe to, besides the config's.
+    :param nameservers: nameservers to ask for publishers, replacing the config's when given.
+    :param workers: transfers running at once.
+    """
+
+    def __init__(self, config_path: str | os.PathLike[str], *, publisher: BusPublisher | None = None,
+                 addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
+                 host: PluginHost | None = None, watch: bool = True) -> None:
+        self.config_path = os.fspath(config_path)
+        self.host = host or default_host()
+        self.publisher = publisher
+        self.extra_addresses = list(addresses)
+        self.nameservers_override = None if nameservers is None else list(nameservers)
+        self.config: DispatcherConfig = load_config(self.config_path, self.host)
+        self.movers = MoverCache(self.host)
+        self.pool = BoundedPool(workers, name="dispatch")
+        self.received = 0
+        """Messages received so far (any type), for monitoring and tests."""
+        self.handled = 0
+        """File, dataset and collection messages handled so far (their transfers queued)."""
+        self.delivered = 0
+        self.failed = 0
+        self._counter_lock = threading.Lock()
+        self._reload = threading.Event()
+        self._monitor = ConfigFileMonitor(self.config_path, self.host) if watch else None
+        if self._monitor:
+            self._monitor.mark_loaded()
+        self._missing_topic_warned: set[str] = set()
+
+    # -- serving ------------------------------------------------------------------------
+
+    def serve(self, halt: threading.Event) -> None:
+        """Receive and dispatch until ``halt`` is set; then finish running transfers."""
+        subscription = Subscription(self._addresses(), self.config.topics)
+        lookup = self._lookup().start()
+        LOG.info("Dispatcher listening to %s on %s (nameservers: %s)", ", ".join(self.config.topics),
+                 ", ".join(subscription.addresses) or "-", ", ".join(lookup.nameservers) or "-")
+        try:
+            while not halt.is_set():
+                for address in lookup.new_addresses():
+                    subscription.add(address)
+                if self._reload.is_set() or (self._monitor and self._monitor.changed()):
+                    self._reload.clear()
+                    if self.reload():
+                        subscription.set_topics(self.config.topics)
+                        for address in self._addresses():
+                            subscription.add(address)
+                        lookup.stop()
+                        lookup = self._lookup().start()
+                message = subscription.recv(0.2)
+                if message is not None:
+                    self.handle(message, halt)
+        finally:
+            lookup.stop()
+            subscription.close()
+            if self._monitor:
+                self._monitor.stop()
+            self.pool.shutdown()
+            self.movers.close_all()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration at the next chance (SIGHUP)."""
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Re-read the configuration; keep the old one when the new one is broken."""
+        if self._monitor:
+            self._monitor.mark_loaded()
+        try:
+            config = load_config(self.config_path, self.host)
+        except ConfigError as err:
+            LOG.error("New configuration rejected, keeping the previous one: %s", err)
+            return False
+        except Exception as err:  # anything else a half-written or odd file causes
+            LOG.error("New configuration rejected, keeping the previous one: %s: %s", self.config_path, err)
+            return False
+        self.config = config
+        self._missing_topic_warned.clear()
+        LOG.info("Configuration %s reloaded: targets %s", self.config_path,
+                 ", ".join(t.name for t in config.targets))
+        return True
+
+    def _addresses(self) -> list[str]:
+        return list(dict.fromkeys([*self.config.subscriber.addresses, *self.extra_addresses]))
+
+    def _lookup(self) -> NameserverLookup:
+        nameservers = self.nameservers_override
+        if nameservers is None:
+            nameservers = list(self.config.subscriber.nameservers)
+        return NameserverLookup(nameservers, self.config.subscriber.services)
+
+    # -- one message ----------------------------------------------------------------------
+
+    def handle(self, message: Message, halt: threading.Event | None = None) -> int:
+        """Queue the transfers ``message`` asks for; return how many. Never raises."""
+        with self._counter_lock:
+            self.received += 1
+        if message.type not in FILE_TYPES:
+            LOG.debug("Ignoring %s message on %s", message.type, message.subject)
+            return 0
+        try:
+            return self._queue(message, halt)
+        finally:
+            with self._counter_lock:
+                self.handled += 1
+
+    def _queue(self, message: Message, halt: threading.Event | None) -> int:
+        try:
+            transfers = self.plan(message)
+        except BadMessage as err:
+            LOG.warning("Skipping message on %s: %s", message.subject, err)
+            return 0
+        except Exception:  # a surprise in one message must not stop the dispatcher
+            LOG.exception("Skipping message on %s", message.subject)
+            return 0
+        queued = 0
+        for transfer in transfers:
+            if not self.pool.submit(lambda t=transfer: self.run_transfer(t), halt):
+                break
+            queued += 1
+        return queued
+
+    def plan(self, message: Message) -> list[Transfer]:
+        """The transfers ``message`` asks for under the current configuration."""
+        config = self.config
+        transfers: list[Transfer] = []
+        seen: set[tuple[str, str]] = set()
+        for entry in file_entries(message.type, message.data):
+            matching = [(target, item) for target in config.targets for item in target.items
+                        if item.matches(message.subject, entry)]
+            if not matching:
+                LOG.debug("No target for %s", entry["uri"])
+                continue
+            try:
+                source = local_path(str(entry["uri"]))
+            except BadMessage as err:
+                LOG.warning("Skipping %s from %s: %s", redact(str(entry["uri"])), message.subject, err)
+                continue
+            if not os.path.isfile(source):
+                LOG.warning("Skipping %s from %s: no such file here", source, message.subject)
+                continue
+            fields = dict(entry)
+            fields["file_creation_time"] = _creation_time(source)
+            for target, item in matching:
+                target_fields = dict(fields)
+                for alias in target.aliases:
+                    alias.apply(target_fields)
+                try:
+                    destination = compose_destination(item, target_fields, source)
+                except (KeyError, ValueError, TypeError) as err:
+                    LOG.error("Cannot dispatch %s to target %s: composing the destination failed: %s",
+                              source, target.name, _describe_compose_error(err))
+                    continue
+                if (source, destination) in seen:
+                    continue
+                seen.add((source, destination))
+                transfers.append(Transfer(target, source, destination, entry, target_fields))
+        return transfers
+
+    def run_transfer(self, transfer: Transfer) -> bool:
+        """Push one file and announce it; log failures. Returns whether it was delivered."""
+        target = transfer.target
+        shown = redact(transfer.destination)
+        try:
+            mover = self.movers.get(transfer.destination, target.connection_parameters)
+            delivered = mover.put(transfer.source, transfer.destination)
+        except TransferError as err:
+            self._count(failed=True)
+            LOG.error("Dispatching %s to target %s (%s) failed: %s", transfer.source, target.name, shown, err)
+            return False
+        except Exception as err:  # a mover bug: report it the same way, keep serving
+            self._count(failed=True)
+            LOG.error("Dispatching %s to target %s (%s) failed: %s: %s", transfer.source, target.name, shown,
+                      type(err).__name__, err)
+            return False
+        self._count(failed=False)
+        LOG.info("Dispatched %s to %s", transfer.source, delivered)
+        self._announce(transfer, delivered)
+        return True
+
+    def _announce(self, transfer: Transfer, delivered: str) -> None:
+        if self.publisher is None:
+            return
+        target = transfer.target
+        if not target.publish_topic:
+            if target.name not in self._missing_topic_warned:
+                self._missing_topic_warned.add(target.name)
+                LOG.error("Target %s has no publish_topic: its deliveries are not announced", target.name)
+            return
+        try:
+            topic = compose(target.publish_topic, transfer.fields)
+        except (KeyError, ValueError, TypeError) as err:
+            LOG.error("Cannot announce %s: publish_topic of target %s: %s", delivered, target.name,
+                      _describe_compose_error(err))
+            return
+        data = {k: v for k, v in transfer.metadata.items() if k not in _REMOVED_ON_PUBLISH}
+        path = parse_uri(delivered).path
+        data["uri"] = path if target.publish_uri == "path" else delivered
+        data["uid"] = posixpath.basename(path)
+        try:
+            self.publisher.send(Message(topic, "file", data))
+        except Exception as err:  # a bad topic must not undo a delivery
+            LOG.error("Cannot announce %s on %r: %s", delivered, topic, err)
+
+    def _count(self, *, failed: bool) -> None:
+        with self._counter_lock:
+            if failed:
+                self.failed += 1
+            else:
+                self.delivered += 1
+
+
+def compose_destination(item: DispatchItem, fields: dict[str, Any], source: str) -> str:
+    """The destination URL (credentials kept) for one file under one dispatch item."""
+    name = compose(item.filepattern, fields) if item.filepattern else os.path.basename(source)
+    path = posixpath.join(compose(item.directory, fields), name) if item.directory else name
+    if not item.host:
+        return path
+    parts = urlsplit(item.host)
+    if not path.startswith("/"):
+        path = "/" + path
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _creation_time(path: str) -> dt.datetime:
+    return dt.datetime.fromtimestamp(os.stat(path).st_ctime)
+
+
+def _describe_compose_error(err: BaseException) -> str:
+    if isinstance(err, KeyError):
+        return f"the message has no field {err.args[0]!r}"
+    return f"{type(err).__name__}: {err}"

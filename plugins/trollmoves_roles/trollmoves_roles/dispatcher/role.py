@@ -1,0 +1,86 @@
+"""``trollmoves dispatcher CONFIG``: upstream ``dispatcher.py``'s command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.role import Role
+
+LOG = logging.getLogger(__name__)
+
+
+class DispatcherRole(Role):
+    """Push files announced on the bus to the targets of a dispatch YAML file."""
+
+    NAME = "dispatcher"
+    HELP = "push announced local files to the destinations a dispatch YAML config selects"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="dispatch YAML configuration")
+        parser.add_argument("-p", "--publish-port", type=int, nargs="?", const=0, default=None, metavar="PORT",
+                            help="announce dispatched files on this port (bare -p: a random port; "
+                                 "default: announce nothing)")
+        parser.add_argument("-n", "--publish-nameserver", nargs="*", default=None, metavar="NS",
+                            help="register the publisher with these nameservers (never multicast)")
+        parser.add_argument("--publish-bind", default="*", metavar="ADDR",
+                            help="address the publisher binds to (default: all interfaces)")
+        parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
+                            help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
+        parser.add_argument("--subscribe-nameserver", action="append", default=None, metavar="NS",
+                            help="ask this nameserver for publishers instead of the config's "
+                                 "(repeatable; 'false' for none)")
+        parser.add_argument("--workers", type=int, default=4, metavar="N",
+                            help="transfers running at once (default 4)")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_roles.bus import BusPublisher
+        from trollmoves_roles.dispatcher.engine import Dispatcher
+
+        config_file = _config_file(args)
+        if args.workers < 1:
+            raise ConfigError("--workers must be at least 1", file="command line")
+        nameservers = args.subscribe_nameserver
+        if nameservers is not None:
+            nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
+        dispatcher = Dispatcher(config_file, addresses=args.subscribe_address, nameservers=nameservers,
+                                workers=args.workers)
+        publisher = None
+        if args.publish_port is not None:
+            publisher = BusPublisher(args.publish_port, bind=args.publish_bind, name="dispatcher",
+                                     nameservers=args.publish_nameserver or None)
+            LOG.info("Announcing dispatched files on port %d", publisher.port)
+            dispatcher.publisher = publisher
+        halt = threading.Event()
+
+        def stop(signum: int, _frame: object) -> None:
+            LOG.info("Stopping on %s", signal.Signals(signum).name)
+            halt.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: dispatcher.request_reload())
+        try:
+            dispatcher.serve(halt)
+        finally:
+            if publisher is not None:
+                publisher.stop()
+        return 0
+
+
+def _config_file(args: argparse.Namespace) -> str:
+    """The positional config, recovered from ``-n`` when that option swallowed it (upstream bug)."""
+    if args.config_file:
+        return args.config_file
+    names = args.publish_nameserver or []
+    if names and os.path.isfile(names[-1]):
+        args.publish_nameserver = names[:-1]
+        return names[-1]
+    raise ConfigError("missing the CONFIG argument (the dispatch YAML file)", file="command line")

@@ -1,0 +1,100 @@
+"""Running transfers: reusable mover instances and a bounded worker pool.
+
+Also used by the downloader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from trollmoves_core.mover import Mover
+from trollmoves_core.plugins import PluginHost, default_host
+
+LOG = logging.getLogger(__name__)
+
+
+class MoverCache:
+    """One mover per (mover class, connection parameters), so connections are pooled across files."""
+
+    def __init__(self, host: PluginHost | None = None) -> None:
+        self._host = host or default_host()
+        self._movers: dict[Hashable, Mover] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, params: Mapping[str, Any] | None = None) -> Mover:
+        """The mover for ``uri``'s scheme with ``params``, created on first use."""
+        cls = self._host.mover_class(uri)
+        key = (cls, json.dumps(dict(params or {}), sort_keys=True, default=str))
+        with self._lock:
+            mover = self._movers.get(key)
+            if mover is None:
+                mover = self._movers[key] = cls(dict(params or {}))
+            return mover
+
+    def close_all(self) -> None:
+        with self._lock:
+            movers, self._movers = list(self._movers.values()), {}
+        for mover in movers:
+            try:
+                mover.close()
+            except Exception as err:  # closing must not stop a shutdown
+                LOG.debug("Closing %s failed: %s", type(mover).__name__, err)
+
+
+class BoundedPool:
+    """A thread pool that holds at most ``workers + backlog`` jobs; :meth:`submit` waits for room.
+
+    Waiting (instead of queueing without limit) pushes back on the message loop, so a slow
+    destination costs bounded memory: the zmq socket buffers the rest.
+    """
+
+    def __init__(self, workers: int, backlog: int | None = None, name: str = "transfer") -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(workers + (workers * 4 if backlog is None else backlog))
+        self._pending: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None], halt: threading.Event | None = None) -> bool:
+        """Queue ``job``; wait for room unless ``halt`` is set meanwhile (then return False)."""
+        while not self._slots.acquire(timeout=0.2):
+            if halt is not None and halt.is_set():
+                return False
+        future = self._executor.submit(_guarded, job)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return True
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        self._slots.release()
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        with self._lock:
+            return len(self._pending)
+
+    def shutdown(self) -> None:
+        """Drop queued jobs (logging how many), wait for running ones."""
+        with self._lock:
+            cancelled = sum(1 for f in list(self._pending) if f.cancel())
+        if cancelled:
+            LOG.warning("Stopping: %d queued transfer(s) dropped", cancelled)
+        self._executor.shutdown(wait=True)
+
+
+def _guarded(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # one failing job must never kill a worker thread silently
+        LOG.exception("Transfer job failed unexpectedly")
