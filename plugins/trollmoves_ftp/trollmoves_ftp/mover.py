@@ -40,8 +40,8 @@ class _Session:
 class FtpMover(Mover):
     """Deliver to and fetch from FTP servers; ``ftps://`` is explicit TLS (``AUTH TLS``).
 
-    Credentials come from the URI, then the ``username`` / ``password`` connection
-    parameters, then ``~/.netrc`` (the entry for the host, or its ``default``), and last
+    Credentials come from the URI, then the ``username`` (alias ``user``) / ``password``
+    connection parameters, then ``~/.netrc`` (the entry for the host, or its ``default``), and last
     anonymous login, as upstream does. The port comes from the URI (default 21). URI paths
     are absolute on the server.
 
@@ -66,7 +66,8 @@ class FtpMover(Mover):
     its temporary file when the server is still reachable.
 
     Server replies 4xx and network errors are transient and retried; 5xx replies (530 login
-    failed, 550 permission denied or no such file) are not.
+    failed, 550 permission denied or no such file) and certificate errors are not. Error
+    messages name the URI without its password and the FTP command the server refused.
     """
 
     NAME = "ftp"
