@@ -132,7 +132,7 @@ def test_path_traversal_is_refused(running, dirs, tmp_path):
 
 
 def test_absolute_path_outside_origin_is_refused(running, dirs, tmp_path):
-    origin, out = dirs
+    _origin, out = dirs
     outside = tmp_path / "NOAA-19_202401020304.dat"
     outside.write_text("not served")
     reply = push(running, {"uri": str(outside), "uid": outside.name}, f"file://{out}/")
@@ -171,7 +171,7 @@ def test_unannounced_file_is_refused(running, dirs):
 
 
 def test_unknown_destination_scheme_gives_err(running, dirs):
-    origin, out = dirs
+    origin, _out = dirs
     message = announce(running, origin)
     reply = push(running, message.data, "bogus://host/data/")
     assert reply.type == "err"

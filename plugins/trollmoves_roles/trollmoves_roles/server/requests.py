@@ -43,11 +43,12 @@ class RequestServer:
 
     :param directories: returns the directories whose announced files may be served (None:
         no directory restriction beyond the file's own, for ``listen`` chains).
+    :param bind_retry: seconds to keep retrying a port still held by a just-closed socket.
     """
 
     def __init__(self, chain: ChainConfig, *, bind: str, announced: AnnouncedFiles,
                  directories: Callable[[], list[str] | None], transfers: TransferService, deleter: Deleter,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, bind_retry: float = 0.0) -> None:
         self.chain = chain
         self._announced = announced
         self._directories = directories
@@ -59,11 +60,19 @@ class RequestServer:
         self._socket.setsockopt(zmq.LINGER, 1000)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
-        try:
-            self._socket.bind(address)
-        except zmq.ZMQError as err:
-            self._socket.close(0)
-            raise ConfigError(f"cannot listen on {address}: {err}", section=chain.name, key="request_port") from None
+        deadline = time.monotonic() + bind_retry
+        while True:
+            try:
+                self._socket.bind(address)
+                break
+            except zmq.ZMQError as err:
+                # After a reload the previous socket on this port is released asynchronously.
+                if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._socket.close(0)
+                raise ConfigError(f"cannot listen on {address}: {err}", section=chain.name,
+                                  key="request_port") from None
         self.address = address
         self._replies: collections.deque[list[bytes]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()

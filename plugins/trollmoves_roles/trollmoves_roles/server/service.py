@@ -35,6 +35,10 @@ PUBLISHER_NAME = "move_it_server"
 """Heartbeats go out on ``/heartbeat/move_it_server``, as upstream's."""
 
 
+REBIND_SECONDS = 5.0
+"""At a reload, how long a restarted chain waits for its old request port to be released."""
+
+
 class ChainRecoveryError(RuntimeError):
     """A chain's watcher could not be restarted ``max_notifier_restarts`` times in a row."""
 
@@ -57,7 +61,7 @@ class ServerOptions:
 class Chain:
     """A running chain: its source of announcements and, unless standalone, its request server."""
 
-    def __init__(self, config: ChainConfig, server: Server) -> None:
+    def __init__(self, config: ChainConfig, server: Server, bind_retry: float = 0.0) -> None:
         self.config = config
         self.request_address = None if config.standalone else \
             f"{config.request_address or own_ip()}:{config.request_port}"
@@ -73,7 +77,8 @@ class Chain:
         if not config.standalone:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
                                           directories=lambda: self.source.directories,
-                                          transfers=server.transfers, deleter=server.deleter)
+                                          transfers=server.transfers, deleter=server.deleter,
+                                          bind_retry=bind_retry)
         self.failures = 0
 
     def start(self, backlog: bool) -> None:
@@ -216,7 +221,7 @@ class Server:
             self.chains.pop(name).stop(self.options.drain_timeout)
         for name in [n for n in changed if n in configs] + added:
             try:
-                chain = Chain(configs[name], self)
+                chain = Chain(configs[name], self, bind_retry=REBIND_SECONDS)
             except ConfigError as err:
                 LOG.error("[%s] cannot start: %s", name, err)
                 continue

@@ -1,0 +1,160 @@
+"""Stopping and reloading: signals, config changes on disk, pushes in flight."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from posttroll.message import Message
+from server_support import TOPIC, chain, request, write_file, write_ini
+from support.bus import free_port, wait_until
+
+from trollmoves_core.file_mover import FileMover
+
+TROLLMOVES = str(Path(sys.executable).parent / "trollmoves")
+NAME = "NOAA-19_202401020304.dat"
+
+
+class Gate(FileMover):
+    """A real file mover that holds each transfer until released."""
+
+    def __init__(self, params=None):
+        super().__init__({"mode": "copy"})
+        self.open, self.started = threading.Event(), threading.Event()
+
+    def _put(self, local_path, target, progress):
+        self.started.set()
+        assert self.open.wait(10)
+        super()._put(local_path, target, progress)
+
+
+def pong(address: str, timeout: float = 10.0) -> Message:
+    return request(address, Message(TOPIC, "ping"), timeout)
+
+
+def start_process(tmp_path: Path, config: Path) -> subprocess.Popen:
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - owned by the process for its life
+    return subprocess.Popen([TROLLMOVES, "server", "-p", str(free_port()), "--bind", "127.0.0.1",
+                             "--disable-backlog", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def process():
+    started = []
+
+    def track(proc):
+        started.append(proc)
+        return proc
+
+    yield track
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_sigterm_stops_with_status_0(tmp_path, dirs, process):
+    origin, _ = dirs
+    port = free_port()
+    config = write_ini(tmp_path / "s.ini", chain(origin, port))
+    proc = process(start_process(tmp_path, config))
+    assert wait_until(lambda: _answers(f"127.0.0.1:{port}"), timeout=20), (tmp_path / "server.log").read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, (tmp_path / "server.log").read_text()
+    assert "Server stopped" in (tmp_path / "server.log").read_text()
+
+
+def test_sighup_reloads_the_config(tmp_path, dirs, process):
+    origin, _ = dirs
+    port, new_port = free_port(), free_port()
+    config = write_ini(tmp_path / "s.ini", chain(origin, port))
+    proc = process(start_process(tmp_path, config))
+    assert wait_until(lambda: _answers(f"127.0.0.1:{port}"), timeout=20)
+    write_ini(config, chain(origin, new_port, station="st2"))
+    proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: _answers(f"127.0.0.1:{new_port}"), timeout=20), (tmp_path / "server.log").read_text()
+    assert pong(f"127.0.0.1:{new_port}").data == {"station": "st2"}
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0
+
+
+def test_config_change_on_disk_reloads(serve, dirs, tmp_path):
+    origin, _ = dirs
+    port = free_port()
+    running = serve(chain(origin, port), watch_config=True)
+    other = tmp_path / "in2"
+    other.mkdir()
+    sections = {**chain(origin, port), "second": {"origin": f"{other}/{{name}}.nc", "topic": "/test/two",
+                                                  "request_port": free_port(), "request_address": "127.0.0.1"}}
+    write_ini(running.config, sections)
+    assert wait_until(lambda: "second" in running.server.chains, timeout=20)
+    write_file(other / "x.nc")
+    assert running.announced("x.nc").subject == "/test/two"
+    assert pong(f"127.0.0.1:{port}").type == "pong"  # the unchanged chain kept running
+
+
+def test_broken_new_config_is_rejected_and_the_old_one_kept(serve, dirs, caplog):
+    origin, _ = dirs
+    port = free_port()
+    running = serve(chain(origin, port))
+    running.config.write_text("[chain]\norigin = /d/{name}\ntopic = /t\nrequest_port = nine\n")
+    assert running.server.reload() is False
+    assert "Config reload rejected" in caplog.text and "request_port" in caplog.text
+    assert pong(f"127.0.0.1:{port}").data == {"station": "st1"}
+    write_file(origin / NAME)
+    assert running.announced(NAME).data["uid"] == NAME
+
+
+def test_reload_lets_a_running_push_finish(serve, dirs):
+    origin, out = dirs
+    port = free_port()
+    running = serve(chain(origin, port))
+    gate = Gate()
+    running.server.transfers._mover = lambda uri, params: gate
+    message = running.announced(write_file(origin / NAME).name)
+    with ThreadPoolExecutor(2) as pool:
+        reply = pool.submit(request, f"127.0.0.1:{port}",
+                            Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"}), 20)
+        assert gate.started.wait(10)
+        write_ini(running.config, chain(origin, port, station="st2"))
+        reloading = pool.submit(running.server.reload)
+        gate.open.set()
+        assert reply.result(20).type == "file"
+        assert reloading.result(20) is True
+    assert (out / NAME).read_bytes() == b"payload\n"
+    assert pong(f"127.0.0.1:{port}").data == {"station": "st2"}
+    # files announced before the reload are still served
+    reply = request(f"127.0.0.1:{port}", Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/2/"}))
+    assert reply.type == "file"
+
+
+def test_stop_finishes_running_pushes(serve, dirs):
+    origin, out = dirs
+    port = free_port()
+    running = serve(chain(origin, port))
+    gate = Gate()
+    running.server.transfers._mover = lambda uri, params: gate
+    message = running.announced(write_file(origin / NAME).name)
+    with ThreadPoolExecutor(2) as pool:
+        reply = pool.submit(request, f"127.0.0.1:{port}",
+                            Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"}), 20)
+        assert gate.started.wait(10)
+        running.server.request_stop()
+        closing = pool.submit(running.server.close)
+        gate.open.set()
+        assert reply.result(20).type == "file"
+        closing.result(20)
+    assert (out / NAME).read_bytes() == b"payload\n"
+
+
+def _answers(address: str) -> bool:
+    try:
+        return pong(address, timeout=0.5).type == "pong"
+    except TimeoutError:
+        return False

@@ -1,0 +1,95 @@
+"""Repeated pushes (upstream clients re-send on timeout) transfer once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from posttroll.message import Message
+from server_support import TOPIC, chain, request, write_file
+from support.bus import free_port
+from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
+
+from trollmoves_core.file_mover import FileMover
+
+
+def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
+    origin, out = dirs
+    running = serve(chain(origin, free_port()))
+    message = running.announced(write_file(origin / "NOAA-19_202401020304.dat").name)
+    push = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
+    replies = [request(running.address(), push) for _ in range(3)]
+    assert [r.type for r in replies] == ["file"] * 3
+    assert running.server.transfers.transfers == 1
+    other = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/other/"})
+    assert request(running.address(), other).type == "file"
+    assert running.server.transfers.transfers == 2
+
+
+def test_concurrent_identical_pushes_share_one_transfer(serve, dirs):
+    origin, out = dirs
+    running = serve(chain(origin, free_port(), connection_parameters__mode="copy"))
+    message = running.announced(write_file(origin / "NOAA-19_202401020304.dat", b"x" * 5_000_000).name)
+    push = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: request(running.address(), push), range(4)))
+    assert [r.type for r in replies] == ["file"] * 4
+    assert running.server.transfers.transfers == 1
+    assert (out / "NOAA-19_202401020304.dat").stat().st_size == 5_000_000
+
+
+class GatedMover(FileMover):
+    """A real file mover that waits for ``gate`` before each transfer."""
+
+    gate = threading.Event()
+    started = threading.Event()
+
+    def _put(self, local_path, target, progress):
+        GatedMover.started.set()
+        assert GatedMover.gate.wait(10)
+        super()._put(local_path, target, progress)
+
+
+def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
+    source = tmp_path / "a.dat"
+    source.write_bytes(b"data")
+    service = TransferService(2)
+    mover = GatedMover({"mode": "copy"})
+    monkeypatch.setattr(service, "_mover", lambda uri, params: mover)
+    try:
+        first = service.push([FileJob(str(source))], f"file://{tmp_path}/out/", {})
+        assert GatedMover.started.wait(10)
+        repeat = service.push([FileJob(str(source))], f"file://{tmp_path}/out/", {})
+        assert repeat is first
+        assert not repeat.done()
+        GatedMover.gate.set()
+        assert repeat.result(10) == [f"file://{tmp_path}/out/a.dat"]
+        assert service.transfers == 1
+        assert (tmp_path / "out" / "a.dat").read_bytes() == b"data"
+    finally:
+        GatedMover.gate.set()
+        service.close(5)
+
+
+def test_failed_push_is_not_remembered(tmp_path):
+    service = TransferService(1)
+    try:
+        missing = FileJob(str(tmp_path / "missing.dat"))
+        first = service.push([missing], f"file://{tmp_path}/out/", {})
+        assert first.exception(10) is not None
+        (tmp_path / "missing.dat").write_bytes(b"late")
+        second = service.push([missing], f"file://{tmp_path}/out/", {})
+        assert second.result(10) == [f"file://{tmp_path}/out/missing.dat"]
+    finally:
+        service.close(5)
+
+
+def test_destination_helpers():
+    assert strip_credentials("ftp://user:pw@host:21/d/") == "ftp://host:21/d/"
+    assert strip_credentials("file:///d/") == "file:///d/"
+    assert strip_credentials("/plain/path") == "/plain/path"
+    assert join_rel_path("file:///out/p/", "sub/dir") == "file:///out/p/sub/dir"
+    assert join_rel_path("/out/", "x") == "/out/x"
+    assert join_rel_path("s3://bucket/d/", None) == "s3://bucket/d/"
+    assert Path(join_rel_path("file:///out", "a/b.nc").split("://", 1)[1]) == Path("/out/a/b.nc")
