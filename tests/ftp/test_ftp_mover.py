@@ -146,8 +146,9 @@ def test_credentials_from_connection_params(ftp_server: FtpServerThread, source:
     assert server_files(ftp_server, directory) == ["data.bin"]
 
 
+@pytest.mark.parametrize("auth", ["", f"{USER}@"])
 def test_credentials_from_netrc(ftp_server: FtpServerThread, source: Path, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                monkeypatch: pytest.MonkeyPatch, auth: str) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / ".netrc").write_text(f"machine {HOST} login {USER} password {PASSWORD}\n")
@@ -155,7 +156,7 @@ def test_credentials_from_netrc(ftp_server: FtpServerThread, source: Path, tmp_p
     monkeypatch.setenv("HOME", str(home))
     directory = fresh_dir(ftp_server, "netrc")
     with FtpMover() as mover:
-        mover.put(source, f"ftp://{HOST}:{ftp_server.port}{directory}")
+        mover.put(source, f"ftp://{auth}{HOST}:{ftp_server.port}{directory}")
     assert server_files(ftp_server, directory) == ["data.bin"]
 
 
