@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from trollmoves_ssh.testing import INSTALL_HINT, SshServer, sshd_available, start_sshd
 
 

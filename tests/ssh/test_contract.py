@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from trollmoves_core.mover import Mover
-from trollmoves_core.testing import MoverContract
 from trollmoves_ssh.scp_mover import ScpMover
 from trollmoves_ssh.sftp_mover import SftpMover
 from trollmoves_ssh.testing import SshServer
+
+from trollmoves_core.mover import Mover
+from trollmoves_core.testing import MoverContract
 
 
 class _SshContract(MoverContract):

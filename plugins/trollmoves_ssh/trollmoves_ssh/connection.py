@@ -277,5 +277,8 @@ def _is_server_status(err: BaseException) -> bool:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+        causes = {e.strerror or str(e) for e in err.errors.values()}
+        return "; ".join(sorted(causes)).lower()
     text = str(err).strip()
     return text or type(err).__name__
