@@ -1,0 +1,402 @@
+"""One client chain: listen to providers, request each announced file once, deliver, publish.
+
+The sequence for one announced file (upstream's, see ``upstream-trollmoves.md`` §3.7):
+
+1. Announcements (``file``/``dataset``/``collection`` with ``request_address``) are keyed by
+   the md5 of their sorted uids. The first announcement starts the transfer; the same file
+   announced by other servers meanwhile is queued as fallback sources. A file whose uids are
+   all in the chain's uid cache is only acked.
+2. For the chosen source: compose the destination, create the local target directory,
+   publish ``push`` (no credentials), request ``push`` (with ``login``).
+3. On a ``file``/``dataset``/``collection`` reply: cache the uids, publish ``ack``, unpack if
+   configured, publish the local result, ``ack`` every other server that announced the file.
+   On an error or no reply: try the next source; with none left, log "Could not get a working
+   source" and ``ack`` them all.
+
+Hot spare (``processing_delay``): the secondary lists the primary's publisher as a provider.
+Announcements wait ``processing_delay`` seconds; the primary's ``push`` suspends the transfer,
+its ``ack`` or result message settles it. Unlike upstream, every announcement inside the delay
+is kept (all servers get an ack), and a primary that published ``push`` but never its ``ack``
+(it died) is taken over once the longest legitimate transfer time has passed.
+
+All state lives in the chain's event-loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from posttroll.message import Message
+
+from trollmoves_core.uri import redact
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.client import delivery
+from trollmoves_roles.client.config import ChainConfig
+from trollmoves_roles.client.listener import ProviderListener
+from trollmoves_roles.client.loop import EventLoop, Timer
+from trollmoves_roles.client.requester import Requester
+from trollmoves_roles.client.unpack import UnpackError, unpack_message
+
+LOG = logging.getLogger(__name__)
+
+CACHE_SIZE = 11000
+"""uids remembered per chain (upstream's cache size)."""
+
+_SUCCESS = frozenset(delivery.TRANSFER_TYPES)
+
+
+class UidCache:
+    """The most recent ``size`` uids, oldest forgotten first."""
+
+    def __init__(self, size: int = CACHE_SIZE, initial: Iterable[str] = ()) -> None:
+        self.size = size
+        self._uids: OrderedDict[str, None] = OrderedDict()
+        for uid in initial:
+            self.add(uid)
+
+    def add(self, uid: str) -> None:
+        self._uids[uid] = None
+        self._uids.move_to_end(uid)
+        while len(self._uids) > self.size:
+            self._uids.popitem(last=False)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._uids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._uids))
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+
+@dataclass(eq=False)
+class Transfer:
+    """One file (or dataset) being fetched, with every server that announced it."""
+
+    key: str
+    uids: list[str]
+    sources: list[Message] = field(default_factory=list)
+    state: str = "new"
+    """``delayed`` (hot-spare wait), ``active`` (requesting), ``other`` (another client has it),
+    ``finishing`` (delivered, unpacking)."""
+    tried: set[str] = field(default_factory=set)
+    current: Message | None = None
+    timer: Timer | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def add_source(self, message: Message) -> bool:
+        address = message.data.get("request_address")
+        if any(s.data.get("request_address") == address for s in self.sources):
+            return False
+        self.sources.append(message)
+        return True
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class _RateLimited:
+    """Log a recurring problem at most once per ``period`` seconds, with a count."""
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period, self._last, self._count = period, 0.0, 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self.period:
+            suffix = f" ({self._count} such message(s) in the last {self.period:.0f} s)" if self._count > 1 else ""
+            LOG.warning(message + suffix, *args)
+            self._last, self._count = now, 0
+
+
+class Chain:
+    """A client chain running in its own thread. ``publisher`` may be shared with other chains."""
+
+    def __init__(self, config: ChainConfig, publisher: BusPublisher, *, cache: UidCache | None = None) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.cache = cache if cache is not None else UidCache()
+        self.transfers: dict[str, Transfer] = {}
+        self.delivered = 0
+        self.failed = 0
+        self._loop = EventLoop(f"client chain {config.name}")
+        self._thread = threading.Thread(target=self._run, name=f"client-{config.name}", daemon=True)
+        self._started = threading.Event()
+        self._listeners: list[ProviderListener] = []
+        self._requester: Requester | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._bad_messages = _RateLimited()
+        self._bad_destination = _RateLimited()
+        self._takeover_after = (max(config.processing_delay, 1.0)
+                                + config.transfer_req_timeout * config.request_attempts + 2.0)
+
+    # -- life cycle (any thread) -------------------------------------------------------
+
+    def start(self) -> Chain:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._loop.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _run(self) -> None:
+        try:
+            self._requester = Requester(self._loop, max_in_flight=self.config.max_requests_in_flight,
+                                        context=zmq.Context.instance())
+            for provider in self.config.providers:
+                self._listeners.append(ProviderListener(
+                    self._loop, provider.address, self.config.topics_for(provider), self._on_message,
+                    alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name))
+            self._loop.call_later(0, self._heartbeat)
+        finally:
+            self._started.set()
+        try:
+            self._loop.run()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        unfinished = [t for t in self.transfers.values() if t.state in ("active", "finishing")]
+        if unfinished:
+            LOG.warning("[%s] Stopping with %d transfer(s) unfinished", self.name, len(unfinished))
+        for listener in self._listeners:
+            listener.close()
+        if self._requester is not None:
+            self._requester.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _heartbeat(self) -> None:
+        self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
+        self._loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat)
+
+    # -- incoming messages -------------------------------------------------------------
+
+    def _on_message(self, message: Message) -> None:
+        if message.type == "beat":
+            return
+        if not isinstance(message.data, dict):
+            if message.type in ("push", "ack", *_SUCCESS):
+                self._bad_messages.warning("[%s] Skipping %s message without a data mapping: %.200s", self.name,
+                                           message.type, message.encode())
+            return
+        if message.type in _SUCCESS and "request_address" in message.data:
+            self._on_announcement(message)
+        elif message.type == "push":
+            self._on_other_started(message)
+        elif message.type == "ack":
+            self._on_other_done(message)
+        elif message.type in _SUCCESS:  # another client's delivered result
+            self._on_other_started(message)
+            self._on_other_done(message)
+        else:
+            LOG.debug("[%s] Ignoring %s message", self.name, message.type)
+
+    def _on_announcement(self, message: Message) -> None:
+        uids = delivery.uids_of(message.data)
+        if not uids or not any(True for _ in delivery.dicts_with(message.data, "uri")):
+            self._bad_messages.warning("[%s] Skipping announcement without uid/uri: %.200s", self.name,
+                                       message.encode())
+            return
+        address = message.data["request_address"]
+        if not isinstance(address, str) or ":" not in address:
+            self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
+            return
+        key = delivery.transfer_key(uids)
+        transfer = self.transfers.get(key)
+        if transfer is not None:
+            if transfer.add_source(message):
+                LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
+            return
+        if all(uid in self.cache for uid in uids):
+            LOG.debug("[%s] %s already delivered; acking %s", self.name, uids[0], address)
+            self._ack(message)
+            return
+        transfer = self.transfers[key] = Transfer(key, uids, [message])
+        if self.config.processing_delay > 0:
+            transfer.state = "delayed"
+            transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
+        else:
+            self._start(transfer)
+
+    def _on_other_started(self, message: Message) -> None:
+        uids = delivery.uids_of(message.data)
+        if not uids:
+            return
+        key = delivery.transfer_key(uids)
+        transfer = self.transfers.get(key)
+        if transfer is None:
+            if all(uid in self.cache for uid in uids):
+                return
+            transfer = self.transfers[key] = Transfer(key, uids)
+        elif transfer.state not in ("delayed", "new"):
+            return
+        transfer.cancel_timer()
+        transfer.state = "other"
+        LOG.debug("[%s] Another client is fetching %s", self.name, uids[0])
+        transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
+
+    def _on_other_done(self, message: Message) -> None:
+        uids = delivery.uids_of(message.data)
+        for uid in uids:
+            self.cache.add(uid)
+        transfer = self.transfers.get(delivery.transfer_key(uids)) if uids else None
+        if transfer is not None and transfer.state in ("delayed", "other", "new"):
+            transfer.cancel_timer()
+            del self.transfers[transfer.key]
+            LOG.debug("[%s] %s was delivered by another client", self.name, uids[0])
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _delay_over(self, transfer: Transfer) -> None:
+        transfer.timer = None
+        if all(uid in self.cache for uid in transfer.uids):
+            self._settle(transfer, ack=transfer.sources)
+            return
+        self._start(transfer)
+
+    def _takeover(self, transfer: Transfer) -> None:
+        transfer.timer = None
+        if self.transfers.get(transfer.key) is not transfer:
+            return
+        if all(uid in self.cache for uid in transfer.uids) or not transfer.sources:
+            self._settle(transfer, ack=())
+            return
+        LOG.warning("[%s] The other client announced %s but did not ack it within %.0f s; fetching it here",
+                    self.name, transfer.uids[0], self._takeover_after)
+        self._start(transfer)
+
+    # -- the transfer ------------------------------------------------------------------
+
+    def _start(self, transfer: Transfer) -> None:
+        transfer.state = "active"
+        source = self._next_source(transfer)
+        if source is None:
+            LOG.warning("[%s] Could not get a working source for %s (tried %s)", self.name, transfer.uids[0],
+                        ", ".join(sorted(transfer.tried)) or "none")
+            self.failed += 1
+            self._settle(transfer, ack=transfer.sources)
+            return
+        transfer.current = source
+        transfer.tried.add(source.data["request_address"])
+        try:
+            destination = delivery.compose_destination(self.config.destination, source.data)
+        except (KeyError, ValueError, TypeError) as err:
+            self._bad_destination.warning("[%s] Cannot compose destination %r for %s: %s %s", self.name,
+                                          self.config.destination, transfer.uids[0], type(err).__name__, err)
+            self.failed += 1
+            self._settle(transfer, ack=())
+            return
+        if self.config.create_target_directory:
+            directory = delivery.local_directory(destination, self.config.ftp_root)
+            if directory:
+                try:
+                    delivery.make_directory(directory)
+                except OSError as err:
+                    LOG.warning("[%s] Cannot create %s: %s", self.name, directory, err)
+        push = dict(source.data)
+        push["destination"] = delivery.request_destination(destination, self.config.login, with_credentials=False)
+        if self.config.backup_targets:
+            push["backup_targets"] = list(self.config.backup_targets)
+        self._publish(Message(source.subject, "push", push))
+        request = dict(push, destination=delivery.request_destination(destination, self.config.login))
+        LOG.debug("[%s] Requesting %s from %s", self.name, transfer.uids[0], source.data["request_address"])
+        assert self._requester is not None
+        self._requester.request(
+            source.data["request_address"], Message(source.subject, "push", request),
+            timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts, kind="push",
+            callback=lambda reply, error: self._on_push_reply(transfer, source, destination, reply, error))
+
+    def _next_source(self, transfer: Transfer) -> Message | None:
+        assert self._requester is not None
+        untried = [s for s in transfer.sources if s.data["request_address"] not in transfer.tried]
+        for source in untried:
+            if not self._requester.is_down(source.data["request_address"]):
+                return source
+        return untried[0] if untried else None
+
+    def _on_push_reply(self, transfer: Transfer, source: Message, destination: str, reply: Message | None,
+                       error: str | None) -> None:
+        if self.transfers.get(transfer.key) is not transfer:
+            return
+        if reply is None or reply.type not in _SUCCESS:
+            detail = error if reply is None else f"{reply.type} {reply.data!s:.300}"
+            LOG.error("[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
+                      source.data["request_address"], redact(detail))
+            self._start(transfer)
+            return
+        for uid in transfer.uids:
+            self.cache.add(uid)
+        self._publish(Message(source.subject, "ack", dict(source.data)))
+        result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
+        if self.config.compression:
+            transfer.state = "finishing"
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"unpack-{self.name}")
+            self._executor.submit(self._unpack, transfer, source, result)
+        else:
+            self._deliver(transfer, source, result)
+
+    def _unpack(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
+        """Runs in a worker thread: unpacking can take long and must not hold the loop."""
+        config = self.config
+        try:
+            result = unpack_message(result, config.compression or "", delete=config.delete,
+                                    xrit_program=config.xritdecompressor, block_size=config.block_size)
+        except UnpackError as err:
+            LOG.error("[%s] %s; publishing the packed file", self.name, err)
+        except Exception:  # a bug in an unpacker: publish what was delivered rather than nothing
+            LOG.exception("[%s] Unpacking %s failed; publishing the packed file", self.name, transfer.uids[0])
+        self._loop.call_soon_threadsafe(self._deliver, transfer, source, result)
+
+    def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
+        self._publish(Message(source.subject, delivery.message_type(result, source.type), result))
+        self.delivered += 1
+        LOG.info("[%s] Delivered %s from %s in %.0f ms", self.name, transfer.uids[0],
+                 source.data["request_address"], (time.monotonic() - transfer.started) * 1000)
+        self._settle(transfer, ack=[s for s in transfer.sources if s is not source])
+
+    def _settle(self, transfer: Transfer, ack: Iterable[Message]) -> None:
+        transfer.cancel_timer()
+        if self.transfers.get(transfer.key) is transfer:
+            del self.transfers[transfer.key]
+        for message in ack:
+            self._ack(message)
+
+    def _ack(self, announcement: Message) -> None:
+        address = announcement.data["request_address"]
+        assert self._requester is not None
+
+        def done(reply: Message | None, error: str | None) -> None:
+            if reply is None or reply.type != "ack":
+                LOG.warning("[%s] ack to %s not confirmed: %s", self.name, address,
+                            error or f"{reply.type if reply else None}")
+
+        self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),
+                                timeout=self.config.req_timeout, attempts=self.config.request_attempts,
+                                callback=done, kind="ack")
+
+    def _publish(self, message: Message) -> None:
+        try:
+            self.publisher.send(message)
+        except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
+            LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)

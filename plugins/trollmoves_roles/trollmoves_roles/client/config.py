@@ -1,0 +1,213 @@
+"""Client INI (upstream ``move_it_client.py`` format) → one typed :class:`ChainConfig` per section.
+
+Every section is a chain; ``[DEFAULT]`` is inherited. Values are checked here, so a bad file
+fails at start-up with a :class:`~trollmoves_core.exceptions.ConfigError` naming the file,
+section and key. Keys the client does not know are kept (upstream uses them to overwrite
+message metadata, see :func:`trollmoves_roles.client.delivery.replace_mda`) and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from trollmoves_core.config import Section, read_ini
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.uri import parse_uri
+
+LOG = logging.getLogger(__name__)
+
+KNOWN_KEYS = frozenset({
+    # upstream keys
+    "providers", "destination", "topic", "publish_port", "nameservers", "login", "heartbeat",
+    "heartbeat_alarm_scale", "req_timeout", "transfer_req_timeout", "processing_delay", "backup_targets",
+    "compression", "xritdecompressor", "delete", "working_directory", "create_target_directory", "ftp_root",
+    "block_size",
+    # ours
+    "bind_address", "max_requests_in_flight", "request_attempts",
+})
+
+COMPRESSIONS = {"tar": "tar", "bzip": "bzip", "bzip2": "bzip", "bz2": "bzip", "gzip": "gzip", "gz": "gzip",
+                "zip": "zip", "xrit": "xrit"}
+"""Accepted ``compression`` values → the unpacker used."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A publisher to subscribe to, with its own topic when given as ``host:port/topic``."""
+
+    address: str
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One client chain (one INI section)."""
+
+    name: str
+    providers: tuple[Provider, ...]
+    destination: str
+    topic: str | None = None
+    publish_port: int = 0
+    nameservers: tuple[str, ...] | bool | None = None
+    """A tuple of hosts, False (no nameserver), or None (unset: upstream would multicast)."""
+    bind_address: str = "*"
+    login: str | None = None
+    heartbeat: bool = True
+    heartbeat_alarm_scale: float = 0.0
+    req_timeout: float = 1.0
+    transfer_req_timeout: float = 10.0
+    request_attempts: int = 3
+    max_requests_in_flight: int = 4
+    processing_delay: float = 0.0
+    backup_targets: tuple[str, ...] = ()
+    compression: str | None = None
+    xritdecompressor: str | None = None
+    delete: bool = False
+    create_target_directory: bool = True
+    ftp_root: str = "/"
+    block_size: int = 1024
+    metadata: dict[str, str] = field(default_factory=dict, compare=True)
+    """Every key of the section, for ``replace_mda``."""
+
+    def topics_for(self, provider: Provider) -> list[str]:
+        """The subscription topics for ``provider``, heartbeats included unless turned off."""
+        topics = [provider.topic or self.topic] if (provider.topic or self.topic) else []
+        if self.heartbeat:
+            topics += ["/heartbeat/move_it_server", f"/heartbeat/move_it_{self.name}"]
+        return topics
+
+
+def load_client_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
+    """Read and check a client INI file; return the chains by section name."""
+    sections = read_ini(path)
+    chains: dict[str, ChainConfig] = {}
+    unknown: dict[str, list[str]] = {}
+    for name, section in sections.items():
+        for key in section:
+            if key not in KNOWN_KEYS:
+                unknown.setdefault(key, []).append(name)
+        chain = chain_from_section(section)
+        if chain is not None:
+            chains[name] = chain
+    for key, names in unknown.items():
+        LOG.warning("%s: key %r (in %s) is not a client option; it only overwrites the same key in "
+                    "published messages (replace_mda)", os.fspath(path), key, ", ".join(f"[{n}]" for n in names))
+    if not chains:
+        raise ConfigError("no client chain defined (one section per chain)", file=os.fspath(path))
+    return chains
+
+
+def chain_from_section(section: Section) -> ChainConfig | None:
+    """The chain of one section; None (with a warning) for a section upstream would drop."""
+    topic = _text(section, "topic")
+    heartbeat = section.get_bool("heartbeat", True)
+    if topic is None and not heartbeat:
+        LOG.warning("%s: [%s] has no topic and heartbeat is off; section ignored", section.file, section.name)
+        return None
+    providers = tuple(_provider(section, item) for item in section.require("providers").split())
+    destination = section.require("destination").strip()
+    _check_destination(section, destination)
+    compression = _compression(section)
+    return ChainConfig(
+        name=section.name,
+        providers=providers,
+        destination=destination,
+        topic=topic,
+        publish_port=_int(section, "publish_port", 0, minimum=0, maximum=65535),
+        nameservers=_nameservers(section),
+        bind_address=_text(section, "bind_address") or "*",
+        login=_text(section, "login"),
+        heartbeat=heartbeat,
+        heartbeat_alarm_scale=_float(section, "heartbeat_alarm_scale", 0.0),
+        req_timeout=_float(section, "req_timeout", 1.0, positive=True),
+        transfer_req_timeout=_float(section, "transfer_req_timeout", 10.0, positive=True),
+        request_attempts=_int(section, "request_attempts", 3, minimum=1),
+        max_requests_in_flight=_int(section, "max_requests_in_flight", 4, minimum=1),
+        processing_delay=_delay(section),
+        backup_targets=tuple((_text(section, "backup_targets") or "").split()),
+        compression=compression,
+        xritdecompressor=_text(section, "xritdecompressor"),
+        delete=section.get_bool("delete", False),
+        create_target_directory=section.get_bool("create_target_directory", True),
+        ftp_root=_text(section, "ftp_root") or "/",
+        block_size=_int(section, "block_size", 1024, minimum=1),
+        metadata=dict(section),
+    )
+
+
+def _text(section: Section, key: str) -> str | None:
+    value = section.get_str(key)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _provider(section: Section, item: str) -> Provider:
+    text = item.removeprefix("tcp://")
+    hostport, _, topic = text.partition("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise section.error("providers", f"expected host:port or host:port/topic, got {item!r}")
+    return Provider(address=f"tcp://{host}:{port}", topic=topic or None)
+
+
+def _check_destination(section: Section, destination: str) -> None:
+    from trollsift import Parser
+    try:
+        Parser(destination).keys()
+        location = parse_uri(destination)
+    except ValueError as err:
+        raise section.error("destination", f"invalid destination {destination!r}: {err}") from None
+    if location.scheme not in ("file", "ftp", "ftps", "scp", "sftp", "s3"):
+        raise section.error("destination", f"unsupported scheme {location.scheme!r} (file, ftp, scp, sftp, s3)")
+    if location.password:
+        LOG.warning("%s: [%s] destination: put credentials in 'login', not in the URL", section.file,
+                    section.name)
+
+
+def _compression(section: Section) -> str | None:
+    value = _text(section, "compression")
+    if value is None or value.lower() in ("false", "no", "0", "off", "none"):
+        return None
+    try:
+        return COMPRESSIONS[value.lower()]
+    except KeyError:
+        raise section.error("compression", f"unknown compression {value!r} "
+                                           f"(one of {', '.join(sorted(COMPRESSIONS))})") from None
+
+
+def _nameservers(section: Section) -> tuple[str, ...] | bool | None:
+    value = _text(section, "nameservers")
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    return tuple(value.replace(",", " ").split())
+
+
+def _delay(section: Section) -> float:
+    value = _text(section, "processing_delay")
+    if value is None or value.lower() in ("false", "no", "off", "none"):
+        return 0.0
+    return _float(section, "processing_delay", 0.0)
+
+
+def _float(section: Section, key: str, default: float, *, positive: bool = False) -> float:
+    value: Any = section.get_float(key, default)
+    if value < 0 or (positive and value == 0):
+        raise section.error(key, f"expected a {'positive' if positive else 'non-negative'} number, got {value}")
+    return float(value)
+
+
+def _int(section: Section, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    value: Any = section.get_int(key, default)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise section.error(key, f"expected an integer {bound}, got {value}")
+    return int(value)

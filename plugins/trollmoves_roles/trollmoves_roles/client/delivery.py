@@ -1,0 +1,219 @@
+"""What the client sends and publishes around one transfer, as pure functions.
+
+Upstream's rules (see the module tests for examples): the destination is a trollsift pattern
+over the announcement data; the request carries ``scheme://[login@]host[:port]/path`` (a plain
+path becomes ``file://<this host>/path``); what is published never carries credentials; the
+published result has its ``uri`` rewritten to the delivered location, ``origin`` set to the
+server, ``request_address``/``destination`` removed and ``replace_mda`` applied.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import logging
+import os
+import posixpath
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from trollsift import compose
+
+from trollmoves_core.uri import Location, parse_uri, target_path
+
+LOG = logging.getLogger(__name__)
+
+TRANSFER_TYPES = ("file", "dataset", "collection")
+
+
+def compose_destination(pattern: str, data: Mapping[str, Any]) -> str:
+    """The destination for one announcement; KeyError/ValueError when a field is missing or bad."""
+    return compose(pattern, dict(data)) if "{" in pattern else pattern
+
+
+def split_login(login: str | None) -> tuple[str | None, str | None]:
+    """``user`` or ``user:pass`` → (user, password)."""
+    if not login:
+        return None, None
+    user, sep, password = login.partition(":")
+    return user, (password if sep else None)
+
+
+def request_destination(destination: str, login: str | None, *, with_credentials: bool = True) -> str:
+    """The destination as sent to the server (credentials included) or published (without).
+
+    A plain path is ``file://<hostname>/path``. ``login`` wins over a user in the URL.
+    """
+    location = parse_uri(destination)
+    user, password = split_login(login)
+    if user is None:
+        user, password = location.user, location.password
+    host = location.host or socket.gethostname()
+    auth = ""
+    if with_credentials and user:
+        auth = user + (f":{password}" if password else "") + "@"
+    port = f":{location.port}" if location.port else ""
+    query = "&".join(f"{k}={v}" for k, v in location.query.items())
+    return f"{location.scheme}://{auth}{host}{port}{location.path}" + (f"?{query}" if query else "")
+
+
+def local_directory(destination: str, ftp_root: str = "/") -> str | None:
+    """The local directory upstream creates before requesting (None for s3).
+
+    ``ftp`` destinations are taken relative to ``ftp_root`` (the FTP server's root on this host).
+    """
+    location = parse_uri(destination)
+    if location.scheme == "s3":
+        return None
+    path = location.path
+    directory = path if path.endswith("/") else posixpath.dirname(path)
+    if location.scheme in ("ftp", "ftps"):
+        directory = posixpath.join(ftp_root, directory.lstrip("/"))
+    return directory or None
+
+
+def make_directory(directory: str) -> None:
+    """Create ``directory`` and missing parents, world-writable as upstream does (the server
+    writing into it often runs as another user). Existing directories are left as they are."""
+    missing = []
+    current = os.path.abspath(directory)
+    while current and not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if not missing:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for path in missing:
+        try:
+            os.chmod(path, 0o777)  # as upstream: the pushing server may run as another user
+        except OSError as err:  # created by a concurrent process as another user: keep its mode
+            LOG.debug("Cannot chmod %s: %s", path, err)
+
+
+def dicts_with(data: Any, key: str) -> Iterator[dict[str, Any]]:
+    """Every dict at any depth of ``data`` that has ``key`` (depth first, in order)."""
+    if isinstance(data, dict):
+        if key in data:
+            yield data
+        for value in data.values():
+            if isinstance(value, dict | list):
+                yield from dicts_with(value, key)
+    elif isinstance(data, list):
+        for item in data:
+            yield from dicts_with(item, key)
+
+
+def uids_of(data: Mapping[str, Any]) -> list[str]:
+    """The uids of a file, dataset or collection message."""
+    return [str(d["uid"]) for d in dicts_with(dict(data), "uid")]
+
+
+def transfer_key(uids: list[str]) -> str:
+    """The dedup key of an announcement: md5 of its sorted uids (the same file from two servers
+    gives the same key)."""
+    return hashlib.md5(repr(sorted(uids)).encode(), usedforsecurity=False).hexdigest()
+
+
+def message_type(data: Mapping[str, Any], default: str = "file") -> str:
+    """``file``, ``dataset`` or ``collection`` from the data's top-level key."""
+    if "uri" in data:
+        return "file"
+    if "dataset" in data:
+        return "dataset"
+    if "collection" in data:
+        return "collection"
+    return default
+
+
+@functools.lru_cache(maxsize=256)
+def is_local_host(host: str) -> bool:
+    """True for an empty host or one that resolves to an address of this machine."""
+    if not host or host in ("localhost", socket.gethostname(), socket.getfqdn()):
+        return True
+    try:
+        address = socket.gethostbyname(host)
+    except OSError:
+        return False
+    if ipaddress.ip_address(address).is_loopback:
+        return True
+    return address in _own_addresses()
+
+
+@functools.lru_cache(maxsize=1)
+def _own_addresses() -> frozenset[str]:
+    try:
+        return frozenset(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        return frozenset()
+
+
+def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_path: str | None,
+                  user: str | None) -> str:
+    """Where the server put one file: ``<scheme>://[user@]host[:port]<path>``, or just the path
+    when the destination host is this machine (``s3`` always keeps its scheme)."""
+    name = posixpath.basename(urlsplit(str(source_uri)).path) or str(uid or "")
+    path = destination.path
+    if rel_path:
+        path = posixpath.join(path, str(rel_path))
+    path = target_path(path, name)
+    if destination.scheme == "s3":
+        return f"s3://{destination.host}{path}"
+    if is_local_host(destination.host):
+        return path
+    auth = f"{user}@" if user else ""
+    port = f":{destination.port}" if destination.port else ""
+    return f"{destination.scheme}://{auth}{destination.host}{port}{path}"
+
+
+def local_message_data(announcement: Mapping[str, Any], destination: str, login: str | None,
+                       metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The data of the published result: uris rewritten, ``origin`` added, ``request_address``
+    and ``destination`` removed, ``replace_mda`` applied."""
+    data = _copy(dict(announcement))
+    location = parse_uri(destination)
+    user = split_login(login)[0] or location.user
+    for item in dicts_with(data, "uri"):
+        item["uri"] = delivered_uri(location, item["uri"], item.get("uid"), item.get("path"), user)
+    origin = data.pop("request_address", None)
+    data.pop("destination", None)
+    if origin is not None:
+        data["origin"] = origin
+    return replace_mda(data, metadata)
+
+
+def replace_mda(data: dict[str, Any], metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Overwrite top-level ``data`` keys that are also config keys.
+
+    A config value ``old:new|old2:new2`` maps values (others are kept); any other value
+    replaces the message value.
+    """
+    for key, value in metadata.items():
+        if key not in data:
+            continue
+        mapping = _value_mapping(value)
+        if mapping is None:
+            data[key] = value
+        elif str(data[key]) in mapping:
+            data[key] = mapping[str(data[key])]
+    return data
+
+
+def _value_mapping(value: str) -> dict[str, str] | None:
+    parts = value.split("|")
+    if not all(part.count(":") == 1 for part in parts):
+        return None
+    return dict(part.split(":", 1) for part in parts)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value

@@ -1,0 +1,95 @@
+"""Subscription to one provider, with upstream's heartbeat watchdog.
+
+Each provider gets its own SUB socket (so it can have its own topic and its own watchdog),
+read in the chain's event loop. With ``heartbeat_alarm_scale`` > 0, silence longer than
+``scale * min_interval`` (``min_interval`` from the provider's last ``beat``, 30 s until one
+arrives) closes the socket and subscribes again, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from posttroll.message import Message
+
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL, Subscription
+from trollmoves_roles.client.loop import EventLoop, Timer
+
+LOG = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+"""Messages read from one socket before the loop serves the others."""
+
+
+class ProviderListener:
+    """Feed ``on_message(message)`` with what ``address`` publishes on ``topics``."""
+
+    def __init__(self, loop: EventLoop, address: str, topics: list[str], on_message: Callable[[Message], None],
+                 *, alarm_scale: float = 0.0, chain: str = "") -> None:
+        self.address, self.topics = address, topics
+        self._loop, self._on_message = loop, on_message
+        self._alarm_scale, self._chain = alarm_scale, chain
+        self._interval = alarm_scale * HEARTBEAT_INTERVAL
+        self._last_seen = time.monotonic()
+        self._silent = False
+        self._watchdog: Timer | None = None
+        self._subscription: Subscription | None = None
+        self.resubscriptions = 0
+        self._subscribe()
+        if self._interval > 0:
+            self._watchdog = loop.call_later(self._interval, self._check)
+
+    def _subscribe(self) -> None:
+        self._subscription = Subscription([self.address], self.topics)
+        self._loop.register(self._subscription.socket, self._on_readable)
+        LOG.info("[%s] Subscribing to %s with topics %s", self._chain, self.address, self.topics)
+
+    def _on_readable(self) -> None:
+        subscription = self._subscription
+        for _ in range(MAX_BATCH):
+            if subscription is None or subscription is not self._subscription:
+                return
+            message = subscription.recv(0)
+            if message is None:
+                return
+            self._seen(message)
+            self._on_message(message)
+
+    def _seen(self, message: Message) -> None:
+        self._last_seen = time.monotonic()
+        if self._silent:
+            self._silent = False
+            LOG.info("[%s] %s is publishing again", self._chain, self.address)
+        if message.type == "beat" and self._alarm_scale > 0 and isinstance(message.data, dict):
+            with contextlib.suppress(TypeError, ValueError):  # a malformed beat keeps the previous interval
+                self._interval = self._alarm_scale * float(message.data.get("min_interval", HEARTBEAT_INTERVAL))
+
+    def _check(self) -> None:
+        silence = time.monotonic() - self._last_seen
+        if silence >= self._interval:
+            log = LOG.info if self._silent else LOG.warning
+            log("[%s] Nothing received from %s for %.1f s (alarm at %.1f s); resubscribing", self._chain,
+                self.address, silence, self._interval)
+            self._silent = True
+            self.resubscriptions += 1
+            self._close_subscription()
+            self._subscribe()
+            self._last_seen = time.monotonic()
+            delay = self._interval
+        else:
+            delay = self._interval - silence
+        self._watchdog = self._loop.call_later(max(delay, 0.01), self._check)
+
+    def _close_subscription(self) -> None:
+        if self._subscription is not None:
+            self._loop.unregister(self._subscription.socket)
+            self._subscription.close()
+            self._subscription = None
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._close_subscription()

@@ -1,0 +1,189 @@
+"""The client process: chains from the config, their publishers, signals and reloads.
+
+Publishers follow upstream's choice (``upstream-trollmoves.md`` §1.5) except that they never
+multicast: ``nameservers = false`` with a fixed ``publish_port`` gives a plain publisher, a
+nameserver list registers with those hosts only, and a config with which upstream would
+multicast gets a plain publisher and a warning. Chains with the same publisher settings share
+one publisher.
+
+SIGTERM/SIGINT stop the process; SIGHUP, or a change of the config file, reloads it: only the
+chains whose section changed are restarted (keeping their uid cache), removed ones are
+stopped, new ones started. A config that fails to load on reload is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Hashable
+from types import FrameType
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.client.chain import Chain
+from trollmoves_roles.client.config import ChainConfig, load_client_config
+
+LOG = logging.getLogger(__name__)
+
+CONFIG_CHECK_INTERVAL = 1.0
+"""Seconds between checks of the config file for changes."""
+
+
+def publisher_key(config: ChainConfig) -> Hashable:
+    """Chains with equal keys share a publisher (a random port is never shared)."""
+    nameservers = config.nameservers if isinstance(config.nameservers, tuple) else ()
+    own = config.name if config.publish_port == 0 else None
+    return (config.bind_address, config.publish_port, nameservers, own)
+
+
+class Publishers:
+    """Reference-counted publishers keyed by :func:`publisher_key`."""
+
+    def __init__(self) -> None:
+        self._publishers: dict[Hashable, tuple[BusPublisher, int]] = {}
+
+    def acquire(self, config: ChainConfig) -> BusPublisher:
+        key = publisher_key(config)
+        if key in self._publishers:
+            publisher, count = self._publishers[key]
+            self._publishers[key] = (publisher, count + 1)
+            return publisher
+        publisher = _create_publisher(config)
+        self._publishers[key] = (publisher, 1)
+        return publisher
+
+    def release(self, config: ChainConfig) -> None:
+        key = publisher_key(config)
+        publisher, count = self._publishers[key]
+        if count > 1:
+            self._publishers[key] = (publisher, count - 1)
+        else:
+            del self._publishers[key]
+            publisher.stop()
+
+    def stop_all(self) -> None:
+        for publisher, _ in self._publishers.values():
+            publisher.stop()
+        self._publishers.clear()
+
+
+def _create_publisher(config: ChainConfig) -> BusPublisher:
+    name = f"move_it_{config.name}"
+    nameservers = config.nameservers
+    if isinstance(nameservers, tuple) and nameservers:
+        publisher = BusPublisher(config.publish_port, bind=config.bind_address, name=name, nameservers=nameservers)
+        LOG.info("[%s] Publishing on port %d, registered with nameserver(s) %s", config.name, publisher.port,
+                 ", ".join(nameservers))
+        return publisher
+    if nameservers is not False:
+        LOG.warning("[%s] nameservers is not set: upstream would announce this publisher by multicast. "
+                    "Trollmoves never multicasts; set 'nameservers = false' with a fixed publish_port, "
+                    "or list the nameservers to register with", config.name)
+    elif config.publish_port == 0:
+        LOG.warning("[%s] publish_port is 0 with nameservers = false: upstream would multicast; publishing on "
+                    "a random port no one can look up. Set a fixed publish_port", config.name)
+    publisher = BusPublisher(config.publish_port, bind=config.bind_address, name=name)
+    LOG.info("[%s] Publishing on tcp://%s:%d", config.name, config.bind_address, publisher.port)
+    return publisher
+
+
+class ClientProcess:
+    """Run the chains of ``config_file`` until :meth:`stop` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, config_file: str | os.PathLike[str]) -> None:
+        self.config_file = os.fspath(config_file)
+        self.configs = load_client_config(self.config_file)
+        self.chains: dict[str, Chain] = {}
+        self.publishers = Publishers()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._stamp = self._file_stamp()
+        self.started = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload at the next config check (within :data:`CONFIG_CHECK_INTERVAL`), as SIGHUP does."""
+        self._reload.set()
+
+    def run(self) -> int:
+        """Serve until stopped; return the exit status (0)."""
+        restore = self._install_signals()
+        try:
+            self._apply(self.configs)
+            self.started.set()
+            while not self._stop.wait(CONFIG_CHECK_INTERVAL):
+                stamp = self._file_stamp()
+                if self._reload.is_set() or (stamp != self._stamp and stamp is not None):
+                    self._reload.clear()
+                    self._stamp = stamp
+                    self.reload()
+        finally:
+            LOG.info("Stopping %d chain(s)", len(self.chains))
+            for chain in self.chains.values():
+                chain.stop()
+            self.chains.clear()
+            self.publishers.stop_all()
+            restore()
+        return 0
+
+    def reload(self) -> None:
+        """Re-read the config file and apply the differences."""
+        try:
+            configs = load_client_config(self.config_file)
+        except ConfigError as err:
+            LOG.error("Config reload failed, keeping the running config: %s", err)
+            return
+        LOG.info("Reloading %s", self.config_file)
+        self._apply(configs)
+
+    def _apply(self, configs: dict[str, ChainConfig]) -> None:
+        for name in [n for n in self.chains if n not in configs]:
+            LOG.info("[%s] Chain removed", name)
+            self._stop_chain(name)
+        for name, config in configs.items():
+            running = self.chains.get(name)
+            if running is not None and running.config == config:
+                continue
+            publisher = self.publishers.acquire(config)  # before releasing, so a kept port is never rebound
+            cache = None
+            if running is not None:
+                LOG.info("[%s] Chain changed; restarting it", name)
+                cache = running.cache
+                self._stop_chain(name)
+            self.chains[name] = Chain(config, publisher, cache=cache).start()
+        self.configs = configs
+
+    def _stop_chain(self, name: str) -> None:
+        chain = self.chains.pop(name)
+        chain.stop()
+        self.publishers.release(chain.config)
+
+    def _file_stamp(self) -> tuple[int, int, float] | None:
+        try:
+            info = os.stat(self.config_file)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime)
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            LOG.info("Received %s; stopping", signal.Signals(signum).name)
+            self._stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        previous = {sig: signal.signal(sig, handler)
+                    for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return restore

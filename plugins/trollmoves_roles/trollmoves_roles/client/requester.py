@@ -1,0 +1,208 @@
+"""Requests to trollmoves servers over REQ sockets, pipelined and lazy-pirate retried.
+
+Upstream opens a new REQ socket per request and sends one request at a time per listener.
+Here each server gets up to ``max_in_flight`` REQ sockets of each kind (``push``/``ack``) with
+a request outstanding on each, so a burst of announcements is served in parallel; sockets are
+reused after a reply. A request that gets no reply within its timeout is re-sent on a fresh
+socket (the old one is closed with LINGER 0, as a REQ socket that timed out cannot be reused),
+after a short backoff, up to ``attempts`` sends in all; then its callback gets no reply.
+
+Everything runs in the owning :class:`~trollmoves_roles.client.loop.EventLoop`'s thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+from posttroll.message import Message
+
+from trollmoves_roles.client.loop import EventLoop, Timer
+
+LOG = logging.getLogger(__name__)
+
+ReplyCallback = Callable[[Message | None, str | None], None]
+"""Called with ``(reply, None)`` or ``(None, error text)``."""
+
+DOWN_PERIOD = 30.0
+"""Seconds a server that left a request unanswered is avoided when another source exists."""
+IDLE_SOCKET_LIFETIME = 120.0
+"""Seconds an unused server's sockets stay open."""
+
+
+@dataclass(eq=False)
+class Request:
+    """One request to one server."""
+
+    address: str
+    message: Message
+    timeout: float
+    attempts: int
+    callback: ReplyCallback
+    kind: str
+    sent: int = 0
+    socket: zmq.Socket | None = None
+    timer: Timer | None = None
+
+
+@dataclass(eq=False)
+class _Server:
+    address: str
+    idle: list[zmq.Socket] = field(default_factory=list)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    queue: dict[str, deque[Request]] = field(default_factory=dict)
+    down_until: float = 0.0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class Requester:
+    """Send requests to servers (``host:port``) and call back with the replies."""
+
+    def __init__(self, loop: EventLoop, *, max_in_flight: int = 4, backoff: float = 0.2,
+                 context: zmq.Context | None = None) -> None:
+        self._loop = loop
+        self._context = context or zmq.Context.instance()
+        self.max_in_flight = max_in_flight
+        self.backoff = backoff
+        self._servers: dict[str, _Server] = {}
+        self._outstanding: set[Request] = set()
+        self._closed = False
+        self._sweeper = loop.call_later(IDLE_SOCKET_LIFETIME, self._sweep)
+
+    def request(self, address: str, message: Message, *, timeout: float, attempts: int,
+                callback: ReplyCallback, kind: str = "push") -> Request:
+        """Queue ``message`` for ``address``; ``callback`` runs in the loop with the outcome."""
+        server = self._servers.get(address)
+        if server is None:
+            server = self._servers[address] = _Server(address)
+        request = Request(address, message, timeout, attempts, callback, kind)
+        server.queue.setdefault(kind, deque()).append(request)
+        self._pump(server, kind)
+        return request
+
+    def is_down(self, address: str) -> bool:
+        """True when ``address`` recently left a request unanswered after every attempt."""
+        server = self._servers.get(address)
+        return server is not None and server.down_until > time.monotonic()
+
+    def pending(self) -> int:
+        """Requests queued or in flight (for tests and shutdown logs)."""
+        return sum(sum(s.in_flight.values()) + sum(len(q) for q in s.queue.values())
+                   for s in self._servers.values())
+
+    def close(self) -> None:
+        """Close every socket; outstanding requests are dropped without callback."""
+        self._closed = True
+        self._sweeper.cancel()
+        for server in self._servers.values():
+            for queue in server.queue.values():
+                for request in queue:
+                    if request.timer:
+                        request.timer.cancel()
+                queue.clear()
+            for sock in server.idle:
+                sock.close(linger=0)
+            server.idle.clear()
+        for request in list(self._outstanding):
+            self._drop_socket(request)
+        self._outstanding.clear()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _pump(self, server: _Server, kind: str) -> None:
+        queue = server.queue.get(kind)
+        while queue and server.in_flight.get(kind, 0) < self.max_in_flight and not self._closed:
+            request = queue.popleft()
+            server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
+            self._send(server, request)
+
+    def _send(self, server: _Server, request: Request) -> None:
+        if server.idle:
+            sock = server.idle.pop()
+        else:
+            sock = self._context.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"tcp://{server.address}")
+        server.last_used = time.monotonic()
+        request.socket = sock
+        request.sent += 1
+        self._outstanding.add(request)
+        self._loop.register(sock, lambda: self._on_reply(server, request))
+        sock.send_string(request.message.encode())
+        request.timer = self._loop.call_later(request.timeout, self._on_timeout, server, request)
+
+    def _on_reply(self, server: _Server, request: Request) -> None:
+        sock = request.socket
+        if sock is None:
+            return
+        try:
+            raw = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if request.timer:
+            request.timer.cancel()
+        self._loop.unregister(sock)
+        self._outstanding.discard(request)
+        request.socket = None
+        server.idle.append(sock)
+        server.down_until = 0.0
+        server.last_used = time.monotonic()
+        self._release(server, request.kind)
+        try:
+            reply, error = Message.decode(raw), None
+        except Exception as err:  # upstream answers a push without uri with the bare text "None"
+            reply, error = None, f"invalid reply {raw[:200]!r} ({err})"
+        self._callback(request, reply, error)
+
+    def _on_timeout(self, server: _Server, request: Request) -> None:
+        self._drop_socket(request)
+        if request.sent < request.attempts:
+            delay = self.backoff * 2 ** (request.sent - 1)
+            LOG.warning("No reply from %s to %s in %.1f s (attempt %d of %d); re-sending in %.1f s",
+                        request.address, request.kind, request.timeout, request.sent, request.attempts, delay)
+            request.timer = self._loop.call_later(delay, self._resend, server, request)
+            return
+        LOG.error("No reply from %s to %s after %d attempts; abandoning it", request.address, request.kind,
+                  request.attempts)
+        server.down_until = time.monotonic() + DOWN_PERIOD
+        self._release(server, request.kind)
+        self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts")
+
+    def _resend(self, server: _Server, request: Request) -> None:
+        if not self._closed:
+            self._send(server, request)
+
+    def _drop_socket(self, request: Request) -> None:
+        if request.timer:
+            request.timer.cancel()
+        sock = request.socket
+        self._outstanding.discard(request)
+        request.socket = None
+        if sock is not None:
+            self._loop.unregister(sock)
+            sock.close(linger=0)
+
+    def _release(self, server: _Server, kind: str) -> None:
+        server.in_flight[kind] -= 1
+        self._pump(server, kind)
+
+    def _callback(self, request: Request, reply: Message | None, error: str | None) -> None:
+        try:
+            request.callback(reply, error)
+        except Exception:  # a failing callback must not corrupt the request bookkeeping
+            LOG.exception("Error handling the reply from %s", request.address)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for address, server in list(self._servers.items()):
+            busy = sum(server.in_flight.values()) or any(server.queue.values())
+            if not busy and now - server.last_used > IDLE_SOCKET_LIFETIME:
+                for sock in server.idle:
+                    sock.close(linger=0)
+                del self._servers[address]
+        if not self._closed:
+            self._sweeper = self._loop.call_later(IDLE_SOCKET_LIFETIME, self._sweep)

@@ -1,0 +1,222 @@
+"""Our client against upstream trollmoves 0.19 servers (and an upstream client as hot-spare primary)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from roles.client.client_harness import (
+    ClientSubprocess,
+    InProcessClient,
+    UpstreamServer,
+    client_section,
+    prime,
+    results,
+    write_file,
+    write_ini,
+)
+from support.bus import BusRecorder, free_port, wait_until
+from support.upstream import upstream_process  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
+
+
+def payload(i: int) -> bytes:
+    return os.urandom(64) + f"file {i}\n".encode() * (i + 1)
+
+
+@pytest.fixture
+def server(upstream_process, tmp_path):  # noqa: F811 - fixture use
+    return UpstreamServer(upstream_process, tmp_path / "srv")
+
+
+def start_client(tmp_path: Path, providers: str, **extra: object) -> tuple[InProcessClient, BusRecorder, Path, int]:
+    out = tmp_path / "out"
+    port = free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(providers, f"{out}/", port, **extra)})
+    client = InProcessClient(config)
+    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"])
+    return client, recorder, out, port
+
+
+def test_moves_files_end_to_end_and_publishes_push_ack_file(server, tmp_path):
+    client, recorder, out, _ = start_client(tmp_path, server.provider)
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        contents = {f"f{i}.dat": payload(i) for i in range(5)}
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        assert len(recorder.wait_for(lambda m: m in results(recorder), count=5, timeout=30)) == 5
+    finally:
+        client.stop()
+        recorder.close()
+    for name, content in contents.items():
+        assert (out / name).read_bytes() == content
+    for name in contents:
+        mine = [m for m in recorder.messages if m.data.get("uid") == name]
+        assert [m.type for m in mine] == ["push", "ack", "file"], [m.encode() for m in mine]
+        push, ack, result = mine
+        assert push.subject == ack.subject == result.subject == "/test/data"
+        assert push.data["destination"].startswith("file://") and push.data["destination"].endswith(f"{out}/")
+        assert push.data["request_address"] == server.request_address
+        assert ack.data["request_address"] == server.request_address and "destination" not in ack.data
+        assert ack.data["uri"] == str(server.inbox / name)
+        assert result.data["uri"] == str(out / name)
+        assert result.data["origin"] == server.request_address
+        assert "request_address" not in result.data and "destination" not in result.data
+        assert result.data["name"] == name[:-4]
+
+
+def test_login_never_published_but_sent(server, tmp_path):
+    """The push published on the bus has no credentials; the server still gets the request."""
+    client, recorder, out, _ = start_client(tmp_path, server.provider, login="bob:s3cret")
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        write_file(server.inbox, "f1.dat", b"one")
+        assert recorder.wait_for(lambda m: m in results(recorder), timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+    assert (out / "f1.dat").read_bytes() == b"one"
+    assert not any("s3cret" in m.encode() or "bob@" in m.encode() for m in recorder.messages)
+
+
+def test_two_servers_same_file_fetched_once_and_other_server_acked(upstream_process, tmp_path):  # noqa: F811
+    # Two servers announce the same uids from their own directories and delete what they served or
+    # got an ack for: the loser's copy disappears only if our client acked it.
+    servers = [UpstreamServer(upstream_process, tmp_path / name, extra={"delete": "True", "remove_delay": "0"})
+               for name in ("a", "b")]
+    client, recorder, out, _ = start_client(tmp_path, " ".join(s.provider for s in servers))
+    try:
+        prime(lambda name: write_file(servers[0].inbox, f"{name}.dat", b"probe"), recorder)
+        contents = {f"f{i}.dat": payload(i) for i in range(10)}
+        for name, content in contents.items():
+            for server in servers:
+                write_file(server.inbox, name, content)
+        assert len(recorder.wait_for(lambda m: m in results(recorder), count=10, timeout=30)) == 10
+        assert wait_until(lambda: not any((s.inbox / n).exists() for s in servers for n in contents), 30), \
+            [str(p) for s in servers for p in s.inbox.iterdir()]
+    finally:
+        client.stop()
+        recorder.close()
+    pushes = Counter(m.data["uid"] for m in recorder.of_type("push"))
+    assert all(pushes[name] == 1 for name in contents), pushes
+    assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
+    copies = sum(s.process.log().count("Successfully copied") for s in servers)
+    assert copies == len(contents) + 1  # + the probe
+    for name, content in contents.items():
+        assert (out / name).read_bytes() == content
+
+
+def test_burst_of_200_delivered_exactly_once(server, tmp_path):
+    client, recorder, out, _ = start_client(tmp_path, server.provider, max_requests_in_flight=8)
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        contents = {f"f{i:03d}.dat": payload(i % 7) for i in range(200)}
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        recorder.wait_for(lambda m: m in results(recorder), count=200, timeout=90)
+    finally:
+        client.stop()
+        recorder.close()
+    assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
+    assert Counter(m.data["uid"] for m in recorder.of_type("push") if m.data["uid"][0] == "f") == Counter(contents.keys())
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+
+
+def test_per_provider_topic(upstream_process, tmp_path):  # noqa: F811
+    main = UpstreamServer(upstream_process, tmp_path / "a")
+    other = UpstreamServer(upstream_process, tmp_path / "b", topic="/other/data")
+    client, recorder, out, _ = start_client(tmp_path, f"{main.provider} {other.provider}/other/data")
+    recorder_other = BusRecorder([f"tcp://127.0.0.1:{client.chain('test').publisher.port}"], ["/other/"])
+    try:
+        prime(lambda name: write_file(main.inbox, f"{name}.dat", b"probe"), recorder)
+        write_file(main.inbox, "fa.dat", b"from a")
+        write_file(other.inbox, "fb.dat", b"from b")
+        assert recorder.wait_for(lambda m: m in results(recorder), timeout=30)
+        assert recorder_other.wait_for(lambda m: m.type == "file" and "origin" in m.data, timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+        recorder_other.close()
+    assert (out / "fa.dat").read_bytes() == b"from a"
+    assert (out / "fb.dat").read_bytes() == b"from b"
+    result = next(m for m in recorder_other.messages if m.type == "file" and "origin" in m.data)
+    assert result.subject == "/other/data" and result.data["origin"] == other.request_address
+
+
+@pytest.mark.slow
+def test_hot_spare_primary_killed_midway_every_file_once(server, tmp_path):
+    out = tmp_path / "out"
+    primary_port, secondary_port = free_port(), free_port()
+    primary_ini = write_ini(tmp_path / "primary.ini", {"test": client_section(server.provider, f"{out}/",
+                                                                               primary_port)})
+    secondary_ini = write_ini(tmp_path / "secondary.ini", {"test": client_section(
+        f"{server.provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=0.5,
+        transfer_req_timeout=1)})
+    by_primary = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
+    by_secondary = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
+    primary = ClientSubprocess(primary_ini, tmp_path / "primary.log")
+    secondary = ClientSubprocess(secondary_ini, tmp_path / "secondary.log")
+    contents = {f"f{i:03d}.dat": payload(i % 5) for i in range(60)}
+    names = list(contents)
+
+    def delivered() -> Counter:
+        return Counter(m.data["uid"] for m in results(by_primary) + results(by_secondary))
+
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
+        for name in names[:30]:
+            write_file(server.inbox, name, contents[name])
+        assert by_primary.wait_for(lambda m: m in results(by_primary), count=10, timeout=30)
+        primary.kill(signal.SIGKILL)
+        for name in names[30:]:
+            write_file(server.inbox, name, contents[name])
+        wait_until(lambda: sum(delivered().values()) >= 60, timeout=90)
+    finally:
+        primary.stop()
+        assert secondary.stop() == 0
+        by_primary.close()
+        by_secondary.close()
+    assert delivered() == Counter(contents.keys()), secondary.log()[-3000:]
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    assert {m.data["uid"] for m in results(by_secondary)} >= set(names[30:])
+
+
+@pytest.mark.slow
+def test_upstream_client_as_primary_ours_as_secondary(server, upstream_process, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    primary_port, secondary_port = free_port(), free_port()
+    primary_ini = write_ini(tmp_path / "primary.ini", {"test": {
+        "providers": server.provider, "destination": f"{out}/", "topic": "/test/data",
+        "publish_port": primary_port, "nameservers": "false"}})
+    secondary_ini = write_ini(tmp_path / "secondary.ini", {"test": client_section(
+        f"{server.provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=1,
+        transfer_req_timeout=1)})
+    primary_recorder = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
+    ours_recorder = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
+    primary = upstream_process("move_it_client.py", [str(primary_ini)])
+    secondary = InProcessClient(secondary_ini)
+    contents = {f"f{i:02d}.dat": payload(i) for i in range(20)}
+    names = list(contents)
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), primary_recorder, timeout=40)
+        for name in names[:10]:
+            write_file(server.inbox, name, contents[name])
+        assert len(primary_recorder.wait_for(lambda m: m in results(primary_recorder), count=10, timeout=30)) == 10
+        # the primary's acks settle them here: nothing taken over while it is alive
+        assert wait_until(lambda: not secondary.chain("test").transfers, 10)
+        assert results(ours_recorder) == []
+        primary.stop()
+        for name in names[10:]:
+            write_file(server.inbox, name, contents[name])
+        assert len(ours_recorder.wait_for(lambda m: m in results(ours_recorder), count=10, timeout=30)) == 10
+    finally:
+        secondary.stop()
+        primary_recorder.close()
+        ours_recorder.close()
+    assert Counter(m.data["uid"] for m in results(primary_recorder) + results(ours_recorder)) == Counter(contents.keys())
+    assert all((out / name).read_bytes() == content for name, content in contents.items())

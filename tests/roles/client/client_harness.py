@@ -1,0 +1,143 @@
+"""Helpers for client-role tests: INI writers, our client in-process or as a subprocess, the
+upstream server as a peer, and waiting for files to flow."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from support.bus import BusRecorder, free_port, wait_until
+from trollmoves_roles.client.chain import Chain
+from trollmoves_roles.client.process import ClientProcess
+
+REPO = Path(__file__).resolve().parents[3]
+TROLLMOVES = Path(sys.executable).with_name("trollmoves")
+
+
+def write_ini(path: Path, sections: Mapping[str, Mapping[str, object]]) -> Path:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {value}" for key, value in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def client_section(providers: str, destination: str | Path, publish_port: int, **extra: object) -> dict[str, object]:
+    section: dict[str, object] = {"providers": providers, "destination": destination, "topic": "/test/data",
+                                  "publish_port": publish_port, "nameservers": "false",
+                                  "bind_address": "127.0.0.1"}
+    section.update(extra)
+    return section
+
+
+class InProcessClient:
+    """Our client's ClientProcess running in a thread (no signals), stopped with :meth:`stop`."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = ClientProcess(config)
+        self._thread = threading.Thread(target=self.process.run, daemon=True)
+        self._thread.start()
+        assert self.process.started.wait(10)
+
+    def chain(self, name: str) -> Chain:
+        return self.process.chains[name]
+
+    def stop(self) -> None:
+        self.process.stop()
+        self._thread.join(15)
+        assert not self._thread.is_alive()
+
+
+class ClientSubprocess:
+    """``trollmoves client CONFIG -v`` as a separate process with a log file."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([str(TROLLMOVES), "client", str(config), "-v"], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(15)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class UpstreamServer:
+    """Upstream ``move_it_server.py`` watching ``<root>/in`` for ``{name}.dat``."""
+
+    def __init__(self, upstream_process: Callable, root: Path, *, topic: str = "/test/data",
+                 origin: str | None = None, extra: Mapping[str, object] | None = None) -> None:
+        self.inbox = root / "in"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.pub_port, self.request_port = free_port(), free_port()
+        section = {"origin": origin or f"{self.inbox}/{{name}}.dat", "request_port": self.request_port,
+                   "request_address": "127.0.0.1", "topic": topic}
+        section.update(extra or {})
+        config = write_ini(root / "server.ini", {"srv": section})
+        self.process = upstream_process("move_it_server.py", ["-p", str(self.pub_port), "--disable-backlog",
+                                                              str(config)])
+        self.request_address = f"127.0.0.1:{self.request_port}"
+        self.provider = f"127.0.0.1:{self.pub_port}"
+        beats = BusRecorder([f"tcp://127.0.0.1:{self.pub_port}"], ["/heartbeat/move_it_server"])
+        try:
+            assert beats.wait_for(lambda m: m.type == "beat", timeout=20), self.process.log()
+        finally:
+            beats.close()
+
+
+_probe_numbers = itertools.count()
+
+
+def prime(write_probe: Callable[[str], None], recorder: BusRecorder, timeout: float = 20.0) -> None:
+    """Write probe files until one is delivered (the whole path, subscriptions included, works)."""
+    def delivered_probe() -> bool:
+        name = f"probe{next(_probe_numbers)}"
+        write_probe(name)
+        return bool(recorder.wait_for(lambda m: m.type == "file" and "origin" in m.data
+                                      and str(m.data.get("uid", "")).startswith("probe"), timeout=1.0))
+    assert wait_until(delivered_probe, timeout=timeout, interval=0.0), "no probe file was ever delivered"
+
+
+def results(recorder: BusRecorder, prefix: str = "f") -> list:
+    """Our client's delivered-file messages for uids starting with ``prefix``."""
+    return [m for m in list(recorder.messages) if m.type in ("file", "dataset") and "origin" in m.data
+            and _first_uid(m.data).startswith(prefix)]
+
+
+def _first_uid(data: dict) -> str:
+    if "uid" in data:
+        return str(data["uid"])
+    for item in data.get("dataset", []):
+        return str(item.get("uid", ""))
+    return ""
+
+
+def write_file(directory: Path, name: str, content: bytes) -> Path:
+    """Write ``content`` under a hidden name the server pattern ignores, then rename it."""
+    tmp = directory / f".{name}.partial"
+    tmp.write_bytes(content)
+    final = directory / name
+    os.replace(tmp, final)
+    return final
