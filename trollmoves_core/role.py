@@ -13,6 +13,12 @@ class Role(ABC):
     The launcher builds one subcommand per registered role: it calls
     :meth:`add_arguments` on the subcommand's parser, configures logging, then calls
     :meth:`run` with the parsed arguments and exits with its return value.
+
+    Optional, for ``trollmoves check`` (see :mod:`trollmoves_core.check`): a role may define
+    a classmethod ``check_config(path) -> list[str]`` returning its own problems with the
+    config file, one ``file: [section] key: problem`` line each (an empty list when all is
+    well), and ``EXTRA_CONFIG_KEYS``, the config keys it accepts beyond upstream
+    trollmoves' own, so the generic unknown-key check does not report them.
     """
 
     NAME: ClassVar[str]

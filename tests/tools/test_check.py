@@ -1,0 +1,346 @@
+"""``trollmoves check``: role detection, the generic checks, and the roles' own extension point."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from trollmoves_core import check, default_plugins, hookimpl
+from trollmoves_core.check import check_file, detect_role
+from trollmoves_core.cli import main
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import load_plugins
+from trollmoves_core.role import Role
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "in"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def core_only():
+    """A plugin host with only the core's own plugin: file mover, no roles."""
+    return load_plugins(entry_points=False, extra=[default_plugins])
+
+
+def lines(report) -> list[str]:
+    return [str(p) for p in report.problems]
+
+
+def run_check(host, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    check.add_arguments(parser)
+    return check.run(parser.parse_args(list(argv)), host)
+
+
+# -- detection ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, text, role", [
+    ("s.ini", "[a]\norigin = /x/{a}\ntopic = /t\n", "server"),
+    ("s.ini", "[a]\nlisten = /t\ntopic = /u\n", "server"),
+    ("c.ini", "[a]\nproviders = h:1\ndestination = /o/\n", "client"),
+    ("m.ini", "[a]\nproviders = h:1\norigin = /x/{a}\n", "mirror"),
+    ("d.yaml", "t:\n  host: ''\n  dispatch_configs: []\n", "dispatcher"),
+    ("d.yml", "target_defaults: {}\n", "dispatcher"),
+    ("d.conf", "t:\n  directory: /out\n", "dispatcher"),  # not INI, so read as YAML
+    ("s3.yaml", "bucket: b\nsubscribe-topic: /t\n", "downloader"),
+])
+def test_role_is_detected_from_the_file(tmp_path: Path, name: str, text: str, role: str) -> None:
+    assert detect_role(write(tmp_path / name, text)) == role
+
+
+@pytest.mark.parametrize("name, text", [("x.ini", "[a]\nfoo = 1\n"), ("x.yaml", "- 1\n- 2\n")])
+def test_undetectable_file_asks_for_role(tmp_path: Path, name: str, text: str) -> None:
+    with pytest.raises(ConfigError, match="give --role"):
+        detect_role(write(tmp_path / name, text))
+
+
+def test_undetectable_file_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "x.ini", "[a]\nfoo = 1\n")
+    assert main(["check", path]) == 2
+    assert capsys.readouterr().out == f"{path}: cannot tell the role (no section has origin, listen or " \
+                                      "providers); give --role\n"
+
+
+# -- server ------------------------------------------------------------------------------
+
+def test_valid_server_config_passes(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"""[DEFAULT]
+request_address = 127.0.0.1
+
+[eumetcast]
+origin = {inbox}/{{platform_name}}_{{start_time:%Y%m%d%H%M}}.dat
+topic = /test/data
+request_port = 19092
+station = st1
+info = sensor=foo;platforms=a,b
+delete = false
+remove_delay = 30
+connection_parameters__connection_uptime = 20
+""")
+    assert main(["check", path]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{path}: OK (checked as server, 1 section(s))"
+
+
+def test_server_problems_are_named_by_file_section_and_key(tmp_path: Path, inbox: Path, core_only) -> None:
+    afile = inbox / "plain.txt"
+    afile.write_text("x")
+    path = write(tmp_path / "server.ini", f"""[DEFAULT]
+bogus_default = 1
+
+[one]
+origin = {inbox}/{{name}}.dat
+topic = /a
+request_port = 9092
+delte = true
+remove_delay = soon
+
+[two]
+origin = /nonexistent-dir-for-check/{{name}}.dat
+topic = nope
+request_port = 9092
+delete = maybe
+
+[three]
+origin = {inbox}/{{x:%Y.dat
+topic = /c
+request_port = 70000
+
+[four]
+origin = relative/{{name}}.dat
+
+[five]
+origin = {afile}/{{name}}
+topic = /e
+
+[six]
+topic = /f
+""")
+    report = check_file(path, core_only)
+    assert report.role == "server"
+    assert lines(report)[:-1] == [
+        f"{path}: [DEFAULT] bogus_default: unknown key for a server",
+        f"{path}: [one] delte: unknown key for a server",
+        f"{path}: [one] remove_delay: expected a number, got 'soon'",
+        f"{path}: [two] topic: must start with '/', got 'nope'",
+        f"{path}: [two] origin: directory /nonexistent-dir-for-check does not exist",
+        f"{path}: [two] delete: expected true/false, got 'maybe'",
+        f"{path}: [two] request_port: port 9092 is already used by [one]",
+        f"{path}: [three] origin: invalid trollsift pattern '{inbox}/{{x:%Y.dat': unmatched '{{' in format spec",
+        f"{path}: [three] request_port: expected a port number 1-65535, got 70000",
+        f"{path}: [four] topic: required key is missing",
+        f"{path}: [four] origin: must be an absolute path pattern, got 'relative/{{name}}.dat'",
+        f"{path}: [five] origin: {afile} is not a directory",
+        f"{path}: [six] warning: neither origin nor listen: this section is skipped",
+    ]
+    # without trollmoves-roles the file cannot run here, which is worth saying but not an error
+    assert lines(report)[-1] == f"{path}: warning: this file cannot run here: no role 'server': " \
+                                "pip install trollmoves-roles"
+    assert len(report.errors()) == 12
+
+
+def test_unreadable_config_is_one_error(tmp_path: Path, core_only) -> None:
+    report = check_file(str(tmp_path / "missing.ini"), core_only, "server")
+    assert lines(report) == [f"{tmp_path}/missing.ini: no such file"]
+    broken = write(tmp_path / "broken.ini", "[a]\norigin = /x\n  [b\nno equals sign here\n")
+    report = check_file(broken, core_only, "server")
+    assert len(report.errors()) == 1 and "line" in lines(report)[0]
+
+
+# -- client ------------------------------------------------------------------------------
+
+def test_client_metadata_keys_warn_and_strict_fails(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "client.ini", f"""[c]
+providers = 127.0.0.1:9010 127.0.0.1:9011/other/topic
+destination = file://{tmp_path}/out/{{platform_name}}/
+topic = /test/data
+publish_port = 19020
+nameservers = false
+sensor = avhrr
+""")
+    assert main(["check", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{path}: [c] sensor: warning: not a client option; it only overwrites message metadata of the "
+                   "same name", f"{path}: OK, 1 warning(s) (checked as client, 1 section(s))"]
+    assert main(["check", "--strict", "-q", path]) == 2
+
+
+def test_client_destination_without_plugin_gives_install_hint(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "client.ini", """[c]
+providers = localhost:abc
+destination = sftp://user@host/data/{platform_name}/
+heartbeat = nah
+req_timeout = 1s
+""")
+    assert lines(check_file(path, core_only, "client"))[:4] == [
+        f"{path}: [c] providers: expected host:port, got 'localhost:abc'",
+        f"{path}: [c] destination: no mover for 'sftp://': pip install trollmoves-ssh",
+        f"{path}: [c] req_timeout: expected a number, got '1s'",
+        f"{path}: [c] heartbeat: expected true/false, got 'nah'",
+    ]
+
+
+def test_client_required_keys_and_bad_destination_pattern(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "client.ini", "[c]\ntopic = /t\n\n[d]\nproviders = h:1\ndestination = /o/{a}}/\n")
+    found = lines(check_file(path, core_only, "client"))
+    assert f"{path}: [c] providers: required key is missing" in found
+    assert f"{path}: [c] destination: required key is missing" in found
+    assert f"{path}: [d] destination: invalid trollsift pattern '/o/{{a}}}}/': Single '}}' encountered in " \
+           "format string" in found
+
+
+def test_mirror_gets_server_and_client_checks(tmp_path: Path, inbox: Path, core_only) -> None:
+    path = write(tmp_path / "mirror.ini", f"""[m]
+providers = 127.0.0.1:9010
+destination = s4://bucket/
+client_topic = /up
+origin = {inbox}/{{name}}
+topic = /down
+request_port = x
+""")
+    report = check_file(path, core_only)
+    assert report.role == "mirror"
+    assert lines(report)[:2] == [f"{path}: [m] request_port: expected an integer, got 'x'",
+                                 f"{path}: [m] destination: no mover for 's4://' (known: file)"]
+
+
+# -- dispatcher and downloader -----------------------------------------------------------
+
+DISPATCHER = """posttroll_subscriber:
+  subscribe_addresses: [tcp://127.0.0.1:9010]
+  nameserver: false
+target_defaults:
+  connection_parameters: {connection_uptime: 20}
+local:
+  host: ""
+  directory: OUT/{sensor}
+  filepattern: '{platform_name}_{start_time:%Y%m%d%H%M}.dat'
+  publish_topic: /dispatched/{sensor}
+  dispatch_configs:
+    - topics: [/level2/avhrr]
+      conditions: [{sensor: avhrr}]
+"""
+
+
+def test_valid_dispatcher_config_passes(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "dispatch.yaml", DISPATCHER.replace("OUT", str(tmp_path)))
+    report = check_file(path, core_only)
+    assert report.role == "dispatcher"
+    assert report.errors() == []
+    assert report.sections == 1
+
+
+def test_dispatcher_problems(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "dispatch.yaml", DISPATCHER.replace("OUT", str(tmp_path)) + """ftp_site:
+  host: ftp://user:secret@ftp.example.com
+  directory: /in/{sensor
+  colour: blue
+  dispatch_configs:
+    - topics: []
+      filepattern: x
+      hots: sftp://x
+    - 3
+idle:
+  host: s3://bucket
+""")
+    found = lines(check_file(path, core_only))
+    assert found[:7] == [
+        f"{path}: [ftp_site] colour: unknown key for a dispatcher target",
+        f"{path}: [ftp_site] host: no mover for 'ftp://': pip install trollmoves-ftp",
+        f"{path}: [ftp_site] directory: invalid trollsift pattern '/in/{{sensor': expected '}}' before end of string",
+        f"{path}: [ftp_site] dispatch_configs[0].hots: unknown key for a dispatch item",
+        f"{path}: [ftp_site] dispatch_configs[0].topics: required: a list of topics",
+        f"{path}: [ftp_site] dispatch_configs[1]: expected a mapping with topics",
+        f"{path}: [idle] host: no mover for 's3://': pip install trollmoves-s3",
+    ]
+    assert f"{path}: [idle] warning: no dispatch_configs: this target never receives anything" in found
+    assert "secret" not in "\n".join(found)
+
+
+def test_downloader_problems(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "s3dl.yaml", """subscribe-topic: /level1/s3
+download_destination: /nonexistent-dir-for-check
+s3_kwargs: [a]
+logging: {logging_mode: DEBUG}
+servces: x
+""")
+    found = lines(check_file(path, core_only))
+    assert found[:6] == [
+        f"{path}: servces: unknown key for a downloader",
+        f"{path}: bucket: required key is missing",
+        f"{path}: publish-topic: required key is missing",
+        f"{path}: bucket: no mover for 's3://': pip install trollmoves-s3",
+        f"{path}: download_destination: directory /nonexistent-dir-for-check does not exist",
+        f"{path}: s3_kwargs: expected a mapping",
+    ]
+
+
+# -- the roles' extension point ----------------------------------------------------------
+
+class PickyServer(Role):
+    NAME = "server"
+    EXTRA_CONFIG_KEYS: ClassVar[set[str]] = {"priority"}
+    seen: ClassVar[list[str]] = []
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        return 0
+
+    @classmethod
+    def check_config(cls, path: str) -> list[str]:
+        cls.seen.append(path)
+        return [f"{path}: [a] priority: must be low or high", "[a] station: too long"]
+
+
+class BrokenChecks(PickyServer):
+    NAME = "client"
+
+    @classmethod
+    def check_config(cls, path: str) -> list[str]:
+        raise RuntimeError("bug in the role")
+
+
+class RolesPlugin:
+    @hookimpl
+    def trollmoves_register_roles(self) -> list[type[Role]]:
+        return [PickyServer, BrokenChecks]
+
+
+def test_role_check_config_and_extra_keys_are_used(tmp_path: Path, inbox: Path, capsys) -> None:
+    host = load_plugins(entry_points=False, extra=[default_plugins, RolesPlugin()])
+    path = write(tmp_path / "server.ini", f"[a]\norigin = {inbox}/{{n}}\ntopic = /t\npriority = urgent\n")
+    assert run_check(host, path) == 2
+    assert PickyServer.seen == [path]
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [a] priority: must be low or high",
+        f"{path}: [a] station: too long",
+        f"{path}: 2 error(s) (checked as server, 1 section(s))",
+    ]
+
+
+def test_a_failing_role_check_is_reported_not_raised(tmp_path: Path, core_only) -> None:
+    host = load_plugins(entry_points=False, extra=[default_plugins, RolesPlugin()])
+    path = write(tmp_path / "client.ini", f"[c]\nproviders = h:1\ndestination = {tmp_path}/\n")
+    assert lines(check_file(path, host)) == [
+        f"{path}: the client role's own checks failed: RuntimeError: bug in the role"]
+
+
+def test_unknown_role_name_is_a_usage_error(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "x.ini", "[a]\n")
+    with pytest.raises(ConfigError, match="no checks for role 'remover'"):
+        check_file(path, core_only, "remover")
