@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from trollmoves_core import __version__
+from trollmoves_core import __version__, check
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
 from trollmoves_core.logs import add_logging_arguments, setup_logging
@@ -22,7 +22,7 @@ from trollmoves_core.progress import ProgressBar
 
 LOG = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = ("plugins", "move", "get")
+BUILTIN_COMMANDS = ("plugins", "move", "get", "check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +72,10 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         cmd.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
         cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         cmd.set_defaults(handler=lambda args, host=host: cmd_transfer(host, args))
+
+    checker = sub.add_parser("check", help=check.HELP, description=check.DESCRIPTION)
+    check.add_arguments(checker)
+    checker.set_defaults(handler=lambda args: check.run(args, host))
 
     for role_name in sorted(host.roles.classes):
         if role_name in host.roles.conflicts:
