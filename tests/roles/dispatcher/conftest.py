@@ -3,6 +3,8 @@ dispatcher served in a thread from a config file written by the test."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,3 +107,36 @@ def make_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+# -- servers borrowed from the mover plugins' test folders (only when those exist) ----------
+
+TESTS = Path(__file__).resolve().parents[2]
+
+
+def _borrow(folder: str) -> Any:
+    """Load ``tests/<folder>/conftest.py`` under another name, its folder importable; None if absent."""
+    path = TESTS / folder / "conftest.py"
+    if not path.exists():
+        return None
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"borrowed_{folder}_conftest", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except (ImportError, pytest.skip.Exception):
+        return None
+    return module
+
+
+_s3 = _borrow("s3")
+if _s3 is not None:
+    s3_server, s3, boto, bucket, s3_params = _s3.s3_server, _s3.s3, _s3.boto, _s3.bucket, _s3.s3_params
+
+
+def require_mover(scheme: str) -> None:
+    """Skip unless a mover plugin serves ``scheme``."""
+    from trollmoves_core.plugins import default_host
+
+    if scheme not in default_host().movers.classes:
+        pytest.skip(f"MOVER NOT READY: no mover plugin for {scheme}:// is registered yet")
