@@ -1,0 +1,146 @@
+"""Our server (``trollmoves server``) against the upstream 0.19 client (``move_it_client.py``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from posttroll.message import Message
+from support.bus import BusRecorder, free_port, wait_until
+from support.upstream import require_upstream, upstream_process  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
+
+TOPIC = "/test/data"
+TROLLMOVES = str(Path(sys.executable).parent / "trollmoves")
+
+
+class OurServer:
+    """``trollmoves server`` in a subprocess, one chain watching ``inbox`` for ``{name}.dat``."""
+
+    def __init__(self, tmp_path: Path, **extra: object) -> None:
+        self.inbox = tmp_path / "in"
+        self.inbox.mkdir()
+        self.port, self.request_port = free_port(), free_port()
+        self.request_address = f"127.0.0.1:{self.request_port}"
+        values = {"origin": f"{self.inbox}/{{name}}.dat", "topic": TOPIC, "request_port": self.request_port,
+                  "request_address": "127.0.0.1", "info": "sensor=foo", **extra}
+        config = tmp_path / "server.ini"
+        config.write_text("[chain]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([TROLLMOVES, "server", "-p", str(self.port), "--bind", "127.0.0.1",
+                                      "--disable-backlog", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        assert wait_until(self._answers, timeout=30), self.log()
+
+    def _answers(self) -> bool:
+        import zmq
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://{self.request_address}")
+        try:
+            sock.send_string(Message(TOPIC, "ping").encode())
+            return bool(sock.poll(500)) and Message.decode(sock.recv()).type == "pong"
+        finally:
+            sock.close(0)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def our_server(tmp_path):
+    require_upstream()
+    servers: list[OurServer] = []
+
+    def start(**extra: object) -> OurServer:
+        servers.append(OurServer(tmp_path, **extra))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def write_file(directory: Path, name: str, data: bytes) -> Path:
+    hidden = directory / f".{name}.part"
+    hidden.write_bytes(data)
+    hidden.rename(directory / name)
+    return directory / name
+
+
+def start_upstream_client(upstream_process, tmp_path: Path, provider: str) -> tuple[BusRecorder, Path]:  # noqa: F811
+    out = tmp_path / "out"
+    publish_port = free_port()
+    config = tmp_path / "client.ini"
+    config.write_text(f"[test]\nproviders = {provider}\ndestination = file://{out}/\ntopic = {TOPIC}\n"
+                      f"publish_port = {publish_port}\nnameservers = false\n")
+    upstream_process("move_it_client.py", [str(config)])
+    return BusRecorder([f"tcp://127.0.0.1:{publish_port}"], [TOPIC]), out
+
+
+def client_results(recorder: BusRecorder) -> list[Message]:
+    return [m for m in list(recorder.messages) if m.type == "file" and "origin" in m.data]
+
+
+def prime(server: OurServer, recorder: BusRecorder, out: Path) -> None:
+    """Send probe files until one makes the whole trip (the client's SUB and our recorder joined)."""
+    for attempt in range(10):
+        name = f"probe{attempt}.dat"
+        write_file(server.inbox, name, b"probe")
+        if wait_until(lambda n=name: any(m.data.get("uid") == n for m in client_results(recorder)), timeout=5):
+            return
+    pytest.fail("the upstream client never completed a probe transfer:\n" + server.log())
+
+
+def test_upstream_client_moves_files_from_our_server(our_server, upstream_process, tmp_path):  # noqa: F811
+    server = our_server()
+    recorder, out = start_upstream_client(upstream_process, tmp_path, f"127.0.0.1:{server.port}")
+    try:
+        prime(server, recorder, out)
+        contents = {f"f{i}.dat": os.urandom(1000 * (i + 1)) for i in range(8)}
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        names = set(contents)
+        assert wait_until(lambda: names <= {m.data["uid"] for m in client_results(recorder)}, timeout=60), \
+            server.log()
+    finally:
+        recorder.close()
+    for name, content in contents.items():
+        assert (out / name).read_bytes() == content
+        result = next(m for m in client_results(recorder) if m.data["uid"] == name)
+        assert result.data["uri"] == str(out / name)
+        assert result.data["origin"] == server.request_address
+        assert result.data["sensor"] == "foo" and result.data["name"] == name[:-4]
+        types = [m.type for m in recorder.messages if m.data.get("uid") == name]
+        assert types == ["push", "ack", "file"]
+    assert server.stop() == 0
+    assert "push refused" not in server.log() and "request rejected" not in server.log()
+
+
+def test_upstream_client_acks_let_our_server_delete(our_server, upstream_process, tmp_path):  # noqa: F811
+    server = our_server(delete="true", remove_delay=0)
+    recorder, out = start_upstream_client(upstream_process, tmp_path, f"127.0.0.1:{server.port}")
+    try:
+        prime(server, recorder, out)
+        write_file(server.inbox, "gone.dat", b"moved then deleted")
+        assert wait_until((out / "gone.dat").exists, timeout=30), server.log()
+        assert wait_until(lambda: not (server.inbox / "gone.dat").exists(), timeout=30), server.log()
+    finally:
+        recorder.close()
+    assert (out / "gone.dat").read_bytes() == b"moved then deleted"
