@@ -205,3 +205,63 @@ def _make_tar(path: Path, members: dict[str, bytes]) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+
+
+def test_listen_chain_republishes_local_files_and_serves_them(serve, tmp_path):
+    from trollmoves_roles.bus import BusPublisher
+
+    data_dir, out = tmp_path / "data", tmp_path / "out"
+    data_dir.mkdir()
+    upstream = BusPublisher(0, bind="127.0.0.1", name="producer")
+    try:
+        port = free_port()
+        running = serve({"chain": {"listen": "/producer/", "topic": TOPIC, "request_port": port,
+                                   "request_address": "127.0.0.1", "addresses": f"tcp://127.0.0.1:{upstream.port}"}})
+        local = data_dir / "l1.nc"
+        local.write_bytes(b"listened")
+
+        def send_until_republished(data: dict, uid: str) -> Message:
+            def arrived() -> bool:
+                upstream.send(Message("/producer/x", "file", data))
+                return any(isinstance(m.data, dict) and m.data.get("uid") == uid for m in running.recorder.messages)
+            assert wait_until(arrived, timeout=10, interval=0.1)
+            return running.announced(uid)
+
+        message = send_until_republished({"uri": str(local), "uid": "l1.nc", "sensor": "s"}, "l1.nc")
+        assert message.data == {"uri": str(local), "uid": "l1.nc", "sensor": "s",
+                                "request_address": f"127.0.0.1:{port}"}
+        # a remote file is skipped, and the chain keeps listening (upstream's listener stopped for good)
+        (data_dir / "l2.nc").write_bytes(b"second")
+        upstream.send(Message("/producer/x", "file", {"uri": "ssh://elsewhere/data/r.nc", "uid": "r.nc"}))
+        upstream.send(Message("/producer/x", "file", {"uri": str(data_dir / "l2.nc"), "uid": "l2.nc"}))
+        running.announced("l2.nc")
+        assert not any(isinstance(m.data, dict) and m.data.get("uid") == "r.nc" for m in running.recorder.messages)
+        push = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
+        reply = request(f"127.0.0.1:{port}", push)
+        assert reply.type == "file", reply.data
+        assert (out / "l1.nc").read_bytes() == b"listened"
+    finally:
+        upstream.stop()
+
+
+def test_chain_check_restarts_a_watcher_whose_directory_was_replaced(serve, dirs):
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), loop=False)
+    origin.rename(origin.with_name("old"))
+    origin.mkdir()
+    assert not running.server.chains["chain"].source.healthy()
+    running.server.check_chains()
+    assert running.server.chains["chain"].source.healthy()
+    write_file(origin / NAME)
+    assert running.announced(NAME).data["uri"] == str(origin / NAME)
+
+
+def test_chain_check_gives_up_after_max_restarts(serve, dirs):
+    from trollmoves_roles.server.service import ChainRecoveryError
+
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), loop=False, max_notifier_restarts=2)
+    origin.rmdir()
+    running.server.check_chains()
+    with pytest.raises(ChainRecoveryError, match="2 times"):
+        running.server.check_chains()
