@@ -1,0 +1,111 @@
+"""The two implementations under comparison and how to start their server and client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+UPSTREAM_VENV = REPO / ".venv-upstream"
+OURS_VENV = REPO / ".venv"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A way to run ``server`` and ``client`` from one venv, with upstream's flags."""
+
+    name: str
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def server_argv(self, config: Path, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def client_argv(self, config: Path) -> list[str]:
+        raise NotImplementedError
+
+    def unavailable(self) -> str | None:
+        """Why this implementation cannot run here, or None."""
+        raise NotImplementedError
+
+
+class Upstream(Implementation):
+    """trollmoves 0.19.0 from PyPI in ``.venv-upstream`` (``scripts/upstream-venv``), a black box."""
+
+    def server_argv(self, config: Path, port: int) -> list[str]:
+        return [str(self.python), str(self.venv / "bin" / "move_it_server.py"), "-p", str(port),
+                "--disable-backlog", str(config)]
+
+    def client_argv(self, config: Path) -> list[str]:
+        return [str(self.python), str(self.venv / "bin" / "move_it_client.py"), str(config)]
+
+    def unavailable(self) -> str | None:
+        if not (self.venv / ".installed-0.19.0").exists():
+            return "no .venv-upstream with trollmoves 0.19.0 (run scripts/upstream-venv; needs PyPI)"
+        return None
+
+
+class Ours(Implementation):
+    """``trollmoves server|client`` from ``.venv``, bound to loopback."""
+
+    def server_argv(self, config: Path, port: int) -> list[str]:
+        return [str(self.venv / "bin" / "trollmoves"), "server", "--bind", "127.0.0.1", "-p", str(port),
+                "--disable-backlog", str(config)]
+
+    def client_argv(self, config: Path) -> list[str]:
+        return [str(self.venv / "bin" / "trollmoves"), "client", "--bind", "127.0.0.1", str(config)]
+
+    def unavailable(self) -> str | None:
+        if not (self.venv / "bin" / "trollmoves").exists():
+            return "no .venv/bin/trollmoves (run make venv)"
+        try:
+            out = subprocess.run([str(self.venv / "bin" / "trollmoves"), "plugins", "--json"], capture_output=True,
+                                 text=True, timeout=60, check=True).stdout
+            roles = _roles(json.loads(out))
+        except (subprocess.SubprocessError, OSError, ValueError) as err:
+            return f"`trollmoves plugins --json` failed: {err}"
+        missing = {"server", "client"} - roles
+        if missing:
+            return f"roles not registered yet: {', '.join(sorted(missing))}"
+        return None
+
+
+def _roles(listing: object) -> set[str]:
+    """Role names from ``trollmoves plugins --json``, whatever its exact shape."""
+    found: set[str] = set()
+    if isinstance(listing, dict):
+        for key, value in listing.items():
+            if key == "roles" and isinstance(value, list | dict):
+                found.update(str(v) for v in value)
+            else:
+                found |= _roles(value)
+    elif isinstance(listing, list):
+        for item in listing:
+            found |= _roles(item)
+    return found
+
+
+IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV)]
+
+
+def package_versions(impl: Implementation) -> dict[str, str]:
+    """Python and key package versions inside the implementation's venv."""
+    code = ("import importlib.metadata as m, json, platform\n"
+            "names = ['trollmoves', 'trollmoves-core', 'trollmoves-roles', 'posttroll', 'pyzmq', 'watchdog',"
+            " 'trollsift', 'paramiko']\n"
+            "out = {'python': platform.python_version()}\n"
+            "for n in names:\n"
+            "    try: out[n] = m.version(n)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "import zmq; out['libzmq'] = zmq.zmq_version()\n"
+            "print(json.dumps(out))\n")
+    try:
+        out = subprocess.run([str(impl.python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(out.stdout)
+    except (subprocess.SubprocessError, OSError, ValueError) as err:
+        return {"error": str(err)}

@@ -1,0 +1,177 @@
+"""Tables, targets, machine facts, and the JSON + markdown results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+from benchmarks.impls import IMPLEMENTATIONS, REPO, package_versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    # scenario: (result key, column title)
+    "latency": [("files", "files"), ("lost", "lost"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"),
+                ("p99_ms", "p99 ms"), ("max_ms", "max ms")],
+    "burst": [("files", "files"), ("lost", "lost"), ("dup", "dup"), ("elapsed_s", "time s"),
+              ("files_per_s", "files/s"), ("server_cpu_s", "server CPU s"), ("client_cpu_s", "client CPU s"),
+              ("dest_missing", "dest missing"), ("dest_extra", "dest extra")],
+    "big": [("size_mib", "MiB"), ("elapsed_s", "time s"), ("mib_per_s", "MiB/s"), ("cp_s", "cp s"),
+            ("vs_cp", "speed vs cp"), ("hardlinked", "hardlinked"), ("dest_wrong_size", "bad size")],
+    "fanin": [("servers", "servers"), ("files", "files"), ("lost", "lost"), ("dup", "dup"),
+              ("elapsed_s", "time s"), ("files_per_s", "files/s"), ("dest_missing", "dest missing")],
+    "resources": [("rounds", "rounds"), ("server_rss_start_mib", "srv RSS start MiB"),
+                  ("server_rss_end_mib", "srv RSS end MiB"), ("server_rss_growth", "srv growth"),
+                  ("client_rss_start_mib", "cli RSS start MiB"), ("client_rss_end_mib", "cli RSS end MiB"),
+                  ("client_rss_growth", "cli growth"), ("server_idle_cpu_pct", "srv idle CPU %"),
+                  ("client_idle_cpu_pct", "cli idle CPU %")],
+}
+NO_RATIO = {"files", "servers", "size_mib", "hardlinked", "rounds", "lost", "dup", "dest_missing", "dest_extra",
+            "dest_wrong_size"}
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def rows(scenario: str, results: dict[str, dict]) -> list[list[str]]:
+    """One row per implementation (or its error) and the ratio ours/upstream."""
+    columns = COLUMNS[scenario]
+    out = []
+    for name, result in results.items():
+        if "error" in result:
+            out.append([name, f"not run: {result['error'].splitlines()[0][:150]}"] + [""] * (len(columns) - 1))
+        else:
+            out.append([name] + [fmt(result.get(key)) for key, _ in columns])
+    up, ours = results.get("upstream", {}), results.get("ours", {})
+    if "error" not in up and "error" not in ours and up and ours:
+        ratio = []
+        for key, _ in columns:
+            a, b = up.get(key), ours.get(key)
+            ok = isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a
+            ratio.append(fmt(b / a) if key not in NO_RATIO and ok else "")
+        out.append(["ours/upstream", *ratio])
+    return out
+
+
+def table(scenario: str, results: dict[str, dict]) -> str:
+    head = ["impl"] + [title for _, title in COLUMNS[scenario]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(scenario, results)]
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for every target whose scenario ran."""
+    out: list[tuple[str, str, str]] = []
+
+    def get(scenario: str, impl: str, key: str) -> object:
+        return results.get(scenario, {}).get(impl, {}).get(key)
+
+    def add(name: str, measured: object, ok: bool | None) -> None:
+        out.append((name, fmt(measured) if not isinstance(measured, str) else measured,
+                    "n/a" if ok is None else ("met" if ok else "MISSED")))
+
+    if "latency" in results:
+        up, ours = get("latency", "upstream", "p50_ms"), get("latency", "ours", "p50_ms")
+        p99 = get("latency", "ours", "p99_ms")
+        add("latency p50 ≤ 1/5 upstream", f"{fmt(ours)} ms vs {fmt(up)} ms",
+            None if ours is None or up is None else ours <= up / 5)
+        add("latency p50 ≤ 30 ms", ours, None if ours is None else ours <= 30)
+        add("latency p99 ≤ 100 ms", p99, None if p99 is None else p99 <= 100)
+    if "burst" in results:
+        up, ours = get("burst", "upstream", "files_per_s"), get("burst", "ours", "files_per_s")
+        add("burst ≥ 5x upstream files/s", f"{fmt(ours)} vs {fmt(up)}",
+            None if ours is None or up is None else ours >= 5 * up)
+        for key in ("lost", "dup"):
+            value = get("burst", "ours", key)
+            add(f"burst 0 {key}", value, None if value is None else value == 0)
+    if "big" in results:
+        value = get("big", "ours", "vs_cp")
+        add("big file ≥ 0.95x cp", value, None if value is None else value >= 0.95)
+    if "resources" in results:
+        for who in ("server", "client"):
+            value = get("resources", "ours", f"{who}_rss_growth")
+            add(f"{who} RSS growth ≤ 10%", value, None if value is None else value <= 0.10)
+        for who in ("server", "client"):
+            value = get("resources", "ours", f"{who}_idle_cpu_pct")
+            add(f"{who} idle CPU ≤ 1%", value, None if value is None else value <= 1.0)
+    return out
+
+
+def interfaces() -> list[str]:
+    """Network interfaces of this process's namespace (/sys/class/net shows the mount's, not ours)."""
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        return []
+
+
+def machine_facts() -> dict:
+    facts: dict = {"cores": os.cpu_count(), "kernel": platform.release(), "machine": platform.machine()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                facts["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                facts["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        facts["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False,
+                                         capture_output=True, text=True, timeout=10).stdout.strip()
+    facts["netns_interfaces"] = interfaces()
+    facts["packages"] = {impl.name: package_versions(impl) for impl in IMPLEMENTATIONS}
+    return facts
+
+
+def write(run: dict, markdown_name: str = "latest.md") -> tuple[Path, Path]:
+    """Write ``results/<stamp>.json``, ``results/latest.json`` and the markdown summary."""
+    RESULTS.mkdir(exist_ok=True)
+    text = json.dumps(run, indent=2, default=str)
+    json_path = RESULTS / f"run-{run['started'].replace(':', '').replace('-', '')}.json"
+    json_path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    md_path = RESULTS / markdown_name
+    md_path.write_text(markdown(run))
+    return json_path, md_path
+
+
+def markdown(run: dict) -> str:
+    facts = run["machine"]
+    lines = [
+        "# Benchmark results: upstream trollmoves 0.19.0 vs ours",
+        "",
+        f"Run `{run['command']}` started {run['started']} ({run['mode']} mode, {run['duration_s']:.0f} s).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {facts.get('cpu', '?')}, {facts.get('cores')} cores, {facts.get('memory_gib', '?')} GiB RAM, "
+        f"Linux {facts.get('kernel')} ({facts.get('machine')})",
+        f"- Network: private namespace, interfaces {', '.join(facts.get('netns_interfaces', []))}",
+        f"- Our commit: {facts.get('commit', '?')}",
+    ]
+    for name, packages in facts.get("packages", {}).items():
+        lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in packages.items()))
+    lines += ["", "## Parameters", "", "```", json.dumps(run["params"], default=str), "```"]
+    for scenario, results in run["results"].items():
+        lines += ["", f"## {scenario}", "", run["descriptions"].get(scenario, ""), "", table(scenario, results)]
+        for name, result in results.items():
+            for note in result.get("notes", []):
+                lines.append(f"\n- {name}: {note}")
+    lines += ["", "## Targets (ours)", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {name} | {measured} | {verdict} |" for name, measured, verdict in targets(run["results"])]
+    return "\n".join(lines) + "\n"

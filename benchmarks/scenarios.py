@@ -1,0 +1,262 @@
+"""The scenarios. Each runs one implementation and returns a flat dict of measurements."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.configs import SUFFIX
+from benchmarks.harness import Setup
+from benchmarks.impls import Implementation
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Params:
+    """Sizes and time limits; :meth:`quick` gives the short run."""
+
+    latency_files: int = 200
+    burst_files: int = 2000
+    big_mib: int = 1024
+    fanin_servers: int = 4
+    fanin_files: int = 500
+    resource_rounds: int = 10
+    idle_seconds: float = 60.0
+    budget: float = 900.0
+    """Seconds one implementation may spend on one scenario (the resource rounds stop early)."""
+    stall: float = 30.0
+    """Seconds without a new delivery after which a burst counts the rest as lost."""
+    big_dest: Path | None = None
+
+    @classmethod
+    def quick(cls, **overrides: object) -> Params:
+        values: dict[str, object] = dict(latency_files=50, burst_files=200, big_mib=100, fanin_files=50,
+                                         resource_rounds=3, idle_seconds=10.0, budget=150.0, stall=20.0)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile ``q`` (0..100), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def payload(size: int) -> bytes:
+    return os.urandom(min(size, 4096)) * (size // 4096) + os.urandom(size % 4096) if size > 4096 else os.urandom(size)
+
+
+# --- 1. latency --------------------------------------------------------------------------------------
+
+def latency(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """Files of 1 KiB, one at a time: rename into the watched dir -> the client's ``file`` message."""
+    data = payload(1024)
+    with Setup(impl, workdir) as setup:
+        startup = setup.start()
+        spec = setup.servers[0]
+        assert setup.recorder is not None
+        deadline = time.monotonic() + params.budget
+        latencies, lost = [], 0
+        for i in range(params.latency_files):
+            if time.monotonic() > deadline:
+                break
+            uid = f"lat-{i:05d}{SUFFIX}"
+            t0 = setup.drop(spec, uid, data)
+            arrived = setup.recorder.wait_for(uid, min(params.stall, max(0.1, deadline - time.monotonic())))
+            if arrived is None:
+                lost += 1
+                setup.check_alive()
+                continue
+            latencies.append(arrived - t0)
+        ms = [x * 1000 for x in latencies]
+        return {"files": len(latencies) + lost, "lost": lost, "p50_ms": percentile(ms, 50),
+                "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99), "max_ms": max(ms, default=None),
+                "startup_s": startup}
+
+
+# --- 2. burst ----------------------------------------------------------------------------------------
+
+def _burst(setup: Setup, n_files: int, size: int, prefix: str, *, params: Params, deadline: float) -> dict:
+    """Stage ``n_files`` per server, rename them all into place at once, wait for the deliveries."""
+    assert setup.recorder is not None
+    data = payload(size)
+    staged = []
+    for i in range(n_files):
+        for spec in setup.servers:
+            uid = f"{prefix}-s{spec.index}-{i:05d}{SUFFIX}"
+            staged.append((spec, setup.stage(spec, uid, data)))
+    expected = {path.name: size for _, path in staged}
+    cpu_before = {p.name: p.cpu_seconds() or 0.0 for p in setup.procs}
+    t0 = time.perf_counter()
+    for spec, path in staged:
+        setup.publish(spec, path)
+    dropped_s = time.perf_counter() - t0
+    complete = setup.recorder.wait_all(set(expected), max(1.0, deadline - time.monotonic()), params.stall)
+    if complete:
+        time.sleep(1.0)  # let late duplicates show up
+    arrivals = {uid: setup.recorder.arrivals.get(uid, []) for uid in expected}
+    firsts = [times[0] for times in arrivals.values() if times]
+    elapsed = (max(firsts) - t0) if firsts else None
+    delivered = len(firsts)
+    cpu = {name: (p.cpu_seconds() or 0.0) - cpu_before[name] for name, p in ((p.name, p) for p in setup.procs)}
+    return {
+        "files": len(expected), "delivered": delivered, "lost": len(expected) - delivered,
+        "dup": sum(max(0, len(t) - 1) for t in arrivals.values()),
+        "elapsed_s": elapsed, "files_per_s": delivered / elapsed if elapsed else None,
+        "drop_s": dropped_s, "complete": complete,
+        "server_cpu_s": sum(v for k, v in cpu.items() if "server" in k),
+        "client_cpu_s": sum(v for k, v in cpu.items() if "client" in k),
+        **setup.check_destination(expected),
+    }
+
+
+def burst(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """2,000 files of 10 KiB dropped at once into one server's dir."""
+    with Setup(impl, workdir) as setup:
+        startup = setup.start()
+        result = _burst(setup, params.burst_files, 10 * 1024, "burst", params=params,
+                        deadline=time.monotonic() + params.budget)
+        result["startup_s"] = startup
+        return result
+
+
+# --- 4. fan-in ---------------------------------------------------------------------------------------
+
+def fanin(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """4 servers, one client, 500 files of 10 KiB each, all dropped at once."""
+    with Setup(impl, workdir, n_servers=params.fanin_servers) as setup:
+        startup = setup.start(ready_timeout=120.0)
+        result = _burst(setup, params.fanin_files, 10 * 1024, "fanin", params=params,
+                        deadline=time.monotonic() + params.budget)
+        result["servers"] = params.fanin_servers
+        result["startup_s"] = startup
+        return result
+
+
+# --- 3. big file -------------------------------------------------------------------------------------
+
+def big_destination(params: Params, size: int) -> tuple[Path, str]:
+    """A destination on another file system than the source (so both sides must copy), and its kind."""
+    if params.big_dest is not None:
+        return params.big_dest, "given"
+    shm = Path("/dev/shm")
+    other_fs = shm.is_dir() and os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev
+    if other_fs and shutil.disk_usage(shm).free > 3 * size:
+        return Path(tempfile.mkdtemp(prefix="trollmoves-bench-", dir=shm)), "tmpfs (copy across file systems)"
+    return Path(tempfile.mkdtemp(prefix="trollmoves-bench-big-")), "same file system (hardlink possible)"
+
+
+def _timed_cp(source: Path, dest: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["cp", str(source), str(dest)], check=True)
+    elapsed = time.perf_counter() - t0
+    dest.unlink()
+    return elapsed
+
+
+def big(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """One big file through the file mover end to end, against ``cp`` between the same two dirs."""
+    size = params.big_mib * MIB
+    dest_root, kind = big_destination(params, size)
+    dest = dest_root / f"{impl.name}-out"
+    try:
+        with Setup(impl, workdir, dest_dir=dest, transfer_req_timeout=600) as setup:
+            startup = setup.start()
+            spec = setup.servers[0]
+            assert setup.recorder is not None
+            uid = f"big{SUFFIX}"
+            staged = workdir / "stage0" / uid
+            block = os.urandom(MIB)
+            with open(staged, "wb") as out:
+                for _ in range(params.big_mib):
+                    out.write(block)
+            cp_s = min(_timed_cp(staged, dest_root / "cp-baseline.dat") for _ in range(2))
+            t0 = time.perf_counter()
+            setup.publish(spec, staged)
+            arrived = setup.recorder.wait_for(uid, params.budget)
+            elapsed = arrived - t0 if arrived is not None else None
+            delivered = dest / uid
+            linked = delivered.exists() and os.stat(delivered).st_ino == os.stat(spec.watch_dir / uid).st_ino
+            result = {
+                "size_mib": params.big_mib, "destination": kind, "delivered": arrived is not None,
+                "elapsed_s": elapsed, "mib_per_s": params.big_mib / elapsed if elapsed else None,
+                "cp_s": cp_s, "cp_mib_per_s": params.big_mib / cp_s, "vs_cp": cp_s / elapsed if elapsed else None,
+                "hardlinked": linked, "startup_s": startup,
+                **setup.check_destination({uid: size}),
+            }
+            (spec.watch_dir / uid).unlink(missing_ok=True)
+            return result
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+        if params.big_dest is None:
+            shutil.rmtree(dest_root, ignore_errors=True)
+
+
+# --- 5. memory and CPU -------------------------------------------------------------------------------
+
+def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """RSS at start and after repeated bursts; idle CPU afterwards."""
+    with Setup(impl, workdir) as setup:
+        setup.start()
+        time.sleep(2.0)
+        server, client = setup.server_procs[0], setup.client_proc
+        assert client is not None
+        rss_start = (server.rss_kib(), client.rss_kib())
+        deadline = time.monotonic() + params.budget
+        rounds, lost, dup, rss_rounds, last_round = 0, 0, 0, [], 0.0
+        for r in range(params.resource_rounds):
+            if time.monotonic() + last_round > deadline:
+                break
+            began = time.monotonic()
+            result = _burst(setup, params.burst_files, 10 * 1024, f"r{r:02d}", params=params, deadline=deadline)
+            last_round = time.monotonic() - began
+            rounds += 1
+            lost += result["lost"]
+            dup += result["dup"]
+            rss_rounds.append((server.rss_kib(), client.rss_kib()))
+            setup.clear()
+        rss_end = rss_rounds[-1] if rss_rounds else rss_start
+        time.sleep(2.0)  # let deletions settle before the idle window
+        cpu_before = (server.cpu_seconds(), client.cpu_seconds())
+        t0 = time.monotonic()
+        time.sleep(params.idle_seconds)
+        wall = time.monotonic() - t0
+        cpu_after = (server.cpu_seconds(), client.cpu_seconds())
+        idle = [100 * ((b or 0) - (a or 0)) / wall for a, b in zip(cpu_before, cpu_after, strict=True)]
+        setup.check_alive()
+
+        def growth(index: int, base: tuple) -> float | None:
+            return (rss_end[index] - base[index]) / base[index] if base[index] and rss_end[index] else None
+
+        first = rss_rounds[0] if rss_rounds else rss_start
+        return {
+            "rounds": rounds, "files_per_round": params.burst_files, "lost": lost, "dup": dup,
+            "server_rss_start_mib": _mib(rss_start[0]), "server_rss_round1_mib": _mib(first[0]),
+            "server_rss_end_mib": _mib(rss_end[0]),
+            "client_rss_start_mib": _mib(rss_start[1]), "client_rss_round1_mib": _mib(first[1]),
+            "client_rss_end_mib": _mib(rss_end[1]),
+            "server_rss_growth": growth(0, rss_start), "client_rss_growth": growth(1, rss_start),
+            "server_rss_growth_after_round1": growth(0, first), "client_rss_growth_after_round1": growth(1, first),
+            "idle_s": wall, "server_idle_cpu_pct": idle[0], "client_idle_cpu_pct": idle[1],
+        }
+
+
+def _mib(kib: int | None) -> float | None:
+    return kib / 1024 if kib else None
+
+
+SCENARIOS: dict[str, Callable[[Implementation, Path, Params], dict]] = {
+    "latency": latency, "burst": burst, "big": big, "fanin": fanin, "resources": resources,
+}
