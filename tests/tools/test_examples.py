@@ -1,0 +1,86 @@
+"""The shipped example configs pass ``trollmoves check`` and load with the roles' own readers."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from trollmoves_core.check import check_file
+from trollmoves_core.plugins import default_host
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CONFIGS = sorted((EXAMPLES / "configs").iterdir())
+ROLE_LOADERS = {
+    "server.ini": ("trollmoves_roles.server.config", "load_config"),
+    "client.ini": ("trollmoves_roles.client.config", "load_client_config"),
+    "dispatcher.yaml": ("trollmoves_roles.dispatcher.config", "load_config"),
+}
+
+
+def localised(config: Path, tmp_path: Path) -> Path:
+    """The example with /var/lib/trollmoves moved under ``tmp_path`` and its directories made."""
+    text = config.read_text().replace("/var/lib/trollmoves", str(tmp_path / "var"))
+    for match in re.finditer(re.escape(str(tmp_path / "var")) + r"[^\s{'\"]*", text):
+        directory = match.group(0)
+        (Path(directory) if directory.endswith("/") or "{" not in directory else Path(directory).parent).mkdir(
+            parents=True, exist_ok=True)
+    copy = tmp_path / config.name
+    copy.write_text(text)
+    return copy
+
+
+def test_there_are_examples_for_each_role() -> None:
+    assert [p.name for p in CONFIGS] == ["client.ini", "dispatcher.yaml", "s3downloader.yaml", "server.ini"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_example_passes_check(config: Path, tmp_path: Path) -> None:
+    report = check_file(str(localised(config, tmp_path)), default_host())
+    assert report.errors() == []
+    assert [p for p in report.problems if "cannot run here" not in p.message] == []
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_examples_stay_on_loopback(config: Path) -> None:
+    text = config.read_text()
+    hosts = set(re.findall(r"(?:tcp|ftp|sftp|http)://(?:[^@/\s]+@)?([^:/\s]+)", text))
+    hosts |= set(re.findall(r"^\s*providers\s*=\s*(.*)$", text, re.M)[0].split() if "providers" in text else [])
+    assert {h.split(":")[0] for h in hosts} <= {"127.0.0.1"}
+    assert "nameservers = false" in text or "providers" not in text
+
+
+@pytest.mark.parametrize("name", sorted(ROLE_LOADERS))
+def test_example_loads_with_the_role_reader(name: str, tmp_path: Path) -> None:
+    module_name, function = ROLE_LOADERS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        pytest.skip(f"{module_name} is not available")
+    loaded = getattr(module, function)(localised(EXAMPLES / "configs" / name, tmp_path))
+    targets = getattr(loaded, "targets", loaded)
+    assert len(targets) == 2
+
+
+UNITS = sorted((EXAMPLES / "systemd").glob("*.service"))
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_run_a_shipped_config_with_valid_arguments(unit: Path) -> None:
+    from trollmoves_core.cli import build_parser
+
+    lines = dict(line.split("=", 1) for line in unit.read_text().splitlines()
+                 if line.startswith(("ExecStart=", "ExecStartPre=", "User=")))
+    argv = lines["ExecStart"].split()
+    assert argv[0] == "/opt/trollmoves/bin/trollmoves"
+    role, config = argv[1], argv[2]
+    assert unit.name == f"trollmoves-{role}.service"
+    assert (EXAMPLES / "configs" / Path(config).name).exists()
+    assert lines["ExecStartPre"].split()[1:] == ["check", "--quiet", config]
+    host = default_host()
+    if role not in host.roles.classes:
+        pytest.skip(f"role {role} is not installed")
+    args = build_parser(host).parse_args(argv[1:])
+    assert args.command == role
