@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import ipaddress
 import logging
 import os
 import posixpath
@@ -133,24 +132,26 @@ def message_type(data: Mapping[str, Any], default: str = "file") -> str:
 
 @functools.lru_cache(maxsize=256)
 def is_local_host(host: str) -> bool:
-    """True for an empty host or one that resolves to an address of this machine."""
+    """True for an empty host or one that resolves to an address of this machine (upstream drops
+    scheme and host from the published ``uri`` then)."""
     if not host or host in ("localhost", socket.gethostname(), socket.getfqdn()):
         return True
     try:
         address = socket.gethostbyname(host)
     except OSError:
         return False
-    if ipaddress.ip_address(address).is_loopback:
-        return True
     return address in _own_addresses()
 
 
 @functools.lru_cache(maxsize=1)
 def _own_addresses() -> frozenset[str]:
+    """This machine's addresses: 127.0.0.1 and what its host name resolves to. Like upstream,
+    another loopback address (127.0.0.2) counts as a different host."""
     try:
-        return frozenset(socket.gethostbyname_ex(socket.gethostname())[2])
+        own = socket.gethostbyname_ex(socket.gethostname())[2]
     except OSError:
-        return frozenset()
+        own = []
+    return frozenset(["127.0.0.1", *own])
 
 
 def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_path: str | None,
@@ -206,7 +207,7 @@ def replace_mda(data: dict[str, Any], metadata: Mapping[str, str]) -> dict[str, 
 
 def _value_mapping(value: str) -> dict[str, str] | None:
     parts = value.split("|")
-    if not all(part.count(":") == 1 for part in parts):
+    if not all(part.count(":") == 1 and "://" not in part for part in parts):
         return None
     return dict(part.split(":", 1) for part in parts)
 
