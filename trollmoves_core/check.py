@@ -317,6 +317,12 @@ def _check_client_section(out: _Collector, section: Section, host: PluginHost) -
     out.typed(section, section.get_int, (k for k in _INTS["client"] if k in section))
     out.typed(section, section.get_float, (k for k in _FLOATS["client"] if k in section))
     out.typed(section, section.get_bool, (k for k in _BOOLS["client"] if k in section))
+    nameservers = section.get("nameservers", "").strip().lower()
+    if not nameservers or (nameservers in ("false", "no", "0", "off") and section.get("publish_port", "0").strip()
+                           in ("", "0")):
+        out.add("upstream's client would announce by multicast here (trollmoves never does): set "
+                "nameservers = false with a fixed publish_port, or list the nameservers", name, "nameservers",
+                warning=True)
     if not section.get("topic", "").strip():
         try:
             heartbeat = section.get_bool("heartbeat", True)

@@ -191,6 +191,18 @@ req_timeout = 1s
     ]
 
 
+@pytest.mark.parametrize("settings, multicast", [
+    ("", True), ("nameservers = false\n", True), ("nameservers = false\npublish_port = 0\n", True),
+    ("nameservers = false\npublish_port = 9020\n", False), ("nameservers = ns1 ns2\n", False),
+])
+def test_client_settings_upstream_would_multicast_with_warn(tmp_path: Path, core_only, settings: str,
+                                                           multicast: bool) -> None:
+    path = write(tmp_path / "client.ini", f"[c]\nproviders = h:1\ndestination = /o/\ntopic = /t\n{settings}")
+    report = check_file(path, core_only, "client")
+    assert report.errors() == []
+    assert any("multicast" in p.message and p.key == "nameservers" for p in report.problems) is multicast
+
+
 def test_client_required_keys_and_bad_destination_pattern(tmp_path: Path, core_only) -> None:
     path = write(tmp_path / "client.ini", "[c]\ntopic = /t\n\n[d]\nproviders = h:1\ndestination = /o/{a}}/\n")
     found = lines(check_file(path, core_only, "client"))
@@ -335,7 +347,8 @@ def test_role_check_config_and_extra_keys_are_used(tmp_path: Path, inbox: Path, 
 
 def test_a_failing_role_check_is_reported_not_raised(tmp_path: Path, core_only) -> None:
     host = load_plugins(entry_points=False, extra=[default_plugins, RolesPlugin()])
-    path = write(tmp_path / "client.ini", f"[c]\nproviders = h:1\ndestination = {tmp_path}/\n")
+    path = write(tmp_path / "client.ini", f"[c]\nproviders = h:1\ndestination = {tmp_path}/\nnameservers = false\n"
+                                          "publish_port = 9020\n")
     assert lines(check_file(path, host)) == [
         f"{path}: the client role's own checks failed: RuntimeError: bug in the role"]
 
