@@ -62,7 +62,10 @@ DISPATCHER_ITEM_KEYS = frozenset({"topics", "conditions", "host", "directory", "
 DISPATCHER_SUBSCRIBER_KEYS = frozenset({"subscribe_addresses", "nameserver", "subscribe_services"})
 DISPATCHER_RESERVED = ("posttroll_subscriber", "target_defaults")
 DOWNLOADER_KEYS = frozenset({"subscribe-topic", "publish-topic", "bucket", "download_destination", "s3_kwargs",
-                             "services", "subscriber_addresses", "logging"})
+                             "services", "subscriber_addresses", "logging",
+                             # ours
+                             "publish_port", "nameservers", "subscribe_nameserver", "parallel_downloads",
+                             "connection_parameters"})
 
 _INTS = {"server": ("request_port", "publish_port"),
          "client": ("publish_port", "block_size", "max_requests_in_flight", "request_attempts")}
@@ -425,12 +428,19 @@ def check_downloader(path: str, host: PluginHost, extra_keys: Iterable[str] = ()
         return out.problems, 0
     for key in sorted(set(map(str, data)) - DOWNLOADER_KEYS - set(extra_keys)):
         out.add("unknown key for a downloader", None, key)
-    for key in ("bucket", "subscribe-topic", "publish-topic"):
+    for key in ("subscribe-topic", "publish-topic"):
         if not data.get(key):
             out.add("required key is missing", None, key)
-    problem = mover_problem(host, "s3://bucket/")
-    if problem:
-        out.add(problem, None, "bucket")
+    if data.get("bucket"):
+        problem = mover_problem(host, "s3://bucket/")
+        if problem:
+            out.add(problem, None, "bucket")
+    else:
+        out.add("not set: upstream's s3downloader requires it (trollmoves fetches each message's uri)", None,
+                "bucket", warning=True)
+    if "logging" in data:
+        out.add("not used by trollmoves: configure logging with -l FILE or -c LOGCONFIG.yaml", None, "logging",
+                warning=True)
     destination = Path(str(data.get("download_destination") or "."))
     problem = directory_problem(destination, write=True)
     if problem:

@@ -290,12 +290,17 @@ servces: x
     found = lines(check_file(path, core_only))
     assert found[:6] == [
         f"{path}: servces: unknown key for a downloader",
-        f"{path}: bucket: required key is missing",
         f"{path}: publish-topic: required key is missing",
-        f"{path}: bucket: no mover for 's3://': pip install trollmoves-s3",
+        f"{path}: bucket: warning: not set: upstream's s3downloader requires it (trollmoves fetches each "
+        "message's uri)",
+        f"{path}: logging: warning: not used by trollmoves: configure logging with -l FILE or -c LOGCONFIG.yaml",
         f"{path}: download_destination: directory /nonexistent-dir-for-check does not exist",
         f"{path}: s3_kwargs: expected a mapping",
     ]
+    with_bucket = write(tmp_path / "b.yaml", "subscribe-topic: /a\npublish-topic: /b\nbucket: x\n"
+                        f"download_destination: {tmp_path}\nparallel_downloads: 2\n")
+    assert lines(check_file(with_bucket, core_only))[0] == \
+        f"{with_bucket}: bucket: no mover for 's3://': pip install trollmoves-s3"
 
 
 # -- the roles' extension point ----------------------------------------------------------

@@ -17,6 +17,7 @@ ROLE_LOADERS = {
     "server.ini": ("trollmoves_roles.server.config", "load_config"),
     "client.ini": ("trollmoves_roles.client.config", "load_client_config"),
     "dispatcher.yaml": ("trollmoves_roles.dispatcher.config", "load_config"),
+    "s3downloader.yaml": ("trollmoves_roles.downloader.config", "load_config"),
 }
 
 
@@ -60,8 +61,8 @@ def test_example_loads_with_the_role_reader(name: str, tmp_path: Path) -> None:
     except ImportError:
         pytest.skip(f"{module_name} is not available")
     loaded = getattr(module, function)(localised(EXAMPLES / "configs" / name, tmp_path))
-    targets = getattr(loaded, "targets", loaded)
-    assert len(targets) == 2
+    if name != "s3downloader.yaml":
+        assert len(getattr(loaded, "targets", loaded)) == 2  # chains or targets
 
 
 UNITS = sorted((EXAMPLES / "systemd").glob("*.service"))
