@@ -1,0 +1,237 @@
+"""Chain behaviour against scripted servers: fallbacks, retries, hot spare, dedup, bad input, watchdog."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from client_fakes import HOLD, NO_REPLY, Announcer, ScriptedServer, serve_everything
+from client_harness import InProcessClient, client_section, prime, results, write_ini
+from posttroll.message import Message
+from support.bus import BusRecorder, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Setup:
+    """An announcer, scripted servers and our client (one chain ``test``) with a bus recorder."""
+
+    def __init__(self, tmp_path: Path, servers: int = 1, handlers=(), extra_providers: str = "",
+                 second_chain: bool = False, **options: object) -> None:
+        self.servers = [ScriptedServer() for _ in range(servers)]
+        self.announcer = Announcer()
+        self.out = tmp_path / "out"
+        self.port = free_port()
+        providers = f"{self.announcer.provider} {extra_providers}".strip()
+        sections = {"test": client_section(providers, f"{self.out}/", self.port, **options)}
+        if second_chain:
+            sections["other"] = client_section(providers, f"{tmp_path}/other/", self.port, **options)
+        self.config = write_ini(tmp_path / "client.ini", sections)
+        self.client = InProcessClient(self.config)
+        self.recorder = BusRecorder([f"tcp://127.0.0.1:{self.port}"], ["/test/data"])
+        prime(lambda name: self.announcer.announce(f"{name}.dat", self.servers[0]), self.recorder)
+        for server, handler in zip(self.servers, handlers, strict=False):
+            server.handler = handler
+
+    def results(self, prefix: str = "f") -> list[Message]:
+        return results(self.recorder, prefix)
+
+    def wait_results(self, count: int, prefix: str = "f") -> list[Message]:
+        wait_until(lambda: len(self.results(prefix)) >= count, timeout=20)
+        return self.results(prefix)
+
+    def published(self, uid: str) -> list[tuple[str, str | None]]:
+        return [(m.type, m.data.get("request_address") or m.data.get("origin")) for m in list(self.recorder.messages)
+                if m.data.get("uid") == uid]
+
+    def close(self) -> None:
+        self.client.stop()
+        self.recorder.close()
+        self.announcer.stop()
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    made: list[Setup] = []
+
+    def make(**kwargs: object) -> Setup:
+        made.append(Setup(tmp_path, **kwargs))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def err(message: Message) -> Message:
+    if message.type == "push":
+        return Message(message.subject, "err", "/in/x not reachable")
+    return serve_everything(message)
+
+
+def test_failed_source_falls_back_to_the_next_announcer_which_then_is_the_origin(setup):
+    s = setup(servers=2, handlers=[err], processing_delay=0.3)
+    a, b = s.servers
+    s.announcer.announce("f1.dat", a)
+    s.announcer.announce("f1.dat", b)
+    (result,) = s.wait_results(1)
+    assert result.data["origin"] == b.address
+    assert s.published("f1.dat") == [("push", a.address), ("push", b.address), ("ack", b.address),
+                                     ("file", b.address)]
+    assert wait_until(lambda: a.acks("f1.dat"))  # the failed server still gets its ack
+    assert len(a.pushes("f1.dat")) == 1 and len(b.pushes("f1.dat")) == 1 and not b.acks("f1.dat")
+
+
+def test_no_working_source_acks_every_announcer(setup, caplog):
+    s = setup(servers=2, handlers=[err, err], processing_delay=0.3)
+    a, b = s.servers
+    with caplog.at_level(logging.WARNING):
+        s.announcer.announce("f1.dat", a)
+        s.announcer.announce("f1.dat", b)
+        assert wait_until(lambda: a.acks("f1.dat") and b.acks("f1.dat"))
+    assert "Could not get a working source for f1.dat" in caplog.text
+    assert s.results() == []
+
+
+def test_silent_server_is_retried_lazy_pirate_then_next_source_is_used(setup):
+    s = setup(servers=2, handlers=[serve_everything], processing_delay=0.3, transfer_req_timeout=0.3,
+              request_attempts=2)
+    a, b = s.servers
+    a.handler = lambda m: NO_REPLY
+    s.announcer.announce("f1.dat", a)
+    s.announcer.announce("f1.dat", b)
+    (result,) = s.wait_results(1)
+    assert result.data["origin"] == b.address
+    assert len(a.pushes("f1.dat")) == 2  # sent, timed out, re-sent on a new socket, timed out
+
+
+def test_undecodable_reply_is_a_failure_not_a_hang(setup):
+    s = setup(servers=2, handlers=[serve_everything], processing_delay=0.3)
+    a, b = s.servers
+    a.handler = lambda m: "None"  # what upstream answers to a push without uri
+    s.announcer.announce("f1.dat", a)
+    s.announcer.announce("f1.dat", b)
+    (result,) = s.wait_results(1)
+    assert result.data["origin"] == b.address
+
+
+def test_already_delivered_file_is_only_acked(setup):
+    s = setup()
+    (a,) = s.servers
+    s.announcer.announce("f1.dat", a)
+    s.wait_results(1)
+    s.announcer.announce("f1.dat", a)
+    assert wait_until(lambda: a.acks("f1.dat"))
+    assert len(a.pushes("f1.dat")) == 1
+
+
+def test_requests_are_pipelined(setup):
+    s = setup(max_requests_in_flight=4)
+    (a,) = s.servers
+    a.handler = lambda m: HOLD if m.type == "push" else serve_everything(m)
+    for i in range(6):
+        s.announcer.announce(f"f{i}.dat", a)
+    # four pushes reach the server while none is answered; the others wait for a free slot
+    assert wait_until(lambda: len(a.held) == 4)
+    assert len([m for m in a.pushes() if m.data["uid"].startswith("f")]) == 4
+    a.handler = serve_everything
+    a.release()
+    assert len(s.wait_results(6)) == 6
+
+
+def test_two_announcements_inside_the_delay_one_transfer_other_server_acked(setup):
+    """Upstream bug: the second announcement replaced the first timer and one server got no ack."""
+    s = setup(servers=2, processing_delay=0.5)
+    a, b = s.servers
+    s.announcer.announce("f1.dat", a)
+    s.announcer.announce("f1.dat", b)
+    (result,) = s.wait_results(1)
+    assert result.data["origin"] == a.address
+    assert wait_until(lambda: b.acks("f1.dat"))
+    assert len(a.pushes("f1.dat")) + len(b.pushes("f1.dat")) == 1
+
+
+def test_hot_spare_leaves_files_the_primary_handles(setup):
+    primary = Announcer()
+    try:
+        s = setup(processing_delay=0.5, extra_providers=primary.provider)
+        (a,) = s.servers
+        data = s.announcer.announce("f1.dat", a)
+        primary.send(Message("/test/data", "push", dict(data, destination="file://elsewhere/out/")))
+        primary.send(Message("/test/data", "ack", data))
+        s.announcer.announce("f2.dat", a)  # announced later, so its delay ends after f1's
+        (result,) = s.wait_results(1)
+    finally:
+        primary.stop()
+    assert result.data["uid"] == "f2.dat"
+    assert a.pushes("f1.dat") == [] and s.published("f1.dat") == []
+
+
+def test_secondary_takes_over_when_the_primary_pushes_but_never_acks(setup, caplog):
+    primary = Announcer()
+    try:
+        with caplog.at_level(logging.WARNING):
+            s = setup(processing_delay=0.3, transfer_req_timeout=0.2, request_attempts=1,
+                      extra_providers=primary.provider)
+            (a,) = s.servers
+            data = s.announcer.announce("f1.dat", a)
+            primary.send(Message("/test/data", "push", dict(data, destination="file://elsewhere/out/")))
+            (result,) = s.wait_results(1)
+    finally:
+        primary.stop()
+    assert result.data["uid"] == "f1.dat" and len(a.pushes("f1.dat")) == 1
+    assert "did not ack it" in caplog.text
+
+
+def test_primary_result_message_settles_the_file(setup):
+    primary = Announcer()
+    try:
+        s = setup(processing_delay=0.5, extra_providers=primary.provider)
+        (a,) = s.servers
+        data = s.announcer.announce("f1.dat", a)
+        result = {k: v for k, v in data.items() if k != "request_address"}
+        primary.send(Message("/test/data", "file", dict(result, uri="/out/f1.dat", origin=a.address)))
+        s.announcer.announce("f2.dat", a)
+        s.wait_results(1)
+    finally:
+        primary.stop()
+    assert a.pushes("f1.dat") == []
+
+
+def test_bad_messages_are_skipped_and_serving_continues(setup, caplog):
+    s = setup()
+    (a,) = s.servers
+    with caplog.at_level(logging.WARNING):
+        s.announcer.send_raw("pytroll://test/data file root@h 2024-01-01T00:00:00 v1.01 application/json {broken")
+        s.announcer.send(Message("/test/data", "file", {"uri": "/in/x", "request_address": a.address}))
+        s.announcer.send(Message("/test/data", "file", {"uid": "x", "uri": "/x", "request_address": 12}))
+        s.announcer.send(Message("/test/data", "file", "just text"))
+        s.announcer.announce("f1.dat", a)
+        assert s.wait_results(1)
+    assert "without uid/uri" in caplog.text  # the others are rate-limited
+    assert "malformed" in caplog.text
+    assert [m.data.get("uid") for m in a.pushes() if not m.data["uid"].startswith("probe")] == ["f1.dat"]
+
+
+def test_uid_cache_is_per_chain(setup, tmp_path):
+    """Upstream's cache is shared by all chains, so a second chain wanting the same file only acked."""
+    s = setup(second_chain=True)
+    (a,) = s.servers
+    s.announcer.announce("f1.dat", a)
+    results = s.wait_results(2)
+    assert sorted(m.data["uri"] for m in results) == sorted([str(s.out / "f1.dat"), str(tmp_path / "other/f1.dat")])
+    assert len(a.pushes("f1.dat")) == 2
+
+
+def test_heartbeat_watchdog_resubscribes_and_says_so(setup, caplog):
+    with caplog.at_level(logging.INFO):
+        s = setup(heartbeat_alarm_scale=0.01)  # 0.3 s without any message
+        (a,) = s.servers
+        listener = s.client.chain("test")._listeners[0]
+        assert wait_until(lambda: listener.resubscriptions >= 2)
+        assert "resubscribing" in caplog.text
+        s.announcer.announce("f1.dat", a)
+        assert s.wait_results(1)
