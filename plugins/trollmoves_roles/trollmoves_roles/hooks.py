@@ -12,6 +12,7 @@ ROLES = {
     "client": "trollmoves_roles.client.role:ClientRole",
     "req": "trollmoves_roles.req:RequestTool",
     "dispatcher": "trollmoves_roles.dispatcher.role:DispatcherRole",
+    "downloader": "trollmoves_roles.downloader.role:DownloaderRole",
     "server": "trollmoves_roles.server.role:ServerRole",
 }
 

@@ -7,9 +7,13 @@ import logging
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_roles.bus import BusPublisher
 
 LOG = logging.getLogger(__name__)
 
@@ -40,7 +44,6 @@ class DispatcherRole(Role):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        from trollmoves_roles.bus import BusPublisher
         from trollmoves_roles.dispatcher.engine import Dispatcher
 
         config_file = _config_file(args)
@@ -53,8 +56,7 @@ class DispatcherRole(Role):
                                 workers=args.workers)
         publisher = None
         if args.publish_port is not None:
-            publisher = BusPublisher(args.publish_port, bind=args.publish_bind, name="dispatcher",
-                                     nameservers=args.publish_nameserver or None)
+            publisher = start_publisher(args.publish_port, args.publish_bind, "dispatcher", args.publish_nameserver)
             LOG.info("Announcing dispatched files on port %d", publisher.port)
             dispatcher.publisher = publisher
         halt = threading.Event()
@@ -73,6 +75,16 @@ class DispatcherRole(Role):
             if publisher is not None:
                 publisher.stop()
         return 0
+
+
+def start_publisher(port: int, bind: str, name: str, nameservers: list[str] | tuple[str, ...] | None) -> BusPublisher:
+    """A started publisher, or a ConfigError saying why the address cannot be used."""
+    from trollmoves_roles.bus import BusPublisher
+
+    try:
+        return BusPublisher(port, bind=bind, name=name, nameservers=list(nameservers or []) or None)
+    except Exception as err:  # zmq reports a taken port or a bad address
+        raise ConfigError(f"cannot publish on {bind}:{port}: {err}", file="command line") from None
 
 
 def _config_file(args: argparse.Namespace) -> str:

@@ -87,7 +87,8 @@ class BoundedPool:
     def shutdown(self) -> None:
         """Drop queued jobs (logging how many), wait for running ones."""
         with self._lock:
-            cancelled = sum(1 for f in list(self._pending) if f.cancel())
+            pending = list(self._pending)
+        cancelled = sum(1 for f in pending if f.cancel())  # cancel() runs _done, which takes the lock
         if cancelled:
             LOG.warning("Stopping: %d queued transfer(s) dropped", cancelled)
         self._executor.shutdown(wait=True)

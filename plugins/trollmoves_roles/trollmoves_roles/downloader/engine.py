@@ -1,0 +1,185 @@
+"""The downloader: fetch each announced file or object to a local directory, announce the copy.
+
+For each ``file``, ``dataset`` or ``collection`` message on the subscribed topics, every
+announced ``uri`` is fetched with its scheme's mover ``get`` (atomic: a hidden temporary
+name, then a rename) into ``download_destination``, keeping its name. When every file of the
+message is here, a message of the same type is published on ``publish-topic`` with the same
+metadata, each ``uri`` replaced by the local path and each ``uid`` by the local name; keys
+that described the remote copy (``filesystem``, ``path``) are dropped.
+
+Upstream's rule for plain names is kept: with ``bucket`` set, a ``uri`` without a scheme
+means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other buckets are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from posttroll.message import Message
+
+from trollmoves_core.exceptions import TransferError, UnknownPluginError
+from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.uri import parse_uri, redact
+from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.dispatcher.messages import FILE_TYPES, BadMessage, file_entries
+from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
+from trollmoves_roles.downloader.config import DownloaderConfig
+
+LOG = logging.getLogger(__name__)
+
+REMOTE_ONLY_KEYS = ("filesystem", "path")
+"""Keys of pytroll-watchers messages that describe the remote copy, wrong for the local one."""
+
+
+class Downloader:
+    """Serve one downloader configuration until stopped.
+
+    :param publisher: where local copies are announced; None announces nothing.
+    :param addresses: publisher addresses to subscribe to, besides the config's.
+    :param nameservers: nameservers to ask for publishers, replacing the config's when given.
+    """
+
+    def __init__(self, config: DownloaderConfig, *, publisher: BusPublisher | None = None,
+                 addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
+                 workers: int | None = None, host: PluginHost | None = None) -> None:
+        self.config = config
+        self.host = host or default_host()
+        self.publisher = publisher
+        self.addresses = list(dict.fromkeys([*config.subscriber_addresses, *addresses]))
+        self.nameservers = list(config.subscribe_nameservers if nameservers is None else nameservers)
+        self.movers = MoverCache(self.host)
+        self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
+        self.received = 0
+        self.handled = 0
+        self.fetched = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def serve(self, halt: threading.Event) -> None:
+        """Receive and download until ``halt`` is set; then finish running downloads."""
+        self.config.download_destination.mkdir(parents=True, exist_ok=True)
+        subscription = Subscription(self.addresses, self.config.subscribe_topics)
+        lookup = NameserverLookup(self.nameservers, self.config.services).start()
+        LOG.info("Downloader listening to %s on %s (nameservers: %s), downloading to %s",
+                 ", ".join(self.config.subscribe_topics), ", ".join(subscription.addresses) or "-",
+                 ", ".join(self.nameservers) or "-", self.config.download_destination)
+        try:
+            while not halt.is_set():
+                for address in lookup.new_addresses():
+                    subscription.add(address)
+                message = subscription.recv(0.2)
+                if message is not None:
+                    self.handle(message, halt)
+        finally:
+            lookup.stop()
+            subscription.close()
+            self.pool.shutdown()
+            self.movers.close_all()
+
+    def handle(self, message: Message, halt: threading.Event | None = None) -> bool:
+        """Queue the download ``message`` asks for; return whether one was queued. Never raises."""
+        with self._lock:
+            self.received += 1
+        if message.type not in FILE_TYPES:
+            LOG.debug("Ignoring %s message on %s", message.type, message.subject)
+            return False
+        try:
+            sources = self.plan(message)
+        except BadMessage as err:
+            LOG.warning("Skipping message on %s: %s", message.subject, err)
+            sources = []
+        except Exception:  # a surprise in one message must not stop the downloader
+            LOG.exception("Skipping message on %s", message.subject)
+            sources = []
+        queued = bool(sources) and self.pool.submit(lambda: self.fetch(message, sources), halt)
+        with self._lock:
+            self.handled += 1
+        return queued
+
+    def plan(self, message: Message) -> list[tuple[str, str]]:
+        """``(announced uri, uri to fetch)`` for each file of ``message`` this downloader wants."""
+        sources = []
+        for entry in file_entries(message.type, message.data):
+            announced = str(entry["uri"])
+            source = self.source_uri(announced)
+            if source is None:
+                LOG.info("Skipping %s: not in bucket %s", redact(announced), self.config.bucket)
+                continue
+            try:
+                self.host.mover_class(source)
+            except UnknownPluginError as err:  # a bad message, not a failed download
+                raise BadMessage(f"cannot fetch {redact(source)}: {err}") from None
+            sources.append((announced, source))
+        return sources
+
+    def source_uri(self, uri: str) -> str | None:
+        """Where to fetch ``uri`` from; None when it is outside the configured bucket."""
+        bucket = self.config.bucket
+        try:
+            location = parse_uri(uri)
+        except ValueError as err:
+            raise BadMessage(str(err)) from None
+        if bucket and "://" not in uri:
+            return f"s3://{bucket}/{posixpath.basename(location.path)}"
+        if bucket and location.scheme == "s3" and location.host != bucket:
+            return None
+        return uri
+
+    def fetch(self, message: Message, sources: list[tuple[str, str]]) -> bool:
+        """Download every file of ``message``, then announce them. Returns whether all arrived."""
+        local: dict[str, Path] = {}
+        destination = str(self.config.download_destination).rstrip("/") + "/"
+        for announced, source in sources:
+            scheme = parse_uri(source).scheme
+            try:
+                mover = self.movers.get(source, self.config.params_for(scheme))
+                local[announced] = mover.get(source, destination)
+            except TransferError as err:
+                self._count(failed=True)
+                LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
+                return False
+            except Exception as err:  # a mover bug: report it the same way, keep serving
+                self._count(failed=True)
+                LOG.error("Download of %s failed, message on %s skipped: %s: %s", redact(source), message.subject,
+                          type(err).__name__, err)
+                return False
+            self._count(failed=False)
+            LOG.info("Downloaded %s to %s", redact(source), local[announced])
+        self._announce(message, local)
+        return True
+
+    def _announce(self, message: Message, local: dict[str, Path]) -> None:
+        if self.publisher is None:
+            return
+        data = _rewrite(message.data, local)
+        try:
+            self.publisher.send(Message(self.config.publish_topic, message.type, data))
+        except Exception as err:  # the files are here; a publishing problem must not hide that
+            LOG.error("Cannot announce %s: %s", ", ".join(str(p) for p in local.values()), err)
+
+    def _count(self, *, failed: bool) -> None:
+        with self._lock:
+            if failed:
+                self.failed += 1
+            else:
+                self.fetched += 1
+
+
+def _rewrite(data: Any, local: dict[str, Path]) -> Any:
+    """Copy ``data`` with each downloaded ``uri`` (at any depth) pointing at its local copy."""
+    if isinstance(data, list):
+        return [_rewrite(item, local) for item in data]
+    if not isinstance(data, dict):
+        return data
+    result = {k: _rewrite(v, local) for k, v in data.items() if k not in REMOTE_ONLY_KEYS}
+    uri = data.get("uri")
+    if isinstance(uri, str) and uri in local:
+        result["uri"] = os.fspath(local[uri])
+        result["uid"] = local[uri].name
+    return result

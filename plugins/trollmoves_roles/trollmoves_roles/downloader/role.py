@@ -1,0 +1,85 @@
+"""``trollmoves downloader CONFIG``: upstream ``s3downloader.py``, for any scheme with a mover."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.role import Role
+from trollmoves_roles.dispatcher.role import start_publisher
+
+LOG = logging.getLogger(__name__)
+
+
+class DownloaderRole(Role):
+    """Fetch files or objects announced on the bus (s3://, sftp://, ftp://, file://...) and announce the copies."""
+
+    NAME = "downloader"
+    HELP = "download announced files or objects (s3, sftp, ftp, file...) and announce the local copies"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="downloader YAML configuration")
+        parser.add_argument("--config-file", dest="config_option", metavar="CONFIG",
+                            help="the same, spelled as upstream's s3downloader (its -c is --log-config here)")
+        parser.add_argument("-r", "--subscribe-nameserver", action="append", default=None, metavar="NS",
+                            help="ask this nameserver for publishers (default: the config's "
+                                 "subscribe_nameserver, else localhost; 'false' for none; repeatable)")
+        parser.add_argument("-n", "--nameservers", nargs="*", default=None, metavar="NS",
+                            help="register the publisher with these nameservers (never multicast)")
+        parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
+                            help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
+        parser.add_argument("-p", "--publish-port", type=int, default=None, metavar="PORT",
+                            help="publish on this port (default: the config's publish_port, else random)")
+        parser.add_argument("--publish-bind", default="*", metavar="ADDR",
+                            help="address the publisher binds to (default: all interfaces)")
+        parser.add_argument("--workers", type=int, default=None, metavar="N",
+                            help="downloads running at once (default: the config's parallel_downloads, else 4)")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_roles.downloader.config import load_config
+        from trollmoves_roles.downloader.engine import Downloader
+
+        config = load_config(_config_file(args))
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError("--workers must be at least 1", file="command line")
+        nameservers = args.subscribe_nameserver
+        if nameservers is not None:
+            nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
+        publish_port = config.publish_port if args.publish_port is None else args.publish_port
+        registration = config.nameservers if args.nameservers is None else args.nameservers
+        publisher = start_publisher(publish_port, args.publish_bind, "s3downloader", registration)
+        LOG.info("Announcing downloaded files on port %d", publisher.port)
+        downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
+                                nameservers=nameservers, workers=args.workers)
+        halt = threading.Event()
+
+        def stop(signum: int, _frame: object) -> None:
+            LOG.info("Stopping on %s", signal.Signals(signum).name)
+            halt.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            downloader.serve(halt)
+        finally:
+            publisher.stop()
+        return 0
+
+
+def _config_file(args: argparse.Namespace) -> str:
+    """The config, from the positional, ``--config-file``, or recovered from a greedy ``-n``."""
+    if args.config_file and args.config_option and args.config_file != args.config_option:
+        raise ConfigError("give the configuration once: CONFIG or --config-file", file="command line")
+    if args.config_file or args.config_option:
+        return args.config_file or args.config_option
+    names = args.nameservers or []
+    if names and os.path.isfile(names[-1]):
+        args.nameservers = names[:-1]
+        return names[-1]
+    raise ConfigError("missing the CONFIG argument (the downloader YAML file)", file="command line")
