@@ -116,7 +116,7 @@ def prime(write_probe: Callable[[str], None], recorder: BusRecorder, timeout: fl
         name = f"probe{next(_probe_numbers)}"
         write_probe(name)
         return bool(recorder.wait_for(lambda m: m.type == "file" and "origin" in m.data
-                                      and str(m.data.get("uid", "")).startswith("probe"), timeout=1.0))
+                                      and str(m.data.get("uid", "")).split(".")[0] == name, timeout=1.0))
     assert wait_until(delivered_probe, timeout=timeout, interval=0.0), "no probe file was ever delivered"
 
 

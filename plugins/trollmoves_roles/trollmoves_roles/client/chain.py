@@ -50,6 +50,9 @@ LOG = logging.getLogger(__name__)
 CACHE_SIZE = 11000
 """uids remembered per chain (upstream's cache size)."""
 
+FIRST_HEARTBEAT = 1.0
+"""Seconds from start to the first heartbeat (as upstream), so subscribers started with us get it."""
+
 _SUCCESS = frozenset(delivery.TRANSFER_TYPES)
 
 
@@ -166,7 +169,7 @@ class Chain:
                 self._listeners.append(ProviderListener(
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
                     alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name))
-            self._loop.call_later(0, self._heartbeat)
+            self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
         finally:
             self._started.set()
         try:
