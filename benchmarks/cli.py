@@ -31,7 +31,8 @@ DESCRIPTIONS = {
              "`file` message; lost/dup from the client's messages, `dest` columns from the destination dir; "
              "CPU seconds spent by the processes during the burst.",
     "big": "One big file through the file mover end to end (rename -> client's `file` message), destination "
-           "on another file system than the source, against `cp` between the same two dirs (best of 2).",
+           "on another file system than the source, against `cp` between the same two dirs; each run is preceded "
+           "by its `cp`, and the best times are compared (the medians show the noise).",
     "fanin": "Several servers, one client; the files per server are renamed into their watched dirs at once.",
     "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end), growth = "
                  "end/start - 1; then idle CPU (utime+stime) over an idle window, in % of one core.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from dataclasses import dataclass
@@ -51,14 +52,17 @@ class Upstream(Implementation):
 
 
 class Ours(Implementation):
-    """``trollmoves server|client`` from ``.venv``, bound to loopback."""
+    """``trollmoves server|client`` from ``.venv``, bound to loopback (where the role has ``--bind``)."""
 
     def server_argv(self, config: Path, port: int) -> list[str]:
-        return [str(self.venv / "bin" / "trollmoves"), "server", "--bind", "127.0.0.1", "-p", str(port),
-                "--disable-backlog", str(config)]
+        return [*self._role("server"), "-p", str(port), "--disable-backlog", str(config)]
 
     def client_argv(self, config: Path) -> list[str]:
-        return [str(self.venv / "bin" / "trollmoves"), "client", "--bind", "127.0.0.1", str(config)]
+        return [*self._role("client"), str(config)]
+
+    def _role(self, role: str) -> list[str]:
+        argv = [str(self.venv / "bin" / "trollmoves"), role]
+        return [*argv, "--bind", "127.0.0.1"] if _has_option(tuple(argv), "--bind") else argv
 
     def unavailable(self) -> str | None:
         if not (self.venv / "bin" / "trollmoves").exists():
@@ -73,6 +77,15 @@ class Ours(Implementation):
         if missing:
             return f"roles not registered yet: {', '.join(sorted(missing))}"
         return None
+
+
+@functools.cache
+def _has_option(argv: tuple[str, ...], option: str) -> bool:
+    try:
+        help_text = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60, check=False).stdout
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return option in help_text.split()
 
 
 def _roles(listing: object) -> set[str]:

@@ -21,8 +21,9 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "burst": [("files", "files"), ("lost", "lost"), ("dup", "dup"), ("elapsed_s", "time s"),
               ("files_per_s", "files/s"), ("server_cpu_s", "server CPU s"), ("client_cpu_s", "client CPU s"),
               ("dest_missing", "dest missing"), ("dest_extra", "dest extra")],
-    "big": [("size_mib", "MiB"), ("elapsed_s", "time s"), ("mib_per_s", "MiB/s"), ("cp_s", "cp s"),
-            ("vs_cp", "speed vs cp"), ("hardlinked", "hardlinked"), ("dest_wrong_size", "bad size")],
+    "big": [("size_mib", "MiB"), ("repeats", "runs"), ("elapsed_s", "best s"), ("median_s", "median s"),
+            ("mib_per_s", "best MiB/s"), ("cp_s", "cp best s"), ("cp_median_s", "cp median s"),
+            ("vs_cp", "speed vs cp (best)"), ("hardlinked", "hardlinked"), ("dest_wrong_size", "bad size")],
     "fanin": [("servers", "servers"), ("files", "files"), ("lost", "lost"), ("dup", "dup"),
               ("elapsed_s", "time s"), ("files_per_s", "files/s"), ("dest_missing", "dest missing")],
     "resources": [("rounds", "rounds"), ("server_rss_start_mib", "srv RSS start MiB"),
@@ -31,8 +32,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                   ("client_rss_growth", "cli growth"), ("server_idle_cpu_pct", "srv idle CPU %"),
                   ("client_idle_cpu_pct", "cli idle CPU %")],
 }
-NO_RATIO = {"files", "servers", "size_mib", "hardlinked", "rounds", "lost", "dup", "dest_missing", "dest_extra",
-            "dest_wrong_size"}
+NO_RATIO = {"files", "servers", "size_mib", "repeats", "hardlinked", "rounds", "lost", "dup", "dest_missing",
+            "dest_extra", "dest_wrong_size"}
 
 
 def fmt(value: object) -> str:
