@@ -265,3 +265,25 @@ def test_chain_check_gives_up_after_max_restarts(serve, dirs):
     running.server.check_chains()
     with pytest.raises(ChainRecoveryError, match="2 times"):
         running.server.check_chains()
+
+
+def test_serve_exits_1_when_a_watcher_cannot_be_restarted(serve, dirs):
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), chain_check_interval=0.05, max_notifier_restarts=2)
+    origin.rmdir()
+    running.thread.join(20)
+    assert running.status == [1]
+
+
+def test_announced_records_round_trip():
+    from trollmoves_roles.server.announced import AnnouncedFiles
+
+    first = AnnouncedFiles(capacity=3)
+    for i in range(5):
+        first.add(f"/d/f{i}", f"f{i}", TOPIC, "chain")
+    assert list(first) == ["/d/f2", "/d/f3", "/d/f4"]  # bounded, oldest dropped
+    second = AnnouncedFiles(capacity=3)
+    second.add("/d/new", "new", TOPIC, "chain")
+    second.restore(first.records())
+    assert list(second) == ["/d/f3", "/d/f4", "/d/new"]
+    assert second.newest(TOPIC, 2) == [f"{TOPIC}/new", f"{TOPIC}/f4"]
