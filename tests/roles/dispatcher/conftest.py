@@ -38,19 +38,24 @@ class Harness:
     def subscriber_section(self) -> dict[str, Any]:
         return {"subscribe_addresses": [self.source_address], "nameserver": False}
 
-    def write_config(self, config: dict[str, Any] | str) -> Path:
+    def write_config(self, config: dict[str, Any] | str, subscriber: dict[str, Any] | None = None) -> Path:
         """Write the config atomically (as deployment tools do), adding the subscriber section."""
         if isinstance(config, dict):
-            config = yaml.safe_dump({"posttroll_subscriber": self.subscriber_section(), **config})
+            config = yaml.safe_dump({"posttroll_subscriber": subscriber or self.subscriber_section(), **config})
         partial = self.config_path.with_name(".dispatch.yaml.part")
         partial.write_text(config)
         partial.replace(self.config_path)
         return self.config_path
 
-    def start(self, config: dict[str, Any], *, warm_topic: str, workers: int = 2) -> Dispatcher:
-        """Start serving ``config``; return once a message on ``warm_topic`` got through."""
-        self.write_config(config)
-        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, nameservers=[], workers=workers)
+    def start(self, config: dict[str, Any], *, warm_topic: str, workers: int = 2,
+              subscriber: dict[str, Any] | None = None) -> Dispatcher:
+        """Start serving ``config``; return once a message on ``warm_topic`` got through.
+
+        Nameservers are only asked when ``subscriber`` (the posttroll_subscriber section) names some.
+        """
+        self.write_config(config, subscriber)
+        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers,
+                                     nameservers=None if subscriber else [])
         self._thread = threading.Thread(target=self.dispatcher.serve, args=(self._halt,), daemon=True)
         self._thread.start()
         self.warm_up(warm_topic)

@@ -42,6 +42,7 @@ def test_file_message_is_delivered_with_composed_path_and_announced(harness, mak
     assert len(announced) == 1
     message = announced[0]
     assert message.subject == "/dispatched/avhrr"
+    assert message.version == "v1.2"  # as upstream's posttroll writes
     assert message.data["uri"] == str(delivered)
     assert message.data["uid"] == delivered.name
     # the original metadata travels on, except the upstream server's request address

@@ -92,3 +92,23 @@ def test_s3_target(harness, make_file, request):
 
 def _no_s3_fixtures() -> bool:
     return not (Path(TESTS) / "s3" / "conftest.py").exists()
+
+
+def test_unreachable_destination_is_retried_a_bounded_number_of_times(harness, make_file, caplog):
+    require_mover("ftp")
+    from support.bus import free_port
+
+    port = free_port()  # nothing listens there: connection refused, a transient error
+    config = {"down": {"host": f"ftp://u:{SECRET}@127.0.0.1:{port}", "directory": "/in", "publish_topic": "/x",
+                       "connection_parameters": {"retries": 3, "retry_delay": 0.01},
+                       "dispatch_configs": [{"topics": [TOPIC]}]}}
+    dispatcher = harness.start(config, warm_topic=TOPIC)
+    harness.send(TOPIC, "file", {"uri": str(make_file("r.nc")), "uid": "r.nc"})
+    harness.wait_idle(handled=1)
+
+    assert dispatcher.failed == 1
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2 and "attempt 1 of 3" in retries[0] and "attempt 2 of 3" in retries[1]
+    (final,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dispatching")]
+    assert f"ftp://u@127.0.0.1:{port}/in/r.nc" in final and "target down" in final
+    assert SECRET not in caplog.text

@@ -35,7 +35,7 @@ def test_file_uri_is_downloaded_and_announced(harness, tmp_path):
     (message,) = harness.recorder.wait_for(lambda m: m.type == "file")
     local = harness.destination / source.name
     assert local.read_bytes() == b"orbit data"
-    assert message.subject == OUT_TOPIC
+    assert message.subject == OUT_TOPIC and message.version == "v1.2"
     assert message.data["uri"] == str(local) and message.data["uid"] == source.name
     assert message.data["platform_name"] == "NOAA-19"
     assert message.data["start_time"].replace(tzinfo=None) == dt.datetime(2024, 1, 2, 3, 4)

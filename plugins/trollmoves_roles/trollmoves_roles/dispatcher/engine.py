@@ -30,7 +30,7 @@ from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
-from trollmoves_roles.dispatcher.messages import FILE_TYPES, BadMessage, file_entries, local_path
+from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries, local_path
 from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
 from trollmoves_roles.dispatcher.watch import ConfigFileMonitor
 
@@ -255,7 +255,7 @@ class Dispatcher:
         data["uri"] = path if target.publish_uri == "path" else delivered
         data["uid"] = posixpath.basename(path)
         try:
-            self.publisher.send(Message(topic, "file", data))
+            self.publisher.send(Message(topic, "file", data, version=MESSAGE_VERSION))
         except Exception as err:  # a bad topic must not undo a delivery
             LOG.error("Cannot announce %s on %r: %s", delivered, topic, err)
 

@@ -14,6 +14,8 @@ from typing import Any
 from trollmoves_core.uri import parse_uri
 
 FILE_TYPES = ("file", "dataset", "collection")
+MESSAGE_VERSION = "v1.2"
+"""Upstream's posttroll always writes v1.2; so do we, so that peers see one format."""
 
 
 class BadMessage(ValueError):

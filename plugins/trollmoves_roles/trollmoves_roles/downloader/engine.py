@@ -27,7 +27,7 @@ from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
-from trollmoves_roles.dispatcher.messages import FILE_TYPES, BadMessage, file_entries
+from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries
 from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
 from trollmoves_roles.downloader.config import DownloaderConfig
 
@@ -159,7 +159,7 @@ class Downloader:
             return
         data = _rewrite(message.data, local)
         try:
-            self.publisher.send(Message(self.config.publish_topic, message.type, data))
+            self.publisher.send(Message(self.config.publish_topic, message.type, data, version=MESSAGE_VERSION))
         except Exception as err:  # the files are here; a publishing problem must not hide that
             LOG.error("Cannot announce %s: %s", ", ".join(str(p) for p in local.values()), err)
 
