@@ -13,7 +13,7 @@ from trollmoves_core.exceptions import ConfigError
 def test_defaults() -> None:
     options = parse_options({})
     assert options.multipart_threshold == options.multipart_chunksize == 8 * MIB
-    assert options.max_concurrency == 4
+    assert options.max_concurrency == 10
     assert options.fs_kwargs["config_kwargs"]["retries"] == {"max_attempts": 3, "mode": "standard"}
 
 

@@ -59,7 +59,7 @@ class S3Mover(Mover):
     ``s3_additional_kwargs`` and ``kwargs`` (mappings, or JSON/YAML text in INI files);
     ``requester_pays``, ``default_block_size``, ``default_fill_cache``, ``default_cache_type``,
     ``version_aware``, ``cache_regions``, ``fixed_upload_size``, ``session``;
-    ``max_concurrency`` (parts in flight, default 4). Keys of other movers are ignored.
+    ``max_concurrency`` (parts in flight, default 10). Keys of other movers are ignored.
 
     Our own: ``multipart_threshold`` (default 8 MiB: files this big or bigger go as multipart
     uploads), ``multipart_chunksize`` (default 8 MiB, at least 5 MiB; upstream's
@@ -236,13 +236,21 @@ class S3Mover(Mover):
     def _upload_multipart(self, fs: S3FileSystem, local_path: Path, *, pool_key: Hashable, bucket: str, key: str,
                           size: int, progress: ProgressCallback | None, extra: dict[str, Any]) -> None:
         chunk = part_size(size, self.options.multipart_chunksize)
-        upload_id = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)["UploadId"]
+        created = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)
+        upload_id = created["UploadId"]
+        # An upload created with a checksum algorithm (s3_additional_kwargs ChecksumAlgorithm) must list
+        # every part's checksum on completion, or S3 refuses it.
+        checksum_field = f"Checksum{created['ChecksumAlgorithm'].upper()}" if created.get("ChecksumAlgorithm") else None
         pending: deque[tuple[int, int, concurrent.futures.Future[Any]]] = deque()
         parts: list[dict[str, Any]] = []
 
         def finish_oldest() -> None:
             number, nbytes, future = pending.popleft()
-            parts.append({"PartNumber": number, "ETag": future.result()["ETag"]})
+            reply = future.result()
+            part = {"PartNumber": number, "ETag": reply["ETag"]}
+            if checksum_field and reply.get(checksum_field):
+                part[checksum_field] = reply[checksum_field]
+            parts.append(part)
             if progress:
                 progress(nbytes)
 

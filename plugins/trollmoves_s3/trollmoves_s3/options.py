@@ -57,8 +57,8 @@ class S3Options:
     """Files of this size or larger are sent as a multipart upload."""
     multipart_chunksize: int = 8 * MIB
     """Size of each part but the last; raised when a file would need more than 10 000 parts."""
-    max_concurrency: int = 4
-    """Parts uploaded at once; memory use is about ``(max_concurrency + 1) * multipart_chunksize``."""
+    max_concurrency: int = 10
+    """Parts uploaded at once (s3fs' default, so upstream's); memory about ``(max_concurrency + 1) * chunksize``."""
     range_start: int | None = None
     range_end: int | None = None
     """Byte range for downloads, ``[range_start, range_end)`` like a Python slice."""
@@ -111,7 +111,7 @@ def parse_options(params: Mapping[str, Any]) -> S3Options:
     config_kwargs.setdefault("retries", dict(_DEFAULT_BOTO_RETRIES))
     fs["config_kwargs"] = config_kwargs
 
-    concurrency = to_size(params.get("max_concurrency", 4), "max_concurrency")
+    concurrency = to_size(params.get("max_concurrency", 10), "max_concurrency")
     if concurrency < 1:
         raise ConfigError("must be at least 1", key="max_concurrency")
     fs["max_concurrency"] = concurrency
