@@ -84,27 +84,65 @@ class ClientSubprocess:
         return self.proc.returncode
 
 
-class UpstreamServer:
-    """Upstream ``move_it_server.py`` watching ``<root>/in`` for ``{name}.dat``."""
+class _ServerPeer:
+    """A trollmoves server watching ``<root>/in`` for ``{name}.dat`` (started by subclasses)."""
 
-    def __init__(self, upstream_process: Callable, root: Path, *, topic: str = "/test/data",
-                 origin: str | None = None, extra: Mapping[str, object] | None = None) -> None:
+    def __init__(self, root: Path, *, topic: str = "/test/data", origin: str | None = None,
+                 extra: Mapping[str, object] | None = None) -> None:
         self.inbox = root / "in"
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.pub_port, self.request_port = free_port(), free_port()
         section = {"origin": origin or f"{self.inbox}/{{name}}.dat", "request_port": self.request_port,
                    "request_address": "127.0.0.1", "topic": topic}
         section.update(extra or {})
-        config = write_ini(root / "server.ini", {"srv": section})
-        self.process = upstream_process("move_it_server.py", ["-p", str(self.pub_port), "--disable-backlog",
-                                                              str(config)])
+        self.config = write_ini(root / "server.ini", {"srv": section})
         self.request_address = f"127.0.0.1:{self.request_port}"
         self.provider = f"127.0.0.1:{self.pub_port}"
+
+    def _wait_ready(self, log: Callable[[], str]) -> None:
         beats = BusRecorder([f"tcp://127.0.0.1:{self.pub_port}"], ["/heartbeat/move_it_server"])
         try:
-            assert beats.wait_for(lambda m: m.type == "beat", timeout=20), self.process.log()
+            assert beats.wait_for(lambda m: m.type == "beat", timeout=20), log()
         finally:
             beats.close()
+
+
+class UpstreamServer(_ServerPeer):
+    """Upstream ``move_it_server.py`` (from .venv-upstream)."""
+
+    def __init__(self, upstream_process: Callable, root: Path, **kwargs: object) -> None:
+        super().__init__(root, **kwargs)
+        self.process = upstream_process("move_it_server.py", ["-p", str(self.pub_port), "--disable-backlog",
+                                                              str(self.config)])
+        self._wait_ready(self.process.log)
+
+
+class OurServer(_ServerPeer):
+    """``trollmoves server`` as a subprocess bound to 127.0.0.1."""
+
+    def __init__(self, root: Path, **kwargs: object) -> None:
+        super().__init__(root, **kwargs)
+        self.log_path = root / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([str(TROLLMOVES), "server", "-p", str(self.pub_port), "--bind", "127.0.0.1",
+                                      "--disable-backlog", str(self.config)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        # its first heartbeat may go out before anyone can subscribe: wait for its log line instead
+        assert wait_until(lambda: "Server running" in self.log() or self.proc.poll() is not None, 20), self.log()
+        assert self.proc.poll() is None, self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
 
 
 _probe_numbers = itertools.count()

@@ -1,0 +1,130 @@
+"""Our client against our server (``trollmoves server``): end to end, bursts, two servers, hot spare."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+import pytest
+from client_harness import ClientSubprocess, InProcessClient, OurServer, client_section, prime, results, write_file
+from client_harness import write_ini as write_config
+from support.bus import BusRecorder, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started: list[OurServer] = []
+
+    def start(name: str, **kwargs: object) -> OurServer:
+        started.append(OurServer(tmp_path / name, **kwargs))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def payload(i: int) -> bytes:
+    return os.urandom(32) + f"payload {i}\n".encode() * (i % 9 + 1)
+
+
+def start_client(tmp_path, providers: str, **extra: object):
+    out, port = tmp_path / "out", free_port()
+    config = write_config(tmp_path / "client.ini", {"test": client_section(providers, f"{out}/", port, **extra)})
+    return InProcessClient(config), BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"]), out
+
+
+def test_files_moved_end_to_end_in_order_push_ack_file(servers, tmp_path):
+    server = servers("srv")
+    client, recorder, out = start_client(tmp_path, server.provider)
+    contents = {f"f{i}.dat": payload(i) for i in range(20)}
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        assert len(recorder.wait_for(lambda m: m in results(recorder), count=20, timeout=30)) == 20
+    finally:
+        client.stop()
+        recorder.close()
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    for name in contents:
+        mine = [m for m in recorder.messages if m.data.get("uid") == name]
+        assert [m.type for m in mine] == ["push", "ack", "file"]
+        assert mine[2].data["origin"] == server.request_address and mine[2].data["uri"] == str(out / name)
+
+
+def test_burst_of_200_exactly_once(servers, tmp_path):
+    server = servers("srv")
+    client, recorder, out = start_client(tmp_path, server.provider, max_requests_in_flight=8)
+    contents = {f"f{i:03d}.dat": payload(i) for i in range(200)}
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        wait_until(lambda: len(results(recorder)) >= 200, timeout=90)
+    finally:
+        client.stop()
+        recorder.close()
+    assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+
+
+def test_same_file_from_two_servers_fetched_once_other_acked(servers, tmp_path):
+    # both servers delete what they pushed or were acked for: the loser's copy goes only on our ack
+    pair = [servers(name, extra={"delete": "True", "remove_delay": "0"}) for name in ("a", "b")]
+    client, recorder, out = start_client(tmp_path, " ".join(s.provider for s in pair))
+    contents = {f"f{i}.dat": payload(i) for i in range(10)}
+    try:
+        prime(lambda name: write_file(pair[0].inbox, f"{name}.dat", b"probe"), recorder)
+        for name, content in contents.items():
+            for server in pair:
+                write_file(server.inbox, name, content)
+        wait_until(lambda: len(results(recorder)) >= 10, timeout=30)
+        assert wait_until(lambda: not any((s.inbox / n).exists() for s in pair for n in contents), 30)
+    finally:
+        client.stop()
+        recorder.close()
+    assert Counter(m.data["uid"] for m in recorder.of_type("push") if m.data["uid"][0] == "f") == \
+        Counter(contents.keys())
+    assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+
+
+@pytest.mark.slow
+def test_hot_spare_primary_killed_every_file_once(servers, tmp_path):
+    server = servers("srv")
+    out = tmp_path / "out"
+    primary_port, secondary_port = free_port(), free_port()
+    primary = ClientSubprocess(write_config(tmp_path / "primary.ini", {"test": client_section(
+        server.provider, f"{out}/", primary_port)}), tmp_path / "primary.log")
+    secondary = ClientSubprocess(write_config(tmp_path / "secondary.ini", {"test": client_section(
+        f"{server.provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=0.5,
+        transfer_req_timeout=1)}), tmp_path / "secondary.log")
+    by_primary = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
+    by_secondary = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
+    contents = {f"f{i:03d}.dat": payload(i) for i in range(80)}
+    names = list(contents)
+
+    def delivered() -> Counter:
+        return Counter(m.data["uid"] for m in results(by_primary) + results(by_secondary))
+
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
+        for name in names[:40]:
+            write_file(server.inbox, name, contents[name])
+        by_primary.wait_for(lambda m: m in results(by_primary), count=5, timeout=30)
+        primary.kill(signal.SIGKILL)
+        for name in names[40:]:
+            write_file(server.inbox, name, contents[name])
+        wait_until(lambda: sum(delivered().values()) >= 80, timeout=90)
+    finally:
+        primary.stop()
+        assert secondary.stop() == 0
+        by_primary.close()
+        by_secondary.close()
+    assert delivered() == Counter(contents.keys()), secondary.log()[-3000:]
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    assert {m.data["uid"] for m in results(by_secondary)} >= set(names[40:])
