@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m trollmoves_core.demo
+	scripts/in-netns $(BIN)/python scripts/demo.py
 
 test: venv upstream
 	scripts/install-system-deps
