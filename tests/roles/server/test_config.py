@@ -111,3 +111,18 @@ def test_cli_missing_config_exits_2(tmp_path):
                             check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "none.ini" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_publish_port_in_use_exits_2(tmp_path):
+    import socket
+
+    config = write_ini(tmp_path / "s.ini", {"chain": {"origin": f"{tmp_path}/{{name}}", "topic": "/t"}})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*TROLLMOVES, "server", "--bind", "127.0.0.1", "-p", str(port), str(config)],
+                                check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"trollmoves: error: cannot publish on tcp://127.0.0.1:{port}: Address already in use"]

@@ -111,6 +111,16 @@ def test_broken_new_config_is_rejected_and_the_old_one_kept(serve, dirs, caplog)
     assert running.announced(NAME).data["uid"] == NAME
 
 
+def test_reload_to_an_empty_config_is_rejected(serve, dirs, caplog):
+    origin, _ = dirs
+    port = free_port()
+    running = serve(chain(origin, port))
+    running.config.write_text("")
+    assert running.server.reload() is False
+    assert "defines no chain" in caplog.text
+    assert pong(f"127.0.0.1:{port}").type == "pong"
+
+
 def test_reload_lets_a_running_push_finish(serve, dirs):
     origin, out = dirs
     port = free_port()

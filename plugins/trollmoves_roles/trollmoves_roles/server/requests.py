@@ -71,7 +71,7 @@ class RequestServer:
                     time.sleep(0.05)
                     continue
                 self._socket.close(0)
-                raise ConfigError(f"cannot listen on {address}: {err}", section=chain.name,
+                raise ConfigError(f"cannot listen on {address}: {zmq.strerror(err.errno)}", section=chain.name,
                                   key="request_port") from None
         self.address = address
         self._replies: collections.deque[list[bytes]] = collections.deque()

@@ -108,7 +108,8 @@ class Server:
         except zmq.ZMQError as err:
             self.transfers.close(0)
             self.deleter.stop()
-            raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: {err}") from None
+            address = f"tcp://{self.options.bind}:{self.options.port}"
+            raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
         self.chains: dict[str, Chain] = {}
         # A pipe rather than an Event: signal handlers may write to it while the main
         # thread is inside the wait, where taking an Event's lock could deadlock.
@@ -213,6 +214,10 @@ class Server:
             configs = load_config(self.config_path)
         except ConfigError as err:
             LOG.error("Config reload rejected, keeping the running config: %s", err)
+            return False
+        if not configs and self.chains:
+            # most likely a file caught mid-write or emptied by mistake: stopping everything is never right
+            LOG.error("Config reload rejected, keeping the running config: %s defines no chain", self.config_path)
             return False
         changed = [n for n in self.chains if configs.get(n) != self.chains[n].config]
         added = [n for n in configs if n not in self.chains]
