@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from posttroll.message import Message
+from roles.client.client_fakes import Announcer
 from roles.client.client_harness import (
     ClientSubprocess,
     InProcessClient,
@@ -222,3 +226,59 @@ def test_upstream_client_as_primary_ours_as_secondary(server, upstream_process, 
     delivered = Counter(m.data["uid"] for m in results(primary_recorder) + results(ours_recorder))
     assert delivered == Counter(contents.keys())
     assert all((out / name).read_bytes() == content for name, content in contents.items())
+
+
+def test_dataset_from_upstream_listen_server(upstream_process, tmp_path):  # noqa: F811
+    """Upstream's `listen` chains republish dataset messages; our client fetches every file in one push."""
+    source = Announcer()
+    inbox = tmp_path / "srv" / "in"
+    server = UpstreamServer(upstream_process, tmp_path / "srv", origin="", extra={
+        "listen": "/in/data", "addresses": f"tcp://{source.provider}", "nameserver": "false"})
+    contents = {"a.dat": payload(1), "b.dat": payload(2)}
+    for name, content in contents.items():
+        (inbox / name).write_bytes(content)
+    dataset = {"name": "ds", "dataset": [{"uri": str(inbox / name), "uid": name} for name in contents]}
+    client, recorder, out, _ = start_client(tmp_path, server.provider)
+    try:
+        def delivered() -> bool:
+            source.send(Message("/in/data", "dataset", dataset))  # until the server's subscription is up
+            return bool(recorder.wait_for(lambda m: m.type == "dataset" and "origin" in m.data, timeout=1))
+        assert wait_until(delivered, timeout=30, interval=0)
+    finally:
+        client.stop()
+        recorder.close()
+        source.stop()
+    (result,) = [m for m in recorder.messages if m.type == "dataset" and "origin" in m.data]
+    assert result.data["dataset"] == [{"uri": str(out / name), "uid": name} for name in contents]
+    assert result.data["origin"] == server.request_address and result.data["name"] == "ds"
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    assert len(recorder.of_type("push")) == 1
+
+
+def test_client_side_tar_unpacking(upstream_process, tmp_path):  # noqa: F811
+    root = tmp_path / "tsrv"
+    server = UpstreamServer(upstream_process, root, origin=f"{root}/in/{{name}}.tar")
+    client, recorder, out, _ = start_client(tmp_path, server.provider, compression="tar")
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.tar", tar_bytes({f"{name}.txt": b"p"})), recorder)
+        write_file(server.inbox, "t1.tar", tar_bytes({"m1.txt": b"one", "m2.txt": b"two"}))
+        results_t1 = recorder.wait_for(lambda m: m.type == "dataset" and m.data.get("name") == "t1", timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+    (result,) = results_t1
+    assert result.data["dataset"] == [{"uid": "m1.txt", "uri": str(out / "m1.txt")},
+                                      {"uid": "m2.txt", "uri": str(out / "m2.txt")}]
+    assert "uid" not in result.data and result.data["origin"] == server.request_address
+    assert (out / "m1.txt").read_bytes() == b"one" and (out / "m2.txt").read_bytes() == b"two"
+    assert (out / "t1.tar").exists()  # delete is off, as upstream's default
+
+
+def tar_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()

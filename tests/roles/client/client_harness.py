@@ -92,8 +92,10 @@ class _ServerPeer:
         self.inbox = root / "in"
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.pub_port, self.request_port = free_port(), free_port()
-        section = {"origin": origin or f"{self.inbox}/{{name}}.dat", "request_port": self.request_port,
-                   "request_address": "127.0.0.1", "topic": topic}
+        section = {"origin": f"{self.inbox}/{{name}}.dat" if origin is None else origin,
+                   "request_port": self.request_port, "request_address": "127.0.0.1", "topic": topic}
+        if not section["origin"]:  # a `listen` chain
+            del section["origin"]
         section.update(extra or {})
         self.config = write_ini(root / "server.ini", {"srv": section})
         self.request_address = f"127.0.0.1:{self.request_port}"
