@@ -307,6 +307,25 @@ def test_one_filesystem_serves_every_bucket_and_survives_errors(mover: S3Mover, 
     assert objects(boto, "second-bucket") == ["a.nc", "again/a.nc"]
 
 
+def test_connection_uptime_zero_closes_after_each_transfer(s3_params: dict[str, Any], bucket: str,
+                                                           tmp_path: Path) -> None:
+    source = tmp_path / "a.nc"
+    source.write_bytes(b"x")
+    with S3Mover({**s3_params, "connection_uptime": "0"}) as mover:
+        mover.put(source, f"s3://{bucket}/")
+        mover.put(source, f"s3://{bucket}/")
+        assert mover.connections_opened == 2
+
+
+def test_bad_botocore_settings_are_a_permanent_error(s3_params: dict[str, Any], bucket: str, tmp_path: Path) -> None:
+    source = tmp_path / "a.nc"
+    source.write_bytes(b"x")
+    with S3Mover({**s3_params, "config_kwargs": '{"no_such_setting": 1}'}) as mover, \
+            pytest.raises(TransferError, match="no_such_setting") as info:
+        mover.put(source, f"s3://{bucket}/")
+    assert not info.value.transient
+
+
 def test_string_params_from_an_ini_file(s3: str, bucket: str, boto: Any, big_file: Path) -> None:
     params = {"endpoint_url": s3, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
               "region_name": "us-east-1", "use_ssl": "false", "multipart_threshold": "16MiB",
@@ -375,3 +394,21 @@ def test_multipart_with_a_checksum_algorithm(s3_params: dict[str, Any], bucket: 
     head = boto.head_object(Bucket=bucket, Key="big.nc", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-5")
     assert head.get("ChecksumSHA256")
+
+
+def test_profile_from_the_shared_credentials_file(s3: str, bucket: str, boto: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[archive-test]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    source = tmp_path / "a.nc"
+    source.write_bytes(b"x")
+    with S3Mover({"endpoint_url": s3, "profile": "archive-test"}) as mover:
+        mover.put(source, f"s3://{bucket}/")
+    assert objects(boto, bucket) == ["a.nc"]
+    with S3Mover({"endpoint_url": s3, "profile": "no-such-profile"}) as mover, \
+            pytest.raises(TransferError, match="no-such-profile") as info:
+        mover.put(source, f"s3://{bucket}/")
+    assert not info.value.transient
