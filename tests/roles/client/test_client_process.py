@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 
 import pytest
 from client_fakes import Announcer, ScriptedServer
 from client_harness import TROLLMOVES, ClientSubprocess, InProcessClient, client_section, prime, results, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from trollmoves_roles.client.chain import UidCache
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,3 +123,33 @@ def test_chains_with_the_same_port_share_a_publisher_and_beat_per_chain(tmp_path
         client.stop()
         recorder.close()
         announcer.stop()
+
+
+def test_publish_port_in_use_exits_2_naming_the_key(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_ini(tmp_path / "client.ini", {"c1": client_section("127.0.0.1:1", f"{tmp_path}/o/", port)})
+        done = run_cli("client", str(config))
+    assert done.returncode == 2
+    assert f"[c1] publish_port: cannot publish on tcp://127.0.0.1:{port}" in done.stderr
+
+
+def test_nameserver_list_registers_with_those_hosts_only(tmp_path):
+    port = free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": client_section("127.0.0.1:1", f"{tmp_path}/o/", port,
+                                                                         nameservers="127.0.0.1")})
+    client = InProcessClient(config)
+    try:
+        publisher = client.chain("test").publisher
+        assert publisher._registration is not None and publisher.port == port
+    finally:
+        client.stop()
+
+
+def test_uid_cache_is_bounded():
+    cache = UidCache(size=3, initial=["a", "b", "c"])
+    cache.add("d")
+    cache.add("b")
+    assert "a" not in cache and list(cache) == ["c", "d", "b"] and len(cache) == 3

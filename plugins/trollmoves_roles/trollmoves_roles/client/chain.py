@@ -109,6 +109,13 @@ class Transfer:
             self.timer = None
 
 
+def _valid_address(address: object) -> bool:
+    if not isinstance(address, str):
+        return False
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536 and not any(c.isspace() for c in host)
+
+
 class _RateLimited:
     """Log a recurring problem at most once per ``period`` seconds, with a count."""
 
@@ -221,7 +228,7 @@ class Chain:
                                        message.encode())
             return
         address = message.data["request_address"]
-        if not isinstance(address, str) or ":" not in address:
+        if not _valid_address(address):
             self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
         key = delivery.transfer_key(uids)

@@ -71,6 +71,8 @@ class ChainConfig:
     block_size: int = 1024
     metadata: dict[str, str] = field(default_factory=dict, compare=True)
     """Every key of the section, for ``replace_mda``."""
+    file: str = field(default="", compare=False)
+    """The config file, for error messages."""
 
     def topics_for(self, provider: Provider) -> list[str]:
         """The subscription topics for ``provider``, heartbeats included unless turned off."""
@@ -135,6 +137,7 @@ def chain_from_section(section: Section) -> ChainConfig | None:
         ftp_root=_text(section, "ftp_root") or "/",
         block_size=_int(section, "block_size", 1024, minimum=1),
         metadata=dict(section),
+        file=section.file,
     )
 
 

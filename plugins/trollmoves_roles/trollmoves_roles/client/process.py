@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Hashable
 from types import FrameType
 
+import zmq
+
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus import BusPublisher
 from trollmoves_roles.client.chain import Chain
@@ -70,6 +72,14 @@ class Publishers:
 
 
 def _create_publisher(config: ChainConfig) -> BusPublisher:
+    try:
+        return _new_publisher(config)
+    except zmq.ZMQError as err:
+        raise ConfigError(f"cannot publish on tcp://{config.bind_address}:{config.publish_port}: {err}",
+                          file=config.file, section=config.name, key="publish_port") from None
+
+
+def _new_publisher(config: ChainConfig) -> BusPublisher:
     name = f"move_it_{config.name}"
     nameservers = config.nameservers
     if isinstance(nameservers, tuple) and nameservers:
@@ -134,11 +144,10 @@ class ClientProcess:
         """Re-read the config file and apply the differences."""
         try:
             configs = load_client_config(self.config_file)
+            LOG.info("Reloading %s", self.config_file)
+            self._apply(configs)
         except ConfigError as err:
             LOG.error("Config reload failed, keeping the running config: %s", err)
-            return
-        LOG.info("Reloading %s", self.config_file)
-        self._apply(configs)
 
     def _apply(self, configs: dict[str, ChainConfig]) -> None:
         for name in [n for n in self.chains if n not in configs]:

@@ -126,7 +126,13 @@ class Requester:
         else:
             sock = self._context.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(f"tcp://{server.address}")
+            try:
+                sock.connect(f"tcp://{server.address}")
+            except zmq.ZMQError as err:
+                sock.close(linger=0)
+                self._release(server, request.kind)
+                self._callback(request, None, f"cannot connect to {server.address}: {err}")
+                return
         server.last_used = time.monotonic()
         request.socket = sock
         request.sent += 1
