@@ -248,9 +248,13 @@ class RequestServer:
             jobs.append(FileJob(path, rel_path))
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
+        try:
+            future = self._transfers.push(jobs, destination, self.chain.connection_params)
+        except RuntimeError as err:  # the pool is shutting down
+            self._reject(envelope, request.subject, f"server stopping: {err}")
+            return
         with self._lock:
             self._pending += 1
-        future = self._transfers.push(jobs, destination, self.chain.connection_params)
         future.add_done_callback(lambda f: self._push_done(envelope, request, data, jobs, f))
 
     def _push_done(self, envelope: list[bytes], request: Message, data: dict[str, Any], jobs: list[FileJob],
