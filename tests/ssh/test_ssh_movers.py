@@ -94,6 +94,34 @@ def test_lenient_host_key_policies_accept_unknown_hosts(sshd: SshServer, source:
     assert bool(warned) == (policy == "warn")
 
 
+def test_host_key_accepted_by_auto_add_must_not_change_later(private_sshd: SshServer, source: Path,
+                                                              remote_tmp: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    params = private_sshd.mover_params(known_hosts=str(empty), host_key_policy="auto_add", connection_uptime="0")
+    with SftpMover(params) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        private_sshd.stop()
+        for name in ("host_key", "host_key.pub"):
+            (private_sshd.workdir / name).unlink()
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private_sshd.workdir / "host_key")],
+                       check=True)
+        private_sshd.start()
+        with pytest.raises(TransferError, match="does not match the known one"):
+            mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+    assert not (remote_tmp / "two.bin").exists()
+
+
+def test_missing_key_file_is_a_clear_error(sshd: SshServer, source: Path, remote_tmp: Path, tmp_path: Path) -> None:
+    params = sshd.mover_params(ssh_key_filename=str(tmp_path / "no_such_key"))
+    connections = sshd.connection_count()
+    with SftpMover(params) as mover, pytest.raises(TransferError, match=r"cannot read SSH key file .*no_such_key") \
+            as info:
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/"))
+    assert not info.value.transient
+    assert sshd.connection_count() == connections
+
+
 def test_bad_host_key_policy_names_the_key() -> None:
     with pytest.raises(ConfigError, match="host_key_policy"):
         SftpMover({"host_key_policy": "trust-me"})

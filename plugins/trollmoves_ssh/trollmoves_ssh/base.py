@@ -43,10 +43,6 @@ class SshMover(Mover):
         if self._sessions is not None:
             self._sessions.close()
 
-    def logins(self) -> int:
-        """How many connections this mover has opened so far."""
-        return self._sessions.pool.opened if self._sessions is not None else 0
-
     def _on_connection(self, location: Location, action: Callable[[SshConnection], T]) -> T:
         if self._sessions is None:
             from trollmoves_ssh.connection import SshSessions

@@ -108,8 +108,12 @@ class SshConnection:
         self.client.close()
 
 
-def connect(location: Location, options: SshOptions) -> SshConnection:
+def connect(location: Location, options: SshOptions, accepted: dict[str, paramiko.PKey] | None = None,
+            ) -> SshConnection:
     """Open a logged-in connection to ``location``'s host.
+
+    ``accepted`` remembers host keys accepted by the ``warn`` and ``auto_add`` policies, so
+    that a key which changes later is refused like one from a known-hosts file.
 
     :raises UnknownHostKeyError: the host key is unknown and the policy is ``reject``.
     :raises AuthenticationError: the login failed.
@@ -119,9 +123,16 @@ def connect(location: Location, options: SshOptions) -> SshConnection:
     user = options.user_for(location)
     where = f"{location.host}:{port}"
     endpoint = f"{user}@{where}"
+    for key_file in options.key_filenames:
+        if not os.access(os.path.expanduser(key_file), os.R_OK):
+            raise SshLoginError(f"cannot read SSH key file {key_file} (ssh_key_filename)")
     client = paramiko.SSHClient()
     _load_host_keys(client, options)
-    client.set_missing_host_key_policy(_HostKeyPolicy(options.host_key_policy, location.host, port))
+    host_key_name = location.host if port == DEFAULT_PORT else f"[{location.host}]:{port}"
+    accepted = {} if accepted is None else accepted
+    if host_key_name in accepted:  # accepted earlier by a lenient policy: from now on it must not change
+        client.get_host_keys().add(host_key_name, accepted[host_key_name].get_name(), accepted[host_key_name])
+    client.set_missing_host_key_policy(_HostKeyPolicy(options.host_key_policy, location.host, port, accepted))
     password = options.password_for(location)
     try:
         client.connect(
@@ -169,11 +180,12 @@ class SshSessions:
     def __init__(self, options: SshOptions, idle_timeout: float) -> None:
         self.options = options
         self._locations: dict[Hashable, Location] = {}
+        self._accepted_keys: dict[str, paramiko.PKey] = {}
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
             self._open, SshConnection.close, SshConnection.is_alive, idle_timeout=idle_timeout)
 
     def _open(self, key: Hashable) -> SshConnection:
-        return connect(self._locations[key], self.options)
+        return connect(self._locations[key], self.options, self._accepted_keys)
 
     def run(self, key: Hashable, location: Location, action: Callable[[SshConnection], T]) -> T:
         """Run ``action`` on a pooled connection to ``location``.
@@ -218,17 +230,15 @@ class _Dropped(Exception):
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    def __init__(self, policy: str, host: str, port: int) -> None:
-        self.policy, self.host, self.port = policy, host, port
+    def __init__(self, policy: str, host: str, port: int, accepted: dict[str, paramiko.PKey]) -> None:
+        self.policy, self.host, self.port, self.accepted = policy, host, port, accepted
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self.policy == "auto_add":
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            return
         what = f"{self.host}:{self.port} ({key.get_name()} {key.fingerprint})"
-        if self.policy == "warn":
-            LOG.warning("Accepting unknown SSH host key of %s (host_key_policy=warn)", what)
-            client.get_host_keys().add(hostname, key.get_name(), key)
+        if self.policy in ("auto_add", "warn"):
+            if self.policy == "warn":
+                LOG.warning("Accepting unknown SSH host key of %s (host_key_policy=warn)", what)
+            self.accepted[hostname] = key
             return
         port = f"-p {self.port} " if self.port != DEFAULT_PORT else ""
         raise UnknownHostKeyError(

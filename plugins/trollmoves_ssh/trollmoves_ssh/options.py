@@ -37,7 +37,8 @@ class SshOptions:
       ``~/.ssh/id_*``.
     * ``host_key_policy``: ``reject`` (default; the host must be in ``~/.ssh/known_hosts``,
       ``/etc/ssh/ssh_known_hosts`` or the ``known_hosts`` file), ``warn`` (log and accept)
-      or ``auto_add`` (accept silently). A changed key is always rejected.
+      or ``auto_add`` (accept silently). A key accepted so is remembered for the life of the
+      mover (not written to any file); a key that differs from a known one is always rejected.
     * ``known_hosts``: an extra known-hosts file (read only).
     * ``ssh_connection_timeout`` (10 s): TCP connect, banner and authentication timeout.
     * ``transfer_timeout`` (60 s; upstream scp: ``scpclient_timeout_seconds``): how long a
