@@ -208,10 +208,11 @@ def test_full_run_downloads_announces_and_stops_on_sigterm(tmp_path):
     local = tmp_path / "dl" / "p.nc"
     try:
         message = Message("/new/x", "file", {"uri": f"file://{payload}", "uid": "p.nc"})
-        assert wait_until(lambda: (source.send(message), local.exists())[1], timeout=30, interval=0.2), \
+        # resend until an announcement is recorded: PUB/SUB drops what precedes a connection
+        assert wait_until(lambda: (source.send(message), recorder.of_type("file"))[1], timeout=30, interval=0.2), \
             log.read_text() if log.exists() else "no log"
-        announced = recorder.wait_for(lambda m: m.type == "file", timeout=15)
-        assert announced and announced[0].subject == "/here" and announced[0].data["uri"] == str(local)
+        announced = recorder.of_type("file")
+        assert announced[0].subject == "/here" and announced[0].data["uri"] == str(local)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
