@@ -33,6 +33,12 @@ DESCRIPTIONS = {
     "big": "One big file through the file mover end to end (rename -> client's `file` message), destination "
            "on another file system than the source, against `cp` between the same two dirs; each run is preceded "
            "by its `cp`, and the best times are compared (the medians show the noise).",
+    "sftp": "The big file pushed by the server over SFTP to a loopback OpenSSH sshd (client destination "
+            "`sftp://127.0.0.1:PORT/dir/{name}.dat` since upstream's SFTP mover does not add the basename to a "
+            "`dir/` destination, `login`, `create_target_directory = false`;"
+            " server `connection_parameters__*` key files, a HOME whose "
+            "`.ssh/known_hosts` knows the sshd), "
+            "against the OpenSSH `scp` client with the same key; best of the runs compared.",
     "fanin": "Several servers, one client; the files per server are renamed into their watched dirs at once.",
     "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end), growth = "
                  "end/start - 1; then idle CPU (utime+stime) over an idle window, in % of one core.",

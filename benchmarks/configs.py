@@ -29,21 +29,23 @@ class ServerSpec:
         return REQUEST_PORT + self.index
 
 
-def write_server_ini(path: Path, watch_dir: Path, index: int) -> ServerSpec:
-    """One chain ``[bench]`` announcing ``<watch_dir>/{name}.dat``."""
-    path.write_text(
-        "[bench]\n"
-        f"origin = {watch_dir}/{{name}}{SUFFIX}\n"
-        f"topic = {TOPIC}\n"
-        f"request_port = {REQUEST_PORT + index}\n"
-        "request_address = 127.0.0.1\n"
-        "station = bench\n"
-    )
+def write_server_ini(path: Path, watch_dir: Path, index: int, extra: dict[str, str] | None = None) -> ServerSpec:
+    """One chain ``[bench]`` announcing ``<watch_dir>/{name}.dat``, plus ``extra`` keys."""
+    lines = [
+        "[bench]",
+        f"origin = {watch_dir}/{{name}}{SUFFIX}",
+        f"topic = {TOPIC}",
+        f"request_port = {REQUEST_PORT + index}",
+        "request_address = 127.0.0.1",
+        "station = bench",
+        *(f"{k} = {v}" for k, v in (extra or {}).items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
     return ServerSpec(index, watch_dir, path)
 
 
 def write_client_ini(path: Path, servers: list[ServerSpec], destination: str, *,
-                     transfer_req_timeout: float | None = None) -> Path:
+                     transfer_req_timeout: float | None = None, extra: dict[str, str] | None = None) -> Path:
     """One chain ``[bench]`` pulling from every server into ``destination`` (a URL)."""
     providers = " ".join(f"127.0.0.1:{s.pub_port}" for s in servers)
     lines = [
@@ -56,5 +58,6 @@ def write_client_ini(path: Path, servers: list[ServerSpec], destination: str, *,
     ]
     if transfer_req_timeout is not None:
         lines.append(f"transfer_req_timeout = {transfer_req_timeout:g}")
+    lines += [f"{k} = {v}" for k, v in (extra or {}).items()]
     path.write_text("\n".join(lines) + "\n")
     return path

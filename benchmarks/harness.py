@@ -96,6 +96,12 @@ class Setup:
     n_servers: int = 1
     dest_dir: Path | None = None
     transfer_req_timeout: float | None = None
+    destination: str | None = None
+    """Client destination URL (default ``file://<dest_dir>/``)."""
+    server_extra: dict[str, str] = field(default_factory=dict)
+    client_extra: dict[str, str] = field(default_factory=dict)
+    server_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the server processes (e.g. a HOME with ``.ssh/known_hosts``)."""
     servers: list[ServerSpec] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
     server_procs: list[Proc] = field(default_factory=list)
@@ -117,14 +123,15 @@ class Setup:
             watch = self.workdir / f"in{k}"
             watch.mkdir(exist_ok=True)
             (self.workdir / f"stage{k}").mkdir(exist_ok=True)
-            spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k)
+            spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k, self.server_extra)
             self.servers.append(spec)
             proc = Proc(f"{self.impl.name}-server{k}", self.impl.server_argv(spec.config, spec.pub_port),
-                        self.logs / f"server{k}.log", cwd=self.workdir)
+                        self.logs / f"server{k}.log", cwd=self.workdir, env=self.server_env)
             self.server_procs.append(proc)
             self.procs.append(proc)
-        client_ini = write_client_ini(self.workdir / "client.ini", self.servers, f"file://{self.dest}/",
-                                      transfer_req_timeout=self.transfer_req_timeout)
+        client_ini = write_client_ini(self.workdir / "client.ini", self.servers,
+                                      self.destination or f"file://{self.dest}/",
+                                      transfer_req_timeout=self.transfer_req_timeout, extra=self.client_extra)
         self.client_proc = Proc(f"{self.impl.name}-client", self.impl.client_argv(client_ini),
                                 self.logs / "client.log", cwd=self.workdir)
         self.procs.append(self.client_proc)

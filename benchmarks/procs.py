@@ -13,10 +13,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Proc:
     """One long-running command with its output in ``log_path``; stopped with SIGTERM."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log_path = name, argv, log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, cwd=cwd)
 

@@ -24,6 +24,9 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "big": [("size_mib", "MiB"), ("repeats", "runs"), ("elapsed_s", "best s"), ("median_s", "median s"),
             ("mib_per_s", "best MiB/s"), ("cp_s", "cp best s"), ("cp_median_s", "cp median s"),
             ("vs_cp", "speed vs cp (best)"), ("hardlinked", "hardlinked"), ("dest_wrong_size", "bad size")],
+    "sftp": [("size_mib", "MiB"), ("repeats", "runs"), ("elapsed_s", "best s"), ("median_s", "median s"),
+             ("mib_per_s", "best MiB/s"), ("cp_s", "scp best s"), ("cp_median_s", "scp median s"),
+             ("vs_cp", "speed vs scp (best)"), ("dest_wrong_size", "bad size")],
     "fanin": [("servers", "servers"), ("files", "files"), ("lost", "lost"), ("dup", "dup"),
               ("elapsed_s", "time s"), ("files_per_s", "files/s"), ("dest_missing", "dest missing")],
     "resources": [("rounds", "rounds"), ("server_rss_start_mib", "srv RSS start MiB"),
@@ -101,6 +104,9 @@ def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
     if "big" in results:
         value = get("big", "ours", "vs_cp")
         add("big file ≥ 0.95x cp", value, None if value is None else value >= 0.95)
+    if "sftp" in results:
+        value = get("sftp", "ours", "vs_cp")
+        add("(info) big file over SFTP vs OpenSSH scp", value, None)
     if "resources" in results:
         for who in ("server", "client"):
             value = get("resources", "ours", f"{who}_rss_growth")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.configs import SUFFIX
-from benchmarks.harness import Setup
+from benchmarks.harness import Setup, SetupError
 from benchmarks.impls import Implementation
 
 MIB = 1024 * 1024
@@ -159,14 +159,6 @@ def big_destination(params: Params, size: int) -> tuple[Path, str]:
     return Path(tempfile.mkdtemp(prefix="trollmoves-bench-big-")), "same file system (hardlink possible)"
 
 
-def _timed_cp(source: Path, dest: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(source), str(dest)], check=True)
-    elapsed = time.perf_counter() - t0
-    dest.unlink()
-    return elapsed
-
-
 def big(impl: Implementation, workdir: Path, params: Params) -> dict:
     """One big file through the file mover end to end, against ``cp`` between the same two dirs.
 
@@ -179,44 +171,108 @@ def big(impl: Implementation, workdir: Path, params: Params) -> dict:
     try:
         with Setup(impl, workdir, dest_dir=dest, transfer_req_timeout=600) as setup:
             startup = setup.start()
-            spec = setup.servers[0]
-            assert setup.recorder is not None
-            staged = workdir / "stage0" / f"big-0{SUFFIX}"
-            block = os.urandom(MIB)
-            with open(staged, "wb") as out:
-                for _ in range(params.big_mib):
-                    out.write(block)
-                os.fsync(out.fileno())  # no writeback of the fresh file competing with the copies
-            cp_times, times, linked, bad = [], [], False, 0
-            for r in range(params.big_repeats):
-                cp_times.append(_timed_cp(staged, dest_root / "cp-baseline.dat"))
-                uid = staged.name
-                t0 = time.perf_counter()
-                setup.publish(spec, staged)
-                arrived = setup.recorder.wait_for(uid, params.budget)
-                if arrived is None:
-                    setup.check_alive()
-                    break
-                times.append(arrived - t0)
-                delivered, served = dest / uid, spec.watch_dir / uid
-                linked = linked or os.stat(delivered).st_ino == os.stat(served).st_ino
-                bad += setup.check_destination({uid: size})["dest_wrong_size"]
-                delivered.unlink()
-                staged = workdir / "stage0" / f"big-{r + 1}{SUFFIX}"
-                os.rename(served, staged)
-            best, cp_best = min(times, default=None), min(cp_times)
-            return {
-                "size_mib": params.big_mib, "destination": kind, "repeats": len(times),
-                "elapsed_s": best, "median_s": percentile(times, 50),
-                "mib_per_s": params.big_mib / best if best else None,
-                "cp_s": cp_best, "cp_median_s": percentile(cp_times, 50),
-                "vs_cp": cp_best / best if best else None,
-                "hardlinked": linked, "dest_wrong_size": bad, "startup_s": startup,
-            }
+
+            def cp(source: Path) -> float:
+                return _timed(["cp", str(source), str(dest_root / "cp-baseline.dat")], dest_root / "cp-baseline.dat")
+
+            result = _big_runs(setup, params, cp, params.big_repeats)
+            return {"destination": kind, **result, "startup_s": startup}
     finally:
         shutil.rmtree(dest, ignore_errors=True)
         if params.big_dest is None:
             shutil.rmtree(dest_root, ignore_errors=True)
+
+
+def sftp(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """The big file pushed over SFTP to a loopback OpenSSH sshd, against the OpenSSH ``scp`` client."""
+    try:
+        from trollmoves_ssh.testing import sshd_available, start_sshd
+    except ImportError as err:
+        raise SetupError(f"trollmoves_ssh.testing not importable ({err}): SFTP part skipped") from err
+    if not sshd_available():
+        raise SetupError("no OpenSSH sshd at /usr/sbin/sshd: SFTP part skipped")
+    size = params.big_mib * MIB
+    dest_root, kind = big_destination(params, size)
+    dest = dest_root / f"{impl.name}-out"
+    dest.mkdir(parents=True, exist_ok=True)
+    sshd = start_sshd(workdir / "sshd")
+    try:
+        key, known = str(sshd.key_filename), str(sshd.known_hosts)
+        # Both servers check host keys against ~/.ssh/known_hosts: give them a HOME that knows this sshd.
+        home = workdir / "home"
+        (home / ".ssh").mkdir(parents=True, exist_ok=True)
+        shutil.copy(known, home / ".ssh" / "known_hosts")
+        server_extra = {"connection_parameters__ssh_key_filename": key,
+                        "connection_parameters__ssh_private_key_file": key}
+        with Setup(impl, workdir, dest_dir=dest, transfer_req_timeout=600,
+                   # A full file name: upstream's SFTP mover does not append the basename to a dir/ destination.
+                   destination=f"sftp://127.0.0.1:{sshd.port}{dest}/{{name}}{SUFFIX}",
+                   # ...and the client must not mkdir that full path locally (it would, the host being local).
+                   client_extra={"login": sshd.user, "create_target_directory": "false"}, server_extra=server_extra,
+                   server_env={"HOME": str(home)}) as setup:
+            startup = setup.start()
+            baseline = dest / "scp-baseline.dat"
+
+            def scp(source: Path) -> float:
+                return _timed(["scp", "-q", "-i", key, "-o", f"UserKnownHostsFile={known}", "-o",
+                               "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-P", str(sshd.port), str(source),
+                               f"{sshd.user}@127.0.0.1:{baseline}"], baseline)
+
+            result = _big_runs(setup, params, scp, min(3, params.big_repeats))
+            result["cp_note"] = "baseline: OpenSSH scp (SFTP protocol) with the same key"
+            return {"destination": kind, **result, "startup_s": startup}
+    finally:
+        sshd.stop()
+        shutil.rmtree(dest, ignore_errors=True)
+        if params.big_dest is None:
+            shutil.rmtree(dest_root, ignore_errors=True)
+
+
+def _timed(argv: list[str], output: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - t0
+    output.unlink()
+    return elapsed
+
+
+def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], repeats: int) -> dict:
+    """Stage the big file once, then ``repeats`` x (baseline copy, then the file through the setup)."""
+    size = params.big_mib * MIB
+    spec = setup.servers[0]
+    assert setup.recorder is not None
+    staged = setup.workdir / "stage0" / f"big-0{SUFFIX}"
+    block = os.urandom(MIB)
+    with open(staged, "wb") as out:
+        for _ in range(params.big_mib):
+            out.write(block)
+        os.fsync(out.fileno())  # no writeback of the fresh file competing with the copies
+    base_times, times, linked, bad = [], [], False, 0
+    for r in range(repeats):
+        base_times.append(baseline(staged))
+        uid = staged.name
+        t0 = time.perf_counter()
+        setup.publish(spec, staged)
+        arrived = setup.recorder.wait_for(uid, params.budget)
+        if arrived is None:
+            setup.check_alive()
+            break
+        times.append(arrived - t0)
+        delivered, served = setup.dest / uid, spec.watch_dir / uid
+        linked = linked or os.stat(delivered).st_ino == os.stat(served).st_ino
+        bad += setup.check_destination({uid: size})["dest_wrong_size"]
+        delivered.unlink()
+        staged = setup.workdir / "stage0" / f"big-{r + 1}{SUFFIX}"
+        os.rename(served, staged)
+    best, base_best = min(times, default=None), min(base_times)
+    return {
+        "size_mib": params.big_mib, "repeats": len(times),
+        "elapsed_s": best, "median_s": percentile(times, 50),
+        "mib_per_s": params.big_mib / best if best else None,
+        "cp_s": base_best, "cp_median_s": percentile(base_times, 50),
+        "vs_cp": base_best / best if best else None,
+        "hardlinked": linked, "dest_wrong_size": bad,
+    }
 
 
 # --- 5. memory and CPU -------------------------------------------------------------------------------
@@ -273,5 +329,5 @@ def _mib(kib: int | None) -> float | None:
 
 
 SCENARIOS: dict[str, Callable[[Implementation, Path, Params], dict]] = {
-    "latency": latency, "burst": burst, "big": big, "fanin": fanin, "resources": resources,
+    "latency": latency, "burst": burst, "big": big, "sftp": sftp, "fanin": fanin, "resources": resources,
 }
