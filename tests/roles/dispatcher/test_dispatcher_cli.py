@@ -41,6 +41,15 @@ def test_bad_config_exits_2_with_one_line(tmp_path, text, expected):
     assert "hidden" not in result.stderr
 
 
+def test_bad_subscribe_address_exits_2(tmp_path):
+    path = tmp_path / "dispatch.yaml"
+    path.write_text(f"t: {{directory: {tmp_path}, dispatch_configs: [{{topics: [/a]}}]}}\n")
+    result = run(str(path), "-s", "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("trollmoves: error: command line: --subscribe-address: "
+                                     "expected host:port or tcp://host:port, got 'nowhere'")
+
+
 def test_missing_config_argument_exits_2():
     result = run()
     assert result.returncode == 2

@@ -138,6 +138,9 @@ def test_conditions(conditions, metadata, expected):
     ("t: {directory: /x\n", "invalid YAML"),
     ("posttroll_subscriber: {nameserver: false}\nt: {directory: /x, dispatch_configs: [{topics: [/a]}]}\n",
      "[posttroll_subscriber] nameserver is false and no subscribe_addresses"),
+    ("posttroll_subscriber: {subscribe_addresses: [tcp://h:port]}\n"
+     "t: {directory: /x, dispatch_configs: [{topics: [/a]}]}\n",
+     "[posttroll_subscriber] subscribe_addresses: expected host:port or tcp://host:port, got 'tcp://h:port'"),
 ])
 def test_bad_configs_name_file_target_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -135,6 +135,8 @@ def test_upstream_config_loads_and_unsupported_keys_are_named(tmp_path, caplog):
     ({"subscribe-topic": "/x", "publish-topic": "/y", "parallel_downloads": 0}, "parallel_downloads: must be at"),
     ({"subscribe-topic": "/x", "publish-topic": "/y", "s3_kwargs": "anon"}, "s3_kwargs: expected a mapping"),
     ({"subscribe-topic": "/x", "publish-topic": "/y", "bucket": "a/b/c"}, "bucket: expected a bucket name"),
+    ({"subscribe-topic": "/x", "publish-topic": "/y", "subscriber_addresses": "127.0.0.1"},
+     "subscriber_addresses: expected host:port"),
 ])
 def test_bad_configs_name_the_key(tmp_path, settings, expected):
     path = tmp_path / "bad.yaml"

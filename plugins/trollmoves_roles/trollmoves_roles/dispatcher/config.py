@@ -257,6 +257,10 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
         raise ConfigError("expected a mapping", file=file, section=SUBSCRIBER_KEY)
     _warn_unknown(file, SUBSCRIBER_KEY, raw, SUBSCRIBER_KEYS)
     addresses = _string_list(raw.get("subscribe_addresses"), file, "subscribe_addresses")
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise ConfigError(problem, file=file, section=SUBSCRIBER_KEY, key="subscribe_addresses")
     nameserver = raw.get("nameserver", "localhost")
     if nameserver is False or nameserver is None or nameserver == "":
         nameservers: list[str] = []
@@ -268,6 +272,20 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
                           "(multicast discovery is not supported)", file=file, section=SUBSCRIBER_KEY)
     return SubscriberSettings(addresses=tuple(addresses), nameservers=tuple(nameservers),
                               services=tuple(services))
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` (``tcp://host:port`` or ``host:port``) cannot be subscribed to, or None."""
+    text = address if "://" in address else f"tcp://{address}"
+    scheme, _, rest = text.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return None if rest else f"expected a path after {scheme}://, got {address!r}"
+    if scheme != "tcp":
+        return f"expected tcp://host:port, got {address!r}"
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected host:port or tcp://host:port, got {address!r}"
+    return None
 
 
 def _string_list(value: Any, file: str, key: str) -> list[str]:

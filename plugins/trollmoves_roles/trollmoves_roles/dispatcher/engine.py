@@ -95,13 +95,13 @@ class Dispatcher:
         try:
             while not halt.is_set():
                 for address in lookup.new_addresses():
-                    subscription.add(address)
+                    _connect(subscription, address)
                 if self._reload.is_set() or (self._monitor and self._monitor.changed()):
                     self._reload.clear()
                     if self.reload():
                         subscription.set_topics(self.config.topics)
                         for address in self._addresses():
-                            subscription.add(address)
+                            _connect(subscription, address)
                         lookup.stop()
                         lookup = self._lookup().start()
                 message = subscription.recv(0.2)
@@ -287,3 +287,10 @@ def _describe_compose_error(err: BaseException) -> str:
     if isinstance(err, KeyError):
         return f"the message has no field {err.args[0]!r}"
     return f"{type(err).__name__}: {err}"
+
+
+def _connect(subscription: Subscription, address: str) -> None:
+    try:
+        subscription.add(address)
+    except Exception as err:  # zmq rejects the address; the others keep working
+        LOG.error("Cannot subscribe to %s: %s", address, err)

@@ -49,6 +49,7 @@ class DispatcherRole(Role):
         config_file = _config_file(args)
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
+        check_addresses(args.subscribe_address)
         nameservers = args.subscribe_nameserver
         if nameservers is not None:
             nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
@@ -75,6 +76,16 @@ class DispatcherRole(Role):
             if publisher is not None:
                 publisher.stop()
         return 0
+
+
+def check_addresses(addresses: list[str]) -> None:
+    """Reject a malformed ``--subscribe-address`` as a usage error."""
+    from trollmoves_roles.dispatcher.config import address_problem
+
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise ConfigError(f"--subscribe-address: {problem}", file="command line")
 
 
 def start_publisher(port: int, bind: str, name: str, nameservers: list[str] | tuple[str, ...] | None) -> BusPublisher:

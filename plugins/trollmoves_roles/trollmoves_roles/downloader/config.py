@@ -26,6 +26,7 @@ from typing import Any
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.dispatcher.config import address_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
     bucket = raw.get("bucket")
     if bucket is not None and (not isinstance(bucket, str) or "/" in bucket.strip("/")):
         raise error("bucket", f"expected a bucket name, got {bucket!r}")
+    addresses = _strings(raw.get("subscriber_addresses"), error, "subscriber_addresses")
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise error("subscriber_addresses", problem)
     nameserver = raw.get("subscribe_nameserver", "localhost")
     subscribe_nameservers = () if nameserver in (False, None, "", "false") else \
         tuple(_strings(nameserver, error, "subscribe_nameserver"))
@@ -94,7 +100,7 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
         s3_kwargs=_mapping(raw.get("s3_kwargs"), error, "s3_kwargs"),
         connection_parameters=_mapping(raw.get("connection_parameters"), error, "connection_parameters"),
         services=tuple(_strings(raw.get("services"), error, "services") or [""]),
-        subscriber_addresses=tuple(_strings(raw.get("subscriber_addresses"), error, "subscriber_addresses")),
+        subscriber_addresses=tuple(addresses),
         subscribe_nameservers=subscribe_nameservers,
         publish_port=_integer(raw.get("publish_port", 0), error, "publish_port", minimum=0),
         nameservers=tuple(_strings(raw.get("nameservers"), error, "nameservers")) if raw.get("nameservers") else (),

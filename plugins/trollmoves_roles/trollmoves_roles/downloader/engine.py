@@ -72,7 +72,7 @@ class Downloader:
         try:
             while not halt.is_set():
                 for address in lookup.new_addresses():
-                    subscription.add(address)
+                    _connect(subscription, address)
                 message = subscription.recv(0.2)
                 if message is not None:
                     self.handle(message, halt)
@@ -183,3 +183,10 @@ def _rewrite(data: Any, local: dict[str, Path]) -> Any:
         result["uri"] = os.fspath(local[uri])
         result["uid"] = local[uri].name
     return result
+
+
+def _connect(subscription: Subscription, address: str) -> None:
+    try:
+        subscription.add(address)
+    except Exception as err:  # zmq rejects the address; the others keep working
+        LOG.error("Cannot subscribe to %s: %s", address, err)

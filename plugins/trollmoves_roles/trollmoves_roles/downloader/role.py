@@ -10,7 +10,7 @@ import threading
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
-from trollmoves_roles.dispatcher.role import start_publisher
+from trollmoves_roles.dispatcher.role import check_addresses, start_publisher
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class DownloaderRole(Role):
         config = load_config(_config_file(args))
         if args.workers is not None and args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
+        check_addresses(args.subscribe_address)
         nameservers = args.subscribe_nameserver
         if nameservers is not None:
             nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
