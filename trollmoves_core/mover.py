@@ -68,7 +68,8 @@ class Mover(ABC):
         """Upload ``local_path`` to ``dest_uri``; return the delivered file's URI (no password)."""
         source = Path(local_path)
         dest = parse_uri(dest_uri)
-        target = dest.with_path(target_path(dest.path, source.name))
+        # "s3://bucket" or "ftp://host" has an empty path: that is the root directory.
+        target = dest.with_path(target_path(dest.path or ("/" if dest.host else ""), source.name))
         what = f"put {source} to {redact(target.geturi())}"
         if not source.is_file():
             raise TransferError(f"{what} failed: no such local file")

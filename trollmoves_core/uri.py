@@ -71,8 +71,9 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
         return Location(scheme="file", path=text)
     try:
         port = parts.port
-    except ValueError as err:
-        raise ValueError(f"invalid port in URI {redact(text)!r}: {err}") from None
+    except ValueError:
+        # urllib's own message quotes the bad "port", which may be part of a password.
+        raise ValueError(f"invalid port in URI {_hide_userinfo(text)!r}") from None
     return Location(
         scheme=parts.scheme.lower(),
         path=parts.path,
@@ -92,6 +93,15 @@ def redact(uri: str | os.PathLike[str]) -> str:
         return text
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+
+
+def _hide_userinfo(text: str) -> str:
+    """Mask everything between ``scheme://`` and the last ``@`` of a URI that did not parse:
+    a password with an unescaped ``/`` or ``:`` defeats :func:`redact`."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 def scheme_of(uri: str | os.PathLike[str]) -> str:

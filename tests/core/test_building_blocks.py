@@ -36,8 +36,15 @@ def test_redact_removes_only_the_password() -> None:
 
 
 def test_bad_port_is_named() -> None:
-    with pytest.raises(ValueError, match=r"invalid port in URI 'ftp://u@host:99999/x'"):
+    with pytest.raises(ValueError, match=r"^invalid port in URI 'ftp://\*\*\*@host:99999/x'$"):
         parse_uri("ftp://u:pw@host:99999/x")
+
+
+def test_unparseable_uri_never_echoes_the_password() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_uri("s3://AKID:abc/def:ghi@bucket/key")
+    assert "abc" not in str(info.value) and "ghi" not in str(info.value)
+    assert "***@bucket/key" in str(info.value)
 
 
 def test_target_path_rule() -> None:

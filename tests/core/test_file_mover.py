@@ -79,3 +79,19 @@ def test_existing_target_is_replaced_atomically(tmp_path: Path) -> None:
     FileMover({"mode": "copy"}).put(src, f"{tmp_path}/out/")
     assert (tmp_path / "out" / "a.txt").read_text() == "new"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt"]
+
+
+
+class RecordingMover(FileMover):
+    """Records the resolved target instead of writing to the root directory."""
+
+    def _put(self, local_path, target, progress):
+        self.target = target
+
+
+def test_uri_with_a_host_and_no_path_means_the_root_directory(tmp_path: Path) -> None:
+    src = tmp_path / "a.nc"
+    src.write_text("x")
+    mover = RecordingMover()
+    assert mover.put(src, "file://somehost") == "file://somehost/a.nc"
+    assert mover.target.path == "/a.nc"
