@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, require_mover
+from dispatcher_support import TESTS, require_mover
 
 TOPIC = "/level2/avhrr"
 SECRET = "s3cret-pw"

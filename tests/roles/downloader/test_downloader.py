@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import OUT_TOPIC, require_mover
+from downloader_support import OUT_TOPIC, require_mover
 from trollmoves_roles.downloader.config import load_config
 
 from trollmoves_core.exceptions import ConfigError
