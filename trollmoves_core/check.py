@@ -32,7 +32,7 @@ from typing import Any
 from trollmoves_core.config import Section, read_ini, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.uri import parse_uri
+from trollmoves_core.uri import parse_uri, redact
 
 HELP = "validate a configuration file without starting anything"
 DESCRIPTION = (HELP + ". The role is guessed from the file unless --role is given. Each problem is printed as "
@@ -141,7 +141,7 @@ def _detect_yaml(path: str, data: Any) -> str:
 # -- shared helpers ----------------------------------------------------------------------
 
 def pattern_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is not a usable trollsift pattern, or None when it is."""
+    """Why ``pattern`` is not a usable trollsift pattern, or None when it is (never shows a password)."""
     from trollsift import Parser
     from trollsift.parser import regex_format
 
@@ -149,8 +149,15 @@ def pattern_problem(pattern: str) -> str | None:
         Parser(pattern).globify()
         re.compile(regex_format(pattern))
     except Exception as err:  # trollsift and re raise assorted types for bad patterns
-        return f"invalid trollsift pattern {pattern!r}: {err}"
+        return f"invalid trollsift pattern {_redacted(pattern)!r}: {err}"
     return None
+
+
+def _redacted(text: str) -> str:
+    try:
+        return redact(text)
+    except ValueError:  # not even a URL: a pattern with fields in the port, say
+        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", text)
 
 
 def mover_problem(host: PluginHost, uri: str) -> str | None:

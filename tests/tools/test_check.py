@@ -212,6 +212,16 @@ def test_client_required_keys_and_bad_destination_pattern(tmp_path: Path, core_o
            "format string" in found
 
 
+def test_passwords_are_never_printed(tmp_path: Path, core_only) -> None:
+    path = write(tmp_path / "client.ini", "[c]\nproviders = h:1\ndestination = ftp://bob:s3cret@h/{a/\n"
+                                          "login = bob:s3cret\n\n[d]\nproviders = h:1\n"
+                                          "destination = ftp://bob:s3cret@h:{port}/{a/\n")
+    found = "\n".join(lines(check_file(path, core_only, "client")))
+    assert "invalid trollsift pattern 'ftp://bob@h/{a/'" in found
+    assert "invalid trollsift pattern 'ftp://bob@h:{port}/{a/'" in found
+    assert "s3cret" not in found
+
+
 def test_mirror_gets_server_and_client_checks(tmp_path: Path, inbox: Path, core_only) -> None:
     path = write(tmp_path / "mirror.ini", f"""[m]
 providers = 127.0.0.1:9010
