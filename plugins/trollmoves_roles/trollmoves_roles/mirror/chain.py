@@ -1,0 +1,206 @@
+"""One mirror section running in its own event-loop thread.
+
+It subscribes to the section's providers (internal servers), re-announces each new file on
+the mirror's publisher under the section's ``topic`` with the mirror's own
+``request_address`` (after ``delay`` seconds when set), and serves external requests on its
+``request_port``. The data of a re-announcement is the internal announcement's, with the
+``info`` keys added where missing and ``request_address`` replaced. The same file announced by
+several internal servers is re-announced once; those servers become fallback sources.
+
+All state (registry, fetches, request socket, subscriptions, requester) lives in the loop
+thread; other threads talk to it through :meth:`EventLoop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import zmq
+from posttroll.message import Message
+
+from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.client import delivery
+from trollmoves_roles.client.listener import ProviderListener
+from trollmoves_roles.client.loop import EventLoop
+from trollmoves_roles.client.requester import Requester
+from trollmoves_roles.mirror.config import MirrorConfig
+from trollmoves_roles.mirror.registry import Entry, Registry, uri_path
+from trollmoves_roles.mirror.requests import RequestSocket
+from trollmoves_roles.mirror.staging import Stager
+from trollmoves_roles.server.messages import MESSAGE_VERSION
+from trollmoves_roles.server.service import own_ip
+from trollmoves_roles.server.transfer import TransferService
+
+LOG = logging.getLogger(__name__)
+
+DRAIN_CHECK = 0.05
+"""Seconds between checks for pending work while stopping."""
+
+
+class _RateLimited:
+    """Log a recurring problem at most once per ``period`` seconds."""
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period, self._last = period, 0.0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.period:
+            self._last = now
+            LOG.warning(message, *args)
+
+
+class MirrorChain:
+    """One section: subscriptions, re-announcements, fetches and the request socket."""
+
+    def __init__(self, config: MirrorConfig, *, publisher: BusPublisher, transfers: TransferService,
+                 bind: str = "*") -> None:
+        self.config = config
+        self.publisher = publisher
+        self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
+        self.loop = EventLoop(f"mirror {config.name}")
+        self.registry = Registry()
+        context = zmq.Context.instance()
+        self.requester = Requester(self.loop, max_in_flight=config.client.max_requests_in_flight, context=context)
+        self.stager = Stager(config, self.loop, self.requester)
+        self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
+                                      transfers=transfers, on_reply=self._after_reply, context=context)
+        self.announced = 0
+        self._listeners: list[ProviderListener] = []
+        self._bad_messages = _RateLimited()
+        self._thread = threading.Thread(target=self._run, name=f"mirror-{config.name}", daemon=True)
+        self._started = threading.Event()
+        self._draining = False
+        self._drain_deadline = 0.0
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- life cycle (any thread) -------------------------------------------------------
+
+    def start(self) -> MirrorChain:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking requests and announcements; let pending pushes finish (up to ``drain_timeout`` s)."""
+        self.begin_stop(drain_timeout)
+        self.join(drain_timeout)
+
+    def begin_stop(self, drain_timeout: float = 30.0) -> None:
+        """Start stopping without waiting (to stop several sections at once); then :meth:`join`."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._drain, drain_timeout)
+
+    def join(self, drain_timeout: float = 30.0) -> None:
+        if not self._thread.is_alive():
+            if not self._started.is_set():  # never started: nothing runs the loop's clean-up
+                self._close()
+            return
+        self._thread.join(drain_timeout + 10)
+        if self._thread.is_alive():
+            LOG.error("[%s] mirror thread did not stop", self.name)
+
+    def _run(self) -> None:
+        try:
+            self.requests.start()
+            for provider in self.config.providers:
+                self._listeners.append(ProviderListener(
+                    self.loop, provider.address, self.config.topics_for(provider), self._on_message,
+                    alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name))
+            LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
+                     self.config.topic, self.request_address)
+        finally:
+            self._started.set()
+        try:
+            self.loop.run()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.requests.pending:
+            LOG.warning("[%s] stopping with %d push(es) unanswered", self.name, self.requests.pending)
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        self.requester.close()
+        self.requests.close()
+        self.stager.close()
+
+    # -- stopping (loop thread) --------------------------------------------------------
+
+    def _drain(self, timeout: float) -> None:
+        self._draining = True
+        self._drain_deadline = time.monotonic() + timeout
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        self.requests.stop_reading()
+        self._check_drained()
+
+    def _after_reply(self) -> None:
+        if self._draining:
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.requests.pending == 0 and self.requester.pending() == 0:
+            self.loop.stop()
+        elif time.monotonic() >= self._drain_deadline:
+            LOG.warning("[%s] drain timeout: %d push(es) and %d internal request(s) still pending", self.name,
+                        self.requests.pending, self.requester.pending())
+            self.loop.stop()
+        else:
+            self.loop.call_later(DRAIN_CHECK, self._check_drained)
+
+    # -- announcements (loop thread) ---------------------------------------------------
+
+    def _on_message(self, message: Message) -> None:
+        data = message.data
+        if message.type not in delivery.TRANSFER_TYPES or not isinstance(data, dict) or "request_address" not in data:
+            return  # heartbeats, and the push/ack/result messages of clients sharing the provider
+        address = data["request_address"]
+        if not isinstance(address, str) or ":" not in address:
+            self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
+            return
+        if address == self.request_address:
+            return  # our own re-announcement (a provider list that loops back to this mirror)
+        uids = delivery.uids_of(data)
+        uris = [uri_path(d["uri"]) for d in delivery.dicts_with(data, "uri")]
+        if not uids or not uris:
+            self._bad_messages.warning("[%s] Skipping announcement without uid/uri: %.200s", self.name,
+                                       message.encode())
+            return
+        if not all(self.config.serves(path) for path in uris):
+            LOG.debug("[%s] %s does not match origin; not mirrored", self.name, uris[0])
+            return
+        key = delivery.transfer_key(uids)
+        entry = self.registry.get(key)
+        if entry is not None:
+            if entry.add_source(message):
+                LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
+            return
+        self.registry.add(Entry(key, uids, self.config.topic, [message]))
+        announcement = Message(self.config.topic, message.type,
+                               {**self.config.info, **data, "request_address": self.request_address},
+                               version=MESSAGE_VERSION)
+        if self.config.delay > 0:
+            self.loop.call_later(self.config.delay, self._announce, announcement)
+        else:
+            self._announce(announcement)
+
+    def _announce(self, announcement: Message) -> None:
+        try:
+            self.publisher.send(announcement)
+        except Exception as err:  # a publishing problem must not stop the section
+            LOG.error("[%s] Cannot publish %s: %s", self.name, announcement.type, err)
+            return
+        self.announced += 1
+        LOG.debug("[%s] Announced %s", self.name, delivery.uids_of(announcement.data)[:1])

@@ -1,0 +1,201 @@
+"""The mirror INI file (upstream ``move_it_mirror.py`` format) read into one config per section.
+
+Each section combines client keys (``providers``, ``client_topic``, ``destination``, ``login``
+and the request timeouts) with server keys (``topic``, ``request_port``, ``request_address``,
+``station``, ``info``, ``origin``, ``remove_delay``, connection parameters). ``[DEFAULT]`` is
+inherited. The client part is parsed by the client role's own parser and the server part with
+the server role's helpers, so the values mean what they mean there. Bad values raise
+:class:`~trollmoves_core.exceptions.ConfigError` naming the file, section and key; keys the
+mirror does not use are logged once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from trollmoves_core.config import Section, read_ini
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.patterns import FilePattern
+from trollmoves_core.uri import parse_uri
+from trollmoves_roles.client.config import KNOWN_KEYS as CLIENT_KEYS
+from trollmoves_roles.client.config import ChainConfig as ClientConfig
+from trollmoves_roles.client.config import Provider, chain_from_section
+from trollmoves_roles.client.delivery import is_local_host
+from trollmoves_roles.server.config import CONNECTION_PREFIX, connection_parameters, parse_info
+
+LOG = logging.getLogger(__name__)
+
+SERVER_KEYS = frozenset({"origin", "topic", "request_port", "request_address", "request_bind", "station", "info",
+                         "remove_delay", "working_directory", "delay"})
+"""Server-part keys the mirror uses."""
+IGNORED_KEYS = frozenset({
+    "publish_port", "publisher_port", "nameservers",  # the mirror publishes on -p only
+    "compression", "prog", "xritdecompressor", "block_size",  # files are served as fetched
+    "delete",  # staged copies are always removed
+    "listen", "topics", "services", "addr_listener", "addresses", "timeout", "translate", "nameserver", "unpack",
+    "watchdog_timeout", "processing_delay", "backup_targets", "create_target_directory", "bind_address",
+    "connection_uptime", "ssh_key_filename", "ssh_connection_timeout", "ssh_private_key_file",
+})
+"""Keys upstream's server or client reads that have no effect on a mirror (accepted, logged)."""
+KNOWN_KEYS = SERVER_KEYS | CLIENT_KEYS | IGNORED_KEYS | {"client_topic"}
+EXTRA_KEYS = frozenset({"delay", "request_bind"})
+"""Keys beyond the server and client ones (for ``trollmoves check``)."""
+
+HEARTBEAT_TOPICS = ("/heartbeat/move_it_server", "/heartbeat/move_it_mirror")
+"""Heartbeats the mirror listens to on its providers (internal servers, or other mirrors)."""
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """One mirror section."""
+
+    name: str
+    client: ClientConfig
+    """The client part: providers, subscription topic, login, timeouts, heartbeat watchdog."""
+    topic: str
+    """Subject of the re-announcements."""
+    request_port: int
+    request_address: str | None = None
+    request_bind: str | None = None
+    station: str = "unknown"
+    info: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None
+    delay: float = 0.0
+    remove_delay: float = 30.0
+    destination: str | None = None
+    """Where internal servers put fetched files (a URL or path on this host); None: a temporary
+    directory under ``working_directory``."""
+    working_directory: str = field(default_factory=tempfile.gettempdir)
+    connection_params: dict[str, Any] = field(default_factory=dict)
+    """Connection parameters of the movers delivering to external clients."""
+
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        return self.client.providers
+
+    def topics_for(self, provider: Provider) -> list[str]:
+        """What to subscribe to on ``provider``: its own topic or ``client_topic``, plus heartbeats."""
+        topic = provider.topic or self.client.topic
+        topics = [topic] if topic else []
+        if self.client.heartbeat:
+            topics += HEARTBEAT_TOPICS
+        return topics
+
+    @property
+    def staging_destination(self) -> str:
+        """The destination pattern fetched files are requested to (always a directory)."""
+        destination = self.destination or self.working_directory
+        return destination if destination.endswith("/") else destination + "/"
+
+    def serves(self, path: str) -> bool:
+        """True when ``origin`` is unset or the file name matches the name part of its glob."""
+        if not self.origin:
+            return True
+        return fnmatch.fnmatch(posixpath.basename(path), posixpath.basename(FilePattern(self.origin).glob()))
+
+
+def load_mirror_config(path: str | os.PathLike[str]) -> dict[str, MirrorConfig]:
+    """Read and check a mirror INI file; return the sections by name. Raises ConfigError."""
+    file = os.fspath(path)
+    configs: dict[str, MirrorConfig] = {}
+    ports: dict[int, str] = {}
+    unknown: dict[str, list[str]] = {}
+    ignored: dict[str, list[str]] = {}
+    for name, section in read_ini(file).items():
+        for key in section:
+            if key.startswith(CONNECTION_PREFIX):
+                continue
+            if key not in KNOWN_KEYS:
+                unknown.setdefault(key, []).append(name)
+            elif key in IGNORED_KEYS:
+                ignored.setdefault(key, []).append(name)
+        config = parse_section(section)
+        other = ports.setdefault(config.request_port, name)
+        if other != name:
+            raise section.error("request_port", f"port {config.request_port} is already used by [{other}]")
+        configs[name] = config
+    for key, names in unknown.items():
+        LOG.warning("%s: %s: unknown key, ignored (in %s)", file, key, ", ".join(f"[{n}]" for n in names))
+    for key, names in ignored.items():
+        LOG.debug("%s: %s: not used by the mirror (in %s)", file, key, ", ".join(f"[{n}]" for n in names))
+    if not configs:
+        raise ConfigError("no mirror section defined (one section per mirrored topic)", file=file)
+    return configs
+
+
+def parse_section(section: Section) -> MirrorConfig:
+    """One section's config. Raises ConfigError naming the key at fault."""
+    topic = (section.get_str("topic") or "").strip()
+    if not topic:
+        raise section.error("topic", "required key is missing (the subject of the mirror's announcements)")
+    if not topic.startswith("/"):
+        raise section.error("topic", f"must start with '/', got {topic!r}")
+    client_topic = (section.get_str("client_topic") or "").strip() or topic
+    if not client_topic.startswith("/"):
+        raise section.error("client_topic", f"must start with '/', got {client_topic!r}")
+    request_port = section.get_int("request_port")
+    if request_port is None:
+        raise section.error("request_port", "required key is missing (the port external clients request files on)")
+    if not 0 < request_port < 65536:
+        raise section.error("request_port", f"expected a port number 1-65535, got {request_port}")
+    working_directory = (section.get_str("working_directory") or "").strip() or tempfile.gettempdir()
+    destination = (section.get_str("destination") or "").strip() or None
+    client = _client_part(section, client_topic, destination or working_directory)
+    if destination is not None:
+        _check_staging(section, destination)
+    origin = (section.get_str("origin") or "").strip() or None
+    if origin is not None:
+        try:
+            FilePattern(origin).glob()
+        except Exception as err:  # trollsift reports bad patterns with assorted exception types
+            raise section.error("origin", f"invalid trollsift pattern: {err}") from None
+    compression = (section.get_str("compression") or "").strip().lower()
+    if compression not in ("", "false", "no", "0", "none"):
+        LOG.warning("%s: [%s] compression: not applied by the mirror; files are served as the internal server "
+                    "sends them", section.file, section.name)
+    return MirrorConfig(
+        name=section.name, client=client, topic=topic, request_port=request_port,
+        request_address=(section.get_str("request_address") or "").strip() or None,
+        request_bind=(section.get_str("request_bind") or "").strip() or None,
+        station=(section.get_str("station") or "").strip() or "unknown",
+        info=parse_info(section), origin=origin,
+        delay=_non_negative(section, "delay", 0.0), remove_delay=_non_negative(section, "remove_delay", 30.0),
+        destination=destination, working_directory=working_directory,
+        connection_params=connection_parameters(section),
+    )
+
+
+def _client_part(section: Section, client_topic: str, destination: str) -> ClientConfig:
+    """The client role's parse of the section, with ``client_topic`` as its subscription topic."""
+    values = dict(section)
+    values["topic"] = client_topic
+    values["destination"] = destination
+    values.pop("compression", None)  # a server-part key here (upstream's example sets xrit)
+    client = chain_from_section(Section(section.file, section.name, values))
+    if client is None:  # only when there is no topic and no heartbeat, which cannot happen here
+        raise section.error("client_topic", "nothing to subscribe to")
+    return client
+
+
+def _check_staging(section: Section, destination: str) -> None:
+    location = parse_uri(destination)
+    if location.scheme == "s3":
+        raise section.error("destination", "the mirror reads fetched files from this host's disk: "
+                                           "use a path, file://, ftp://, scp:// or sftp:// to this host")
+    if location.scheme != "file" and not is_local_host(location.host):
+        LOG.warning("%s: [%s] destination: %s is not this host; the mirror reads fetched files from its own "
+                    "disk", section.file, section.name, location.host)
+
+
+def _non_negative(section: Section, key: str, default: float) -> float:
+    value = section.get_float(key, default)
+    assert value is not None
+    if value < 0:
+        raise section.error(key, f"must not be negative, got {value}")
+    return float(value)

@@ -1,0 +1,266 @@
+"""A mirror section's request socket: a zmq ROUTER answering external clients as a server does.
+
+``ping`` → ``pong``, ``info`` → the re-announced files, ``ack`` → ``ack``, anything else →
+``unknown``, and ``push``: the file is fetched from an internal server into staging (see
+:mod:`.staging`), delivered to the requested destination with the mover for its scheme (on
+the shared transfer pool), and answered with ``file``/``dataset``/``collection`` or ``err``,
+with the same data and rules as :mod:`trollmoves_roles.server.requests`. Only files this
+mirror re-announced are served, and only under the names it announced. Every request gets a
+reply; a malformed one gets ``err`` with the reason.
+
+Runs in the section's event-loop thread; transfer results come back through the loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from posttroll.message import Message
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.uri import redact
+from trollmoves_roles.bus import MAX_MESSAGE_BYTES
+from trollmoves_roles.client import delivery
+from trollmoves_roles.client.loop import EventLoop
+from trollmoves_roles.mirror.config import MirrorConfig
+from trollmoves_roles.mirror.registry import Registry
+from trollmoves_roles.mirror.staging import Fetch, Stager
+from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
+from trollmoves_roles.server.requests import ERROR_SUBJECT, INFO_MAX_COUNT
+from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
+
+LOG = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+"""Requests read before the loop serves its other sockets."""
+
+
+class RequestSocket:
+    """Serve one section's external requests on ``tcp://<bind>:<request_port>``.
+
+    Binding happens here, so a port in use fails at start with a ConfigError.
+    ``on_reply`` is called after every reply (the section uses it to finish draining).
+    """
+
+    def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: Registry, stager: Stager,
+                 transfers: TransferService, on_reply: Callable[[], None] = lambda: None,
+                 context: zmq.Context | None = None) -> None:
+        self.config = config
+        self._loop = loop
+        self._registry = registry
+        self._stager = stager
+        self._transfers = transfers
+        self._on_reply = on_reply
+        self._started = time.monotonic()
+        self.pending = 0
+        """Push requests not answered yet."""
+        context = context or zmq.Context.instance()
+        self._socket = context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 1000)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.address = f"tcp://{config.request_bind or bind}:{config.request_port}"
+        try:
+            self._socket.bind(self.address)
+        except zmq.ZMQError as err:
+            self._socket.close(0)
+            raise ConfigError(f"cannot listen on {self.address}: {err.strerror}", section=config.name,
+                              key="request_port") from None
+        self._reading = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self) -> None:
+        """Start reading requests (loop thread, or before the loop runs)."""
+        self._loop.register(self._socket, self._read)
+        self._reading = True
+        LOG.info("[%s] serving requests on %s", self.name, self.address)
+
+    def stop_reading(self) -> None:
+        """Take no more requests; replies to pending pushes still go out."""
+        if self._reading:
+            self._loop.unregister(self._socket)
+            self._reading = False
+
+    def close(self) -> None:
+        self.stop_reading()
+        self._socket.close(linger=1000)
+
+    # -- reading and replying ----------------------------------------------------------
+
+    def _read(self) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    def _send(self, envelope: list[bytes], reply: Message) -> None:
+        try:
+            self._socket.send_multipart([*envelope, reply.encode().encode()], zmq.NOBLOCK)
+        except zmq.ZMQError as err:
+            LOG.warning("[%s] could not send a reply: %s", self.name, err)
+        self._on_reply()
+
+    def _reject(self, envelope: list[bytes], subject: str, reason: str) -> None:
+        LOG.warning("[%s] request rejected: %s", self.name, reason)
+        self._send(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
+
+    def _handle(self, frames: list[bytes]) -> None:
+        envelope, body = _split_envelope(frames)
+        if len(body) != 1:
+            self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
+            return
+        try:
+            request = Message.decode(body[0])
+        except Exception as err:  # anything undecodable gets an answer, never silence
+            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {_one_line(err)}")
+            return
+        try:
+            if request.type == "push":
+                self._push(envelope, request)
+                return
+            if request.type == "ping":
+                reply = _reply(request, "pong", {"station": self.config.station})
+            elif request.type == "ack":
+                reply = self._ack(request)
+            elif request.type == "info":
+                reply = self._info(request)
+            else:
+                reply = _reply(request, "unknown")
+        except _BadRequest as err:
+            self._reject(envelope, request.subject, str(err))
+            return
+        except Exception as err:
+            LOG.exception("[%s] handling %s failed", self.name, request.type)
+            self._reject(envelope, request.subject, f"mirror error: {_one_line(err)}")
+            return
+        self._send(envelope, reply)
+
+    def _info(self, request: Message) -> Message:
+        data = request.data if isinstance(request.data, dict) else {}
+        max_count = data.get("max_count", INFO_MAX_COUNT)
+        if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
+            raise _BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
+        files = self._registry.newest(request.subject, min(max_count, INFO_MAX_COUNT))
+        uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
+        return _reply(request, "info", {"files": files, "max_count": max_count, "uptime": uptime})
+
+    def _ack(self, request: Message) -> Message:
+        data = dict(_request_dict(request))
+        if isinstance(data.get("destination"), str):
+            data["destination"] = strip_credentials(data["destination"])
+        return _reply(request, "ack", data)
+
+    # -- push --------------------------------------------------------------------------
+
+    def _push(self, envelope: list[bytes], request: Message) -> None:
+        data = _request_dict(request)
+        destination = data.get("destination")
+        if not isinstance(destination, str) or not destination.strip():
+            raise _BadRequest("push without a destination")
+        items = list(file_dicts(data))
+        if not items:
+            raise _BadRequest("push without any uri")
+        for item in items:
+            rel_path = item.get("path")
+            if rel_path is not None and not isinstance(rel_path, str):
+                raise _BadRequest(f"push: path must be a string, got {rel_path!r}")
+            if "uid" not in item:
+                raise _BadRequest(f"push: {item.get('uri')!r} has no uid")
+        uids = delivery.uids_of(data)
+        entry = self._registry.get(delivery.transfer_key(uids))
+        if entry is None:
+            LOG.warning("[%s] push refused for %s: %s was not announced by this mirror", self.name, request.sender,
+                        uids[0])
+            self._send(envelope, Message(request.subject, "err", f"{uids[0]} was not announced by this mirror",
+                                         version=MESSAGE_VERSION))
+            return
+        LOG.info("[%s] push of %s to %s requested by %s", self.name, ", ".join(uids[:3]), redact(destination),
+                 request.sender)
+        push = _Push(envelope, request, data, items)
+        self.pending += 1
+        self._stager.acquire(entry, lambda fetch, error: self._fetched(push, fetch, error))
+
+    def _fetched(self, push: _Push, fetch: Fetch | None, error: str | None) -> None:
+        if fetch is None:
+            self._answer(push.envelope, push.error(error or "fetch failed"))
+            return
+        jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path")) for item in push.items]
+        try:
+            future = self._transfers.push(jobs, push.data["destination"], self.config.connection_params)
+        except Exception as err:  # the pool is shutting down
+            self._stager.release(fetch)
+            self._answer(push.envelope, push.error(f"mirror error: {_one_line(err)}"))
+            return
+        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._pushed, push, fetch, f))
+
+    def _pushed(self, push: _Push, fetch: Fetch, future: Future[list[str]]) -> None:
+        self._stager.release(fetch)
+        error = future.exception()
+        if error is not None:
+            LOG.error("[%s] push failed: %s", self.name, error)
+            self._answer(push.envelope, push.error(_one_line(error)))
+            return
+        self._answer(push.envelope, push.success())
+
+    def _answer(self, envelope: list[bytes], reply: Message) -> None:
+        self.pending -= 1
+        self._send(envelope, reply)
+
+
+@dataclass(frozen=True)
+class _Push:
+    """One external push waiting for its fetch and delivery."""
+
+    envelope: list[bytes]
+    request: Message
+    data: dict[str, Any]
+    items: list[dict[str, Any]]
+
+    def error(self, reason: str) -> Message:
+        return Message(self.request.subject, "err", reason, version=MESSAGE_VERSION)
+
+    def success(self) -> Message:
+        """The server's reply: the request data, destination (with ``path``) without credentials."""
+        data = dict(self.data)
+        rel_path = data.get("path") if isinstance(data.get("path"), str) else None
+        data["destination"] = strip_credentials(join_rel_path(data["destination"], rel_path))
+        return _reply(self.request, delivery.message_type(self.data, self.request.type), data)
+
+
+class _BadRequest(Exception):
+    """A request that decodes but cannot be served; answered with ``err``."""
+
+
+def _reply(request: Message, atype: str, data: Any = None) -> Message:
+    if data is None:
+        return Message(request.subject, atype, version=MESSAGE_VERSION)
+    return Message(request.subject, atype, data, version=MESSAGE_VERSION)
+
+
+def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Routing frames up to and including the empty delimiter, and the body after it."""
+    for index, frame in enumerate(frames):
+        if frame == b"" and index > 0:
+            return frames[: index + 1], frames[index + 1:]
+    return frames[:1], frames[1:]
+
+
+def _request_dict(request: Message) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise _BadRequest(f"{request.type}: expected a JSON object as data, got {type(request.data).__name__}")
+    return request.data
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

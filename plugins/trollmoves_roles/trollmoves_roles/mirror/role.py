@@ -1,0 +1,71 @@
+"""``trollmoves mirror CONFIG``: the working counterpart of upstream ``move_it_mirror.py``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import ClassVar
+
+from trollmoves_core.role import Role
+
+LOG = logging.getLogger(__name__)
+
+
+class MirrorRole(Role):
+    """Re-announce internal servers' files and serve them to external clients."""
+
+    NAME: ClassVar[str] = "mirror"
+    HELP: ClassVar[str] = "relay internal servers' files to external clients (move_it_mirror.py)"
+    EXTRA_CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({"delay", "request_bind"})
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
+        parser.add_argument("-p", "--port", type=int, default=9010,
+                            help="port to publish announcements and heartbeats on (default: 9010)")
+        parser.add_argument("--bind", default="*", metavar="ADDRESS",
+                            help="address the publisher and request sockets bind to (default: * = all)")
+
+    @classmethod
+    def check_config(cls, path: str) -> list[str]:
+        """The mirror's own reading of ``path``: its first error, or nothing."""
+        from trollmoves_roles.mirror.config import load_mirror_config
+        load_mirror_config(path)  # a ConfigError is reported by `trollmoves check` as one line
+        return []
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_roles.mirror.service import Mirror, MirrorOptions
+
+        mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind))
+        restore = _install_signal_handlers(mirror.request_stop)
+        try:
+            mirror.start()
+            LOG.info("Mirror running: %d section(s), publishing on port %d", len(mirror.chains),
+                     mirror.publisher.port)
+            return mirror.serve()
+        finally:
+            mirror.close()
+            restore()
+
+
+def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_stop(*_: object) -> None:
+        stop()
+
+    def on_hup(*_: object) -> None:
+        LOG.warning("SIGHUP: the mirror does not reload its config; restart it to apply changes")
+
+    previous = {sig: signal.signal(sig, handler)
+                for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return restore

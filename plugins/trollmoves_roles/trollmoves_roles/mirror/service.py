@@ -1,0 +1,111 @@
+"""The mirror process: one publisher (``-p``), a transfer pool, and one chain per config section.
+
+:meth:`Mirror.serve` is the main loop: it sends heartbeats on ``/heartbeat/move_it_mirror``
+(the first one second after start, as upstream's processes do, then every 30 s) and sleeps
+until a stop is requested. Nothing on the file or request path waits on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.mirror.chain import MirrorChain
+from trollmoves_roles.mirror.config import load_mirror_config
+from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
+
+LOG = logging.getLogger(__name__)
+
+PUBLISHER_NAME = "move_it_mirror"
+"""Heartbeats go out on ``/heartbeat/move_it_mirror``, as upstream's mirror names them."""
+
+FIRST_HEARTBEAT = 1.0
+"""Seconds from start to the first heartbeat, so subscribers started with us see it."""
+
+
+@dataclass
+class MirrorOptions:
+    """Command-line settings."""
+
+    port: int = 9010
+    bind: str = "*"
+    workers: int = DEFAULT_WORKERS
+    drain_timeout: float = 30.0
+
+
+class Mirror:
+    """Everything ``trollmoves mirror CONFIG`` runs."""
+
+    def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.options = options or MirrorOptions()
+        self.configs = load_mirror_config(self.config_path)
+        self.transfers = TransferService(self.options.workers)
+        try:
+            self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
+        except zmq.ZMQError as err:
+            self.transfers.close(0)
+            raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: "
+                              f"{err.strerror}") from None
+        self.chains: dict[str, MirrorChain] = {}
+        # a pipe, not an Event: a signal handler may write to it while the main thread waits on it
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop_requested = False
+        self._closed = False
+        try:
+            for name, config in self.configs.items():
+                self.chains[name] = MirrorChain(config, publisher=self.publisher, transfers=self.transfers,
+                                                bind=self.options.bind)
+        except BaseException:
+            self.close()
+            raise
+
+    def request_stop(self) -> None:
+        """Make :meth:`serve` return; callable from any thread or a signal handler."""
+        self._stop_requested = True
+        with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending) or closed
+            os.write(self._wake_w, b"\0")
+
+    def start(self) -> None:
+        for chain in self.chains.values():
+            chain.start()
+
+    def serve(self) -> int:
+        """Run until :meth:`request_stop`; return the exit status."""
+        next_beat = time.monotonic() + FIRST_HEARTBEAT
+        while not self._stop_requested:
+            readable, _, _ = select.select([self._wake_r], [], [], max(0.0, next_beat - time.monotonic()))
+            if readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+                continue
+            self.publisher.heartbeat(HEARTBEAT_INTERVAL)
+            next_beat = time.monotonic() + HEARTBEAT_INTERVAL + 0.01
+        return 0
+
+    def close(self) -> None:
+        """Stop the chains (letting pending pushes finish, bounded), then the pool and publisher."""
+        if self._closed:
+            return
+        self._closed = True
+        for chain in self.chains.values():
+            chain.begin_stop(self.options.drain_timeout)
+        for chain in self.chains.values():
+            chain.join(self.options.drain_timeout)
+        self.chains.clear()
+        self.transfers.close(self.options.drain_timeout)
+        self.publisher.stop()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        LOG.info("Mirror stopped")
