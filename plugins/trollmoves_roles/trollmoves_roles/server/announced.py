@@ -1,16 +1,32 @@
 """The bounded record of files this server announced: what requests may refer to.
 
-Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`) so
-they can be persisted across restarts.
+Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`).
+With a :class:`~trollmoves_roles.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
+the server's ``--state-directory``), every change is also written there, so a restarted
+server (even after ``kill -9``) keeps serving the files it announced that are still on disk.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from trollmoves_roles.ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from trollmoves_roles.journal import Journal
+
+LOG = logging.getLogger(__name__)
+_LOG_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
+STATE = "announced"
+"""The journal state of the records."""
 
 DEFAULT_CAPACITY = 61000
 """Entries kept, oldest dropped first (upstream's cache size)."""
@@ -39,14 +55,54 @@ class AnnouncedFiles:
         self.capacity = capacity
         self._entries: OrderedDict[str, Announced] = OrderedDict()
         self._lock = threading.Lock()
+        self._journal: Journal | None = None
+
+    def attach(self, journal: Journal) -> int:
+        """Persist to ``journal`` from now on, first restoring what it holds.
+
+        Records of files no longer on disk are dropped (from the journal too). Returns how
+        many were restored.
+        """
+        kept: list[dict[str, object]] = []
+        gone: list[str] = []
+        for record in journal.records(STATE):
+            try:
+                entry = {"path": record.key, "uid": str(record.data["uid"]), "topic": str(record.data["topic"]),
+                         "chain": str(record.data["chain"]), "time": float(record.data["time"])}
+            except (KeyError, TypeError, ValueError):
+                gone.append(record.key)
+                continue
+            if os.path.isfile(record.key):
+                kept.append(entry)
+            else:
+                gone.append(record.key)
+        journal.delete_many(gone)
+        restored = {str(e["path"]) for e in kept}
+        self.restore(kept)
+        with self._lock:
+            self._journal = journal
+            newer = [asdict(e) for e in self._entries.values() if e.path not in restored]
+        journal.put_many((str(e["path"]), STATE, _data(e)) for e in newer)
+        journal.prune(self.capacity, STATE)
+        return len(kept)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._journal = None
 
     def add(self, path: str, uid: str, topic: str, chain: str) -> Announced:
         entry = Announced(path, uid, topic, chain, time.time())
+        evicted = []
         with self._lock:
             self._entries.pop(path, None)
             self._entries[path] = entry
             while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+                evicted.append(self._entries.popitem(last=False)[0])
+            # written under the lock, so the journal sees changes to one path in their real order
+            if self._journal is not None:
+                self._write(self._journal.put, path, STATE, _data(asdict(entry)))
+                if evicted:
+                    self._write(self._journal.delete_many, evicted)
         return entry
 
     def get(self, path: str) -> Announced | None:
@@ -56,6 +112,15 @@ class AnnouncedFiles:
     def discard(self, path: str) -> None:
         with self._lock:
             self._entries.pop(path, None)
+            if self._journal is not None:
+                self._write(self._journal.delete, path)
+
+    @staticmethod
+    def _write(operation: object, *args: object) -> None:
+        try:
+            operation(*args)  # type: ignore[operator]
+        except sqlite3.Error as err:  # a full disk must not stop announcing; the record stays in memory
+            _LOG_LIMITED.error("journal", "Could not write the announced-files journal: %s", err)
 
     def newest(self, prefix: str = "", limit: int | None = None) -> list[str]:
         """``info`` entries starting with ``prefix``, newest first, at most ``limit``."""
@@ -88,3 +153,7 @@ class AnnouncedFiles:
     def __iter__(self) -> Iterator[str]:
         with self._lock:
             return iter(list(self._entries))
+
+
+def _data(entry: dict[str, object]) -> dict[str, object]:
+    return {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"]}

@@ -16,6 +16,7 @@ from posttroll.message import Message
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.deleter import Deleter
@@ -34,7 +35,7 @@ class Announcer:
 
     def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
                  request_address: str | None, watcher_name: str, workers: TransferService,
-                 deleter: Deleter) -> None:
+                 deleter: Deleter, metrics: RoleMetrics | None = None) -> None:
         assert chain.origin is not None
         self.chain = chain
         self.pattern = chain.pattern
@@ -44,6 +45,7 @@ class Announcer:
         self._watcher_cls: type[Watcher] = default_host().watchers.get(watcher_name)
         self._workers = workers
         self._deleter = deleter
+        self._metrics = metrics
         self._watcher: Watcher | None = None
         self._watched_inode: int | None = None
 
@@ -135,7 +137,7 @@ class Announcer:
         atype, data = announcement(self.chain, fields, files, self._request_address or "")
         if self._request_address is None:
             del data["request_address"]
-        self._publish(atype, data)
+        self._publish(atype, data, len(files))
 
     def _announce_standalone(self, path: Path, fields: dict[str, Any]) -> None:
         members = None
@@ -169,9 +171,11 @@ class Announcer:
         for output in outputs:
             self._deleter.schedule(str(output), self.chain.remove_delay)
 
-    def _publish(self, atype: str, data: dict[str, Any]) -> None:
+    def _publish(self, atype: str, data: dict[str, Any], count: int = 1) -> None:
         message = Message(self.chain.topic, atype, data, version=MESSAGE_VERSION)
         self._publisher.send(message)
+        if self._metrics is not None:
+            self._metrics.announced.inc(count, chain=self.chain.name)
         LOG.info("[%s] announced %s", self.chain.name, data.get("uri") or data.get("uid") or atype)
 
 

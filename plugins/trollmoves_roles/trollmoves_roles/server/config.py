@@ -31,11 +31,16 @@ LEGACY_CONNECTION_KEYS = ("connection_uptime", "ssh_key_filename", "ssh_connecti
 
 CONNECTION_PREFIX = "connection_parameters__"
 
+SECURITY_KEYS = ("allowed_clients", "server_secret_key_file", "clients_public_keys_directory")
+"""Our keys for the request socket's allow-list and CURVE (not upstream's)."""
+
 KNOWN_KEYS = frozenset({
     "origin", "listen", "topic", "request_port", "request_address", "request_bind", "station", "info",
     "compression", "prog", "delete", "remove_delay", "unpack", "working_directory", "watchdog_timeout",
     # listen chains
     "topics", "services", "addr_listener", "addresses", "timeout", "translate", "nameserver",
+    # ours: who may use the request socket (see docs/security.md)
+    *SECURITY_KEYS,
     # read by upstream but without effect on a server
     "publish_port", "publisher_port", "req_timeout", "transfer_req_timeout",
     *LEGACY_CONNECTION_KEYS,
@@ -66,6 +71,10 @@ class ChainConfig:
     connection_params: dict[str, Any] = field(default_factory=dict)
     listen_addresses: tuple[str, ...] = ()
     listen_nameserver: str | None = None
+    allowed_clients: tuple[str, ...] | None = None
+    """Networks (``a.b.c.d/n``) whose peers may use the request socket; None: anyone."""
+    server_secret_key_file: str | None = None
+    clients_public_keys_directory: str | None = None
 
     @property
     def standalone(self) -> bool:
@@ -151,7 +160,40 @@ def parse_chain(section: Section) -> ChainConfig | None:
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
+        **_security(section),
     )
+
+
+def _security(section: Section) -> dict[str, Any]:
+    """The request socket's allow-list and CURVE keys, checked now so a bad one fails at start."""
+    from trollmoves_roles.security import KeyDirectory, SecurityError, load_secret_key, parse_allowed_clients
+
+    found: dict[str, Any] = {}
+    allowed = (section.get_str("allowed_clients") or "").strip()
+    if allowed:
+        try:
+            found["allowed_clients"] = tuple(str(n) for n in parse_allowed_clients(allowed))
+        except SecurityError as err:
+            raise section.error("allowed_clients", str(err)) from None
+    secret = (section.get_str("server_secret_key_file") or "").strip()
+    directory = (section.get_str("clients_public_keys_directory") or "").strip()
+    if directory and not secret:
+        raise section.error("clients_public_keys_directory", "needs server_secret_key_file (CURVE)")
+    if secret:
+        if not directory:
+            raise section.error("server_secret_key_file", "needs clients_public_keys_directory: the public keys "
+                                                          "of the clients to admit")
+        try:
+            load_secret_key(secret)
+        except SecurityError as err:
+            raise section.error("server_secret_key_file", str(err)) from None
+        try:
+            KeyDirectory(directory)
+        except SecurityError as err:
+            raise section.error("clients_public_keys_directory", str(err)) from None
+        found["server_secret_key_file"] = secret
+        found["clients_public_keys_directory"] = directory
+    return found
 
 
 def parse_info(section: Section) -> dict[str, Any]:

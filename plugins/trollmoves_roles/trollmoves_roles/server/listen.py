@@ -16,11 +16,14 @@ from urllib.parse import urlsplit
 from posttroll.message import Message
 
 from trollmoves_roles.bus import BusPublisher, Subscription
+from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.ratelimit import RateLimitedLog
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
 
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG)
 
 SERVED_TYPES = ("file", "dataset", "collection")
 
@@ -29,12 +32,13 @@ class ListenRepublisher:
     """The receiving half of a ``listen`` chain."""
 
     def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
-                 request_address: str | None) -> None:
+                 request_address: str | None, metrics: RoleMetrics | None = None) -> None:
         assert chain.listen is not None
         self.chain = chain
         self._publisher = publisher
         self._announced = announced
         self._request_address = request_address
+        self._metrics = metrics or RoleMetrics("server")
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,20 +70,32 @@ class ListenRepublisher:
         try:
             while not self._halt.is_set():
                 message = self._subscription.recv(0.5)
-                if message is not None:
+                if message is None:
+                    continue
+                try:
                     self.handle(message)
+                except Exception:  # one odd message must not stop the chain
+                    self._metrics.bad_input.inc(chain=self.chain.name)
+                    _LIMITED.error("error", "[%s] cannot handle a %s message", self.chain.name, message.type,
+                                   exc_info=True)
         finally:
             self._subscription.close()
 
     def handle(self, message: Message) -> None:
-        if message.type not in SERVED_TYPES or not isinstance(message.data, dict):
+        if message.type not in SERVED_TYPES:
+            return
+        if not isinstance(message.data, dict):
+            self._metrics.bad_input.inc(chain=self.chain.name)
+            _LIMITED.warning("bad", "[%s] skipping a %s message without a JSON object", self.chain.name, message.type)
             return
         paths = []
         for item in file_dicts(message.data):
             uri = item.get("uri")
             parts = urlsplit(uri) if isinstance(uri, str) else None
             if parts is None or parts.scheme not in ("", "file") or not os.path.isfile(parts.path):
-                LOG.warning("[%s] skipping message about a file that is not local: %r", self.chain.name, uri)
+                self._metrics.bad_input.inc(chain=self.chain.name)
+                _LIMITED.warning("not local", "[%s] skipping message about a file that is not local: %.200r",
+                                 self.chain.name, uri)
                 return
             paths.append((parts.path, item.get("uid") or os.path.basename(parts.path)))
         if not paths:
@@ -90,4 +106,5 @@ class ListenRepublisher:
         if self._request_address is not None:
             data["request_address"] = self._request_address
         self._publisher.send(Message(self.chain.topic, message.type, data, version=MESSAGE_VERSION))
+        self._metrics.announced.inc(len(paths), chain=self.chain.name)
         LOG.info("[%s] republished %s", self.chain.name, paths[0][0])

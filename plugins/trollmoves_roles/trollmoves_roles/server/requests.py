@@ -2,7 +2,12 @@
 
 One thread owns the socket. Pushes run on the shared transfer pool; their replies come back
 through a queue and a pipe that wakes the socket's poller, so nothing polls with a sleep.
-Every request gets a reply: a malformed one gets ``err`` with the reason.
+Every request gets a reply: a malformed one gets ``err`` with the reason. Bad requests are
+logged rate-limited (a flood of garbage must not flood the log) and counted in the metrics.
+
+Who may connect at all is decided during the zmq handshake by the chain's
+:class:`~trollmoves_roles.security.Policy` (``allowed_clients``, CURVE keys): refused peers'
+requests never reach this module.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import redact
-from trollmoves_roles.bus import MAX_MESSAGE_BYTES
+from trollmoves_roles import security
+from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.ratelimit import RateLimitedLog
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
@@ -32,7 +39,10 @@ from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
 from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
 
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG)
 
+REQUEST_MAX_BYTES = 4 * 1024 * 1024
+"""Larger requests are dropped by zmq, which disconnects the sender (a push is a few kB)."""
 INFO_MAX_COUNT = 2256
 """Most file names an ``info`` reply lists (as upstream)."""
 ERROR_SUBJECT = "/error"
@@ -48,17 +58,24 @@ class RequestServer:
 
     def __init__(self, chain: ChainConfig, *, bind: str, announced: AnnouncedFiles,
                  directories: Callable[[], list[str] | None], transfers: TransferService, deleter: Deleter,
-                 context: zmq.Context | None = None, bind_retry: float = 0.0) -> None:
+                 context: zmq.Context | None = None, bind_retry: float = 0.0,
+                 metrics: RoleMetrics | None = None) -> None:
         self.chain = chain
         self._announced = announced
         self._directories = directories
         self._transfers = transfers
         self._deleter = deleter
+        self._metrics = metrics or RoleMetrics("server")
         self._started = time.monotonic()
-        context = context or zmq.Context.instance()
+        context = context or security.request_context()
         self._socket = context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 1000)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, REQUEST_MAX_BYTES)
+        try:
+            self._domain = security.secure(self._socket, policy_for(chain, self._metrics))
+        except security.SecurityError as err:
+            self._socket.close(0)
+            raise ConfigError(str(err), section=chain.name, key="server_secret_key_file") from None
         address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
         deadline = time.monotonic() + bind_retry
         while True:
@@ -71,6 +88,7 @@ class RequestServer:
                     time.sleep(0.05)
                     continue
                 self._socket.close(0)
+                security.release(self._domain)
                 raise ConfigError(f"cannot listen on {address}: {zmq.strerror(err.errno)}", section=chain.name,
                                   key="request_port") from None
         self.address = address
@@ -133,16 +151,23 @@ class RequestServer:
         finally:
             self._send_replies()
             self._socket.close(linger=1000)
+            security.release(self._domain)
             os.close(self._wake_r)
             os.close(self._wake_w)
 
     def _read_requests(self) -> None:
         while True:
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._handle(frames)
+            peer = _peer_address(parts[-1])
+            self._metrics.peer_seen(peer)
+            try:
+                self._handle([part.bytes for part in parts], peer)
+            except Exception:  # a bug on one request must not stop the chain serving the others
+                self._metrics.bad_input.inc(chain=self.chain.name)
+                _LIMITED.error("error", "[%s] request from %s failed", self.chain.name, peer, exc_info=True)
 
     def _send_replies(self) -> None:
         while self._replies:
@@ -163,7 +188,7 @@ class RequestServer:
 
     # -- request handling ------------------------------------------------------------
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], peer: str = "?") -> None:
         envelope, body = _split_envelope(frames)
         if len(body) != 1:
             self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
@@ -171,11 +196,11 @@ class RequestServer:
         try:
             request = Message.decode(body[0])
         except Exception as err:  # anything undecodable gets an answer, never silence
-            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {_one_line(err)}")
+            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {_one_line(err)}", peer)
             return
         try:
             if request.type == "push":
-                self._push(envelope, request)
+                self._push(envelope, request, peer)
                 return
             if request.type == "ping":
                 reply = self._message(request, "pong", {"station": self.chain.station})
@@ -186,17 +211,21 @@ class RequestServer:
             else:
                 reply = self._message(request, "unknown")
         except _BadRequest as err:
-            self._reject(envelope, request.subject, str(err))
+            self._reject(envelope, request.subject, str(err), peer)
             return
         except Exception as err:
-            LOG.exception("[%s] handling %s failed", self.chain.name, request.type)
-            self._reject(envelope, request.subject, f"server error: {_one_line(err)}")
+            self._metrics.bad_input.inc(chain=self.chain.name)
+            _LIMITED.error("error", "[%s] handling %s from %s failed", self.chain.name, request.type, peer,
+                           exc_info=True)
+            self._queue_reply(envelope, Message(request.subject or ERROR_SUBJECT, "err",
+                                                f"server error: {_one_line(err)[:200]}", version=MESSAGE_VERSION))
             return
         self._queue_reply(envelope, reply)
 
-    def _reject(self, envelope: list[bytes], subject: str, reason: str) -> None:
-        LOG.warning("[%s] request rejected: %s", self.chain.name, reason)
-        self._queue_reply(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
+    def _reject(self, envelope: list[bytes], subject: str, reason: str, peer: str = "?") -> None:
+        self._metrics.bad_input.inc(chain=self.chain.name)
+        _LIMITED.warning("rejected", "[%s] request from %s rejected: %s", self.chain.name, peer, reason[:300])
+        self._queue_reply(envelope, Message(subject or ERROR_SUBJECT, "err", reason[:1000], version=MESSAGE_VERSION))
 
     def _message(self, request: Message, atype: str, data: Any = None) -> Message:
         if data is None:
@@ -222,34 +251,38 @@ class RequestServer:
             reply["destination"] = strip_credentials(reply["destination"])
         return self._message(request, "ack", reply)
 
-    def _push(self, envelope: list[bytes], request: Message) -> None:
+    def _push(self, envelope: list[bytes], request: Message, peer: str = "?") -> None:
         data = _request_dict(request)
         destination = data.get("destination")
         if not isinstance(destination, str) or not destination.strip():
-            self._reject(envelope, request.subject, "push without a destination")
+            self._reject(envelope, request.subject, "push without a destination", peer)
             return
         items = list(file_dicts(data))
         if not items:
-            self._reject(envelope, request.subject, "push without any uri")
+            self._reject(envelope, request.subject, "push without any uri", peer)
             return
+        self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []
         for item in items:
             rel_path = item.get("path")
             if rel_path is not None and not isinstance(rel_path, str):
-                self._reject(envelope, request.subject, f"push: path must be a string, got {rel_path!r}")
+                self._reject(envelope, request.subject, f"push: path must be a string, got {rel_path!r}"[:300], peer)
                 return
             try:
                 path = check_access(item.get("uri"), self._announced, directories)
             except AccessDenied as err:
-                LOG.warning("[%s] push refused for %s: %s", self.chain.name, request.sender, err)
-                self._queue_reply(envelope, Message(request.subject, "err", str(err), version=MESSAGE_VERSION))
+                self._metrics.refused.inc(chain=self.chain.name, reason="access")
+                _LIMITED.warning("refused", "[%s] push refused for %s (%s): %s", self.chain.name, request.sender,
+                                 peer, str(err)[:300])
+                self._queue_reply(envelope, Message(request.subject, "err", str(err)[:1000],
+                                                    version=MESSAGE_VERSION))
                 return
             jobs.append(FileJob(path, rel_path))
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
         try:
-            future = self._transfers.push(jobs, destination, self.chain.connection_params)
+            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name)
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return
@@ -262,7 +295,7 @@ class RequestServer:
         try:
             error = future.exception()
             if error is not None:
-                LOG.error("[%s] push failed: %s", self.chain.name, error)
+                _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, _one_line(error)[:500])
                 reply = Message(request.subject, "err", _one_line(error), version=MESSAGE_VERSION)
             else:
                 reply_data = dict(data)
@@ -286,6 +319,29 @@ class RequestServer:
             LOG.debug("[%s] ack for %s: not deleting: %s", self.chain.name, uri, err)
             return
         self._deleter.schedule(path, self.chain.remove_delay)
+
+
+def policy_for(chain: ChainConfig, metrics: RoleMetrics | None = None) -> security.Policy:
+    """The chain's request socket policy (inactive when it sets no security key)."""
+    def refused(address: str, reason: str) -> None:
+        if metrics is not None:
+            metrics.refused.inc(chain=chain.name, reason="unknown key" if "key" in reason else "address")
+
+    networks = None
+    if chain.allowed_clients is not None:
+        import ipaddress
+        networks = tuple(ipaddress.ip_network(n) for n in chain.allowed_clients)
+    keys = security.KeyDirectory(chain.clients_public_keys_directory) if chain.clients_public_keys_directory \
+        else None
+    return security.Policy(chain.name, networks=networks, server_secret_key_file=chain.server_secret_key_file,
+                           clients_keys=keys, on_refused=refused)
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    try:
+        return frame.get("Peer-Address") or "?"
+    except (zmq.ZMQError, AttributeError, UnicodeError):  # not a TCP peer
+        return "?"
 
 
 class _BadRequest(Exception):

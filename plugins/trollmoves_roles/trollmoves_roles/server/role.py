@@ -18,6 +18,8 @@ class ServerRole(Role):
 
     NAME: ClassVar[str] = "server"
     HELP: ClassVar[str] = "announce new files and push them on request (move_it_server.py)"
+    EXTRA_CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"request_bind", "allowed_clients", "server_secret_key_file", "clients_public_keys_directory"})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,15 @@ class ServerRole(Role):
                             help="pushes run at the same time (default: 8)")
         parser.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                             help="at stop or reload, how long to let running pushes finish (default: 30)")
+        parser.add_argument("--state-directory", metavar="DIR",
+                            help="keep the record of announced files in a journal in DIR, so that after a "
+                                 "restart (even kill -9) files announced before are still served (default: "
+                                 "in memory only)")
+        parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                            help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port; "
+                                 "default: none); `trollmoves status CONFIG` shows them")
+        parser.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDRESS",
+                            help="address the metrics port binds to (default: 127.0.0.1)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -48,11 +59,14 @@ class ServerRole(Role):
             raise ConfigError("--workers must be at least 1")
         if args.chain_check_interval <= 0:
             raise ConfigError("--chain-check-interval must be positive")
+        if args.metrics_port is not None and not 0 <= args.metrics_port < 65536:
+            raise ConfigError(f"--metrics-port: expected a port number 0-65535, got {args.metrics_port}")
         options = ServerOptions(port=args.port, bind=args.bind, backlog=not args.disable_backlog,
                                 watcher="polling" if args.watchdog else "watchdog",
                                 chain_check_interval=args.chain_check_interval,
                                 max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,
-                                drain_timeout=args.drain_timeout)
+                                drain_timeout=args.drain_timeout, state_directory=args.state_directory,
+                                metrics_port=args.metrics_port, metrics_bind=args.metrics_bind)
         server = Server(args.config_file, options)
         previous = _install_signal_handlers(server)
         try:

@@ -7,10 +7,12 @@ a chain check, a reload or stop request), so nothing on the file or request path
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import select
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.journal import Journal
+from trollmoves_roles.metrics import MetricsServer, RoleMetrics, remove_endpoint, write_endpoint
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.announcer import Announcer
 from trollmoves_roles.server.config import ChainConfig, load_config
@@ -56,6 +60,18 @@ class ServerOptions:
     workers: int = DEFAULT_WORKERS
     drain_timeout: float = 30.0
     watch_config: bool = True
+    state_directory: str | None = None
+    """Keep the announced-files record in a journal there (None: in memory only)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
+    metrics_bind: str = "127.0.0.1"
+
+
+def state_file(state_directory: str | os.PathLike[str], config_path: str | os.PathLike[str]) -> Path:
+    """The journal of the server running ``config_path``: ``server-<config name>-<hash of its path>.sqlite``."""
+    absolute = os.path.abspath(os.fspath(config_path))
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:8]
+    return Path(state_directory) / f"server-{Path(absolute).stem}-{digest}.sqlite"
 
 
 class Chain:
@@ -66,7 +82,7 @@ class Chain:
         self.request_address = None if config.standalone else \
             f"{config.request_address or own_ip()}:{config.request_port}"
         common = {"publisher": server.publisher, "announced": server.announced,
-                  "request_address": self.request_address}
+                  "request_address": self.request_address, "metrics": server.metrics}
         self.source: Announcer | ListenRepublisher
         if config.listen:
             self.source = ListenRepublisher(config, **common)
@@ -78,7 +94,7 @@ class Chain:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
                                           directories=lambda: self.source.directories,
                                           transfers=server.transfers, deleter=server.deleter,
-                                          bind_retry=bind_retry)
+                                          bind_retry=bind_retry, metrics=server.metrics)
         self.failures = 0
 
     def start(self, backlog: bool) -> None:
@@ -100,14 +116,30 @@ class Server:
         self.options = options or ServerOptions()
         default_host().watchers.get(self.options.watcher)  # fail early on a missing watcher plugin
         configs = load_config(self.config_path)
+        self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
+        self.journal: Journal | None = None
+        if self.options.state_directory:
+            self.journal = self._open_journal(self.options.state_directory)
+        self.metrics_server: MetricsServer | None = None
+        if self.options.metrics_port is not None:
+            try:
+                self.metrics_server = MetricsServer(self.metrics.render, self.options.metrics_port,
+                                                    self.options.metrics_bind)
+            except OSError as err:
+                self._close_journal()
+                raise ConfigError(f"cannot serve metrics on {self.options.metrics_bind}:{self.options.metrics_port}: "
+                                  f"{err.strerror or err}") from None
         self.deleter = Deleter(on_delete=self.announced.discard)
-        self.transfers = TransferService(self.options.workers)
+        self.transfers = TransferService(self.options.workers, metrics=self.metrics)
         try:
             self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
         except zmq.ZMQError as err:
             self.transfers.close(0)
             self.deleter.stop()
+            self._close_journal()
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             address = f"tcp://{self.options.bind}:{self.options.port}"
             raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
         self.chains: dict[str, Chain] = {}
@@ -127,6 +159,22 @@ class Server:
             self.close()
             raise
         self._configs = configs
+
+    def _open_journal(self, directory: str) -> Journal:
+        path = state_file(directory, self.config_path)
+        try:
+            journal = Journal(path, table="announced")
+        except (OSError, sqlite3.Error) as err:
+            raise ConfigError(f"cannot keep state in {path}: {getattr(err, 'strerror', None) or err}") from None
+        restored = self.announced.attach(journal)
+        LOG.info("State in %s: %d announced file(s) restored", path, restored)
+        return journal
+
+    def _close_journal(self) -> None:
+        if self.journal is not None:
+            self.announced.detach()
+            self.journal.close()
+            self.journal = None
 
     # -- control, callable from any thread or a signal handler ---------------------------
 
@@ -155,6 +203,12 @@ class Server:
         for chain in self.chains.values():
             chain.start(self.options.backlog)
         self.publisher.heartbeat(HEARTBEAT_INTERVAL)
+        if self.metrics_server is not None:
+            self.metrics_server.start()
+            try:
+                write_endpoint(self.config_path, self.metrics_server.url, "server")
+            except OSError as err:
+                LOG.warning("trollmoves status CONFIG will not find this process: %s", err)
         if self.options.watch_config:
             self._watch_config()
 
@@ -201,6 +255,10 @@ class Server:
         self.transfers.close(self.options.drain_timeout)
         self.deleter.stop()
         self.publisher.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            remove_endpoint(self.config_path)
+        self._close_journal()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         LOG.info("Server stopped")

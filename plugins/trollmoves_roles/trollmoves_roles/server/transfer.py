@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import posixpath
 import threading
 import time
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
 from trollmoves_core.uri import redact
+from trollmoves_roles.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
 
@@ -64,7 +66,8 @@ def join_rel_path(destination: str, rel_path: str | None) -> str:
 class TransferService:
     """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters."""
 
-    def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS) -> None:
+    def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS,
+                 metrics: RoleMetrics | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
         self._movers: dict[tuple[type[Mover], str], Mover] = {}
         self._lock = threading.Lock()
@@ -73,11 +76,16 @@ class TransferService:
         self._recent_seconds = recent_seconds
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.set_queue_length(self.in_flight)
 
-    def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> Future[list[str]]:
+    def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
+             chain: str = "") -> Future[list[str]]:
         """Transfer ``files`` to ``destination``; the future gives each delivered URI (no password).
 
-        An identical push already running or recently done is not transferred again.
+        An identical push already running or recently done is not transferred again. ``chain``
+        labels the metrics.
         """
         key = (tuple(files), destination, _params_key(params))
         with self._lock:
@@ -92,7 +100,7 @@ class TransferService:
                 finished: Future[list[str]] = Future()
                 finished.set_result(done[1])
                 return finished
-            future = self._executor.submit(self._transfer, files, destination, params)
+            future = self._executor.submit(self._transfer, files, destination, params, chain)
             self._running[key] = future
         future.add_done_callback(lambda f: self._finished(key, f))
         return future
@@ -112,17 +120,28 @@ class TransferService:
                                         or now - next(iter(self._recent.values()))[0] > self._recent_seconds):
                     self._recent.popitem(last=False)
 
-    def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> list[str]:
+    def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
+                  chain: str = "") -> list[str]:
         delivered = []
         for job in files:
             target = join_rel_path(destination, job.rel_path)
-            mover = self._mover(target, params)
             started = time.monotonic()
-            delivered.append(mover.put(job.path, target))
+            try:
+                mover = self._mover(target, params)
+                size = os.path.getsize(job.path)
+                delivered.append(mover.put(job.path, target))
+            except BaseException:
+                if self.metrics is not None:
+                    self.metrics.failed.inc(chain=chain)
+                raise
+            elapsed = time.monotonic() - started
             with self._lock:
                 self.transfers += 1
-            LOG.info("Pushed %s to %s in %.3f s", job.path, strip_credentials(delivered[-1]),
-                     time.monotonic() - started)
+            if self.metrics is not None:
+                self.metrics.delivered.inc(chain=chain)
+                self.metrics.bytes.inc(size, chain=chain)
+                self.metrics.duration.observe(elapsed, chain=chain)
+            LOG.info("Pushed %s to %s in %.3f s", job.path, strip_credentials(delivered[-1]), elapsed)
         return delivered
 
     def _mover(self, uri: str, params: dict[str, Any]) -> Mover:

@@ -1,0 +1,178 @@
+"""``trollmoves status CONFIG|URL``: show a running process's metrics as a readable table.
+
+The target is the config file of a process started with ``--metrics-port`` (found through the
+endpoint file it writes, see :mod:`trollmoves_roles.metrics`), or the metrics address itself:
+``http://host:port/metrics``, ``host:port`` or a bare port on 127.0.0.1.
+
+Exit status: 0 shown, 1 the process does not answer, 2 bad usage (no endpoint known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import ClassVar
+
+from trollmoves_core.role import Role
+
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)')
+_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+
+COLUMNS = (("ANNOUNCED", "trollmoves_files_announced_total"), ("REQUESTED", "trollmoves_files_requested_total"),
+           ("DELIVERED", "trollmoves_files_delivered_total"), ("FAILED", "trollmoves_files_failed_total"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def parse_exposition(text: str) -> list[Sample]:
+    """The samples of a Prometheus text exposition (comments skipped, bad lines ignored)."""
+    samples = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if line.startswith("#") or not match:
+            continue
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        labels = {m["key"]: bytes(m["value"], "utf-8").decode("unicode_escape")
+                  for m in _LABEL.finditer(match["labels"] or "")}
+        samples.append(Sample(match["name"], labels, value))
+    return samples
+
+
+def metrics_url(target: str) -> str:
+    """The metrics URL for ``target`` (a config path, URL, ``host:port`` or port); ValueError if unknown."""
+    from trollmoves_roles.metrics import endpoint_file, read_endpoint
+
+    if target.startswith(("http://", "https://")):
+        return target if urllib.parse.urlsplit(target).path not in ("", "/") else target.rstrip("/") + "/metrics"
+    if target.isdigit():
+        return f"http://127.0.0.1:{target}/metrics"
+    if os.path.exists(target):
+        endpoint = read_endpoint(target)
+        if endpoint is None or not isinstance(endpoint.get("url"), str):
+            raise ValueError(f"{target}: no running process with metrics found (start it with --metrics-port; "
+                             f"looked for {endpoint_file(target)})")
+        return str(endpoint["url"])
+    host, sep, port = target.rpartition(":")
+    if sep and host and port.isdigit():
+        return f"http://{target}/metrics"
+    raise ValueError(f"{target}: not a config file, URL, host:port or port")
+
+
+def fetch(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode("utf-8", errors="replace")
+
+
+def render_table(samples: list[Sample], url: str) -> str:
+    """The readable form of a role's metrics."""
+    by_name: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_name[sample.name].append(sample)
+    lines = []
+    info = by_name.get("trollmoves_info")
+    role = info[0].labels.get("role", "?") if info else "?"
+    started = by_name.get("process_start_time_seconds")
+    uptime = ""
+    if started:
+        seconds = max(0, int(dt.datetime.now(dt.UTC).timestamp() - started[0].value))
+        uptime = f"  up {dt.timedelta(seconds=seconds)}"
+    lines.append(f"{role}{uptime}  {url}")
+    lines.append("")
+
+    chains = sorted({s.labels.get("chain", "") for name, _ in [*COLUMNS, ("", "trollmoves_bytes_delivered_total")]
+                     for s in by_name.get(name, [])})
+
+    def total(name: str, chain: str) -> float:
+        return sum(s.value for s in by_name.get(name, []) if s.labels.get("chain", "") == chain)
+
+    header = ("CHAIN", *(title for title, _ in COLUMNS), "BYTES", "MEAN TRANSFER")
+    rows = [header]
+    for chain in chains or [""]:
+        count = total("trollmoves_transfer_duration_seconds_count", chain)
+        mean = total("trollmoves_transfer_duration_seconds_sum", chain) / count if count else None
+        rows.append((chain or "-", *(str(int(total(name, chain))) for _, name in COLUMNS),
+                     _human_bytes(total("trollmoves_bytes_delivered_total", chain)),
+                     "-" if mean is None else f"{mean:.3f} s"))
+    lines += _columns(rows)
+    lines.append("")
+    queue = sum(s.value for s in by_name.get("trollmoves_queue_length", []))
+    lines.append(f"queue length: {int(queue)}")
+    refused = _by_label(by_name.get("trollmoves_requests_refused_total", []), "reason")
+    lines.append("refused: " + (", ".join(f"{k} {v}" for k, v in refused.items()) if refused else "none"))
+    bad = sum(s.value for s in by_name.get("trollmoves_bad_messages_total", []))
+    lines.append(f"bad messages skipped: {int(bad)}")
+    peers = sorted(by_name.get("trollmoves_peer_last_seen_age_seconds", []), key=lambda s: s.value)
+    if peers:
+        lines.append("")
+        lines += _columns([("PEER", "LAST SEEN"), *((s.labels.get("peer", "?"), f"{s.value:.1f} s ago")
+                                                     for s in peers)])
+    return "\n".join(lines)
+
+
+def _by_label(samples: list[Sample], label: str) -> dict[str, int]:
+    found: dict[str, int] = defaultdict(int)
+    for sample in samples:
+        found[sample.labels.get(label, "?")] += int(sample.value)
+    return dict(sorted(found.items()))
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _human_bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+class StatusTool(Role):
+    """``trollmoves status CONFIG|URL``: a one-shot query, not a long-running role."""
+
+    NAME: ClassVar[str] = "status"
+    HELP: ClassVar[str] = "show the metrics of a running trollmoves process as a table"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.description = (cls.HELP + ". TARGET is the config file of a process started with --metrics-port, "
+                              "or its metrics address (http://host:port/metrics, host:port, or a port on "
+                              "127.0.0.1). Exit 0 shown, 1 no answer, 2 no endpoint known.")
+        parser.add_argument("target", metavar="TARGET", help="config file, URL, host:port or port")
+        parser.add_argument("--raw", action="store_true", help="print the Prometheus text as received")
+        parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                            help="how long to wait for the answer (default 5)")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        try:
+            url = metrics_url(args.target)
+        except ValueError as err:
+            print(f"trollmoves status: {err}", file=sys.stderr)  # noqa: T201 - the command's one error line
+            return 2
+        try:
+            text = fetch(url, args.timeout)
+        except (OSError, urllib.error.URLError) as err:
+            print(f"trollmoves status: {url} does not answer: {getattr(err, 'reason', err)}",  # noqa: T201
+                  file=sys.stderr)
+            return 1
+        print(text if args.raw else render_table(parse_exposition(text), url))  # noqa: T201 - the output
+        return 0
