@@ -14,6 +14,8 @@ ROLES = {
     "dispatcher": "trollmoves_roles.dispatcher.role:DispatcherRole",
     "downloader": "trollmoves_roles.downloader.role:DownloaderRole",
     "server": "trollmoves_roles.server.role:ServerRole",
+    "keys": "trollmoves_roles.keys:KeysTool",
+    "status": "trollmoves_roles.status:StatusTool",
 }
 
 
