@@ -232,6 +232,27 @@ def test_permission_denied_is_not_transient(sshd: SshServer, ssh_params: dict[st
     assert "trollmoves-cannot-write-here" in str(info.value)
 
 
+def test_scp_without_sftp_subsystem_uses_shell_commands(tmp_path_factory: pytest.TempPathFactory, source: Path,
+                                                       remote_tmp: Path, tmp_path: Path) -> None:
+    from trollmoves_ssh.testing import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("scp-only"), sftp=False)
+    try:
+        with ScpMover(server.mover_params()) as mover:
+            (remote_tmp / "a b").mkdir()
+            (remote_tmp / "a b" / "data.bin").write_bytes(b"old")
+            mover.put(source, server.uri("scp", f"{remote_tmp}/a b/"))
+            mover.put(source, server.uri("scp", f"{remote_tmp}/new/dir/"))
+            assert mover.get(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"),
+                             tmp_path / "back.bin").read_bytes() == source.read_bytes()
+            mover.delete(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"))
+        assert (remote_tmp / "a b" / "data.bin").read_bytes() == source.read_bytes()
+        assert list((remote_tmp / "new" / "dir").iterdir()) == []
+        assert "subsystem request for sftp" in server.log()  # the SFTP route was tried and refused
+    finally:
+        server.stop()
+
+
 # -- connections ---------------------------------------------------------------------------
 
 

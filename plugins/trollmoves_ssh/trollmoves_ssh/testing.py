@@ -119,8 +119,10 @@ class SshServer:
         self.process = None
 
 
-def start_sshd(workdir: Path, *, password_auth: bool = False, attempts: int = 3) -> SshServer:
+def start_sshd(workdir: Path, *, password_auth: bool = False, sftp: bool = True, attempts: int = 3) -> SshServer:
     """Create keys and config in ``workdir`` and start sshd on a free port.
+
+    ``sftp=False`` leaves out the SFTP subsystem (an SCP-only server).
 
     Retries with another port when the chosen one was taken in the meantime.
     """
@@ -141,7 +143,7 @@ def start_sshd(workdir: Path, *, password_auth: bool = False, attempts: int = 3)
     for _ in range(attempts):
         port = free_port()
         config = workdir / "sshd_config"
-        config.write_text(_config(workdir, port, password_auth))
+        config.write_text(_config(workdir, port, password_auth, sftp))
         known_hosts = workdir / "known_hosts"
         known_hosts.write_text(f"[{HOST}]:{port} {host_pub}\n")
         server = SshServer(workdir=workdir, port=port, user=getpass.getuser(), key_filename=client_key,
@@ -154,7 +156,7 @@ def start_sshd(workdir: Path, *, password_auth: bool = False, attempts: int = 3)
     raise RuntimeError(f"could not start sshd after {attempts} attempts: {last_error}")
 
 
-def _config(workdir: Path, port: int, password_auth: bool) -> str:
+def _config(workdir: Path, port: int, password_auth: bool, sftp: bool) -> str:
     return "\n".join([
         f"Port {port}",
         f"ListenAddress {HOST}",
@@ -166,7 +168,7 @@ def _config(workdir: Path, port: int, password_auth: bool) -> str:
         f"PasswordAuthentication {'yes' if password_auth else 'no'}",
         "KbdInteractiveAuthentication no",
         "PermitRootLogin yes" if password_auth else "PermitRootLogin prohibit-password",
-        "Subsystem sftp internal-sftp",
+        "Subsystem sftp internal-sftp" if sftp else "",
         "LogLevel VERBOSE",
         "MaxStartups 100",
         "MaxSessions 100",
