@@ -40,14 +40,15 @@ station = st1
     return address, announced, process
 
 
-def _ask(address: str, atype: str, data: object = "", timeout: float = 2.0) -> Message | None:
+def _ask(address: str, atype: str, data: object = "", timeout: float = 2.0,
+         topic: str = "/test/data") -> Message | None:
     """One request with the library function under test; the decoded reply or None."""
-    return request(f"tcp://{address}", Message("/test/data", atype, data).encode(), timeout=timeout,
+    return request(f"tcp://{address}", Message(topic, atype, data).encode(), timeout=timeout,
                    retries=0).message
 
 
-def _info_files(address: str) -> str:
-    reply = _ask(address, "info", {"max_count": 10})
+def _info_files(address: str, topic: str = "/test/data") -> str:
+    reply = _ask(address, "info", {"max_count": 10}, topic=topic)
     return json.dumps(reply.data) if reply is not None else ""
 
 
@@ -169,3 +170,35 @@ def test_address_and_extra_parsing() -> None:
     assert normalise_address("tcp://h:2") == "tcp://h:2"
     assert normalise_address("[::1]:3") == "tcp://[::1]:3"
     assert parse_extra(["a=1", "b:=1", "c:=[1, 2]", "d=x=y"]) == {"a": "1", "b": 1, "c": [1, 2], "d": "x=y"}
+
+
+def test_ping_and_push_against_our_server(tmp_path: Path, capsys) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    port = free_port()
+    config = tmp_path / "server.ini"
+    config.write_text(f"[chain]\norigin = {inbox}/{{name}}.dat\ntopic = /test/ours\nrequest_port = {port}\n"
+                      "request_address = 127.0.0.1\nstation = ours\n")
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([str(Path(sys.executable).parent / "trollmoves"), "server", str(config), "-p",
+                               str(free_port()), "--bind", "127.0.0.1", "--disable-backlog"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        address = f"127.0.0.1:{port}"
+        assert wait_until(lambda: _ask(address, "ping", timeout=0.5) is not None, timeout=30)
+        announced = inbox / "a1.dat"
+        announced.write_bytes(b"ours\n")
+        assert wait_until(lambda: "a1.dat" in _info_files(address, "/test/ours"), timeout=20)
+        status, out, _ = run_req(capsys, address, "ping")
+        assert (status, json.loads(out)) == (0, {"station": "ours"})
+        status, out, err = run_req(capsys, address, "push", "--topic", "/test/ours", "--uri", str(announced),
+                                   "--destination", f"file://{outbox}/")
+        assert status == 0, err
+        assert (outbox / "a1.dat").read_bytes() == b"ours\n"
+        status, _, err = run_req(capsys, address, "push", "--uri", str(inbox / "never.dat"),
+                                 "--destination", f"file://{outbox}/")
+        assert status == 1 and "err reply" in err and "never.dat" in err
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
