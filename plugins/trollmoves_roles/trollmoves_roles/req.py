@@ -100,20 +100,28 @@ def build_request(args: argparse.Namespace) -> Any:
     return Message(topic, "push", data)
 
 
-def request(address: str, payload: str, *, timeout: float, retries: int) -> Reply:
+def request(address: str, payload: str, *, timeout: float, retries: int,
+            curve: tuple[str, str] | None = None) -> Reply:
     """Send ``payload`` to ``address`` and wait for one reply, lazy-pirate style.
 
     Each attempt uses a fresh REQ socket with LINGER 0; at most ``retries + 1`` sends. A
     server may thus receive a push more than once, as with upstream's client.
+
+    :param curve: ``(our secret key file, server public key file)`` for a CURVE server. A
+        server that does not admit our key never answers: that looks like no reply.
     """
     import zmq
     from posttroll.message import Message
+
+    from trollmoves_roles.security import curve_client
 
     context = zmq.Context.instance()
     for attempt in range(1, retries + 2):
         sock = context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         try:
+            if curve is not None:
+                curve_client(sock, *curve)
             sock.connect(address)
             sock.send_string(payload)
             if sock.poll(int(timeout * 1000), zmq.POLLIN):
@@ -147,6 +155,22 @@ def report(args: argparse.Namespace, reply: Reply, address: str) -> int:
     detail = f": {message.data}" if message.data else ""
     _fail(f"{message.type} reply from {address}{detail}")
     return 1
+
+
+def curve_keys(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The CURVE key files given, checked readable; None without them."""
+    secret, server = getattr(args, "curve_secret_key", None), getattr(args, "curve_server_key", None)
+    if not secret and not server:
+        return None
+    if not (secret and server):
+        raise UsageError("--curve-secret-key and --curve-server-key go together")
+    from trollmoves_roles.security import SecurityError, load_public_key, load_secret_key
+    try:
+        load_secret_key(secret)
+        load_public_key(server)
+    except SecurityError as err:
+        raise UsageError(str(err)) from None
+    return secret, server
 
 
 def _fail(text: str) -> None:
@@ -183,6 +207,10 @@ class RequestTool(Role):
                             help=f"re-send on a new socket this many times after a timeout (default "
                                  f"{DEFAULT_RETRIES}); a re-sent push may be served twice")
         parser.add_argument("--raw", action="store_true", help="print the whole reply message as received")
+        parser.add_argument("--curve-secret-key", metavar="FILE",
+                            help="talk CURVE with this secret key file (NAME.key_secret from `trollmoves keys`); "
+                                 "needs --curve-server-key")
+        parser.add_argument("--curve-server-key", metavar="FILE", help="the server's public key file (NAME.key)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -193,9 +221,10 @@ class RequestTool(Role):
                 raise UsageError("--retries must not be negative")
             address = normalise_address(args.address)
             message = build_request(args)
+            curve = curve_keys(args)
         except UsageError as err:
             _fail(str(err))
             return 2
         LOG.debug("Sending %s on %s to %s", message.type, message.subject, address)  # data may hold a password
-        reply = request(address, message.encode(), timeout=args.timeout, retries=args.retries)
+        reply = request(address, message.encode(), timeout=args.timeout, retries=args.retries, curve=curve)
         return report(args, reply, address)

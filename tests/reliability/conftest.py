@@ -1,0 +1,41 @@
+"""Fixtures for the reliability tests: our processes under faults, on loopback only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_support import ServerProcess
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """An origin and an output directory."""
+    origin, out = tmp_path / "in", tmp_path / "out"
+    origin.mkdir()
+    out.mkdir()
+    return origin, out
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private XDG_RUNTIME_DIR (where metrics endpoint files go), for this test and its children."""
+    path = tmp_path / "run"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator:
+    """Factory: ``server_process(config, *args)`` starts ``trollmoves server``; stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(config: Path, *args: str, log: str = "server.log", **kwargs: object) -> ServerProcess:
+        started.append(ServerProcess(config, tmp_path / log, *args, **kwargs))  # type: ignore[arg-type]
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
