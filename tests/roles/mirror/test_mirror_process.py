@@ -107,3 +107,16 @@ def test_heartbeat_sighup_and_sigterm_removes_staged_copies(tmp_path):
     assert (tmp_path / "out" / "s.dat").read_bytes() == b"sierra"
     beats = [m for m in recorder.messages if m.type == "beat"]
     assert beats[0].subject == "/heartbeat/move_it_mirror" and beats[0].data == {"min_interval": 30}
+
+
+def test_trollmoves_check_reads_the_mirror_config(tmp_path):
+    # (the generic checks want a destination and nameservers = false, as for upstream's mirror)
+    good = write_ini(tmp_path / "good.ini", {"m": mirror_section(
+        "127.0.0.1:9", free_port(), delay=1, origin=f"{tmp_path}/{{name}}.dat", destination=f"{tmp_path}/",
+        nameservers="false", publish_port=free_port())})
+    bad = write_ini(tmp_path / "bad.ini", {"m": {k: v for k, v in mirror_section("127.0.0.1:9", 1).items()
+                                                 if k != "request_port"} | {"origin": f"{tmp_path}/{{name}}.dat"}})
+    checked = [subprocess.run([str(TROLLMOVES), "check", str(path)], capture_output=True, text=True, timeout=60,
+                              check=False) for path in (good, bad)]
+    assert checked[0].returncode == 0 and "checked as mirror" in checked[0].stdout, checked[0]
+    assert checked[1].returncode == 2 and f"{bad}: [m] request_port: required key is missing" in checked[1].stdout
