@@ -151,19 +151,19 @@ def connect(location: Location, options: SshOptions, accepted: dict[str, paramik
         raise SshLoginError(
             f"host key of {where} does not match the known one ({err.key.get_name()} {err.key.fingerprint}, "
             f"expected {err.expected_key.fingerprint}): the server was reinstalled or someone is in the middle; "
-            "fix the known_hosts entry once you know which") from None
+            "fix the known_hosts entry once you know which") from err
     except paramiko.AuthenticationException as err:
         client.close()
         raise AuthenticationError(f"authentication failed for {endpoint} ({_offered(options, password)}): "
-                                  f"{err}") from None
+                                  f"{err}") from err
     except paramiko.IncompatiblePeer as err:
         client.close()
-        raise SshLoginError(f"cannot agree on SSH algorithms with {where}: {err}") from None
+        raise SshLoginError(f"cannot agree on SSH algorithms with {where}: {err}") from err
     except (paramiko.SSHException, OSError, EOFError) as err:
         client.close()
         if isinstance(err, socket.timeout | TimeoutError):
-            raise TimeoutError(f"connecting to {where} timed out after {options.connect_timeout:g} s") from None
-        raise ConnectionError(f"cannot connect to {where}: {_reason(err)}") from None
+            raise TimeoutError(f"connecting to {where} timed out after {options.connect_timeout:g} s") from err
+        raise ConnectionError(f"cannot connect to {where}: {_reason(err)}") from err
     except Exception:
         client.close()
         raise
