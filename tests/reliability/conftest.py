@@ -39,3 +39,33 @@ def server_process(tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def inproc_server(tmp_path: Path) -> Iterator:
+    """Factory: ``inproc_server(sections, **options)`` runs our Server in this process (its serve loop in
+    a thread); stopped at teardown. Returns the Server."""
+    import threading
+
+    from reliability_support import write_ini
+    from support.bus import free_port
+    from trollmoves_roles.server.service import Server, ServerOptions
+
+    running: list[tuple[Server, threading.Thread]] = []
+
+    def start(sections: dict[str, dict[str, object]], **options: object) -> Server:
+        config = write_ini(tmp_path / f"server{len(running)}.ini", sections)
+        opts = ServerOptions(port=free_port(), bind="127.0.0.1", backlog=False, drain_timeout=5.0,
+                             watch_config=False, **options)  # type: ignore[arg-type]
+        server = Server(config, opts)
+        server.start()
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in running:
+        server.request_stop()
+        thread.join(10)
+        server.close()

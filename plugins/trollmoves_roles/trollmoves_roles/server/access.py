@@ -43,10 +43,17 @@ def check_access(uri: str, announced: AnnouncedFiles, directories: Sequence[str]
         real = os.path.realpath(path)
         if not _is_within(real, os.path.realpath(os.path.dirname(path))):
             raise AccessDenied(f"{path} resolves outside its directory (to {real})")
-    if announced.get(path) is None:
+    entry = announced.get(path)
+    if entry is None:
         raise AccessDenied(f"{path} was not announced by this server")
-    if not os.path.isfile(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None
+    if stat is None or not os.path.isfile(path):
         raise AccessDenied(f"{path} not reachable: no such file")
+    if not entry.same_file(stat):
+        raise AccessDenied(f"{path} was replaced since it was announced")
     return path
 
 

@@ -34,13 +34,23 @@ DEFAULT_CAPACITY = 61000
 
 @dataclass(frozen=True)
 class Announced:
-    """One announced file: its local ``path``, ``uid`` and the chain's ``topic``."""
+    """One announced file: its local ``path``, ``uid`` and the chain's ``topic``.
+
+    ``dev``/``ino`` identify the file that was announced (0 when it could not be read), so a
+    file swapped in under the same path afterwards is not served in its place.
+    """
 
     path: str
     uid: str
     topic: str
     chain: str
     time: float
+    dev: int = 0
+    ino: int = 0
+
+    def same_file(self, stat: os.stat_result) -> bool:
+        """Whether ``stat`` (of the path now, links followed) is the file that was announced."""
+        return not self.ino or (stat.st_dev, stat.st_ino) == (self.dev, self.ino)
 
     @property
     def cache_entry(self) -> str:
@@ -68,7 +78,8 @@ class AnnouncedFiles:
         for record in journal.records(STATE):
             try:
                 entry = {"path": record.key, "uid": str(record.data["uid"]), "topic": str(record.data["topic"]),
-                         "chain": str(record.data["chain"]), "time": float(record.data["time"])}
+                         "chain": str(record.data["chain"]), "time": float(record.data["time"]),
+                         "dev": int(record.data.get("dev", 0)), "ino": int(record.data.get("ino", 0))}
             except (KeyError, TypeError, ValueError):
                 gone.append(record.key)
                 continue
@@ -91,7 +102,12 @@ class AnnouncedFiles:
             self._journal = None
 
     def add(self, path: str, uid: str, topic: str, chain: str) -> Announced:
-        entry = Announced(path, uid, topic, chain, time.time())
+        try:
+            stat = os.stat(path)
+            dev, ino = stat.st_dev, stat.st_ino
+        except (OSError, ValueError):
+            dev = ino = 0
+        entry = Announced(path, uid, topic, chain, time.time(), dev, ino)
         evicted = []
         with self._lock:
             self._entries.pop(path, None)
@@ -156,4 +172,5 @@ class AnnouncedFiles:
 
 
 def _data(entry: dict[str, object]) -> dict[str, object]:
-    return {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"]}
+    return {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"],
+            "dev": entry.get("dev", 0), "ino": entry.get("ino", 0)}
