@@ -100,12 +100,13 @@ class InternalServer(ScriptedServer):
     def __init__(self, files: Mapping[str, bytes], *, hold: bool = False, fail: bool = False) -> None:
         self.files = dict(files)
         self.hold, self.fail = hold, fail
+        self.failure: Callable[[Message], str] = lambda _: "disk on fire"
         super().__init__(self._handle)
 
     def _handle(self, message: Message) -> Any:
         if message.type == "push":
             if self.fail:
-                return Message(message.subject, "err", "disk on fire")
+                return Message(message.subject, "err", self.failure(message))
             target = destination_path(message) / message.data["uid"]
             tmp = target.with_name("." + target.name + ".part")
             tmp.write_bytes(self.files[message.data["uid"]])

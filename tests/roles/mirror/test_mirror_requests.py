@@ -105,7 +105,8 @@ def test_same_file_from_two_internal_servers_announced_once_second_used_on_error
 
 def test_failed_fetch_answers_err_and_a_retry_fetches_again(mirror, announcer, tmp_path):
     internal = InternalServer({"e.dat": b"echo"}, fail=True)
-    _, recorder, port = mirror()
+    internal.failure = lambda message: f"disk on fire writing {message.data['destination']}"
+    _, recorder, port = mirror(login="mirror:s3cr3t")
     try:
         announce_until_mirrored(lambda: announcer.announce("e.dat", internal), recorder, "e.dat")
         failed = request(f"127.0.0.1:{port}", push("e.dat", f"file://{tmp_path}/out/"))
@@ -114,7 +115,9 @@ def test_failed_fetch_answers_err_and_a_retry_fetches_again(mirror, announcer, t
         retried = request(f"127.0.0.1:{port}", push("e.dat", f"file://{tmp_path}/out/"))
     finally:
         internal.stop()
-    assert failed.type == "err" and "disk on fire" in failed.data, failed
+    assert failed.type == "err" and "disk on fire writing file://mirror:***@" in failed.data, failed
+    assert "s3cr3t" not in failed.data
+    assert all("mirror:s3cr3t@" in m.data["destination"] for m in internal.pushes())  # sent, never shown
     assert acks_after_failure == []  # nothing delivered: the internal server keeps its file
     assert retried.type == "file", retried
     assert wait_until(lambda: internal.acks("e.dat"))

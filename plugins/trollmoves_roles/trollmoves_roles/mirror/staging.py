@@ -202,9 +202,9 @@ class Stager:
             return
         address = source.data["request_address"]
         if reply is None or reply.type not in delivery.TRANSFER_TYPES:
-            reason = error if reply is None else f"{reply.type} {reply.data!s:.300}"
-            LOG.error("[%s] Failed to fetch %s from %s: %s", self.name, fetch.entry.uids[0], address, redact(reason))
-            fetch.errors.append(redact(reason))
+            reason = self._scrub(error if reply is None else f"{reply.type} {reply.data!s:.300}")
+            LOG.error("[%s] Failed to fetch %s from %s: %s", self.name, fetch.entry.uids[0], address, reason)
+            fetch.errors.append(reason)
             self._try_next(fetch)
             return
         missing = [path for path in fetch.files.values() if not os.path.isfile(path)]
@@ -224,6 +224,12 @@ class Stager:
         if fetch.users == 0:  # nobody waited (cannot happen today): still settle it
             fetch.users = 1
             self.release(fetch)
+
+    def _scrub(self, text: str | None) -> str:
+        """``text`` without the login's password (an internal server's error may quote the destination)."""
+        text = redact(text or "")
+        password = delivery.split_login(self.config.client.login)[1]
+        return text.replace(password, "***") if password else text
 
     def _failed(self, fetch: Fetch) -> None:
         uid = fetch.entry.uids[0]
