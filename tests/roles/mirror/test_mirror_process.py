@@ -92,7 +92,7 @@ def test_heartbeat_sighup_and_sigterm_removes_staged_copies(tmp_path):
         assert reply.type == "file", reply
         assert len(staging_dirs(staging)) == 1  # kept for remove_delay (30 s) for later requests
         process.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: "does not reload" in process.log()), process.log()
+        assert wait_until(lambda: "Config reloaded: no section changed" in process.log()), process.log()
         assert process.proc.poll() is None
         process.proc.send_signal(signal.SIGTERM)
         process.proc.wait(30)

@@ -56,7 +56,7 @@ class MirrorChain:
     """One section: subscriptions, re-announcements, fetches and the request socket."""
 
     def __init__(self, config: MirrorConfig, *, publisher: BusPublisher, transfers: TransferService,
-                 bind: str = "*") -> None:
+                 bind: str = "*", bind_retry: float = 0.0) -> None:
         self.config = config
         self.publisher = publisher
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
@@ -66,7 +66,8 @@ class MirrorChain:
         self.requester = Requester(self.loop, max_in_flight=config.client.max_requests_in_flight, context=context)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
-                                      transfers=transfers, on_reply=self._after_reply, context=context)
+                                      transfers=transfers, on_reply=self._after_reply, context=context,
+                                      bind_retry=bind_retry)
         self.announced = 0
         self._listeners: list[ProviderListener] = []
         self._bad_messages = _RateLimited()

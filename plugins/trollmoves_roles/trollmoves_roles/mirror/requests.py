@@ -45,13 +45,14 @@ MAX_BATCH = 256
 class RequestSocket:
     """Serve one section's external requests on ``tcp://<bind>:<request_port>``.
 
-    Binding happens here, so a port in use fails at start with a ConfigError.
+    Binding happens here, so a port in use fails at start with a ConfigError (after retrying
+    for ``bind_retry`` seconds: a reload rebinds a port just released).
     ``on_reply`` is called after every reply (the section uses it to finish draining).
     """
 
     def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: Registry, stager: Stager,
                  transfers: TransferService, on_reply: Callable[[], None] = lambda: None,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, bind_retry: float = 0.0) -> None:
         self.config = config
         self._loop = loop
         self._registry = registry
@@ -66,12 +67,19 @@ class RequestSocket:
         self._socket.setsockopt(zmq.LINGER, 1000)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.address = f"tcp://{config.request_bind or bind}:{config.request_port}"
-        try:
-            self._socket.bind(self.address)
-        except zmq.ZMQError as err:
-            self._socket.close(0)
-            raise ConfigError(f"cannot listen on {self.address}: {err.strerror}", section=config.name,
-                              key="request_port") from None
+        deadline = time.monotonic() + bind_retry
+        while True:
+            try:
+                self._socket.bind(self.address)
+                break
+            except zmq.ZMQError as err:
+                # after a reload, the previous socket on this port is released asynchronously
+                if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._socket.close(0)
+                raise ConfigError(f"cannot listen on {self.address}: {err.strerror}", section=config.name,
+                                  key="request_port") from None
         self._reading = False
 
     @property

@@ -41,7 +41,7 @@ class MirrorRole(Role):
         from trollmoves_roles.mirror.service import Mirror, MirrorOptions
 
         mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind))
-        restore = _install_signal_handlers(mirror.request_stop)
+        restore = _install_signal_handlers(mirror.request_stop, mirror.request_reload)
         try:
             mirror.start()
             LOG.info("Mirror running: %d section(s), publishing on port %d", len(mirror.chains),
@@ -52,7 +52,7 @@ class MirrorRole(Role):
             restore()
 
 
-def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
+def _install_signal_handlers(stop: Callable[[], None], reload: Callable[[], None]) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -60,7 +60,7 @@ def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
         stop()
 
     def on_hup(*_: object) -> None:
-        LOG.warning("SIGHUP: the mirror does not reload its config; restart it to apply changes")
+        reload()
 
     previous = {sig: signal.signal(sig, handler)
                 for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}

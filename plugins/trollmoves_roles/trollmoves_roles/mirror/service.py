@@ -1,8 +1,11 @@
 """The mirror process: one publisher (``-p``), a transfer pool, and one chain per config section.
 
 :meth:`Mirror.serve` is the main loop: it sends heartbeats on ``/heartbeat/move_it_mirror``
-(the first one second after start, as upstream's processes do, then every 30 s) and sleeps
-until a stop is requested. Nothing on the file or request path waits on it.
+(the first one second after start, as upstream's processes do, then every 30 s) and reloads
+the config on request (SIGHUP) or when the file changes. A reload restarts only the sections
+whose settings changed (their pending pushes are finished first), stops removed ones and
+starts new ones; a config that does not load is logged and the running one kept. Nothing on
+the file or request path waits on this loop.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ PUBLISHER_NAME = "move_it_mirror"
 FIRST_HEARTBEAT = 1.0
 """Seconds from start to the first heartbeat, so subscribers started with us see it."""
 
+CONFIG_CHECK_INTERVAL = 1.0
+"""Seconds between checks of the config file for changes."""
+
+REBIND_SECONDS = 5.0
+"""At a reload, how long a restarted section waits for its old request port to be released."""
+
 
 @dataclass
 class MirrorOptions:
@@ -40,6 +49,7 @@ class MirrorOptions:
     bind: str = "*"
     workers: int = DEFAULT_WORKERS
     drain_timeout: float = 30.0
+    watch_config: bool = True
 
 
 class Mirror:
@@ -62,6 +72,8 @@ class Mirror:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stop_requested = False
+        self._reload_requested = False
+        self._stamp = self._file_stamp()
         self._closed = False
         try:
             for name, config in self.configs.items():
@@ -74,6 +86,14 @@ class Mirror:
     def request_stop(self) -> None:
         """Make :meth:`serve` return; callable from any thread or a signal handler."""
         self._stop_requested = True
+        self._wake()
+
+    def request_reload(self) -> None:
+        """Reload the config soon; callable from any thread or a signal handler."""
+        self._reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending) or closed
             os.write(self._wake_w, b"\0")
 
@@ -84,15 +104,67 @@ class Mirror:
     def serve(self) -> int:
         """Run until :meth:`request_stop`; return the exit status."""
         next_beat = time.monotonic() + FIRST_HEARTBEAT
+        next_check = time.monotonic() + CONFIG_CHECK_INTERVAL
         while not self._stop_requested:
-            readable, _, _ = select.select([self._wake_r], [], [], max(0.0, next_beat - time.monotonic()))
+            timeout = max(0.0, min(next_beat, next_check if self.options.watch_config else next_beat)
+                          - time.monotonic())
+            readable, _, _ = select.select([self._wake_r], [], [], timeout)
             if readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
-                continue
-            self.publisher.heartbeat(HEARTBEAT_INTERVAL)
-            next_beat = time.monotonic() + HEARTBEAT_INTERVAL + 0.01
+            if self._stop_requested:
+                break
+            now = time.monotonic()
+            if self.options.watch_config and now >= next_check:
+                next_check = now + CONFIG_CHECK_INTERVAL
+                stamp = self._file_stamp()
+                if stamp is not None and stamp != self._stamp:
+                    LOG.info("%s changed on disk, reloading", self.config_path)
+                    self._reload_requested = True
+            if self._reload_requested:
+                self._reload_requested = False
+                self._stamp = self._file_stamp()
+                self.reload()
+            if time.monotonic() >= next_beat:
+                self.publisher.heartbeat(HEARTBEAT_INTERVAL)
+                next_beat = time.monotonic() + HEARTBEAT_INTERVAL + 0.01
         return 0
+
+    def reload(self) -> bool:
+        """Re-read the config: restart changed sections, start new ones, stop removed ones."""
+        try:
+            configs = load_mirror_config(self.config_path)
+        except ConfigError as err:
+            LOG.error("Config reload rejected, keeping the running config: %s", err)
+            return False
+        changed = [name for name, chain in self.chains.items() if configs.get(name) != chain.config]
+        added = [name for name in configs if name not in self.chains]
+        if not changed and not added:
+            LOG.info("Config reloaded: no section changed")
+            return True
+        for name in changed:
+            LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
+            self.chains[name].begin_stop(self.options.drain_timeout)
+        for name in changed:
+            self.chains.pop(name).join(self.options.drain_timeout)
+        for name in [n for n in changed if n in configs] + added:
+            try:
+                chain = MirrorChain(configs[name], publisher=self.publisher, transfers=self.transfers,
+                                    bind=self.options.bind, bind_retry=REBIND_SECONDS)
+            except ConfigError as err:
+                LOG.error("[%s] cannot start: %s", name, err)
+                continue
+            self.chains[name] = chain.start()
+        self.configs = configs
+        LOG.info("Config reloaded: %d section(s) running", len(self.chains))
+        return True
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.config_path)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
 
     def close(self) -> None:
         """Stop the chains (letting pending pushes finish, bounded), then the pool and publisher."""

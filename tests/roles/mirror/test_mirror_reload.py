@@ -1,0 +1,54 @@
+"""Reloading the mirror's config: changed sections restart, bad files are refused, others keep running."""
+
+from __future__ import annotations
+
+import pytest
+from mirror_harness import (
+    BusRecorder,
+    InProcessMirror,
+    InternalServer,
+    announce_until_mirrored,
+    free_port,
+    mirror_section,
+    request,
+    wait_heartbeat,
+    wait_until,
+    write_ini,
+)
+from posttroll.message import Message
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_reload_restarts_changed_section_keeps_others_refuses_bad_file(announcer, tmp_path):
+    internal = InternalServer({"k.dat": b"kilo", "n.dat": b"november"})
+    ports = {"a": free_port(), "b": free_port()}
+    sections = {name: mirror_section(announcer.provider, port, topic=f"/{name}/data", working_directory=tmp_path)
+                for name, port in ports.items()}
+    config = write_ini(tmp_path / "mirror.ini", sections)
+    running = InProcessMirror(config)
+    recorder = BusRecorder([f"tcp://{running.provider}"], ["/"])
+    try:
+        wait_heartbeat(recorder)
+        announce_until_mirrored(lambda: announcer.announce("k.dat", internal), recorder, "k.dat")
+        kept = running.mirror.chains["b"]
+        config.write_text("[a]\nproviders = broken\n")
+        assert not running.mirror.reload()
+        assert running.mirror.chains["b"] is kept
+        sections["a"]["topic"] = "/a/renamed"
+        write_ini(config, sections)
+        assert wait_until(lambda: running.mirror.chains["a"].config.topic == "/a/renamed")  # the file watch
+        assert running.mirror.chains["b"] is kept
+        renamed = announce_until_mirrored(lambda: announcer.announce("n.dat", internal), recorder, "n.dat")
+        topics = {m.subject for m in recorder.messages if m.data.get("uid") == "n.dat"}
+        # the restarted section serves on its port again (rebound after the reload)
+        reply = request(f"127.0.0.1:{ports['a']}", Message("/a/renamed", "push", {
+            "uri": "/in/n.dat", "uid": "n.dat", "destination": f"file://{tmp_path}/out/"}))
+    finally:
+        running.stop()
+        recorder.close()
+        internal.stop()
+    assert topics == {"/a/renamed", "/b/data"}
+    assert renamed.data["request_address"] in (f"127.0.0.1:{ports['a']}", f"127.0.0.1:{ports['b']}")
+    assert reply.type == "file", reply
+    assert (tmp_path / "out" / "n.dat").read_bytes() == b"november"
