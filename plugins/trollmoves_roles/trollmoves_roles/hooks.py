@@ -13,6 +13,7 @@ ROLES = {
     "req": "trollmoves_roles.req:RequestTool",
     "dispatcher": "trollmoves_roles.dispatcher.role:DispatcherRole",
     "downloader": "trollmoves_roles.downloader.role:DownloaderRole",
+    "mirror": "trollmoves_roles.mirror.role:MirrorRole",
     "server": "trollmoves_roles.server.role:ServerRole",
     "keys": "trollmoves_roles.keys:KeysTool",
     "status": "trollmoves_roles.status:StatusTool",
