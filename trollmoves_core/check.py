@@ -46,7 +46,8 @@ SERVER_KEYS = frozenset({
     "topics", "services", "addr_listener", "addresses", "timeout", "translate", "nameserver",
     "publish_port", "publisher_port", "req_timeout", "transfer_req_timeout",
     "connection_uptime", "ssh_key_filename", "ssh_connection_timeout", "ssh_private_key_file",
-    "request_bind",  # ours
+    # ours
+    "request_bind", "allowed_clients", "server_secret_key_file", "clients_public_keys_directory",
 })
 CLIENT_KEYS = frozenset({
     "providers", "destination", "topic", "publish_port", "nameservers", "login", "heartbeat",

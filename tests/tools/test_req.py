@@ -172,33 +172,81 @@ def test_address_and_extra_parsing() -> None:
     assert parse_extra(["a=1", "b:=1", "c:=[1, 2]", "d=x=y"]) == {"a": "1", "b": 1, "c": [1, 2], "d": "x=y"}
 
 
-def test_ping_and_push_against_our_server(tmp_path: Path, capsys) -> None:
-    inbox, outbox = tmp_path / "in", tmp_path / "out"
-    inbox.mkdir()
-    port = free_port()
-    config = tmp_path / "server.ini"
-    config.write_text(f"[chain]\norigin = {inbox}/{{name}}.dat\ntopic = /test/ours\nrequest_port = {port}\n"
-                      "request_address = 127.0.0.1\nstation = ours\n")
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([str(Path(sys.executable).parent / "trollmoves"), "server", str(config), "-p",
-                               str(free_port()), "--bind", "127.0.0.1", "--disable-backlog"],
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
+@pytest.fixture
+def our_server(tmp_path: Path):
+    """Factory: start ``trollmoves server`` with one chain on ``in/`` plus ``extra`` INI lines."""
+    started = []
+
+    def start(extra: str = "") -> tuple[str, Path]:
+        inbox = tmp_path / "in"
+        inbox.mkdir(exist_ok=True)
+        port = free_port()
+        config = tmp_path / f"server{len(started)}.ini"
+        config.write_text(f"[chain]\norigin = {inbox}/{{name}}.dat\ntopic = /test/ours\nrequest_port = {port}\n"
+                          f"request_address = 127.0.0.1\nstation = ours\n{extra}")
+        log = open(tmp_path / f"server{len(started)}.log", "wb")  # noqa: SIM115 - closed at teardown
+        process = subprocess.Popen([str(Path(sys.executable).parent / "trollmoves"), "server", str(config), "-p",
+                                    str(free_port()), "--bind", "127.0.0.1", "--disable-backlog"],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        started.append((process, log))
         address = f"127.0.0.1:{port}"
-        assert wait_until(lambda: _ask(address, "ping", timeout=0.5) is not None, timeout=30)
-        announced = inbox / "a1.dat"
-        announced.write_bytes(b"ours\n")
-        assert wait_until(lambda: "a1.dat" in _info_files(address, "/test/ours"), timeout=20)
-        status, out, _ = run_req(capsys, address, "ping")
-        assert (status, json.loads(out)) == (0, {"station": "ours"})
-        status, out, err = run_req(capsys, address, "push", "--topic", "/test/ours", "--uri", str(announced),
-                                   "--destination", f"file://{outbox}/")
-        assert status == 0, err
-        assert (outbox / "a1.dat").read_bytes() == b"ours\n"
-        status, _, err = run_req(capsys, address, "push", "--uri", str(inbox / "never.dat"),
-                                 "--destination", f"file://{outbox}/")
-        assert status == 1 and "err reply" in err and "never.dat" in err
-    finally:
-        server.terminate()
-        server.wait(30)
+        assert wait_until(lambda: _can_connect(port), timeout=30), (tmp_path / f"server{len(started) - 1}.log")
+        return address, inbox
+
+    yield start
+    for process, log in started:
+        process.terminate()
+        process.wait(30)
         log.close()
+
+
+def _can_connect(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ping_and_push_against_our_server(our_server, tmp_path: Path, capsys) -> None:
+    address, inbox = our_server()
+    outbox = tmp_path / "out"
+    assert wait_until(lambda: _ask(address, "ping", timeout=0.5) is not None, timeout=30)
+    announced = inbox / "a1.dat"
+    announced.write_bytes(b"ours\n")
+    assert wait_until(lambda: "a1.dat" in _info_files(address, "/test/ours"), timeout=20)
+    status, out, _ = run_req(capsys, address, "ping")
+    assert (status, json.loads(out)) == (0, {"station": "ours"})
+    status, out, err = run_req(capsys, address, "push", "--topic", "/test/ours", "--uri", str(announced),
+                               "--destination", f"file://{outbox}/")
+    assert status == 0, err
+    assert (outbox / "a1.dat").read_bytes() == b"ours\n"
+    status, _, err = run_req(capsys, address, "push", "--uri", str(inbox / "never.dat"),
+                             "--destination", f"file://{outbox}/")
+    assert status == 1 and "err reply" in err and "never.dat" in err
+
+
+@pytest.mark.xfail(strict=True, reason="trollmoves_roles/security.py calls zmq.z85_encode, which pyzmq does not have "
+                   "(it is zmq.utils.z85.encode): the ZAP handler fails and no CURVE client is admitted")
+def test_curve_server_answers_only_admitted_keys(our_server, tmp_path: Path, capsys) -> None:
+    keys, admitted = tmp_path / "keys", tmp_path / "admitted"
+    for name in ("server", "client", "stranger"):
+        assert main(["keys", str(keys), name]) == 0
+    admitted.mkdir()
+    (admitted / "client.key").write_bytes((keys / "client.key").read_bytes())
+    address, _ = our_server(f"server_secret_key_file = {keys}/server.key_secret\n"
+                            f"clients_public_keys_directory = {admitted}\n")
+    capsys.readouterr()
+    with_key = ["--curve-server-key", str(keys / "server.key"), "--timeout", "5"]
+    assert wait_until(lambda: main(["req", address, "ping", "--curve-secret-key", str(keys / "client.key_secret"),
+                                    *with_key, "--retries", "0"]) == 0, timeout=10)
+    assert '"station": "ours"' in capsys.readouterr().out
+    for curve in (["--curve-secret-key", str(keys / "stranger.key_secret"), *with_key[:2]], []):
+        status, out, err = run_req(capsys, address, "ping", *curve, "--retries", "0", "--timeout", "1")
+        assert status == 1 and out == "" and "no reply" in err
+
+
+def test_allowed_clients_refuses_other_addresses(our_server, capsys) -> None:
+    address, _ = our_server("allowed_clients = 10.11.12.0/24\n")
+    status, _, err = run_req(capsys, address, "ping", "--retries", "0", "--timeout", "1")
+    assert status == 1 and "no reply" in err
+    allowed, _ = our_server("allowed_clients = 127.0.0.1\n")
+    assert wait_until(lambda: _ask(allowed, "ping", timeout=1) is not None, timeout=20)
