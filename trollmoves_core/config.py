@@ -16,7 +16,7 @@ import yaml
 from trollmoves_core.exceptions import ConfigError
 
 _TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off"}
+_FALSE = {"0", "no", "false", "off", ""}
 
 
 class Section(Mapping[str, str]):
@@ -57,14 +57,12 @@ class Section(Mapping[str, str]):
 
     def get_bool(self, key: str, default: bool = False) -> bool:
         value = self._values.get(key)
-        if value is None:
+        if value is None or not value.strip():
             return default
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise self.error(key, f"expected true/false, got {value!r}")
+        try:
+            return to_bool(value, key=key)
+        except ConfigError:
+            raise self.error(key, f"expected true/false, got {value!r}") from None
 
     def _convert(self, key: str, default: Any, kind: type, label: str) -> Any:
         value = self._values.get(key)
@@ -74,6 +72,41 @@ class Section(Mapping[str, str]):
             return kind(value)
         except ValueError:
             raise self.error(key, f"expected {label}, got {value!r}") from None
+
+
+def to_bool(value: Any, *, key: str) -> bool:
+    """A boolean from a bool or INI-style text (true/false, yes/no, on/off, 1/0; empty is false)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"expected true or false, got {value!r}", key=key)
+
+
+def param_bool(params: Mapping[str, Any], key: str, default: bool) -> bool:
+    """``params[key]`` as a boolean (see :func:`to_bool`), ``default`` when absent."""
+    value = params.get(key)
+    return default if value is None else to_bool(value, key=key)
+
+
+def param_number(params: Mapping[str, Any], key: str, default: float, *, minimum: float | None = None,
+                 positive: bool = False) -> float:
+    """``params[key]`` as a number, ``default`` when absent; a ConfigError names the key."""
+    value = params.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a number, got {value!r}", key=key) from None
+    if positive and number <= 0:
+        raise ConfigError(f"must be positive, got {value!r}", key=key)
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"must be at least {minimum:g}, got {value!r}", key=key)
+    return number
 
 
 def read_ini(path: str | os.PathLike[str]) -> dict[str, Section]:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from trollmoves_core.config import param_number
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.retry import is_transient, with_retries
 from trollmoves_core.uri import Location, parse_uri, redact, target_path, temporary_sibling
@@ -57,9 +58,9 @@ class Mover(ABC):
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(connection_params or {})
-        self.attempts = int(self.params.get("retries", 3))
-        self.retry_delay = float(self.params.get("retry_delay", 0.5))
-        self.idle_timeout = float(self.params.get("connection_uptime", 30))
+        self.attempts = int(param_number(self.params, "retries", 3, minimum=1))
+        self.retry_delay = param_number(self.params, "retry_delay", 0.5, minimum=0)
+        self.idle_timeout = param_number(self.params, "connection_uptime", 30, minimum=0)
 
     # -- public contract -------------------------------------------------------------
 
@@ -139,11 +140,30 @@ class Mover(ABC):
         """A fresh hidden name beside ``path`` to upload to before renaming."""
         return temporary_sibling(path, secrets.token_hex(4))
 
+    def _classify(self, err: Exception) -> TransferError | None:
+        """Turn a protocol library's exception into a :class:`TransferError` that states the
+        cause (not the action, which the base class adds) and whether it is transient.
+
+        Return None to keep the default: network errors are transient, the rest is not.
+        """
+        return None
+
     def _run(self, what: str, action: Callable[[], None]) -> None:
+        def attempt() -> None:
+            try:
+                action()
+            except TransferError:
+                raise
+            except Exception as err:
+                failure = self._classify(err)
+                if failure is None:
+                    raise
+                raise failure from err
+
         try:
-            with_retries(action, what=what, attempts=self.attempts, base_delay=self.retry_delay)
-        except TransferError:
-            raise
+            with_retries(attempt, what=what, attempts=self.attempts, base_delay=self.retry_delay)
+        except TransferError as err:
+            raise TransferError(f"{what} failed: {err}", transient=err.transient) from (err.__cause__ or err)
         except Exception as err:
             raise TransferError(f"{what} failed: {_describe(err)}", transient=is_transient(err)) from err
 

@@ -8,11 +8,12 @@ import logging
 import netrc
 import posixpath
 import ssl
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.config import param_bool, param_number
 from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.pool import ConnectionPool
@@ -23,8 +24,6 @@ LOG = logging.getLogger(__name__)
 BLOCKSIZE = 1024 * 1024
 """Bytes per read/write on the data connection; large blocks keep loopback near 1 GB/s."""
 
-_TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off"}
 _QUIT_TIMEOUT = 2.0
 _TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
@@ -75,9 +74,9 @@ class FtpMover(Mover):
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)
-        self.timeout = _number(self.params, "timeout", 10.0)
+        self.timeout = param_number(self.params, "timeout", 10.0, positive=True)
         self.passive = _passive(self.params)
-        self.verify = _flag(self.params, "verify", True)
+        self.verify = param_bool(self.params, "verify", True)
         self.ca_file = self.params.get("ca_file") or self.params.get("cafile")
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ConfigError(f"no such file: {self.ca_file}", key="ca_file")
@@ -130,8 +129,8 @@ class FtpMover(Mover):
         with self._session(location) as session, _step(f"DELE {location.path}"):
             session.ftp.delete(location.path)
 
-    def _run(self, what: str, action: Callable[[], None]) -> None:
-        super()._run(what, lambda: _translating_errors(what, action))
+    def _classify(self, err: Exception) -> TransferError | None:
+        return _classify(err)
 
     # -- connections -------------------------------------------------------------------
 
@@ -232,22 +231,20 @@ class FtpMover(Mover):
             LOG.debug("Could not remove %s on %s: %s", temporary, target.netloc(), err)
 
 
-def _translating_errors(what: str, action: Callable[[], None]) -> None:
-    """Run ``action``, turning FTP replies and TLS errors into classified TransferErrors."""
-    try:
-        action()
-    except ftplib.error_temp as err:
-        raise TransferError(f"{what} failed: {_reply(err)}", transient=True) from err
-    except (ftplib.error_perm, ftplib.error_reply, ftplib.error_proto) as err:
-        raise TransferError(f"{what} failed: {_reply(err)}", transient=False) from err
-    except ssl.SSLCertVerificationError as err:
-        message = err.verify_message or str(err)
-        raise TransferError(
-            f"{what} failed: TLS certificate verification failed: {message}; give the CA that signed the "
+def _classify(err: Exception) -> TransferError | None:
+    """FTP replies and TLS errors as classified TransferErrors; None for anything else."""
+    if isinstance(err, ftplib.error_temp):
+        return TransferError(_reply(err), transient=True)
+    if isinstance(err, ftplib.error_perm | ftplib.error_reply | ftplib.error_proto):
+        return TransferError(_reply(err), transient=False)
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return TransferError(
+            f"TLS certificate verification failed: {err.verify_message or err}; give the CA that signed the "
             "server's certificate with the 'ca_file' connection parameter (or, on a trusted network only, "
-            "set verify = false)", transient=False) from err
-    except ssl.SSLError as err:
-        raise TransferError(f"{what} failed: TLS error: {err}", transient=isinstance(err, _TRANSIENT_SSL)) from err
+            "set verify = false)", transient=False)
+    if isinstance(err, ssl.SSLError):
+        return TransferError(f"TLS error: {err}", transient=isinstance(err, _TRANSIENT_SSL))
+    return None
 
 
 def _store(ftp: ftplib.FTP, path: str, source: Any, progress: ProgressCallback | None) -> None:
@@ -350,36 +347,10 @@ def _netrc_entry(host: str) -> tuple[str, str] | None:
     return login, password
 
 
-def _flag(params: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"expected true or false, got {value!r}", key=key)
-
-
-def _number(params: Mapping[str, Any], key: str, default: float) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"expected a number of seconds, got {value!r}", key=key) from None
-    if number <= 0:
-        raise ConfigError(f"must be positive, got {value!r}", key=key)
-    return number
-
-
 def _passive(params: Mapping[str, Any]) -> bool:
-    if "passive" in params and "active" in params and _flag(params, "passive", True) == _flag(params, "active", False):
+    both = "passive" in params and "active" in params
+    if both and param_bool(params, "passive", True) == param_bool(params, "active", False):
         raise ConfigError("'passive' and 'active' contradict each other; give only one", key="passive")
     if "active" in params:
-        return not _flag(params, "active", False)
-    return _flag(params, "passive", True)
+        return not param_bool(params, "active", False)
+    return param_bool(params, "passive", True)

@@ -185,12 +185,6 @@ class S3Mover(Mover):
             raise S3Failure(f"no object name in {location}", transient=False)
         self._using(location, lambda fs: fs.call_s3("delete_object", Bucket=bucket, Key=key))
 
-    def _run(self, what: str, action: Callable[[], None]) -> None:
-        try:
-            super()._run(what, action)
-        except S3Failure as err:  # retried by the base class as its .transient says; now name the action
-            raise TransferError(f"{what} failed: {err}", transient=err.transient) from err.__cause__
-
     # -- connections -------------------------------------------------------------------
 
     def _using(self, location: Location, action: Callable[[S3FileSystem], T]) -> T:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from trollmoves_core.config import to_bool
 from trollmoves_core.exceptions import ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ _MAPPING_KEYS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs", "kwar
 _ALIASES = {"aws_access_key_id": "key", "aws_secret_access_key": "secret", "aws_session_token": "token"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": MIB, "mb": 1000**2, "mib": MIB,
                "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
-_TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off", ""}
 _DEFAULT_BOTO_RETRIES = {"max_attempts": 3, "mode": "standard"}
 """Request-level retries inside botocore; whole transfers are retried by the mover on top."""
 
@@ -79,14 +78,14 @@ def parse_options(params: Mapping[str, Any]) -> S3Options:
             fs[name] = _text(params[name], name)
     for name in _BOOL_KEYS:
         if params.get(name) is not None:
-            fs[name] = to_bool(params[name], name)
+            fs[name] = to_bool(params[name], key=name)
     for name in _INT_KEYS:
         if params.get(name) is not None:
             fs[name] = to_size(params[name], name)
     for name in _MAPPING_KEYS:
         if params.get(name) is not None:
             fs[name] = to_mapping(params[name], name)
-    if to_bool(params.get("asynchronous", False), "asynchronous"):
+    if to_bool(params.get("asynchronous", False), key="asynchronous"):
         raise ConfigError("not supported: the mover drives s3fs synchronously", key="asynchronous")
     session = params.get("session")
     if session is not None:
@@ -122,7 +121,7 @@ def parse_options(params: Mapping[str, Any]) -> S3Options:
         raise ConfigError(f"must be at least 5 MiB ({MIN_PART_SIZE} bytes), the S3 minimum part size, got {chunksize}",
                           key=chunk_key)
     threshold = to_size(params.get("multipart_threshold", 8 * MIB), "multipart_threshold")
-    if to_bool(params.get("s3_use_multipart", False), "s3_use_multipart"):
+    if to_bool(params.get("s3_use_multipart", False), key="s3_use_multipart"):
         threshold = 0  # upstream's switch: every upload goes through the multipart API
     if threshold < 0:
         raise ConfigError("must not be negative", key="multipart_threshold")
@@ -151,18 +150,6 @@ def part_size(file_size: int, chunksize: int) -> int:
     """The part size to use: ``chunksize``, grown when the file would need too many parts."""
     needed = -(-file_size // MAX_PARTS)
     return max(chunksize, needed)
-
-
-def to_bool(value: Any, key: str) -> bool:
-    """A boolean from a bool or from INI text (``true/false``, ``yes/no``, ``1/0``, ``on/off``)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"expected true or false, got {value!r}", key=key)
 
 
 def to_size(value: Any, key: str) -> int:

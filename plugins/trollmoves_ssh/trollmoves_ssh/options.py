@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trollmoves_core.config import param_bool, param_number
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import Location
 
@@ -19,7 +20,6 @@ HOST_KEY_POLICIES = ("reject", "warn", "auto_add")
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 """Tried first: the AEAD ciphers need no separate MAC and are the cheapest per packet in paramiko."""
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,17 @@ class SshOptions:
             passphrase=_text(params.get("ssh_key_passphrase")),
             username=_text(params.get("username")),
             password=_text(params.get("password")),
-            allow_agent=_bool(params, "allow_agent", True),
-            look_for_keys=_bool(params, "look_for_keys", True),
+            allow_agent=param_bool(params, "allow_agent", True),
+            look_for_keys=param_bool(params, "look_for_keys", True),
             host_key_policy=policy,
             known_hosts=_text(params.get("known_hosts")),
-            connect_timeout=_number(params, "ssh_connection_timeout", 10.0),
-            transfer_timeout=_number({"transfer_timeout": timeout}, "transfer_timeout", 60.0),
-            keepalive_interval=_number(params, "keepalive_interval", 15.0),
+            connect_timeout=param_number(params, "ssh_connection_timeout", 10.0, minimum=0),
+            transfer_timeout=param_number({"transfer_timeout": timeout}, "transfer_timeout", 60.0, minimum=0),
+            keepalive_interval=param_number(params, "keepalive_interval", 15.0, minimum=0),
             ciphers=ciphers,
-            window_size=int(_number(params, "window_size", 16 * 1024 * 1024)),
-            max_packet_size=int(_number(params, "max_packet_size", 256 * 1024)),
-            block_size=int(_number(params, "block_size", 255 * 1024, minimum=1024)),
+            window_size=int(param_number(params, "window_size", 16 * 1024 * 1024, minimum=0)),
+            max_packet_size=int(param_number(params, "max_packet_size", 256 * 1024, minimum=0)),
+            block_size=int(param_number(params, "block_size", 255 * 1024, minimum=1024)),
         )
 
     def user_for(self, location: Location) -> str:
@@ -121,26 +121,3 @@ def _as_list(value: Any) -> list[str]:
     return [part.strip() for part in str(value).split(",") if part.strip() and part.strip().lower() != "none"]
 
 
-def _bool(params: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = params.get(key, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"expected true or false, got {value!r}", key=key)
-
-
-def _number(params: Mapping[str, Any], key: str, default: float, minimum: float = 0.0) -> float:
-    value = params.get(key, default)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"expected a number, got {value!r}", key=key) from None
-    if number < minimum:
-        raise ConfigError(f"must be at least {minimum:g}, got {value!r}", key=key)
-    return number
