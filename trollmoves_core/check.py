@@ -241,7 +241,7 @@ def check_ini(path: str, role: str, host: PluginHost, extra_keys: Iterable[str] 
         if role in ("server", "mirror"):
             _check_server_section(out, section, ports)
         if role in ("client", "mirror"):
-            _check_client_section(out, section, host)
+            _check_client_section(out, section, host, mirror=role == "mirror")
     return out.problems, len(sections)
 
 
@@ -307,7 +307,9 @@ def _check_origin(out: _Collector, section: str, origin: str) -> None:
         out.add(problem, section, "origin")
 
 
-def _check_client_section(out: _Collector, section: Section, host: PluginHost) -> None:
+def _check_client_section(out: _Collector, section: Section, host: PluginHost, *, mirror: bool = False) -> None:
+    """Client keys; a mirror stages into a temporary directory by default and publishes
+    through its own server side, so ``destination`` is optional and ``nameservers`` moot."""
     name = section.name
     providers = section.get("providers", "").split()
     if not providers:
@@ -320,7 +322,8 @@ def _check_client_section(out: _Collector, section: Section, host: PluginHost) -
             out.add(f"expected host:port, got {provider!r}", name, "providers")
     destination = section.get("destination", "").strip()
     if not destination:
-        out.add("required key is missing", name, "destination")
+        if not mirror:
+            out.add("required key is missing", name, "destination")
     else:
         for problem in (pattern_problem(destination), mover_problem(host, destination)):
             if problem:
@@ -329,8 +332,9 @@ def _check_client_section(out: _Collector, section: Section, host: PluginHost) -
     out.typed(section, section.get_float, (k for k in _FLOATS["client"] if k in section))
     out.typed(section, section.get_bool, (k for k in _BOOLS["client"] if k in section))
     nameservers = section.get("nameservers", "").strip().lower()
-    if not nameservers or (nameservers in ("false", "no", "0", "off") and section.get("publish_port", "0").strip()
-                           in ("", "0")):
+    fixed_port = section.get("publish_port", "0").strip() not in ("", "0")
+    would_multicast = not nameservers or (nameservers in ("false", "no", "0", "off") and not fixed_port)
+    if would_multicast and not mirror:
         out.add("upstream's client would announce by multicast here (trollmoves never does): set "
                 "nameservers = false with a fixed publish_port, or list the nameservers", name, "nameservers",
                 warning=True)
