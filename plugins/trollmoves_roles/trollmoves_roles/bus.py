@@ -8,6 +8,7 @@ message; :class:`Subscription` is a plain zmq SUB socket that decodes with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -95,8 +96,13 @@ class Subscription:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._socket.setsockopt(zmq.RCVHWM, 0)  # never drop on our side; memory is cheaper than a lost file
+        # zmq never reconnects a publisher it dropped for a protocol error (a message over
+        # MAX_MESSAGE_BYTES): one oversized message would deafen us for good. Watch for drops.
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self.reconnects = 0
         self.addresses: list[str] = []
         self.topics: list[str] = []
         self.set_topics(topics)
@@ -136,8 +142,12 @@ class Subscription:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             events = dict(self._poller.poll(None if remaining is None else int(remaining * 1000)))
+            if self._monitor in events or self._socket not in events:
+                self.reconnect_dropped()
             if self._socket not in events:
-                return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
             raw = self._socket.recv()
             try:
                 return Message.decode(raw)
@@ -145,6 +155,31 @@ class Subscription:
                 self._note_dropped(raw, err)
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
+
+    def reconnect_dropped(self) -> int:
+        """Connect again to publishers whose connection dropped; how many.
+
+        :meth:`recv` calls this itself; a caller polling :attr:`socket` from an outside poller
+        should call it now and then (a dropped publisher never makes the socket readable).
+        """
+        from zmq.utils.monitor import recv_monitor_message
+
+        count = 0
+        while self._monitor.poll(0):
+            try:
+                event = recv_monitor_message(self._monitor)
+            except zmq.ZMQError:
+                break
+            endpoint = event["endpoint"].decode(errors="replace")
+            if endpoint not in self.addresses:
+                continue
+            with contextlib.suppress(zmq.ZMQError):  # already gone after a protocol error
+                self._socket.disconnect(endpoint)
+            self._socket.connect(endpoint)
+            self.reconnects += 1
+            count += 1
+            LOG.debug("Reconnecting to %s after its connection dropped", endpoint)
+        return count
 
     def _note_dropped(self, raw: bytes, err: Exception) -> None:
         self._dropped += 1
@@ -155,6 +190,9 @@ class Subscription:
             self._dropped = 0
 
     def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=0)
 
 
