@@ -75,6 +75,25 @@ def request(address: str, payload: Message | str | bytes | list[bytes], timeout:
         sock.close(0)
 
 
+def metrics(url: str) -> dict[str, float]:
+    """``name{labels}`` → value from a metrics endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def counter(values: dict[str, float], name: str) -> float:
+    """The sum of a metric over its label sets."""
+    return sum(v for k, v in values.items() if k == name or k.startswith(name + "{"))
+
+
 def ping(address: str, timeout: float = 10.0, **kwargs: object) -> Message | None:
     return request(address, Message(TOPIC, "ping"), timeout, **kwargs)  # type: ignore[arg-type]
 
@@ -95,7 +114,7 @@ class ServerProcess:
         offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen([TROLLMOVES, "server", "-p", str(self.pub_port), "--bind", "127.0.0.1",
                                       *self.args, str(self.config)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=self.env)
+                                     env=self.env, cwd=self.log_path.parent)
         assert wait_until(lambda: "Server running" in self.log()[offset:] or self.proc.poll() is not None, 30), \
             self.log()
         assert self.proc.poll() is None, self.log()

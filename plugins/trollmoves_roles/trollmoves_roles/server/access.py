@@ -15,8 +15,8 @@ class AccessDenied(Exception):
 
 def local_path(uri: str) -> str:
     """The local path a request's ``uri`` names (its URL path, as upstream reads it)."""
-    if not isinstance(uri, str) or not uri:
-        raise AccessDenied(f"invalid uri {uri!r}")
+    if not isinstance(uri, str) or not uri or "\x00" in uri:
+        raise AccessDenied(f"invalid uri {uri!r:.200}")
     return urlsplit(uri).path if "://" in uri else uri
 
 

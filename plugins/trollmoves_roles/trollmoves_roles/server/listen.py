@@ -91,7 +91,10 @@ class ListenRepublisher:
         paths = []
         for item in file_dicts(message.data):
             uri = item.get("uri")
-            parts = urlsplit(uri) if isinstance(uri, str) else None
+            try:
+                parts = urlsplit(uri) if isinstance(uri, str) and "\x00" not in uri else None
+            except ValueError:  # e.g. an unbalanced "[" in the host part
+                parts = None
             if parts is None or parts.scheme not in ("", "file") or not os.path.isfile(parts.path):
                 self._metrics.bad_input.inc(chain=self.chain.name)
                 _LIMITED.warning("not local", "[%s] skipping message about a file that is not local: %.200r",

@@ -257,6 +257,10 @@ class RequestServer:
         if not isinstance(destination, str) or not destination.strip():
             self._reject(envelope, request.subject, "push without a destination", peer)
             return
+        problem = _destination_problem(destination)
+        if problem:
+            self._reject(envelope, request.subject, f"push: {problem}", peer)
+            return
         items = list(file_dicts(data))
         if not items:
             self._reject(envelope, request.subject, "push without any uri", peer)
@@ -335,6 +339,22 @@ def policy_for(chain: ChainConfig, metrics: RoleMetrics | None = None) -> securi
         else None
     return security.Policy(chain.name, networks=networks, server_secret_key_file=chain.server_secret_key_file,
                            clients_keys=keys, on_refused=refused)
+
+
+def _destination_problem(destination: str) -> str | None:
+    """Why ``destination`` cannot be pushed to, or None. Relative local paths would land in the
+    server's working directory, which no client can mean."""
+    if "\x00" in destination:
+        return "destination contains a NUL character"
+    if "://" not in destination:
+        return None if destination.startswith("/") else f"destination {redact(destination)[:200]!r} is neither " \
+            "a URL nor an absolute path"
+    scheme, _, rest = destination.partition("://")
+    if not scheme or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return f"destination {redact(destination)[:200]!r} has no valid scheme"
+    if scheme == "file" and not ("/" + rest.split("/", 1)[-1] if "/" in rest else "").startswith("/"):
+        return f"destination {redact(destination)[:200]!r} has no absolute path"
+    return None
 
 
 def _peer_address(frame: zmq.Frame) -> str:
