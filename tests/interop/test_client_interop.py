@@ -16,7 +16,9 @@ from roles.client.client_harness import (
     ClientSubprocess,
     InProcessClient,
     UpstreamServer,
+    check_hot_spare_outcome,
     client_section,
+    primary_deliveries,
     prime,
     results,
     write_file,
@@ -169,9 +171,6 @@ def test_hot_spare_primary_killed_midway_every_file_once(server, tmp_path):
     contents = {f"f{i:03d}.dat": payload(i % 5) for i in range(60)}
     names = list(contents)
 
-    def delivered() -> Counter:
-        return Counter(m.data["uid"] for m in results(by_primary) + results(by_secondary))
-
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
         for name in names[:30]:
@@ -180,14 +179,14 @@ def test_hot_spare_primary_killed_midway_every_file_once(server, tmp_path):
         primary.kill(signal.SIGKILL)
         for name in names[30:]:
             write_file(server.inbox, name, contents[name])
-        wait_until(lambda: sum(delivered().values()) >= 60, timeout=90)
+        wait_until(lambda: set(names) <= primary_deliveries(results(by_primary), primary.log())
+                   | {m.data["uid"] for m in results(by_secondary)}, timeout=90)
     finally:
         primary.stop()
         assert secondary.stop() == 0
         by_primary.close()
         by_secondary.close()
-    assert delivered() == Counter(contents.keys()), secondary.log()[-3000:]
-    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    check_hot_spare_outcome(contents, out, results(by_primary), primary.log(), results(by_secondary))
     assert {m.data["uid"] for m in results(by_secondary)} >= set(names[30:])
 
 

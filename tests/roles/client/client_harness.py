@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -181,3 +183,27 @@ def write_file(directory: Path, name: str, content: bytes) -> Path:
     final = directory / name
     os.replace(tmp, final)
     return final
+
+
+def check_hot_spare_outcome(contents: Mapping[str, bytes], out: Path, primary_results: list, primary_log: str,
+                            secondary_results: list, in_flight: int = 4) -> None:
+    """After a primary was SIGKILLed: no file lost, none announced twice by the secondary, and
+    only files the primary was busy with when killed fetched by both.
+
+    What the primary published just before SIGKILL may never have left its process, or reached
+    some subscribers and not others; its log records what it delivered.
+    """
+    by_secondary = Counter(m.data["uid"] for m in secondary_results)
+    assert all(count == 1 for count in by_secondary.values()), by_secondary
+    by_primary = primary_deliveries(primary_results, primary_log)
+    missing = set(contents) - by_primary - set(by_secondary)
+    assert not missing, sorted(missing)
+    both = by_primary & set(by_secondary)
+    assert len(both) <= in_flight + 1, sorted(both)
+    for name, content in contents.items():
+        assert (out / name).read_bytes() == content, name
+
+
+def primary_deliveries(primary_results: list, primary_log: str) -> set[str]:
+    """What a (possibly killed) client delivered: its observed results and its log."""
+    return {m.data["uid"] for m in primary_results} | set(re.findall(r"Delivered (\S+) from", primary_log))

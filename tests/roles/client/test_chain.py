@@ -162,6 +162,8 @@ def test_hot_spare_leaves_files_the_primary_handles(setup):
         data = s.announcer.announce("f1.dat", a)
         primary.send(Message("/test/data", "push", dict(data, destination="file://elsewhere/out/")))
         primary.send(Message("/test/data", "ack", data))
+        result = {k: v for k, v in data.items() if k != "request_address"}
+        primary.send(Message("/test/data", "file", dict(result, uri="/out/f1.dat", origin=a.address)))
         s.announcer.announce("f2.dat", a)  # announced later, so its delay ends after f1's
         (result,) = s.wait_results(1)
     finally:
@@ -184,6 +186,24 @@ def test_secondary_takes_over_when_the_primary_pushes_but_never_acks(setup, capl
         primary.stop()
     assert result.data["uid"] == "f1.dat" and len(a.pushes("f1.dat")) == 1
     assert "did not ack it" in caplog.text
+
+
+def test_secondary_takes_over_when_the_primary_acks_but_never_publishes_its_result(setup, caplog):
+    """A primary killed between its ack and its result message: the file was delivered but never announced."""
+    primary = Announcer()
+    try:
+        with caplog.at_level(logging.WARNING):
+            s = setup(processing_delay=0.3, transfer_req_timeout=0.2, request_attempts=1,
+                      extra_providers=primary.provider)
+            (a,) = s.servers
+            data = s.announcer.announce("f1.dat", a)
+            primary.send(Message("/test/data", "push", dict(data, destination="file://elsewhere/out/")))
+            primary.send(Message("/test/data", "ack", data))
+            (result,) = s.wait_results(1)
+    finally:
+        primary.stop()
+    assert result.data["uid"] == "f1.dat" and len(a.pushes("f1.dat")) == 1
+    assert "did not publish its result" in caplog.text
 
 
 def test_primary_result_message_settles_the_file(setup):

@@ -15,9 +15,10 @@ The sequence for one announced file (upstream's, see ``upstream-trollmoves.md`` 
 
 Hot spare (``processing_delay``): the secondary lists the primary's publisher as a provider.
 Announcements wait ``processing_delay`` seconds; the primary's ``push`` suspends the transfer,
-its ``ack`` or result message settles it. Unlike upstream, every announcement inside the delay
-is kept (all servers get an ack), and a primary that published ``push`` but never its ``ack``
-(it died) is taken over once the longest legitimate transfer time has passed.
+its result message settles it (its ``ack`` does when ``compression`` is set, as upstream).
+Unlike upstream, every announcement inside the delay is kept (all servers get an ack), and a
+primary that published ``push`` (or ``ack``) but never its result (it died) is taken over once
+the longest legitimate transfer time has passed.
 
 All state lives in the chain's event-loop thread.
 """
@@ -93,6 +94,7 @@ class Transfer:
     ``finishing`` (delivered, unpacking)."""
     tried: set[str] = field(default_factory=set)
     current: Message | None = None
+    acked_by_other: bool = False
     timer: Timer | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -214,7 +216,7 @@ class Chain:
         elif message.type == "push":
             self._on_other_started(message)
         elif message.type == "ack":
-            self._on_other_done(message)
+            self._on_other_acked(message)
         elif message.type in _SUCCESS:  # another client's delivered result
             self._on_other_started(message)
             self._on_other_done(message)
@@ -265,6 +267,24 @@ class Chain:
         LOG.debug("[%s] Another client is fetching %s", self.name, uids[0])
         transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
 
+    def _on_other_acked(self, message: Message) -> None:
+        """The other client got the file; its result message is what settles it here.
+
+        A client killed between publishing ``ack`` and its result leaves a delivered file nobody
+        announced: wait for the result, and fetch the file here if it never comes. With
+        ``compression`` the result names the unpacked files and cannot be matched, so the ack
+        settles the file, as upstream.
+        """
+        uids = delivery.uids_of(message.data)
+        transfer = self.transfers.get(delivery.transfer_key(uids)) if uids else None
+        if self.config.compression or transfer is None or transfer.state not in ("delayed", "other", "new"):
+            self._on_other_done(message)
+            return
+        transfer.cancel_timer()
+        transfer.state = "other"
+        transfer.acked_by_other = True
+        transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
+
     def _on_other_done(self, message: Message) -> None:
         uids = delivery.uids_of(message.data)
         for uid in uids:
@@ -291,8 +311,10 @@ class Chain:
         if all(uid in self.cache for uid in transfer.uids) or not transfer.sources:
             self._settle(transfer, ack=())
             return
-        LOG.warning("[%s] The other client announced %s but did not ack it within %.0f s; fetching it here",
-                    self.name, transfer.uids[0], self._takeover_after)
+        what = "acked" if transfer.acked_by_other else "announced"
+        missing = "publish its result" if transfer.acked_by_other else "ack it"
+        LOG.warning("[%s] The other client %s %s but did not %s within %.0f s; fetching it here", self.name, what,
+                    transfer.uids[0], missing, self._takeover_after)
         self._start(transfer)
 
     # -- the transfer ------------------------------------------------------------------
