@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+from zmq.utils import z85
 
 from trollmoves_roles.ratelimit import RateLimitedLog
 
@@ -210,7 +211,7 @@ class Policy:
         if self._server_keys is not None:
             if mechanism != "CURVE" or not credentials:
                 return f"{mechanism} connection where CURVE is required"
-            key = zmq.z85_encode(credentials[0])
+            key = z85.encode(credentials[0])
             assert self.clients_keys is not None
             if key not in self.clients_keys.keys():  # noqa: SIM118 - a method, not a dict
                 return "unknown CURVE client key"
