@@ -95,7 +95,7 @@ def render_table(samples: list[Sample], url: str) -> str:
     lines.append(f"{role}{uptime}  {url}")
     lines.append("")
 
-    chains = sorted({s.labels.get("chain", "") for name, _ in [*COLUMNS, ("", "trollmoves_bytes_delivered_total")]
+    chains = sorted({s.labels.get("chain", "") for _, name in [*COLUMNS, ("", "trollmoves_bytes_delivered_total")]
                      for s in by_name.get(name, [])})
 
     def total(name: str, chain: str) -> float:
