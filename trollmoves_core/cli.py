@@ -19,6 +19,7 @@ from trollmoves_core.exceptions import ConfigError, PluginConflictError, Transfe
 from trollmoves_core.logs import add_logging_arguments, setup_logging
 from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, default_host
 from trollmoves_core.progress import ProgressBar
+from trollmoves_core.uri import redact
 
 LOG = logging.getLogger(__name__)
 
@@ -142,5 +143,5 @@ def cmd_transfer(host: PluginHost, args: argparse.Namespace) -> int:
         return 1
     if bar:
         bar.finish()
-    LOG.info("%s -> %s", args.source, result)
+    LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
     return 0
