@@ -86,7 +86,7 @@ def test_failed_source_falls_back_to_the_next_announcer_which_then_is_the_origin
 
 
 def test_no_working_source_acks_every_announcer(setup, caplog):
-    s = setup(servers=2, handlers=[err, err], processing_delay=0.3)
+    s = setup(servers=2, handlers=[err, err], processing_delay=0.3, give_up_after=0)  # upstream: one round
     a, b = s.servers
     with caplog.at_level(logging.WARNING):
         s.announcer.announce("f1.dat", a)

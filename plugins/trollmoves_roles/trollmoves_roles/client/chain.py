@@ -20,12 +20,22 @@ Unlike upstream, every announcement inside the delay is kept (all servers get an
 primary that published ``push`` (or ``ack``) but never its result (it died) is taken over once
 the longest legitimate transfer time has passed.
 
+Reliability (ours, see ``docs``): with ``state_directory`` every announced file is journalled
+until delivered (:mod:`trollmoves_roles.client.state`), so a restarted client (even after
+``kill -9``) asks the servers again for what it had not delivered and never fetches again what
+it had. A file no source could deliver is retried, every source again, after ``retry_delay``
+seconds doubling up to ``max_retry_delay``, until ``give_up_after`` seconds after it was first
+announced; then the failure is logged and published as an ``err`` message on
+``/trollmoves/client/failed/<chain>`` (see :func:`failure_message`). A delivery from a server
+wakes every file waiting for a retry from that server.
+
 All state lives in the chain's event-loop thread.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -44,7 +54,9 @@ from trollmoves_roles.client.config import ChainConfig
 from trollmoves_roles.client.listener import ProviderListener
 from trollmoves_roles.client.loop import EventLoop, Timer
 from trollmoves_roles.client.requester import Requester
+from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
+from trollmoves_roles.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +66,13 @@ CACHE_SIZE = 11000
 FIRST_HEARTBEAT = 1.0
 """Seconds from start to the first heartbeat (as upstream), so subscribers started with us get it."""
 
+FAILURE_SUBJECT = "/trollmoves/client/failed"
+"""Failures are published on ``<FAILURE_SUBJECT>/<chain>`` with type ``err``."""
+FAILURE_TYPE = "err"
+
 _SUCCESS = frozenset(delivery.TRANSFER_TYPES)
+_LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@")
 
 
 class UidCache:
@@ -91,12 +109,17 @@ class Transfer:
     sources: list[Message] = field(default_factory=list)
     state: str = "new"
     """``delayed`` (hot-spare wait), ``active`` (requesting), ``other`` (another client has it),
-    ``finishing`` (delivered, unpacking)."""
+    ``waiting`` (every source failed; retrying later), ``finishing`` (delivered, unpacking)."""
     tried: set[str] = field(default_factory=set)
     current: Message | None = None
     acked_by_other: bool = False
     timer: Timer | None = None
     started: float = field(default_factory=time.monotonic)
+    since: float = field(default_factory=time.time)
+    """Wall-clock time of the first announcement (kept across restarts): the give-up clock."""
+    rounds: int = 0
+    """Retry rounds done (each tries every source)."""
+    last_error: str = ""
 
     def add_source(self, message: Message) -> bool:
         address = message.data.get("request_address")
@@ -136,13 +159,16 @@ class _RateLimited:
 class Chain:
     """A client chain running in its own thread. ``publisher`` may be shared with other chains."""
 
-    def __init__(self, config: ChainConfig, publisher: BusPublisher, *, cache: UidCache | None = None) -> None:
+    def __init__(self, config: ChainConfig, publisher: BusPublisher, *, cache: UidCache | None = None,
+                 state: ChainState | None = None) -> None:
         self.config = config
         self.publisher = publisher
-        self.cache = cache if cache is not None else UidCache()
+        self.state = state if state is not None else ChainState()
+        self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
         self.transfers: dict[str, Transfer] = {}
         self.delivered = 0
         self.failed = 0
+        self.resumed = 0
         self._loop = EventLoop(f"client chain {config.name}")
         self._thread = threading.Thread(target=self._run, name=f"client-{config.name}", daemon=True)
         self._started = threading.Event()
@@ -179,6 +205,7 @@ class Chain:
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
                     alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name))
             self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
+            self._loop.call_soon_threadsafe(self._resume)
         finally:
             self._started.set()
         try:
@@ -196,6 +223,37 @@ class Chain:
             self._requester.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self.state.close()
+
+    def _resume(self) -> None:
+        """Publish results a killed run delivered but may not have published; request pending files again."""
+        for item in self.state.unpublished():
+            self._publish(Message(item.subject, item.atype, item.data))
+            self.state.published(item.key)
+            LOG.info("[%s] Published the result of %s delivered before the restart", self.name,
+                     item.data.get("uid", item.key))
+        pending = self.state.pending()
+        for item in pending:
+            if item.key in self.transfers:
+                continue
+            transfer = Transfer(item.key, delivery.uids_of(item.sources[0].data), since=item.since)
+            for source in item.sources:
+                transfer.add_source(source)
+            if not transfer.uids:
+                self.state.forget(item.key)
+                continue
+            self.transfers[item.key] = transfer
+            self.resumed += 1
+            if all(uid in self.cache for uid in transfer.uids):
+                self._settle(transfer, ack=transfer.sources)
+            elif self.config.processing_delay > 0:
+                transfer.state = "delayed"
+                transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
+            else:
+                self._start(transfer)
+        if pending:
+            LOG.info("[%s] Resuming %d file(s) announced but not delivered before the restart", self.name,
+                     len(pending))
 
     def _heartbeat(self) -> None:
         self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
@@ -238,12 +296,17 @@ class Chain:
         if transfer is not None:
             if transfer.add_source(message):
                 LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
+                self.state.announced(key, transfer.sources, transfer.since)
+                if transfer.state == "waiting":  # a new source: no need to wait for the retry
+                    transfer.cancel_timer()
+                    self._start(transfer)
             return
         if all(uid in self.cache for uid in uids):
             LOG.debug("[%s] %s already delivered; acking %s", self.name, uids[0], address)
             self._ack(message)
             return
         transfer = self.transfers[key] = Transfer(key, uids, [message])
+        self.state.announced(key, transfer.sources, transfer.since)
         if self.config.processing_delay > 0:
             transfer.state = "delayed"
             transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
@@ -287,10 +350,15 @@ class Chain:
 
     def _on_other_done(self, message: Message) -> None:
         uids = delivery.uids_of(message.data)
+        if not uids:
+            return
         for uid in uids:
             self.cache.add(uid)
-        transfer = self.transfers.get(delivery.transfer_key(uids)) if uids else None
-        if transfer is not None and transfer.state in ("delayed", "other", "new"):
+        key = delivery.transfer_key(uids)
+        transfer = self.transfers.get(key)
+        if transfer is None or transfer.state in ("delayed", "other", "new", "waiting"):
+            self.state.delivered(key, uids)
+        if transfer is not None and transfer.state in ("delayed", "other", "new", "waiting"):
             transfer.cancel_timer()
             del self.transfers[transfer.key]
             LOG.debug("[%s] %s was delivered by another client", self.name, uids[0])
@@ -323,10 +391,12 @@ class Chain:
         transfer.state = "active"
         source = self._next_source(transfer)
         if source is None:
-            LOG.warning("[%s] Could not get a working source for %s (tried %s)", self.name, transfer.uids[0],
-                        ", ".join(sorted(transfer.tried)) or "none")
-            self.failed += 1
-            self._settle(transfer, ack=transfer.sources)
+            if self._retry_later(transfer):
+                return
+            LOG.error("[%s] Could not get a working source for %s (tried %s; %d round(s) in %.0f s); giving up: %s",
+                      self.name, transfer.uids[0], ", ".join(sorted(transfer.tried)) or "none", transfer.rounds + 1,
+                      time.time() - transfer.since, transfer.last_error or "no source")
+            self._give_up(transfer, ack=transfer.sources)
             return
         transfer.current = source
         transfer.tried.add(source.data["request_address"])
@@ -335,8 +405,8 @@ class Chain:
         except (KeyError, ValueError, TypeError) as err:
             self._bad_destination.warning("[%s] Cannot compose destination %r for %s: %s %s", self.name,
                                           self.config.destination, transfer.uids[0], type(err).__name__, err)
-            self.failed += 1
-            self._settle(transfer, ack=())
+            transfer.last_error = f"cannot compose destination {self.config.destination!r}: {type(err).__name__} {err}"
+            self._give_up(transfer, ack=())
             return
         if self.config.create_target_directory:
             directory = delivery.local_directory(destination, self.config.ftp_root)
@@ -370,16 +440,21 @@ class Chain:
                        error: str | None) -> None:
         if self.transfers.get(transfer.key) is not transfer:
             return
+        address = source.data["request_address"]
         if reply is None or reply.type not in _SUCCESS:
-            detail = error if reply is None else f"{reply.type} {reply.data!s:.300}"
-            LOG.error("[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
-                      source.data["request_address"], redact(detail))
+            detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.300}"))
+            transfer.last_error = f"{address}: {detail}"
+            _LIMITED.error(f"failed {address}", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
+                           address, detail)
             self._start(transfer)
             return
         for uid in transfer.uids:
             self.cache.add(uid)
-        self._publish(Message(source.subject, "ack", dict(source.data)))
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
+        self.state.delivered(transfer.key, transfer.uids,
+                             Message(source.subject, delivery.message_type(result, source.type), result))
+        self._publish(Message(source.subject, "ack", dict(source.data)))
+        self._wake_waiting(address)
         if self.config.compression:
             transfer.state = "finishing"
             if self._executor is None:
@@ -401,16 +476,57 @@ class Chain:
         self._loop.call_soon_threadsafe(self._deliver, transfer, source, result)
 
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
-        self._publish(Message(source.subject, delivery.message_type(result, source.type), result))
         self.delivered += 1
         LOG.info("[%s] Delivered %s from %s in %.0f ms", self.name, transfer.uids[0],
                  source.data["request_address"], (time.monotonic() - transfer.started) * 1000)
-        self._settle(transfer, ack=[s for s in transfer.sources if s is not source])
+        self._publish(Message(source.subject, delivery.message_type(result, source.type), result))
+        self.state.published(transfer.key)
+        self._settle(transfer, ack=[s for s in transfer.sources if s is not source], forget=False)
 
-    def _settle(self, transfer: Transfer, ack: Iterable[Message]) -> None:
+    def _retry_later(self, transfer: Transfer) -> bool:
+        """Schedule another round over every source unless the give-up time has passed."""
+        remaining = self.config.give_up_after - (time.time() - transfer.since)
+        if remaining <= 0 or not transfer.sources:
+            return False
+        delay = min(self.config.retry_delay * 2 ** min(transfer.rounds, 30), self.config.max_retry_delay, remaining)
+        transfer.rounds += 1
+        transfer.tried.clear()
+        transfer.current = None
+        transfer.state = "waiting"
+        transfer.timer = self._loop.call_later(delay, self._retry, transfer)
+        _LIMITED.warning("retry", "[%s] No source could deliver %s (round %d: %s); retrying in %.1f s, giving up "
+                         "in %.0f s", self.name, transfer.uids[0], transfer.rounds, transfer.last_error or "-",
+                         delay, remaining)
+        return True
+
+    def _retry(self, transfer: Transfer) -> None:
+        transfer.timer = None
+        if self.transfers.get(transfer.key) is not transfer or transfer.state != "waiting":
+            return
+        if all(uid in self.cache for uid in transfer.uids):
+            self._settle(transfer, ack=transfer.sources)
+            return
+        self._start(transfer)
+
+    def _wake_waiting(self, address: str) -> None:
+        """``address`` delivered a file: retry now what waits for a round that includes it."""
+        for transfer in [t for t in self.transfers.values() if t.state == "waiting"]:
+            if any(s.data.get("request_address") == address for s in transfer.sources):
+                transfer.cancel_timer()
+                self._start(transfer)
+
+    def _give_up(self, transfer: Transfer, ack: Iterable[Message]) -> None:
+        """Settle a file no source could deliver: count, publish the failure, ack ``ack``."""
+        self.failed += 1
+        self._publish(failure_message(self.name, transfer, self.config.destination))
+        self._settle(transfer, ack=ack)
+
+    def _settle(self, transfer: Transfer, ack: Iterable[Message], *, forget: bool = True) -> None:
         transfer.cancel_timer()
         if self.transfers.get(transfer.key) is transfer:
             del self.transfers[transfer.key]
+        if forget:
+            self.state.forget(transfer.key)
         for message in ack:
             self._ack(message)
 
@@ -420,15 +536,47 @@ class Chain:
 
         def done(reply: Message | None, error: str | None) -> None:
             if reply is None or reply.type != "ack":
-                LOG.warning("[%s] ack to %s not confirmed: %s", self.name, address,
-                            error or f"{reply.type if reply else None}")
+                _LIMITED.warning(f"ack {address}", "[%s] ack to %s not confirmed: %s", self.name, address,
+                                 error or f"{reply.type if reply else None}")
 
         self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),
                                 timeout=self.config.req_timeout, attempts=self.config.request_attempts,
                                 callback=done, kind="ack")
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the login's password or any ``user:password@`` of a URL in it."""
+        text = _USERINFO.sub(r"\1***@", text)
+        password = delivery.split_login(self.config.login)[1]
+        return text.replace(password, "***") if password else text
 
     def _publish(self, message: Message) -> None:
         try:
             self.publisher.send(message)
         except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
             LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)
+
+
+def failure_message(chain: str, transfer: Transfer, destination: str) -> Message:
+    """The ``err`` message published when a file is given up: what, from where, why, since when.
+
+    Subject ``/trollmoves/client/failed/<chain>`` (characters other than letters, digits,
+    ``_.-`` replaced by ``_``), outside the chain's topic so that other clients never take it
+    for an announcement. Data: ``chain``, ``uid``, ``uids``, ``sources`` (request addresses),
+    ``destination`` (without credentials), ``error`` (the last one), ``first_announced`` (ISO
+    time), ``rounds`` and ``announcement`` (the first announcement's data).
+    """
+    import datetime as dt
+
+    subject = f"{FAILURE_SUBJECT}/{re.sub(r'[^A-Za-z0-9_.-]', '_', chain) or '_'}"
+    data = {
+        "chain": chain,
+        "uid": transfer.uids[0] if transfer.uids else "",
+        "uids": list(transfer.uids),
+        "sources": [str(s.data.get("request_address")) for s in transfer.sources],
+        "destination": redact(destination),
+        "error": transfer.last_error or "no source could deliver it",
+        "first_announced": dt.datetime.fromtimestamp(transfer.since, dt.UTC).isoformat(),
+        "rounds": transfer.rounds + 1,
+        "announcement": dict(transfer.sources[0].data) if transfer.sources else {},
+    }
+    return Message(subject, FAILURE_TYPE, data)

@@ -26,7 +26,8 @@ KNOWN_KEYS = frozenset({
     "compression", "xritdecompressor", "delete", "working_directory", "create_target_directory", "ftp_root",
     "block_size",
     # ours
-    "bind_address", "max_requests_in_flight", "request_attempts",
+    "bind_address", "max_requests_in_flight", "request_attempts", "state_directory", "give_up_after",
+    "retry_delay", "max_retry_delay", "reconcile_interval",
 })
 
 COMPRESSIONS = {"tar": "tar", "bzip": "bzip", "bzip2": "bzip", "bz2": "bzip", "gzip": "gzip", "gz": "gzip",
@@ -69,6 +70,15 @@ class ChainConfig:
     create_target_directory: bool = True
     ftp_root: str = "/"
     block_size: int = 1024
+    state_directory: str | None = None
+    """Where the durable journal lives (None: no journal, state is lost on restart)."""
+    give_up_after: float = 3600.0
+    """Seconds a file is retried (every source, with backoff) before its failure is published; 0: one round."""
+    retry_delay: float = 1.0
+    """Seconds before the first retry round; doubled each round up to ``max_retry_delay``."""
+    max_retry_delay: float = 60.0
+    reconcile_interval: float = 0.0
+    """Seconds between ``info`` requests asking our servers for files missed on the bus (0: off)."""
     metadata: dict[str, str] = field(default_factory=dict, compare=True)
     """Every key of the section, for ``replace_mda``."""
     file: str = field(default="", compare=False)
@@ -136,6 +146,11 @@ def chain_from_section(section: Section) -> ChainConfig | None:
         create_target_directory=section.get_bool("create_target_directory", True),
         ftp_root=_text(section, "ftp_root") or "/",
         block_size=_int(section, "block_size", 1024, minimum=1),
+        state_directory=_text(section, "state_directory"),
+        give_up_after=_float(section, "give_up_after", 3600.0),
+        retry_delay=_float(section, "retry_delay", 1.0, positive=True),
+        max_retry_delay=_float(section, "max_retry_delay", 60.0, positive=True),
+        reconcile_interval=_float(section, "reconcile_interval", 0.0),
         metadata=dict(section),
         file=section.file,
     )

@@ -9,6 +9,10 @@ one publisher.
 SIGTERM/SIGINT stop the process; SIGHUP, or a change of the config file, reloads it: only the
 chains whose section changed are restarted (keeping their uid cache), removed ones are
 stopped, new ones started. A config that fails to load on reload is logged and ignored.
+
+With ``state_directory`` set, the chains journal their state in
+``<state_directory>/client-<config file name>.sqlite`` (one table per chain, see
+:mod:`trollmoves_roles.client.state`); a chain restarted by a reload resumes from it too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Hashable
 from types import FrameType
@@ -26,6 +31,7 @@ from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus import BusPublisher
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.config import ChainConfig, load_client_config
+from trollmoves_roles.client.state import ChainState, journal_path
 
 LOG = logging.getLogger(__name__)
 
@@ -163,8 +169,25 @@ class ClientProcess:
                 LOG.info("[%s] Chain changed; restarting it", name)
                 cache = running.cache
                 self._stop_chain(name)
-            self.chains[name] = Chain(config, publisher, cache=cache).start()
+            try:
+                state = self._open_state(config)
+            except ConfigError:
+                self.publishers.release(config)
+                raise
+            self.chains[name] = Chain(config, publisher, cache=cache, state=state).start()
         self.configs = configs
+
+    def _open_state(self, config: ChainConfig) -> ChainState:
+        if not config.state_directory:
+            return ChainState()
+        path = journal_path(config.state_directory, self.config_file)
+        try:
+            state = ChainState.open(path, config.name)
+        except (OSError, ValueError, sqlite3.Error) as err:
+            raise ConfigError(f"cannot keep the journal {path}: {err}", file=config.file, section=config.name,
+                              key="state_directory") from None
+        LOG.info("[%s] Journal in %s: %s", config.name, path, state.summary())
+        return state
 
     def _stop_chain(self, name: str) -> None:
         chain = self.chains.pop(name)

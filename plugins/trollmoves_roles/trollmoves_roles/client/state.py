@@ -1,0 +1,191 @@
+"""The durable part of a client chain's state: what it was told about and has not delivered yet,
+and what it delivered, in the shared sqlite :class:`~trollmoves_roles.journal.Journal`.
+
+One journal file per config (``<state_directory>/client-<config name>.sqlite``), one table per
+chain. Records:
+
+* ``p:<transfer key>``, state ``pending``: an announced file not delivered yet, with every
+  announcement of it (so every server that offered it can be asked again) and when it was
+  first seen (the give-up clock survives restarts).
+* ``d:<transfer key>``, state ``delivered`` then ``published``: a delivered file's uids (the
+  uid cache is rebuilt from them) and, until its result message is published, that message.
+
+The order of writes makes a ``kill -9`` at any point safe: a file is journalled ``delivered``
+(with its result) before the pending record goes, and marked ``published`` only after its
+result message was handed to the publisher. On restart, pending files are requested again
+unless they are delivered; delivered-but-unpublished results are published.
+
+Writing fails soft: a full disk is logged (rate-limited) and the chain keeps running on its
+in-memory state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posttroll.message import Message
+
+from trollmoves_roles.journal import Journal
+from trollmoves_roles.ratelimit import RateLimitedLog
+
+LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
+
+PENDING, DELIVERED, PUBLISHED = "pending", "delivered", "published"
+PRUNE_EVERY = 500
+"""Deliveries between two prunes of the delivered records."""
+
+
+def journal_path(state_directory: str | os.PathLike[str], config_file: str | os.PathLike[str],
+                 role: str = "client") -> Path:
+    """``<state_directory>/<role>-<config file stem>.sqlite``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(config_file).stem) or "config"
+    return Path(state_directory) / f"{role}-{stem}.sqlite"
+
+
+def table_name(chain: str) -> str:
+    """A table name for any section name (letters, digits and ``_``; a hash keeps it unique)."""
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", chain)[:40]
+    digest = hashlib.sha1(chain.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"chain_{clean}_{digest}"
+
+
+@dataclass
+class PendingFile:
+    """A pending record read back at start-up."""
+
+    key: str
+    sources: list[Message]
+    since: float
+    """Wall-clock time the file was first announced."""
+
+
+@dataclass
+class Unpublished:
+    """A delivered file whose result message may never have left the process."""
+
+    key: str
+    subject: str
+    atype: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ChainState:
+    """Durable records of one chain; without a journal every method does nothing."""
+
+    def __init__(self, journal: Journal | None = None, *, keep_delivered: int = 11000) -> None:
+        self.journal = journal
+        self.keep_delivered = keep_delivered
+        self._since_prune = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], chain: str, *, keep_delivered: int = 11000) -> ChainState:
+        return cls(Journal(path, table=table_name(chain)), keep_delivered=keep_delivered)
+
+    @property
+    def enabled(self) -> bool:
+        return self.journal is not None
+
+    def summary(self) -> str:
+        """``N pending, N delivered`` for the start-up log."""
+        if self.journal is None:
+            return "no journal"
+        return (f"{self.journal.count(PENDING)} pending, "
+                f"{self.journal.count(DELIVERED) + self.journal.count(PUBLISHED)} delivered")
+
+    # -- reading at start-up --------------------------------------------------------------
+
+    def delivered_uids(self) -> list[str]:
+        """uids of delivered files, oldest first."""
+        if self.journal is None:
+            return []
+        uids: list[str] = []
+        for state in (PUBLISHED, DELIVERED):
+            for record in self.journal.records(state):
+                uids += [str(u) for u in record.data.get("uids", []) if isinstance(u, str)]
+        return uids
+
+    def pending(self) -> list[PendingFile]:
+        """Files announced and not delivered, oldest first (unreadable records are dropped)."""
+        if self.journal is None:
+            return []
+        found, broken = [], []
+        for record in self.journal.records(PENDING):
+            try:
+                sources = [Message.decode(raw) for raw in record.data["sources"]]
+                since = float(record.data.get("since", record.updated))
+            except Exception as err:  # written by an older or broken version: nothing to resume
+                LOG.warning("Dropping unreadable pending record %s: %s", record.key, err)
+                broken.append(record.key)
+                continue
+            if sources:
+                found.append(PendingFile(record.key.removeprefix("p:"), sources, since))
+            else:
+                broken.append(record.key)
+        self._write(self.journal.delete_many, broken)
+        return found
+
+    def unpublished(self) -> list[Unpublished]:
+        if self.journal is None:
+            return []
+        found = []
+        for record in self.journal.records(DELIVERED):
+            result = record.data.get("result")
+            if isinstance(result, dict):
+                found.append(Unpublished(record.key.removeprefix("d:"), str(record.data.get("subject", "/")),
+                                         str(record.data.get("type", "file")), result))
+        return found
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def announced(self, key: str, sources: Iterable[Message], since: float) -> None:
+        """Record (or update) a pending file with its announcements."""
+        if self.journal is not None:
+            data = {"sources": [m.encode() for m in sources], "since": since}
+            self._write(self.journal.put, f"p:{key}", PENDING, data)
+
+    def forget(self, key: str) -> None:
+        """The file is settled without a delivery here (given up, or another client has it)."""
+        if self.journal is not None:
+            self._write(self.journal.delete, f"p:{key}")
+
+    def delivered(self, key: str, uids: list[str], result: Message | None = None) -> None:
+        """Record a delivery (with its result message, to publish again if we die first)."""
+        if self.journal is None:
+            return
+        data: dict[str, Any] = {"uids": uids}
+        state = PUBLISHED
+        if result is not None:
+            data.update(subject=result.subject, type=result.type, result=result.data)
+            state = DELIVERED
+        self._write(self.journal.put, f"d:{key}", state, data)
+        self._write(self.journal.delete, f"p:{key}")
+        self._since_prune += 1
+        if self._since_prune >= PRUNE_EVERY:
+            self._since_prune = 0
+            self._write(self.journal.prune, self.keep_delivered, PUBLISHED)
+
+    def published(self, key: str) -> None:
+        """The result message of ``key`` went to the publisher."""
+        if self.journal is not None:
+            self._write(self.journal.set_state, f"d:{key}", PUBLISHED)
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def _write(self, operation: Any, *args: Any) -> None:
+        try:
+            operation(*args)
+        except sqlite3.Error as err:  # a full disk must not stop deliveries; memory still has the state
+            _LIMITED.error("journal", "Could not write the client journal %s: %s",
+                           self.journal.path if self.journal else "?", err)
