@@ -26,6 +26,10 @@ HEARTBEAT_INTERVAL = 30
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Messages larger than this are dropped unread (zmq enforces it per socket)."""
 
+SEND_HWM = 100_000
+"""Messages a publisher queues per subscriber before zmq drops (its default, 1000, silently
+loses a burst to a subscriber that is busy for a moment; 100,000 small messages are ~30 MB)."""
+
 
 def topic_prefix(topic: str) -> str:
     """The byte prefix posttroll puts on the wire for ``topic`` (``/a`` → ``pytroll://a``)."""
@@ -48,7 +52,7 @@ class BusPublisher:
                  nameservers: Iterable[str] | None = None, advertise: str | None = None,
                  aliases: Iterable[str] = ()) -> None:
         self.name = name
-        self._publisher = Publisher(f"tcp://{bind}:{port}", name=name).start()
+        self._publisher = _with_send_hwm(Publisher(f"tcp://{bind}:{port}", name=name)).start()
         self.port: int = self._publisher.port_number
         self._registration = None
         hosts = [h for h in (nameservers or []) if h]
@@ -73,6 +77,28 @@ class BusPublisher:
         if self._registration is not None:
             self._registration.stop()
         self._publisher.stop()
+
+
+def _with_send_hwm(publisher: Publisher) -> Publisher:
+    """``publisher`` (not started yet) set to bind its socket with SNDHWM = :data:`SEND_HWM`.
+
+    zmq applies a high-water mark only to connections made after it is set, and posttroll
+    binds inside ``start()`` without a way to pass options: wrap its socket set-up. Other
+    posttroll versions keep their default HWM (logged at debug level).
+    """
+    inner = getattr(publisher, "_publisher", None)
+    if inner is None or not callable(getattr(inner, "_create_socket", None)) or not hasattr(inner, "destination"):
+        LOG.debug("Cannot raise the send high-water mark of this posttroll publisher")
+        return publisher
+    from posttroll.backends.zmq.socket import set_up_server_socket
+
+    def create_socket() -> None:
+        inner.publish_socket, inner.port_number, inner._authenticator = set_up_server_socket(
+            zmq.PUB, inner.destination, options={zmq.SNDHWM: SEND_HWM},
+            port_interval=(inner.min_port, inner.max_port))
+
+    inner._create_socket = create_socket
+    return publisher
 
 
 def _advertised_host(bind: str) -> str:
