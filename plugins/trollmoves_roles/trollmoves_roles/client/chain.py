@@ -29,6 +29,13 @@ announced; then the failure is logged and published as an ``err`` message on
 ``/trollmoves/client/failed/<chain>`` (see :func:`failure_message`). A delivery from a server
 wakes every file waiting for a retry from that server.
 
+Reconciliation (``reconcile_interval``, and whenever a silent provider publishes again): pub/sub
+may drop announcements (slow joiner, a publisher's high-water mark, a network cut), so the chain
+also asks each server it knows (``info`` with ``{"announcements": true}``) for the announcements
+it made recently and requests those it never saw. Servers that do not list announcements in
+their reply (upstream's) are asked once and then left alone. Only files announced after the
+chain's journal (or, without one, this run) began are considered.
+
 All state lives in the chain's event-loop thread.
 """
 
@@ -48,7 +55,7 @@ import zmq
 from posttroll.message import Message
 
 from trollmoves_core.uri import redact
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.config import ChainConfig
 from trollmoves_roles.client.listener import ProviderListener
@@ -69,6 +76,11 @@ FIRST_HEARTBEAT = 1.0
 FAILURE_SUBJECT = "/trollmoves/client/failed"
 """Failures are published on ``<FAILURE_SUBJECT>/<chain>`` with type ``err``."""
 FAILURE_TYPE = "err"
+
+RECONCILE_COUNT = 1000
+"""Announcements asked for per server and reconciliation."""
+CLOCK_MARGIN = 60.0
+"""Seconds of clock difference allowed between servers and us when comparing announcement times."""
 
 _SUCCESS = frozenset(delivery.TRANSFER_TYPES)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
@@ -169,6 +181,13 @@ class Chain:
         self.delivered = 0
         self.failed = 0
         self.resumed = 0
+        self.reconciled = 0
+        """Files requested because reconciliation found them, not the bus."""
+        self._servers: dict[str, str] = {}
+        """Request address -> subject of its latest announcement: whom reconciliation asks."""
+        self._without_listing: set[str] = set()
+        self._given_up = UidCache(size=CACHE_SIZE)
+        self._horizon = self.state.horizon()
         self._loop = EventLoop(f"client chain {config.name}")
         self._thread = threading.Thread(target=self._run, name=f"client-{config.name}", daemon=True)
         self._started = threading.Event()
@@ -203,9 +222,13 @@ class Chain:
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
-                    alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name))
+                    alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name,
+                    on_recovered=self._reconcile))
             self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
-            self._loop.call_soon_threadsafe(self._resume)
+            # after the subscribers that were connected before the restart are back (zmq retries every 0.1 s)
+            self._loop.call_later(FIRST_HEARTBEAT, self._resume)
+            if self.config.reconcile_interval > 0:
+                self._loop.call_later(min(self.config.reconcile_interval, 5.0), self._reconcile_regularly)
         finally:
             self._started.set()
         try:
@@ -244,6 +267,8 @@ class Chain:
                 continue
             self.transfers[item.key] = transfer
             self.resumed += 1
+            for source in transfer.sources:
+                self._servers[source.data["request_address"]] = source.subject
             if all(uid in self.cache for uid in transfer.uids):
                 self._settle(transfer, ack=transfer.sources)
             elif self.config.processing_delay > 0:
@@ -291,6 +316,7 @@ class Chain:
         if not _valid_address(address):
             self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
+        self._servers[address] = message.subject
         key = delivery.transfer_key(uids)
         transfer = self.transfers.get(key)
         if transfer is not None:
@@ -518,6 +544,8 @@ class Chain:
     def _give_up(self, transfer: Transfer, ack: Iterable[Message]) -> None:
         """Settle a file no source could deliver: count, publish the failure, ack ``ack``."""
         self.failed += 1
+        for uid in transfer.uids:
+            self._given_up.add(uid)
         self._publish(failure_message(self.name, transfer, self.config.destination))
         self._settle(transfer, ack=ack)
 
@@ -542,6 +570,52 @@ class Chain:
         self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),
                                 timeout=self.config.req_timeout, attempts=self.config.request_attempts,
                                 callback=done, kind="ack")
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    def _reconcile_regularly(self) -> None:
+        self._reconcile()
+        self._loop.call_later(self.config.reconcile_interval, self._reconcile_regularly)
+
+    def _reconcile(self) -> None:
+        """Ask every known server for its recent announcements (see the module docstring)."""
+        if self.config.reconcile_interval <= 0 or self._requester is None:
+            return
+        for address, subject in list(self._servers.items()):
+            if address in self._without_listing:
+                continue
+            request = Message(self.config.topic or subject, "info",
+                              {"max_count": RECONCILE_COUNT, "announcements": True})
+            self._requester.request(address, request, timeout=max(self.config.req_timeout, 5.0), attempts=1,
+                                    kind="info", callback=lambda reply, error, a=address: self._on_info(a, reply))
+
+    def _on_info(self, address: str, reply: Message | None) -> None:
+        if reply is None or reply.type != "info" or not isinstance(reply.data, dict):
+            return  # down or confused: the next round asks again
+        entries = reply.data.get("announcements")
+        if not isinstance(entries, list):
+            self._without_listing.add(address)
+            LOG.info("[%s] %s does not list its announcements in info replies (an upstream server?); relying on "
+                     "the bus alone for it", self.name, address)
+            return
+        wanted = [topic_prefix(t) for p in self.config.providers for t in self.config.topics_for(p)
+                  if not t.startswith("/heartbeat/")]
+        horizon = self._horizon - CLOCK_MARGIN
+        missed = 0
+        for entry in reversed(entries):  # oldest first, as they were announced
+            message = _listed_announcement(entry, address, horizon)
+            if message is None or not any(topic_prefix(message.subject).startswith(w) for w in wanted):
+                continue
+            uids = delivery.uids_of(message.data)
+            if (not uids or all(u in self.cache for u in uids) or all(u in self._given_up for u in uids)
+                    or delivery.transfer_key(uids) in self.transfers):
+                continue
+            missed += 1
+            self._on_announcement(message)
+        if missed:
+            self.reconciled += missed
+            LOG.warning("[%s] %d file(s) announced by %s never reached us on the bus; requesting them", self.name,
+                        missed, address)
 
     def _scrub(self, text: str) -> str:
         """``text`` without the login's password or any ``user:password@`` of a URL in it."""
@@ -580,3 +654,21 @@ def failure_message(chain: str, transfer: Transfer, destination: str) -> Message
         "announcement": dict(transfer.sources[0].data) if transfer.sources else {},
     }
     return Message(subject, FAILURE_TYPE, data)
+
+
+def _listed_announcement(entry: object, address: str, horizon: float) -> Message | None:
+    """One entry of an ``info`` reply's ``announcements`` as an announcement, or None when it is
+    malformed, older than ``horizon`` or not from ``address``."""
+    if not isinstance(entry, dict):
+        return None
+    data, atype, subject, when = entry.get("data"), entry.get("type"), entry.get("subject"), entry.get("time")
+    if (not isinstance(data, dict) or atype not in _SUCCESS or not isinstance(subject, str)
+            or not subject.startswith("/") or any(c.isspace() for c in subject)
+            or not isinstance(when, int | float) or isinstance(when, bool) or when < horizon):
+        return None
+    if data.setdefault("request_address", address) != address:
+        return None
+    try:
+        return Message(subject, atype, data)
+    except Exception:  # posttroll refuses it: a malformed entry, skipped like a malformed message
+        return None

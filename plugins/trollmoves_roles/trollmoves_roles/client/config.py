@@ -77,8 +77,8 @@ class ChainConfig:
     retry_delay: float = 1.0
     """Seconds before the first retry round; doubled each round up to ``max_retry_delay``."""
     max_retry_delay: float = 60.0
-    reconcile_interval: float = 0.0
-    """Seconds between ``info`` requests asking our servers for files missed on the bus (0: off)."""
+    reconcile_interval: float = 60.0
+    """Seconds between ``info`` requests asking the servers for files missed on the bus (0: off)."""
     metadata: dict[str, str] = field(default_factory=dict, compare=True)
     """Every key of the section, for ``replace_mda``."""
     file: str = field(default="", compare=False)
@@ -150,7 +150,7 @@ def chain_from_section(section: Section) -> ChainConfig | None:
         give_up_after=_float(section, "give_up_after", 3600.0),
         retry_delay=_float(section, "retry_delay", 1.0, positive=True),
         max_retry_delay=_float(section, "max_retry_delay", 60.0, positive=True),
-        reconcile_interval=_float(section, "reconcile_interval", 0.0),
+        reconcile_interval=_float(section, "reconcile_interval", 60.0),
         metadata=dict(section),
         file=section.file,
     )

@@ -28,8 +28,9 @@ class ProviderListener:
     """Feed ``on_message(message)`` with what ``address`` publishes on ``topics``."""
 
     def __init__(self, loop: EventLoop, address: str, topics: list[str], on_message: Callable[[Message], None],
-                 *, alarm_scale: float = 0.0, chain: str = "") -> None:
+                 *, alarm_scale: float = 0.0, chain: str = "", on_recovered: Callable[[], None] | None = None) -> None:
         self.address, self.topics = address, topics
+        self._on_recovered = on_recovered
         self._loop, self._on_message = loop, on_message
         self._alarm_scale, self._chain = alarm_scale, chain
         self._interval = alarm_scale * HEARTBEAT_INTERVAL
@@ -63,6 +64,8 @@ class ProviderListener:
         if self._silent:
             self._silent = False
             LOG.info("[%s] %s is publishing again", self._chain, self.address)
+            if self._on_recovered is not None:  # what was published meanwhile never reached us
+                self._loop.call_soon_threadsafe(self._on_recovered)
         if message.type == "beat" and self._alarm_scale > 0 and isinstance(message.data, dict):
             with contextlib.suppress(TypeError, ValueError):  # a malformed beat keeps the previous interval
                 self._interval = self._alarm_scale * float(message.data.get("min_interval", HEARTBEAT_INTERVAL))

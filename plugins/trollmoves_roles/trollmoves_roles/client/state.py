@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from trollmoves_roles.ratelimit import RateLimitedLog
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
-PENDING, DELIVERED, PUBLISHED = "pending", "delivered", "published"
+PENDING, DELIVERED, PUBLISHED, META = "pending", "delivered", "published", "meta"
 PRUNE_EVERY = 500
 """Deliveries between two prunes of the delivered records."""
 
@@ -85,6 +86,7 @@ class ChainState:
         self.journal = journal
         self.keep_delivered = keep_delivered
         self._since_prune = 0
+        self._created = time.time()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], chain: str, *, keep_delivered: int = 11000) -> ChainState:
@@ -100,6 +102,20 @@ class ChainState:
             return "no journal"
         return (f"{self.journal.count(PENDING)} pending, "
                 f"{self.journal.count(DELIVERED) + self.journal.count(PUBLISHED)} delivered")
+
+    def horizon(self) -> float:
+        """Wall-clock time this chain's state begins: files announced earlier are none of its business
+        (reconciliation never fetches them). The first start with this journal, else this run's start."""
+        if self.journal is None:
+            return self._created
+        record = self.journal.get("meta:first-start")
+        if record is not None:
+            try:
+                return float(record.data["time"])
+            except (KeyError, TypeError, ValueError):
+                pass
+        self._write(self.journal.put, "meta:first-start", META, {"time": self._created})
+        return self._created
 
     # -- reading at start-up --------------------------------------------------------------
 
