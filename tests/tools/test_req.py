@@ -224,8 +224,6 @@ def test_ping_and_push_against_our_server(our_server, tmp_path: Path, capsys) ->
     assert status == 1 and "err reply" in err and "never.dat" in err
 
 
-@pytest.mark.xfail(strict=True, reason="trollmoves_roles/security.py calls zmq.z85_encode, which pyzmq does not have "
-                   "(it is zmq.utils.z85.encode): the ZAP handler fails and no CURVE client is admitted")
 def test_curve_server_answers_only_admitted_keys(our_server, tmp_path: Path, capsys) -> None:
     keys, admitted = tmp_path / "keys", tmp_path / "admitted"
     for name in ("server", "client", "stranger"):
