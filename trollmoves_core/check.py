@@ -186,6 +186,13 @@ def directory_problem(directory: Path, *, write: bool = False) -> str | None:
     return None
 
 
+def _nearest_existing(path: Path) -> Path | None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent if parent.is_dir() else None
+    return None
+
+
 class _Collector:
     """Gathers problems for one file."""
 
@@ -454,9 +461,14 @@ def check_downloader(path: str, host: PluginHost, extra_keys: Iterable[str] = ()
         out.add("not used by trollmoves: configure logging with -l FILE or -c LOGCONFIG.yaml", None, "logging",
                 warning=True)
     destination = Path(str(data.get("download_destination") or "."))
-    problem = directory_problem(destination, write=True)
+    # The downloader creates a missing destination at start: check the directory it creates it in.
+    existing = destination if destination.exists() else _nearest_existing(destination)
+    problem = directory_problem(existing or destination, write=True)
     if problem:
         out.add(problem, None, "download_destination")
+    elif existing != destination:
+        out.add(f"directory {destination} does not exist yet; the downloader creates it", None,
+                "download_destination", warning=True)
     if "s3_kwargs" in data and not isinstance(data["s3_kwargs"], Mapping):
         out.add("expected a mapping", None, "s3_kwargs")
     return out.problems, 1

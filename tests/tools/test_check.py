@@ -291,10 +291,11 @@ idle:
 
 
 def test_downloader_problems(tmp_path: Path, core_only) -> None:
-    path = write(tmp_path / "s3dl.yaml", """subscribe-topic: /level1/s3
-download_destination: /nonexistent-dir-for-check
+    (tmp_path / "a-file").write_text("not a directory")
+    path = write(tmp_path / "s3dl.yaml", f"""subscribe-topic: /level1/s3
+download_destination: {tmp_path}/a-file/sub
 s3_kwargs: [a]
-logging: {logging_mode: DEBUG}
+logging: {{logging_mode: DEBUG}}
 servces: x
 """)
     found = lines(check_file(path, core_only))
@@ -304,13 +305,17 @@ servces: x
         f"{path}: bucket: warning: not set: upstream's s3downloader requires it (trollmoves fetches each "
         "message's uri)",
         f"{path}: logging: warning: not used by trollmoves: configure logging with -l FILE or -c LOGCONFIG.yaml",
-        f"{path}: download_destination: directory /nonexistent-dir-for-check does not exist",
+        f"{path}: download_destination: directory {tmp_path}/a-file/sub does not exist",
         f"{path}: s3_kwargs: expected a mapping",
     ]
     with_bucket = write(tmp_path / "b.yaml", "subscribe-topic: /a\npublish-topic: /b\nbucket: x\n"
                         f"download_destination: {tmp_path}\nparallel_downloads: 2\n")
     assert lines(check_file(with_bucket, core_only))[0] == \
         f"{with_bucket}: bucket: no mover for 's3://': pip install trollmoves-s3"
+    creatable = write(tmp_path / "c.yaml", "subscribe-topic: /a\npublish-topic: /b\n"
+                      f"download_destination: {tmp_path}/new/sub\n")
+    assert f"{creatable}: download_destination: warning: directory {tmp_path}/new/sub does not exist yet; " \
+        "the downloader creates it" in lines(check_file(creatable, core_only))
 
 
 # -- the roles' extension point ----------------------------------------------------------
