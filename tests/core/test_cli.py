@@ -104,3 +104,12 @@ def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0
     assert "--verbose" in result.stdout
+
+
+def test_failed_get_never_shows_the_password(tmp_path: Path) -> None:
+    from support.bus import free_port
+
+    result = run("get", f"ftp://user:s3cret@127.0.0.1:{free_port()}/x.dat", f"{tmp_path}/", "-o", "retries=1")
+    assert result.returncode == 1
+    assert "ftp://user@127.0.0.1" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
