@@ -61,7 +61,7 @@ from trollmoves_roles.client.config import ChainConfig
 from trollmoves_roles.client.listener import ProviderListener
 from trollmoves_roles.client.loop import EventLoop, Timer
 from trollmoves_roles.client.requester import Requester
-from trollmoves_roles.client.state import ChainState
+from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
 from trollmoves_roles.ratelimit import RateLimitedLog
 
@@ -219,6 +219,8 @@ class Chain:
         try:
             self._requester = Requester(self._loop, max_in_flight=self.config.max_requests_in_flight,
                                         context=zmq.Context.instance())
+            # read before subscribing: what arrives from now on is this run's
+            unpublished, pending = self.state.unpublished(), self.state.pending()
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
@@ -226,7 +228,7 @@ class Chain:
                     on_recovered=self._reconcile))
             self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
             # after the subscribers that were connected before the restart are back (zmq retries every 0.1 s)
-            self._loop.call_later(FIRST_HEARTBEAT, self._resume)
+            self._loop.call_later(FIRST_HEARTBEAT, self._resume, unpublished, pending)
             if self.config.reconcile_interval > 0:
                 self._loop.call_later(min(self.config.reconcile_interval, 5.0), self._reconcile_regularly)
         finally:
@@ -248,14 +250,14 @@ class Chain:
             self._executor.shutdown(wait=True)
         self.state.close()
 
-    def _resume(self) -> None:
+    def _resume(self, unpublished: list[Unpublished], pending: list[PendingFile]) -> None:
         """Publish results a killed run delivered but may not have published; request pending files again."""
-        for item in self.state.unpublished():
+        for item in unpublished:
             self._publish(Message(item.subject, item.atype, item.data))
             self.state.published(item.key)
             LOG.info("[%s] Published the result of %s delivered before the restart", self.name,
                      item.data.get("uid", item.key))
-        pending = self.state.pending()
+        resumed = 0
         for item in pending:
             if item.key in self.transfers:
                 continue
@@ -267,6 +269,7 @@ class Chain:
                 continue
             self.transfers[item.key] = transfer
             self.resumed += 1
+            resumed += 1
             for source in transfer.sources:
                 self._servers[source.data["request_address"]] = source.subject
             if all(uid in self.cache for uid in transfer.uids):
@@ -276,9 +279,8 @@ class Chain:
                 transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
             else:
                 self._start(transfer)
-        if pending:
-            LOG.info("[%s] Resuming %d file(s) announced but not delivered before the restart", self.name,
-                     len(pending))
+        if resumed:
+            LOG.info("[%s] Resuming %d file(s) announced but not delivered before the restart", self.name, resumed)
 
     def _heartbeat(self) -> None:
         self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
