@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from reliability_support import TROLLMOVES, server_section, write_file, write_ini
+from client_support import ClientProcess, client_config
+from reliability_support import server_section, write_file, write_ini
 from support.bus import free_port, wait_until
 from trollmoves_roles.client.state import ChainState, journal_path
 
@@ -32,45 +31,6 @@ SEED = 500
 def contents() -> dict[str, bytes]:
     rng = random.Random(SEED)
     return {f"f{i:03d}.dat": rng.randbytes(rng.randint(50, 4000)) for i in range(FILES)}
-
-
-class Client:
-    """``trollmoves client CONFIG -v`` appending to one log across restarts."""
-
-    def __init__(self, config: Path, log_path: Path) -> None:
-        self.config, self.log_path = config, log_path
-        self.proc: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([TROLLMOVES, "client", str(self.config), "-v"], stdout=log,
-                                         stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def delivered(self) -> Counter:
-        """Deliveries the client reports (``Delivered`` lines)."""
-        return Counter(re.findall(r"Delivered (f\d+\.dat) from", self.log()))
-
-    def republished(self) -> set[str]:
-        """Files delivered just before a kill whose result message was published again after the restart."""
-        return set(re.findall(r"Published the result of (f\d+\.dat) delivered before", self.log()))
-
-    def kill(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(20)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def journal_counts(path: Path) -> tuple[int, int]:
@@ -91,12 +51,11 @@ def test_client_kill_9_mid_stream_with_destination_down_every_file_once(tmp_path
     request_port = free_port()
     server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, request_port, **params)}))
     state = tmp_path / "state"
-    config = write_ini(tmp_path / "client.ini", {"test": {
-        "providers": f"127.0.0.1:{server.pub_port}", "destination": f"sftp://127.0.0.1:{sshd.port}{out}/",
-        "login": sshd.user, "topic": "/test/data", "publish_port": free_port(), "nameservers": "false",
-        "bind_address": "127.0.0.1", "state_directory": state, "transfer_req_timeout": 10,
-        "max_requests_in_flight": 8, "retry_delay": 0.2, "max_retry_delay": 1, "give_up_after": 90}})
-    client = Client(config, tmp_path / "client.log")
+    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+        f"127.0.0.1:{server.pub_port}", f"sftp://127.0.0.1:{sshd.port}{out}/", free_port(), login=sshd.user,
+        state_directory=state, transfer_req_timeout=10, max_requests_in_flight=8, retry_delay=0.2, max_retry_delay=1,
+        give_up_after=90)})
+    client = ClientProcess(config, tmp_path / "client.log")
     journal = journal_path(state, config)
     files = contents()
     stats: dict[str, object] = {"files": FILES}

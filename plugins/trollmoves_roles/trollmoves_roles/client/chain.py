@@ -421,9 +421,9 @@ class Chain:
         if source is None:
             if self._retry_later(transfer):
                 return
-            LOG.error("[%s] Could not get a working source for %s (tried %s; %d round(s) in %.0f s); giving up: %s",
-                      self.name, transfer.uids[0], ", ".join(sorted(transfer.tried)) or "none", transfer.rounds + 1,
-                      time.time() - transfer.since, transfer.last_error or "no source")
+            _LIMITED.error("give up", "[%s] Could not get a working source for %s (tried %s; %d round(s) in %.0f s); "
+                           "giving up: %s", self.name, transfer.uids[0], ", ".join(sorted(transfer.tried)) or "none",
+                           transfer.rounds + 1, time.time() - transfer.since, transfer.last_error or "no source")
             self._give_up(transfer, ack=transfer.sources)
             return
         transfer.current = source
@@ -472,7 +472,7 @@ class Chain:
         if reply is None or reply.type not in _SUCCESS:
             detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.300}"))
             transfer.last_error = f"{address}: {detail}"
-            _LIMITED.error(f"failed {address}", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
+            _LIMITED.error("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
                            address, detail)
             self._start(transfer)
             return
@@ -566,7 +566,7 @@ class Chain:
 
         def done(reply: Message | None, error: str | None) -> None:
             if reply is None or reply.type != "ack":
-                _LIMITED.warning(f"ack {address}", "[%s] ack to %s not confirmed: %s", self.name, address,
+                _LIMITED.warning("ack", "[%s] ack to %s not confirmed: %s", self.name, address,
                                  error or f"{reply.type if reply else None}")
 
         self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),

@@ -22,8 +22,10 @@ import zmq
 from posttroll.message import Message
 
 from trollmoves_roles.client.loop import EventLoop, Timer
+from trollmoves_roles.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
 
 ReplyCallback = Callable[[Message | None, str | None], None]
 """Called with ``(reply, None)`` or ``(None, error text)``."""
@@ -168,12 +170,13 @@ class Requester:
         self._drop_socket(request)
         if request.sent < request.attempts:
             delay = self.backoff * 2 ** (request.sent - 1)
-            LOG.warning("No reply from %s to %s in %.1f s (attempt %d of %d); re-sending in %.1f s",
-                        request.address, request.kind, request.timeout, request.sent, request.attempts, delay)
+            _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); "
+                             "re-sending in %.1f s", request.address, request.kind, request.timeout, request.sent,
+                             request.attempts, delay)
             request.timer = self._loop.call_later(delay, self._resend, server, request)
             return
-        LOG.error("No reply from %s to %s after %d attempts; abandoning it", request.address, request.kind,
-                  request.attempts)
+        _LIMITED.error("abandon", "No reply from %s to %s after %d attempts; abandoning it",
+                       request.address, request.kind, request.attempts)
         server.down_until = time.monotonic() + DOWN_PERIOD
         self._release(server, request.kind)
         self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts")
