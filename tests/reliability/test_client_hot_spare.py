@@ -1,0 +1,77 @@
+"""A primary/secondary client pair (hot spare) pulling 500 files from our server, the primary
+killed with SIGKILL mid-stream: measure delivered / lost / duplicated. The secondary lists the
+primary's publisher as a provider and waits ``processing_delay`` before taking a file over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+
+import pytest
+from client_support import ClientProcess, client_config
+from reliability_support import server_section, write_file, write_ini
+from support.bus import free_port, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+FILES = 500
+IN_FLIGHT = 4
+
+
+def test_primary_killed_mid_stream_secondary_takes_over(tmp_path, dirs, server_process):
+    origin, out = dirs
+    rng = random.Random(3)
+    files = {f"f{i:03d}.dat": rng.randbytes(rng.randint(50, 3000)) for i in range(FILES)}
+    request_port = free_port()
+    server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, request_port)}),
+                            "--disable-backlog")
+    provider = f"127.0.0.1:{server.pub_port}"
+    primary_port, secondary_port = free_port(), free_port()
+    primary = ClientProcess(write_ini(tmp_path / "primary.ini", {"test": client_config(
+        provider, f"{out}/", primary_port, state_directory=tmp_path / "primary-state",
+        max_requests_in_flight=IN_FLIGHT)}), tmp_path / "primary.log")
+    secondary = ClientProcess(write_ini(tmp_path / "secondary.ini", {"test": client_config(
+        f"{provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=1.0,
+        transfer_req_timeout=2, state_directory=tmp_path / "secondary-state",
+        max_requests_in_flight=IN_FLIGHT)}), tmp_path / "secondary.log")
+    names = list(files)
+    try:
+        def probe() -> bool:
+            write_file(origin, f"probe{time.monotonic_ns()}.dat", b"probe")
+            return wait_until(lambda: "Delivered probe" in primary.log(), timeout=1.0)
+
+        assert wait_until(probe, timeout=30, interval=0), primary.log()[-3000:]
+        time.sleep(1.5)  # the secondary has joined the primary's publisher (probe results seen)
+        for name in names[:250]:
+            write_file(origin, name, files[name])
+        assert wait_until(lambda: len(primary.delivered()) >= 100, timeout=30)
+        assert primary.kill() == -9
+        killed_after = len(primary.delivered())
+        for name in names[250:]:
+            write_file(origin, name, files[name])
+
+        def everything() -> bool:
+            return set(primary.delivered()) | set(secondary.delivered()) >= set(names)
+
+        assert wait_until(everything, timeout=60), secondary.log()[-3000:]
+        time.sleep(2.0)  # late duplicates would show up now
+    finally:
+        primary.stop()
+        secondary.stop()
+    by_primary, by_secondary = primary.delivered(), secondary.delivered()
+    delivered = set(by_primary) | set(by_secondary)
+    both = set(by_primary) & set(by_secondary)
+    stats = {"files": FILES, "primary_delivered_before_kill": killed_after, "by_primary": len(by_primary),
+             "by_secondary": len(by_secondary), "delivered": len(delivered), "lost": FILES - len(delivered),
+             "duplicated": sum(n - 1 for n in (by_primary + by_secondary).values() if n > 1),
+             "duplicated_files": sorted(both)}
+    (tmp_path / "hot-spare-summary.json").write_text(json.dumps(stats))
+    print(json.dumps(stats))
+    assert delivered == set(names)
+    assert all(n == 1 for n in by_secondary.values()) and all(n == 1 for n in by_primary.values())
+    # only what the primary had in flight when it died can have been fetched by both
+    assert len(both) <= IN_FLIGHT + 1, sorted(both)
+    for name, content in files.items():
+        assert hashlib.sha256((out / name).read_bytes()).digest() == hashlib.sha256(content).digest(), name
