@@ -8,11 +8,16 @@ the original metadata, ``uri`` set to the delivered path (or URL, with ``publish
 and ``uid`` to the delivered name. A failed transfer is logged with its destination and
 cause after the mover's own retries (``retries``, ``retry_delay`` in
 ``connection_parameters``).
+
+With a journal (``--state-directory``), each message with transfers is recorded until every one
+of its transfers has run (delivered or failed); a restarted dispatcher runs the ones not done
+yet and never repeats a delivered one (:mod:`trollmoves_roles.dispatcher.pending`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import posixpath
@@ -31,6 +36,7 @@ from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
 from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries, local_path
+from trollmoves_roles.dispatcher.pending import PendingMessage, PendingMessages
 from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
 from trollmoves_roles.dispatcher.watch import ConfigFileMonitor
 
@@ -62,7 +68,7 @@ class Dispatcher:
 
     def __init__(self, config_path: str | os.PathLike[str], *, publisher: BusPublisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
-                 host: PluginHost | None = None, watch: bool = True) -> None:
+                 host: PluginHost | None = None, watch: bool = True, pending: PendingMessages | None = None) -> None:
         self.config_path = os.fspath(config_path)
         self.host = host or default_host()
         self.publisher = publisher
@@ -71,6 +77,7 @@ class Dispatcher:
         self.config: DispatcherConfig = load_config(self.config_path, self.host)
         self.movers = MoverCache(self.host)
         self.pool = BoundedPool(workers, name="dispatch")
+        self.pending = pending if pending is not None else PendingMessages()
         self.received = 0
         """Messages received so far (any type), for monitoring and tests."""
         self.handled = 0
@@ -93,6 +100,7 @@ class Dispatcher:
         LOG.info("Dispatcher listening to %s on %s (nameservers: %s)", ", ".join(self.config.topics),
                  ", ".join(subscription.addresses) or "-", ", ".join(lookup.nameservers) or "-")
         try:
+            self.pending.resume(lambda item: self._resume(item, halt))
             while not halt.is_set():
                 for address in lookup.new_addresses():
                     _connect(subscription, address)
@@ -114,6 +122,7 @@ class Dispatcher:
                 self._monitor.stop()
             self.pool.shutdown()
             self.movers.close_all()
+            self.pending.close()
 
     def request_reload(self) -> None:
         """Re-read the configuration at the next chance (SIGHUP)."""
@@ -170,12 +179,36 @@ class Dispatcher:
         except Exception:  # a surprise in one message must not stop the dispatcher
             LOG.exception("Skipping message on %s", message.subject)
             return 0
+        return self._submit(message, transfers, halt)
+
+    def _submit(self, message: Message, transfers: list[Transfer], halt: threading.Event | None,
+                done: dict[str, Any] | None = None) -> int:
+        if not transfers:
+            return 0
+        key = self.pending.add(message, [_part(t) for t in transfers], done)
         queued = 0
         for transfer in transfers:
-            if not self.pool.submit(lambda t=transfer: self.run_transfer(t), halt):
-                break
+            if not self.pool.submit(lambda t=transfer: self._run_part(key, t), halt):
+                break  # stopping: the rest stays in the journal for the next start
             queued += 1
         return queued
+
+    def _run_part(self, key: str, transfer: Transfer) -> None:
+        delivered = self.run_transfer(transfer)
+        self.pending.done(key, _part(transfer), delivered)
+
+    def _resume(self, item: PendingMessage, halt: threading.Event | None) -> int:
+        """Run the transfers of an unfinished message that the killed run had not done."""
+        try:
+            transfers = [t for t in self.plan(item.message) if _part(t) not in item.done]
+        except Exception as err:  # the file is gone or the config changed: nothing left to do
+            LOG.warning("Not resuming a message on %s: %s", item.message.subject, err)
+            transfers = []
+        if not transfers:
+            self.pending.finish(item.key)
+            return 0
+        LOG.info("Resuming %d transfer(s) of a message on %s", len(transfers), item.message.subject)
+        return self._submit(item.message, transfers, halt, item.done)
 
     def plan(self, message: Message) -> list[Transfer]:
         """The transfers ``message`` asks for under the current configuration."""
@@ -265,6 +298,12 @@ class Dispatcher:
                 self.failed += 1
             else:
                 self.delivered += 1
+
+
+def _part(transfer: Transfer) -> str:
+    """A transfer's name in the journal (a hash: the destination may hold credentials)."""
+    text = f"{transfer.target.name}\0{transfer.source}\0{transfer.destination}"
+    return hashlib.sha256(text.encode(errors="replace")).hexdigest()[:32]
 
 
 def compose_destination(item: DispatchItem, fields: dict[str, Any], source: str) -> str:

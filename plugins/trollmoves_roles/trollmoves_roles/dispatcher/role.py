@@ -14,6 +14,7 @@ from trollmoves_core.role import Role
 
 if TYPE_CHECKING:
     from trollmoves_roles.bus import BusPublisher
+    from trollmoves_roles.dispatcher.pending import PendingMessages
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class DispatcherRole(Role):
                                  "(repeatable; 'false' for none)")
         parser.add_argument("--workers", type=int, default=4, metavar="N",
                             help="transfers running at once (default 4)")
+        parser.add_argument("--state-directory", metavar="DIR", default=None,
+                            help="journal unfinished messages in DIR/dispatcher-<config name>.sqlite and resume "
+                                 "them after a restart (default: no journal)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -54,7 +58,8 @@ class DispatcherRole(Role):
         if nameservers is not None:
             nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
         dispatcher = Dispatcher(config_file, addresses=args.subscribe_address, nameservers=nameservers,
-                                workers=args.workers)
+                                workers=args.workers,
+                                pending=open_pending(args.state_directory, config_file, "dispatcher"))
         publisher = None
         if args.publish_port is not None:
             publisher = start_publisher(args.publish_port, args.publish_bind, "dispatcher", args.publish_nameserver)
@@ -76,6 +81,19 @@ class DispatcherRole(Role):
             if publisher is not None:
                 publisher.stop()
         return 0
+
+
+def open_pending(state_directory: str | None, config_file: str, role: str) -> PendingMessages:
+    """The journal of unfinished messages, or a ConfigError naming ``--state-directory``."""
+    import sqlite3
+
+    from trollmoves_roles.dispatcher.pending import PendingMessages
+
+    try:
+        return PendingMessages.open(state_directory, config_file, role)
+    except (OSError, ValueError, sqlite3.Error) as err:
+        raise ConfigError(f"--state-directory: cannot keep a journal in {state_directory}: {err}",
+                          file="command line") from None
 
 
 def check_addresses(addresses: list[str]) -> None:

@@ -9,6 +9,10 @@ that described the remote copy (``filesystem``, ``path``) are dropped.
 
 Upstream's rule for plain names is kept: with ``bucket`` set, a ``uri`` without a scheme
 means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other buckets are skipped.
+
+With a journal (``--state-directory``), a message is recorded until its files are fetched and
+announced; a restarted downloader (even after ``kill -9``) fetches what is missing, reuses the
+files already here, and announces once (:mod:`trollmoves_roles.dispatcher.pending`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
 from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries
+from trollmoves_roles.dispatcher.pending import PendingMessage, PendingMessages
 from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
 from trollmoves_roles.downloader.config import DownloaderConfig
 
@@ -35,6 +40,8 @@ LOG = logging.getLogger(__name__)
 
 REMOTE_ONLY_KEYS = ("filesystem", "path")
 """Keys of pytroll-watchers messages that describe the remote copy, wrong for the local one."""
+ANNOUNCED = "\0announced"
+"""The journal part done when the local copies were announced (the message is finished)."""
 
 
 class Downloader:
@@ -47,7 +54,8 @@ class Downloader:
 
     def __init__(self, config: DownloaderConfig, *, publisher: BusPublisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
-                 workers: int | None = None, host: PluginHost | None = None) -> None:
+                 workers: int | None = None, host: PluginHost | None = None,
+                 pending: PendingMessages | None = None) -> None:
         self.config = config
         self.host = host or default_host()
         self.publisher = publisher
@@ -55,6 +63,7 @@ class Downloader:
         self.nameservers = list(config.subscribe_nameservers if nameservers is None else nameservers)
         self.movers = MoverCache(self.host)
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
+        self.pending = pending if pending is not None else PendingMessages()
         self.received = 0
         self.handled = 0
         self.fetched = 0
@@ -70,6 +79,7 @@ class Downloader:
                  ", ".join(self.config.subscribe_topics), ", ".join(subscription.addresses) or "-",
                  ", ".join(self.nameservers) or "-", self.config.download_destination)
         try:
+            self.pending.resume(lambda item: self._resume(item, halt))
             while not halt.is_set():
                 for address in lookup.new_addresses():
                     _connect(subscription, address)
@@ -81,6 +91,7 @@ class Downloader:
             subscription.close()
             self.pool.shutdown()
             self.movers.close_all()
+            self.pending.close()
 
     def handle(self, message: Message, halt: threading.Event | None = None) -> bool:
         """Queue the download ``message`` asks for; return whether one was queued. Never raises."""
@@ -97,10 +108,29 @@ class Downloader:
         except Exception:  # a surprise in one message must not stop the downloader
             LOG.exception("Skipping message on %s", message.subject)
             sources = []
-        queued = bool(sources) and self.pool.submit(lambda: self.fetch(message, sources), halt)
+        queued = bool(sources) and self._submit(message, sources, halt)
         with self._lock:
             self.handled += 1
         return queued
+
+    def _submit(self, message: Message, sources: list[tuple[str, str]], halt: threading.Event | None,
+                done: dict[str, Any] | None = None) -> bool:
+        key = self.pending.add(message, [*(announced for announced, _ in sources), ANNOUNCED], done)
+        return self.pool.submit(lambda: self.fetch(message, sources, key=key, done=done), halt)
+
+    def _resume(self, item: PendingMessage, halt: threading.Event | None) -> bool:
+        """Fetch what an unfinished message of the killed run still misses, then announce it."""
+        try:
+            sources = self.plan(item.message)
+        except Exception as err:  # the config changed: nothing left to do
+            LOG.warning("Not resuming a message on %s: %s", item.message.subject, err)
+            sources = []
+        if not sources:
+            self.pending.finish(item.key)
+            return False
+        LOG.info("Resuming a message on %s (%d of %d file(s) already here)", item.message.subject,
+                 sum(1 for a, _ in sources if _still_here(item.done.get(a))), len(sources))
+        return self._submit(item.message, sources, halt, item.done)
 
     def plan(self, message: Message) -> list[tuple[str, str]]:
         """``(announced uri, uri to fetch)`` for each file of ``message`` this downloader wants."""
@@ -131,11 +161,21 @@ class Downloader:
             return None
         return uri
 
-    def fetch(self, message: Message, sources: list[tuple[str, str]]) -> bool:
-        """Download every file of ``message``, then announce them. Returns whether all arrived."""
+    def fetch(self, message: Message, sources: list[tuple[str, str]], *, key: str | None = None,
+              done: dict[str, Any] | None = None) -> bool:
+        """Download every file of ``message``, then announce them. Returns whether all arrived.
+
+        ``key`` and ``done`` come from the journal: files fetched by an earlier run that are still
+        here are not fetched again.
+        """
+        key = key if key is not None else PendingMessages.key_of(message.encode())
         local: dict[str, Path] = {}
         destination = str(self.config.download_destination).rstrip("/") + "/"
         for announced, source in sources:
+            earlier = (done or {}).get(announced)
+            if _still_here(earlier):
+                local[announced] = Path(earlier)
+                continue
             scheme = parse_uri(source).scheme
             try:
                 mover = self.movers.get(source, self.config.params_for(scheme))
@@ -143,15 +183,19 @@ class Downloader:
             except TransferError as err:
                 self._count(failed=True)
                 LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
+                self.pending.finish(key)
                 return False
             except Exception as err:  # a mover bug: report it the same way, keep serving
                 self._count(failed=True)
                 LOG.error("Download of %s failed, message on %s skipped: %s: %s", redact(source), message.subject,
                           type(err).__name__, err)
+                self.pending.finish(key)
                 return False
             self._count(failed=False)
+            self.pending.done(key, announced, str(local[announced]))
             LOG.info("Downloaded %s to %s", redact(source), local[announced])
         self._announce(message, local)
+        self.pending.done(key, ANNOUNCED)
         return True
 
     def _announce(self, message: Message, local: dict[str, Path]) -> None:
@@ -169,6 +213,10 @@ class Downloader:
                 self.failed += 1
             else:
                 self.fetched += 1
+
+
+def _still_here(path: object) -> bool:
+    return isinstance(path, str) and bool(path) and os.path.isfile(path)
 
 
 def _rewrite(data: Any, local: dict[str, Path]) -> Any:

@@ -10,7 +10,7 @@ import threading
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
-from trollmoves_roles.dispatcher.role import check_addresses, start_publisher
+from trollmoves_roles.dispatcher.role import check_addresses, open_pending, start_publisher
 
 LOG = logging.getLogger(__name__)
 
@@ -39,13 +39,17 @@ class DownloaderRole(Role):
                             help="address the publisher binds to (default: all interfaces)")
         parser.add_argument("--workers", type=int, default=None, metavar="N",
                             help="downloads running at once (default: the config's parallel_downloads, else 4)")
+        parser.add_argument("--state-directory", metavar="DIR", default=None,
+                            help="journal unfinished messages in DIR/downloader-<config name>.sqlite and resume "
+                                 "them after a restart (default: no journal)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from trollmoves_roles.downloader.config import load_config
         from trollmoves_roles.downloader.engine import Downloader
 
-        config = load_config(_config_file(args))
+        config_file = _config_file(args)
+        config = load_config(config_file)
         if args.workers is not None and args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
         check_addresses(args.subscribe_address)
@@ -57,7 +61,8 @@ class DownloaderRole(Role):
         publisher = start_publisher(publish_port, args.publish_bind, "s3downloader", registration)
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
-                                nameservers=nameservers, workers=args.workers)
+                                nameservers=nameservers, workers=args.workers,
+                                pending=open_pending(args.state_directory, config_file, "downloader"))
         halt = threading.Event()
 
         def stop(signum: int, _frame: object) -> None:
