@@ -22,6 +22,9 @@ LOG = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 """Messages read from one socket before the loop serves the others."""
+RECONNECT_CHECK = 1.0
+"""Seconds between checks for a publisher connection zmq dropped for good (an oversized message):
+such a drop never makes the socket readable, so it is looked for on a timer."""
 
 
 class ProviderListener:
@@ -42,6 +45,13 @@ class ProviderListener:
         self._subscribe()
         if self._interval > 0:
             self._watchdog = loop.call_later(self._interval, self._check)
+        self._reconnector: Timer | None = loop.call_later(RECONNECT_CHECK, self._reconnect_dropped)
+
+    def _reconnect_dropped(self) -> None:
+        if self._subscription is not None and self._subscription.reconnect_dropped():
+            LOG.warning("[%s] Connection to %s was dropped (a message over the size limit?); reconnected",
+                        self._chain, self.address)
+        self._reconnector = self._loop.call_later(RECONNECT_CHECK, self._reconnect_dropped)
 
     def _subscribe(self) -> None:
         self._subscription = Subscription([self.address], self.topics)
@@ -95,4 +105,6 @@ class ProviderListener:
     def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._reconnector is not None:
+            self._reconnector.cancel()
         self._close_subscription()
