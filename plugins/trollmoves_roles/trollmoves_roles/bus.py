@@ -23,6 +23,9 @@ LOG = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 30
 """Seconds between heartbeats, as upstream (``{"min_interval": 30}``)."""
 
+RECONNECT_GRACE = 1.0
+"""Seconds after a disconnect without zmq retrying before :class:`Subscription` reconnects itself."""
+
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Messages larger than this are dropped unread (zmq enforces it per socket)."""
 
@@ -124,7 +127,9 @@ class Subscription:
         self._socket.setsockopt(zmq.RCVHWM, 0)  # never drop on our side; memory is cheaper than a lost file
         # zmq never reconnects a publisher it dropped for a protocol error (a message over
         # MAX_MESSAGE_BYTES): one oversized message would deafen us for good. Watch for drops.
-        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = self._socket.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECTED)
+        self._dropped_at: dict[str, float] = {}  # endpoint -> when zmq reported it disconnected
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
@@ -167,8 +172,11 @@ class Subscription:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = dict(self._poller.poll(None if remaining is None else int(remaining * 1000)))
-            if self._monitor in events or self._socket not in events:
+            wait = remaining
+            if self._dropped_at:  # wake up to check whether zmq reconnects them itself
+                wait = RECONNECT_GRACE if wait is None else min(wait, RECONNECT_GRACE)
+            events = dict(self._poller.poll(None if wait is None else int(wait * 1000)))
+            if self._monitor in events or self._dropped_at:
                 self.reconnect_dropped()
             if self._socket not in events:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -183,20 +191,32 @@ class Subscription:
                     return None
 
     def reconnect_dropped(self) -> int:
-        """Connect again to publishers whose connection dropped; how many.
+        """Connect again to publishers zmq dropped without retrying; how many.
 
+        zmq reconnects by itself after a publisher restart (it reports a retry within its
+        reconnect interval); after a protocol error it never does. A disconnect not followed
+        by a retry within :data:`RECONNECT_GRACE` seconds is reconnected here.
         :meth:`recv` calls this itself; a caller polling :attr:`socket` from an outside poller
-        should call it now and then (a dropped publisher never makes the socket readable).
+        should call it every second or so (a dropped publisher never makes the socket readable).
         """
         from zmq.utils.monitor import recv_monitor_message
 
-        count = 0
+        now = time.monotonic()
         while self._monitor.poll(0):
             try:
                 event = recv_monitor_message(self._monitor)
             except zmq.ZMQError:
                 break
             endpoint = event["endpoint"].decode(errors="replace")
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._dropped_at[endpoint] = now
+            else:  # zmq is reconnecting (or has) on its own
+                self._dropped_at.pop(endpoint, None)
+        count = 0
+        for endpoint, since in list(self._dropped_at.items()):
+            if now - since < RECONNECT_GRACE:
+                continue
+            del self._dropped_at[endpoint]
             if endpoint not in self.addresses:
                 continue
             with contextlib.suppress(zmq.ZMQError):  # already gone after a protocol error
@@ -204,7 +224,7 @@ class Subscription:
             self._socket.connect(endpoint)
             self.reconnects += 1
             count += 1
-            LOG.debug("Reconnecting to %s after its connection dropped", endpoint)
+            LOG.info("Reconnecting to %s: zmq dropped the connection and does not retry", endpoint)
         return count
 
     def _note_dropped(self, raw: bytes, err: Exception) -> None:

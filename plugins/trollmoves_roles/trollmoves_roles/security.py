@@ -262,7 +262,13 @@ class _ZapHandler:
             except Exception as err:  # a bug here must refuse the peer, not stop authentication
                 LOG.exception("ZAP handler failed on a request: %s", err)
                 reply = [*frames[:2], b"500", b"internal error", b"", b""]
-            self._socket.send_multipart(reply)
+            try:
+                self._socket.send_multipart(reply)
+            except zmq.ContextTerminated:
+                self._socket.close(0)
+                return
+            except zmq.ZMQError as err:  # keep serving: a dead handler would stall every handshake
+                LOG.error("ZAP handler could not reply: %s", err)
 
     def _answer(self, frames: list[bytes]) -> list[bytes]:
         version, request_id, domain, address, _identity, mechanism, *credentials = frames

@@ -30,6 +30,9 @@ class ServerRole(Role):
                             help="address the publisher and request sockets bind to (default: * = all)")
         parser.add_argument("--disable-backlog", action="store_true",
                             help="do not announce files already present at start or reload")
+        parser.add_argument("--announce-delay", type=float, default=1.0, metavar="SECONDS",
+                            help="at start, hold announcements (backlog included) this long, so clients "
+                                 "connected before a restart have reconnected (default: 1; 0: none)")
         parser.add_argument("-w", "--watchdog", action="store_true",
                             help="poll the directories instead of using file system events (for NFS, CIFS)")
         parser.add_argument("--chain-check-interval", type=float, default=30.0, metavar="SECONDS",
@@ -61,7 +64,10 @@ class ServerRole(Role):
             raise ConfigError("--chain-check-interval must be positive")
         if args.metrics_port is not None and not 0 <= args.metrics_port < 65536:
             raise ConfigError(f"--metrics-port: expected a port number 0-65535, got {args.metrics_port}")
+        if args.announce_delay < 0:
+            raise ConfigError("--announce-delay must not be negative")
         options = ServerOptions(port=args.port, bind=args.bind, backlog=not args.disable_backlog,
+                                announce_delay=args.announce_delay,
                                 watcher="polling" if args.watchdog else "watchdog",
                                 chain_check_interval=args.chain_check_interval,
                                 max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,

@@ -13,11 +13,13 @@ import os
 import select
 import socket
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import default_host
@@ -54,6 +56,9 @@ class ServerOptions:
     port: int = 9010
     bind: str = "*"
     backlog: bool = True
+    announce_delay: float = 0.0
+    """At process start, hold announcements this long, so subscribers that were connected before
+    a restart have reconnected (pub/sub drops what is sent before they do)."""
     watcher: str = "watchdog"
     chain_check_interval: float = 30.0
     max_notifier_restarts: int = 10
@@ -74,6 +79,32 @@ def state_file(state_directory: str | os.PathLike[str], config_path: str | os.Pa
     return Path(state_directory) / f"server-{Path(absolute).stem}-{digest}.sqlite"
 
 
+class HeldPublisher:
+    """The chains' view of the publisher: announcements sent before :meth:`open` are held, in order,
+    and sent then. ``delay`` > 0 sets :attr:`opens_at` (monotonic) for the main loop; 0 opens now."""
+
+    def __init__(self, publisher: BusPublisher, delay: float) -> None:
+        self._publisher = publisher
+        self._held: list[Message] | None = [] if delay > 0 else None
+        self._lock = threading.Lock()
+        self.opens_at: float | None = time.monotonic() + delay if delay > 0 else None
+
+    def send(self, message: Message) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(message)
+                return
+        self._publisher.send(message)
+
+    def open(self) -> None:
+        with self._lock:
+            held, self._held, self.opens_at = self._held or [], None, None
+            for message in held:
+                self._publisher.send(message)
+        if held:
+            LOG.info("Sent %d announcement(s) held while subscribers reconnected", len(held))
+
+
 class Chain:
     """A running chain: its source of announcements and, unless standalone, its request server."""
 
@@ -81,7 +112,7 @@ class Chain:
         self.config = config
         self.request_address = None if config.standalone else \
             f"{config.request_address or own_ip()}:{config.request_port}"
-        common = {"publisher": server.publisher, "announced": server.announced,
+        common = {"publisher": server.announcements, "announced": server.announced,
                   "request_address": self.request_address, "metrics": server.metrics}
         self.source: Announcer | ListenRepublisher
         if config.listen:
@@ -142,6 +173,7 @@ class Server:
                 self.metrics_server.stop()
             address = f"tcp://{self.options.bind}:{self.options.port}"
             raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
+        self.announcements = HeldPublisher(self.publisher, self.options.announce_delay)
         self.chains: dict[str, Chain] = {}
         # A pipe rather than an Event: signal handlers may write to it while the main
         # thread is inside the wait, where taking an Event's lock could deadlock.
@@ -219,9 +251,12 @@ class Server:
         status = 0
         while not self._stop_requested:
             # a hair past the deadline, so the publisher's own rate limit lets the beat through
-            self._sleep(max(0.0, min(next_check, next_beat) - time.monotonic() + 0.01))
+            due = min(next_check, next_beat, self.announcements.opens_at or next_beat)
+            self._sleep(max(0.0, due - time.monotonic() + 0.01))
             if self._stop_requested:
                 break
+            if self.announcements.opens_at is not None and time.monotonic() >= self.announcements.opens_at:
+                self.announcements.open()
             if self._reload_requested:
                 self._reload_requested = False
                 self.reload()
