@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only this implementation (repeatable)")
     parser.add_argument("--big-mib", type=int, help="size of the big file in MiB (default 1024, quick 100)")
     parser.add_argument("--big-dest", type=Path, help="destination dir of the big file (default: /dev/shm)")
+    parser.add_argument("--rounds", type=int, help="bursts in the resources scenario (default 10, quick 3)")
     parser.add_argument("--budget", type=float, help="seconds per scenario and implementation")
     parser.add_argument("--workdir", type=Path, help="where to create the watched and destination dirs")
+    parser.add_argument("--markdown", type=Path,
+                        help="write the markdown summary here (default: results/latest.md, for complete runs only)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs) afterwards")
     parser.add_argument("--no-netns", action="store_true", help="do not re-run inside a private network namespace")
     return parser
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[NETNS_ENV] = "1"
         os.execv(str(REPO / "scripts" / "in-netns"),
                  [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "benchmarks", *sys.argv[1:]])
-    overrides = {k: v for k, v in (("big_mib", args.big_mib), ("budget", args.budget), ("big_dest", args.big_dest))
+    overrides = {k: v for k, v in (("big_mib", args.big_mib), ("budget", args.budget), ("big_dest", args.big_dest),
+                                            ("resource_rounds", args.rounds))
                  if v is not None}
     params = Params.quick(**overrides) if args.quick else Params(**overrides)
     scenarios = args.scenarios or list(SCENARIOS)
@@ -95,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## {scenario}\n{report.table(scenario, results)}\n", flush=True)
     finally:
         run["duration_s"] = time.monotonic() - t_start
-        json_path, md_path = report.write(run)
+        complete = not args.scenarios and not args.impl and not args.rounds
+        markdown = args.markdown or (report.RESULTS / "latest.md" if complete else None)
+        written = report.write(run, markdown)
         print("targets (ours):")
         for name, measured, verdict in report.targets(run["results"]):
             print(f"  {verdict:7} {name}: {measured}")
-        print(f"\nwrote {json_path} and {md_path}")
+        print(f"\nwrote {', '.join(map(str, written))}")
         if args.keep:
             print(f"kept {root}")
         else:

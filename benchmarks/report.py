@@ -145,16 +145,17 @@ def machine_facts() -> dict:
     return facts
 
 
-def write(run: dict, markdown_name: str = "latest.md") -> tuple[Path, Path]:
-    """Write ``results/<stamp>.json``, ``results/latest.json`` and the markdown summary."""
+def write(run: dict, markdown_path: Path | None) -> list[Path]:
+    """Write ``results/run-<stamp>.json``, ``results/latest.json`` and, given a path, the markdown summary."""
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(run, indent=2, default=str)
     json_path = RESULTS / f"run-{run['started'].replace(':', '').replace('-', '')}.json"
     json_path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    md_path = RESULTS / markdown_name
-    md_path.write_text(markdown(run))
-    return json_path, md_path
+    if markdown_path is None:
+        return [json_path]
+    markdown_path.write_text(markdown(run))
+    return [json_path, markdown_path]
 
 
 def markdown(run: dict) -> str:

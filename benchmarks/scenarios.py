@@ -320,6 +320,8 @@ def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
             "client_rss_end_mib": _mib(rss_end[1]),
             "server_rss_growth": growth(0, rss_start), "client_rss_growth": growth(1, rss_start),
             "server_rss_growth_after_round1": growth(0, first), "client_rss_growth_after_round1": growth(1, first),
+            "server_rss_rounds_mib": [_mib(r[0]) for r in rss_rounds],
+            "client_rss_rounds_mib": [_mib(r[1]) for r in rss_rounds],
             "idle_s": wall, "server_idle_cpu_pct": idle[0], "client_idle_cpu_pct": idle[1],
         }
 
