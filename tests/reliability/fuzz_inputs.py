@@ -45,7 +45,7 @@ def request_payloads(seed: int, count: int, *, announced: str, topic: str, desti
         elif kind == "truncated":
             body = [valid[: rng.randint(0, len(valid) - 1)].encode()]
         elif kind == "unknown type":
-            atype = rng.choice(TYPES[4:] + [_text(rng, 8).replace(" ", "").replace("\n", "") or "t"])
+            atype = rng.choice([*TYPES[4:], _text(rng, 8).replace(" ", "").replace("\n", "") or "t"])
             body = [f"{HEADER.format(subject=subject, atype=atype)} application/json {{}}".encode()]
         elif kind == "invalid json":
             junk = rng.choice(['{"uri": ', "{'uri': 'x'}", '{"uri": "a",}', "[1, 2", "NaN", "{" * 50,
@@ -81,7 +81,8 @@ def request_payloads(seed: int, count: int, *, announced: str, topic: str, desti
             body = [f"{HEADER.format(subject=subject, atype='push')} application/json "
                     f"{'[' * depth}{']' * depth}".encode()]
         elif kind == "bad utf-8":
-            body = [HEADER.format(subject=subject, atype="push").encode() + b" application/json {\"uri\": \"\xff\xfe\"}"]
+            body = [HEADER.format(subject=subject, atype="push").encode()
+                    + b" application/json {\"uri\": \"\xff\xfe\"}"]
         elif kind == "bad header":
             body = [rng.choice([
                 f"pytroll:/{subject} push user@host not-a-time v1.2".encode(),
@@ -134,6 +135,6 @@ def bus_messages(seed: int, count: int, *, topic: str, local_file: str) -> Itera
         elif kind == "bad header":
             raw = f"{prefix} file user@host yesterday v1.2 application/json {{}}".encode()
         else:
-            data = {"dataset": rng.choice(WEIRD_VALUES[:12] + [[{"uri": local_file}, {"uri": 7}]])}
+            data = {"dataset": rng.choice([*WEIRD_VALUES[:12], [{"uri": local_file}, {"uri": 7}]])}
             raw = f"{prefix}/x dataset user@host 2024-01-02T03:04:05 v1.2 application/json {_json(data)}".encode()
         yield kind, raw

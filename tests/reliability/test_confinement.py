@@ -74,7 +74,7 @@ def test_each_refused_request_gets_err_a_log_line_and_no_transfer(setup, caplog)
 
 
 def test_refused_member_of_a_dataset_refuses_the_whole_push(setup):
-    server, address, origin, out, secret = setup
+    _, address, origin, out, _ = setup
     reply = request(address, Message(TOPIC, "push", {"dataset": [
         {"uri": str(origin / "good.dat"), "uid": "good.dat"},
         {"uri": f"{origin}/../secret.dat", "uid": "secret.dat"}], "destination": f"file://{out}/"}))
@@ -83,7 +83,7 @@ def test_refused_member_of_a_dataset_refuses_the_whole_push(setup):
 
 
 def test_file_deleted_after_announcement_is_refused(setup):
-    server, address, origin, out, _ = setup
+    _, address, origin, out, _ = setup
     os.remove(origin / "good.dat")
     reply = request(address, Message(TOPIC, "push", {"uri": str(origin / "good.dat"), "uid": "good.dat",
                                                      "destination": f"file://{out}/"}))
@@ -93,7 +93,7 @@ def test_file_deleted_after_announcement_is_refused(setup):
 
 def test_directory_swapped_for_a_symlink_is_refused(setup, tmp_path):
     """The watched directory replaced by a link to elsewhere after the announcement."""
-    server, address, origin, out, secret = setup
+    _, address, origin, out, _ = setup
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "good.dat").write_bytes(b"swapped\n")

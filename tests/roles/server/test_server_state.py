@@ -1,0 +1,81 @@
+"""The announced-files journal behind ``--state-directory`` and held announcements at start."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from server_support import TOPIC, chain, write_file
+from support.bus import free_port
+from trollmoves_roles.journal import Journal
+from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.server.announced import AnnouncedFiles
+
+
+def test_attach_restores_present_files_and_forgets_missing(tmp_path):
+    present, gone = tmp_path / "a.dat", tmp_path / "b.dat"
+    present.write_bytes(b"a")
+    journal = Journal(tmp_path / "j.sqlite")
+    first = AnnouncedFiles()
+    first.attach(journal)
+    first.add(str(present), "a.dat", TOPIC, "chain")
+    first.add(str(gone), "b.dat", TOPIC, "chain")
+    assert [r.key for r in journal.records()] == [str(present), str(gone)]
+
+    second = AnnouncedFiles()
+    assert second.attach(journal) == 1  # b.dat never existed on disk
+    entry = second.get(str(present))
+    assert entry is not None and entry.uid == "a.dat" and entry.ino == present.stat().st_ino
+    assert second.get(str(gone)) is None
+    assert [r.key for r in journal.records()] == [str(present)]
+    second.discard(str(present))
+    assert journal.records() == []
+    journal.close()
+
+
+def test_capacity_evictions_leave_the_journal_too(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    announced = AnnouncedFiles(capacity=3)
+    announced.attach(journal)
+    for i in range(5):
+        (tmp_path / f"f{i}").write_bytes(b"x")
+        announced.add(str(tmp_path / f"f{i}"), f"f{i}", TOPIC, "chain")
+    assert [r.key.rsplit("/", 1)[1] for r in journal.records()] == ["f2", "f3", "f4"]
+    journal.close()
+
+
+def test_a_file_replaced_after_its_announcement_is_not_the_same_file(tmp_path):
+    path = tmp_path / "a.dat"
+    path.write_bytes(b"first")
+    entry = AnnouncedFiles().add(str(path), "a.dat", TOPIC, "chain")
+    assert entry.same_file(path.stat())
+    replacement = tmp_path / ".a.tmp"
+    replacement.write_bytes(b"second")
+    replacement.rename(path)
+    assert not entry.same_file(path.stat())
+
+
+def test_announcements_are_held_until_the_delay_passes(serve, dirs):
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), backlog=True, announce_delay=1.5)
+    started = time.monotonic()
+    write_file(origin / "NOAA-19_202401020304.dat")
+    time.sleep(0.5)
+    assert running.recorder.of_type("file") == []  # held
+    found = running.announcements(1, "file", timeout=10)
+    assert found and time.monotonic() - started >= 1.4
+    assert found[0].data["uid"] == "NOAA-19_202401020304.dat"
+    write_file(origin / "NOAA-20_202401020305.dat")  # after the delay: sent at once
+    assert len(running.announcements(2, "file", timeout=10)) == 2
+
+
+def test_rate_limited_log_counts_what_it_suppresses(caplog):
+    limited = RateLimitedLog(logging.getLogger("test.ratelimit"), period=0.3, burst=2)
+    with caplog.at_level(logging.WARNING, logger="test.ratelimit"):
+        logged = [limited.warning("bad", "bad input %d", i) for i in range(50)]
+        assert logged.count(True) == 2 and limited.suppressed_total == 48
+        assert limited.warning("other", "another kind")  # each kind has its own budget
+        time.sleep(0.35)
+        assert limited.warning("bad", "bad input again")
+    assert len(caplog.records) == 4
+    assert "48 similar line(s) suppressed" in caplog.records[-1].getMessage()
