@@ -79,3 +79,18 @@ def test_rate_limited_log_counts_what_it_suppresses(caplog):
         assert limited.warning("bad", "bad input again")
     assert len(caplog.records) == 4
     assert "48 similar line(s) suppressed" in caplog.records[-1].getMessage()
+
+
+def test_chain_check_rescan_announces_files_the_watcher_missed(serve, dirs):
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), loop=False)
+    announcer = running.server.chains["chain"].source
+    write_file(origin / "NOAA-19_202401020304.dat")
+    assert running.announcements(1, "file")
+    announcer._watcher.stop()  # the watcher keeps its memory but hears nothing: as after an event overflow
+    write_file(origin / "NOAA-20_202401020305.dat")
+    running.server.check_chains()
+    found = running.announcements(2, "file")
+    assert [m.data["uid"] for m in found] == ["NOAA-19_202401020304.dat", "NOAA-20_202401020305.dat"]
+    running.server.check_chains()  # nothing new: nothing announced twice
+    assert len(running.recorder.wait_for(lambda m: m.type == "file", count=3, timeout=1.0)) == 2

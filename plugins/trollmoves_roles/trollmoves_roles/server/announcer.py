@@ -48,6 +48,8 @@ class Announcer:
         self._metrics = metrics
         self._watcher: Watcher | None = None
         self._watched_inode: int | None = None
+        self.reported = 0
+        """Files the watcher (or a scan) handed to this chain."""
 
     @property
     def directories(self) -> list[str]:
@@ -110,9 +112,29 @@ class Announcer:
         for _, name in found:
             self._watcher.report(name)
 
+    def rescan(self, since: float) -> int:
+        """Report files whose inode changed (created, renamed or linked in) since ``since`` (Unix
+        time): a safety net for events the watcher lost (an inotify queue overflow under a burst).
+        Files already reported are skipped by the watcher; returns how many were new."""
+        if self._watcher is None:
+            return 0
+        before = self.reported
+        for name in glob.iglob(self.pattern.glob(), recursive=False):
+            try:
+                if os.stat(name).st_ctime >= since:
+                    self._watcher.report(name)
+            except OSError:
+                continue
+        found = self.reported - before
+        if found:
+            LOG.warning("[%s] %d file(s) the watcher missed were found by the periodic rescan", self.chain.name,
+                        found)
+        return found
+
     # -- per file -------------------------------------------------------------------
 
     def _on_file(self, path: Path) -> None:
+        self.reported += 1
         fields = self.pattern.match(str(path))
         if fields is None:
             LOG.debug("[%s] %s does not match %s", self.chain.name, path, self.chain.origin)

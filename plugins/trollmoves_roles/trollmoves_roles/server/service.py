@@ -45,6 +45,10 @@ REBIND_SECONDS = 5.0
 """At a reload, how long a restarted chain waits for its old request port to be released."""
 
 
+RESCAN_MARGIN = 60.0
+"""Seconds before the previous chain check that each rescan also covers (events still in flight)."""
+
+
 class ChainRecoveryError(RuntimeError):
     """A chain's watcher could not be restarted ``max_notifier_restarts`` times in a row."""
 
@@ -184,6 +188,7 @@ class Server:
         self._reload_requested = False
         self._config_watcher: Watcher | None = None
         self._closed = False
+        self._last_check = time.time()
         try:
             for name, config in configs.items():
                 self.chains[name] = Chain(config, self)
@@ -333,10 +338,16 @@ class Server:
         return True
 
     def check_chains(self) -> None:
-        """Restart the watcher of any chain whose directory vanished or was replaced."""
+        """Restart the watcher of any chain whose directory vanished or was replaced; rescan the
+        others for files changed since the previous check (and a margin) the watcher missed."""
+        now = time.time()
+        since = self._last_check - RESCAN_MARGIN
+        self._last_check = now
         for chain in self.chains.values():
             if chain.source.healthy():
                 chain.failures = 0
+                if isinstance(chain.source, Announcer):
+                    chain.source.rescan(since)
                 continue
             LOG.warning("[%s] watcher not running on its directory, restarting it", chain.config.name)
             chain.source.stop()
