@@ -19,6 +19,8 @@ from watchdog.observers import Observer
 
 from trollmoves_core.watchers.base import Watcher
 
+_EVENTS = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileOpenedEvent]
+
 MOVED_IN_GRACE = 0.05
 """Seconds to wait, after a file appears, for the open event that says it is being written."""
 
@@ -34,7 +36,10 @@ class WatchdogWatcher(Watcher):
         self._handler = _Handler(self)
         self._observer = Observer()
         for directory in self.directories:
-            self._observer.schedule(self._handler, str(directory), recursive=self.recursive)
+            # Only the events we act on reach the kernel queue: without write/modify/access
+            # events a burst of files is far from overflowing inotify's queue.
+            self._observer.schedule(self._handler, str(directory), recursive=self.recursive,
+                                    event_filter=_EVENTS)
         self._observer.daemon = True
         self._observer.start()
 
