@@ -118,7 +118,8 @@ def package_versions(impl: Implementation) -> dict[str, str]:
             "import zmq; out['libzmq'] = zmq.zmq_version()\n"
             "print(json.dumps(out))\n")
     try:
-        out = subprocess.run([str(impl.python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run([str(impl.python), "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                             cwd="/")  # not the repo: its *.egg-info would show up in the upstream venv
         return json.loads(out.stdout)
     except (subprocess.SubprocessError, OSError, ValueError) as err:
         return {"error": str(err)}
