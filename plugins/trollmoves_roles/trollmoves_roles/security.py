@@ -22,6 +22,7 @@ import ipaddress
 import itertools
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -38,6 +39,8 @@ LOG = logging.getLogger(__name__)
 _REFUSED = RateLimitedLog(LOG)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -60,6 +63,8 @@ def parse_allowed_clients(text: str) -> tuple[Network, ...]:
             continue
         except ValueError:
             pass
+        if not _HOST_NAME.match(entry):
+            raise SecurityError(f"{entry!r} is not an IP address, a network (a.b.c.d/n) or a host name")
         try:
             infos = socket.getaddrinfo(entry, None, proto=socket.IPPROTO_TCP)
         except (socket.gaierror, UnicodeError) as err:
