@@ -120,8 +120,8 @@ def detect_role(path: str) -> str:
             raise
         return _detect_yaml(path, read_yaml(path))  # not INI: maybe YAML without the suffix
     keys = {key for section in sections.values() for key in section}
-    if "providers" in keys and keys & {"origin", "listen"}:
-        return "mirror"
+    if "providers" in keys and keys & {"origin", "listen", "request_port", "client_topic"}:
+        return "mirror"  # a client with a server side
     if "providers" in keys:
         return "client"
     if keys & {"origin", "listen"}:

@@ -16,6 +16,7 @@ CONFIGS = sorted((EXAMPLES / "configs").iterdir())
 ROLE_LOADERS = {
     "server.ini": ("trollmoves_roles.server.config", "load_config"),
     "client.ini": ("trollmoves_roles.client.config", "load_client_config"),
+    "mirror.ini": ("trollmoves_roles.mirror.config", "load_mirror_config"),
     "dispatcher.yaml": ("trollmoves_roles.dispatcher.config", "load_config"),
     "s3downloader.yaml": ("trollmoves_roles.downloader.config", "load_config"),
 }
@@ -34,7 +35,8 @@ def localised(config: Path, tmp_path: Path) -> Path:
 
 
 def test_there_are_examples_for_each_role() -> None:
-    assert [p.name for p in CONFIGS] == ["client.ini", "dispatcher.yaml", "s3downloader.yaml", "server.ini"]
+    assert [p.name for p in CONFIGS] == ["client.ini", "dispatcher.yaml", "mirror.ini", "s3downloader.yaml",
+                                           "server.ini"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
