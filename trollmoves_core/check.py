@@ -246,7 +246,7 @@ def check_ini(path: str, role: str, host: PluginHost, extra_keys: Iterable[str] 
             if key not in known and key not in defaults and not key.startswith(CONNECTION_PREFIX):
                 _unknown(out, role, name, key)
         if role in ("server", "mirror"):
-            _check_server_section(out, section, ports)
+            _check_server_section(out, section, ports, mirror=role == "mirror")
         if role in ("client", "mirror"):
             _check_client_section(out, section, host, mirror=role == "mirror")
     return out.problems, len(sections)
@@ -269,10 +269,11 @@ def _unknown(out: _Collector, role: str, section: str, key: str) -> None:
         out.add(f"unknown key for a {role}", section, key)
 
 
-def _check_server_section(out: _Collector, section: Section, ports: dict[int, str]) -> None:
+def _check_server_section(out: _Collector, section: Section, ports: dict[int, str], *, mirror: bool = False) -> None:
+    """Server keys; in a mirror ``origin`` only filters what is mirrored, so it may be absent."""
     name = section.name
     origin, listen = section.get("origin", "").strip(), section.get("listen", "").strip()
-    if not origin and not listen:
+    if not origin and not listen and not mirror:
         out.add("neither origin nor listen: this section is skipped", name, warning=True)
         return
     if origin and listen:
