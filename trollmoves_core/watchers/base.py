@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
@@ -16,7 +18,70 @@ LOG = logging.getLogger(__name__)
 FileCallback = Callable[[Path], None]
 """Receives the path of each complete new file."""
 
-_REMEMBERED = 65536
+REMEMBER_SECONDS = 600.0
+"""How long a reported file is remembered, so that a repeated event for it is not reported again."""
+REMEMBER_MAX = 65536
+"""Most files remembered at once (the oldest are forgotten first)."""
+
+
+class SeenFiles:
+    """Fingerprints of reported files, each forgotten ``seconds`` after it was added or when
+    more than ``capacity`` are held (oldest first). Not thread-safe.
+
+    A fingerprint is a 60-bit hash of (path, inode, size, mtime in ns): about 80 bytes per file
+    instead of the key itself. Two different files share one with a probability of about
+    n²/2⁶¹ (1e-9 for 65,536 files held at once).
+    """
+
+    __slots__ = ("_buckets", "_fingerprints", "_order", "capacity", "seconds")
+
+    def __init__(self, seconds: float = REMEMBER_SECONDS, capacity: int = REMEMBER_MAX) -> None:
+        self.seconds = seconds
+        self.capacity = capacity
+        self._fingerprints: set[int] = set()
+        self._order: deque[int] = deque()
+        # [time, count] per added-in-the-same-second run: times cost nothing per file
+        self._buckets: deque[list[float]] = deque()
+
+    @staticmethod
+    def fingerprint(path: str, ino: int, size: int, mtime_ns: int) -> int:
+        digest = hashlib.blake2b(f"{ino}:{size}:{mtime_ns}:{path}".encode("utf-8", "surrogateescape"),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest) >> 4  # 60 bits: a 32-byte int object
+
+    def add(self, fingerprint: int, now: float | None = None) -> bool:
+        """Remember ``fingerprint``; False when it was remembered already."""
+        now = time.monotonic() if now is None else now
+        self._expire(now)
+        if fingerprint in self._fingerprints:
+            return False
+        self._fingerprints.add(fingerprint)
+        self._order.append(fingerprint)
+        if self._buckets and now - self._buckets[-1][0] < 1.0:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([now, 1])
+        while len(self._order) > self.capacity:
+            self._forget_oldest()
+        return True
+
+    def _expire(self, now: float) -> None:
+        while self._buckets and now - self._buckets[0][0] > self.seconds:
+            for _ in range(int(self._buckets[0][1])):
+                self._fingerprints.discard(self._order.popleft())
+            self._buckets.popleft()
+
+    def _forget_oldest(self) -> None:
+        self._fingerprints.discard(self._order.popleft())
+        self._buckets[0][1] -= 1
+        if self._buckets[0][1] <= 0:
+            self._buckets.popleft()
+
+    def __contains__(self, fingerprint: int) -> bool:
+        return fingerprint in self._fingerprints
+
+    def __len__(self) -> int:
+        return len(self._order)
 
 
 class Watcher(ABC):
@@ -24,21 +89,24 @@ class Watcher(ABC):
 
     "Complete" means closed after writing, moved or linked into the directory. A file still
     being written is never reported, and the same file (path, inode, size, mtime) is reported
-    only once even if it is closed again unchanged. Hidden files (name starting with ``.``,
-    as temporary uploads are named) are never reported. The callback runs on the watcher's
-    thread: keep it short or hand the path to a queue.
+    only once within ``remember`` seconds (up to :data:`REMEMBER_MAX` files), even if it is
+    closed again unchanged or :meth:`report` is called for it again (a rescan). Hidden files
+    (name starting with ``.``, as temporary uploads are named) are never reported. The callback
+    runs on the watcher's thread: keep it short or hand the path to a queue.
 
     :param directories: directories to watch; they must exist.
     :param callback: called with each complete file's path.
     :param recursive: also watch subdirectories.
     :param interval: seconds between scans, for watchers that poll.
+    :param remember: seconds a reported file is remembered (repeated events for one file come
+        within seconds; rescans within the rescan window).
     """
 
     NAME: ClassVar[str]
     """The value configs use to choose this watcher."""
 
     def __init__(self, directories: Iterable[str | os.PathLike[str]], callback: FileCallback, *,
-                 recursive: bool = False, interval: float = 1.0) -> None:
+                 recursive: bool = False, interval: float = 1.0, remember: float = REMEMBER_SECONDS) -> None:
         self.directories = [Path(d) for d in directories]
         missing = [str(d) for d in self.directories if not d.is_dir()]
         if missing:
@@ -46,7 +114,7 @@ class Watcher(ABC):
         self.callback = callback
         self.recursive = recursive
         self.interval = interval
-        self._seen: OrderedDict[tuple[str, int, int, int], None] = OrderedDict()
+        self._seen = SeenFiles(remember)
         self._seen_lock = threading.Lock()
 
     @abstractmethod
@@ -75,13 +143,10 @@ class Watcher(ABC):
             return  # vanished before we looked: nothing to announce
         if not path.is_file():
             return
-        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        fingerprint = SeenFiles.fingerprint(str(path), st.st_ino, st.st_size, st.st_mtime_ns)
         with self._seen_lock:
-            if key in self._seen:
+            if not self._seen.add(fingerprint):
                 return
-            self._seen[key] = None
-            if len(self._seen) > _REMEMBERED:
-                self._seen.popitem(last=False)
         try:
             self.callback(path)
         except Exception:  # one bad file must not stop the watcher
