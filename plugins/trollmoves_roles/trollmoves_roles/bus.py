@@ -13,15 +13,28 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import zmq
 from posttroll.message import Message
 from posttroll.publisher import Publisher
 
+from trollmoves_core.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from trollmoves_roles.security import CurveClient
+
 LOG = logging.getLogger(__name__)
+
+MESSAGE_VERSION = "v1.2"
+"""The posttroll message version of everything the roles send. posttroll 1.16 writes ``v1.01``
+for data without a datetime, while upstream trollmoves always writes ``v1.2``: peers see one format."""
 
 HEARTBEAT_INTERVAL = 30
 """Seconds between heartbeats, as upstream (``{"min_interval": 30}``)."""
+
+HEARTBEAT_TOPIC = "/heartbeat"
+"""Every heartbeat's subject starts with this (``/heartbeat/<publisher name>``)."""
 
 RECONNECT_GRACE = 1.0
 """Seconds after a disconnect without zmq retrying before :class:`Subscription` reconnects itself."""
@@ -66,8 +79,8 @@ class BusPublisher:
         self._last_beat = 0.0
 
     def send(self, message: Message) -> None:
-        """Publish ``message`` (thread-safe)."""
-        self._publisher.send(message.encode())
+        """Publish ``message`` as a :data:`MESSAGE_VERSION` message (thread-safe)."""
+        self._publisher.send(versioned(message).encode())
 
     def heartbeat(self, min_interval: int = HEARTBEAT_INTERVAL) -> None:
         """Send a ``beat`` on ``/heartbeat/<name>`` unless one went out in the last ``min_interval`` s."""
@@ -80,6 +93,50 @@ class BusPublisher:
         if self._registration is not None:
             self._registration.stop()
         self._publisher.stop()
+
+
+def versioned(message: Message) -> Message:
+    """``message``, set to be written as :data:`MESSAGE_VERSION`."""
+    message.version = MESSAGE_VERSION
+    return message
+
+
+def start_publisher(port: int, bind: str, name: str, nameservers: Iterable[str] | None = None) -> BusPublisher:
+    """A started publisher, or a ConfigError saying why the address cannot be used."""
+    try:
+        return BusPublisher(port, bind=bind, name=name, nameservers=list(nameservers or []) or None)
+    except Exception as err:  # zmq reports a taken port or a bad address
+        raise ConfigError(f"cannot publish on {bind}:{port}: {err}", file="command line") from None
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` (``tcp://host:port`` or ``host:port``) cannot be subscribed to, or None."""
+    text = address if "://" in address else f"tcp://{address}"
+    scheme, _, rest = text.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return None if rest else f"expected a path after {scheme}://, got {address!r}"
+    if scheme != "tcp":
+        return f"expected tcp://host:port, got {address!r}"
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected host:port or tcp://host:port, got {address!r}"
+    return None
+
+
+def check_addresses(addresses: Iterable[str], option: str = "--subscribe-address") -> None:
+    """Reject a malformed subscription address given on the command line as a usage error."""
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise ConfigError(f"{option}: {problem}", file="command line")
+
+
+def subscribe_nameservers(values: Iterable[str] | None) -> list[str] | None:
+    """``--subscribe-nameserver`` values without the ``false``/``none`` that mean "no nameserver"
+    (None, "not given", stays None)."""
+    if values is None:
+        return None
+    return [n for n in values if n.lower() not in ("false", "none", "")]
 
 
 def _with_send_hwm(publisher: Publisher) -> Publisher:
@@ -116,13 +173,20 @@ class Subscription:
 
     Use from one thread. :meth:`recv` returns the next decoded message, or None on timeout.
     Anything that does not decode is logged (at most once per 10 s) and skipped.
+
+    With ``curve`` the socket is a CURVE client, for a publisher using posttroll's
+    ``secure_zmq`` backend (``curve.server`` is that publisher's public key). A publisher that
+    does not admit our key, or does not speak CURVE, sends nothing: zmq retries the handshake
+    quietly, so check the publisher's log when nothing arrives.
     """
 
     def __init__(self, addresses: Iterable[str], topics: Iterable[str], *,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: CurveClient | None = None) -> None:
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._socket.setsockopt(zmq.RCVHWM, 0)  # never drop on our side; memory is cheaper than a lost file
         # zmq never reconnects a publisher it dropped for a protocol error (a message over

@@ -10,6 +10,7 @@ config path alone.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -287,6 +288,62 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         LOG.debug("metrics: " + format, *args)
+
+
+# -- the command-line options and the endpoint of one process -------------------------------
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-bind``, as every long-running role spells them."""
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port; "
+                             "default: none); `trollmoves status CONFIG` shows them")
+    parser.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDRESS",
+                        help="address the metrics port binds to (default: 127.0.0.1)")
+
+
+class MetricsEndpoint:
+    """``metrics`` served on ``port`` (None: not served) for the process running ``config_path``.
+
+    Binding happens here, so a port in use fails at start with a ConfigError naming it;
+    :meth:`start` serves and writes the endpoint file ``trollmoves status CONFIG`` reads,
+    :meth:`stop` undoes both. Without a port both do nothing.
+    """
+
+    def __init__(self, metrics: RoleMetrics, config_path: str | os.PathLike[str], port: int | None,
+                 bind: str = "127.0.0.1") -> None:
+        from trollmoves_core.exceptions import ConfigError
+
+        self.metrics = metrics
+        self.config_path = os.fspath(config_path)
+        self.server: MetricsServer | None = None
+        if port is None:
+            return
+        if not 0 <= port < 65536:
+            raise ConfigError(f"--metrics-port: expected a port number 0-65535, got {port}", file="command line")
+        try:
+            self.server = MetricsServer(metrics.render, port, bind)
+        except OSError as err:
+            raise ConfigError(f"cannot serve metrics on {bind}:{port}: {err.strerror or err}",
+                              file="command line") from None
+
+    @property
+    def url(self) -> str | None:
+        return None if self.server is None else self.server.url
+
+    def start(self) -> MetricsEndpoint:
+        if self.server is not None:
+            self.server.start()
+            try:
+                write_endpoint(self.config_path, self.server.url, self.metrics.role)
+            except OSError as err:
+                LOG.warning("trollmoves status CONFIG will not find this process: %s", err)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            remove_endpoint(self.config_path)
+            self.server = None
 
 
 # -- finding a running process's endpoint from its config path ---------------------------

@@ -330,10 +330,33 @@ def release(domain: str | None) -> None:
         _handler.unregister(domain)
 
 
+@dataclass(frozen=True)
+class CurveClient:
+    """Our CURVE key pair and the public key of the server (or publisher) we connect to.
+
+    Load it once (:meth:`load`, at config time, so a bad file fails early) and :meth:`apply`
+    it to each socket before it connects. The secret never appears in ``repr``.
+    """
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    server: bytes
+
+    @classmethod
+    def load(cls, secret_key_file: str | os.PathLike[str],
+             server_public_key_file: str | os.PathLike[str]) -> CurveClient:
+        """The keys from zmq certificate files; SecurityError naming the file that is unusable."""
+        public, secret = load_secret_key(secret_key_file)
+        return cls(public, secret, load_public_key(server_public_key_file))
+
+    def apply(self, sock: zmq.Socket) -> None:
+        """Make ``sock`` (before connect) a CURVE client with these keys."""
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+        sock.curve_serverkey = self.server
+
+
 def curve_client(sock: zmq.Socket, secret_key_file: str | os.PathLike[str],
                  server_public_key_file: str | os.PathLike[str]) -> None:
     """Make ``sock`` (before connect) a CURVE client with our key pair and the server's public key."""
-    public, secret = load_secret_key(secret_key_file)
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
-    sock.curve_serverkey = load_public_key(server_public_key_file)
+    CurveClient.load(secret_key_file, server_public_key_file).apply(sock)

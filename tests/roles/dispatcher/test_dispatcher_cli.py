@@ -93,4 +93,4 @@ def test_full_run_delivers_announces_and_stops_on_sigterm(tmp_path):
         recorder.close()
         source.stop()
     assert code == 0
-    assert "Stopping on SIGTERM" in log.read_text()
+    assert "Received SIGTERM; stopping" in log.read_text()

@@ -33,6 +33,7 @@ from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
+from trollmoves_roles.bus import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
 
 LOG = logging.getLogger(__name__)
@@ -272,20 +273,6 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
                           "(multicast discovery is not supported)", file=file, section=SUBSCRIBER_KEY)
     return SubscriberSettings(addresses=tuple(addresses), nameservers=tuple(nameservers),
                               services=tuple(services))
-
-
-def address_problem(address: str) -> str | None:
-    """Why ``address`` (``tcp://host:port`` or ``host:port``) cannot be subscribed to, or None."""
-    text = address if "://" in address else f"tcp://{address}"
-    scheme, _, rest = text.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return None if rest else f"expected a path after {scheme}://, got {address!r}"
-    if scheme != "tcp":
-        return f"expected tcp://host:port, got {address!r}"
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"expected host:port or tcp://host:port, got {address!r}"
-    return None
 
 
 def _string_list(value: Any, file: str, key: str) -> list[str]:

@@ -11,7 +11,12 @@ cause after the mover's own retries (``retries``, ``retry_delay`` in
 
 With a journal (``--state-directory``), each message with transfers is recorded until every one
 of its transfers has run (delivered or failed); a restarted dispatcher runs the ones not done
-yet and never repeats a delivered one (:mod:`trollmoves_roles.dispatcher.pending`).
+yet and never repeats a delivered one (:mod:`trollmoves_roles.pending`).
+
+Each delivered file is logged with :func:`~trollmoves_core.logs.log_transfer` and counted in the
+metrics (:class:`~trollmoves_roles.metrics.RoleMetrics`, labelled with the target's name as
+``chain``); the sender of every message received (heartbeats included) is a peer whose last
+message's age the metrics show.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,18 +37,19 @@ from posttroll.message import Message
 from trollsift import compose
 
 from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.bus import HEARTBEAT_TOPIC, BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.configwatch import ConfigFileMonitor
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
-from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries, local_path
-from trollmoves_roles.dispatcher.pending import PendingMessage, PendingMessages
-from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
-from trollmoves_roles.dispatcher.watch import ConfigFileMonitor
+from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
+from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.movers import MoverCache
+from trollmoves_roles.pending import PendingMessage, PendingMessages
+from trollmoves_roles.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
-
-_REMOVED_ON_PUBLISH = ("request_address", "destination")
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,13 @@ class Dispatcher:
     :param addresses: publisher addresses to subscribe to, besides the config's.
     :param nameservers: nameservers to ask for publishers, replacing the config's when given.
     :param workers: transfers running at once.
+    :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
     def __init__(self, config_path: str | os.PathLike[str], *, publisher: BusPublisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
-                 host: PluginHost | None = None, watch: bool = True, pending: PendingMessages | None = None) -> None:
+                 host: PluginHost | None = None, watch: bool = True, pending: PendingMessages | None = None,
+                 metrics: RoleMetrics | None = None) -> None:
         self.config_path = os.fspath(config_path)
         self.host = host or default_host()
         self.publisher = publisher
@@ -78,6 +87,8 @@ class Dispatcher:
         self.movers = MoverCache(self.host)
         self.pool = BoundedPool(workers, name="dispatch")
         self.pending = pending if pending is not None else PendingMessages()
+        self.metrics = metrics if metrics is not None else RoleMetrics("dispatcher")
+        self.metrics.set_queue_length(lambda: self.pool.pending)
         self.received = 0
         """Messages received so far (any type), for monitoring and tests."""
         self.handled = 0
@@ -95,7 +106,7 @@ class Dispatcher:
 
     def serve(self, halt: threading.Event) -> None:
         """Receive and dispatch until ``halt`` is set; then finish running transfers."""
-        subscription = Subscription(self._addresses(), self.config.topics)
+        subscription = Subscription(self._addresses(), self._topics())
         lookup = self._lookup().start()
         LOG.info("Dispatcher listening to %s on %s (nameservers: %s)", ", ".join(self.config.topics),
                  ", ".join(subscription.addresses) or "-", ", ".join(lookup.nameservers) or "-")
@@ -107,13 +118,14 @@ class Dispatcher:
                 if self._reload.is_set() or (self._monitor and self._monitor.changed()):
                     self._reload.clear()
                     if self.reload():
-                        subscription.set_topics(self.config.topics)
+                        subscription.set_topics(self._topics())
                         for address in self._addresses():
                             _connect(subscription, address)
                         lookup.stop()
                         lookup = self._lookup().start()
                 message = subscription.recv(0.2)
                 if message is not None:
+                    self.metrics.peer_seen(message.sender)
                     self.handle(message, halt)
         finally:
             lookup.stop()
@@ -146,6 +158,10 @@ class Dispatcher:
                  ", ".join(t.name for t in config.targets))
         return True
 
+    def _topics(self) -> list[str]:
+        """The configured topics, and heartbeats: they tell the metrics a quiet publisher is alive."""
+        return [*self.config.topics, HEARTBEAT_TOPIC]
+
     def _addresses(self) -> list[str]:
         return list(dict.fromkeys([*self.config.subscriber.addresses, *self.extra_addresses]))
 
@@ -174,6 +190,7 @@ class Dispatcher:
         try:
             transfers = self.plan(message)
         except BadMessage as err:
+            self.metrics.bad_input.inc()
             LOG.warning("Skipping message on %s: %s", message.subject, err)
             return 0
         except Exception:  # a surprise in one message must not stop the dispatcher
@@ -190,6 +207,7 @@ class Dispatcher:
         for transfer in transfers:
             if not self.pool.submit(lambda t=transfer: self._run_part(key, t), halt):
                 break  # stopping: the rest stays in the journal for the next start
+            self.metrics.requested.inc(chain=transfer.target.name)
             queued += 1
         return queued
 
@@ -251,20 +269,24 @@ class Dispatcher:
         """Push one file and announce it; log failures. Returns whether it was delivered."""
         target = transfer.target
         shown = redact(transfer.destination)
+        started = time.monotonic()
         try:
+            size = os.path.getsize(transfer.source)
             mover = self.movers.get(transfer.destination, target.connection_parameters)
             delivered = mover.put(transfer.source, transfer.destination)
-        except TransferError as err:
-            self._count(failed=True)
+        except (TransferError, OSError) as err:
+            self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s", transfer.source, target.name, shown, err)
             return False
         except Exception as err:  # a mover bug: report it the same way, keep serving
-            self._count(failed=True)
+            self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s: %s", transfer.source, target.name, shown,
                       type(err).__name__, err)
             return False
-        self._count(failed=False)
-        LOG.info("Dispatched %s to %s", transfer.source, delivered)
+        seconds = time.monotonic() - started
+        self._count(target, failed=False, size=size, seconds=seconds)
+        log_transfer(LOG, uid=str(transfer.metadata.get("uid") or os.path.basename(transfer.source)),
+                     source=redact(transfer.source), destination=redact(delivered), nbytes=size, seconds=seconds)
         self._announce(transfer, delivered)
         return True
 
@@ -283,21 +305,29 @@ class Dispatcher:
             LOG.error("Cannot announce %s: publish_topic of target %s: %s", delivered, target.name,
                       _describe_compose_error(err))
             return
-        data = {k: v for k, v in transfer.metadata.items() if k not in _REMOVED_ON_PUBLISH}
+        data = {k: v for k, v in transfer.metadata.items() if k not in REMOVED_ON_PUBLISH}
         path = parse_uri(delivered).path
         data["uri"] = path if target.publish_uri == "path" else delivered
         data["uid"] = posixpath.basename(path)
         try:
-            self.publisher.send(Message(topic, "file", data, version=MESSAGE_VERSION))
+            self.publisher.send(Message(topic, "file", data))
         except Exception as err:  # a bad topic must not undo a delivery
-            LOG.error("Cannot announce %s on %r: %s", delivered, topic, err)
+            LOG.error("Cannot announce %s on %r: %s", redact(delivered), topic, err)
+            return
+        self.metrics.announced.inc(chain=target.name)
 
-    def _count(self, *, failed: bool) -> None:
+    def _count(self, target: Target, *, failed: bool, size: int = 0, seconds: float = 0.0) -> None:
         with self._counter_lock:
             if failed:
                 self.failed += 1
             else:
                 self.delivered += 1
+        if failed:
+            self.metrics.failed.inc(chain=target.name)
+        else:
+            self.metrics.delivered.inc(chain=target.name)
+            self.metrics.bytes.inc(size, chain=target.name)
+            self.metrics.duration.observe(seconds, chain=target.name)
 
 
 def _part(transfer: Transfer) -> str:

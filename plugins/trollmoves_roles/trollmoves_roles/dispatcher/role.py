@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
-from typing import TYPE_CHECKING
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_roles.bus import BusPublisher
-    from trollmoves_roles.dispatcher.pending import PendingMessages
 
 LOG = logging.getLogger(__name__)
 
@@ -27,6 +21,8 @@ class DispatcherRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from trollmoves_roles.metrics import add_metrics_arguments
+
         parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="dispatch YAML configuration")
         parser.add_argument("-p", "--publish-port", type=int, nargs="?", const=0, default=None, metavar="PORT",
                             help="announce dispatched files on this port (bare -p: a random port; "
@@ -45,75 +41,42 @@ class DispatcherRole(Role):
         parser.add_argument("--state-directory", metavar="DIR", default=None,
                             help="journal unfinished messages in DIR/dispatcher-<config name>.sqlite and resume "
                                  "them after a restart (default: no journal)")
+        add_metrics_arguments(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_roles.bus import check_addresses, start_publisher, subscribe_nameservers
         from trollmoves_roles.dispatcher.engine import Dispatcher
+        from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
+        from trollmoves_roles.pending import PendingMessages
+        from trollmoves_roles.signals import install_signal_handlers
 
         config_file = _config_file(args)
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
         check_addresses(args.subscribe_address)
-        nameservers = args.subscribe_nameserver
-        if nameservers is not None:
-            nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
-        dispatcher = Dispatcher(config_file, addresses=args.subscribe_address, nameservers=nameservers,
-                                workers=args.workers,
-                                pending=open_pending(args.state_directory, config_file, "dispatcher"))
+        metrics = RoleMetrics(cls.NAME)
+        endpoint = MetricsEndpoint(metrics, config_file, args.metrics_port, args.metrics_bind)
+        dispatcher = Dispatcher(config_file, addresses=args.subscribe_address,
+                                nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
+                                pending=PendingMessages.open(args.state_directory, config_file, cls.NAME),
+                                metrics=metrics)
         publisher = None
         if args.publish_port is not None:
             publisher = start_publisher(args.publish_port, args.publish_bind, "dispatcher", args.publish_nameserver)
             LOG.info("Announcing dispatched files on port %d", publisher.port)
             dispatcher.publisher = publisher
         halt = threading.Event()
-
-        def stop(signum: int, _frame: object) -> None:
-            LOG.info("Stopping on %s", signal.Signals(signum).name)
-            halt.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: dispatcher.request_reload())
+        restore = install_signal_handlers(halt.set, dispatcher.request_reload)
+        endpoint.start()
         try:
             dispatcher.serve(halt)
         finally:
+            endpoint.stop()
             if publisher is not None:
                 publisher.stop()
+            restore()
         return 0
-
-
-def open_pending(state_directory: str | None, config_file: str, role: str) -> PendingMessages:
-    """The journal of unfinished messages, or a ConfigError naming ``--state-directory``."""
-    import sqlite3
-
-    from trollmoves_roles.dispatcher.pending import PendingMessages
-
-    try:
-        return PendingMessages.open(state_directory, config_file, role)
-    except (OSError, ValueError, sqlite3.Error) as err:
-        raise ConfigError(f"--state-directory: cannot keep a journal in {state_directory}: {err}",
-                          file="command line") from None
-
-
-def check_addresses(addresses: list[str]) -> None:
-    """Reject a malformed ``--subscribe-address`` as a usage error."""
-    from trollmoves_roles.dispatcher.config import address_problem
-
-    for address in addresses:
-        problem = address_problem(address)
-        if problem:
-            raise ConfigError(f"--subscribe-address: {problem}", file="command line")
-
-
-def start_publisher(port: int, bind: str, name: str, nameservers: list[str] | tuple[str, ...] | None) -> BusPublisher:
-    """A started publisher, or a ConfigError saying why the address cannot be used."""
-    from trollmoves_roles.bus import BusPublisher
-
-    try:
-        return BusPublisher(port, bind=bind, name=name, nameservers=list(nameservers or []) or None)
-    except Exception as err:  # zmq reports a taken port or a bad address
-        raise ConfigError(f"cannot publish on {bind}:{port}: {err}", file="command line") from None
 
 
 def _config_file(args: argparse.Namespace) -> str:

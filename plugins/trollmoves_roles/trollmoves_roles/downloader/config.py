@@ -26,7 +26,7 @@ from typing import Any
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.dispatcher.config import address_problem
+from trollmoves_roles.bus import address_problem
 
 LOG = logging.getLogger(__name__)
 

@@ -5,14 +5,24 @@ announced ``uri`` is fetched with its scheme's mover ``get`` (atomic: a hidden t
 name, then a rename) into ``download_destination``, keeping its name. When every file of the
 message is here, a message of the same type is published on ``publish-topic`` with the same
 metadata, each ``uri`` replaced by the local path and each ``uid`` by the local name; keys
-that described the remote copy (``filesystem``, ``path``) are dropped.
+that described the remote copy (``filesystem``, ``path``) are dropped, and so are
+``request_address`` and ``destination``: a client would take the copy's announcement for a
+server's.
 
 Upstream's rule for plain names is kept: with ``bucket`` set, a ``uri`` without a scheme
 means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other buckets are skipped.
 
 With a journal (``--state-directory``), a message is recorded until its files are fetched and
 announced; a restarted downloader (even after ``kill -9``) fetches what is missing, reuses the
-files already here, and announces once (:mod:`trollmoves_roles.dispatcher.pending`).
+files already here, and announces once (:mod:`trollmoves_roles.pending`).
+
+The configuration is re-read on :meth:`Downloader.request_reload` (SIGHUP) or when the file
+changes: topics, subscription addresses, nameservers, bucket, destination and connection
+settings apply to the next messages; the publisher and the number of parallel downloads need a
+restart (a warning says so). A configuration that does not load is logged and the old one kept.
+
+Each downloaded file is logged with :func:`~trollmoves_core.logs.log_transfer` and counted in the
+metrics, like the dispatcher's.
 """
 
 from __future__ import annotations
@@ -21,25 +31,34 @@ import logging
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from posttroll.message import Message
 
-from trollmoves_core.exceptions import TransferError, UnknownPluginError
+from trollmoves_core.exceptions import ConfigError, TransferError, UnknownPluginError
+from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
-from trollmoves_roles.dispatcher.messages import FILE_TYPES, MESSAGE_VERSION, BadMessage, file_entries
-from trollmoves_roles.dispatcher.pending import PendingMessage, PendingMessages
-from trollmoves_roles.dispatcher.transfers import BoundedPool, MoverCache
-from trollmoves_roles.downloader.config import DownloaderConfig
+from trollmoves_roles.bus import HEARTBEAT_TOPIC, BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.configwatch import ConfigFileMonitor
+from trollmoves_roles.downloader.config import DownloaderConfig, load_config
+from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
+from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.movers import MoverCache
+from trollmoves_roles.pending import PendingMessage, PendingMessages
+from trollmoves_roles.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
 
-REMOTE_ONLY_KEYS = ("filesystem", "path")
-"""Keys of pytroll-watchers messages that describe the remote copy, wrong for the local one."""
+REMOTE_ONLY_KEYS = ("filesystem", "path", *REMOVED_ON_PUBLISH)
+"""Keys that describe the remote copy (pytroll-watchers' ``filesystem`` and ``path``), wrong for
+the local one, and the keys no copy's announcement may carry (``request_address``...)."""
+RESTART_KEYS = {"publish_port": "publish_port", "nameservers": "nameservers",
+                "parallel_downloads": "parallel_downloads"}
+"""Settings a reload cannot change (config key by attribute)."""
 ANNOUNCED = "\0announced"
 """The journal part done when the local copies were announced (the message is finished)."""
 
@@ -50,30 +69,51 @@ class Downloader:
     :param publisher: where local copies are announced; None announces nothing.
     :param addresses: publisher addresses to subscribe to, besides the config's.
     :param nameservers: nameservers to ask for publishers, replacing the config's when given.
+    :param watch: re-read the config file when it changes on disk (SIGHUP reloads in any case).
+    :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
     def __init__(self, config: DownloaderConfig, *, publisher: BusPublisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
                  workers: int | None = None, host: PluginHost | None = None,
-                 pending: PendingMessages | None = None) -> None:
+                 pending: PendingMessages | None = None, watch: bool = False,
+                 metrics: RoleMetrics | None = None) -> None:
         self.config = config
         self.host = host or default_host()
         self.publisher = publisher
-        self.addresses = list(dict.fromkeys([*config.subscriber_addresses, *addresses]))
-        self.nameservers = list(config.subscribe_nameservers if nameservers is None else nameservers)
+        self.extra_addresses = list(addresses)
+        self.nameservers_override = None if nameservers is None else list(nameservers)
         self.movers = MoverCache(self.host)
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
+        self.metrics = metrics if metrics is not None else RoleMetrics("downloader")
+        self.metrics.set_queue_length(lambda: self.pool.pending)
         self.received = 0
         self.handled = 0
         self.fetched = 0
         self.failed = 0
         self._lock = threading.Lock()
+        self._reload = threading.Event()
+        self._monitor = ConfigFileMonitor(config.file, self.host) if watch else None
+        if self._monitor:
+            self._monitor.mark_loaded()
+
+    @property
+    def addresses(self) -> list[str]:
+        """Publishers subscribed to: the config's and the extra ones."""
+        return list(dict.fromkeys([*self.config.subscriber_addresses, *self.extra_addresses]))
+
+    @property
+    def nameservers(self) -> list[str]:
+        """Nameservers asked for publishers: the override, else the config's."""
+        if self.nameservers_override is not None:
+            return list(self.nameservers_override)
+        return list(self.config.subscribe_nameservers)
 
     def serve(self, halt: threading.Event) -> None:
         """Receive and download until ``halt`` is set; then finish running downloads."""
         self.config.download_destination.mkdir(parents=True, exist_ok=True)
-        subscription = Subscription(self.addresses, self.config.subscribe_topics)
+        subscription = Subscription(self.addresses, self._topics())
         lookup = NameserverLookup(self.nameservers, self.config.services).start()
         LOG.info("Downloader listening to %s on %s (nameservers: %s), downloading to %s",
                  ", ".join(self.config.subscribe_topics), ", ".join(subscription.addresses) or "-",
@@ -83,15 +123,55 @@ class Downloader:
             while not halt.is_set():
                 for address in lookup.new_addresses():
                     _connect(subscription, address)
+                if self._reload.is_set() or (self._monitor and self._monitor.changed()):
+                    self._reload.clear()
+                    if self.reload():
+                        subscription.set_topics(self._topics())
+                        for address in self.addresses:
+                            _connect(subscription, address)
+                        lookup.stop()
+                        lookup = NameserverLookup(self.nameservers, self.config.services).start()
                 message = subscription.recv(0.2)
                 if message is not None:
+                    self.metrics.peer_seen(message.sender)
                     self.handle(message, halt)
         finally:
             lookup.stop()
             subscription.close()
+            if self._monitor:
+                self._monitor.stop()
             self.pool.shutdown()
             self.movers.close_all()
             self.pending.close()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration at the next chance (SIGHUP); callable from a signal handler."""
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Re-read the configuration file; keep the old configuration when the new one is broken."""
+        if self._monitor:
+            self._monitor.mark_loaded()
+        try:
+            config = load_config(self.config.file)
+            config.download_destination.mkdir(parents=True, exist_ok=True)
+        except ConfigError as err:
+            LOG.error("New configuration rejected, keeping the previous one: %s", err)
+            return False
+        except Exception as err:  # anything else a half-written or odd file causes
+            LOG.error("New configuration rejected, keeping the previous one: %s: %s", self.config.file, err)
+            return False
+        for attribute, key in RESTART_KEYS.items():
+            if getattr(config, attribute) != getattr(self.config, attribute):
+                LOG.warning("%s: %s changed; it takes effect at the next restart", config.file, key)
+        self.config = config
+        LOG.info("Configuration %s reloaded: topics %s, downloading to %s", config.file,
+                 ", ".join(config.subscribe_topics), config.download_destination)
+        return True
+
+    def _topics(self) -> list[str]:
+        """The configured topics, and heartbeats: they tell the metrics a quiet publisher is alive."""
+        return [*self.config.subscribe_topics, HEARTBEAT_TOPIC]
 
     def handle(self, message: Message, halt: threading.Event | None = None) -> bool:
         """Queue the download ``message`` asks for; return whether one was queued. Never raises."""
@@ -103,6 +183,7 @@ class Downloader:
         try:
             sources = self.plan(message)
         except BadMessage as err:
+            self.metrics.bad_input.inc()
             LOG.warning("Skipping message on %s: %s", message.subject, err)
             sources = []
         except Exception:  # a surprise in one message must not stop the downloader
@@ -116,7 +197,10 @@ class Downloader:
     def _submit(self, message: Message, sources: list[tuple[str, str]], halt: threading.Event | None,
                 done: dict[str, Any] | None = None) -> bool:
         key = self.pending.add(message, [*(announced for announced, _ in sources), ANNOUNCED], done)
-        return self.pool.submit(lambda: self.fetch(message, sources, key=key, done=done), halt)
+        if not self.pool.submit(lambda: self.fetch(message, sources, key=key, done=done), halt):
+            return False
+        self.metrics.requested.inc(len(sources))
+        return True
 
     def _resume(self, item: PendingMessage, halt: threading.Event | None) -> bool:
         """Fetch what an unfinished message of the killed run still misses, then announce it."""
@@ -169,16 +253,19 @@ class Downloader:
         here are not fetched again.
         """
         key = key if key is not None else PendingMessages.key_of(message.encode())
+        config = self.config
         local: dict[str, Path] = {}
-        destination = str(self.config.download_destination).rstrip("/") + "/"
+        destination = str(config.download_destination).rstrip("/") + "/"
+        uids = _uids(message)
         for announced, source in sources:
             earlier = (done or {}).get(announced)
             if _still_here(earlier):
                 local[announced] = Path(earlier)
                 continue
             scheme = parse_uri(source).scheme
+            started = time.monotonic()
             try:
-                mover = self.movers.get(source, self.config.params_for(scheme))
+                mover = self.movers.get(source, config.params_for(scheme))
                 local[announced] = mover.get(source, destination)
             except TransferError as err:
                 self._count(failed=True)
@@ -191,9 +278,12 @@ class Downloader:
                           type(err).__name__, err)
                 self.pending.finish(key)
                 return False
-            self._count(failed=False)
+            seconds = time.monotonic() - started
+            size = _size(local[announced])
+            self._count(failed=False, size=size, seconds=seconds)
             self.pending.done(key, announced, str(local[announced]))
-            LOG.info("Downloaded %s to %s", redact(source), local[announced])
+            log_transfer(LOG, uid=uids.get(announced) or local[announced].name, source=redact(source),
+                         destination=str(local[announced]), nbytes=size, seconds=seconds)
         self._announce(message, local)
         self.pending.done(key, ANNOUNCED)
         return True
@@ -203,16 +293,39 @@ class Downloader:
             return
         data = _rewrite(message.data, local)
         try:
-            self.publisher.send(Message(self.config.publish_topic, message.type, data, version=MESSAGE_VERSION))
+            self.publisher.send(Message(self.config.publish_topic, message.type, data))
         except Exception as err:  # the files are here; a publishing problem must not hide that
             LOG.error("Cannot announce %s: %s", ", ".join(str(p) for p in local.values()), err)
+            return
+        self.metrics.announced.inc(len(local))
 
-    def _count(self, *, failed: bool) -> None:
+    def _count(self, *, failed: bool, size: int | None = None, seconds: float = 0.0) -> None:
         with self._lock:
             if failed:
                 self.failed += 1
             else:
                 self.fetched += 1
+        if failed:
+            self.metrics.failed.inc()
+            return
+        self.metrics.delivered.inc()
+        self.metrics.bytes.inc(size or 0)
+        self.metrics.duration.observe(seconds)
+
+
+def _uids(message: Message) -> dict[str, str]:
+    """Announced ``uri`` → its ``uid`` (when the message gives one)."""
+    try:
+        return {str(e["uri"]): str(e["uid"]) for e in file_entries(message.type, message.data) if e.get("uid")}
+    except BadMessage:
+        return {}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _still_here(path: object) -> bool:

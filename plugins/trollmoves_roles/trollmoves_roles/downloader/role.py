@@ -5,24 +5,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
-from trollmoves_roles.dispatcher.role import check_addresses, open_pending, start_publisher
 
 LOG = logging.getLogger(__name__)
 
 
 class DownloaderRole(Role):
-    """Fetch files or objects announced on the bus (s3://, sftp://, ftp://, file://...) and announce the copies."""
+    """Fetch files or objects announced on the bus (s3://, sftp://, ftp://, file://...) and announce the copies.
+
+    SIGTERM/SIGINT stop it (running downloads finish); SIGHUP, or a change of the config file,
+    reloads the configuration.
+    """
 
     NAME = "downloader"
     HELP = "download announced files or objects (s3, sftp, ftp, file...) and announce the local copies"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from trollmoves_roles.metrics import add_metrics_arguments
+
         parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="downloader YAML configuration")
         parser.add_argument("--config-file", dest="config_option", metavar="CONFIG",
                             help="the same, spelled as upstream's s3downloader (its -c is --log-config here)")
@@ -42,39 +46,41 @@ class DownloaderRole(Role):
         parser.add_argument("--state-directory", metavar="DIR", default=None,
                             help="journal unfinished messages in DIR/downloader-<config name>.sqlite and resume "
                                  "them after a restart (default: no journal)")
+        add_metrics_arguments(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        from trollmoves_roles.bus import check_addresses, start_publisher, subscribe_nameservers
         from trollmoves_roles.downloader.config import load_config
         from trollmoves_roles.downloader.engine import Downloader
+        from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
+        from trollmoves_roles.pending import PendingMessages
+        from trollmoves_roles.signals import install_signal_handlers
 
         config_file = _config_file(args)
         config = load_config(config_file)
         if args.workers is not None and args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
         check_addresses(args.subscribe_address)
-        nameservers = args.subscribe_nameserver
-        if nameservers is not None:
-            nameservers = [n for n in nameservers if n.lower() not in ("false", "none", "")]
+        metrics = RoleMetrics(cls.NAME)
+        endpoint = MetricsEndpoint(metrics, config_file, args.metrics_port, args.metrics_bind)
+        pending = PendingMessages.open(args.state_directory, config_file, cls.NAME)
         publish_port = config.publish_port if args.publish_port is None else args.publish_port
         registration = config.nameservers if args.nameservers is None else args.nameservers
         publisher = start_publisher(publish_port, args.publish_bind, "s3downloader", registration)
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
-                                nameservers=nameservers, workers=args.workers,
-                                pending=open_pending(args.state_directory, config_file, "downloader"))
+                                nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
+                                pending=pending, watch=True, metrics=metrics)
         halt = threading.Event()
-
-        def stop(signum: int, _frame: object) -> None:
-            LOG.info("Stopping on %s", signal.Signals(signum).name)
-            halt.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        restore = install_signal_handlers(halt.set, downloader.request_reload)
+        endpoint.start()
         try:
             downloader.serve(halt)
         finally:
+            endpoint.stop()
             publisher.stop()
+            restore()
         return 0
 
 

@@ -1,7 +1,5 @@
-"""Reading file announcements: one metadata dict per announced file, and where the file is.
-
-Also used by the downloader.
-"""
+"""Reading file announcements: one metadata dict per announced file, and where the file is
+(the dispatcher and downloader read their input with it)."""
 
 from __future__ import annotations
 
@@ -14,8 +12,9 @@ from typing import Any
 from trollmoves_core.uri import parse_uri
 
 FILE_TYPES = ("file", "dataset", "collection")
-MESSAGE_VERSION = "v1.2"
-"""Upstream's posttroll always writes v1.2; so do we, so that peers see one format."""
+REMOVED_ON_PUBLISH = ("request_address", "destination")
+"""Keys of a received message that must not travel on in a message we publish about the same
+file: a client would take a ``request_address`` for a server's announcement."""
 
 
 class BadMessage(ValueError):

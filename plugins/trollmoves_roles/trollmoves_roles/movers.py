@@ -1,0 +1,43 @@
+"""Reusable mover instances: one per mover class and connection parameters, so that
+connections are pooled across files (the dispatcher, downloader and client use it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from trollmoves_core.mover import Mover
+from trollmoves_core.plugins import PluginHost, default_host
+
+LOG = logging.getLogger(__name__)
+
+
+class MoverCache:
+    """One mover per (mover class, connection parameters), so connections are pooled across files."""
+
+    def __init__(self, host: PluginHost | None = None) -> None:
+        self._host = host or default_host()
+        self._movers: dict[Hashable, Mover] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, params: Mapping[str, Any] | None = None) -> Mover:
+        """The mover for ``uri``'s scheme with ``params``, created on first use."""
+        cls = self._host.mover_class(uri)
+        key = (cls, json.dumps(dict(params or {}), sort_keys=True, default=str))
+        with self._lock:
+            mover = self._movers.get(key)
+            if mover is None:
+                mover = self._movers[key] = cls(dict(params or {}))
+            return mover
+
+    def close_all(self) -> None:
+        with self._lock:
+            movers, self._movers = list(self._movers.values()), {}
+        for mover in movers:
+            try:
+                mover.close()
+            except Exception as err:  # closing must not stop a shutdown
+                LOG.debug("Closing %s failed: %s", type(mover).__name__, err)
