@@ -1,24 +1,33 @@
-"""The bounded record of files this server announced: what requests may refer to.
+"""The bounded record of files this server announced: what requests may refer to, and the
+recent announcements themselves, which ``info`` lists on request (reconciliation).
 
 Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`).
 With a :class:`~trollmoves_roles.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
 the server's ``--state-directory``), every change is also written there, so a restarted
-server (even after ``kill -9``) keeps serving the files it announced that are still on disk.
+server (even after ``kill -9``) keeps serving the files it announced that are still on disk,
+and keeps listing its recent announcements.
+
+Memory: a record costs about 300 bytes besides its path (``__slots__``, shared topic and
+chain strings, no uid stored when it is the file name); a listed announcement keeps its data
+as one JSON string, and only the newest :data:`LISTED_MAX` per chain are kept.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from posttroll.message import create_datetime_json_encoder_for_version, datetime_decoder
 
 from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.server.messages import MESSAGE_VERSION
 
 if TYPE_CHECKING:
     from trollmoves_roles.journal import Journal
@@ -26,13 +35,28 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 _LOG_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 STATE = "announced"
-"""The journal state of the records."""
+"""The journal state of the file records."""
+LISTED_STATE = "listed:"
+"""Prefix of the journal state of listed announcements (``listed:<chain>``)."""
 
 DEFAULT_CAPACITY = 61000
 """Entries kept, oldest dropped first (upstream's cache size)."""
+LISTED_MAX = 2256
+"""Announcements kept per chain for ``info`` listings (upstream's cap on ``info`` replies)."""
+_PRUNE_EVERY = 256
+"""Listed announcements between two trims of the journal's listing records."""
+
+_encode_datetime = create_datetime_json_encoder_for_version(MESSAGE_VERSION)
+_devices: dict[int, int] = {}
 
 
-@dataclass(frozen=True)
+def _shared_device(dev: int) -> int:
+    """One int object per device number (a server sees few devices)."""
+    if len(_devices) < 256:
+        return _devices.setdefault(dev, dev)
+    return _devices.get(dev, dev)
+
+
 class Announced:
     """One announced file: its local ``path``, ``uid`` and the chain's ``topic``.
 
@@ -40,13 +64,21 @@ class Announced:
     file swapped in under the same path afterwards is not served in its place.
     """
 
-    path: str
-    uid: str
-    topic: str
-    chain: str
-    time: float
-    dev: int = 0
-    ino: int = 0
+    __slots__ = ("_uid", "chain", "dev", "ino", "path", "time", "topic")
+
+    def __init__(self, path: str, uid: str, topic: str, chain: str, *, time: float, dev: int = 0,
+                 ino: int = 0) -> None:
+        self.path = path
+        self._uid = None if uid == os.path.basename(path) else uid
+        self.topic = topic
+        self.chain = chain
+        self.time = time
+        self.dev = _shared_device(dev)
+        self.ino = ino
+
+    @property
+    def uid(self) -> str:
+        return os.path.basename(self.path) if self._uid is None else self._uid
 
     def same_file(self, stat: os.stat_result) -> bool:
         """Whether ``stat`` (of the path now, links followed) is the file that was announced."""
@@ -57,15 +89,52 @@ class Announced:
         """What ``info`` replies list: ``<topic>/<uid>``."""
         return f"{self.topic.rstrip('/')}/{self.uid}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "uid": self.uid, "topic": self.topic, "chain": self.chain, "time": self.time,
+                "dev": self.dev, "ino": self.ino}
+
+    def __repr__(self) -> str:
+        return f"Announced({self.as_dict()!r})"
+
+
+class _Listed:
+    """One announcement as published: ``data`` is its JSON (posttroll's datetime encoding)."""
+
+    __slots__ = ("atype", "data", "paths", "subject", "time")
+
+    def __init__(self, subject: str, atype: str, data: str, time: float, paths: tuple[str, ...]) -> None:
+        self.subject = subject
+        self.atype = atype
+        self.data = data
+        self.time = time
+        self.paths = paths
+
+    def journal_data(self) -> dict[str, Any]:
+        return {"subject": self.subject, "type": self.atype, "data": self.data, "time": self.time,
+                "paths": list(self.paths)}
+
 
 class AnnouncedFiles:
-    """Thread-safe, insertion-ordered, bounded map of announced paths."""
+    """Thread-safe, insertion-ordered, bounded map of announced paths, with the newest
+    announcements of each chain.
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    :param capacity: file records kept (oldest dropped first).
+    :param listed: announcements kept per chain for listings.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, listed: int = LISTED_MAX) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[str, Announced] = OrderedDict()
+        self.listed_max = listed
+        self._entries: dict[str, Announced] = {}
+        # insertion order; records replaced or discarded since stay here until they rotate out
+        self._order: deque[Announced] = deque()
+        self._listed: dict[str, deque[_Listed]] = {}
+        self._listed_since_prune: dict[str, int] = {}
+        self._sequence = time.time_ns()
         self._lock = threading.Lock()
         self._journal: Journal | None = None
+
+    # -- the journal -----------------------------------------------------------------------
 
     def attach(self, journal: Journal) -> int:
         """Persist to ``journal`` from now on, first restoring what it holds.
@@ -75,61 +144,52 @@ class AnnouncedFiles:
         """
         kept: list[dict[str, object]] = []
         gone: list[str] = []
-        for record in journal.records(STATE):
+        listed: dict[str, list[_Listed]] = {}
+        for record in journal.records():
+            if record.state.startswith(LISTED_STATE):
+                entry = _listed_from(record.data)
+                if entry is None:
+                    gone.append(record.key)
+                else:
+                    listed.setdefault(record.state[len(LISTED_STATE):], []).append(entry)
+                continue
+            if record.state != STATE:
+                continue
             try:
-                entry = {"path": record.key, "uid": str(record.data["uid"]), "topic": str(record.data["topic"]),
-                         "chain": str(record.data["chain"]), "time": float(record.data["time"]),
-                         "dev": int(record.data.get("dev", 0)), "ino": int(record.data.get("ino", 0))}
+                item = {"path": record.key, "uid": str(record.data["uid"]), "topic": str(record.data["topic"]),
+                        "chain": str(record.data["chain"]), "time": float(record.data["time"]),
+                        "dev": int(record.data.get("dev", 0)), "ino": int(record.data.get("ino", 0))}
             except (KeyError, TypeError, ValueError):
                 gone.append(record.key)
                 continue
             if os.path.isfile(record.key):
-                kept.append(entry)
+                kept.append(item)
             else:
                 gone.append(record.key)
         journal.delete_many(gone)
         restored = {str(e["path"]) for e in kept}
         self.restore(kept)
         with self._lock:
+            unsaved = [(chain, e) for chain, entries in self._listed.items() for e in entries]
+            for chain, entries in listed.items():
+                current = self._listed.get(chain, ())
+                self._listed[chain] = deque([*entries, *current], maxlen=self.listed_max)
             self._journal = journal
-            newer = [asdict(e) for e in self._entries.values() if e.path not in restored]
+            newer = [e.as_dict() for e in self._live() if e.path not in restored]
         journal.put_many((str(e["path"]), STATE, _data(e)) for e in newer)
+        journal.put_many((self._next_key(chain), LISTED_STATE + chain, e.journal_data()) for chain, e in unsaved)
         journal.prune(self.capacity, STATE)
+        for chain in self._listed:
+            journal.prune(self.listed_max, LISTED_STATE + chain)
         return len(kept)
 
     def detach(self) -> None:
         with self._lock:
             self._journal = None
 
-    def add(self, path: str, uid: str, topic: str, chain: str) -> Announced:
-        try:
-            stat = os.stat(path)
-            dev, ino = stat.st_dev, stat.st_ino
-        except (OSError, ValueError):
-            dev = ino = 0
-        entry = Announced(path, uid, topic, chain, time.time(), dev, ino)
-        evicted = []
-        with self._lock:
-            self._entries.pop(path, None)
-            self._entries[path] = entry
-            while len(self._entries) > self.capacity:
-                evicted.append(self._entries.popitem(last=False)[0])
-            # written under the lock, so the journal sees changes to one path in their real order
-            if self._journal is not None:
-                self._write(self._journal.put, path, STATE, _data(asdict(entry)))
-                if evicted:
-                    self._write(self._journal.delete_many, evicted)
-        return entry
-
-    def get(self, path: str) -> Announced | None:
-        with self._lock:
-            return self._entries.get(path)
-
-    def discard(self, path: str) -> None:
-        with self._lock:
-            self._entries.pop(path, None)
-            if self._journal is not None:
-                self._write(self._journal.delete, path)
+    def _next_key(self, chain: str) -> str:
+        self._sequence += 1
+        return f"{LISTED_STATE}{chain}:{self._sequence}"
 
     @staticmethod
     def _write(operation: object, *args: object) -> None:
@@ -138,39 +198,150 @@ class AnnouncedFiles:
         except sqlite3.Error as err:  # a full disk must not stop announcing; the record stays in memory
             _LOG_LIMITED.error("journal", "Could not write the announced-files journal: %s", err)
 
+    # -- changes ---------------------------------------------------------------------------
+
+    def add(self, path: str, uid: str, topic: str, chain: str) -> Announced:
+        """Record one file (not listed as an announcement)."""
+        return self.announce([(path, uid)], topic, chain)[0]
+
+    def announce(self, files: Sequence[tuple[str, str]], topic: str, chain: str, *,
+                 message: tuple[str, str, dict[str, Any]] | None = None) -> list[Announced]:
+        """Record ``files`` (``(path, uid)`` pairs) announced together by ``chain``; with
+        ``message`` (subject, type, data as published) also list the announcement."""
+        now = time.time()
+        entries = []
+        for path, uid in files:
+            try:
+                stat = os.stat(path)
+                dev, ino = stat.st_dev, stat.st_ino
+            except (OSError, ValueError):
+                dev = ino = 0
+            entries.append(Announced(path, uid, topic, chain, time=now, dev=dev, ino=ino))
+        listed = None
+        if message is not None:
+            subject, atype, data = message
+            listed = _Listed(subject, atype, json.dumps(data, default=_encode_datetime), now,
+                             tuple(e.path for e in entries))
+        evicted = []
+        with self._lock:
+            for entry in entries:
+                self._entries[entry.path] = entry
+                self._order.append(entry)
+            while len(self._order) > self.capacity:
+                old = self._order.popleft()
+                if self._entries.get(old.path) is old:
+                    del self._entries[old.path]
+                    evicted.append(old.path)
+            if listed is not None:
+                queue = self._listed.get(chain)
+                if queue is None:
+                    queue = self._listed[chain] = deque(maxlen=self.listed_max)
+                queue.append(listed)
+            # written under the lock, so the journal sees changes to one path in their real order
+            if self._journal is not None:
+                rows = [(e.path, STATE, _data(e.as_dict())) for e in entries]
+                if listed is not None:
+                    rows.append((self._next_key(chain), LISTED_STATE + chain, listed.journal_data()))
+                self._write(self._journal.put_many, rows)
+                if evicted:
+                    self._write(self._journal.delete_many, evicted)
+                if listed is not None:
+                    count = self._listed_since_prune.get(chain, 0) + 1
+                    self._listed_since_prune[chain] = count % _PRUNE_EVERY
+                    if count >= _PRUNE_EVERY:
+                        self._write(self._journal.prune, self.listed_max, LISTED_STATE + chain)
+        return entries
+
+    def discard(self, path: str) -> None:
+        with self._lock:
+            self._entries.pop(path, None)
+            if self._journal is not None:
+                self._write(self._journal.delete, path)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, path: str) -> Announced | None:
+        with self._lock:
+            return self._entries.get(path)
+
+    def _live(self, newest_first: bool = False) -> Iterator[Announced]:
+        """Current records in insertion order (caller holds the lock)."""
+        for entry in reversed(self._order) if newest_first else self._order:
+            if self._entries.get(entry.path) is entry:
+                yield entry
+
     def newest(self, prefix: str = "", limit: int | None = None) -> list[str]:
         """``info`` entries starting with ``prefix``, newest first, at most ``limit``."""
         found: list[str] = []
         with self._lock:
-            for entry in reversed(self._entries.values()):
+            for entry in self._live(newest_first=True):
                 if limit is not None and len(found) >= limit:
                     break
-                if entry.cache_entry.startswith(prefix):
-                    found.append(entry.cache_entry)
+                cache_entry = entry.cache_entry
+                if cache_entry.startswith(prefix):
+                    found.append(cache_entry)
+        return found
+
+    def listed(self, chain: str, limit: int) -> list[dict[str, Any]]:
+        """The newest announcements of ``chain`` (at most ``limit``), newest first, as
+        ``{"subject", "type", "data", "time"}`` dicts (``time``: Unix seconds).
+
+        Only announcements whose files are all still served are listed: a file deleted,
+        replaced by a newer announcement or gone from the disk removes its announcement.
+        """
+        candidates: list[_Listed] = []
+        with self._lock:
+            for item in reversed(self._listed.get(chain, ())):
+                if len(candidates) >= limit:
+                    break
+                if all((entry := self._entries.get(path)) is not None and entry.time == item.time
+                       for path in item.paths):
+                    candidates.append(item)
+        found = []
+        for item in candidates:
+            if not all(os.path.isfile(path) for path in item.paths):
+                continue
+            try:
+                data = json.loads(item.data, object_hook=datetime_decoder)
+            except ValueError:  # cannot happen for what we encoded; skip rather than fail the reply
+                continue
+            found.append({"subject": item.subject, "type": item.atype, "data": data, "time": item.time})
         return found
 
     def records(self) -> list[dict[str, object]]:
-        """Everything, oldest first, as plain dicts."""
+        """Every file record, oldest first, as plain dicts."""
         with self._lock:
-            return [asdict(entry) for entry in self._entries.values()]
+            return [entry.as_dict() for entry in self._live()]
 
     def restore(self, records: Iterable[dict[str, object]]) -> None:
-        """Load entries saved with :meth:`records` (newer ones already here win)."""
+        """Load file records saved with :meth:`records` (newer ones already here win)."""
+        loaded = [Announced(**r) for r in records]  # type: ignore[arg-type]
         with self._lock:
-            current = self._entries
-            self._entries = OrderedDict((str(r["path"]), Announced(**r)) for r in records)  # type: ignore[arg-type]
-            self._entries.update(current)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            entries = {e.path: e for e in [*loaded, *self._live()]}
+            self._entries = entries
+            self._order = deque(e for e in [*loaded, *self._order] if entries.get(e.path) is e)
+            while len(self._order) > self.capacity:
+                old = self._order.popleft()
+                if self._entries.get(old.path) is old:
+                    del self._entries[old.path]
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:
-            return iter(list(self._entries))
+            return iter([entry.path for entry in self._live()])
 
 
 def _data(entry: dict[str, object]) -> dict[str, object]:
     return {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"],
             "dev": entry.get("dev", 0), "ino": entry.get("ino", 0)}
+
+
+def _listed_from(data: dict[str, Any]) -> _Listed | None:
+    subject, atype, raw, when, paths = (data.get(k) for k in ("subject", "type", "data", "time", "paths"))
+    if (not isinstance(subject, str) or not isinstance(atype, str) or not isinstance(raw, str)
+            or not isinstance(when, int | float) or not isinstance(paths, list)
+            or not all(isinstance(p, str) for p in paths)):
+        return None
+    return _Listed(subject, atype, raw, float(when), tuple(paths))

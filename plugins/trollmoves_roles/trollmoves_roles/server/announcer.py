@@ -115,16 +115,24 @@ class Announcer:
     def rescan(self, since: float) -> int:
         """Report files whose inode changed (created, renamed or linked in) since ``since`` (Unix
         time): a safety net for events the watcher lost (an inotify queue overflow under a burst).
-        Files already reported are skipped by the watcher; returns how many were new."""
+        Files already reported are skipped: by the watcher, which remembers them for a while,
+        and, beyond that, when this chain announced the same file after its last change.
+        Returns how many were new."""
         if self._watcher is None:
             return 0
         before = self.reported
         for name in glob.iglob(self.pattern.glob(), recursive=False):
             try:
-                if os.stat(name).st_ctime >= since:
-                    self._watcher.report(name)
+                stat = os.stat(name)
             except OSError:
                 continue
+            if stat.st_ctime < since:
+                continue
+            known = self._announced.get(name)
+            if (known is not None and known.chain == self.chain.name and known.ino and known.same_file(stat)
+                    and known.time >= stat.st_mtime):
+                continue
+            self._watcher.report(name)
         found = self.reported - before
         if found:
             LOG.warning("[%s] %d file(s) the watcher missed were found by the periodic rescan", self.chain.name,
@@ -154,11 +162,13 @@ class Announcer:
             self._announce(fields, [path])
 
     def _announce(self, fields: dict[str, Any], files: list[Path]) -> None:
-        for file in files:
-            self._announced.add(str(file), file.name, self.chain.topic, self.chain.name)
         atype, data = announcement(self.chain, fields, files, self._request_address or "")
         if self._request_address is None:
             del data["request_address"]
+        # listed for info replies (reconciliation) only where requests are served
+        listed = (self.chain.topic, atype, data) if self._request_address is not None else None
+        self._announced.announce([(str(file), file.name) for file in files], self.chain.topic, self.chain.name,
+                                 message=listed)
         self._publish(atype, data, len(files))
 
     def _announce_standalone(self, path: Path, fields: dict[str, Any]) -> None:

@@ -103,11 +103,12 @@ class ListenRepublisher:
             paths.append((parts.path, item.get("uid") or os.path.basename(parts.path)))
         if not paths:
             return
-        for path, uid in paths:
-            self._announced.add(path, str(uid), self.chain.topic, self.chain.name)
         data = dict(message.data)
         if self._request_address is not None:
             data["request_address"] = self._request_address
+        listed = (self.chain.topic, message.type, data) if self._request_address is not None else None
+        self._announced.announce([(path, str(uid)) for path, uid in paths], self.chain.topic, self.chain.name,
+                                 message=listed)
         self._publisher.send(Message(self.chain.topic, message.type, data, version=MESSAGE_VERSION))
         self._metrics.announced.inc(len(paths), chain=self.chain.name)
         LOG.info("[%s] republished %s", self.chain.name, paths[0][0])

@@ -233,13 +233,20 @@ class RequestServer:
         return Message(request.subject, atype, data, version=MESSAGE_VERSION)
 
     def _info(self, request: Message) -> Message:
+        """Upstream's reply (``files``, ``max_count``, ``uptime``); with ``"announcements": true``
+        in the request also ``announcements``: this chain's recent announcements (any subject),
+        newest first, as ``{"subject", "type", "data", "time"}``, for clients to find what the
+        bus did not bring them."""
         data = request.data if isinstance(request.data, dict) else {}
         max_count = data.get("max_count", INFO_MAX_COUNT)
         if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
             raise _BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
         files = self._announced.newest(request.subject, min(max_count, INFO_MAX_COUNT))
         uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
-        return self._message(request, "info", {"files": files, "max_count": max_count, "uptime": uptime})
+        reply: dict[str, Any] = {"files": files, "max_count": max_count, "uptime": uptime}
+        if data.get("announcements") is True:
+            reply["announcements"] = self._announced.listed(self.chain.name, min(max_count, INFO_MAX_COUNT))
+        return self._message(request, "info", reply)
 
     def _ack(self, request: Message) -> Message:
         data = _request_dict(request)

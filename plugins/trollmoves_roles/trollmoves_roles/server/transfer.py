@@ -3,20 +3,21 @@ idempotent repeats.
 
 Upstream clients re-send a ``push`` that timed out (up to 3 times), so the same request can
 arrive while its transfer is still running, or just after it finished. A repeat of a running
-push waits for that transfer; a repeat of a recently successful push gets the same result
-without a second transfer.
+push waits for that transfer; a repeat of a recently successful push is answered as done
+without a second transfer. Finished pushes are remembered by a 128-bit hash of what was
+pushed where (files, destination, connection parameters), about 200 bytes each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import posixpath
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
 from trollmoves_core.uri import redact
+from trollmoves_core.watchers.base import SeenFiles
 from trollmoves_roles.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ RECENT_SECONDS = 300.0
 RECENT_MAX = 10000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileJob:
     """One file of a push: the local ``path`` and the dict's ``path`` key (``rel_path``)."""
 
@@ -71,9 +73,10 @@ class TransferService:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
         self._movers: dict[tuple[type[Mover], str], Mover] = {}
         self._lock = threading.Lock()
-        self._running: dict[Hashable, Future[list[str]]] = {}
-        self._recent: OrderedDict[Hashable, tuple[float, list[str]]] = OrderedDict()
-        self._recent_seconds = recent_seconds
+        self._running: dict[int, Future[list[str]]] = {}
+        self._recent = SeenFiles(recent_seconds, RECENT_MAX)
+        """Keys of the pushes that succeeded lately."""
+        self._params_keys: dict[int, tuple[dict[str, Any], dict[str, Any], str]] = {}
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
         self.metrics = metrics
@@ -82,23 +85,24 @@ class TransferService:
 
     def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
              chain: str = "") -> Future[list[str]]:
-        """Transfer ``files`` to ``destination``; the future gives each delivered URI (no password).
+        """Transfer ``files`` to ``destination``; the future gives each URI delivered (no password).
 
-        An identical push already running or recently done is not transferred again. ``chain``
-        labels the metrics.
+        An identical push already running is not started again: its future is returned. One
+        that succeeded in the last ``recent_seconds`` is not transferred again either: the
+        future is done at once, with an empty list (nothing was delivered by this call).
+        ``chain`` labels the metrics.
         """
-        key = (tuple(files), destination, _params_key(params))
+        key = self._push_key(files, destination, params)
         with self._lock:
             running = self._running.get(key)
             if running is not None:
                 LOG.info("Repeated push of %s to %s: waiting for the transfer in progress", _names(files),
                          redact(destination))
                 return running
-            done = self._recent.get(key)
-            if done is not None and time.monotonic() - done[0] < self._recent_seconds:
+            if key in self._recent:
                 LOG.info("Repeated push of %s to %s: already done", _names(files), redact(destination))
                 finished: Future[list[str]] = Future()
-                finished.set_result(done[1])
+                finished.set_result([])
                 return finished
             future = self._executor.submit(self._transfer, files, destination, params, chain)
             self._running[key] = future
@@ -109,16 +113,28 @@ class TransferService:
         """Run other background work (unpacking) on the same pool."""
         return self._executor.submit(fn, *args)
 
-    def _finished(self, key: Hashable, future: Future[list[str]]) -> None:
+    def _finished(self, key: int, future: Future[list[str]]) -> None:
         with self._lock:
             self._running.pop(key, None)
             if future.exception() is None:
-                self._recent[key] = (time.monotonic(), future.result())
-                self._recent.move_to_end(key)
-                now = time.monotonic()
-                while self._recent and (len(self._recent) > RECENT_MAX
-                                        or now - next(iter(self._recent.values()))[0] > self._recent_seconds):
-                    self._recent.popitem(last=False)
+                self._recent.add(key)
+
+    def _push_key(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> int:
+        what = json.dumps([[job.path, job.rel_path] for job in files] + [destination, self._params_key(params)])
+        return int.from_bytes(hashlib.blake2b(what.encode(), digest_size=16).digest())
+
+    def _params_key(self, params: dict[str, Any]) -> str:
+        """``params`` as canonical JSON, computed once per parameters dict (a chain's config)."""
+        with self._lock:
+            cached = self._params_keys.get(id(params))
+            if cached is not None and cached[0] is params and cached[1] == params:
+                return cached[2]
+        key = json.dumps(params, sort_keys=True, default=str)
+        with self._lock:
+            if len(self._params_keys) >= 64:  # configs replaced by many reloads
+                self._params_keys.clear()
+            self._params_keys[id(params)] = (params, dict(params), key)
+        return key
 
     def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
                   chain: str = "") -> list[str]:
@@ -146,7 +162,7 @@ class TransferService:
 
     def _mover(self, uri: str, params: dict[str, Any]) -> Mover:
         cls = default_host().mover_class(uri if "://" in uri else "file")
-        key = (cls, _params_key(params))
+        key = (cls, self._params_key(params))
         with self._lock:
             mover = self._movers.get(key)
             if mover is None:
@@ -186,10 +202,6 @@ class TransferService:
                 mover.close()
             except Exception as err:  # closing is best effort at shutdown
                 LOG.debug("Closing mover %s: %s", mover, err)
-
-
-def _params_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _names(files: Sequence[FileJob]) -> str:
