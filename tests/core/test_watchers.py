@@ -173,4 +173,4 @@ def test_fingerprints_differ_by_every_part_of_the_identity() -> None:
     others = [SeenFiles.fingerprint("/d/b.dat", 10, 100, 5), SeenFiles.fingerprint("/d/a.dat", 11, 100, 5),
               SeenFiles.fingerprint("/d/a.dat", 10, 101, 5), SeenFiles.fingerprint("/d/a.dat", 10, 100, 6)]
     assert base not in others and len(set(others)) == 4
-    assert 0 <= base < 2**60 and SeenFiles.fingerprint("/d/a.dat", 10, 100, 5) == base
+    assert 0 <= base < 2**128 and SeenFiles.fingerprint("/d/a.dat", 10, 100, 5) == base

@@ -25,12 +25,12 @@ REMEMBER_MAX = 65536
 
 
 class SeenFiles:
-    """Fingerprints of reported files, each forgotten ``seconds`` after it was added or when
-    more than ``capacity`` are held (oldest first). Not thread-safe.
+    """Fingerprints (ints), each forgotten ``seconds`` after it was added or when more than
+    ``capacity`` are held (oldest first). Not thread-safe.
 
-    A fingerprint is a 60-bit hash of (path, inode, size, mtime in ns): about 80 bytes per file
-    instead of the key itself. Two different files share one with a probability of about
-    n²/2⁶¹ (1e-9 for 65,536 files held at once).
+    :meth:`fingerprint` is a 128-bit hash of a file's (path, inode, size, mtime in ns): about
+    100 bytes per file instead of the key itself, and no two files share one in practice
+    (the chance is about 2⁻¹¹² per file with 65,536 held).
     """
 
     __slots__ = ("_buckets", "_fingerprints", "_order", "capacity", "seconds")
@@ -38,16 +38,15 @@ class SeenFiles:
     def __init__(self, seconds: float = REMEMBER_SECONDS, capacity: int = REMEMBER_MAX) -> None:
         self.seconds = seconds
         self.capacity = capacity
-        self._fingerprints: set[int] = set()
+        self._fingerprints: dict[int, None] = {}  # a dict: about half the memory of a set per entry
         self._order: deque[int] = deque()
         # [time, count] per added-in-the-same-second run: times cost nothing per file
         self._buckets: deque[list[float]] = deque()
 
     @staticmethod
     def fingerprint(path: str, ino: int, size: int, mtime_ns: int) -> int:
-        digest = hashlib.blake2b(f"{ino}:{size}:{mtime_ns}:{path}".encode("utf-8", "surrogateescape"),
-                                 digest_size=8).digest()
-        return int.from_bytes(digest) >> 4  # 60 bits: a 32-byte int object
+        return int.from_bytes(hashlib.blake2b(f"{ino}:{size}:{mtime_ns}:{path}".encode("utf-8", "surrogateescape"),
+                                              digest_size=16).digest())
 
     def add(self, fingerprint: int, now: float | None = None) -> bool:
         """Remember ``fingerprint``; False when it was remembered already."""
@@ -55,7 +54,7 @@ class SeenFiles:
         self._expire(now)
         if fingerprint in self._fingerprints:
             return False
-        self._fingerprints.add(fingerprint)
+        self._fingerprints[fingerprint] = None
         self._order.append(fingerprint)
         if self._buckets and now - self._buckets[-1][0] < 1.0:
             self._buckets[-1][1] += 1
@@ -68,11 +67,11 @@ class SeenFiles:
     def _expire(self, now: float) -> None:
         while self._buckets and now - self._buckets[0][0] > self.seconds:
             for _ in range(int(self._buckets[0][1])):
-                self._fingerprints.discard(self._order.popleft())
+                self._fingerprints.pop(self._order.popleft(), None)
             self._buckets.popleft()
 
     def _forget_oldest(self) -> None:
-        self._fingerprints.discard(self._order.popleft())
+        self._fingerprints.pop(self._order.popleft(), None)
         self._buckets[0][1] -= 1
         if self._buckets[0][1] <= 0:
             self._buckets.popleft()
