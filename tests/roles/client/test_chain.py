@@ -85,15 +85,22 @@ def test_failed_source_falls_back_to_the_next_announcer_which_then_is_the_origin
     assert len(a.pushes("f1.dat")) == 1 and len(b.pushes("f1.dat")) == 1 and not b.acks("f1.dat")
 
 
-def test_no_working_source_acks_every_announcer(setup, caplog):
+def test_no_working_source_acks_no_announcer(setup, caplog):
+    """Upstream acks every server when it gives up, so a server with delete = true removes a file
+    nobody received; we do not."""
     s = setup(servers=2, handlers=[err, err], processing_delay=0.3, give_up_after=0)  # upstream: one round
     a, b = s.servers
     with caplog.at_level(logging.WARNING):
         s.announcer.announce("f1.dat", a)
         s.announcer.announce("f1.dat", b)
-        assert wait_until(lambda: a.acks("f1.dat") and b.acks("f1.dat"))
-    assert "Could not get a working source for f1.dat" in caplog.text
-    assert s.results() == []
+        assert wait_until(lambda: "Could not get a working source for f1.dat" in caplog.text)
+        s.announcer.announce("f2.dat", a)  # a later file, acked once delivered: the acks before it are in
+        a.handler = serve_everything
+        s.wait_results(1)
+        assert wait_until(lambda: s.published("f2.dat")[-1][0] == "file")
+    assert len(a.pushes("f1.dat")) == 1 and len(b.pushes("f1.dat")) == 1
+    assert a.acks("f1.dat") == [] and b.acks("f1.dat") == []
+    assert [m.data["uid"] for m in s.results()] == ["f2.dat"]
 
 
 def test_silent_server_is_retried_lazy_pirate_then_next_source_is_used(setup):

@@ -10,8 +10,7 @@ The sequence for one announced file (upstream's, see ``upstream-trollmoves.md`` 
    publish ``push`` (no credentials), request ``push`` (with ``login``).
 3. On a ``file``/``dataset``/``collection`` reply: cache the uids, publish ``ack``, unpack if
    configured, publish the local result, ``ack`` every other server that announced the file.
-   On an error or no reply: try the next source; with none left, log "Could not get a working
-   source" and ``ack`` them all.
+   On an error or no reply: try the next source; with none left, retry later or give up (below).
 
 Hot spare (``processing_delay``): the secondary lists the primary's publisher as a provider.
 Announcements wait ``processing_delay`` seconds; the primary's ``push`` suspends the transfer,
@@ -27,7 +26,15 @@ it had. A file no source could deliver is retried, every source again, after ``r
 seconds doubling up to ``max_retry_delay``, until ``give_up_after`` seconds after it was first
 announced; then the failure is logged and published as an ``err`` message on
 ``/trollmoves/client/failed/<chain>`` (see :func:`failure_message`). A delivery from a server
-wakes every file waiting for a retry from that server.
+wakes every file waiting for a retry from that server. Unlike upstream, a file given up is
+**not** acked: a server with ``delete = true`` would remove a file nobody received. Servers
+are acked when the file was delivered, here or by another client.
+
+Each delivered file is logged with :func:`~trollmoves_core.logs.log_transfer` (source: the
+server's request address followed by the file's path there) and counted in the metrics:
+``requested`` (files in push requests sent), ``delivered``, ``failed`` (files given up),
+``bytes`` (files delivered to this host's file system), ``announced`` (result messages
+published), one transfer duration per push request.
 
 Reconciliation (``reconcile_interval``, and whenever a silent provider publishes again): pub/sub
 may drop announcements (slow joiner, a publisher's high-water mark, a network cut), so the chain
@@ -42,6 +49,7 @@ All state lives in the chain's event-loop thread.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -54,7 +62,8 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.uri import redact
+from trollmoves_core.logs import log_transfer
+from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.config import ChainConfig
@@ -63,6 +72,7 @@ from trollmoves_roles.client.loop import EventLoop, Timer
 from trollmoves_roles.client.requester import Requester
 from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
+from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
@@ -127,6 +137,8 @@ class Transfer:
     acked_by_other: bool = False
     timer: Timer | None = None
     started: float = field(default_factory=time.monotonic)
+    requested: float = 0.0
+    """When the current push request was sent (monotonic): the transfer duration's start."""
     since: float = field(default_factory=time.time)
     """Wall-clock time of the first announcement (kept across restarts): the give-up clock."""
     rounds: int = 0
@@ -153,27 +165,13 @@ def _valid_address(address: object) -> bool:
     return bool(host) and port.isdigit() and 0 < int(port) < 65536 and not any(c.isspace() for c in host)
 
 
-class _RateLimited:
-    """Log a recurring problem at most once per ``period`` seconds, with a count."""
-
-    def __init__(self, period: float = 10.0) -> None:
-        self.period, self._last, self._count = period, 0.0, 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        self._count += 1
-        now = time.monotonic()
-        if now - self._last >= self.period:
-            suffix = f" ({self._count} such message(s) in the last {self.period:.0f} s)" if self._count > 1 else ""
-            LOG.warning(message + suffix, *args)
-            self._last, self._count = now, 0
-
-
 class Chain:
     """A client chain running in its own thread. ``publisher`` may be shared with other chains."""
 
     def __init__(self, config: ChainConfig, publisher: BusPublisher, *, cache: UidCache | None = None,
-                 state: ChainState | None = None) -> None:
+                 state: ChainState | None = None, metrics: RoleMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else RoleMetrics("client")
         self.publisher = publisher
         self.state = state if state is not None else ChainState()
         self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
@@ -194,8 +192,6 @@ class Chain:
         self._listeners: list[ProviderListener] = []
         self._requester: Requester | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._bad_messages = _RateLimited()
-        self._bad_destination = _RateLimited()
         self._takeover_after = (max(config.processing_delay, 1.0)
                                 + config.transfer_req_timeout * config.request_attempts + 2.0)
 
@@ -215,17 +211,21 @@ class Chain:
     def name(self) -> str:
         return self.config.name
 
+    def queue_length(self) -> int:
+        """Files announced and not settled yet (any thread; approximate while the chain runs)."""
+        return len(self.transfers)
+
     def _run(self) -> None:
         try:
             self._requester = Requester(self._loop, max_in_flight=self.config.max_requests_in_flight,
-                                        context=zmq.Context.instance())
+                                        context=zmq.Context.instance(), curve=self.config.request_curve)
             # read before subscribing: what arrives from now on is this run's
             unpublished, pending = self.state.unpublished(), self.state.pending()
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
                     alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name,
-                    on_recovered=self._reconcile))
+                    on_recovered=self._reconcile, metrics=self.metrics, curve=self.config.subscribe_curve))
             self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
             # after the subscribers that were connected before the restart are back (zmq retries every 0.1 s)
             self._loop.call_later(FIRST_HEARTBEAT, self._resume, unpublished, pending)
@@ -254,6 +254,7 @@ class Chain:
         """Publish results a killed run delivered but may not have published; request pending files again."""
         for item in unpublished:
             self._publish(Message(item.subject, item.atype, item.data))
+            self.metrics.announced.inc(_file_count(item.data), chain=self.name)
             self.state.published(item.key)
             LOG.info("[%s] Published the result of %s delivered before the restart", self.name,
                      item.data.get("uid", item.key))
@@ -293,8 +294,8 @@ class Chain:
             return
         if not isinstance(message.data, dict):
             if message.type in ("push", "ack", *_SUCCESS):
-                self._bad_messages.warning("[%s] Skipping %s message without a data mapping: %.200s", self.name,
-                                           message.type, message.encode())
+                self._bad_message("[%s] Skipping %s message without a data mapping: %.200s", self.name,
+                                  message.type, message.encode())
             return
         if message.type in _SUCCESS and "request_address" in message.data:
             self._on_announcement(message)
@@ -311,12 +312,11 @@ class Chain:
     def _on_announcement(self, message: Message) -> None:
         uids = delivery.uids_of(message.data)
         if not uids or not any(True for _ in delivery.dicts_with(message.data, "uri")):
-            self._bad_messages.warning("[%s] Skipping announcement without uid/uri: %.200s", self.name,
-                                       message.encode())
+            self._bad_message("[%s] Skipping announcement without uid/uri: %.200s", self.name, message.encode())
             return
         address = message.data["request_address"]
         if not _valid_address(address):
-            self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
+            self._bad_message("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
         self._servers[address] = message.subject
         key = delivery.transfer_key(uids)
@@ -422,19 +422,20 @@ class Chain:
             if self._retry_later(transfer):
                 return
             _LIMITED.error("give up", "[%s] Could not get a working source for %s (tried %s; %d round(s) in %.0f s); "
-                           "giving up: %s", self.name, transfer.uids[0], ", ".join(sorted(transfer.tried)) or "none",
-                           transfer.rounds + 1, time.time() - transfer.since, transfer.last_error or "no source")
-            self._give_up(transfer, ack=transfer.sources)
+                           "giving up, without acking the servers: %s", self.name, transfer.uids[0],
+                           ", ".join(sorted(transfer.tried)) or "none", transfer.rounds + 1,
+                           time.time() - transfer.since, transfer.last_error or "no source")
+            self._give_up(transfer)
             return
         transfer.current = source
         transfer.tried.add(source.data["request_address"])
         try:
             destination = delivery.compose_destination(self.config.destination, source.data)
         except (KeyError, ValueError, TypeError) as err:
-            self._bad_destination.warning("[%s] Cannot compose destination %r for %s: %s %s", self.name,
-                                          self.config.destination, transfer.uids[0], type(err).__name__, err)
+            _LIMITED.warning(f"destination:{self.name}", "[%s] Cannot compose destination %r for %s: %s %s", self.name,
+                             self.config.destination, transfer.uids[0], type(err).__name__, err)
             transfer.last_error = f"cannot compose destination {self.config.destination!r}: {type(err).__name__} {err}"
-            self._give_up(transfer, ack=())
+            self._give_up(transfer)
             return
         if self.config.create_target_directory:
             directory = delivery.local_directory(destination, self.config.ftp_root)
@@ -451,6 +452,8 @@ class Chain:
         request = dict(push, destination=delivery.request_destination(destination, self.config.login))
         LOG.debug("[%s] Requesting %s from %s", self.name, transfer.uids[0], source.data["request_address"])
         assert self._requester is not None
+        transfer.requested = time.monotonic()
+        self.metrics.requested.inc(len(transfer.uids), chain=self.name)
         self._requester.request(
             source.data["request_address"], Message(source.subject, "push", request),
             timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts, kind="push",
@@ -479,6 +482,7 @@ class Chain:
         for uid in transfer.uids:
             self.cache.add(uid)
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
+        self._log_delivery(transfer, source, destination, result)
         self.state.delivered(transfer.key, transfer.uids,
                              Message(source.subject, delivery.message_type(result, source.type), result))
         self._publish(Message(source.subject, "ack", dict(source.data)))
@@ -503,11 +507,28 @@ class Chain:
             LOG.exception("[%s] Unpacking %s failed; publishing the packed file", self.name, transfer.uids[0])
         self._loop.call_soon_threadsafe(self._deliver, transfer, source, result)
 
+    def _log_delivery(self, transfer: Transfer, source: Message, destination: str, result: dict[str, Any]) -> None:
+        """One :func:`log_transfer` line per delivered file, and the delivery metrics."""
+        seconds = time.monotonic() - (transfer.requested or transfer.started)
+        address = source.data["request_address"]
+        local = parse_uri(destination).scheme == "file" and delivery.is_local_host(parse_uri(destination).host)
+        announced = list(delivery.dicts_with(source.data, "uri"))
+        delivered = list(delivery.dicts_with(result, "uri"))
+        total = 0
+        for item, copy in zip(announced, delivered, strict=False):
+            where = str(copy["uri"])
+            size = _size(where) if local and "://" not in where else None
+            total += size or 0
+            log_transfer(LOG, uid=str(item.get("uid", "")), source=delivery.source_of(address, item["uri"]),
+                         destination=redact(where), nbytes=size, seconds=seconds)
+        self.metrics.delivered.inc(len(delivered), chain=self.name)
+        self.metrics.bytes.inc(total, chain=self.name)
+        self.metrics.duration.observe(seconds, chain=self.name)
+
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
         self.delivered += 1
-        LOG.info("[%s] Delivered %s from %s in %.0f ms", self.name, transfer.uids[0],
-                 source.data["request_address"], (time.monotonic() - transfer.started) * 1000)
         self._publish(Message(source.subject, delivery.message_type(result, source.type), result))
+        self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
         self._settle(transfer, ack=[s for s in transfer.sources if s is not source], forget=False)
 
@@ -543,13 +564,15 @@ class Chain:
                 transfer.cancel_timer()
                 self._start(transfer)
 
-    def _give_up(self, transfer: Transfer, ack: Iterable[Message]) -> None:
-        """Settle a file no source could deliver: count, publish the failure, ack ``ack``."""
+    def _give_up(self, transfer: Transfer) -> None:
+        """Settle a file no source could deliver: count, publish the failure; no server is acked
+        (one with ``delete = true`` would remove the file nobody received)."""
         self.failed += 1
+        self.metrics.failed.inc(len(transfer.uids), chain=self.name)
         for uid in transfer.uids:
             self._given_up.add(uid)
         self._publish(failure_message(self.name, transfer, self.config.destination))
-        self._settle(transfer, ack=ack)
+        self._settle(transfer, ack=())
 
     def _settle(self, transfer: Transfer, ack: Iterable[Message], *, forget: bool = True) -> None:
         transfer.cancel_timer()
@@ -619,6 +642,10 @@ class Chain:
             LOG.warning("[%s] %d file(s) announced by %s never reached us on the bus; requesting them", self.name,
                         missed, address)
 
+    def _bad_message(self, message: str, *args: Any) -> None:
+        self.metrics.bad_input.inc(chain=self.name)
+        _LIMITED.warning(f"bad message:{self.name}", message, *args)
+
     def _scrub(self, text: str) -> str:
         """``text`` without the login's password or any ``user:password@`` of a URL in it."""
         text = _USERINFO.sub(r"\1***@", text)
@@ -630,6 +657,17 @@ class Chain:
             self.publisher.send(message)
         except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
             LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _file_count(data: Any) -> int:
+    return max(1, sum(1 for _ in delivery.dicts_with(data, "uri")))
 
 
 def failure_message(chain: str, transfer: Transfer, destination: str) -> Message:

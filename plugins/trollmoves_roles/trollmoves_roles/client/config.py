@@ -16,6 +16,7 @@ from typing import Any
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import parse_uri
+from trollmoves_roles.security import CurveClient, SecurityError, load_public_key, load_secret_key
 
 LOG = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ KNOWN_KEYS = frozenset({
     "block_size",
     # ours
     "bind_address", "max_requests_in_flight", "request_attempts", "state_directory", "give_up_after",
-    "retry_delay", "max_retry_delay", "reconcile_interval",
+    "retry_delay", "max_retry_delay", "reconcile_interval", "client_secret_key_file", "server_public_key_file",
+    "publisher_public_key_file",
 })
 
 COMPRESSIONS = {"tar": "tar", "bzip": "bzip", "bzip2": "bzip", "bz2": "bzip", "gzip": "gzip", "gz": "gzip",
@@ -79,6 +81,10 @@ class ChainConfig:
     max_retry_delay: float = 60.0
     reconcile_interval: float = 60.0
     """Seconds between ``info`` requests asking the servers for files missed on the bus (0: off)."""
+    request_curve: CurveClient | None = None
+    """CURVE keys for the servers' request sockets (``client_secret_key_file`` + ``server_public_key_file``)."""
+    subscribe_curve: CurveClient | None = None
+    """CURVE keys for the providers' publishers (``client_secret_key_file`` + ``publisher_public_key_file``)."""
     metadata: dict[str, str] = field(default_factory=dict, compare=True)
     """Every key of the section, for ``replace_mda``."""
     file: str = field(default="", compare=False)
@@ -151,9 +157,40 @@ def chain_from_section(section: Section) -> ChainConfig | None:
         retry_delay=_float(section, "retry_delay", 1.0, positive=True),
         max_retry_delay=_float(section, "max_retry_delay", 60.0, positive=True),
         reconcile_interval=_float(section, "reconcile_interval", 60.0),
+        **_curve(section),
         metadata=dict(section),
         file=section.file,
     )
+
+
+def _curve(section: Section) -> dict[str, CurveClient | None]:
+    """The chain's CURVE keys: ``client_secret_key_file`` with the request sockets' and/or the
+    publishers' public key. Each file is read now, so a bad one fails at start naming its key."""
+    secret = _text(section, "client_secret_key_file")
+    servers = {"request_curve": _text(section, "server_public_key_file"),
+               "subscribe_curve": _text(section, "publisher_public_key_file")}
+    if secret is None:
+        for field_name, key in (("request_curve", "server_public_key_file"),
+                                ("subscribe_curve", "publisher_public_key_file")):
+            if servers[field_name] is not None:
+                raise section.error(key, "needs client_secret_key_file (this client's CURVE key pair)")
+        return {}
+    if all(value is None for value in servers.values()):
+        raise section.error("client_secret_key_file", "needs server_public_key_file (the servers' request "
+                                                      "sockets) or publisher_public_key_file (their publishers)")
+    try:
+        public, secret_key = load_secret_key(secret)
+    except SecurityError as err:
+        raise section.error("client_secret_key_file", str(err)) from None
+    keys: dict[str, CurveClient | None] = {}
+    for field_name, key in (("request_curve", "server_public_key_file"),
+                            ("subscribe_curve", "publisher_public_key_file")):
+        path = servers[field_name]
+        try:
+            keys[field_name] = None if path is None else CurveClient(public, secret_key, load_public_key(path))
+        except SecurityError as err:
+            raise section.error(key, str(err)) from None
+    return keys
 
 
 def _text(section: Section, key: str) -> str | None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from trollsift import compose
 
-from trollmoves_core.uri import Location, parse_uri, target_path
+from trollmoves_core.uri import Location, parse_uri, redact, target_path
 
 LOG = logging.getLogger(__name__)
 
@@ -170,6 +170,15 @@ def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_p
     auth = f"{user}@" if user else ""
     port = f":{destination.port}" if destination.port else ""
     return f"{destination.scheme}://{auth}{destination.host}{port}{path}"
+
+
+def source_of(address: str, uri: object) -> str:
+    """Where a file came from, for the per-file log line: its URL (without password), or the
+    announcing server's request address followed by the file's path there."""
+    text = str(uri)
+    if "://" in text:
+        return redact(text)
+    return f"{address}{text if text.startswith('/') else '/' + text}"
 
 
 def local_message_data(announcement: Mapping[str, Any], destination: str, login: str | None,

@@ -17,6 +17,8 @@ from posttroll.message import Message
 
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, Subscription
 from trollmoves_roles.client.loop import EventLoop, Timer
+from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.security import CurveClient
 
 LOG = logging.getLogger(__name__)
 
@@ -28,11 +30,17 @@ such a drop never makes the socket readable, so it is looked for on a timer."""
 
 
 class ProviderListener:
-    """Feed ``on_message(message)`` with what ``address`` publishes on ``topics``."""
+    """Feed ``on_message(message)`` with what ``address`` publishes on ``topics``.
+
+    Each ``beat`` from the provider is reported to ``metrics`` (peer: the provider's address);
+    ``curve`` makes the subscription a CURVE client (a ``secure_zmq`` publisher).
+    """
 
     def __init__(self, loop: EventLoop, address: str, topics: list[str], on_message: Callable[[Message], None],
-                 *, alarm_scale: float = 0.0, chain: str = "", on_recovered: Callable[[], None] | None = None) -> None:
+                 *, alarm_scale: float = 0.0, chain: str = "", on_recovered: Callable[[], None] | None = None,
+                 metrics: RoleMetrics | None = None, curve: CurveClient | None = None) -> None:
         self.address, self.topics = address, topics
+        self._metrics, self._curve = metrics, curve
         self._on_recovered = on_recovered
         self._loop, self._on_message = loop, on_message
         self._alarm_scale, self._chain = alarm_scale, chain
@@ -54,7 +62,7 @@ class ProviderListener:
         self._reconnector = self._loop.call_later(RECONNECT_CHECK, self._reconnect_dropped)
 
     def _subscribe(self) -> None:
-        self._subscription = Subscription([self.address], self.topics)
+        self._subscription = Subscription([self.address], self.topics, curve=self._curve)
         self._loop.register(self._subscription.socket, self._on_readable)
         LOG.info("[%s] Subscribing to %s with topics %s", self._chain, self.address, self.topics)
 
@@ -76,6 +84,8 @@ class ProviderListener:
             LOG.info("[%s] %s is publishing again", self._chain, self.address)
             if self._on_recovered is not None:  # what was published meanwhile never reached us
                 self._loop.call_soon_threadsafe(self._on_recovered)
+        if message.type == "beat" and self._metrics is not None:
+            self._metrics.peer_seen(self.address.removeprefix("tcp://"))
         if message.type == "beat" and self._alarm_scale > 0 and isinstance(message.data, dict):
             with contextlib.suppress(TypeError, ValueError):  # a malformed beat keeps the previous interval
                 self._interval = self._alarm_scale * float(message.data.get("min_interval", HEARTBEAT_INTERVAL))

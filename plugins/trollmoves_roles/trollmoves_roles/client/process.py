@@ -13,17 +13,18 @@ stopped, new ones started. A config that fails to load on reload is logged and i
 With ``state_directory`` set, the chains journal their state in
 ``<state_directory>/client-<config file name>.sqlite`` (one table per chain, see
 :mod:`trollmoves_roles.client.state`); a chain restarted by a reload resumes from it too.
+
+Every chain counts into one :class:`~trollmoves_roles.metrics.RoleMetrics` (label ``chain``),
+served with ``--metrics-port``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Hashable
-from types import FrameType
+from collections.abc import Hashable
 
 import zmq
 
@@ -32,6 +33,8 @@ from trollmoves_roles.bus import BusPublisher
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.config import ChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState, journal_path
+from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.signals import install_signal_handlers
 
 LOG = logging.getLogger(__name__)
 
@@ -106,11 +109,18 @@ def _new_publisher(config: ChainConfig) -> BusPublisher:
 
 
 class ClientProcess:
-    """Run the chains of ``config_file`` until :meth:`stop` (or SIGTERM/SIGINT)."""
+    """Run the chains of ``config_file`` until :meth:`stop` (or SIGTERM/SIGINT).
 
-    def __init__(self, config_file: str | os.PathLike[str]) -> None:
+    ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``.
+    """
+
+    def __init__(self, config_file: str | os.PathLike[str], *, metrics_port: int | None = None,
+                 metrics_bind: str = "127.0.0.1") -> None:
         self.config_file = os.fspath(config_file)
         self.configs = load_client_config(self.config_file)
+        self.metrics = RoleMetrics("client")
+        self.metrics.set_queue_length(self._queue_length)
+        self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, Chain] = {}
         self.publishers = Publishers()
         self._stop = threading.Event()
@@ -127,9 +137,10 @@ class ClientProcess:
 
     def run(self) -> int:
         """Serve until stopped; return the exit status (0)."""
-        restore = self._install_signals()
+        restore = install_signal_handlers(self._stop.set, self._reload.set)
         try:
             self._apply(self.configs)
+            self.metrics_endpoint.start()
             self.started.set()
             while not self._stop.wait(CONFIG_CHECK_INTERVAL):
                 stamp = self._file_stamp()
@@ -143,6 +154,7 @@ class ClientProcess:
                 chain.stop()
             self.chains.clear()
             self.publishers.stop_all()
+            self.metrics_endpoint.stop()
             restore()
         return 0
 
@@ -174,7 +186,7 @@ class ClientProcess:
             except ConfigError:
                 self.publishers.release(config)
                 raise
-            self.chains[name] = Chain(config, publisher, cache=cache, state=state).start()
+            self.chains[name] = Chain(config, publisher, cache=cache, state=state, metrics=self.metrics).start()
         self.configs = configs
 
     def _open_state(self, config: ChainConfig) -> ChainState:
@@ -194,28 +206,13 @@ class ClientProcess:
         chain.stop()
         self.publishers.release(chain.config)
 
+    def _queue_length(self) -> float:
+        """Files announced and not settled yet, over every chain."""
+        return float(sum(chain.queue_length() for chain in list(self.chains.values())))
+
     def _file_stamp(self) -> tuple[int, int, float] | None:
         try:
             info = os.stat(self.config_file)
         except OSError:
             return None
         return (info.st_ino, info.st_size, info.st_mtime)
-
-    def _install_signals(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def on_stop(signum: int, _frame: FrameType | None) -> None:
-            LOG.info("Received %s; stopping", signal.Signals(signum).name)
-            self._stop.set()
-
-        def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            self._reload.set()
-
-        previous = {sig: signal.signal(sig, handler)
-                    for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
-
-        def restore() -> None:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return restore

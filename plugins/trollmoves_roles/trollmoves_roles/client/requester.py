@@ -7,6 +7,10 @@ reused after a reply. A request that gets no reply within its timeout is re-sent
 socket (the old one is closed with LINGER 0, as a REQ socket that timed out cannot be reused),
 after a short backoff, up to ``attempts`` sends in all; then its callback gets no reply.
 
+With ``curve`` keys every socket is a CURVE client of the servers' request sockets. A server
+that does not admit our key (or does not speak CURVE) never answers, so such a request ends as
+"no reply", with a hint at the keys in the error text.
+
 Everything runs in the owning :class:`~trollmoves_roles.client.loop.EventLoop`'s thread.
 """
 
@@ -21,8 +25,10 @@ from dataclasses import dataclass, field
 import zmq
 from posttroll.message import Message
 
+from trollmoves_roles.bus import versioned
 from trollmoves_roles.client.loop import EventLoop, Timer
 from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.security import CurveClient
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
@@ -65,9 +71,10 @@ class Requester:
     """Send requests to servers (``host:port``) and call back with the replies."""
 
     def __init__(self, loop: EventLoop, *, max_in_flight: int = 4, backoff: float = 0.2,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: CurveClient | None = None) -> None:
         self._loop = loop
         self._context = context or zmq.Context.instance()
+        self._curve = curve
         self.max_in_flight = max_in_flight
         self.backoff = backoff
         self._servers: dict[str, _Server] = {}
@@ -81,7 +88,7 @@ class Requester:
         server = self._servers.get(address)
         if server is None:
             server = self._servers[address] = _Server(address)
-        request = Request(address, message, timeout, attempts, callback, kind)
+        request = Request(address, versioned(message), timeout, attempts, callback, kind)
         server.queue.setdefault(kind, deque()).append(request)
         self._pump(server, kind)
         return request
@@ -128,6 +135,8 @@ class Requester:
         else:
             sock = self._context.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
+            if self._curve is not None:
+                self._curve.apply(sock)
             try:
                 sock.connect(f"tcp://{server.address}")
             except zmq.ZMQError as err:
@@ -175,11 +184,13 @@ class Requester:
                              request.attempts, delay)
             request.timer = self._loop.call_later(delay, self._resend, server, request)
             return
-        _LIMITED.error("abandon", "No reply from %s to %s after %d attempts; abandoning it",
-                       request.address, request.kind, request.attempts)
+        hint = (" (CURVE: is our key in the server's clients_public_keys_directory, and server_public_key_file "
+                "its key?)" if self._curve is not None else "")
+        _LIMITED.error("abandon", "No reply from %s to %s after %d attempts; abandoning it%s",
+                       request.address, request.kind, request.attempts, hint)
         server.down_until = time.monotonic() + DOWN_PERIOD
         self._release(server, request.kind)
-        self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts")
+        self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts{hint}")
 
     def _resend(self, server: _Server, request: Request) -> None:
         if not self._closed:

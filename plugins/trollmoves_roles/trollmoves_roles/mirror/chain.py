@@ -20,44 +20,34 @@ import time
 import zmq
 from posttroll.message import Message
 
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.listener import ProviderListener
 from trollmoves_roles.client.loop import EventLoop
 from trollmoves_roles.client.requester import Requester
+from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry, Registry, uri_path
 from trollmoves_roles.mirror.requests import RequestSocket
 from trollmoves_roles.mirror.staging import Stager
-from trollmoves_roles.server.messages import MESSAGE_VERSION
+from trollmoves_roles.ratelimit import RateLimitedLog
 from trollmoves_roles.server.service import own_ip
 from trollmoves_roles.server.transfer import TransferService
 
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
 
 DRAIN_CHECK = 0.05
 """Seconds between checks for pending work while stopping."""
-
-
-class _RateLimited:
-    """Log a recurring problem at most once per ``period`` seconds."""
-
-    def __init__(self, period: float = 10.0) -> None:
-        self.period, self._last = period, 0.0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.period:
-            self._last = now
-            LOG.warning(message, *args)
 
 
 class MirrorChain:
     """One section: subscriptions, re-announcements, fetches and the request socket."""
 
     def __init__(self, config: MirrorConfig, *, publisher: BusPublisher, transfers: TransferService,
-                 bind: str = "*", bind_retry: float = 0.0) -> None:
+                 bind: str = "*", bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else RoleMetrics("mirror")
         self.publisher = publisher
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
         self.loop = EventLoop(f"mirror {config.name}")
@@ -67,10 +57,9 @@ class MirrorChain:
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
                                       transfers=transfers, on_reply=self._after_reply, context=context,
-                                      bind_retry=bind_retry)
+                                      bind_retry=bind_retry, metrics=self.metrics)
         self.announced = 0
         self._listeners: list[ProviderListener] = []
-        self._bad_messages = _RateLimited()
         self._thread = threading.Thread(target=self._run, name=f"mirror-{config.name}", daemon=True)
         self._started = threading.Event()
         self._draining = False
@@ -113,7 +102,7 @@ class MirrorChain:
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self.loop, provider.address, self.config.topics_for(provider), self._on_message,
-                    alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name))
+                    alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name, metrics=self.metrics))
             LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
                      self.config.topic, self.request_address)
         finally:
@@ -169,15 +158,14 @@ class MirrorChain:
             return  # heartbeats, and the push/ack/result messages of clients sharing the provider
         address = data["request_address"]
         if not isinstance(address, str) or ":" not in address:
-            self._bad_messages.warning("[%s] Skipping announcement with bad request_address %r", self.name, address)
+            self._bad_message("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
         if address == self.request_address:
             return  # our own re-announcement (a provider list that loops back to this mirror)
         uids = delivery.uids_of(data)
         uris = [uri_path(d["uri"]) for d in delivery.dicts_with(data, "uri")]
         if not uids or not uris:
-            self._bad_messages.warning("[%s] Skipping announcement without uid/uri: %.200s", self.name,
-                                       message.encode())
+            self._bad_message("[%s] Skipping announcement without uid/uri: %.200s", self.name, message.encode())
             return
         if not all(self.config.serves(path) for path in uris):
             LOG.debug("[%s] %s does not match origin; not mirrored", self.name, uris[0])
@@ -204,4 +192,9 @@ class MirrorChain:
             LOG.error("[%s] Cannot publish %s: %s", self.name, announcement.type, err)
             return
         self.announced += 1
+        self.metrics.announced.inc(max(1, len(delivery.uids_of(announcement.data))), chain=self.name)
         LOG.debug("[%s] Announced %s", self.name, delivery.uids_of(announcement.data)[:1])
+
+    def _bad_message(self, message: str, *args: object) -> None:
+        self.metrics.bad_input.inc(chain=self.name)
+        _LIMITED.warning(f"bad message:{self.name}", message, *args)

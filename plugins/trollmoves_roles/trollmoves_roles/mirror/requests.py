@@ -8,6 +8,11 @@ with the same data and rules as :mod:`trollmoves_roles.server.requests`. Only fi
 mirror re-announced are served, and only under the names it announced. Every request gets a
 reply; a malformed one gets ``err`` with the reason.
 
+Each file delivered to an external client is logged with
+:func:`~trollmoves_core.logs.log_transfer` (source: the internal server's address and path);
+the pool counts deliveries in the metrics, :class:`RequestSocket` counts requested files and
+notes each client as a peer.
+
 Runs in the section's event-loop thread; transfer results come back through the loop.
 """
 
@@ -15,24 +20,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.logs import log_transfer
 from trollmoves_core.uri import redact
-from trollmoves_roles.bus import MAX_MESSAGE_BYTES
+from trollmoves_roles.bus import MAX_MESSAGE_BYTES, MESSAGE_VERSION
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.loop import EventLoop
+from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
-from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
+from trollmoves_roles.server.messages import file_dicts
 from trollmoves_roles.server.requests import ERROR_SUBJECT, INFO_MAX_COUNT
 from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
 
@@ -52,8 +60,10 @@ class RequestSocket:
 
     def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: Registry, stager: Stager,
                  transfers: TransferService, on_reply: Callable[[], None] = lambda: None,
-                 context: zmq.Context | None = None, bind_retry: float = 0.0) -> None:
+                 context: zmq.Context | None = None, bind_retry: float = 0.0,
+                 metrics: RoleMetrics | None = None) -> None:
         self.config = config
+        self._metrics = metrics if metrics is not None else RoleMetrics("mirror")
         self._loop = loop
         self._registry = registry
         self._stager = stager
@@ -107,10 +117,11 @@ class RequestSocket:
     def _read(self) -> None:
         for _ in range(MAX_BATCH):
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._handle(frames)
+            self._metrics.peer_seen(_peer_address(parts[-1]))
+            self._handle([part.bytes for part in parts])
 
     def _send(self, envelope: list[bytes], reply: Message) -> None:
         try:
@@ -120,6 +131,7 @@ class RequestSocket:
         self._on_reply()
 
     def _reject(self, envelope: list[bytes], subject: str, reason: str) -> None:
+        self._metrics.bad_input.inc(chain=self.name)
         LOG.warning("[%s] request rejected: %s", self.name, reason)
         self._send(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
 
@@ -186,8 +198,10 @@ class RequestSocket:
             if "uid" not in item:
                 raise _BadRequest(f"push: {item.get('uri')!r} has no uid")
         uids = delivery.uids_of(data)
+        self._metrics.requested.inc(len(items), chain=self.name)
         entry = self._registry.get(delivery.transfer_key(uids))
         if entry is None:
+            self._metrics.refused.inc(chain=self.name, reason="access")
             LOG.warning("[%s] push refused for %s: %s was not announced by this mirror", self.name, request.sender,
                         uids[0])
             self._send(envelope, Message(request.subject, "err", f"{uids[0]} was not announced by this mirror",
@@ -204,8 +218,13 @@ class RequestSocket:
             self._answer(push.envelope, push.error(error or "fetch failed"))
             return
         jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path")) for item in push.items]
+        push.sizes = [_size(job.path) for job in jobs]
+        address = str(fetch.source.data.get("request_address")) if fetch.source is not None else "?"
+        push.sources = {uid: delivery.source_of(address, path) for uid, path in fetch.entry.source_paths().items()}
+        push.started = time.monotonic()
         try:
-            future = self._transfers.push(jobs, push.data["destination"], self.config.connection_params)
+            future = self._transfers.push(jobs, push.data["destination"], self.config.connection_params,
+                                          chain=self.name)
         except Exception as err:  # the pool is shutting down
             self._stager.release(fetch)
             self._answer(push.envelope, push.error(f"mirror error: {_one_line(err)}"))
@@ -219,6 +238,11 @@ class RequestSocket:
             LOG.error("[%s] push failed: %s", self.name, error)
             self._answer(push.envelope, push.error(_one_line(error)))
             return
+        seconds = time.monotonic() - push.started
+        for item, size, uri in zip(push.items, push.sizes, future.result(), strict=False):
+            uid = str(item["uid"])
+            log_transfer(LOG, uid=uid, source=push.sources.get(uid, "?"), destination=strip_credentials(uri),
+                         nbytes=size, seconds=seconds)
         self._answer(push.envelope, push.success())
 
     def _answer(self, envelope: list[bytes], reply: Message) -> None:
@@ -226,7 +250,7 @@ class RequestSocket:
         self._send(envelope, reply)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Push:
     """One external push waiting for its fetch and delivery."""
 
@@ -234,6 +258,12 @@ class _Push:
     request: Message
     data: dict[str, Any]
     items: list[dict[str, Any]]
+    started: float = 0.0
+    """When the delivery was handed to the pool (monotonic)."""
+    sizes: list[int | None] = field(default_factory=list)
+    """Bytes of each staged file, read before the delivery (staging may be gone after it)."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """uid → where it came from (internal server and path), for the log."""
 
     def error(self, reason: str) -> Message:
         return Message(self.request.subject, "err", reason, version=MESSAGE_VERSION)
@@ -254,6 +284,20 @@ def _reply(request: Message, atype: str, data: Any = None) -> Message:
     if data is None:
         return Message(request.subject, atype, version=MESSAGE_VERSION)
     return Message(request.subject, atype, data, version=MESSAGE_VERSION)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    try:
+        return frame.get("Peer-Address") or "?"
+    except zmq.ZMQError:
+        return "?"
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

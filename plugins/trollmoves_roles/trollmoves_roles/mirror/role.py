@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from collections.abc import Callable
 from typing import ClassVar
 
 from trollmoves_core.role import Role
@@ -23,11 +20,14 @@ class MirrorRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from trollmoves_roles.metrics import add_metrics_arguments
+
         parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
         parser.add_argument("-p", "--port", type=int, default=9010,
                             help="port to publish announcements and heartbeats on (default: 9010)")
         parser.add_argument("--bind", default="*", metavar="ADDRESS",
                             help="address the publisher and request sockets bind to (default: * = all)")
+        add_metrics_arguments(parser)
 
     @classmethod
     def check_config(cls, path: str) -> list[str]:
@@ -39,9 +39,11 @@ class MirrorRole(Role):
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from trollmoves_roles.mirror.service import Mirror, MirrorOptions
+        from trollmoves_roles.signals import install_signal_handlers
 
-        mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind))
-        restore = _install_signal_handlers(mirror.request_stop, mirror.request_reload)
+        mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind, metrics_port=args.metrics_port,
+                                                        metrics_bind=args.metrics_bind))
+        restore = install_signal_handlers(mirror.request_stop, mirror.request_reload)
         try:
             mirror.start()
             LOG.info("Mirror running: %d section(s), publishing on port %d", len(mirror.chains),
@@ -50,22 +52,3 @@ class MirrorRole(Role):
         finally:
             mirror.close()
             restore()
-
-
-def _install_signal_handlers(stop: Callable[[], None], reload: Callable[[], None]) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def on_stop(*_: object) -> None:
-        stop()
-
-    def on_hup(*_: object) -> None:
-        reload()
-
-    previous = {sig: signal.signal(sig, handler)
-                for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return restore

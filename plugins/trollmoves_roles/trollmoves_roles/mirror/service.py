@@ -6,6 +6,9 @@ the config on request (SIGHUP) or when the file changes. A reload restarts only 
 whose settings changed (their pending pushes are finished first), stops removed ones and
 starts new ones; a config that does not load is logged and the running one kept. Nothing on
 the file or request path waits on this loop.
+
+Every section counts into one :class:`~trollmoves_roles.metrics.RoleMetrics` (label ``chain``),
+served with ``--metrics-port``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import zmq
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import load_mirror_config
 from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
@@ -50,6 +54,9 @@ class MirrorOptions:
     workers: int = DEFAULT_WORKERS
     drain_timeout: float = 30.0
     watch_config: bool = True
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (None: no endpoint; 0: any free port)."""
+    metrics_bind: str = "127.0.0.1"
 
 
 class Mirror:
@@ -59,11 +66,15 @@ class Mirror:
         self.config_path = Path(config_path)
         self.options = options or MirrorOptions()
         self.configs = load_mirror_config(self.config_path)
-        self.transfers = TransferService(self.options.workers)
+        self.metrics = RoleMetrics("mirror")
+        self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_path, self.options.metrics_port,
+                                                self.options.metrics_bind)
+        self.transfers = TransferService(self.options.workers, metrics=self.metrics)
         try:
             self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
         except zmq.ZMQError as err:
             self.transfers.close(0)
+            self.metrics_endpoint.stop()
             raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: "
                               f"{err.strerror}") from None
         self.chains: dict[str, MirrorChain] = {}
@@ -78,7 +89,7 @@ class Mirror:
         try:
             for name, config in self.configs.items():
                 self.chains[name] = MirrorChain(config, publisher=self.publisher, transfers=self.transfers,
-                                                bind=self.options.bind)
+                                                bind=self.options.bind, metrics=self.metrics)
         except BaseException:
             self.close()
             raise
@@ -100,6 +111,7 @@ class Mirror:
     def start(self) -> None:
         for chain in self.chains.values():
             chain.start()
+        self.metrics_endpoint.start()
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; return the exit status."""
@@ -150,7 +162,7 @@ class Mirror:
         for name in [n for n in changed if n in configs] + added:
             try:
                 chain = MirrorChain(configs[name], publisher=self.publisher, transfers=self.transfers,
-                                    bind=self.options.bind, bind_retry=REBIND_SECONDS)
+                                    bind=self.options.bind, bind_retry=REBIND_SECONDS, metrics=self.metrics)
             except ConfigError as err:
                 LOG.error("[%s] cannot start: %s", name, err)
                 continue
@@ -178,6 +190,7 @@ class Mirror:
         self.chains.clear()
         self.transfers.close(self.options.drain_timeout)
         self.publisher.stop()
+        self.metrics_endpoint.stop()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         LOG.info("Mirror stopped")

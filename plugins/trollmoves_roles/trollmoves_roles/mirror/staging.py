@@ -28,12 +28,12 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.uri import parse_uri, redact
+from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.loop import EventLoop, Timer
 from trollmoves_roles.client.requester import Requester
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry
-from trollmoves_roles.server.messages import MESSAGE_VERSION
 
 LOG = logging.getLogger(__name__)
 
