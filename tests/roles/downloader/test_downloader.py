@@ -30,7 +30,7 @@ def test_file_uri_is_downloaded_and_announced(harness, tmp_path):
     source = remote_file(tmp_path, "avhrr_20240102.nc", b"orbit data")
     harness.send("file", {"uri": f"file://{source}", "uid": source.name, "platform_name": "NOAA-19",
                           "start_time": dt.datetime(2024, 1, 2, 3, 4), "filesystem": {"protocol": "file"},
-                          "path": str(source)})
+                          "path": str(source), "request_address": "10.0.0.1:9010", "destination": "file:///x/"})
 
     (message,) = harness.recorder.wait_for(lambda m: m.type == "file")
     local = harness.destination / source.name
@@ -40,6 +40,8 @@ def test_file_uri_is_downloaded_and_announced(harness, tmp_path):
     assert message.data["platform_name"] == "NOAA-19"
     assert message.data["start_time"].replace(tzinfo=None) == dt.datetime(2024, 1, 2, 3, 4)
     assert "filesystem" not in message.data and "path" not in message.data
+    # a client would take a copy announced with a request_address for a server's announcement
+    assert "request_address" not in message.data and "destination" not in message.data
     assert not [p for p in harness.destination.iterdir() if p.name.startswith(".")], "temporary file left"
 
 
@@ -226,3 +228,52 @@ def test_full_run_downloads_announces_and_stops_on_sigterm(tmp_path):
         source.stop()
     assert code == 0
     assert local.read_bytes() == b"payload"
+
+
+def test_sighup_and_a_changed_file_reload_the_config(tmp_path):
+    import os
+    import signal
+
+    from posttroll.message import Message
+    from support.bus import BusRecorder, free_port, wait_until
+    from trollmoves_roles.bus import BusPublisher
+
+    source = BusPublisher(0, bind="127.0.0.1", name="s3stalker")
+    out_port = free_port()
+    config = tmp_path / "downloader.yaml"
+    settings = {"subscribe-topic": "/new", "publish-topic": "/here", "download_destination": str(tmp_path / "dl"),
+                "subscriber_addresses": f"tcp://127.0.0.1:{source.port}", "publish_port": out_port,
+                "subscribe_nameserver": False}
+    config.write_text(yaml.safe_dump(settings))
+    payload = remote_file(tmp_path, "p.nc", b"payload")
+    log = tmp_path / "downloader.log"
+    process = subprocess.Popen([TROLLMOVES, "downloader", str(config), "--publish-bind", "127.0.0.1",
+                                "-l", str(log)])
+    recorder = BusRecorder([f"tcp://127.0.0.1:{out_port}"])
+    try:
+        message = Message("/new/x", "file", {"uri": f"file://{payload}", "uid": "p.nc"})
+        assert wait_until(lambda: (source.send(message), recorder.of_type("file"))[1], timeout=30, interval=0.2), \
+            log.read_text() if log.exists() else "no log"
+        process.send_signal(signal.SIGHUP)  # upstream's s3downloader (and ours before) died of it
+        assert wait_until(lambda: "reloaded" in log.read_text(), timeout=10), log.read_text()
+        assert process.poll() is None
+
+        settings.update({"subscribe-topic": "/other", "download_destination": str(tmp_path / "dl2"),
+                         "parallel_downloads": 2})
+        partial = tmp_path / ".downloader.yaml.part"
+        partial.write_text(yaml.safe_dump(settings))
+        os.replace(partial, config)
+        moved = Message("/other/x", "file", {"uri": f"file://{payload}", "uid": "p.nc"})
+        assert wait_until(lambda: (source.send(moved), (tmp_path / "dl2" / "p.nc").exists())[1], timeout=30,
+                          interval=0.2), log.read_text()
+        assert "parallel_downloads changed; it takes effect at the next restart" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        recorder.close()
+        source.stop()
+    assert code == 0

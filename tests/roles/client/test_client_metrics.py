@@ -1,0 +1,57 @@
+"""The client's metrics against scripted servers: requests, deliveries, give-ups, bad messages,
+the age of each provider's last heartbeat; and the version of what it sends."""
+
+from __future__ import annotations
+
+import pytest
+from client_fakes import Announcer, ScriptedServer, serve_everything
+from client_harness import InProcessClient, client_section, prime, results, write_ini
+from posttroll.message import Message
+from support.bus import BusRecorder, free_port, wait_until
+from trollmoves_roles.bus import MESSAGE_VERSION
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_counts_peers_and_versions(tmp_path):
+    server, announcer = ScriptedServer(), Announcer()
+    port = free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
+        announcer.provider, f"{tmp_path}/out/", port, give_up_after=0, transfer_req_timeout=0.5,
+        request_attempts=1)})
+    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data", "/trollmoves/client/failed"])
+    client = InProcessClient(config)
+    metrics = client.process.metrics
+    label = {"chain": "test"}
+    try:
+        prime(lambda name: announcer.announce(f"{name}.dat", server), recorder)
+        before = {name: getattr(metrics, name).value(**label) for name in ("delivered", "requested", "announced")}
+        durations = metrics.duration.count(**label)
+        server.handler = lambda m: (Message(m.subject, "err", "refused") if m.type == "push"
+                                    and m.data["uid"] == "bad.dat" else serve_everything(m))
+        announcer.announce("good.dat", server)
+        announcer.announce("bad.dat", server)
+        announcer.publisher.send(Message("/test/data", "file", {"uid": "no-uri.dat",
+                                                                "request_address": server.address}))
+        assert recorder.wait_for(lambda m: m.type == "err", timeout=20)
+        assert wait_until(lambda: results(recorder, "good"))
+        assert wait_until(lambda: metrics.bad_input.value(**label) == 1)
+        assert metrics.delivered.value(**label) == before["delivered"] + 1
+        assert metrics.requested.value(**label) == before["requested"] + 2  # the refused push counts too
+        assert metrics.failed.value(**label) == 1
+        assert metrics.duration.count(**label) == durations + 1
+        assert metrics.bytes.value(**label) == 0  # nothing really arrived: the scripted server writes no file
+        assert wait_until(lambda: metrics.announced.value(**label) == before["announced"] + 1)
+        assert 'trollmoves_queue_length 0' in metrics.render()
+
+        provider = announcer.provider.removeprefix("tcp://")
+        assert f'peer="{provider}"' not in metrics.render()
+        beat = Message("/heartbeat/move_it_server", "beat", {"min_interval": 30})
+        assert wait_until(lambda: (announcer.send(beat), f'peer="{provider}"' in metrics.render())[1])
+    finally:
+        client.stop()
+        recorder.close()
+        announcer.stop()
+        server.stop()
+    assert {m.version for m in server.requests} == {MESSAGE_VERSION}
+    assert {m.version for m in recorder.messages} == {MESSAGE_VERSION}
