@@ -1,7 +1,9 @@
 """SSH mover throughput against the OpenSSH ``scp`` client, on a throwaway loopback sshd.
 
 Run ``python -m benchmarks.movers_ssh [--size-mib 1024] [--small-count 1000]`` (needs
-``/usr/sbin/sshd``). Not a test: it measures and prints.
+``/usr/sbin/sshd``). Not a test: it measures and prints. The SSH detail (cipher variants,
+plain paramiko) behind the ``sftp``/``scp`` rows of :mod:`benchmarks.movers`, which compares
+every mover with its reference tool and writes ``results/movers.md``.
 
 * big file: one random file uploaded by our SftpMover, our ScpMover, plain paramiko
   ``SFTPClient.put`` with its defaults (the "before tuning" reference) and the OpenSSH
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {INSTALL_HINT}", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-ssh-", dir=args.workdir))
-    server = start_sshd(work / "sshd")
+    server = start_bench_sshd(work / "sshd")
     try:
         print(f"sshd on 127.0.0.1:{server.port}, user {server.user}, scratch {work}")
         if args.only in (None, "big"):
@@ -75,8 +77,7 @@ def big_file(server: SshServer, work: Path, size_mib: int, repeat: int) -> None:
     remote = work / "remote"
     local = work / "local"
     params = server.mover_params()
-    cli = ["scp", "-q", "-P", str(server.port), "-i", str(server.key_filename), "-o", "BatchMode=yes",
-           "-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    cli = scp_command(server)
     remote_uri = f"{server.user}@127.0.0.1:{remote}/big.bin"
 
     def fresh() -> None:
@@ -154,15 +155,37 @@ def _measure(cases: list[tuple[str, Callable[[], None]]], size: int, repeat: int
     for _ in range(repeat):  # interleaved, so that machine noise hits every case alike
         for name, run in cases:
             reset()
-            used = _cpu_seconds()
+            used = cpu_seconds()
             start = time.perf_counter()
             run()
             rates[name].append(size / (time.perf_counter() - start) / 1e6)
-            cpu[name].append((_cpu_seconds() - used) * 2**30 / size)
+            cpu[name].append((cpu_seconds() - used) * 2**30 / size)
     return {name: (statistics.median(rates[name]), statistics.median(cpu[name])) for name in rates}
 
 
-def _cpu_seconds() -> float:
+def start_bench_sshd(workdir: Path) -> SshServer:
+    """:func:`start_sshd`, with ``SHLVL=1`` in its sessions.
+
+    sshd runs each command (``scp -t``, ``scp -f``) through the user's shell, and Debian's bash
+    then sources ``~/.bashrc`` (here root's runs ``pyenv init``: 0.3 s per command). With
+    ``SHLVL`` set, bash does not take itself for an ssh session's first shell and skips it, so
+    the numbers are the protocol's, not the login shell's.
+    """
+    server = start_sshd(workdir)
+    server.stop()
+    server.config_path.write_text(server.config_path.read_text() + "SetEnv SHLVL=1\n")
+    server.start()
+    return server
+
+
+def scp_command(server: SshServer) -> list[str]:
+    """The OpenSSH ``scp`` client logging in to ``server`` with its key, checking its host key; append paths."""
+    return ["scp", "-q", "-P", str(server.port), "-i", str(server.key_filename), "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all threads) and its waited-for children."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
