@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, root: Path) -> str:
             victim.sample(f"before kill {faults}")
             victim.kill()
             events.append(f"{time.monotonic() - stream_start:7.1f} s  kill -9 {victim.name} after {produced[0]} "
-                          f"files written, {len(recorder.arrivals)} results seen")
+                          f"files written, {sum(u.startswith('s') for u in recorder.arrivals)} results seen")
             print(events[-1], flush=True)
             time.sleep(args.down)
             victim.start()

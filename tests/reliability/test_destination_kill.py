@@ -178,9 +178,11 @@ def stream_with_destination_kill(tmp_path: Path, origin: Path, server_process: C
     files = contents()
     stats: dict[str, object] = {"files": FILES}
     try:
-        def probe() -> bool:
-            write_file(origin, f"probe{time.monotonic_ns()}.dat", b"probe")
-            return wait_until(lambda: "Delivered probe" in client.log(), timeout=1.0)
+        def probe() -> bool:  # the whole path works, and the recorder hears the client
+            uid = f"probe{time.monotonic_ns()}.dat"
+            write_file(origin, uid, b"probe")
+            return bool(recorder.wait_for(lambda m: m.type == "file" and isinstance(m.data, dict)
+                                            and m.data.get("uid") == uid, timeout=1.0))
 
         assert wait_until(probe, timeout=30, interval=0), client.log()[-3000:]
 
@@ -195,6 +197,7 @@ def stream_with_destination_kill(tmp_path: Path, origin: Path, server_process: C
         assert wait_until(lambda: sum(client_results(recorder).values()) >= KILL_AFTER, timeout=30), \
             client.log()[-3000:]
         assert dest.kill() == -signal.SIGKILL
+        killed = time.monotonic()
         stats["delivered_at_kill"] = sum(client_results(recorder).values())
         # the outage is felt: pushes fail and the client schedules retries
         assert wait_until(lambda: "retrying in" in client.log(), timeout=20), client.log()[-3000:]
@@ -202,7 +205,7 @@ def stream_with_destination_kill(tmp_path: Path, origin: Path, server_process: C
         time.sleep(1.0)
         dest.start()
         after_restart()
-        stats["downtime_s"] = round(time.monotonic() - started, 2)
+        stats["kill_at_s"], stats["down_s"] = round(killed - started, 2), round(time.monotonic() - killed, 2)
         producer.join(30)
         assert not producer.is_alive()
         assert wait_until(lambda: len(client_results(recorder)) >= FILES, timeout=45), \
