@@ -4,14 +4,12 @@ publisher (posttroll's ``secure_zmq`` backend, ``publisher_public_key_file`` on 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from client_support import client_config
-from reliability_support import TOPIC, TROLLMOVES, server_section, write_file, write_ini
+from client_support import ClientProcess, client_config
+from reliability_support import TOPIC, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
 from trollmoves_roles.bus import Subscription
 from trollmoves_roles.security import CurveClient, create_keypair
@@ -27,29 +25,6 @@ def keys(tmp_path: Path) -> tuple[dict[str, tuple[Path, Path]], Path]:
     pairs = {name: create_keypair(keydir, name) for name in ("server", "client", "intruder")}
     (admitted / "client.key").write_bytes(pairs["client"][0].read_bytes())
     return pairs, admitted
-
-
-class Client:
-    """``trollmoves client CONFIG -v`` with its own log file."""
-
-    def __init__(self, config: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen([TROLLMOVES, "client", str(config), "-v"], stdout=log,
-                                         stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
 
 
 def curve_server(tmp_path, dirs, server_process, keys, *, secure_publisher: bool):
@@ -73,7 +48,7 @@ def test_client_moves_files_over_curve_requests_and_a_secure_publisher(tmp_path,
     config = write_ini(tmp_path / "client.ini", {"test": client_config(
         f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=pairs["client"][1],
         server_public_key_file=pairs["server"][0], publisher_public_key_file=pairs["server"][0])})
-    client = Client(config, tmp_path / "client.log")
+    client = ClientProcess(config, tmp_path / "client.log")
     intruder = Subscription([f"tcp://127.0.0.1:{server.pub_port}"], [TOPIC],
                             curve=CurveClient.load(pairs["intruder"][1], pairs["server"][0]))
     results = BusRecorder([f"tcp://127.0.0.1:{port}"], [TOPIC])
@@ -91,7 +66,8 @@ def test_client_moves_files_over_curve_requests_and_a_secure_publisher(tmp_path,
     finally:
         intruder.close()
         results.close()
-        assert client.stop() == 0
+        client.stop()
+        assert client.proc.returncode == 0
     assert (out / "secret.dat").read_bytes() == b"sent over CURVE\n"
     assert pairs["client"][1].read_text() not in client.log()
 
@@ -105,7 +81,7 @@ def test_client_with_an_unknown_key_transfers_nothing_and_logs_why(tmp_path, dir
         f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=pairs["intruder"][1],
         server_public_key_file=pairs["server"][0], transfer_req_timeout=0.5, request_attempts=1,
         give_up_after=0, reconcile_interval=0)})
-    client = Client(config, tmp_path / "client.log")
+    client = ClientProcess(config, tmp_path / "client.log")
     failures = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/trollmoves/client/failed"])
     try:
         def refused() -> bool:
@@ -115,10 +91,11 @@ def test_client_with_an_unknown_key_transfers_nothing_and_logs_why(tmp_path, dir
         assert wait_until(refused, timeout=40, interval=0), client.log()[-3000:]
         assert failures.wait_for(lambda m: m.type == "err", timeout=20)
         assert wait_until(lambda: "unknown CURVE client key" in server.log(), timeout=10), server.log()[-2000:]
-        assert client.proc.poll() is None
+        assert client.alive()
     finally:
         failures.close()
-        assert client.stop() == 0
+        client.stop()
+        assert client.proc.returncode == 0
     assert list(out.iterdir()) == []
     assert "giving up" in client.log()
     assert pairs["intruder"][1].read_text() not in client.log()

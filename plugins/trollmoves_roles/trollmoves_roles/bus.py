@@ -220,6 +220,15 @@ class Subscription:
         self._socket.connect(address)
         self.addresses.append(address)
 
+    def try_add(self, address: str) -> bool:
+        """:meth:`add`, logging instead of raising when zmq rejects the address (the others keep working)."""
+        try:
+            self.add(address)
+        except Exception as err:  # zmq rejects the address
+            LOG.error("Cannot subscribe to %s: %s", address, err)
+            return False
+        return True
+
     def set_topics(self, topics: Iterable[str]) -> None:
         """Filter on ``topics`` from now on (a config reload), without reconnecting."""
         wanted = list(dict.fromkeys(topic_prefix(t) for t in topics))

@@ -1,17 +1,16 @@
 """Helpers for the downloader tests: a downloader served in a thread between an input bus and an
-output bus with a recorder, and servers borrowed from the mover plugins' test folders."""
+output bus with a recorder; servers are borrowed from the mover plugins' test folders as the
+dispatcher tests do."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from posttroll.message import Message
+from roles.dispatcher.dispatcher_support import borrow, require_mover
 from support.bus import BusRecorder, wait_until
 from trollmoves_roles.bus import BusPublisher
 from trollmoves_roles.downloader.config import load_config
@@ -19,6 +18,8 @@ from trollmoves_roles.downloader.engine import Downloader
 
 TOPIC = "/s3/new"
 OUT_TOPIC = "/downloaded"
+
+__all__ = ["OUT_TOPIC", "TOPIC", "Harness", "borrow", "require_mover"]
 
 
 class Harness:
@@ -69,31 +70,3 @@ class Harness:
         self.recorder.close()
         self.source.stop()
         self.output.stop()
-
-
-# -- servers borrowed from the mover plugins' test folders (only when those exist) ----------
-
-TESTS = Path(__file__).resolve().parents[2]
-
-
-def borrow(folder: str) -> Any:
-    """Load ``tests/<folder>/conftest.py`` under another name, its folder importable; None if absent."""
-    path = TESTS / folder / "conftest.py"
-    if not path.exists():
-        return None
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"borrowed_{folder}_conftest_for_downloader", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except (ImportError, pytest.skip.Exception):
-        return None
-    return module
-
-
-def require_mover(scheme: str) -> None:
-    """Skip unless a mover plugin serves ``scheme``."""
-    from trollmoves_core.plugins import default_host
-
-    if scheme not in default_host().movers.classes:
-        pytest.skip(f"MOVER NOT READY: no mover plugin for {scheme}:// is registered yet")

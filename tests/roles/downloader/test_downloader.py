@@ -25,6 +25,18 @@ def remote_file(tmp_path: Path, name: str, content: bytes) -> Path:
     return path
 
 
+def terminate(process: subprocess.Popen) -> int:
+    """SIGTERM ``process`` and return its exit status (killed, and raising, when it hangs)."""
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
 def test_file_uri_is_downloaded_and_announced(harness, tmp_path):
     harness.start()
     source = remote_file(tmp_path, "avhrr_20240102.nc", b"orbit data")
@@ -192,7 +204,6 @@ def test_sftp_and_ftp_uris_work_the_same(harness, tmp_path, tmp_path_factory):
 
 
 def test_full_run_downloads_announces_and_stops_on_sigterm(tmp_path):
-    import signal
 
     from posttroll.message import Message
     from support.bus import BusRecorder, free_port, wait_until
@@ -218,12 +229,7 @@ def test_full_run_downloads_announces_and_stops_on_sigterm(tmp_path):
         announced = recorder.of_type("file")
         assert announced[0].subject == "/here" and announced[0].data["uri"] == str(local)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        code = terminate(process)
         recorder.close()
         source.stop()
     assert code == 0
@@ -268,12 +274,7 @@ def test_sighup_and_a_changed_file_reload_the_config(tmp_path):
                           interval=0.2), log.read_text()
         assert "parallel_downloads changed; it takes effect at the next restart" in log.read_text()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        code = terminate(process)
         recorder.close()
         source.stop()
     assert code == 0

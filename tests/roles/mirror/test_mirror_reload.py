@@ -46,7 +46,15 @@ def test_reload_restarts_changed_section_keeps_others_refuses_bad_file(announcer
         assert wait_until(lambda: topic_of(running, "a") == "/a/renamed")  # the file watch
         assert running.mirror.chains["b"] is kept
         renamed = announce_until_mirrored(lambda: announcer.announce("n.dat", internal), recorder, "n.dat")
-        topics = {m.subject for m in recorder.messages if m.data.get("uid") == "n.dat"}
+
+        def topics_of_n() -> set[str]:
+            return {m.subject for m in list(recorder.messages) if m.data.get("uid") == "n.dat"}
+
+        # the restarted section may subscribe after the other one re-announced: announce again (each
+        # section re-announces a file once)
+        wait_until(lambda: (announcer.announce("n.dat", internal), len(topics_of_n()) >= 2)[1], timeout=20,
+                   interval=0.2)
+        topics = topics_of_n()
         # the restarted section serves on its port again (rebound after the reload)
         reply = request(f"127.0.0.1:{ports['a']}", Message("/a/renamed", "push", {
             "uri": "/in/n.dat", "uid": "n.dat", "destination": f"file://{tmp_path}/out/"}))

@@ -146,11 +146,7 @@ class Transfer:
     last_error: str = ""
 
     def add_source(self, message: Message) -> bool:
-        address = message.data.get("request_address")
-        if any(s.data.get("request_address") == address for s in self.sources):
-            return False
-        self.sources.append(message)
-        return True
+        return delivery.add_source(self.sources, message)
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

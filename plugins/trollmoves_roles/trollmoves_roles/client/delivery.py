@@ -172,6 +172,16 @@ def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_p
     return f"{destination.scheme}://{auth}{destination.host}{port}{path}"
 
 
+def add_source(sources: list[Any], announcement: Any) -> bool:
+    """Append ``announcement`` (a posttroll message) to ``sources`` unless a message from the same
+    server (``request_address``) is there; whether it was added."""
+    address = announcement.data.get("request_address")
+    if any(s.data.get("request_address") == address for s in sources):
+        return False
+    sources.append(announcement)
+    return True
+
+
 def source_of(address: str, uri: object) -> str:
     """Where a file came from, for the per-file log line: its URL (without password), or the
     announcing server's request address followed by the file's path there."""

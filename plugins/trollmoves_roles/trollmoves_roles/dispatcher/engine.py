@@ -36,13 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 from posttroll.message import Message
 from trollsift import compose
 
-from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import HEARTBEAT_TOPIC, BusPublisher, NameserverLookup, Subscription
-from trollmoves_roles.configwatch import ConfigFileMonitor
+from trollmoves_roles.bus import BusPublisher, NameserverLookup
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
+from trollmoves_roles.listening import ListeningService
 from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.movers import MoverCache
@@ -63,8 +63,8 @@ class Transfer:
     fields: dict[str, Any]
 
 
-class Dispatcher:
-    """Serve one dispatcher configuration until stopped.
+class Dispatcher(ListeningService):
+    """Serve one dispatcher configuration until stopped (:meth:`serve`).
 
     :param config_path: the YAML file; re-read when it changes (see :meth:`request_reload`).
     :param publisher: where to announce delivered files; None publishes nothing.
@@ -96,71 +96,22 @@ class Dispatcher:
         self.delivered = 0
         self.failed = 0
         self._counter_lock = threading.Lock()
-        self._reload = threading.Event()
-        self._monitor = ConfigFileMonitor(self.config_path, self.host) if watch else None
-        if self._monitor:
-            self._monitor.mark_loaded()
         self._missing_topic_warned: set[str] = set()
+        self.watch_config(self.host, watch)
 
-    # -- serving ------------------------------------------------------------------------
+    # -- what the loop (ListeningService.serve) needs -------------------------------------
 
-    def serve(self, halt: threading.Event) -> None:
-        """Receive and dispatch until ``halt`` is set; then finish running transfers."""
-        subscription = Subscription(self._addresses(), self._topics())
-        lookup = self._lookup().start()
-        LOG.info("Dispatcher listening to %s on %s (nameservers: %s)", ", ".join(self.config.topics),
-                 ", ".join(subscription.addresses) or "-", ", ".join(lookup.nameservers) or "-")
-        try:
-            self.pending.resume(lambda item: self._resume(item, halt))
-            while not halt.is_set():
-                for address in lookup.new_addresses():
-                    _connect(subscription, address)
-                if self._reload.is_set() or (self._monitor and self._monitor.changed()):
-                    self._reload.clear()
-                    if self.reload():
-                        subscription.set_topics(self._topics())
-                        for address in self._addresses():
-                            _connect(subscription, address)
-                        lookup.stop()
-                        lookup = self._lookup().start()
-                message = subscription.recv(0.2)
-                if message is not None:
-                    self.metrics.peer_seen(message.sender)
-                    self.handle(message, halt)
-        finally:
-            lookup.stop()
-            subscription.close()
-            if self._monitor:
-                self._monitor.stop()
-            self.pool.shutdown()
-            self.movers.close_all()
-            self.pending.close()
+    def _load(self) -> DispatcherConfig:
+        return load_config(self.config_path, self.host)
 
-    def request_reload(self) -> None:
-        """Re-read the configuration at the next chance (SIGHUP)."""
-        self._reload.set()
-
-    def reload(self) -> bool:
-        """Re-read the configuration; keep the old one when the new one is broken."""
-        if self._monitor:
-            self._monitor.mark_loaded()
-        try:
-            config = load_config(self.config_path, self.host)
-        except ConfigError as err:
-            LOG.error("New configuration rejected, keeping the previous one: %s", err)
-            return False
-        except Exception as err:  # anything else a half-written or odd file causes
-            LOG.error("New configuration rejected, keeping the previous one: %s: %s", self.config_path, err)
-            return False
+    def _apply(self, config: DispatcherConfig) -> None:
         self.config = config
         self._missing_topic_warned.clear()
         LOG.info("Configuration %s reloaded: targets %s", self.config_path,
                  ", ".join(t.name for t in config.targets))
-        return True
 
     def _topics(self) -> list[str]:
-        """The configured topics, and heartbeats: they tell the metrics a quiet publisher is alive."""
-        return [*self.config.topics, HEARTBEAT_TOPIC]
+        return list(self.config.topics)
 
     def _addresses(self) -> list[str]:
         return list(dict.fromkeys([*self.config.subscriber.addresses, *self.extra_addresses]))
@@ -356,10 +307,3 @@ def _describe_compose_error(err: BaseException) -> str:
     if isinstance(err, KeyError):
         return f"the message has no field {err.args[0]!r}"
     return f"{type(err).__name__}: {err}"
-
-
-def _connect(subscription: Subscription, address: str) -> None:
-    try:
-        subscription.add(address)
-    except Exception as err:  # zmq rejects the address; the others keep working
-        LOG.error("Cannot subscribe to %s: %s", address, err)

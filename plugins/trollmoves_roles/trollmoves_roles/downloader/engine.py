@@ -38,13 +38,13 @@ from typing import Any
 
 from posttroll.message import Message
 
-from trollmoves_core.exceptions import ConfigError, TransferError, UnknownPluginError
+from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import HEARTBEAT_TOPIC, BusPublisher, NameserverLookup, Subscription
-from trollmoves_roles.configwatch import ConfigFileMonitor
+from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
 from trollmoves_roles.downloader.config import DownloaderConfig, load_config
+from trollmoves_roles.listening import ListeningService
 from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.movers import MoverCache
@@ -63,7 +63,7 @@ ANNOUNCED = "\0announced"
 """The journal part done when the local copies were announced (the message is finished)."""
 
 
-class Downloader:
+class Downloader(ListeningService):
     """Serve one downloader configuration until stopped.
 
     :param publisher: where local copies are announced; None announces nothing.
@@ -93,10 +93,8 @@ class Downloader:
         self.fetched = 0
         self.failed = 0
         self._lock = threading.Lock()
-        self._reload = threading.Event()
-        self._monitor = ConfigFileMonitor(config.file, self.host) if watch else None
-        if self._monitor:
-            self._monitor.mark_loaded()
+        self.config_path = config.file
+        self.watch_config(self.host, watch)
 
     @property
     def addresses(self) -> list[str]:
@@ -113,65 +111,34 @@ class Downloader:
     def serve(self, halt: threading.Event) -> None:
         """Receive and download until ``halt`` is set; then finish running downloads."""
         self.config.download_destination.mkdir(parents=True, exist_ok=True)
-        subscription = Subscription(self.addresses, self._topics())
-        lookup = NameserverLookup(self.nameservers, self.config.services).start()
+        super().serve(halt)
+
+    def _describe(self, subscription: Subscription, lookup: NameserverLookup) -> None:
         LOG.info("Downloader listening to %s on %s (nameservers: %s), downloading to %s",
                  ", ".join(self.config.subscribe_topics), ", ".join(subscription.addresses) or "-",
-                 ", ".join(self.nameservers) or "-", self.config.download_destination)
-        try:
-            self.pending.resume(lambda item: self._resume(item, halt))
-            while not halt.is_set():
-                for address in lookup.new_addresses():
-                    _connect(subscription, address)
-                if self._reload.is_set() or (self._monitor and self._monitor.changed()):
-                    self._reload.clear()
-                    if self.reload():
-                        subscription.set_topics(self._topics())
-                        for address in self.addresses:
-                            _connect(subscription, address)
-                        lookup.stop()
-                        lookup = NameserverLookup(self.nameservers, self.config.services).start()
-                message = subscription.recv(0.2)
-                if message is not None:
-                    self.metrics.peer_seen(message.sender)
-                    self.handle(message, halt)
-        finally:
-            lookup.stop()
-            subscription.close()
-            if self._monitor:
-                self._monitor.stop()
-            self.pool.shutdown()
-            self.movers.close_all()
-            self.pending.close()
+                 ", ".join(lookup.nameservers) or "-", self.config.download_destination)
 
-    def request_reload(self) -> None:
-        """Re-read the configuration at the next chance (SIGHUP); callable from a signal handler."""
-        self._reload.set()
+    def _load(self) -> DownloaderConfig:
+        config = load_config(self.config_path)
+        config.download_destination.mkdir(parents=True, exist_ok=True)
+        return config
 
-    def reload(self) -> bool:
-        """Re-read the configuration file; keep the old configuration when the new one is broken."""
-        if self._monitor:
-            self._monitor.mark_loaded()
-        try:
-            config = load_config(self.config.file)
-            config.download_destination.mkdir(parents=True, exist_ok=True)
-        except ConfigError as err:
-            LOG.error("New configuration rejected, keeping the previous one: %s", err)
-            return False
-        except Exception as err:  # anything else a half-written or odd file causes
-            LOG.error("New configuration rejected, keeping the previous one: %s: %s", self.config.file, err)
-            return False
+    def _apply(self, config: DownloaderConfig) -> None:
         for attribute, key in RESTART_KEYS.items():
             if getattr(config, attribute) != getattr(self.config, attribute):
                 LOG.warning("%s: %s changed; it takes effect at the next restart", config.file, key)
         self.config = config
         LOG.info("Configuration %s reloaded: topics %s, downloading to %s", config.file,
                  ", ".join(config.subscribe_topics), config.download_destination)
-        return True
+
+    def _addresses(self) -> list[str]:
+        return self.addresses
+
+    def _lookup(self) -> NameserverLookup:
+        return NameserverLookup(self.nameservers, self.config.services)
 
     def _topics(self) -> list[str]:
-        """The configured topics, and heartbeats: they tell the metrics a quiet publisher is alive."""
-        return [*self.config.subscribe_topics, HEARTBEAT_TOPIC]
+        return list(self.config.subscribe_topics)
 
     def handle(self, message: Message, halt: threading.Event | None = None) -> bool:
         """Queue the download ``message`` asks for; return whether one was queued. Never raises."""
@@ -344,10 +311,3 @@ def _rewrite(data: Any, local: dict[str, Path]) -> Any:
         result["uri"] = os.fspath(local[uri])
         result["uid"] = local[uri].name
     return result
-
-
-def _connect(subscription: Subscription, address: str) -> None:
-    try:
-        subscription.add(address)
-    except Exception as err:  # zmq rejects the address; the others keep working
-        LOG.error("Cannot subscribe to %s: %s", address, err)

@@ -34,11 +34,7 @@ class Entry:
 
     def add_source(self, message: Message) -> bool:
         """Remember one more internal server announcing it; False when that server is known."""
-        address = message.data.get("request_address")
-        if any(s.data.get("request_address") == address for s in self.sources):
-            return False
-        self.sources.append(message)
-        return True
+        return delivery.add_source(self.sources, message)
 
     def source_paths(self) -> dict[str, str]:
         """uid → the internal server's path of that file."""
