@@ -41,30 +41,32 @@ class FileMover(Mover):
             raise ValueError(f"file mover: unknown mode {self.mode!r}, choose one of {', '.join(MODES)}")
 
     def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
-        final = Path(target.path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(self.temporary_name(str(final)))
+        # The temporary name is a str, never a Path: Python 3.12's pathlib interns every name
+        # it parses and never frees interned strings, so one unique Path per transfer leaked.
+        final = target.path
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        partial = self.temporary_name(final)
         try:
             self._materialise(local_path, partial, progress)
             os.replace(partial, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+                os.unlink(partial)
         if self.mode == "move" and local_path.exists() and not local_path.samefile(final):
             local_path.unlink()
 
-    def _materialise(self, source: Path, partial: Path, progress: ProgressCallback | None) -> None:
+    def _materialise(self, source: Path, partial: str, progress: ProgressCallback | None) -> None:
         if self.mode == "symlink":
-            partial.symlink_to(source.resolve())
+            os.symlink(os.path.realpath(source), partial)
             return
         if self.mode in ("hardlink", "move"):
             try:
                 if self.mode == "move":
-                    source.rename(partial)
+                    os.rename(source, partial)
                 else:
                     os.link(source, partial)
                 if progress:
-                    progress(partial.stat().st_size)
+                    progress(os.stat(partial).st_size)
                 return
             except OSError:
                 pass  # another file system or no link support: copy instead
@@ -77,7 +79,8 @@ class FileMover(Mover):
         Path(location.path).unlink()
 
 
-def copy_file(source: Path, dest: Path, progress: ProgressCallback | None = None) -> None:
+def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],
+              progress: ProgressCallback | None = None) -> None:
     """Copy data with the kernel's zero-copy path, then the timestamps and mode."""
     with open(source, "rb") as src, open(dest, "wb") as dst:
         size = os.fstat(src.fileno()).st_size
