@@ -16,20 +16,21 @@ from trollmoves_core.watchers.base import SeenFiles, Watcher
 WATCHERS = load_plugins().watchers.classes
 
 
-def start(name: str, directory: Path, interval: float = 0.05, **options) -> tuple[Watcher, queue.Queue[Path]]:
-    found: queue.Queue[Path] = queue.Queue()
+def start(name: str, directory: Path, interval: float = 0.05, **options) -> tuple[Watcher, queue.Queue[str]]:
+    found: queue.Queue[str] = queue.Queue()
     watcher = WATCHERS[name]([directory], found.put, interval=interval, **options)
     watcher.start()
     return watcher, found
 
 
-def drain(found: queue.Queue[Path], wait: float) -> list[Path]:
+def drain(found: queue.Queue[str], wait: float) -> list[str]:
     items = []
     deadline = time.monotonic() + wait
     while True:
         try:
             items.append(found.get(timeout=max(0.0, deadline - time.monotonic())))
         except queue.Empty:
+            assert all(isinstance(item, str) for item in items), "callbacks get str paths"
             return items
 
 
@@ -49,7 +50,7 @@ def test_slowly_written_file_is_reported_once_after_close(name: str, tmp_path: P
         reported = drain(found, 1.0)
     finally:
         watcher.stop()
-    assert reported == [path]
+    assert reported == [str(path)]
     assert path.stat().st_size == 5000
 
 
@@ -68,7 +69,7 @@ def test_file_moved_in_is_reported_and_hidden_temp_is_not(name: str, tmp_path: P
         reported = drain(found, 1.0)
     finally:
         watcher.stop()
-    assert sorted(p.name for p in reported) == ["incoming.dat", "moved.dat"]
+    assert sorted(os.path.basename(p) for p in reported) == ["incoming.dat", "moved.dat"]
 
 
 def test_hard_link_into_directory_is_reported(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ def test_hard_link_into_directory_is_reported(tmp_path: Path) -> None:
         reported = drain(found, 0.5)
     finally:
         watcher.stop()
-    assert [p.name for p in reported] == ["linked.dat"]
+    assert [os.path.basename(p) for p in reported] == ["linked.dat"]
 
 
 def test_recursive_watch_sees_subdirectories(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_recursive_watch_sees_subdirectories(tmp_path: Path) -> None:
         reported = drain(found, 0.5)
     finally:
         watcher.stop()
-    assert reported == [tmp_path / "a" / "b" / "deep.dat"]
+    assert reported == [str(tmp_path / "a" / "b" / "deep.dat")]
 
 
 def test_polling_ignores_files_present_at_start(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_polling_ignores_files_present_at_start(tmp_path: Path) -> None:
         reported = drain(found, 0.5)
     finally:
         watcher.stop()
-    assert [p.name for p in reported] == ["new.dat"]
+    assert [os.path.basename(p) for p in reported] == ["new.dat"]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -121,11 +122,11 @@ def test_inotify_watcher_explains_why_it_cannot_run_on_312(tmp_path: Path) -> No
 
 
 def test_callback_error_does_not_stop_the_watcher(tmp_path: Path) -> None:
-    seen: list[Path] = []
+    seen: list[str] = []
 
-    def callback(path: Path) -> None:
+    def callback(path: str) -> None:
         seen.append(path)
-        if path.name == "bad.dat":
+        if os.path.basename(path) == "bad.dat":
             raise RuntimeError("boom")
 
     watcher = WATCHERS["watchdog"]([tmp_path], callback)
@@ -139,11 +140,11 @@ def test_callback_error_does_not_stop_the_watcher(tmp_path: Path) -> None:
             time.sleep(0.02)
     finally:
         watcher.stop()
-    assert [p.name for p in seen] == ["bad.dat", "good.dat"]
+    assert [os.path.basename(p) for p in seen] == ["bad.dat", "good.dat"]
 
 
 def test_report_dedups_the_same_file_and_reports_it_again_once_changed(tmp_path: Path) -> None:
-    seen: list[Path] = []
+    seen: list[str] = []
     watcher = WATCHERS["polling"]([tmp_path], seen.append)  # never started: report() alone
     path = tmp_path / "a.dat"
     path.write_bytes(b"one")
@@ -151,7 +152,7 @@ def test_report_dedups_the_same_file_and_reports_it_again_once_changed(tmp_path:
     watcher.report(path)  # a repeated event, or a rescan
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))  # the same file modified in place
     watcher.report(path)
-    assert seen == [path, path]
+    assert seen == [str(path), str(path)]
 
 
 def test_seen_files_forget_after_their_age_and_beyond_capacity() -> None:
@@ -174,3 +175,19 @@ def test_fingerprints_differ_by_every_part_of_the_identity() -> None:
               SeenFiles.fingerprint("/d/a.dat", 10, 101, 5), SeenFiles.fingerprint("/d/a.dat", 10, 100, 6)]
     assert base not in others and len(set(others)) == 4
     assert 0 <= base < 2**128 and SeenFiles.fingerprint("/d/a.dat", 10, 100, 5) == base
+
+
+def test_reported_names_are_not_interned(tmp_path: Path) -> None:
+    # Python 3.12 never frees interned strings, and pathlib interns every name it parses: a watcher
+    # that made a Path per file would keep every file name for the life of the process.
+    seen: list[str] = []
+    watcher = WATCHERS["polling"]([tmp_path], seen.append)
+    name = "".join(["unique-", str(os.getpid()), "-", str(time.monotonic_ns()), ".dat"])
+    path = os.path.join(str(tmp_path), name)  # no Path here either
+    with open(path, "wb") as handle:
+        handle.write(b"x")
+    watcher._scan()
+    watcher.report(path)
+    assert len(seen) == 1
+    fresh = "".join([name[:7], name[7:]])
+    assert sys.intern(fresh) is fresh, "the file name was interned"

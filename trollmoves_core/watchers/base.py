@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -15,8 +16,14 @@ from typing import ClassVar
 
 LOG = logging.getLogger(__name__)
 
-FileCallback = Callable[[Path], None]
-"""Receives the path of each complete new file."""
+FileCallback = Callable[[str], None]
+"""Receives the path of each complete new file, as a str.
+
+Not a :class:`~pathlib.Path`: Python 3.12's pathlib interns every path component it parses
+(``str(path)``, ``path.name``...) and 3.12 never frees interned strings, so one Path per new
+file leaks about 125 bytes per file name for the life of the process. Consumers wanting a
+Path for an occasional file can make one; the per-file path of a busy role should stay a str.
+"""
 
 REMEMBER_SECONDS = 600.0
 """How long a reported file is remembered, so that a repeated event for it is not reported again."""
@@ -94,7 +101,7 @@ class Watcher(ABC):
     runs on the watcher's thread: keep it short or hand the path to a queue.
 
     :param directories: directories to watch; they must exist.
-    :param callback: called with each complete file's path.
+    :param callback: called with each complete file's path (a str, see :data:`FileCallback`).
     :param recursive: also watch subdirectories.
     :param interval: seconds between scans, for watchers that poll.
     :param remember: seconds a reported file is remembered (repeated events for one file come
@@ -132,17 +139,18 @@ class Watcher(ABC):
         self.stop()
 
     def report(self, path: str | os.PathLike[str]) -> None:
-        """Pass ``path`` to the callback unless it is hidden, gone, or already reported."""
-        path = Path(path)
-        if path.name.startswith("."):
+        """Pass ``path`` (as a str) to the callback unless it is hidden, gone, not a regular
+        file, or already reported."""
+        path = os.fspath(path)
+        if os.path.basename(path).startswith("."):
             return
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             return  # vanished before we looked: nothing to announce
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):
             return
-        fingerprint = SeenFiles.fingerprint(str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        fingerprint = SeenFiles.fingerprint(path, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._seen_lock:
             if not self._seen.add(fingerprint):
                 return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
 
 from trollmoves_core.watchers.base import Watcher
 
@@ -41,14 +40,14 @@ class PollingWatcher(Watcher):
             known = {item for item in known if current.get(item[0]) == item[1]}
             self._previous = current
 
-    def _scan(self) -> dict[Path, tuple[int, int, int]]:
-        found: dict[Path, tuple[int, int, int]] = {}
+    def _scan(self) -> dict[str, tuple[int, int, int]]:
+        found: dict[str, tuple[int, int, int]] = {}
         for directory in self.directories:
             for root, dirs, files in os.walk(directory, onerror=_log_walk_error):
                 for name in files:
-                    path = Path(root, name)
+                    path = os.path.join(root, name)  # a str: see FileCallback
                     try:
-                        st = path.stat()
+                        st = os.stat(path)
                     except OSError:
                         continue
                     found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)

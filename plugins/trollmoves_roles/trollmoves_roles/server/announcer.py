@@ -141,37 +141,38 @@ class Announcer:
 
     # -- per file -------------------------------------------------------------------
 
-    def _on_file(self, path: Path) -> None:
+    def _on_file(self, path: str) -> None:
+        # path stays a str throughout (see trollmoves_core.watchers.base.FileCallback)
         self.reported += 1
-        fields = self.pattern.match(str(path))
+        fields = self.pattern.match(path)
         if fields is None:
             LOG.debug("[%s] %s does not match %s", self.chain.name, path, self.chain.origin)
             return
         try:
-            if path.stat().st_size == 0:
+            if os.stat(path).st_size == 0:
                 LOG.debug("[%s] %s is empty, not announced", self.chain.name, path)
                 return
         except OSError:
             LOG.warning("[%s] %s disappeared before it was announced", self.chain.name, path)
             return
         if self.chain.compression:
-            self._workers.submit(self._unpack_and_announce, path, fields)
+            self._workers.submit(self._unpack_and_announce, Path(path), fields)
         elif self.chain.standalone:
             self._announce_standalone(path, fields)
         else:
             self._announce(fields, [path])
 
-    def _announce(self, fields: dict[str, Any], files: list[Path]) -> None:
+    def _announce(self, fields: dict[str, Any], files: list[str]) -> None:
         atype, data = announcement(self.chain, fields, files, self._request_address or "")
         if self._request_address is None:
             del data["request_address"]
         # listed for info replies (reconciliation) only where requests are served
         listed = (self.chain.topic, atype, data) if self._request_address is not None else None
-        self._announced.announce([(str(file), file.name) for file in files], self.chain.topic, self.chain.name,
-                                 message=listed)
+        self._announced.announce([(file, os.path.basename(file)) for file in files], self.chain.topic,
+                                 self.chain.name, message=listed)
         self._publish(atype, data, len(files))
 
-    def _announce_standalone(self, path: Path, fields: dict[str, Any]) -> None:
+    def _announce_standalone(self, path: str, fields: dict[str, Any]) -> None:
         members = None
         if self.chain.unpack:
             try:
@@ -199,7 +200,7 @@ class Announcer:
                 path.unlink()
             except OSError as err:
                 LOG.warning("[%s] cannot delete %s after unpacking: %s", self.chain.name, path, err)
-        self._announce(fields, outputs)
+        self._announce(fields, [str(output) for output in outputs])
         for output in outputs:
             self._deleter.schedule(str(output), self.chain.remove_delay)
 
@@ -211,7 +212,7 @@ class Announcer:
         LOG.info("[%s] announced %s", self.chain.name, data.get("uri") or data.get("uid") or atype)
 
 
-def archive_members(path: Path, kind: str) -> list[str]:
+def archive_members(path: str | os.PathLike[str], kind: str) -> list[str]:
     """Names of the regular files in a tar or zip archive."""
     if kind == "tar":
         with tarfile.open(path) as archive:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from trollmoves_roles.server.config import ChainConfig
@@ -17,7 +17,7 @@ ARCHIVE_FILESYSTEM_CLS = {"tar": "fsspec.implementations.tar:TarFileSystem",
                           "zip": "fsspec.implementations.zip:ZipFileSystem"}
 
 
-def announcement(chain: ChainConfig, fields: dict[str, Any], files: list[Path],
+def announcement(chain: ChainConfig, fields: dict[str, Any], files: Sequence[str | os.PathLike[str]],
                  request_address: str) -> tuple[str, dict[str, Any]]:
     """Message type and data for files served on request.
 
@@ -25,18 +25,19 @@ def announcement(chain: ChainConfig, fields: dict[str, Any], files: list[Path],
     unpacked archive): ``dataset`` with one ``uri``/``uid`` dict per file instead of the pair.
     """
     data: dict[str, Any] = {**chain.info, **fields}
-    if len(files) == 1:
-        data["uri"] = str(files[0])
-        data["uid"] = files[0].name
+    paths = [os.fspath(file) for file in files]
+    if len(paths) == 1:
+        data["uri"] = paths[0]
+        data["uid"] = os.path.basename(paths[0])
         atype = "file"
     else:
-        data["dataset"] = [{"uri": str(path), "uid": path.name} for path in files]
+        data["dataset"] = [{"uri": path, "uid": os.path.basename(path)} for path in paths]
         atype = "dataset"
     data["request_address"] = request_address
     return atype, data
 
 
-def standalone_announcement(chain: ChainConfig, fields: dict[str, Any], path: Path,
+def standalone_announcement(chain: ChainConfig, fields: dict[str, Any], path: str | os.PathLike[str],
                             members: list[str] | None = None, host: str | None = None) -> tuple[str, dict[str, Any]]:
     """Message type and data for standalone chains: URIs readable over ssh plus the fsspec
     file system description (``AbstractFileSystem.to_json`` form), as upstream publishes them.
@@ -44,10 +45,10 @@ def standalone_announcement(chain: ChainConfig, fields: dict[str, Any], path: Pa
     ``members`` (with ``unpack``) lists the archive members: a ``dataset`` of ``tar://member::ssh://...``.
     """
     host = host or socket.gethostname()
-    remote = f"ssh://{host}{path}"
+    remote = f"ssh://{host}{os.fspath(path)}"
     if chain.unpack and members is not None:
         filesystem = {"cls": ARCHIVE_FILESYSTEM_CLS[chain.unpack], "protocol": chain.unpack, "args": [],
-                      "fo": str(path), "target_protocol": "ssh", "target_options": {"host": host}}
+                      "fo": os.fspath(path), "target_protocol": "ssh", "target_options": {"host": host}}
         data: dict[str, Any] = {"dataset": [
             {"filesystem": filesystem, "uri": f"{chain.unpack}://{member}::{remote}", "uid": f"{chain.unpack}://{member}"}
             for member in members]}

@@ -362,8 +362,8 @@ class Server:
     def _watch_config(self) -> None:
         target = self.config_path.resolve()
 
-        def changed(path: Path) -> None:
-            if path.resolve() == target:
+        def changed(path: str) -> None:
+            if os.path.realpath(path) == str(target):
                 LOG.info("%s changed on disk, reloading", self.config_path)
                 self.request_reload()
 
