@@ -268,6 +268,8 @@ def render(args: argparse.Namespace, outcome: Outcome) -> str:
         ("files resumed from the client journal", resumed),
         ("given up by the client", given_up),
         ("hidden temporary files left in the destination", len(leftovers)),
+        ("ERROR lines / tracebacks: server", f"{server_log.count(' ERROR ')} / {server_log.count('Traceback')}"),
+        ("ERROR lines / tracebacks: client", f"{client_log.count(' ERROR ')} / {client_log.count('Traceback')}"),
         ("faults (kill -9)", faults),
         ("runs: server / client", f"{server.runs} / {client.runs}"),
         ("writing took s", f"{produced_s:.1f}"),
