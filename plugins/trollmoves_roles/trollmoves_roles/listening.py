@@ -10,6 +10,7 @@ everything. The sender of every message received is a peer in the metrics.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -27,6 +28,23 @@ from trollmoves_roles.pending import PendingMessage, PendingMessages
 from trollmoves_roles.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
+
+
+def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, workers: int | None,
+                            workers_help: str) -> None:
+    """The options the dispatcher and downloader share: where else to listen, how many workers,
+    the journal, where the publisher binds and the metrics."""
+    from trollmoves_roles.metrics import add_metrics_arguments
+
+    parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
+                        help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
+    parser.add_argument("--publish-bind", default="*", metavar="ADDR",
+                        help="address the publisher binds to (default: all interfaces)")
+    parser.add_argument("--workers", type=int, default=workers, metavar="N", help=workers_help)
+    parser.add_argument("--state-directory", metavar="DIR", default=None,
+                        help=f"journal unfinished messages in DIR/{role}-<config name>.sqlite and resume "
+                             "them after a restart (default: no journal)")
+    add_metrics_arguments(parser)
 
 
 class ListeningService(ABC):

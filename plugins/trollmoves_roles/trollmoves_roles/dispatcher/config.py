@@ -35,6 +35,7 @@ from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
+from trollmoves_roles.yamlkeys import string_list
 
 LOG = logging.getLogger(__name__)
 
@@ -276,13 +277,11 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
 
 
 def _string_list(value: Any, file: str, key: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value if v.strip()]
-    raise ConfigError("expected a string or a list of strings", file=file, section=SUBSCRIBER_KEY, key=key)
+    try:
+        return string_list(value)
+    except TypeError:
+        raise ConfigError("expected a string or a list of strings", file=file, section=SUBSCRIBER_KEY,
+                          key=key) from None
 
 
 def _warn_unknown(file: str, section: str, body: Mapping[str, Any], known: set[str], prefix: str = "") -> None:

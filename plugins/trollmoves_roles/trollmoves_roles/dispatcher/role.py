@@ -21,7 +21,7 @@ class DispatcherRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.metrics import add_metrics_arguments
+        from trollmoves_roles.listening import add_listening_arguments
 
         parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="dispatch YAML configuration")
         parser.add_argument("-p", "--publish-port", type=int, nargs="?", const=0, default=None, metavar="PORT",
@@ -29,19 +29,10 @@ class DispatcherRole(Role):
                                  "default: announce nothing)")
         parser.add_argument("-n", "--publish-nameserver", nargs="*", default=None, metavar="NS",
                             help="register the publisher with these nameservers (never multicast)")
-        parser.add_argument("--publish-bind", default="*", metavar="ADDR",
-                            help="address the publisher binds to (default: all interfaces)")
-        parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
-                            help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
         parser.add_argument("--subscribe-nameserver", action="append", default=None, metavar="NS",
                             help="ask this nameserver for publishers instead of the config's "
                                  "(repeatable; 'false' for none)")
-        parser.add_argument("--workers", type=int, default=4, metavar="N",
-                            help="transfers running at once (default 4)")
-        parser.add_argument("--state-directory", metavar="DIR", default=None,
-                            help="journal unfinished messages in DIR/dispatcher-<config name>.sqlite and resume "
-                                 "them after a restart (default: no journal)")
-        add_metrics_arguments(parser)
+        add_listening_arguments(parser, cls.NAME, workers=4, workers_help="transfers running at once (default 4)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:

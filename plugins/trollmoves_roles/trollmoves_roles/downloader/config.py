@@ -27,6 +27,7 @@ from typing import Any
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus import address_problem
+from trollmoves_roles.yamlkeys import string_list
 
 LOG = logging.getLogger(__name__)
 
@@ -109,14 +110,10 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
 
 
 def _strings(value: Any, error: Any, key: str) -> list[str]:
-    """A string (comma-separated, as upstream's ``subscriber_addresses``) or a list of strings."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value if v.strip()]
-    raise error(key, f"expected a string or a list of strings, got {value!r}")
+    try:
+        return string_list(value)
+    except TypeError as err:
+        raise error(key, str(err)) from None
 
 
 def _mapping(value: Any, error: Any, key: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ class DownloaderRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.metrics import add_metrics_arguments
+        from trollmoves_roles.listening import add_listening_arguments
 
         parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="downloader YAML configuration")
         parser.add_argument("--config-file", dest="config_option", metavar="CONFIG",
@@ -35,18 +35,11 @@ class DownloaderRole(Role):
                                  "subscribe_nameserver, else localhost; 'false' for none; repeatable)")
         parser.add_argument("-n", "--nameservers", nargs="*", default=None, metavar="NS",
                             help="register the publisher with these nameservers (never multicast)")
-        parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
-                            help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
         parser.add_argument("-p", "--publish-port", type=int, default=None, metavar="PORT",
                             help="publish on this port (default: the config's publish_port, else random)")
-        parser.add_argument("--publish-bind", default="*", metavar="ADDR",
-                            help="address the publisher binds to (default: all interfaces)")
-        parser.add_argument("--workers", type=int, default=None, metavar="N",
-                            help="downloads running at once (default: the config's parallel_downloads, else 4)")
-        parser.add_argument("--state-directory", metavar="DIR", default=None,
-                            help="journal unfinished messages in DIR/downloader-<config name>.sqlite and resume "
-                                 "them after a restart (default: no journal)")
-        add_metrics_arguments(parser)
+        add_listening_arguments(parser, cls.NAME, workers=None,
+                                workers_help="downloads running at once (default: the config's parallel_downloads, "
+                                             "else 4)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
