@@ -50,8 +50,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trollmoves_ssh.testing import start_sshd
+
 from benchmarks.cli import NETNS_ENV
-from benchmarks.movers_ssh import cpu_seconds, scp_command, start_bench_sshd
+from benchmarks.movers_ssh import cpu_seconds, scp_command
 from benchmarks.report import interfaces
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
@@ -284,7 +286,7 @@ class SshTarget(Target):
     def start(self) -> None:
         self.area.mkdir(parents=True, exist_ok=True)
         if self.server is None:
-            self.server = start_bench_sshd(self.area.parent / f"sshd-{self.name}")
+            self.server = start_sshd(self.area.parent / f"sshd-{self.name}")
         elif self.server.process is None:
             self.server.start()
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {INSTALL_HINT}", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-ssh-", dir=args.workdir))
-    server = start_bench_sshd(work / "sshd")
+    server = start_sshd(work / "sshd")
     try:
         print(f"sshd on 127.0.0.1:{server.port}, user {server.user}, scratch {work}")
         if args.only in (None, "big"):
@@ -161,21 +161,6 @@ def _measure(cases: list[tuple[str, Callable[[], None]]], size: int, repeat: int
             rates[name].append(size / (time.perf_counter() - start) / 1e6)
             cpu[name].append((cpu_seconds() - used) * 2**30 / size)
     return {name: (statistics.median(rates[name]), statistics.median(cpu[name])) for name in rates}
-
-
-def start_bench_sshd(workdir: Path) -> SshServer:
-    """:func:`start_sshd`, with ``SHLVL=1`` in its sessions.
-
-    sshd runs each command (``scp -t``, ``scp -f``) through the user's shell, and Debian's bash
-    then sources ``~/.bashrc`` (here root's runs ``pyenv init``: 0.3 s per command). With
-    ``SHLVL`` set, bash does not take itself for an ssh session's first shell and skips it, so
-    the numbers are the protocol's, not the login shell's.
-    """
-    server = start_sshd(workdir)
-    server.stop()
-    server.config_path.write_text(server.config_path.read_text() + "SetEnv SHLVL=1\n")
-    server.start()
-    return server
 
 
 def scp_command(server: SshServer) -> list[str]:
