@@ -16,9 +16,9 @@ from support.bus import BusRecorder, wait_until
 from trollmoves_roles.bus import BusPublisher
 from trollmoves_roles.client.state import journal_path
 from trollmoves_roles.dispatcher.engine import Dispatcher, _part
-from trollmoves_roles.pending import PendingMessages
 from trollmoves_roles.downloader.config import DownloaderConfig
 from trollmoves_roles.downloader.engine import ANNOUNCED, Downloader
+from trollmoves_roles.pending import PendingMessages
 
 pytestmark = pytest.mark.timeout(60)
 
