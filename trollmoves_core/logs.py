@@ -56,8 +56,14 @@ def log_transfer(logger: logging.Logger, *, uid: str, source: str, destination: 
     """
     size = "?" if nbytes is None else str(nbytes)
     logger.log(level, "Delivered %s from %s to %s: %s bytes in %.3f s", uid, source, destination, size, seconds,
-               extra={"uid": uid, "source": source, "destination": destination, "bytes": nbytes,
-                      "duration": round(seconds, 6)})
+               extra=transfer_fields(uid=uid, source=source, destination=destination, nbytes=nbytes,
+                                     seconds=seconds))
+
+
+def transfer_fields(*, uid: str, source: str, destination: str, nbytes: int | None, seconds: float) -> dict:
+    """The ``extra`` of a log record about one transfer, for lines worded otherwise."""
+    return {"uid": uid, "source": source, "destination": destination, "bytes": nbytes,
+            "duration": round(seconds, 6)}
 
 
 class JsonFormatter(logging.Formatter):

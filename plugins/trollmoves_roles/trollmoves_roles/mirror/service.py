@@ -69,7 +69,7 @@ class Mirror:
         self.metrics = RoleMetrics("mirror")
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_path, self.options.metrics_port,
                                                 self.options.metrics_bind)
-        self.transfers = TransferService(self.options.workers, metrics=self.metrics)
+        self.transfers = TransferService(self.options.workers, metrics=self.metrics, log_transfers=False)
         try:
             self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
         except zmq.ZMQError as err:

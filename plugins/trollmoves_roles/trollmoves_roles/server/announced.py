@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from posttroll.message import create_datetime_json_encoder_for_version, datetime_decoder
 
+from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.server.messages import MESSAGE_VERSION
 
 if TYPE_CHECKING:
     from trollmoves_roles.journal import Journal

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
-from trollmoves_roles.bus import BusPublisher, Subscription
+from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher, Subscription
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
-from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
+from trollmoves_roles.server.messages import file_dicts
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)

@@ -9,9 +9,6 @@ from typing import Any
 
 from trollmoves_roles.server.config import ChainConfig
 
-MESSAGE_VERSION = "v1.2"
-"""Upstream's posttroll always writes v1.2; we do too, so peers see one format."""
-
 SSH_FILESYSTEM_CLS = "fsspec.implementations.sftp.SFTPFileSystem"
 ARCHIVE_FILESYSTEM_CLS = {"tar": "fsspec.implementations.tar:TarFileSystem",
                           "zip": "fsspec.implementations.zip:ZipFileSystem"}

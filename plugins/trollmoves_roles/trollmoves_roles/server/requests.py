@@ -29,13 +29,14 @@ from posttroll.message import Message
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import redact
 from trollmoves_roles import security
+from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.deleter import Deleter
-from trollmoves_roles.server.messages import MESSAGE_VERSION, file_dicts
+from trollmoves_roles.server.messages import file_dicts
 from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
 
 LOG = logging.getLogger(__name__)

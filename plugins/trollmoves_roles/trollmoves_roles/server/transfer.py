@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from trollmoves_core.logs import transfer_fields
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
 from trollmoves_core.uri import redact
@@ -69,7 +70,7 @@ class TransferService:
     """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters."""
 
     def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS,
-                 metrics: RoleMetrics | None = None) -> None:
+                 metrics: RoleMetrics | None = None, log_transfers: bool = True) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
         self._movers: dict[tuple[type[Mover], str], Mover] = {}
         self._lock = threading.Lock()
@@ -80,6 +81,8 @@ class TransferService:
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
         self.metrics = metrics
+        self.log_transfers = log_transfers
+        """Log each push as the per-file transfer line; off where the caller logs its own (mirror)."""
         if metrics is not None:
             metrics.set_queue_length(self.in_flight)
 
@@ -157,7 +160,13 @@ class TransferService:
                 self.metrics.delivered.inc(chain=chain)
                 self.metrics.bytes.inc(size, chain=chain)
                 self.metrics.duration.observe(elapsed, chain=chain)
-            LOG.info("Pushed %s to %s in %.3f s", job.path, strip_credentials(delivered[-1]), elapsed)
+            target_uri = strip_credentials(delivered[-1])
+            if self.log_transfers:
+                LOG.info("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed,
+                         extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,
+                                               destination=target_uri, nbytes=size, seconds=elapsed))
+            else:
+                LOG.debug("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed)
         return delivered
 
     def _mover(self, uri: str, params: dict[str, Any]) -> Mover:
