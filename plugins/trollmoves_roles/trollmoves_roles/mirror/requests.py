@@ -40,6 +40,7 @@ from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
+from trollmoves_roles.reqrep import BadRequest, one_line, peer_address, request_dict, split_envelope
 from trollmoves_roles.server.messages import file_dicts
 from trollmoves_roles.server.requests import ERROR_SUBJECT, INFO_MAX_COUNT
 from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
@@ -120,7 +121,7 @@ class RequestSocket:
                 parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._metrics.peer_seen(_peer_address(parts[-1]))
+            self._metrics.peer_seen(peer_address(parts[-1]))
             self._handle([part.bytes for part in parts])
 
     def _send(self, envelope: list[bytes], reply: Message) -> None:
@@ -136,14 +137,14 @@ class RequestSocket:
         self._send(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
 
     def _handle(self, frames: list[bytes]) -> None:
-        envelope, body = _split_envelope(frames)
+        envelope, body = split_envelope(frames)
         if len(body) != 1:
             self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
             return
         try:
             request = Message.decode(body[0])
         except Exception as err:  # anything undecodable gets an answer, never silence
-            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {_one_line(err)}")
+            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {one_line(err)}")
             return
         try:
             if request.type == "push":
@@ -157,12 +158,12 @@ class RequestSocket:
                 reply = self._info(request)
             else:
                 reply = _reply(request, "unknown")
-        except _BadRequest as err:
+        except BadRequest as err:
             self._reject(envelope, request.subject, str(err))
             return
         except Exception as err:
             LOG.exception("[%s] handling %s failed", self.name, request.type)
-            self._reject(envelope, request.subject, f"mirror error: {_one_line(err)}")
+            self._reject(envelope, request.subject, f"mirror error: {one_line(err)}")
             return
         self._send(envelope, reply)
 
@@ -170,13 +171,13 @@ class RequestSocket:
         data = request.data if isinstance(request.data, dict) else {}
         max_count = data.get("max_count", INFO_MAX_COUNT)
         if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
-            raise _BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
+            raise BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
         files = self._registry.newest(request.subject, min(max_count, INFO_MAX_COUNT))
         uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
         return _reply(request, "info", {"files": files, "max_count": max_count, "uptime": uptime})
 
     def _ack(self, request: Message) -> Message:
-        data = dict(_request_dict(request))
+        data = dict(request_dict(request))
         if isinstance(data.get("destination"), str):
             data["destination"] = strip_credentials(data["destination"])
         return _reply(request, "ack", data)
@@ -184,19 +185,19 @@ class RequestSocket:
     # -- push --------------------------------------------------------------------------
 
     def _push(self, envelope: list[bytes], request: Message) -> None:
-        data = _request_dict(request)
+        data = request_dict(request)
         destination = data.get("destination")
         if not isinstance(destination, str) or not destination.strip():
-            raise _BadRequest("push without a destination")
+            raise BadRequest("push without a destination")
         items = list(file_dicts(data))
         if not items:
-            raise _BadRequest("push without any uri")
+            raise BadRequest("push without any uri")
         for item in items:
             rel_path = item.get("path")
             if rel_path is not None and not isinstance(rel_path, str):
-                raise _BadRequest(f"push: path must be a string, got {rel_path!r}")
+                raise BadRequest(f"push: path must be a string, got {rel_path!r}")
             if "uid" not in item:
-                raise _BadRequest(f"push: {item.get('uri')!r} has no uid")
+                raise BadRequest(f"push: {item.get('uri')!r} has no uid")
         uids = delivery.uids_of(data)
         self._metrics.requested.inc(len(items), chain=self.name)
         entry = self._registry.get(delivery.transfer_key(uids))
@@ -227,7 +228,7 @@ class RequestSocket:
                                           chain=self.name)
         except Exception as err:  # the pool is shutting down
             self._stager.release(fetch)
-            self._answer(push.envelope, push.error(f"mirror error: {_one_line(err)}"))
+            self._answer(push.envelope, push.error(f"mirror error: {one_line(err)}"))
             return
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._pushed, push, fetch, f))
 
@@ -236,7 +237,7 @@ class RequestSocket:
         error = future.exception()
         if error is not None:
             LOG.error("[%s] push failed: %s", self.name, error)
-            self._answer(push.envelope, push.error(_one_line(error)))
+            self._answer(push.envelope, push.error(one_line(error)))
             return
         seconds = time.monotonic() - push.started
         for item, size, uri in zip(push.items, push.sizes, future.result(), strict=False):
@@ -276,10 +277,6 @@ class _Push:
         return _reply(self.request, delivery.message_type(self.data, self.request.type), data)
 
 
-class _BadRequest(Exception):
-    """A request that decodes but cannot be served; answered with ``err``."""
-
-
 def _reply(request: Message, atype: str, data: Any = None) -> Message:
     if data is None:
         return Message(request.subject, atype, version=MESSAGE_VERSION)
@@ -291,28 +288,3 @@ def _size(path: str) -> int | None:
         return os.path.getsize(path)
     except OSError:
         return None
-
-
-def _peer_address(frame: zmq.Frame) -> str:
-    try:
-        return frame.get("Peer-Address") or "?"
-    except zmq.ZMQError:
-        return "?"
-
-
-def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
-    """Routing frames up to and including the empty delimiter, and the body after it."""
-    for index, frame in enumerate(frames):
-        if frame == b"" and index > 0:
-            return frames[: index + 1], frames[index + 1:]
-    return frames[:1], frames[1:]
-
-
-def _request_dict(request: Message) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise _BadRequest(f"{request.type}: expected a JSON object as data, got {type(request.data).__name__}")
-    return request.data
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

@@ -32,6 +32,7 @@ from trollmoves_roles import security
 from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.reqrep import BadRequest, one_line, peer_address, request_dict, split_envelope
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
@@ -162,7 +163,7 @@ class RequestServer:
                 parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            peer = _peer_address(parts[-1])
+            peer = peer_address(parts[-1])
             self._metrics.peer_seen(peer)
             try:
                 self._handle([part.bytes for part in parts], peer)
@@ -190,14 +191,14 @@ class RequestServer:
     # -- request handling ------------------------------------------------------------
 
     def _handle(self, frames: list[bytes], peer: str = "?") -> None:
-        envelope, body = _split_envelope(frames)
+        envelope, body = split_envelope(frames)
         if len(body) != 1:
             self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
             return
         try:
             request = Message.decode(body[0])
         except Exception as err:  # anything undecodable gets an answer, never silence
-            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {_one_line(err)}", peer)
+            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {one_line(err)}", peer)
             return
         try:
             if request.type == "push":
@@ -211,7 +212,7 @@ class RequestServer:
                 reply = self._info(request)
             else:
                 reply = self._message(request, "unknown")
-        except _BadRequest as err:
+        except BadRequest as err:
             self._reject(envelope, request.subject, str(err), peer)
             return
         except Exception as err:
@@ -219,7 +220,7 @@ class RequestServer:
             _LIMITED.error("error", "[%s] handling %s from %s failed", self.chain.name, request.type, peer,
                            exc_info=True)
             self._queue_reply(envelope, Message(request.subject or ERROR_SUBJECT, "err",
-                                                f"server error: {_one_line(err)[:200]}", version=MESSAGE_VERSION))
+                                                f"server error: {one_line(err)[:200]}", version=MESSAGE_VERSION))
             return
         self._queue_reply(envelope, reply)
 
@@ -241,7 +242,7 @@ class RequestServer:
         data = request.data if isinstance(request.data, dict) else {}
         max_count = data.get("max_count", INFO_MAX_COUNT)
         if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
-            raise _BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
+            raise BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
         files = self._announced.newest(request.subject, min(max_count, INFO_MAX_COUNT))
         uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
         reply: dict[str, Any] = {"files": files, "max_count": max_count, "uptime": uptime}
@@ -250,7 +251,7 @@ class RequestServer:
         return self._message(request, "info", reply)
 
     def _ack(self, request: Message) -> Message:
-        data = _request_dict(request)
+        data = request_dict(request)
         if self.chain.delete:
             for item in file_dicts(data):
                 self._schedule_delete(item.get("uri"))
@@ -260,7 +261,7 @@ class RequestServer:
         return self._message(request, "ack", reply)
 
     def _push(self, envelope: list[bytes], request: Message, peer: str = "?") -> None:
-        data = _request_dict(request)
+        data = request_dict(request)
         destination = data.get("destination")
         if not isinstance(destination, str) or not destination.strip():
             self._reject(envelope, request.subject, "push without a destination", peer)
@@ -307,8 +308,8 @@ class RequestServer:
         try:
             error = future.exception()
             if error is not None:
-                _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, _one_line(error)[:500])
-                reply = Message(request.subject, "err", _one_line(error), version=MESSAGE_VERSION)
+                _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
+                reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
             else:
                 reply_data = dict(data)
                 destination = join_rel_path(data["destination"], data.get("path") if isinstance(data.get("path"), str)
@@ -365,37 +366,8 @@ def _destination_problem(destination: str) -> str | None:
     return None
 
 
-def _peer_address(frame: zmq.Frame) -> str:
-    try:
-        return frame.get("Peer-Address") or "?"
-    except (zmq.ZMQError, AttributeError, UnicodeError):  # not a TCP peer
-        return "?"
-
-
-class _BadRequest(Exception):
-    """A request that decodes but cannot be served; answered with ``err``."""
-
-
-def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
-    """Routing frames up to and including the empty delimiter, and the body after it."""
-    for index, frame in enumerate(frames):
-        if frame == b"" and index > 0:
-            return frames[: index + 1], frames[index + 1:]
-    return frames[:1], frames[1:]
-
-
-def _request_dict(request: Message) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise _BadRequest(f"{request.type}: expected a JSON object as data, got {type(request.data).__name__}")
-    return request.data
-
-
 def _reply_type(data: dict[str, Any], request_type: str) -> str:
     for key, atype in (("uri", "file"), ("dataset", "dataset"), ("collection", "collection")):
         if key in data:
             return atype
     return request_type
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
