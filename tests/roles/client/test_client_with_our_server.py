@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 
 import pytest
@@ -120,6 +121,18 @@ def test_hot_spare_primary_killed_every_file_once(servers, tmp_path):
 
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
+        spares = iter(range(1000))
+
+        def secondary_stands_down() -> bool:
+            """A probe the primary delivered is left alone by the secondary: it hears the primary."""
+            name = f"spare{next(spares)}"
+            write_file(server.inbox, f"{name}.dat", b"probe")
+            by_primary.wait_for(lambda m: m in results(by_primary, "spare") and m.data["uid"] == f"{name}.dat",
+                                timeout=5)
+            time.sleep(1.5)  # three processing delays: a secondary that did not hear the primary fetches by now
+            return not any(m.data["uid"] == f"{name}.dat" for m in results(by_secondary, "spare"))
+
+        assert wait_until(secondary_stands_down, timeout=60, interval=0), "the secondary never heard the primary"
         for name in names[:40]:
             write_file(server.inbox, name, contents[name])
         by_primary.wait_for(lambda m: m in results(by_primary), count=5, timeout=30)
