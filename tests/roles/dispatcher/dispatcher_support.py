@@ -53,8 +53,10 @@ class Harness:
         Nameservers are only asked when ``subscriber`` (the posttroll_subscriber section) names some.
         """
         self.write_config(config, subscriber)
-        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers,
-                                     nameservers=None if subscriber else [])
+        # Without a subscriber section, override the config's nameservers with none at all;
+        # with one, let the config's (loopback) nameservers be asked.
+        override = {} if subscriber else {"nameservers": []}
+        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers, **override)
         self._thread = threading.Thread(target=self.dispatcher.serve, args=(self._halt,), daemon=True)
         self._thread.start()
         self.warm_up(warm_topic)
