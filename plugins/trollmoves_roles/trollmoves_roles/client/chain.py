@@ -478,9 +478,10 @@ class Chain:
         for uid in transfer.uids:
             self.cache.add(uid)
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
-        self._log_delivery(transfer, source, destination, result)
+        # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,
                              Message(source.subject, delivery.message_type(result, source.type), result))
+        self._log_delivery(transfer, source, destination, result)
         self._publish(Message(source.subject, "ack", dict(source.data)))
         self._wake_waiting(address)
         if self.config.compression:
