@@ -12,19 +12,11 @@ from pathlib import Path
 import zmq
 from posttroll.message import Message
 from support.bus import free_port, wait_until
+from support.ini import write_ini  # noqa: F401 - re-exported for the tests
 
 TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 TOPIC = "/test/data"
 
-
-def write_ini(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {value}" for key, value in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
 
 
 def server_section(origin: Path, request_port: int, **extra: object) -> dict[str, object]:

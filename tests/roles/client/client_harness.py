@@ -15,21 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from support.bus import BusRecorder, free_port, wait_until
+from support.ini import write_ini
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.process import ClientProcess
 
 REPO = Path(__file__).resolve().parents[3]
 TROLLMOVES = Path(sys.executable).with_name("trollmoves")
 
-
-def write_ini(path: Path, sections: Mapping[str, Mapping[str, object]]) -> Path:
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {value}" for key, value in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
 
 
 def client_section(providers: str, destination: str | Path, publish_port: int, **extra: object) -> dict[str, object]:

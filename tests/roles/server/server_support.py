@@ -9,19 +9,11 @@ from pathlib import Path
 import zmq
 from posttroll.message import Message
 from support.bus import BusRecorder, wait_until
+from support.ini import write_ini  # noqa: F401 - re-exported for the tests
 from trollmoves_roles.server.service import Server
 
 TOPIC = "/test/data"
 
-
-def write_ini(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {value}" for key, value in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
 
 
 def request(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0) -> Message:
