@@ -24,17 +24,38 @@ import zmq
 LOG = logging.getLogger(__name__)
 
 
+_NOTHING: tuple[Any, ...] = ()
+COMPACT_MIN = 256
+"""Timers in the queue before cancelled ones are swept out early (see :meth:`EventLoop._cancelled_one`)."""
+
+
+def _never(*args: Any) -> None:
+    """The callback of a cancelled timer."""
+
+
 class Timer:
-    """A scheduled call; :meth:`cancel` prevents it from running."""
+    """A scheduled call; :meth:`cancel` prevents it from running.
 
-    __slots__ = ("args", "callback", "cancelled", "when")
+    Cancelling drops the references to the callback and its arguments at once: a request's
+    timeout timer is cancelled when the reply comes, and must not keep the request, its
+    message and its transfer alive until the time it would have fired.
+    """
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    __slots__ = ("_loop", "args", "callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 loop: EventLoop | None = None) -> None:
         self.when, self.callback, self.args = when, callback, args
         self.cancelled = False
+        self._loop = loop
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.callback, self.args = _never, _NOTHING
+        if self._loop is not None:
+            self._loop._cancelled_one()
 
 
 class EventLoop:
@@ -46,6 +67,7 @@ class EventLoop:
         self._handlers: dict[Any, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
+        self._cancelled = 0
         self._calls: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wake_read, self._wake_write = socket.socketpair()
         self._wake_read.setblocking(False)
@@ -64,9 +86,21 @@ class EventLoop:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` in the loop after ``delay`` seconds (loop thread only)."""
-        timer = Timer(time.monotonic() + max(0.0, delay), callback, args)
+        timer = Timer(time.monotonic() + max(0.0, delay), callback, args, self)
         heapq.heappush(self._timers, (timer.when, next(self._sequence), timer))
         return timer
+
+    def _cancelled_one(self) -> None:
+        """Count a cancelled timer still queued; sweep them out once they are half the queue.
+
+        Without the sweep a burst of requests, each with a timeout timer cancelled by its reply,
+        would leave thousands of dead entries queued until their due times.
+        """
+        self._cancelled += 1
+        if self._cancelled > COMPACT_MIN and 2 * self._cancelled > len(self._timers):
+            self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` in the loop as soon as possible; callable from any thread."""
@@ -107,6 +141,7 @@ class EventLoop:
             return 0
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
+            self._cancelled = max(0, self._cancelled - 1)
         if not self._timers:
             return None
         return max(0, int((self._timers[0][0] - time.monotonic()) * 1000) + 1)
@@ -115,9 +150,12 @@ class EventLoop:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.cancelled = True
-                self._safely(timer.callback, timer.args)
+            if timer.cancelled:
+                self._cancelled = max(0, self._cancelled - 1)
+            else:
+                callback, args = timer.callback, timer.args
+                timer.cancelled, timer.callback, timer.args = True, _never, _NOTHING
+                self._safely(callback, args)
 
     def _safely(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
