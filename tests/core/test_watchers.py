@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from trollmoves_core.plugins import load_plugins
-from trollmoves_core.watchers.base import SeenFiles, Watcher
+from trollmoves_core.watchers.base import Watcher, file_key
 
 WATCHERS = load_plugins().watchers.classes
 
@@ -155,26 +155,12 @@ def test_report_dedups_the_same_file_and_reports_it_again_once_changed(tmp_path:
     assert seen == [str(path), str(path)]
 
 
-def test_seen_files_forget_after_their_age_and_beyond_capacity() -> None:
-    seen = SeenFiles(seconds=10.0, capacity=3)
-    assert seen.add(1, now=0.0) and not seen.add(1, now=5.0)
-    assert seen.add(2, now=5.5)
-    assert not seen.add(1, now=9.9)  # still within 10 s of its first report
-    assert seen.add(1, now=11.0)  # forgotten after 10 s, so new again
-    assert 2 in seen and len(seen) == 2
-    for fingerprint in (3, 4):
-        assert seen.add(fingerprint, now=12.0)
-    assert len(seen) == 3 and 2 not in seen  # over capacity: the oldest went first
-    assert 1 in seen and 3 in seen and 4 in seen
-    assert seen.add(2, now=12.5)
-
-
-def test_fingerprints_differ_by_every_part_of_the_identity() -> None:
-    base = SeenFiles.fingerprint("/d/a.dat", 10, 100, 5)
-    others = [SeenFiles.fingerprint("/d/b.dat", 10, 100, 5), SeenFiles.fingerprint("/d/a.dat", 11, 100, 5),
-              SeenFiles.fingerprint("/d/a.dat", 10, 101, 5), SeenFiles.fingerprint("/d/a.dat", 10, 100, 6)]
+def test_file_keys_differ_by_every_part_of_the_identity() -> None:
+    base = file_key("/d/a.dat", 10, 100, 5)
+    others = [file_key("/d/b.dat", 10, 100, 5), file_key("/d/a.dat", 11, 100, 5),
+              file_key("/d/a.dat", 10, 101, 5), file_key("/d/a.dat", 10, 100, 6)]
     assert base not in others and len(set(others)) == 4
-    assert 0 <= base < 2**128 and SeenFiles.fingerprint("/d/a.dat", 10, 100, 5) == base
+    assert 0 <= base < 2**128 and file_key("/d/a.dat", 10, 100, 5) == base
 
 
 def test_reported_names_are_not_interned(tmp_path: Path) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 import threading
-import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
+
+from trollmoves_core.recent import RecentKeys, key_of
 
 LOG = logging.getLogger(__name__)
 
@@ -31,63 +30,9 @@ REMEMBER_MAX = 65536
 """Most files remembered at once (the oldest are forgotten first)."""
 
 
-class SeenFiles:
-    """Fingerprints (ints), each forgotten ``seconds`` after it was added or when more than
-    ``capacity`` are held (oldest first). Not thread-safe.
-
-    :meth:`fingerprint` is a 128-bit hash of a file's (path, inode, size, mtime in ns): about
-    100 bytes per file instead of the key itself, and no two files share one in practice
-    (the chance is about 2⁻¹¹² per file with 65,536 held).
-    """
-
-    __slots__ = ("_buckets", "_fingerprints", "_order", "capacity", "seconds")
-
-    def __init__(self, seconds: float = REMEMBER_SECONDS, capacity: int = REMEMBER_MAX) -> None:
-        self.seconds = seconds
-        self.capacity = capacity
-        self._fingerprints: dict[int, None] = {}  # a dict: about half the memory of a set per entry
-        self._order: deque[int] = deque()
-        # [time, count] per added-in-the-same-second run: times cost nothing per file
-        self._buckets: deque[list[float]] = deque()
-
-    @staticmethod
-    def fingerprint(path: str, ino: int, size: int, mtime_ns: int) -> int:
-        return int.from_bytes(hashlib.blake2b(f"{ino}:{size}:{mtime_ns}:{path}".encode("utf-8", "surrogateescape"),
-                                              digest_size=16).digest())
-
-    def add(self, fingerprint: int, now: float | None = None) -> bool:
-        """Remember ``fingerprint``; False when it was remembered already."""
-        now = time.monotonic() if now is None else now
-        self._expire(now)
-        if fingerprint in self._fingerprints:
-            return False
-        self._fingerprints[fingerprint] = None
-        self._order.append(fingerprint)
-        if self._buckets and now - self._buckets[-1][0] < 1.0:
-            self._buckets[-1][1] += 1
-        else:
-            self._buckets.append([now, 1])
-        while len(self._order) > self.capacity:
-            self._forget_oldest()
-        return True
-
-    def _expire(self, now: float) -> None:
-        while self._buckets and now - self._buckets[0][0] > self.seconds:
-            for _ in range(int(self._buckets[0][1])):
-                self._fingerprints.pop(self._order.popleft(), None)
-            self._buckets.popleft()
-
-    def _forget_oldest(self) -> None:
-        self._fingerprints.pop(self._order.popleft(), None)
-        self._buckets[0][1] -= 1
-        if self._buckets[0][1] <= 0:
-            self._buckets.popleft()
-
-    def __contains__(self, fingerprint: int) -> bool:
-        return fingerprint in self._fingerprints
-
-    def __len__(self) -> int:
-        return len(self._order)
+def file_key(path: str, ino: int, size: int, mtime_ns: int) -> int:
+    """The key a reported file is remembered by: its path, inode, size and mtime (ns)."""
+    return key_of(f"{ino}:{size}:{mtime_ns}:{path}")
 
 
 class Watcher(ABC):
@@ -120,7 +65,7 @@ class Watcher(ABC):
         self.callback = callback
         self.recursive = recursive
         self.interval = interval
-        self._seen = SeenFiles(remember)
+        self._seen = RecentKeys(remember, REMEMBER_MAX)
         self._seen_lock = threading.Lock()
 
     @abstractmethod
@@ -150,9 +95,9 @@ class Watcher(ABC):
             return  # vanished before we looked: nothing to announce
         if not stat.S_ISREG(st.st_mode):
             return
-        fingerprint = SeenFiles.fingerprint(path, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = file_key(path, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._seen_lock:
-            if not self._seen.add(fingerprint):
+            if not self._seen.add(key):
                 return
         try:
             self.callback(path)

@@ -53,8 +53,7 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +62,7 @@ import zmq
 from posttroll.message import Message
 
 from trollmoves_core.logs import log_transfer
+from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
 from trollmoves_roles.client import delivery
@@ -98,28 +98,23 @@ _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@")
 
 
 class UidCache:
-    """The most recent ``size`` uids, oldest forgotten first."""
+    """The most recent ``size`` uids, oldest forgotten first (membership only: the uids are
+    kept as 128-bit keys, see :mod:`trollmoves_core.recent`)."""
 
     def __init__(self, size: int = CACHE_SIZE, initial: Iterable[str] = ()) -> None:
         self.size = size
-        self._uids: OrderedDict[str, None] = OrderedDict()
+        self._keys = RecentKeys(None, size)
         for uid in initial:
             self.add(uid)
 
     def add(self, uid: str) -> None:
-        self._uids[uid] = None
-        self._uids.move_to_end(uid)
-        while len(self._uids) > self.size:
-            self._uids.popitem(last=False)
+        self._keys.add(key_of(uid))
 
     def __contains__(self, uid: object) -> bool:
-        return uid in self._uids
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._uids))
+        return isinstance(uid, str) and key_of(uid) in self._keys
 
     def __len__(self) -> int:
-        return len(self._uids)
+        return len(self._keys)
 
 
 @dataclass(eq=False)

@@ -10,7 +10,6 @@ pushed where (files, destination, connection parameters), about 200 bytes each.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,8 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from trollmoves_core.logs import transfer_fields
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
+from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import redact
-from trollmoves_core.watchers.base import SeenFiles
 from trollmoves_roles.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ class TransferService:
         self._movers: dict[tuple[type[Mover], str], Mover] = {}
         self._lock = threading.Lock()
         self._running: dict[int, Future[list[str]]] = {}
-        self._recent = SeenFiles(recent_seconds, RECENT_MAX)
+        self._recent = RecentKeys(recent_seconds, RECENT_MAX)
         """Keys of the pushes that succeeded lately."""
         self._params_keys: dict[int, tuple[dict[str, Any], dict[str, Any], str]] = {}
         self.transfers = 0
@@ -123,8 +122,7 @@ class TransferService:
                 self._recent.add(key)
 
     def _push_key(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> int:
-        what = json.dumps([[job.path, job.rel_path] for job in files] + [destination, self._params_key(params)])
-        return int.from_bytes(hashlib.blake2b(what.encode(), digest_size=16).digest())
+        return key_of(json.dumps([[job.path, job.rel_path] for job in files] + [destination, self._params_key(params)]))
 
     def _params_key(self, params: dict[str, Any]) -> str:
         """``params`` as canonical JSON, computed once per parameters dict (a chain's config)."""
