@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from pathlib import Path
 from typing import Any
 
 from trollmoves_core.mover import Mover, ProgressCallback
@@ -40,9 +39,9 @@ class FileMover(Mover):
         if self.mode not in MODES:
             raise ValueError(f"file mover: unknown mode {self.mode!r}, choose one of {', '.join(MODES)}")
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
-        # The temporary name is a str, never a Path: Python 3.12's pathlib interns every name
-        # it parses and never frees interned strings, so one unique Path per transfer leaked.
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        # Paths stay str, never Path: Python 3.12's pathlib interns every name it parses and
+        # never frees interned strings, so one Path per distinct file name leaks.
         final = target.path
         os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         partial = self.temporary_name(final)
@@ -52,10 +51,10 @@ class FileMover(Mover):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
-        if self.mode == "move" and local_path.exists() and not local_path.samefile(final):
-            local_path.unlink()
+        if self.mode == "move" and os.path.exists(local_path) and not os.path.samefile(local_path, final):
+            os.unlink(local_path)
 
-    def _materialise(self, source: Path, partial: str, progress: ProgressCallback | None) -> None:
+    def _materialise(self, source: str, partial: str, progress: ProgressCallback | None) -> None:
         if self.mode == "symlink":
             os.symlink(os.path.realpath(source), partial)
             return
@@ -72,11 +71,11 @@ class FileMover(Mover):
                 pass  # another file system or no link support: copy instead
         copy_file(source, partial, progress)
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
-        copy_file(Path(source.path), local_path, progress)
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
+        copy_file(source.path, local_path, progress)
 
     def _delete(self, location: Location) -> None:
-        Path(location.path).unlink()
+        os.unlink(location.path)
 
 
 def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],

@@ -18,6 +18,13 @@ every mover the same public behaviour:
 * Connections are reused across calls to the same endpoint and closed after
   ``connection_uptime`` idle seconds (see :class:`~trollmoves_core.pool.ConnectionPool`).
 
+Local paths are ``str`` from ``put``/``get`` down: ``put`` takes any path-like object but
+converts it once with ``os.fspath``, ``_put`` and ``_get`` receive ``str`` and ``get`` returns
+``str``. No pathlib object is made per file, because Python 3.12's pathlib interns every name
+it parses and never frees interned strings: one ``Path`` per distinct file name grows a
+long-running server without bound. Implementations keep to ``os.path`` and ``open()`` on
+their per-file paths for the same reason (a caller that wants a ``Path`` builds one itself).
+
 Options come from the URI (user, password, port, query) and from ``connection_params``, a
 dict of the connection parameters a config or ``-o key=value`` gave.
 """
@@ -27,10 +34,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import posixpath
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 from trollmoves_core.config import param_number
@@ -67,36 +74,43 @@ class Mover(ABC):
     def put(self, local_path: str | os.PathLike[str], dest_uri: str, *,
             progress: ProgressCallback | None = None) -> str:
         """Upload ``local_path`` to ``dest_uri``; return the delivered file's URI (no password)."""
-        source = Path(local_path)
+        local = os.fspath(local_path)
         dest = parse_uri(dest_uri)
         # "s3://bucket" or "ftp://host" has an empty path: that is the root directory.
-        target = dest.with_path(target_path(dest.path or ("/" if dest.host else ""), source.name))
-        what = f"put {source} to {redact(target.geturi())}"
-        if not source.is_file():
+        target = dest.with_path(target_path(dest.path or ("/" if dest.host else ""), os.path.basename(local)))
+        what = f"put {local} to {redact(target.geturi())}"
+        if not os.path.isfile(local):
             raise TransferError(f"{what} failed: no such local file")
-        self._run(what, lambda: self._put(source, target, progress))
+        self._run(what, lambda: self._put(local, target, progress))
         LOG.debug("%s done", what)
         return target.geturi()
 
     def get(self, src_uri: str, local_path: str | os.PathLike[str], *,
-            progress: ProgressCallback | None = None) -> Path:
-        """Download ``src_uri`` to ``local_path`` atomically; return the local file's path."""
+            progress: ProgressCallback | None = None) -> str:
+        """Download ``src_uri`` to ``local_path`` atomically; return the local file's path as a ``str``.
+
+        ``local_path`` names the file, or a directory (existing, or written with a trailing ``/``)
+        to keep the remote file name in. Missing directories are created.
+        """
         source = parse_uri(src_uri)
-        local_text = os.fspath(local_path)
-        if os.path.isdir(local_text):
-            local_text = local_text.rstrip("/") + "/"
-        local = Path(target_path(local_text, Path(source.path).name))
+        local = os.fspath(local_path)
+        if os.path.isdir(local):
+            local = local.rstrip("/") + "/"
+        local = target_path(local, posixpath.basename(source.path.rstrip("/")))
         what = f"get {redact(src_uri)} to {local}"
-        local.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(temporary_sibling(str(local), secrets.token_hex(4)))
+        if local.endswith("/"):
+            raise TransferError(f"{what} failed: the source names no file", transient=False)
+        partial = temporary_sibling(local, secrets.token_hex(4))
 
         def attempt() -> None:
+            if parent := os.path.dirname(local):
+                os.makedirs(parent, exist_ok=True)
             try:
                 self._get(source, partial, progress)
                 os.replace(partial, local)
             finally:
                 with contextlib.suppress(FileNotFoundError):
-                    partial.unlink()
+                    os.unlink(partial)
 
         self._run(what, attempt)
         return local
@@ -117,12 +131,14 @@ class Mover(ABC):
     # -- what subclasses implement -----------------------------------------------------
 
     @abstractmethod
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
-        """Upload to exactly ``target`` (name already resolved), atomically where possible."""
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        """Upload the local file ``local_path`` to exactly ``target`` (name already resolved),
+        atomically where possible."""
 
     @abstractmethod
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
-        """Download ``source`` into ``local_path`` (a temporary name the base class renames)."""
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
+        """Download ``source`` into the local file ``local_path`` (a temporary name the base class
+        renames); its directory exists."""
 
     @abstractmethod
     def _delete(self, location: Location) -> None:

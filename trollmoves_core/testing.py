@@ -18,7 +18,11 @@ Subclass :class:`MoverContract` in a test module and provide two fixtures::
 
 from __future__ import annotations
 
+import gc
 import os
+import pathlib
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,36 @@ from trollmoves_core.mover import Mover
 
 class _Abort(Exception):
     pass
+
+
+def pathlib_leftovers(action: Callable[[], None]) -> list[tracemalloc.Trace]:
+    """Run ``action`` under :mod:`tracemalloc`; return the allocations pathlib made on its call
+    stack that are still alive afterwards.
+
+    Python 3.12's pathlib interns every path component it parses and never frees interned
+    strings, so a mover that builds a ``Path`` per file leaves one allocation per distinct
+    file name here. Allocations of other threads (a test server's, say) are not counted.
+    """
+    gc.collect()
+    tracemalloc.start(64)
+    try:
+        action()
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    return [trace for trace in snapshot.traces
+            if trace.traceback[-1].filename == pathlib.__file__
+            and any(frame.filename == __file__ for frame in trace.traceback)]
+
+
+def describe_leftovers(leftovers: list[tracemalloc.Trace]) -> str:
+    """An assertion message naming where the first few pathlib allocations came from."""
+    lines = [f"{len(leftovers)} allocations ({sum(t.size for t in leftovers)} bytes) made in pathlib survive:"]
+    for trace in leftovers[:3]:
+        caller = next(f for f in reversed(trace.traceback) if f.filename != pathlib.__file__)
+        lines.append(f"  pathlib.py:{trace.traceback[-1].lineno} called from {caller.filename}:{caller.lineno}")
+    return "\n".join(lines)
 
 
 class MoverContract:
@@ -59,20 +93,21 @@ class MoverContract:
         uri = mover.put(payload, remote_dir)
         assert uri.endswith("/payload.dat")
         back = mover.get(remote_dir + "payload.dat", tmp_path / "back" / "copy.dat")
-        assert back.read_bytes() == payload.read_bytes()
+        assert type(back) is str and back == str(tmp_path / "back" / "copy.dat")
+        assert Path(back).read_bytes() == payload.read_bytes()
 
     def test_trailing_slash_keeps_name_otherwise_renames(self, mover: Mover, remote_dir: str, payload: Path,
                                                         tmp_path: Path) -> None:
         mover.put(payload, remote_dir + "renamed.dat")
         got = mover.get(remote_dir + "renamed.dat", f"{tmp_path}/dl/")
-        assert got.name == "renamed.dat"
-        assert got.read_bytes() == payload.read_bytes()
+        assert got == f"{tmp_path}/dl/renamed.dat"
+        assert Path(got).read_bytes() == payload.read_bytes()
 
     def test_creates_nested_directories(self, mover: Mover, remote_dir: str, payload: Path,
                                         tmp_path: Path) -> None:
         uri = mover.put(payload, remote_dir + "a/b/c/")
         assert "/a/b/c/payload.dat" in uri
-        assert mover.get(remote_dir + "a/b/c/payload.dat", tmp_path / "n.dat").stat().st_size == \
+        assert os.path.getsize(mover.get(remote_dir + "a/b/c/payload.dat", tmp_path / "n.dat")) == \
             payload.stat().st_size
 
     @pytest.mark.parametrize("name", ["with space.dat", "näive-ø.dat", "semi;colon#hash.dat"])
@@ -80,7 +115,7 @@ class MoverContract:
         source = tmp_path / name
         source.write_bytes(b"odd name\n")
         mover.put(source, remote_dir)
-        assert mover.get(remote_dir + name, f"{tmp_path}/back/").read_bytes() == b"odd name\n"
+        assert Path(mover.get(remote_dir + name, f"{tmp_path}/back/")).read_bytes() == b"odd name\n"
 
     def test_delete_removes_the_file(self, mover: Mover, remote_dir: str, payload: Path, tmp_path: Path) -> None:
         mover.put(payload, remote_dir)
@@ -118,6 +153,26 @@ class MoverContract:
             mover.get(remote_dir + "payload.dat", target, progress=explode)
         assert not target.exists()
         assert list(target.parent.iterdir()) == []
+
+    def test_distinct_file_names_leave_nothing_in_pathlib(self, mover: Mover, remote_dir: str,
+                                                           tmp_path: Path) -> None:
+        """No ``Path`` per file on the put and get paths: pathlib's interned names are never freed."""
+        source_dir, back_dir = str(tmp_path / "many"), f"{tmp_path}/many-back/"
+        os.mkdir(source_dir)
+        names = [f"n{os.urandom(6).hex()}_{i}.dat" for i in range(21)]  # fresh: nothing interned them yet
+        for name in names:
+            with open(os.path.join(source_dir, name), "wb") as out:
+                out.write(name.encode())
+
+        def transfer(batch: list[str]) -> None:
+            for name in batch:
+                mover.put(os.path.join(source_dir, name), remote_dir)
+                mover.get(remote_dir + name, back_dir)
+
+        transfer(names[:1])  # lazily created per-mover state is not a per-file cost
+        leftovers = pathlib_leftovers(lambda: transfer(names[1:]))
+        assert sorted(os.listdir(back_dir)) == sorted(names)
+        assert not leftovers, describe_leftovers(leftovers)
 
     def test_connections_are_reused(self, mover: Mover, remote_dir: str, tmp_path: Path, login_count) -> None:
         if login_count is None:

@@ -10,8 +10,8 @@ URI or putting it in an error.
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 
@@ -125,7 +125,13 @@ def target_path(dest_path: str, source_name: str) -> str:
 def temporary_sibling(path: str, token: str) -> str:
     """A hidden name next to ``path`` for writing before the atomic rename.
 
-    Watchers skip hidden files, so a half-written file is never picked up downstream.
+    Watchers skip hidden files, so a half-written file is never picked up downstream. Plain
+    string work, no pathlib: this runs once per transferred file (see :mod:`trollmoves_core.mover`).
+
+    >>> temporary_sibling("/out/a.nc", "1f2e")
+    '/out/.a.nc.1f2e.part'
     """
-    p = PurePosixPath(path)
-    return str(p.with_name(f".{p.name}.{token}.part"))
+    directory, name = posixpath.split(path)
+    if not name:
+        raise ValueError(f"no file name in {path!r}")
+    return posixpath.join(directory, f".{name}.{token}.part")
