@@ -112,7 +112,7 @@ def test_ftps_with_verification_off_works(ftps_server: FtpServerThread, source: 
     with FtpMover({"verify": "false"}) as mover:
         mover.put(source, ftp_uri(ftps_server, directory, scheme="ftps"))
         back = mover.get(ftp_uri(ftps_server, directory + "data.bin", scheme="ftps"), tmp_path / "back.bin")
-    assert back.read_bytes() == source.read_bytes()
+    assert Path(back).read_bytes() == source.read_bytes()
 
 
 def test_ftps_checks_the_host_name(tmp_path: Path, source: Path) -> None:

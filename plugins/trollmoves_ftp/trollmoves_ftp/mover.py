@@ -6,11 +6,11 @@ import contextlib
 import ftplib
 import logging
 import netrc
+import os
 import posixpath
 import ssl
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trollmoves_core.config import param_bool, param_number
@@ -78,7 +78,7 @@ class FtpMover(Mover):
         self.passive = _passive(self.params)
         self.verify = param_bool(self.params, "verify", True)
         self.ca_file = self.params.get("ca_file") or self.params.get("cafile")
-        if self.ca_file is not None and not Path(self.ca_file).is_file():
+        if self.ca_file is not None and not os.path.isfile(self.ca_file):
             raise ConfigError(f"no such file: {self.ca_file}", key="ca_file")
         self._endpoints: dict[Hashable, Location] = {}
         self._pool: ConnectionPool[_Session] = ConnectionPool(
@@ -95,7 +95,7 @@ class FtpMover(Mover):
 
     # -- protocol ----------------------------------------------------------------------
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         directory = posixpath.dirname(target.path)
         temporary = self.temporary_name(target.path)
         started = False
@@ -121,7 +121,7 @@ class FtpMover(Mover):
                 self._remove_quietly(target, temporary)
             raise
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         with self._session(source) as session, open(local_path, "wb") as sink:
             _retrieve(session.ftp, source.path, sink, progress)
 
