@@ -199,7 +199,7 @@ def test_upload_leaves_only_the_final_file_and_reports_progress(sshd: SshServer,
         assert uri == sshd.uri(scheme, f"{remote_tmp}/x/y/data.bin")
         back = mover.get(uri, tmp_path / "back.bin", progress=received.append)
     assert sorted(p.name for p in (remote_tmp / "x" / "y").iterdir()) == ["data.bin"]
-    assert back.read_bytes() == source.read_bytes()
+    assert Path(back).read_bytes() == source.read_bytes()
     assert sum(sent) == sum(received) == source.stat().st_size
     assert len(sent) > 1 and len(received) > 1 and min(sent) > 0
 
@@ -219,8 +219,8 @@ def test_empty_file(sshd: SshServer, ssh_params: dict[str, str], tmp_path: Path,
     for cls, scheme in ((SftpMover, "sftp"), (ScpMover, "scp")):
         with cls(ssh_params) as mover:
             mover.put(empty, sshd.uri(scheme, f"{remote_tmp}/{scheme}/"))
-            assert mover.get(sshd.uri(scheme, f"{remote_tmp}/{scheme}/empty.dat"),
-                             tmp_path / f"{scheme}.dat").read_bytes() == b""
+            assert Path(mover.get(sshd.uri(scheme, f"{remote_tmp}/{scheme}/empty.dat"),
+                                  tmp_path / f"{scheme}.dat")).read_bytes() == b""
 
 
 def test_permission_denied_is_not_transient(sshd: SshServer, ssh_params: dict[str, str], source: Path) -> None:
@@ -243,8 +243,8 @@ def test_scp_without_sftp_subsystem_uses_shell_commands(tmp_path_factory: pytest
             (remote_tmp / "a b" / "data.bin").write_bytes(b"old")
             mover.put(source, server.uri("scp", f"{remote_tmp}/a b/"))
             mover.put(source, server.uri("scp", f"{remote_tmp}/new/dir/"))
-            assert mover.get(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"),
-                             tmp_path / "back.bin").read_bytes() == source.read_bytes()
+            assert Path(mover.get(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"),
+                                  tmp_path / "back.bin")).read_bytes() == source.read_bytes()
             mover.delete(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"))
         assert (remote_tmp / "a b" / "data.bin").read_bytes() == source.read_bytes()
         assert list((remote_tmp / "new" / "dir").iterdir()) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trollmoves_core.mover import ProgressCallback
@@ -29,18 +28,18 @@ class ScpMover(SshMover):
     NAME = "scp"
     SCHEMES = ("scp",)
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         self._on_connection(source, lambda conn: self._scp(
-            conn, progress, lambda client: client.get(source.path, str(local_path))))
+            conn, progress, lambda client: client.get(source.path, local_path)))
 
-    def _upload(self, conn: SshConnection, local_path: Path, final: str, progress: ProgressCallback | None) -> None:
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
         makedirs(conn, posixpath.dirname(final))
         temp = self.temporary_name(final)
         try:
-            self._scp(conn, progress, lambda client: client.put(str(local_path), temp))
+            self._scp(conn, progress, lambda client: client.put(local_path, temp))
             rename(conn, temp, final)
         except BaseException:
             remove_quietly(conn, temp)

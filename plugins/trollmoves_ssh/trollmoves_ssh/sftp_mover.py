@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.mover import ProgressCallback
@@ -32,13 +31,13 @@ class SftpMover(SshMover):
     NAME = "sftp"
     SCHEMES = ("sftp", "ssh")
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         self._on_connection(source, lambda conn: self._download(conn, source.path, local_path, progress))
 
-    def _upload(self, conn: SshConnection, local_path: Path, final: str, progress: ProgressCallback | None) -> None:
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
         temp = self.temporary_name(final)
         block = min(self.options.block_size, MAX_BLOCK)
@@ -60,7 +59,7 @@ class SftpMover(SshMover):
             remove_quietly(conn, temp)
             raise
 
-    def _download(self, conn: SshConnection, remote: str, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _download(self, conn: SshConnection, remote: str, local_path: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
         block = min(self.options.block_size, MAX_BLOCK)
         with sftp.open(remote, "rb", bufsize=block) as handle:
