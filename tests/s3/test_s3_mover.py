@@ -100,7 +100,7 @@ def test_multipart_upload_is_byte_identical(s3_params: dict[str, Any], bucket: s
     with S3Mover({**s3_params, "multipart_chunksize": "5MiB", "max_concurrency": "3"}) as mover:
         mover.put(big_file, f"s3://{bucket}/dir/", progress=seen.append)
         back = mover.get(f"s3://{bucket}/dir/big.nc", tmp_path / "back.nc")
-    assert back.read_bytes() == big_file.read_bytes()
+    assert Path(back).read_bytes() == big_file.read_bytes()
     assert sum(seen) == big_file.stat().st_size
     assert len(seen) == 5  # one report per part: 4 of 5 MiB and the rest
     assert boto.head_object(Bucket=bucket, Key="dir/big.nc")["ETag"].strip('"').endswith("-5")
@@ -255,7 +255,7 @@ def test_get_reports_progress_per_chunk(mover: S3Mover, bucket: str, big_file: P
     boto.upload_file(str(big_file), bucket, "big.nc")
     seen: list[int] = []
     back = mover.get(f"s3://{bucket}/big.nc", f"{tmp_path}/dl/", progress=seen.append)
-    assert back == tmp_path / "dl" / "big.nc"
+    assert back == str(tmp_path / "dl" / "big.nc")
     assert sum(seen) == big_file.stat().st_size
     assert len(seen) > 10
 
@@ -263,16 +263,16 @@ def test_get_reports_progress_per_chunk(mover: S3Mover, bucket: str, big_file: P
 def test_get_range(mover: S3Mover, bucket: str, boto: Any, tmp_path: Path) -> None:
     data = os.urandom(100_000)
     boto.put_object(Bucket=bucket, Key="r.dat", Body=data)
-    assert mover.get_range(f"s3://{bucket}/r.dat", str(tmp_path / "a"), 10, 1000).read_bytes() == data[10:1000]
-    assert mover.get_range(f"s3://{bucket}/r.dat", str(tmp_path / "b"), 99_990).read_bytes() == data[99_990:]
-    assert mover.get(f"s3://{bucket}/r.dat", tmp_path / "c").read_bytes() == data  # no range left behind
+    assert Path(mover.get_range(f"s3://{bucket}/r.dat", str(tmp_path / "a"), 10, 1000)).read_bytes() == data[10:1000]
+    assert Path(mover.get_range(f"s3://{bucket}/r.dat", str(tmp_path / "b"), 99_990)).read_bytes() == data[99_990:]
+    assert Path(mover.get(f"s3://{bucket}/r.dat", tmp_path / "c")).read_bytes() == data  # no range left behind
 
 
 def test_range_from_connection_params(s3_params: dict[str, Any], bucket: str, boto: Any, tmp_path: Path) -> None:
     data = os.urandom(5000)
     boto.put_object(Bucket=bucket, Key="r.dat", Body=data)
     with S3Mover({**s3_params, "range_start": "100", "range_end": "200"}) as mover:
-        assert mover.get(f"s3://{bucket}/r.dat", tmp_path / "a").read_bytes() == data[100:200]
+        assert Path(mover.get(f"s3://{bucket}/r.dat", tmp_path / "a")).read_bytes() == data[100:200]
 
 
 def test_range_past_the_end_is_a_permanent_error(mover: S3Mover, bucket: str, boto: Any, tmp_path: Path) -> None:
@@ -381,8 +381,8 @@ def test_get_a_given_version(mover: S3Mover, bucket: str, boto: Any, tmp_path: P
     boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     first = boto.put_object(Bucket=bucket, Key="v.dat", Body=b"first")["VersionId"]
     boto.put_object(Bucket=bucket, Key="v.dat", Body=b"second")
-    assert mover.get(f"s3://{bucket}/v.dat?versionId={first}", tmp_path / "a").read_bytes() == b"first"
-    assert mover.get(f"s3://{bucket}/v.dat", tmp_path / "b").read_bytes() == b"second"
+    assert Path(mover.get(f"s3://{bucket}/v.dat?versionId={first}", tmp_path / "a")).read_bytes() == b"first"
+    assert Path(mover.get(f"s3://{bucket}/v.dat", tmp_path / "b")).read_bytes() == b"second"
 
 
 def test_multipart_with_a_checksum_algorithm(s3_params: dict[str, Any], bucket: str, boto: Any, big_file: Path,
@@ -390,7 +390,7 @@ def test_multipart_with_a_checksum_algorithm(s3_params: dict[str, Any], bucket: 
     params = {**s3_params, "multipart_chunksize": "5MiB", "s3_additional_kwargs": '{"ChecksumAlgorithm": "SHA256"}'}
     with S3Mover(params) as mover:
         mover.put(big_file, f"s3://{bucket}/")
-        assert mover.get(f"s3://{bucket}/big.nc", tmp_path / "back").read_bytes() == big_file.read_bytes()
+        assert Path(mover.get(f"s3://{bucket}/big.nc", tmp_path / "back")).read_bytes() == big_file.read_bytes()
     head = boto.head_object(Bucket=bucket, Key="big.nc", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-5")
     assert head.get("ChecksumSHA256")

@@ -18,7 +18,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -123,11 +122,12 @@ class S3Mover(Mover):
             dest_uri = urlunsplit(parts._replace(path="/"))
         return super().put(local_path, dest_uri, progress=progress)
 
-    def get_range(self, src_uri: str, local_path: str, start: int, end: int | None = None, *,
-                  progress: ProgressCallback | None = None) -> Path:
+    def get_range(self, src_uri: str, local_path: str | os.PathLike[str], start: int, end: int | None = None, *,
+                  progress: ProgressCallback | None = None) -> str:
         """Download bytes ``[start, end)`` of ``src_uri`` (to the end when ``end`` is None).
 
-        Like :meth:`get` otherwise: atomic on the local side, retried, errors as TransferError.
+        Like :meth:`get` otherwise: atomic on the local side, retried, errors as TransferError;
+        returns the local file's path as a ``str``.
         """
         check_range(start, end)
         token = _RANGE.set((start, end))
@@ -145,7 +145,7 @@ class S3Mover(Mover):
 
     # -- protocol ----------------------------------------------------------------------
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         bucket, key = _split(target)
         if not key:
             raise S3Failure(f"no object name in {target}", transient=False)
@@ -154,9 +154,9 @@ class S3Mover(Mover):
 
         def upload(fs: S3FileSystem) -> None:
             self._abort_orphans(fs, pool_key)
-            size = local_path.stat().st_size
+            size = os.path.getsize(local_path)
             extra: dict[str, Any] = {}
-            content_type, _ = mimetypes.guess_type(local_path.name)
+            content_type, _ = mimetypes.guess_type(os.path.basename(local_path))
             if content_type:
                 extra["ContentType"] = content_type
             if size >= self.options.multipart_threshold:
@@ -167,7 +167,7 @@ class S3Mover(Mover):
 
         self._using(target, upload)
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         bucket, key = _split(source)
         if not key:
             raise S3Failure(f"no object name in {source}", transient=False)
@@ -234,7 +234,7 @@ class S3Mover(Mover):
 
     # -- multipart ---------------------------------------------------------------------
 
-    def _upload_multipart(self, fs: S3FileSystem, local_path: Path, *, pool_key: Hashable, bucket: str, key: str,
+    def _upload_multipart(self, fs: S3FileSystem, local_path: str, *, pool_key: Hashable, bucket: str, key: str,
                           size: int, progress: ProgressCallback | None, extra: dict[str, Any]) -> None:
         chunk = part_size(size, self.options.multipart_chunksize)
         created = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)
@@ -296,7 +296,7 @@ class S3Mover(Mover):
             self._abort(fs, pool_key, bucket, key, upload_id)
 
 
-def _upload_single(fs: S3FileSystem, local_path: Path, *, bucket: str, key: str, progress: ProgressCallback | None,
+def _upload_single(fs: S3FileSystem, local_path: str, *, bucket: str, key: str, progress: ProgressCallback | None,
                    extra: dict[str, Any]) -> None:
     blocks = []
     with open(local_path, "rb") as source:
@@ -307,7 +307,7 @@ def _upload_single(fs: S3FileSystem, local_path: Path, *, bucket: str, key: str,
     fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"".join(blocks), **extra)
 
 
-def _download(fs: S3FileSystem, request: dict[str, Any], local_path: Path, progress: ProgressCallback | None) -> None:
+def _download(fs: S3FileSystem, request: dict[str, Any], local_path: str, progress: ProgressCallback | None) -> None:
     from fsspec.asyn import sync
 
     response = fs.call_s3("get_object", **request)
