@@ -2,14 +2,14 @@
 
 Useful in tests of code that uses movers, and as a template: a mover implements ``_put``,
 ``_get`` and ``_delete``; the base class handles the destination rule, retries, atomic
-local downloads and error messages.
+local downloads and error messages. Local paths arrive as ``str``; keep them that way (``open()``,
+``os.path``): a ``pathlib.Path`` per file leaks its interned name on Python 3.12.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
@@ -26,21 +26,23 @@ class MemoryMover(Mover):
     NAME = "memory"
     SCHEMES = ("memory",)
 
-    def _put(self, local_path: Path, target: Location, progress: ProgressCallback | None) -> None:
-        data = local_path.read_bytes()
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        with open(local_path, "rb") as source:
+            data = source.read()
         if progress:
             progress(len(data))  # before storing: an aborted transfer stores nothing
         with _LOCK:
             STORE[_key(target)] = data
         LOG.info("%s now holds %d bytes", target, len(data))
 
-    def _get(self, source: Location, local_path: Path, progress: ProgressCallback | None) -> None:
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         with _LOCK:
             try:
                 data = STORE[_key(source)]
             except KeyError:
                 raise FileNotFoundError(f"no such object: {source}") from None
-        local_path.write_bytes(data)
+        with open(local_path, "wb") as sink:
+            sink.write(data)
         if progress:
             progress(len(data))
 
