@@ -33,7 +33,6 @@ import posixpath
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from posttroll.message import Message
@@ -221,13 +220,13 @@ class Downloader(ListeningService):
         """
         key = key if key is not None else PendingMessages.key_of(message.encode())
         config = self.config
-        local: dict[str, Path] = {}
+        local: dict[str, str] = {}  # announced URI -> local path (str: no pathlib per file)
         destination = str(config.download_destination).rstrip("/") + "/"
         uids = _uids(message)
         for announced, source in sources:
             earlier = (done or {}).get(announced)
             if _still_here(earlier):
-                local[announced] = Path(earlier)
+                local[announced] = earlier
                 continue
             scheme = parse_uri(source).scheme
             started = time.monotonic()
@@ -248,21 +247,21 @@ class Downloader(ListeningService):
             seconds = time.monotonic() - started
             size = _size(local[announced])
             self._count(failed=False, size=size, seconds=seconds)
-            self.pending.done(key, announced, str(local[announced]))
-            log_transfer(LOG, uid=uids.get(announced) or local[announced].name, source=redact(source),
-                         destination=str(local[announced]), nbytes=size, seconds=seconds)
+            self.pending.done(key, announced, local[announced])
+            log_transfer(LOG, uid=uids.get(announced) or os.path.basename(local[announced]), source=redact(source),
+                         destination=local[announced], nbytes=size, seconds=seconds)
         self._announce(message, local)
         self.pending.done(key, ANNOUNCED)
         return True
 
-    def _announce(self, message: Message, local: dict[str, Path]) -> None:
+    def _announce(self, message: Message, local: dict[str, str]) -> None:
         if self.publisher is None:
             return
         data = _rewrite(message.data, local)
         try:
             self.publisher.send(Message(self.config.publish_topic, message.type, data))
         except Exception as err:  # the files are here; a publishing problem must not hide that
-            LOG.error("Cannot announce %s: %s", ", ".join(str(p) for p in local.values()), err)
+            LOG.error("Cannot announce %s: %s", ", ".join(local.values()), err)
             return
         self.metrics.announced.inc(len(local))
 
@@ -288,9 +287,9 @@ def _uids(message: Message) -> dict[str, str]:
         return {}
 
 
-def _size(path: Path) -> int | None:
+def _size(path: str) -> int | None:
     try:
-        return path.stat().st_size
+        return os.path.getsize(path)
     except OSError:
         return None
 
@@ -299,7 +298,7 @@ def _still_here(path: object) -> bool:
     return isinstance(path, str) and bool(path) and os.path.isfile(path)
 
 
-def _rewrite(data: Any, local: dict[str, Path]) -> Any:
+def _rewrite(data: Any, local: dict[str, str]) -> Any:
     """Copy ``data`` with each downloaded ``uri`` (at any depth) pointing at its local copy."""
     if isinstance(data, list):
         return [_rewrite(item, local) for item in data]
@@ -308,6 +307,6 @@ def _rewrite(data: Any, local: dict[str, Path]) -> Any:
     result = {k: _rewrite(v, local) for k, v in data.items() if k not in REMOTE_ONLY_KEYS}
     uri = data.get("uri")
     if isinstance(uri, str) and uri in local:
-        result["uri"] = os.fspath(local[uri])
-        result["uid"] = local[uri].name
+        result["uri"] = local[uri]
+        result["uid"] = os.path.basename(local[uri])
     return result
