@@ -135,7 +135,7 @@ def cmd_transfer(host: PluginHost, args: argparse.Namespace) -> int:
             if args.command == "move":
                 result = mover.put(args.source, args.destination, progress=bar and bar.advance)
             else:
-                result = str(mover.get(args.source, args.destination, progress=bar and bar.advance))
+                result = mover.get(args.source, args.destination, progress=bar and bar.advance)
     except TransferError as err:
         if bar:
             bar.finish()
