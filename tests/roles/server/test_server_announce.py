@@ -275,15 +275,41 @@ def test_serve_exits_1_when_a_watcher_cannot_be_restarted(serve, dirs):
     assert running.status == [1]
 
 
-def test_announced_records_round_trip():
+def test_announced_records_round_trip(tmp_path):
     from trollmoves_roles.server.announced import AnnouncedFiles
 
+    paths = {name: tmp_path / name for name in ("f0", "f1", "f2", "f3", "f4", "new")}
+    for path in paths.values():
+        path.write_bytes(b"x")
     first = AnnouncedFiles(capacity=3)
     for i in range(5):
-        first.add(f"/d/f{i}", f"f{i}", TOPIC, "chain")
-    assert list(first) == ["/d/f2", "/d/f3", "/d/f4"]  # bounded, oldest dropped
+        first.add(str(paths[f"f{i}"]), f"f{i}", TOPIC, "chain")
+    assert list(first) == [str(paths[n]) for n in ("f2", "f3", "f4")]  # bounded, oldest dropped
     second = AnnouncedFiles(capacity=3)
-    second.add("/d/new", "new", TOPIC, "chain")
+    second.add(str(paths["new"]), "new", TOPIC, "chain")
     second.restore(first.records())
-    assert list(second) == ["/d/f3", "/d/f4", "/d/new"]
+    assert list(second) == [str(paths[n]) for n in ("f3", "f4", "new")]
     assert second.newest(TOPIC, 2) == [f"{TOPIC}/new", f"{TOPIC}/f4"]
+
+
+def test_records_of_deleted_files_are_dropped_as_announcing_goes_on(tmp_path):
+    from trollmoves_roles.server.announced import AnnouncedFiles
+
+    announced = AnnouncedFiles()
+    kept = [tmp_path / f"kept{i}" for i in range(50)]
+    deleted = [tmp_path / f"deleted{i}" for i in range(500)]
+    for path in [*kept, *deleted]:
+        path.write_bytes(b"x")
+        announced.add(str(path), path.name, TOPIC, "chain")
+    for path in deleted:
+        path.unlink()
+    assert len(announced) == 550  # nothing notices a deletion by itself
+    later = [tmp_path / f"later{i}" for i in range(300)]
+    for path in later:
+        path.write_bytes(b"x")
+        announced.add(str(path), path.name, TOPIC, "chain")
+    assert not any(announced.get(str(path)) for path in deleted)
+    assert all(announced.get(str(path)) for path in [*kept, *later])
+    assert len(announced) == 350
+    announced.add(str(kept[0]), kept[0].name, TOPIC, "chain")  # announced again: now the newest
+    assert announced.newest(TOPIC, 1) == [f"{TOPIC}/kept0"]

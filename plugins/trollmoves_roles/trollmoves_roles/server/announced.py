@@ -7,7 +7,11 @@ the server's ``--state-directory``), every change is also written there, so a re
 server (even after ``kill -9``) keeps serving the files it announced that are still on disk,
 and keeps listing its recent announcements.
 
-Memory: a record costs about 300 bytes besides its path (``__slots__``, shared topic and
+Records of files gone from the disk are dropped as announcing goes on (each announcement
+checks :data:`CHECKS_PER_FILE` older records), so the map holds about the files on disk,
+not every file ever announced, up to :data:`DEFAULT_CAPACITY`.
+
+Memory: a record costs about 250 bytes besides its path (``__slots__``, shared topic and
 chain strings, no uid stored when it is the file name); a listed announcement keeps its data
 as one JSON string, and only the newest :data:`LISTED_MAX` per chain are kept.
 """
@@ -45,6 +49,9 @@ LISTED_MAX = 2256
 """Announcements kept per chain for ``info`` listings (upstream's cap on ``info`` replies)."""
 _PRUNE_EVERY = 256
 """Listed announcements between two trims of the journal's listing records."""
+CHECKS_PER_FILE = 2
+"""Older records checked for a vanished file per file announced: records of deleted files
+are dropped within about half as many announcements as there are records."""
 
 _encode_datetime = create_datetime_json_encoder_for_version(MESSAGE_VERSION)
 _devices: dict[int, int] = {}
@@ -125,9 +132,8 @@ class AnnouncedFiles:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, listed: int = LISTED_MAX) -> None:
         self.capacity = capacity
         self.listed_max = listed
-        self._entries: dict[str, Announced] = {}
-        # insertion order; records replaced or discarded since stay here until they rotate out
-        self._order: deque[Announced] = deque()
+        self._entries: dict[str, Announced] = {}  # oldest first: a re-announced path moves to the end
+        self._to_check: list[Announced] = []  # records whose files are yet to be looked for
         self._listed: dict[str, deque[_Listed]] = {}
         self._listed_since_prune: dict[str, int] = {}
         self._sequence = time.time_ns()
@@ -222,16 +228,18 @@ class AnnouncedFiles:
             subject, atype, data = message
             listed = _Listed(subject, atype, json.dumps(data, default=_encode_datetime), now,
                              tuple(e.path for e in entries))
+        vanished = self._vanished(CHECKS_PER_FILE * len(entries))
         evicted = []
         with self._lock:
-            for entry in entries:
-                self._entries[entry.path] = entry
-                self._order.append(entry)
-            while len(self._order) > self.capacity:
-                old = self._order.popleft()
+            for old in vanished:
                 if self._entries.get(old.path) is old:
                     del self._entries[old.path]
                     evicted.append(old.path)
+            for entry in entries:
+                self._entries.pop(entry.path, None)
+                self._entries[entry.path] = entry
+            while len(self._entries) > self.capacity:
+                evicted.append(self._entries.pop(next(iter(self._entries))).path)
             if listed is not None:
                 queue = self._listed.get(chain)
                 if queue is None:
@@ -252,6 +260,22 @@ class AnnouncedFiles:
                         self._write(self._journal.prune, self.listed_max, LISTED_STATE + chain)
         return entries
 
+    def _vanished(self, count: int) -> list[Announced]:
+        """Up to ``count`` of the records not checked lately whose files are gone from the disk."""
+        with self._lock:
+            if not self._to_check:
+                self._to_check = list(reversed(self._entries.values()))  # popped from the end: oldest first
+            batch = [self._to_check.pop() for _ in range(min(count, len(self._to_check)))]
+        gone = []
+        for entry in batch:
+            try:
+                os.stat(entry.path)
+            except (FileNotFoundError, NotADirectoryError):
+                gone.append(entry)
+            except (OSError, ValueError):  # unreadable now (a network file system hiccup): keep it
+                pass
+        return gone
+
     def discard(self, path: str) -> None:
         with self._lock:
             self._entries.pop(path, None)
@@ -265,10 +289,8 @@ class AnnouncedFiles:
             return self._entries.get(path)
 
     def _live(self, newest_first: bool = False) -> Iterator[Announced]:
-        """Current records in insertion order (caller holds the lock)."""
-        for entry in reversed(self._order) if newest_first else self._order:
-            if self._entries.get(entry.path) is entry:
-                yield entry
+        """Current records, oldest first (caller holds the lock)."""
+        return reversed(self._entries.values()) if newest_first else iter(self._entries.values())
 
     def newest(self, prefix: str = "", limit: int | None = None) -> list[str]:
         """``info`` entries starting with ``prefix``, newest first, at most ``limit``."""
@@ -317,13 +339,14 @@ class AnnouncedFiles:
         """Load file records saved with :meth:`records` (newer ones already here win)."""
         loaded = [Announced(**r) for r in records]  # type: ignore[arg-type]
         with self._lock:
-            entries = {e.path: e for e in [*loaded, *self._live()]}
+            entries: dict[str, Announced] = {}
+            for entry in [*loaded, *self._entries.values()]:
+                entries.pop(entry.path, None)
+                entries[entry.path] = entry
+            while len(entries) > self.capacity:
+                del entries[next(iter(entries))]
             self._entries = entries
-            self._order = deque(e for e in [*loaded, *self._order] if entries.get(e.path) is e)
-            while len(self._order) > self.capacity:
-                old = self._order.popleft()
-                if self._entries.get(old.path) is old:
-                    del self._entries[old.path]
+            self._to_check = []
 
     def __len__(self) -> int:
         return len(self._entries)
