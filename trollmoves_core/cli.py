@@ -17,6 +17,7 @@ from trollmoves_core import __version__, check
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
 from trollmoves_core.logs import add_logging_arguments, setup_logging
+from trollmoves_core.memory import IdleTrimmer
 from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, default_host
 from trollmoves_core.progress import ProgressBar
 from trollmoves_core.uri import redact
@@ -49,7 +50,13 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 2
     setup_logging(args)
-    return args.handler(args)
+    if not getattr(args, "role", False):
+        return args.handler(args)
+    trimmer = IdleTrimmer().start()
+    try:
+        return args.handler(args)
+    finally:
+        trimmer.stop()
 
 
 def build_parser(host: PluginHost) -> argparse.ArgumentParser:
@@ -84,7 +91,7 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         role = host.roles.classes[role_name]
         cmd = sub.add_parser(role_name, help=role.HELP, description=role.HELP)
         role.add_arguments(cmd)
-        cmd.set_defaults(handler=role.run)
+        cmd.set_defaults(handler=role.run, role=True)
 
     for cmd in sub.choices.values():
         add_logging_arguments(cmd)

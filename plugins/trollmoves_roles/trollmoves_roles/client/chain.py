@@ -117,7 +117,7 @@ class UidCache:
         return len(self._keys)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Transfer:
     """One file (or dataset) being fetched, with every server that announced it."""
 

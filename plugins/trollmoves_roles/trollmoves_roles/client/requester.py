@@ -42,12 +42,12 @@ IDLE_SOCKET_LIFETIME = 120.0
 """Seconds an unused server's sockets stay open."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Request:
-    """One request to one server."""
+    """One request to one server; ``payload`` is the message as sent (encoded once, when queued)."""
 
     address: str
-    message: Message
+    payload: str
     timeout: float
     attempts: int
     callback: ReplyCallback
@@ -88,7 +88,7 @@ class Requester:
         server = self._servers.get(address)
         if server is None:
             server = self._servers[address] = _Server(address)
-        request = Request(address, versioned(message), timeout, attempts, callback, kind)
+        request = Request(address, versioned(message).encode(), timeout, attempts, callback, kind)
         server.queue.setdefault(kind, deque()).append(request)
         self._pump(server, kind)
         return request
@@ -149,7 +149,7 @@ class Requester:
         request.sent += 1
         self._outstanding.add(request)
         self._loop.register(sock, lambda: self._on_reply(server, request))
-        sock.send_string(request.message.encode())
+        sock.send_string(request.payload)
         request.timer = self._loop.call_later(request.timeout, self._on_timeout, server, request)
 
     def _on_reply(self, server: _Server, request: Request) -> None:
