@@ -127,7 +127,8 @@ class Transfer:
     state: str = "new"
     """``delayed`` (hot-spare wait), ``active`` (requesting), ``other`` (another client has it),
     ``waiting`` (every source failed; retrying later), ``finishing`` (delivered, unpacking)."""
-    tried: set[str] = field(default_factory=set)
+    tried: list[str] = field(default_factory=list)
+    """Request addresses tried in this round."""
     current: Message | None = None
     acked_by_other: bool = False
     timer: Timer | None = None
@@ -419,7 +420,8 @@ class Chain:
             self._give_up(transfer)
             return
         transfer.current = source
-        transfer.tried.add(source.data["request_address"])
+        if source.data["request_address"] not in transfer.tried:
+            transfer.tried.append(source.data["request_address"])
         try:
             destination = delivery.compose_destination(self.config.destination, source.data)
         except (KeyError, ValueError, TypeError) as err:
@@ -435,20 +437,28 @@ class Chain:
                     delivery.make_directory(directory)
                 except OSError as err:
                     LOG.warning("[%s] Cannot create %s: %s", self.name, directory, err)
-        push = dict(source.data)
-        push["destination"] = delivery.request_destination(destination, self.config.login, with_credentials=False)
-        if self.config.backup_targets:
-            push["backup_targets"] = list(self.config.backup_targets)
-        self._publish(Message(source.subject, "push", push))
-        request = dict(push, destination=delivery.request_destination(destination, self.config.login))
+        self._publish(Message(source.subject, "push", self._push_data(source, destination, with_credentials=False)))
+
+        def request() -> Message:  # built when sent: a queue of thousands holds no message copies
+            return Message(source.subject, "push", self._push_data(source, destination, with_credentials=True))
+
         LOG.debug("[%s] Requesting %s from %s", self.name, transfer.uids[0], source.data["request_address"])
         assert self._requester is not None
         transfer.requested = time.monotonic()
         self.metrics.requested.inc(len(transfer.uids), chain=self.name)
         self._requester.request(
-            source.data["request_address"], Message(source.subject, "push", request),
+            source.data["request_address"], request,
             timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts, kind="push",
             callback=lambda reply, error: self._on_push_reply(transfer, source, destination, reply, error))
+
+    def _push_data(self, source: Message, destination: str, *, with_credentials: bool) -> dict[str, Any]:
+        """A push of ``source``'s files to ``destination``: published without the password, sent with it."""
+        push = dict(source.data)
+        push["destination"] = delivery.request_destination(destination, self.config.login,
+                                                           with_credentials=with_credentials)
+        if self.config.backup_targets:
+            push["backup_targets"] = list(self.config.backup_targets)
+        return push
 
     def _next_source(self, transfer: Transfer) -> Message | None:
         assert self._requester is not None

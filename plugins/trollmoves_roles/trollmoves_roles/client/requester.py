@@ -44,10 +44,11 @@ IDLE_SOCKET_LIFETIME = 120.0
 
 @dataclass(eq=False, slots=True)
 class Request:
-    """One request to one server; ``payload`` is the message as sent (encoded once, when queued)."""
+    """One request to one server; ``payload`` is the message as sent, or what builds it when
+    it is first sent (encoded once)."""
 
     address: str
-    payload: str
+    payload: str | Callable[[], Message]
     timeout: float
     attempts: int
     callback: ReplyCallback
@@ -82,13 +83,15 @@ class Requester:
         self._closed = False
         self._sweeper = loop.call_later(IDLE_SOCKET_LIFETIME, self._sweep)
 
-    def request(self, address: str, message: Message, *, timeout: float, attempts: int,
+    def request(self, address: str, message: Message | Callable[[], Message], *, timeout: float, attempts: int,
                 callback: ReplyCallback, kind: str = "push") -> Request:
-        """Queue ``message`` for ``address``; ``callback`` runs in the loop with the outcome."""
+        """Queue ``message`` (or a function making it, called when it is first sent) for
+        ``address``; ``callback`` runs in the loop with the outcome."""
         server = self._servers.get(address)
         if server is None:
             server = self._servers[address] = _Server(address)
-        request = Request(address, versioned(message).encode(), timeout, attempts, callback, kind)
+        request = Request(address, message if callable(message) else versioned(message).encode(), timeout, attempts,
+                          callback, kind)
         server.queue.setdefault(kind, deque()).append(request)
         self._pump(server, kind)
         return request
@@ -149,6 +152,8 @@ class Requester:
         request.sent += 1
         self._outstanding.add(request)
         self._loop.register(sock, lambda: self._on_reply(server, request))
+        if not isinstance(request.payload, str):
+            request.payload = versioned(request.payload()).encode()
         sock.send_string(request.payload)
         request.timer = self._loop.call_later(request.timeout, self._on_timeout, server, request)
 
