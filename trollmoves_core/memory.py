@@ -3,7 +3,7 @@
 After a burst the C allocator (glibc malloc) keeps the freed memory in its heaps for reuse:
 the resident size stays at the burst's peak, and a long-running role looks as if it grew with
 every burst. :class:`IdleTrimmer` watches the process's CPU time and, when a busy period is
-followed by a quiet one, calls ``malloc_trim(0)`` once, which returns the free pages.
+followed by a quiet one, calls :func:`release_free_memory` once, which returns the free pages.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import logging
+import os
 import threading
 import time
+import urllib.parse
 
 LOG = logging.getLogger(__name__)
 
@@ -38,8 +41,35 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     return trim
 
 
+_M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter number for the most malloc arenas."""
+ARENAS = 2
+"""malloc arenas for a role: with the GIL threads rarely allocate at the same moment, and
+glibc's default (8 per core) lets each worker thread keep its own partly used heap."""
+
+
+def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas (before threads start), unless ``MALLOC_ARENA_MAX`` is set."""
+    name = ctypes.util.find_library("c")
+    if name is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
 def release_free_memory() -> bool:
-    """Return the C allocator's free pages to the operating system; False where that is not possible."""
+    """Return the free memory to the operating system; False where the C allocator cannot.
+
+    First drops what only pins memory: reference cycles left by the burst, and the standard
+    library's cache of the last 128 URLs split (all of them file URLs from the burst's end,
+    each keeping an allocator page of that time in use). Then ``malloc_trim(0)``.
+    """
+    gc.collect()
+    urllib.parse.urlsplit.cache_clear()  # type: ignore[attr-defined]
     trim = _malloc_trim()
     if trim is None:
         return False

@@ -21,7 +21,9 @@ _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 """2⁶⁴/φ: multiplying by it spreads keys whose low bits run in sequence over the index."""
 _SMALLEST = 1024
-"""Ring slots allocated at first; the ring doubles as needed up to the capacity."""
+"""Ring slots allocated at first; the ring grows by a quarter as needed, up to the capacity."""
+_MAX_LOAD = 0.75
+"""Most keys per index slot: linear probing stays short (about 2.5 probes per hit) below it."""
 
 
 def key_of(text: str) -> int:
@@ -64,7 +66,7 @@ class RecentKeys:
         size = len(self._hi)
         if self._count == size:
             if size < self.capacity:
-                self._resize(min(self.capacity, 2 * size))
+                self._resize(min(self.capacity, size + size // 4))
             else:
                 self._forget_oldest()
                 if self._buckets:
@@ -153,7 +155,7 @@ class RecentKeys:
         self._hi.frombytes(bytes(8 * padding))
         self._lo.frombytes(bytes(8 * padding))
         self._head = 0
-        bits = max(1, math.ceil(math.log2(2 * size)))
+        bits = max(1, math.ceil(math.log2(size / _MAX_LOAD)))
         self._index = array("I", bytes(4 << bits))
         self._mask, self._shift = (1 << bits) - 1, 64 - bits
         for position in range(self._count):

@@ -20,6 +20,7 @@ from posttroll.message import Message
 from posttroll.publisher import Publisher
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.compact import compact_message
 
 if TYPE_CHECKING:
     from trollmoves_roles.security import CurveClient
@@ -257,7 +258,7 @@ class Subscription:
                 continue
             raw = self._socket.recv()
             try:
-                return Message.decode(raw)
+                return compact_message(Message.decode(raw))
             except Exception as err:  # any malformed message: drop it, keep serving
                 self._note_dropped(raw, err)
                 if deadline is not None and time.monotonic() >= deadline:
