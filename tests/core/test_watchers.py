@@ -177,3 +177,36 @@ def test_reported_names_are_not_interned(tmp_path: Path) -> None:
     assert len(seen) == 1
     fresh = "".join([name[:7], name[7:]])
     assert sys.intern(fresh) is fresh, "the file name was interned"
+
+
+@pytest.mark.parametrize("name", ["watchdog", "polling"])
+def test_deleted_and_moved_away_files_go_to_on_removed(name: str, tmp_path: Path) -> None:
+    watched, elsewhere = tmp_path / "watched", tmp_path / "elsewhere"
+    watched.mkdir()
+    elsewhere.mkdir()
+    removed: queue.Queue[str] = queue.Queue()
+    watcher, found = start(name, watched, interval=0.1, on_removed=removed.put)
+    assert watcher.REPORTS_REMOVALS
+    try:
+        doomed, leaving, staying = watched / "doomed.dat", watched / "leaving.dat", watched / "staying.dat"
+        for path in (doomed, leaving, staying):
+            path.write_bytes(b"data")
+        assert sorted(drain(found, 1.0)) == sorted(str(p) for p in (doomed, leaving, staying))
+        doomed.unlink()
+        leaving.rename(elsewhere / "left.dat")
+        gone = drain(removed, 1.0)
+    finally:
+        watcher.stop()
+    assert sorted(gone) == sorted([str(doomed), str(leaving)])
+
+
+def test_without_on_removed_a_deletion_is_not_an_error(tmp_path: Path) -> None:
+    watcher, found = start("watchdog", tmp_path)
+    try:
+        path = tmp_path / "a.dat"
+        path.write_bytes(b"x")
+        assert drain(found, 0.5) == [str(path)]
+        path.unlink()
+        watcher.removed(str(path))  # nobody asked: nothing happens
+    finally:
+        watcher.stop()

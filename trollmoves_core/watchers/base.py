@@ -51,18 +51,25 @@ class Watcher(ABC):
     :param interval: seconds between scans, for watchers that poll.
     :param remember: seconds a reported file is remembered (repeated events for one file come
         within seconds; rescans within the rescan window).
+    :param on_removed: called with the path of each file deleted or moved away, for watchers
+        that can tell (see :attr:`REPORTS_REMOVALS`); a role uses it to forget the file at once.
     """
+
+    REPORTS_REMOVALS: ClassVar[bool] = False
+    """Whether this watcher calls ``on_removed``."""
 
     NAME: ClassVar[str]
     """The value configs use to choose this watcher."""
 
     def __init__(self, directories: Iterable[str | os.PathLike[str]], callback: FileCallback, *,
-                 recursive: bool = False, interval: float = 1.0, remember: float = REMEMBER_SECONDS) -> None:
+                 recursive: bool = False, interval: float = 1.0, remember: float = REMEMBER_SECONDS,
+                 on_removed: FileCallback | None = None) -> None:
         self.directories = [Path(d) for d in directories]
         missing = [str(d) for d in self.directories if not d.is_dir()]
         if missing:
             raise FileNotFoundError(f"cannot watch missing directory: {', '.join(missing)}")
         self.callback = callback
+        self.on_removed = on_removed
         self.recursive = recursive
         self.interval = interval
         self._seen = RecentKeys(remember, REMEMBER_MAX)
@@ -103,3 +110,12 @@ class Watcher(ABC):
             self.callback(path)
         except Exception:  # one bad file must not stop the watcher
             LOG.exception("Handling new file %s failed", path)
+
+    def removed(self, path: str | os.PathLike[str]) -> None:
+        """Pass ``path`` (as a str), a file deleted or moved away, to ``on_removed`` if set."""
+        if self.on_removed is None:
+            return
+        try:
+            self.on_removed(os.fspath(path))
+        except Exception:  # one bad file must not stop the watcher
+            LOG.exception("Handling removed file %s failed", path)

@@ -14,9 +14,10 @@ LOG = logging.getLogger(__name__)
 class PollingWatcher(Watcher):
     """Scan every ``interval`` seconds; report a file once its size and mtime held still
     for one full interval. Files present at start are taken as known (the backlog is the
-    role's business)."""
+    role's business). A file gone from one scan to the next goes to ``on_removed``."""
 
     NAME = "polling"
+    REPORTS_REMOVALS = True
 
     def start(self) -> None:
         self._halt = threading.Event()
@@ -38,6 +39,8 @@ class PollingWatcher(Watcher):
                     known.add((path, signature))
                     self.report(path)
             known = {item for item in known if current.get(item[0]) == item[1]}
+            for path in self._previous.keys() - current.keys():
+                self.removed(path)
             self._previous = current
 
     def _scan(self) -> dict[str, tuple[int, int, int]]:

@@ -10,6 +10,7 @@ from collections import deque
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileMovedEvent,
     FileOpenedEvent,
     FileSystemEvent,
@@ -28,9 +29,11 @@ MOVED_IN_GRACE = 0.05
 class WatchdogWatcher(Watcher):
     """Event-driven watcher: reports a file on close-after-write, on a rename inside the
     watched tree, and when it appears complete (a hard link, a symlink, or a file moved in
-    from an unwatched directory, which inotify reports as a bare creation)."""
+    from an unwatched directory, which inotify reports as a bare creation). Deletions and
+    renames away go to ``on_removed``."""
 
     NAME = "watchdog"
+    REPORTS_REMOVALS = True
 
     def start(self) -> None:
         self._handler = _Handler(self)
@@ -38,8 +41,8 @@ class WatchdogWatcher(Watcher):
         for directory in self.directories:
             # Only the events we act on reach the kernel queue: without write/modify/access
             # events a burst of files is far from overflowing inotify's queue.
-            self._observer.schedule(self._handler, str(directory), recursive=self.recursive,
-                                    event_filter=_EVENTS)
+            events = _EVENTS if self.on_removed is None else [*_EVENTS, FileDeletedEvent]
+            self._observer.schedule(self._handler, str(directory), recursive=self.recursive, event_filter=events)
         self._observer.daemon = True
         self._observer.start()
 
@@ -77,7 +80,11 @@ class _Handler(FileSystemEventHandler):
             self._forget(path)
             self.watcher.report(path)
         elif isinstance(event, FileMovedEvent):
+            self.watcher.removed(path)
             self.watcher.report(os.fsdecode(event.dest_path))
+        elif isinstance(event, FileDeletedEvent):
+            self._forget(path)
+            self.watcher.removed(path)
         elif isinstance(event, FileOpenedEvent):
             self._forget(path)
         elif isinstance(event, FileCreatedEvent):

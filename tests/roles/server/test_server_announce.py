@@ -313,3 +313,18 @@ def test_records_of_deleted_files_are_dropped_as_announcing_goes_on(tmp_path):
     assert len(announced) == 350
     announced.add(str(kept[0]), kept[0].name, TOPIC, "chain")  # announced again: now the newest
     assert announced.newest(TOPIC, 1) == [f"{TOPIC}/kept0"]
+
+
+def test_a_deleted_file_is_forgotten_at_once_with_its_listed_announcement(tmp_path):
+    from trollmoves_roles.server.announced import AnnouncedFiles
+
+    announced = AnnouncedFiles()
+    paths = [tmp_path / f"f{i}.dat" for i in range(3)]
+    for path in paths:
+        path.write_bytes(b"x")
+        announced.announce([(str(path), path.name)], TOPIC, "chain", message=(TOPIC, "file", {"uid": path.name}))
+    announced.discard(str(paths[0]))
+    announced.discard(str(paths[0]))  # told twice (the server's own deleter, then the watcher): no harm
+    assert announced.get(str(paths[0])) is None and len(announced) == 2
+    assert [item["data"]["uid"] for item in announced.listed("chain", 10)] == ["f2.dat", "f1.dat"]
+    assert len(announced._listed["chain"]) == 2, "the oldest listed announcement, no longer served, is still held"

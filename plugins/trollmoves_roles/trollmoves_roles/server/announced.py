@@ -277,10 +277,20 @@ class AnnouncedFiles:
         return gone
 
     def discard(self, path: str) -> None:
+        """Forget ``path`` (deleted or moved away) and the oldest listed announcements no longer served."""
         with self._lock:
-            self._entries.pop(path, None)
+            entry = self._entries.pop(path, None)
+            if entry is None:
+                return
             if self._journal is not None:
                 self._write(self._journal.delete, path)
+            queue = self._listed.get(entry.chain)
+            while queue and not self._served(queue[0]):
+                queue.popleft()
+
+    def _served(self, item: _Listed) -> bool:
+        """Whether every file of a listed announcement is still recorded as announced by it (lock held)."""
+        return all((entry := self._entries.get(path)) is not None and entry.time == item.time for path in item.paths)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -316,8 +326,7 @@ class AnnouncedFiles:
             for item in reversed(self._listed.get(chain, ())):
                 if len(candidates) >= limit:
                     break
-                if all((entry := self._entries.get(path)) is not None and entry.time == item.time
-                       for path in item.paths):
+                if self._served(item):
                     candidates.append(item)
         found = []
         for item in candidates:

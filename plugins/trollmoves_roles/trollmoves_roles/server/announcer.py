@@ -69,7 +69,7 @@ class Announcer:
         try:
             self._watched_inode = directory.stat().st_ino
             watcher = self._watcher_cls([directory], self._on_file, recursive=self.pattern.recursive,
-                                        interval=self.chain.watchdog_timeout)
+                                        interval=self.chain.watchdog_timeout, on_removed=self._announced.discard)
             watcher.start()
         except (OSError, RuntimeError) as err:
             LOG.error("[%s] cannot watch %s: %s", self.chain.name, directory, err)
