@@ -32,7 +32,10 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "resources": [("rounds", "rounds"), ("server_rss_start_mib", "srv RSS start MiB"),
                   ("server_rss_end_mib", "srv RSS end MiB"), ("server_rss_growth", "srv growth"),
                   ("client_rss_start_mib", "cli RSS start MiB"), ("client_rss_end_mib", "cli RSS end MiB"),
-                  ("client_rss_growth", "cli growth"), ("server_idle_cpu_pct", "srv idle CPU %"),
+                  ("client_rss_growth", "cli growth"),
+                  ("server_rss_growth_after_round1", "srv growth after round 1"),
+                  ("client_rss_growth_after_round1", "cli growth after round 1"),
+                  ("server_idle_cpu_pct", "srv idle CPU %"),
                   ("client_idle_cpu_pct", "cli idle CPU %")],
 }
 NO_RATIO = {"files", "servers", "size_mib", "repeats", "hardlinked", "rounds", "lost", "dup", "dest_missing",
