@@ -11,7 +11,12 @@ import sys
 import threading
 
 import pytest
+from posttroll.message import Message
+from trollmoves_roles import journal as journal_module
+from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.journal import Journal
+from trollmoves_roles.pending import PendingMessages
+from trollmoves_roles.ratelimit import RateLimitedLog
 
 
 def test_put_get_order_state_and_delete(tmp_path):
@@ -89,6 +94,56 @@ def test_concurrent_writers(tmp_path):
         thread.join()
     assert len(journal) == 800
     journal.close()
+
+
+def break_table(journal: Journal) -> None:
+    """Make every later write of ``journal`` fail with a real sqlite error (its table is gone)."""
+    with sqlite3.connect(journal.path) as other:
+        other.execute(f"DROP TABLE {journal.table}")
+
+
+@pytest.fixture
+def fresh_limit(monkeypatch):
+    """A write-error budget of its own, whatever earlier tests in this process logged."""
+    monkeypatch.setattr(journal_module, "_LIMITED", RateLimitedLog(journal_module.LOG, period=60.0, burst=3))
+
+
+def test_attempt_writes_or_logs_rate_limited_and_carries_on(tmp_path, caplog, fresh_limit):
+    journal = Journal(tmp_path / "j.sqlite", table="files")
+    assert journal.attempt(journal.put, "k", "announced", {"uid": "k"}) is True
+    assert journal.get("k").data == {"uid": "k"}
+    break_table(journal)
+    with pytest.raises(sqlite3.Error):
+        journal.put("x", "announced")  # the plain methods raise: attempt() is what fails soft
+    caplog.clear()
+    assert [journal.attempt(journal.put, f"k{i}", "announced") for i in range(5)] == [False] * 5
+    assert journal.attempt(journal.delete_many, ["k"]) is False
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == journal_module.LOG.name]
+    assert len(errors) == 3, caplog.text  # burst of 3 a minute: a full disk does not flood the log
+    assert all(str(journal.path) in r.getMessage() and "no such table" in r.getMessage() for r in errors)
+    journal.close()
+
+
+def test_client_and_pending_journals_keep_going_when_writes_fail(tmp_path, caplog, fresh_limit):
+    chain = ChainState.open(tmp_path / "client.sqlite", "chain one")
+    pending = PendingMessages(Journal(tmp_path / "dispatch.sqlite", table="messages"))
+    message = Message("/test/in", "file", {"uid": "a.nc"})
+    chain.announced("a.nc", [message], 1.0)
+    assert [p.key for p in chain.pending()] == ["a.nc"]
+    break_table(chain.journal)
+    break_table(pending.journal)
+    caplog.clear()
+    chain.announced("b.nc", [message], 2.0)
+    chain.delivered("a.nc", ["a.nc"], message)
+    chain.published("a.nc")
+    chain.forget("b.nc")
+    key = pending.add(message, ["one", "two"])
+    assert pending.done(key, "one") is False  # the in-memory parts still count
+    assert pending.done(key, "two") is True
+    assert "Could not write the journal" in caplog.text
+    assert str(chain.journal.path) in caplog.text and str(pending.journal.path) in caplog.text
+    chain.close()
+    pending.close()
 
 
 WRITER = """

@@ -17,7 +17,9 @@ Durability (``sync``):
   spinning disks, use :meth:`Journal.put_many` to batch).
 
 A journal file that sqlite cannot read is renamed to ``<name>.corrupt-<unix time>`` and a new
-one started, with an error logged: losing the history must not stop the process.
+one started, with an error logged: losing the history must not stop the process. Likewise a
+write made through :meth:`Journal.attempt` that fails (a full disk) is logged, rate-limited,
+and the caller carries on with its in-memory state.
 
 Thread-safe: one connection shared under a lock.
 """
@@ -32,12 +34,15 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trollmoves_roles.ratelimit import RateLimitedLog
+
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -146,6 +151,20 @@ class Journal:
                 f"DELETE FROM {self.table} WHERE seq IN (SELECT seq FROM {self.table} {where} "
                 f"ORDER BY seq DESC LIMIT -1 OFFSET ?)", [*params, max(0, keep)])
             return cursor.rowcount
+
+    def attempt(self, operation: Callable[..., object], *args: Any) -> bool:
+        """Call ``operation(*args)``, one of this journal's writing methods, failing soft.
+
+        A :class:`sqlite3.Error` (a full disk, an I/O error) is logged (rate-limited per journal file) and False
+        returned instead of raising: a role must not stop because its journal cannot be written;
+        it keeps running on its in-memory state. True when the write went through.
+        """
+        try:
+            operation(*args)
+        except sqlite3.Error as err:
+            _LIMITED.error(f"write {self.path}", "Could not write the journal %s: %s", self.path, err)
+            return False
+        return True
 
     # -- reading ----------------------------------------------------------------------
 

@@ -19,17 +19,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.journal import Journal
-from trollmoves_roles.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
-_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
 STATE = "pending"
 
@@ -88,7 +85,7 @@ class PendingMessages:
         entry = (raw, list(dict.fromkeys(parts)), dict(done or {}))
         with self._lock:
             self._parts[key] = entry
-            self._write(self.journal.put, key, STATE, {"message": raw, "parts": entry[1], "done": entry[2]})
+            self.journal.attempt(self.journal.put, key, STATE, {"message": raw, "parts": entry[1], "done": entry[2]})
         return key
 
     def done(self, key: str, part: str, value: Any = None) -> bool:
@@ -103,9 +100,9 @@ class PendingMessages:
             done[part] = value
             if all(p in done for p in parts):
                 del self._parts[key]
-                self._write(self.journal.delete, key)
+                self.journal.attempt(self.journal.delete, key)
                 return True
-            self._write(self.journal.put, key, STATE, {"message": raw, "parts": parts, "done": done})
+            self.journal.attempt(self.journal.put, key, STATE, {"message": raw, "parts": parts, "done": done})
             return False
 
     def finish(self, key: str) -> None:
@@ -114,7 +111,7 @@ class PendingMessages:
             return
         with self._lock:
             self._parts.pop(key, None)
-            self._write(self.journal.delete, key)
+            self.journal.attempt(self.journal.delete, key)
 
     def pending(self) -> list[PendingMessage]:
         """Unfinished messages of an earlier run, oldest first (unreadable ones are dropped)."""
@@ -131,7 +128,7 @@ class PendingMessages:
                 continue
             found.append(PendingMessage(record.key, message, done))
         if broken:
-            self._write(self.journal.delete_many, broken)
+            self.journal.attempt(self.journal.delete_many, broken)
         return found
 
     def resume(self, handle: Callable[[PendingMessage], int]) -> int:
@@ -150,10 +147,3 @@ class PendingMessages:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-
-    def _write(self, operation: Any, *args: Any) -> None:
-        try:
-            operation(*args)
-        except sqlite3.Error as err:  # a full disk must not stop the service
-            path = self.journal.path if self.journal else Path("?")
-            _LIMITED.error("journal", "Could not write the journal %s: %s", path, err)

@@ -25,7 +25,6 @@ import hashlib
 import logging
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,10 +34,8 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_roles.journal import Journal
-from trollmoves_roles.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
-_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
 PENDING, DELIVERED, PUBLISHED, META = "pending", "delivered", "published", "meta"
 PRUNE_EVERY = 500
@@ -114,7 +111,7 @@ class ChainState:
                 return float(record.data["time"])
             except (KeyError, TypeError, ValueError):
                 pass
-        self._write(self.journal.put, "meta:first-start", META, {"time": self._created})
+        self.journal.attempt(self.journal.put, "meta:first-start", META, {"time": self._created})
         return self._created
 
     # -- reading at start-up --------------------------------------------------------------
@@ -146,7 +143,7 @@ class ChainState:
                 found.append(PendingFile(record.key.removeprefix("p:"), sources, since))
             else:
                 broken.append(record.key)
-        self._write(self.journal.delete_many, broken)
+        self.journal.attempt(self.journal.delete_many, broken)
         return found
 
     def unpublished(self) -> list[Unpublished]:
@@ -166,12 +163,12 @@ class ChainState:
         """Record (or update) a pending file with its announcements."""
         if self.journal is not None:
             data = {"sources": [m.encode() for m in sources], "since": since}
-            self._write(self.journal.put, f"p:{key}", PENDING, data)
+            self.journal.attempt(self.journal.put, f"p:{key}", PENDING, data)
 
     def forget(self, key: str) -> None:
         """The file is settled without a delivery here (given up, or another client has it)."""
         if self.journal is not None:
-            self._write(self.journal.delete, f"p:{key}")
+            self.journal.attempt(self.journal.delete, f"p:{key}")
 
     def delivered(self, key: str, uids: list[str], result: Message | None = None) -> None:
         """Record a delivery (with its result message, to publish again if we die first)."""
@@ -182,26 +179,19 @@ class ChainState:
         if result is not None:
             data.update(subject=result.subject, type=result.type, result=result.data)
             state = DELIVERED
-        self._write(self.journal.put, f"d:{key}", state, data)
-        self._write(self.journal.delete, f"p:{key}")
+        self.journal.attempt(self.journal.put, f"d:{key}", state, data)
+        self.journal.attempt(self.journal.delete, f"p:{key}")
         self._since_prune += 1
         if self._since_prune >= PRUNE_EVERY:
             self._since_prune = 0
-            self._write(self.journal.prune, self.keep_delivered, PUBLISHED)
+            self.journal.attempt(self.journal.prune, self.keep_delivered, PUBLISHED)
 
     def published(self, key: str) -> None:
         """The result message of ``key`` went to the publisher."""
         if self.journal is not None:
-            self._write(self.journal.set_state, f"d:{key}", PUBLISHED)
+            self.journal.attempt(self.journal.set_state, f"d:{key}", PUBLISHED)
 
     def close(self) -> None:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-
-    def _write(self, operation: Any, *args: Any) -> None:
-        try:
-            operation(*args)
-        except sqlite3.Error as err:  # a full disk must not stop deliveries; memory still has the state
-            _LIMITED.error("journal", "Could not write the client journal %s: %s",
-                           self.journal.path if self.journal else "?", err)
