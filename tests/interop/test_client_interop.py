@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -13,12 +12,10 @@ import pytest
 from posttroll.message import Message
 from roles.client.client_fakes import Announcer
 from roles.client.client_harness import (
-    ClientSubprocess,
+    HotSparePair,
     InProcessClient,
     UpstreamServer,
-    check_hot_spare_outcome,
     client_section,
-    primary_deliveries,
     prime,
     results,
     write_file,
@@ -157,37 +154,14 @@ def test_per_provider_topic(upstream_process, tmp_path):  # noqa: F811
 
 @pytest.mark.slow
 def test_hot_spare_primary_killed_midway_every_file_once(server, tmp_path):
-    out = tmp_path / "out"
-    primary_port, secondary_port = free_port(), free_port()
-    primary_ini = write_ini(tmp_path / "primary.ini", {"test": client_section(server.provider, f"{out}/",
-                                                                               primary_port)})
-    secondary_ini = write_ini(tmp_path / "secondary.ini", {"test": client_section(
-        f"{server.provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=0.5,
-        transfer_req_timeout=1)})
-    by_primary = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
-    by_secondary = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
-    primary = ClientSubprocess(primary_ini, tmp_path / "primary.log")
-    secondary = ClientSubprocess(secondary_ini, tmp_path / "secondary.log")
+    pair = HotSparePair(tmp_path, server.provider, tmp_path / "out")
     contents = {f"f{i:03d}.dat": payload(i % 5) for i in range(60)}
-    names = list(contents)
-
     try:
-        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
-        for name in names[:30]:
-            write_file(server.inbox, name, contents[name])
-        assert by_primary.wait_for(lambda m: m in results(by_primary), count=10, timeout=30)
-        primary.kill(signal.SIGKILL)
-        for name in names[30:]:
-            write_file(server.inbox, name, contents[name])
-        wait_until(lambda: set(names) <= primary_deliveries(results(by_primary), primary.log())
-                   | {m.data["uid"] for m in results(by_secondary)}, timeout=90)
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), pair.by_primary)
+        pair.kill_primary_midway(server.inbox, contents, before=30, delivered=10)
     finally:
-        primary.stop()
-        assert secondary.stop() == 0
-        by_primary.close()
-        by_secondary.close()
-    check_hot_spare_outcome(contents, out, results(by_primary), primary.log(), results(by_secondary))
-    assert {m.data["uid"] for m in results(by_secondary)} >= set(names[30:])
+        pair.stop()
+    pair.check(contents)
 
 
 @pytest.mark.slow

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from support.processes import LoggedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_VENV = REPO / ".venv-upstream"
@@ -21,29 +21,15 @@ def require_upstream() -> Path:
     return UPSTREAM_VENV / "bin"
 
 
-class UpstreamProcess:
+class UpstreamProcess(LoggedProcess):
     """One upstream console script (``move_it_server.py``...) running with a log file."""
 
     def __init__(self, script: str, args: list[str], log_path: Path) -> None:
         bin_dir = require_upstream()
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([str(bin_dir / "python"), str(bin_dir / script), *args],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        super().__init__([str(bin_dir / "python"), str(bin_dir / script), *args], log_path)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+    def stop(self, timeout: float = 10.0) -> int | None:
+        return super().stop(timeout)
 
 
 @pytest.fixture

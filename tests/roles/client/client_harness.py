@@ -4,24 +4,19 @@ upstream server as a peer, and waiting for files to flow."""
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from support.bus import BusRecorder, free_port, wait_until
+from support.files import write_file
 from support.ini import write_ini
+from support.processes import TROLLMOVES, TrollmovesProcess  # noqa: F401 - TROLLMOVES re-exported
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.process import ClientProcess
-
-REPO = Path(__file__).resolve().parents[3]
-TROLLMOVES = Path(sys.executable).with_name("trollmoves")
-
 
 
 def client_section(providers: str, destination: str | Path, publish_port: int, **extra: object) -> dict[str, object]:
@@ -50,32 +45,12 @@ class InProcessClient:
         assert not self._thread.is_alive()
 
 
-class ClientSubprocess:
+class ClientSubprocess(TrollmovesProcess):
     """``trollmoves client CONFIG -v`` as a separate process with a log file."""
 
     def __init__(self, config: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(TROLLMOVES), "client", str(config), "-v"], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        self.proc.send_signal(sig)
-        self.proc.wait(15)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+        self.config = config
+        super().__init__(["client", config, "-v"], log_path)
 
 
 class _ServerPeer:
@@ -118,27 +93,16 @@ class OurServer(_ServerPeer):
 
     def __init__(self, root: Path, **kwargs: object) -> None:
         super().__init__(root, **kwargs)
-        self.log_path = root / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(TROLLMOVES), "server", "-p", str(self.pub_port), "--bind", "127.0.0.1",
-                                      "--disable-backlog", str(self.config)], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.process = TrollmovesProcess(["server", "-p", self.pub_port, "--bind", "127.0.0.1", "--disable-backlog",
+                                          self.config], root / "server.log")
         # its first heartbeat may go out before anyone can subscribe: wait for its log line instead
-        assert wait_until(lambda: "Server running" in self.log() or self.proc.poll() is not None, 20), self.log()
-        assert self.proc.poll() is None, self.log()
+        self.process.wait_logged("Server running", 20)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        self.process.stop()
 
 
 _probe_numbers = itertools.count()
@@ -168,15 +132,6 @@ def _first_uid(data: dict) -> str:
     return ""
 
 
-def write_file(directory: Path, name: str, content: bytes) -> Path:
-    """Write ``content`` under a hidden name the server pattern ignores, then rename it."""
-    tmp = directory / f".{name}.partial"
-    tmp.write_bytes(content)
-    final = directory / name
-    os.replace(tmp, final)
-    return final
-
-
 def check_hot_spare_outcome(contents: Mapping[str, bytes], out: Path, primary_results: list, primary_log: str,
                             secondary_results: list, in_flight: int = 4) -> None:
     """After a primary was SIGKILLed: no file lost, none announced twice by the secondary, and
@@ -199,3 +154,51 @@ def check_hot_spare_outcome(contents: Mapping[str, bytes], out: Path, primary_re
 def primary_deliveries(primary_results: list, primary_log: str) -> set[str]:
     """What a (possibly killed) client delivered: its observed results and its log."""
     return {m.data["uid"] for m in primary_results} | set(re.findall(r"Delivered (\S+) from", primary_log))
+
+
+class HotSparePair:
+    """Our client as primary and as hot-spare secondary (``trollmoves client`` subprocesses), both
+    fetching from ``provider`` into ``out``. The secondary also lists the primary's publisher as a
+    provider and takes over, after its ``processing_delay``, what the primary does not deliver."""
+
+    def __init__(self, tmp_path: Path, provider: str, out: Path) -> None:
+        self.out = out
+        primary_port, secondary_port = free_port(), free_port()
+        self.by_primary = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
+        self.by_secondary = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
+        self.primary = ClientSubprocess(write_ini(tmp_path / "primary.ini", {"test": client_section(
+            provider, f"{out}/", primary_port)}), tmp_path / "primary.log")
+        self.secondary = ClientSubprocess(write_ini(tmp_path / "secondary.ini", {"test": client_section(
+            f"{provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=0.5,
+            transfer_req_timeout=1)}), tmp_path / "secondary.log")
+        self.taken_over: list[str] = []
+
+    def kill_primary_midway(self, inbox: Path, contents: Mapping[str, bytes], *, before: int, delivered: int) -> None:
+        """Write the first ``before`` files, SIGKILL the primary once it delivered ``delivered`` of
+        them, write the rest (:attr:`taken_over`); wait until one client or the other has every file."""
+        names = list(contents)
+        for name in names[:before]:
+            write_file(inbox, name, contents[name])
+        by_primary = self.by_primary.wait_for(lambda m: m in results(self.by_primary), count=delivered, timeout=30)
+        assert len(by_primary) >= delivered, self.primary.log()[-3000:]
+        self.primary.kill(signal.SIGKILL)
+        self.taken_over = names[before:]
+        for name in self.taken_over:
+            write_file(inbox, name, contents[name])
+        wait_until(lambda: set(names) <= primary_deliveries(results(self.by_primary), self.primary.log())
+                   | {m.data["uid"] for m in results(self.by_secondary)}, timeout=90)
+
+    def stop(self) -> None:
+        """Stop both clients (the secondary must exit cleanly) and the recorders."""
+        self.primary.stop()
+        status = self.secondary.stop()
+        self.by_primary.close()
+        self.by_secondary.close()
+        assert status == 0, self.secondary.log()[-3000:]
+
+    def check(self, contents: Mapping[str, bytes]) -> None:
+        """After :meth:`stop`: see :func:`check_hot_spare_outcome`; and the secondary delivered every
+        file written after the kill."""
+        check_hot_spare_outcome(contents, self.out, results(self.by_primary), self.primary.log(),
+                                results(self.by_secondary))
+        assert {m.data["uid"] for m in results(self.by_secondary)} >= set(self.taken_over)

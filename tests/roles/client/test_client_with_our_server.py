@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import Counter
 
 import pytest
 from client_harness import (
-    ClientSubprocess,
+    HotSparePair,
     InProcessClient,
     OurServer,
-    check_hot_spare_outcome,
     client_section,
-    primary_deliveries,
     prime,
     results,
     write_file,
@@ -108,43 +105,24 @@ def test_same_file_from_two_servers_fetched_once_other_acked(servers, tmp_path):
 def test_hot_spare_primary_killed_every_file_once(servers, tmp_path):
     server = servers("srv")
     out = tmp_path / "out"
-    primary_port, secondary_port = free_port(), free_port()
-    primary = ClientSubprocess(write_config(tmp_path / "primary.ini", {"test": client_section(
-        server.provider, f"{out}/", primary_port)}), tmp_path / "primary.log")
-    secondary = ClientSubprocess(write_config(tmp_path / "secondary.ini", {"test": client_section(
-        f"{server.provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=0.5,
-        transfer_req_timeout=1)}), tmp_path / "secondary.log")
-    by_primary = BusRecorder([f"tcp://127.0.0.1:{primary_port}"], ["/test/data"])
-    by_secondary = BusRecorder([f"tcp://127.0.0.1:{secondary_port}"], ["/test/data"])
+    pair = HotSparePair(tmp_path, server.provider, out)
     contents = {f"f{i:03d}.dat": payload(i) for i in range(80)}
-    names = list(contents)
 
     try:
-        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), by_primary)
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), pair.by_primary)
         spares = iter(range(1000))
 
         def secondary_stands_down() -> bool:
             """A probe the primary delivered is left alone by the secondary: it hears the primary."""
             name = f"spare{next(spares)}"
             write_file(server.inbox, f"{name}.dat", b"probe")
-            by_primary.wait_for(lambda m: m in results(by_primary, "spare") and m.data["uid"] == f"{name}.dat",
-                                timeout=5)
+            pair.by_primary.wait_for(lambda m: m in results(pair.by_primary, "spare")
+                                     and m.data["uid"] == f"{name}.dat", timeout=5)
             time.sleep(1.5)  # three processing delays: a secondary that did not hear the primary fetches by now
-            return not any(m.data["uid"] == f"{name}.dat" for m in results(by_secondary, "spare"))
+            return not any(m.data["uid"] == f"{name}.dat" for m in results(pair.by_secondary, "spare"))
 
         assert wait_until(secondary_stands_down, timeout=60, interval=0), "the secondary never heard the primary"
-        for name in names[:40]:
-            write_file(server.inbox, name, contents[name])
-        by_primary.wait_for(lambda m: m in results(by_primary), count=5, timeout=30)
-        primary.kill(signal.SIGKILL)
-        for name in names[40:]:
-            write_file(server.inbox, name, contents[name])
-        wait_until(lambda: set(names) <= primary_deliveries(results(by_primary), primary.log())
-                   | {m.data["uid"] for m in results(by_secondary)}, timeout=90)
+        pair.kill_primary_midway(server.inbox, contents, before=40, delivered=5)
     finally:
-        primary.stop()
-        assert secondary.stop() == 0
-        by_primary.close()
-        by_secondary.close()
-    check_hot_spare_outcome(contents, out, results(by_primary), primary.log(), results(by_secondary))
-    assert {m.data["uid"] for m in results(by_secondary)} >= set(names[40:])
+        pair.stop()
+    pair.check(contents)
