@@ -13,10 +13,8 @@ served with ``--metrics-port``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import select
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +23,12 @@ import zmq
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.configwatch import signature
 from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import load_mirror_config
 from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
+from trollmoves_roles.signals import Wakeup
 
 LOG = logging.getLogger(__name__)
 
@@ -76,15 +76,12 @@ class Mirror:
             self.transfers.close(0)
             self.metrics_endpoint.stop()
             raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: "
-                              f"{err.strerror}") from None
+                              f"{zmq.strerror(err.errno)}") from None
         self.chains: dict[str, MirrorChain] = {}
-        # a pipe, not an Event: a signal handler may write to it while the main thread waits on it
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = Wakeup()
         self._stop_requested = False
         self._reload_requested = False
-        self._stamp = self._file_stamp()
+        self._stamp = signature(self.config_path)
         self._closed = False
         try:
             for name, config in self.configs.items():
@@ -97,16 +94,12 @@ class Mirror:
     def request_stop(self) -> None:
         """Make :meth:`serve` return; callable from any thread or a signal handler."""
         self._stop_requested = True
-        self._wake()
+        self._wakeup.wake()
 
     def request_reload(self) -> None:
         """Reload the config soon; callable from any thread or a signal handler."""
         self._reload_requested = True
-        self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending) or closed
-            os.write(self._wake_w, b"\0")
+        self._wakeup.wake()
 
     def start(self) -> None:
         for chain in self.chains.values():
@@ -120,22 +113,19 @@ class Mirror:
         while not self._stop_requested:
             timeout = max(0.0, min(next_beat, next_check if self.options.watch_config else next_beat)
                           - time.monotonic())
-            readable, _, _ = select.select([self._wake_r], [], [], timeout)
-            if readable:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 4096)
+            self._wakeup.wait(timeout)
             if self._stop_requested:
                 break
             now = time.monotonic()
             if self.options.watch_config and now >= next_check:
                 next_check = now + CONFIG_CHECK_INTERVAL
-                stamp = self._file_stamp()
+                stamp = signature(self.config_path)
                 if stamp is not None and stamp != self._stamp:
                     LOG.info("%s changed on disk, reloading", self.config_path)
                     self._reload_requested = True
             if self._reload_requested:
                 self._reload_requested = False
-                self._stamp = self._file_stamp()
+                self._stamp = signature(self.config_path)
                 self.reload()
             if time.monotonic() >= next_beat:
                 self.publisher.heartbeat(HEARTBEAT_INTERVAL)
@@ -171,13 +161,6 @@ class Mirror:
         LOG.info("Config reloaded: %d section(s) running", len(self.chains))
         return True
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            info = os.stat(self.config_path)
-        except OSError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns)
-
     def close(self) -> None:
         """Stop the chains (letting pending pushes finish, bounded), then the pool and publisher."""
         if self._closed:
@@ -191,6 +174,5 @@ class Mirror:
         self.transfers.close(self.options.drain_timeout)
         self.publisher.stop()
         self.metrics_endpoint.stop()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._wakeup.close()
         LOG.info("Mirror stopped")

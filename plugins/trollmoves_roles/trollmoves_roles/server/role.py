@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from typing import ClassVar
 
 from trollmoves_core.role import Role
@@ -23,6 +21,8 @@ class ServerRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from trollmoves_roles.metrics import add_metrics_arguments
+
         parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
         parser.add_argument("-p", "--port", type=int, default=9010,
                             help="port to publish announcements and heartbeats on (default: 9010)")
@@ -47,23 +47,18 @@ class ServerRole(Role):
                             help="keep the record of announced files in a journal in DIR, so that after a "
                                  "restart (even kill -9) files announced before are still served (default: "
                                  "in memory only)")
-        parser.add_argument("--metrics-port", type=int, metavar="PORT",
-                            help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port; "
-                                 "default: none); `trollmoves status CONFIG` shows them")
-        parser.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDRESS",
-                            help="address the metrics port binds to (default: 127.0.0.1)")
+        add_metrics_arguments(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from trollmoves_core.exceptions import ConfigError
         from trollmoves_roles.server.service import Server, ServerOptions
+        from trollmoves_roles.signals import install_signal_handlers
 
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if args.chain_check_interval <= 0:
             raise ConfigError("--chain-check-interval must be positive")
-        if args.metrics_port is not None and not 0 <= args.metrics_port < 65536:
-            raise ConfigError(f"--metrics-port: expected a port number 0-65535, got {args.metrics_port}")
         if args.announce_delay < 0:
             raise ConfigError("--announce-delay must not be negative")
         options = ServerOptions(port=args.port, bind=args.bind, backlog=not args.disable_backlog,
@@ -74,25 +69,12 @@ class ServerRole(Role):
                                 drain_timeout=args.drain_timeout, state_directory=args.state_directory,
                                 metrics_port=args.metrics_port, metrics_bind=args.metrics_bind)
         server = Server(args.config_file, options)
-        previous = _install_signal_handlers(server)
+        restore = install_signal_handlers(server.request_stop, server.request_reload)
         try:
             server.start()
             LOG.info("Server running: %d chain(s), publishing on port %d", len(server.chains), server.publisher.port)
             return server.serve()
         finally:
             server.close()
-            _restore_signal_handlers(previous)
+            restore()
 
-
-def _install_signal_handlers(server: object) -> dict[int, object]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    handlers = {signal.SIGTERM: lambda *_: server.request_stop(),  # type: ignore[attr-defined]
-                signal.SIGINT: lambda *_: server.request_stop(),  # type: ignore[attr-defined]
-                signal.SIGHUP: lambda *_: server.request_reload()}  # type: ignore[attr-defined]
-    return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-
-
-def _restore_signal_handlers(previous: dict[int, object]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)  # type: ignore[arg-type]

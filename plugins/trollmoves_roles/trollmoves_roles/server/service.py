@@ -6,11 +6,9 @@ a chain check, a reload or stop request), so nothing on the file or request path
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import select
 import socket
 import sqlite3
 import threading
@@ -26,7 +24,7 @@ from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
 from trollmoves_roles.journal import Journal
-from trollmoves_roles.metrics import MetricsServer, RoleMetrics, remove_endpoint, write_endpoint
+from trollmoves_roles.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.announcer import Announcer
 from trollmoves_roles.server.config import ChainConfig, load_config
@@ -34,6 +32,7 @@ from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
 from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
+from trollmoves_roles.signals import Wakeup
 
 LOG = logging.getLogger(__name__)
 
@@ -156,15 +155,12 @@ class Server:
         self.journal: Journal | None = None
         if self.options.state_directory:
             self.journal = self._open_journal(self.options.state_directory)
-        self.metrics_server: MetricsServer | None = None
-        if self.options.metrics_port is not None:
-            try:
-                self.metrics_server = MetricsServer(self.metrics.render, self.options.metrics_port,
+        try:
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_path, self.options.metrics_port,
                                                     self.options.metrics_bind)
-            except OSError as err:
-                self._close_journal()
-                raise ConfigError(f"cannot serve metrics on {self.options.metrics_bind}:{self.options.metrics_port}: "
-                                  f"{err.strerror or err}") from None
+        except ConfigError:
+            self._close_journal()
+            raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, metrics=self.metrics)
         try:
@@ -173,17 +169,12 @@ class Server:
             self.transfers.close(0)
             self.deleter.stop()
             self._close_journal()
-            if self.metrics_server is not None:
-                self.metrics_server.stop()
+            self.metrics_endpoint.stop()
             address = f"tcp://{self.options.bind}:{self.options.port}"
             raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
         self.announcements = HeldPublisher(self.publisher, self.options.announce_delay)
         self.chains: dict[str, Chain] = {}
-        # A pipe rather than an Event: signal handlers may write to it while the main
-        # thread is inside the wait, where taking an Event's lock could deadlock.
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = Wakeup()
         self._stop_requested = False
         self._reload_requested = False
         self._config_watcher: Watcher | None = None
@@ -213,25 +204,20 @@ class Server:
             self.journal.close()
             self.journal = None
 
+    @property
+    def metrics_server(self) -> MetricsServer | None:
+        """The metrics HTTP server (None without ``metrics_port``)."""
+        return self.metrics_endpoint.server
+
     # -- control, callable from any thread or a signal handler ---------------------------
 
     def request_stop(self) -> None:
         self._stop_requested = True
-        self._wake()
+        self._wakeup.wake()
 
     def request_reload(self) -> None:
         self._reload_requested = True
-        self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # pipe full: a wakeup is pending anyway
-            os.write(self._wake_w, b"\0")
-
-    def _sleep(self, timeout: float) -> None:
-        readable, _, _ = select.select([self._wake_r], [], [], timeout)
-        if readable:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_r, 4096)
+        self._wakeup.wake()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -240,12 +226,7 @@ class Server:
         for chain in self.chains.values():
             chain.start(self.options.backlog)
         self.publisher.heartbeat(HEARTBEAT_INTERVAL)
-        if self.metrics_server is not None:
-            self.metrics_server.start()
-            try:
-                write_endpoint(self.config_path, self.metrics_server.url, "server")
-            except OSError as err:
-                LOG.warning("trollmoves status CONFIG will not find this process: %s", err)
+        self.metrics_endpoint.start()
         if self.options.watch_config:
             self._watch_config()
 
@@ -257,7 +238,7 @@ class Server:
         while not self._stop_requested:
             # a hair past the deadline, so the publisher's own rate limit lets the beat through
             due = min(next_check, next_beat, self.announcements.opens_at or next_beat)
-            self._sleep(max(0.0, due - time.monotonic() + 0.01))
+            self._wakeup.wait(max(0.0, due - time.monotonic() + 0.01))
             if self._stop_requested:
                 break
             if self.announcements.opens_at is not None and time.monotonic() >= self.announcements.opens_at:
@@ -295,12 +276,9 @@ class Server:
         self.transfers.close(self.options.drain_timeout)
         self.deleter.stop()
         self.publisher.stop()
-        if self.metrics_server is not None:
-            self.metrics_server.stop()
-            remove_endpoint(self.config_path)
+        self.metrics_endpoint.stop()
         self._close_journal()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._wakeup.close()
         LOG.info("Server stopped")
 
     def reload(self) -> bool:
