@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 from posttroll.message import Message
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.bus import MESSAGE_VERSION
+from trollmoves_roles.client.delivery import message_type
+from trollmoves_roles.server.messages import file_dicts
+from trollmoves_roles.server.transfer import join_rel_path, strip_credentials
+
+INFO_MAX_COUNT = 2256
+"""Most file names an ``info`` reply lists (as upstream)."""
+ERROR_SUBJECT = "/error"
+"""The subject of an ``err`` reply to a request without one (undecodable)."""
 
 
 class BadRequest(Exception):
@@ -38,3 +52,76 @@ def request_dict(request: Message) -> dict[str, Any]:
 def one_line(err: BaseException) -> str:
     """An error as one line of text, for an ``err`` reply or a log line."""
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def bind(socket: zmq.Socket, address: str, *, retry: float, section: str) -> None:
+    """Bind ``socket`` to ``address``, retrying a port in use for ``retry`` seconds.
+
+    On failure the socket is closed and a ConfigError names the address (key ``request_port``).
+    """
+    deadline = time.monotonic() + retry
+    while True:
+        try:
+            socket.bind(address)
+            return
+        except zmq.ZMQError as err:
+            # after a reload, the previous socket on this port is released asynchronously
+            if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            socket.close(0)
+            raise ConfigError(f"cannot listen on {address}: {zmq.strerror(err.errno)}", section=section,
+                              key="request_port") from None
+
+
+def reply(request: Message, atype: str, data: Any = None) -> Message:
+    """A reply to ``request``: same subject, type ``atype``, with ``data`` when given."""
+    if data is None:
+        return Message(request.subject, atype, version=MESSAGE_VERSION)
+    return Message(request.subject, atype, data, version=MESSAGE_VERSION)
+
+
+def info_data(request: Message, newest: Callable[[str, int], list[str]], started: float) -> dict[str, Any]:
+    """The data of upstream's ``info`` reply: ``files`` (``newest(subject, count)``), ``max_count`` and
+    ``uptime`` since ``started`` (monotonic)."""
+    data = request.data if isinstance(request.data, dict) else {}
+    max_count = data.get("max_count", INFO_MAX_COUNT)
+    if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
+        raise BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
+    files = newest(request.subject, min(max_count, INFO_MAX_COUNT))
+    uptime = str(dt.timedelta(seconds=time.monotonic() - started))
+    return {"files": files, "max_count": max_count, "uptime": uptime}
+
+
+def ack_reply(request: Message) -> Message:
+    """The ``ack`` reply: the request's data, its destination without credentials."""
+    data = dict(request_dict(request))
+    if isinstance(data.get("destination"), str):
+        data["destination"] = strip_credentials(data["destination"])
+    return reply(request, "ack", data)
+
+
+def push_request(request: Message) -> tuple[str, list[dict[str, Any]]]:
+    """A ``push`` request's destination and the dicts naming its files, checked for what both
+    the server and the mirror need: a destination, at least one file, string ``path`` keys."""
+    data = request_dict(request)
+    destination = data.get("destination")
+    if not isinstance(destination, str) or not destination.strip():
+        raise BadRequest("push without a destination")
+    items = list(file_dicts(data))
+    if not items:
+        raise BadRequest("push without any uri")
+    for item in items:
+        rel_path = item.get("path")
+        if rel_path is not None and not isinstance(rel_path, str):
+            raise BadRequest(f"push: path must be a string, got {rel_path!r}"[:300])
+    return destination, items
+
+
+def push_reply(request: Message) -> Message:
+    """The reply to a ``push`` done: ``file``/``dataset``/``collection`` with the request's data, the
+    destination (with the request's ``path`` appended) without credentials."""
+    data = dict(request_dict(request))
+    rel_path = data.get("path") if isinstance(data.get("path"), str) else None
+    data["destination"] = strip_credentials(join_rel_path(data["destination"], rel_path))
+    return reply(request, message_type(data, request.type), data)

@@ -18,7 +18,6 @@ Runs in the section's event-loop thread; transfer results come back through the 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
@@ -30,9 +29,9 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.uri import redact
+from trollmoves_roles import reqrep
 from trollmoves_roles.bus import MAX_MESSAGE_BYTES, MESSAGE_VERSION
 from trollmoves_roles.client import delivery
 from trollmoves_roles.client.loop import EventLoop
@@ -40,10 +39,8 @@ from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
-from trollmoves_roles.reqrep import BadRequest, one_line, peer_address, request_dict, split_envelope
-from trollmoves_roles.server.messages import file_dicts
-from trollmoves_roles.server.requests import ERROR_SUBJECT, INFO_MAX_COUNT
-from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
+from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, split_envelope
+from trollmoves_roles.server.transfer import FileJob, TransferService, strip_credentials
 
 LOG = logging.getLogger(__name__)
 
@@ -78,19 +75,7 @@ class RequestSocket:
         self._socket.setsockopt(zmq.LINGER, 1000)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.address = f"tcp://{config.request_bind or bind}:{config.request_port}"
-        deadline = time.monotonic() + bind_retry
-        while True:
-            try:
-                self._socket.bind(self.address)
-                break
-            except zmq.ZMQError as err:
-                # after a reload, the previous socket on this port is released asynchronously
-                if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                self._socket.close(0)
-                raise ConfigError(f"cannot listen on {self.address}: {err.strerror}", section=config.name,
-                                  key="request_port") from None
+        reqrep.bind(self._socket, self.address, retry=bind_retry, section=config.name)
         self._reading = False
 
     @property
@@ -151,13 +136,13 @@ class RequestSocket:
                 self._push(envelope, request)
                 return
             if request.type == "ping":
-                reply = _reply(request, "pong", {"station": self.config.station})
+                reply = reqrep.reply(request, "pong", {"station": self.config.station})
             elif request.type == "ack":
-                reply = self._ack(request)
+                reply = reqrep.ack_reply(request)
             elif request.type == "info":
                 reply = self._info(request)
             else:
-                reply = _reply(request, "unknown")
+                reply = reqrep.reply(request, "unknown")
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err))
             return
@@ -168,37 +153,16 @@ class RequestSocket:
         self._send(envelope, reply)
 
     def _info(self, request: Message) -> Message:
-        data = request.data if isinstance(request.data, dict) else {}
-        max_count = data.get("max_count", INFO_MAX_COUNT)
-        if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
-            raise BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
-        files = self._registry.newest(request.subject, min(max_count, INFO_MAX_COUNT))
-        uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
-        return _reply(request, "info", {"files": files, "max_count": max_count, "uptime": uptime})
-
-    def _ack(self, request: Message) -> Message:
-        data = dict(request_dict(request))
-        if isinstance(data.get("destination"), str):
-            data["destination"] = strip_credentials(data["destination"])
-        return _reply(request, "ack", data)
+        return reqrep.reply(request, "info", reqrep.info_data(request, self._registry.newest, self._started))
 
     # -- push --------------------------------------------------------------------------
 
     def _push(self, envelope: list[bytes], request: Message) -> None:
-        data = request_dict(request)
-        destination = data.get("destination")
-        if not isinstance(destination, str) or not destination.strip():
-            raise BadRequest("push without a destination")
-        items = list(file_dicts(data))
-        if not items:
-            raise BadRequest("push without any uri")
+        destination, items = reqrep.push_request(request)
         for item in items:
-            rel_path = item.get("path")
-            if rel_path is not None and not isinstance(rel_path, str):
-                raise BadRequest(f"push: path must be a string, got {rel_path!r}")
             if "uid" not in item:
                 raise BadRequest(f"push: {item.get('uri')!r} has no uid")
-        uids = delivery.uids_of(data)
+        uids = delivery.uids_of(request.data)
         self._metrics.requested.inc(len(items), chain=self.name)
         entry = self._registry.get(delivery.transfer_key(uids))
         if entry is None:
@@ -210,7 +174,7 @@ class RequestSocket:
             return
         LOG.info("[%s] push of %s to %s requested by %s", self.name, ", ".join(uids[:3]), redact(destination),
                  request.sender)
-        push = _Push(envelope, request, data, items)
+        push = _Push(envelope, request, destination, items)
         self.pending += 1
         self._stager.acquire(entry, lambda fetch, error: self._fetched(push, fetch, error))
 
@@ -224,7 +188,7 @@ class RequestSocket:
         push.sources = {uid: delivery.source_of(address, path) for uid, path in fetch.entry.source_paths().items()}
         push.started = time.monotonic()
         try:
-            future = self._transfers.push(jobs, push.data["destination"], self.config.connection_params,
+            future = self._transfers.push(jobs, push.destination, self.config.connection_params,
                                           chain=self.name)
         except Exception as err:  # the pool is shutting down
             self._stager.release(fetch)
@@ -257,7 +221,7 @@ class _Push:
 
     envelope: list[bytes]
     request: Message
-    data: dict[str, Any]
+    destination: str
     items: list[dict[str, Any]]
     started: float = 0.0
     """When the delivery was handed to the pool (monotonic)."""
@@ -271,16 +235,7 @@ class _Push:
 
     def success(self) -> Message:
         """The server's reply: the request data, destination (with ``path``) without credentials."""
-        data = dict(self.data)
-        rel_path = data.get("path") if isinstance(data.get("path"), str) else None
-        data["destination"] = strip_credentials(join_rel_path(data["destination"], rel_path))
-        return _reply(self.request, delivery.message_type(self.data, self.request.type), data)
-
-
-def _reply(request: Message, atype: str, data: Any = None) -> Message:
-    if data is None:
-        return Message(request.subject, atype, version=MESSAGE_VERSION)
-    return Message(request.subject, atype, data, version=MESSAGE_VERSION)
+        return reqrep.push_reply(self.request)
 
 
 def _size(path: str) -> int | None:

@@ -13,10 +13,7 @@ requests never reach this module.
 from __future__ import annotations
 
 import collections
-import contextlib
-import datetime as dt
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,26 +25,24 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import redact
-from trollmoves_roles import security
+from trollmoves_roles import reqrep, security
 from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.reqrep import BadRequest, one_line, peer_address, request_dict, split_envelope
+from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, request_dict, split_envelope
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.messages import file_dicts
-from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
+from trollmoves_roles.server.transfer import FileJob, TransferService
+from trollmoves_roles.signals import Wakeup
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
 
 REQUEST_MAX_BYTES = 4 * 1024 * 1024
 """Larger requests are dropped by zmq, which disconnects the sender (a push is a few kB)."""
-INFO_MAX_COUNT = 2256
-"""Most file names an ``info`` reply lists (as upstream)."""
-ERROR_SUBJECT = "/error"
 
 
 class RequestServer:
@@ -78,26 +73,14 @@ class RequestServer:
         except security.SecurityError as err:
             self._socket.close(0)
             raise ConfigError(str(err), section=chain.name, key="server_secret_key_file") from None
-        address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
-        deadline = time.monotonic() + bind_retry
-        while True:
-            try:
-                self._socket.bind(address)
-                break
-            except zmq.ZMQError as err:
-                # After a reload the previous socket on this port is released asynchronously.
-                if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                self._socket.close(0)
-                security.release(self._domain)
-                raise ConfigError(f"cannot listen on {address}: {zmq.strerror(err.errno)}", section=chain.name,
-                                  key="request_port") from None
-        self.address = address
+        self.address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
+        try:
+            reqrep.bind(self._socket, self.address, retry=bind_retry, section=chain.name)
+        except ConfigError:
+            security.release(self._domain)
+            raise
         self._replies: collections.deque[list[bytes]] = collections.deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = Wakeup()
         self._pending = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -113,7 +96,7 @@ class RequestServer:
         """Stop reading requests; deliver replies of running pushes (up to ``drain_timeout`` s); close."""
         self._drain_deadline = time.monotonic() + drain_timeout
         self._stopping.set()
-        self._wake()
+        self._wakeup.wake()
         self._thread.join(drain_timeout + 5)
         if self._thread.is_alive():
             LOG.error("[%s] request thread did not stop", self.chain.name)
@@ -123,7 +106,7 @@ class RequestServer:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._wakeup.fileno(), zmq.POLLIN)
         reading = True
         try:
             while True:
@@ -142,9 +125,8 @@ class RequestServer:
                 else:
                     timeout = None
                 events = dict(poller.poll(timeout))
-                if self._wake_r in events:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 65536)
+                if self._wakeup.fileno() in events:
+                    self._wakeup.clear()
                 self._send_replies()
                 if reading and self._socket in events:
                     self._read_requests()
@@ -154,8 +136,7 @@ class RequestServer:
             self._send_replies()
             self._socket.close(linger=1000)
             security.release(self._domain)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wakeup.close()
 
     def _read_requests(self) -> None:
         while True:
@@ -179,14 +160,9 @@ class RequestServer:
             except zmq.ZMQError as err:
                 LOG.warning("[%s] could not send a reply: %s", self.chain.name, err)
 
-    def _wake(self) -> None:
-        # OSError: the pipe is full (a wakeup is pending anyway) or already closed
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"\0")
-
     def _queue_reply(self, envelope: list[bytes], reply: Message) -> None:
         self._replies.append([*envelope, reply.encode().encode()])
-        self._wake()
+        self._wakeup.wake()
 
     # -- request handling ------------------------------------------------------------
 
@@ -205,13 +181,13 @@ class RequestServer:
                 self._push(envelope, request, peer)
                 return
             if request.type == "ping":
-                reply = self._message(request, "pong", {"station": self.chain.station})
+                reply = reqrep.reply(request, "pong", {"station": self.chain.station})
             elif request.type == "ack":
                 reply = self._ack(request)
             elif request.type == "info":
                 reply = self._info(request)
             else:
-                reply = self._message(request, "unknown")
+                reply = reqrep.reply(request, "unknown")
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err), peer)
             return
@@ -229,59 +205,32 @@ class RequestServer:
         _LIMITED.warning("rejected", "[%s] request from %s rejected: %s", self.chain.name, peer, reason[:300])
         self._queue_reply(envelope, Message(subject or ERROR_SUBJECT, "err", reason[:1000], version=MESSAGE_VERSION))
 
-    def _message(self, request: Message, atype: str, data: Any = None) -> Message:
-        if data is None:
-            return Message(request.subject, atype, version=MESSAGE_VERSION)
-        return Message(request.subject, atype, data, version=MESSAGE_VERSION)
-
     def _info(self, request: Message) -> Message:
         """Upstream's reply (``files``, ``max_count``, ``uptime``); with ``"announcements": true``
         in the request also ``announcements``: this chain's recent announcements (any subject),
         newest first, as ``{"subject", "type", "data", "time"}``, for clients to find what the
         bus did not bring them."""
-        data = request.data if isinstance(request.data, dict) else {}
-        max_count = data.get("max_count", INFO_MAX_COUNT)
-        if not isinstance(max_count, int) or isinstance(max_count, bool) or max_count < 0:
-            raise BadRequest(f"info: max_count must be a non-negative integer, got {max_count!r}")
-        files = self._announced.newest(request.subject, min(max_count, INFO_MAX_COUNT))
-        uptime = str(dt.timedelta(seconds=time.monotonic() - self._started))
-        reply: dict[str, Any] = {"files": files, "max_count": max_count, "uptime": uptime}
-        if data.get("announcements") is True:
-            reply["announcements"] = self._announced.listed(self.chain.name, min(max_count, INFO_MAX_COUNT))
-        return self._message(request, "info", reply)
+        reply = reqrep.info_data(request, self._announced.newest, self._started)
+        if isinstance(request.data, dict) and request.data.get("announcements") is True:
+            reply["announcements"] = self._announced.listed(self.chain.name,
+                                                            min(reply["max_count"], reqrep.INFO_MAX_COUNT))
+        return reqrep.reply(request, "info", reply)
 
     def _ack(self, request: Message) -> Message:
-        data = request_dict(request)
         if self.chain.delete:
-            for item in file_dicts(data):
+            for item in file_dicts(request_dict(request)):
                 self._schedule_delete(item.get("uri"))
-        reply = dict(data)
-        if isinstance(reply.get("destination"), str):
-            reply["destination"] = strip_credentials(reply["destination"])
-        return self._message(request, "ack", reply)
+        return reqrep.ack_reply(request)
 
     def _push(self, envelope: list[bytes], request: Message, peer: str = "?") -> None:
-        data = request_dict(request)
-        destination = data.get("destination")
-        if not isinstance(destination, str) or not destination.strip():
-            self._reject(envelope, request.subject, "push without a destination", peer)
-            return
+        destination, items = reqrep.push_request(request)
         problem = _destination_problem(destination)
         if problem:
-            self._reject(envelope, request.subject, f"push: {problem}", peer)
-            return
-        items = list(file_dicts(data))
-        if not items:
-            self._reject(envelope, request.subject, "push without any uri", peer)
-            return
+            raise BadRequest(f"push: {problem}")
         self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []
         for item in items:
-            rel_path = item.get("path")
-            if rel_path is not None and not isinstance(rel_path, str):
-                self._reject(envelope, request.subject, f"push: path must be a string, got {rel_path!r}"[:300], peer)
-                return
             try:
                 path = check_access(item.get("uri"), self._announced, directories)
             except AccessDenied as err:
@@ -291,7 +240,7 @@ class RequestServer:
                 self._queue_reply(envelope, Message(request.subject, "err", str(err)[:1000],
                                                     version=MESSAGE_VERSION))
                 return
-            jobs.append(FileJob(path, rel_path))
+            jobs.append(FileJob(path, item.get("path")))
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
         try:
@@ -301,9 +250,9 @@ class RequestServer:
             return
         with self._lock:
             self._pending += 1
-        future.add_done_callback(lambda f: self._push_done(envelope, request, data, jobs, f))
+        future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, f))
 
-    def _push_done(self, envelope: list[bytes], request: Message, data: dict[str, Any], jobs: list[FileJob],
+    def _push_done(self, envelope: list[bytes], request: Message, jobs: list[FileJob],
                    future: Future[list[str]]) -> None:
         try:
             error = future.exception()
@@ -311,11 +260,7 @@ class RequestServer:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
                 reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
             else:
-                reply_data = dict(data)
-                destination = join_rel_path(data["destination"], data.get("path") if isinstance(data.get("path"), str)
-                                            else None)
-                reply_data["destination"] = strip_credentials(destination)
-                reply = self._message(request, _reply_type(data, request.type), reply_data)
+                reply = reqrep.push_reply(request)
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)
@@ -323,7 +268,7 @@ class RequestServer:
         finally:
             with self._lock:
                 self._pending -= 1
-            self._wake()
+            self._wakeup.wake()
 
     def _schedule_delete(self, uri: Any) -> None:
         try:
@@ -365,9 +310,3 @@ def _destination_problem(destination: str) -> str | None:
         return f"destination {redact(destination)[:200]!r} has no absolute path"
     return None
 
-
-def _reply_type(data: dict[str, Any], request_type: str) -> str:
-    for key, atype in (("uri", "file"), ("dataset", "dataset"), ("collection", "collection")):
-        if key in data:
-            return atype
-    return request_type
