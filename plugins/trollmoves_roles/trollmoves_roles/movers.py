@@ -1,5 +1,5 @@
 """Reusable mover instances: one per mover class and connection parameters, so that
-connections are pooled across files (the dispatcher, downloader and client use it)."""
+connections are pooled across files (every role that moves files uses it)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from trollmoves_core.plugins import PluginHost, default_host
 LOG = logging.getLogger(__name__)
 
 
+def canonical(params: Mapping[str, Any] | None) -> str:
+    """Connection parameters as canonical JSON: equal parameters give the same string."""
+    return json.dumps(dict(params or {}), sort_keys=True, default=str)
+
+
 class MoverCache:
     """One mover per (mover class, connection parameters), so connections are pooled across files."""
 
@@ -23,17 +28,26 @@ class MoverCache:
         self._movers: dict[Hashable, Mover] = {}
         self._lock = threading.Lock()
 
-    def get(self, uri: str, params: Mapping[str, Any] | None = None) -> Mover:
-        """The mover for ``uri``'s scheme with ``params``, created on first use."""
+    def get(self, uri: str, params: Mapping[str, Any] | None = None, *, params_key: str | None = None) -> Mover:
+        """The mover for ``uri``'s scheme with ``params``, created on first use.
+
+        ``params_key`` is :func:`canonical` of ``params`` when the caller already has it.
+        """
         cls = self._host.mover_class(uri)
-        key = (cls, json.dumps(dict(params or {}), sort_keys=True, default=str))
+        key = (cls, params_key if params_key is not None else canonical(params))
         with self._lock:
             mover = self._movers.get(key)
             if mover is None:
                 mover = self._movers[key] = cls(dict(params or {}))
             return mover
 
+    def __len__(self) -> int:
+        """How many movers are held."""
+        with self._lock:
+            return len(self._movers)
+
     def close_all(self) -> None:
+        """Close every mover (their pooled connections); the cache is empty afterwards."""
         with self._lock:
             movers, self._movers = list(self._movers.values()), {}
         for mover in movers:

@@ -126,7 +126,7 @@ def test_reload_lets_a_running_push_finish(serve, dirs):
     port = free_port()
     running = serve(chain(origin, port))
     gate = Gate()
-    running.server.transfers._mover = lambda uri, params: gate
+    running.server.transfers._movers.get = lambda uri, params, params_key=None: gate
     message = running.announced(write_file(origin / NAME).name)
     with ThreadPoolExecutor(2) as pool:
         reply = pool.submit(request, f"127.0.0.1:{port}",
@@ -149,7 +149,7 @@ def test_stop_finishes_running_pushes(serve, dirs):
     port = free_port()
     running = serve(chain(origin, port))
     gate = Gate()
-    running.server.transfers._mover = lambda uri, params: gate
+    running.server.transfers._movers.get = lambda uri, params, params_key=None: gate
     message = running.announced(write_file(origin / NAME).name)
     with ThreadPoolExecutor(2) as pool:
         reply = pool.submit(request, f"127.0.0.1:{port}",

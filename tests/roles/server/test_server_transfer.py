@@ -56,7 +56,7 @@ def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
     source.write_bytes(b"data")
     service = TransferService(2)
     mover = GatedMover({"mode": "copy"})
-    monkeypatch.setattr(service, "_mover", lambda uri, params: mover)
+    monkeypatch.setattr(service._movers, "get", lambda uri, params, params_key=None: mover)
     try:
         first = service.push([FileJob(str(source))], f"file://{tmp_path}/out/", {})
         assert GatedMover.started.wait(10)
@@ -70,6 +70,19 @@ def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
     finally:
         GatedMover.gate.set()
         service.close(5)
+
+
+def test_one_mover_per_mover_class_and_parameters(tmp_path):
+    service = TransferService(1)
+    try:
+        for index, params in enumerate([{}, {}, {"mode": "copy"}, {"mode": "copy"}]):
+            (tmp_path / f"{index}.dat").write_bytes(b"x")
+            done = service.push([FileJob(str(tmp_path / f"{index}.dat"))], f"file://{tmp_path}/out/", params)
+            assert done.result(10) == [f"file://{tmp_path}/out/{index}.dat"]
+        assert len(service._movers) == 2
+    finally:
+        service.close(5)
+    assert len(service._movers) == 0
 
 
 def test_failed_push_is_not_remembered(tmp_path):

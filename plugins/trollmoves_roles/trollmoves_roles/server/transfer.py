@@ -23,11 +23,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from trollmoves_core.logs import transfer_fields
-from trollmoves_core.mover import Mover
-from trollmoves_core.plugins import default_host
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import redact
 from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.movers import MoverCache, canonical
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class TransferService:
     def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS,
                  metrics: RoleMetrics | None = None, log_transfers: bool = True) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
-        self._movers: dict[tuple[type[Mover], str], Mover] = {}
+        self._movers = MoverCache()
         self._lock = threading.Lock()
         self._running: dict[int, Future[list[str]]] = {}
         self._recent = RecentKeys(recent_seconds, RECENT_MAX)
@@ -130,7 +129,7 @@ class TransferService:
             cached = self._params_keys.get(id(params))
             if cached is not None and cached[0] is params and cached[1] == params:
                 return cached[2]
-        key = json.dumps(params, sort_keys=True, default=str)
+        key = canonical(params)
         with self._lock:
             if len(self._params_keys) >= 64:  # configs replaced by many reloads
                 self._params_keys.clear()
@@ -144,7 +143,9 @@ class TransferService:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
             try:
-                mover = self._mover(target, params)
+                # a bare path gets the file mover whatever its name looks like
+                mover = self._movers.get(target if "://" in target else "file", params,
+                                         params_key=self._params_key(params))
                 size = os.path.getsize(job.path)
                 delivered.append(mover.put(job.path, target))
             except BaseException:
@@ -166,15 +167,6 @@ class TransferService:
             else:
                 LOG.debug("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed)
         return delivered
-
-    def _mover(self, uri: str, params: dict[str, Any]) -> Mover:
-        cls = default_host().mover_class(uri if "://" in uri else "file")
-        key = (cls, self._params_key(params))
-        with self._lock:
-            mover = self._movers.get(key)
-            if mover is None:
-                mover = self._movers[key] = cls(params)
-            return mover
 
     def in_flight(self) -> int:
         with self._lock:
@@ -201,14 +193,7 @@ class TransferService:
         if not self.wait_idle(timeout):
             LOG.warning("Stopping with %d push(es) still running", self.in_flight())
         self._executor.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            movers = list(self._movers.values())
-            self._movers.clear()
-        for mover in movers:
-            try:
-                mover.close()
-            except Exception as err:  # closing is best effort at shutdown
-                LOG.debug("Closing mover %s: %s", mover, err)
+        self._movers.close_all()
 
 
 def _names(files: Sequence[FileJob]) -> str:
