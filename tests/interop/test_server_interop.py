@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import TrollmovesProcess
+from support.reqrep import answers_ping
 from support.upstream import require_upstream, upstream_process  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
 TOPIC = "/test/data"
-TROLLMOVES = str(Path(sys.executable).parent / "trollmoves")
 
 
-class OurServer:
+class OurServer(TrollmovesProcess):
     """``trollmoves server`` in a subprocess, one chain watching ``inbox`` for ``{name}.dat``."""
 
     def __init__(self, tmp_path: Path, **extra: object) -> None:
@@ -27,40 +27,12 @@ class OurServer:
         self.inbox.mkdir()
         self.port, self.request_port = free_port(), free_port()
         self.request_address = f"127.0.0.1:{self.request_port}"
-        values = {"origin": f"{self.inbox}/{{name}}.dat", "topic": TOPIC, "request_port": self.request_port,
-                  "request_address": "127.0.0.1", "info": "sensor=foo", **extra}
-        config = tmp_path / "server.ini"
-        config.write_text("[chain]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
-        self.log_path = tmp_path / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([TROLLMOVES, "server", "-p", str(self.port), "--bind", "127.0.0.1",
-                                      "--disable-backlog", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
-        assert wait_until(self._answers, timeout=30), self.log()
-
-    def _answers(self) -> bool:
-        import zmq
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://{self.request_address}")
-        try:
-            sock.send_string(Message(TOPIC, "ping").encode())
-            return bool(sock.poll(500)) and Message.decode(sock.recv()).type == "pong"
-        finally:
-            sock.close(0)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+        config = write_ini(tmp_path / "server.ini", {"chain": {
+            "origin": f"{self.inbox}/{{name}}.dat", "topic": TOPIC, "request_port": self.request_port,
+            "request_address": "127.0.0.1", "info": "sensor=foo", **extra}})
+        super().__init__(["server", "-p", self.port, "--bind", "127.0.0.1", "--disable-backlog", config],
+                         tmp_path / "server.log")
+        self.wait_ready(lambda: answers_ping(self.request_address, TOPIC))
 
 
 @pytest.fixture
@@ -77,19 +49,12 @@ def our_server(tmp_path):
         server.stop()
 
 
-def write_file(directory: Path, name: str, data: bytes) -> Path:
-    hidden = directory / f".{name}.part"
-    hidden.write_bytes(data)
-    hidden.rename(directory / name)
-    return directory / name
-
-
 def start_upstream_client(upstream_process, tmp_path: Path, provider: str) -> tuple[BusRecorder, Path]:  # noqa: F811
     out = tmp_path / "out"
     publish_port = free_port()
-    config = tmp_path / "client.ini"
-    config.write_text(f"[test]\nproviders = {provider}\ndestination = file://{out}/\ntopic = {TOPIC}\n"
-                      f"publish_port = {publish_port}\nnameservers = false\n")
+    config = write_ini(tmp_path / "client.ini", {"test": {
+        "providers": provider, "destination": f"file://{out}/", "topic": TOPIC, "publish_port": publish_port,
+        "nameservers": "false"}})
     upstream_process("move_it_client.py", [str(config)])
     return BusRecorder([f"tcp://127.0.0.1:{publish_port}"], [TOPIC]), out
 

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +38,7 @@ import pytest
 from client_support import ClientProcess, client_config
 from reliability_support import server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.processes import LoggedProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,40 +57,17 @@ def contents() -> dict[str, bytes]:
     return {f"f{i:03d}.dat": rng.randbytes(rng.randint(50, 2000)) for i in range(FILES)}
 
 
-class DestinationProcess:
+class DestinationProcess(LoggedProcess):
     """A destination server as a subprocess on a fixed port, SIGKILLed and restarted by the test."""
 
     def __init__(self, name: str, argv: list[str], port: int, log_path: Path, ready: Callable[[], bool],
                  env: dict[str, str] | None = None) -> None:
-        self.name, self.argv, self.port, self.log_path, self.ready = name, argv, port, log_path, ready
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self.proc: subprocess.Popen | None = None
-        self.start()
+        self.name, self.port, self.ready = name, port, ready
+        super().__init__(argv, log_path, env=env)
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env)
-        assert wait_until(lambda: self.proc.poll() is not None or self.ready(), timeout=30, interval=0.05), \
-            self.log()[-2000:]
-        assert self.proc.poll() is None, f"{self.name} exited with {self.proc.returncode}\n{self.log()[-2000:]}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(20)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        super().start()
+        self.wait_ready(self.ready, timeout=30, interval=0.05)
 
 
 def ftp_ready(port: int) -> Callable[[], bool]:

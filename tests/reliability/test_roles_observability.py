@@ -5,8 +5,6 @@ duration; Prometheus metrics; ``trollmoves status CONFIG``; and v1.2 messages on
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,27 +15,21 @@ from client_support import client_config
 from posttroll.message import Message
 from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.processes import TrollmovesProcess
 from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher
 from trollmoves_roles.metrics import endpoint_file, read_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 
 
-class RoleProcess:
+class RoleProcess(TrollmovesProcess):
     """``trollmoves ROLE --log-json --metrics-port 0 ARGS... CONFIG``, its JSON log in a file."""
 
     def __init__(self, role: str, config: Path, log_path: Path, *args: str) -> None:
-        self.role, self.config, self.log_path = role, config, log_path
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen([TROLLMOVES, role, "--log-json", "--metrics-port", "0", *args, str(config)],
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        assert wait_until(lambda: read_endpoint(config) is not None or self.proc.poll() is not None, 30), self.log()
-        assert self.proc.poll() is None, self.log()
+        self.role, self.config = role, config
+        super().__init__([role, "--log-json", "--metrics-port", "0", *args, config], log_path)
+        self.wait_ready(lambda: read_endpoint(config) is not None)
         self.url = str(read_endpoint(config)["url"])
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def entries(self) -> list[dict]:
         """The log's JSON objects (every line must be one)."""
@@ -54,16 +46,6 @@ class RoleProcess:
                                timeout=60)
         assert shown.returncode == 0, shown.stderr
         return shown.stdout.splitlines()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
 
 
 @pytest.fixture

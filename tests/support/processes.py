@@ -4,9 +4,11 @@ and always stopped (SIGTERM, then SIGKILL) at the end."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -85,3 +87,19 @@ class TrollmovesProcess(LoggedProcess):
 
     def __init__(self, args: Sequence[object], log_path: Path, **kwargs: object) -> None:
         super().__init__([TROLLMOVES, *(str(a) for a in args)], log_path, **kwargs)  # type: ignore[arg-type]
+
+
+class ClientProcess(TrollmovesProcess):
+    """``trollmoves client CONFIG -v`` appending to one log across restarts."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.config = config
+        super().__init__(["client", config, "-v"], log_path)
+
+    def delivered(self, pattern: str = r"f\d+\.dat") -> Counter:
+        """Deliveries the client reports (``Delivered`` lines), by uid."""
+        return Counter(re.findall(rf"Delivered ({pattern}) from", self.log()))
+
+    def republished(self, pattern: str = r"f\d+\.dat") -> set[str]:
+        """Files delivered just before a kill whose result message was published again after the restart."""
+        return set(re.findall(rf"Published the result of ({pattern}) delivered before", self.log()))

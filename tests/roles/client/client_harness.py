@@ -15,6 +15,7 @@ from support.bus import BusRecorder, free_port, wait_until
 from support.files import write_file
 from support.ini import write_ini
 from support.processes import TROLLMOVES, TrollmovesProcess  # noqa: F401 - TROLLMOVES re-exported
+from support.processes import ClientProcess as ClientSubprocess
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.process import ClientProcess
 
@@ -43,14 +44,6 @@ class InProcessClient:
         self.process.stop()
         self._thread.join(15)
         assert not self._thread.is_alive()
-
-
-class ClientSubprocess(TrollmovesProcess):
-    """``trollmoves client CONFIG -v`` as a separate process with a log file."""
-
-    def __init__(self, config: Path, log_path: Path) -> None:
-        self.config = config
-        super().__init__(["client", config, "-v"], log_path)
 
 
 class _ServerPeer:

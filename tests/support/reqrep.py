@@ -1,0 +1,49 @@
+"""One request to a role's request port (REQ/REP), as the upstream client sends it."""
+
+from __future__ import annotations
+
+import zmq
+from posttroll.message import Message
+
+
+def request(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0,
+            curve: tuple[bytes, bytes, bytes] | None = None, source: str | None = None) -> Message | None:
+    """Send ``payload`` on a fresh REQ socket to ``address`` (``host:port`` or ``tcp://host:port``);
+    the decoded reply, or None when none came in ``timeout`` s.
+
+    :param curve: (our public, our secret, server public) z85 keys.
+    :param source: connect from this local address (e.g. 127.0.0.2).
+    """
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
+    host_port = address.removeprefix("tcp://")
+    sock.connect(f"tcp://{source}:0;{host_port}" if source else f"tcp://{host_port}")
+    try:
+        if isinstance(payload, Message):
+            sock.send_string(payload.encode())
+        elif isinstance(payload, list):
+            sock.send_multipart(payload)
+        else:
+            sock.send(payload.encode() if isinstance(payload, str) else payload)
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        return Message.decode(sock.recv())
+    finally:
+        sock.close(0)
+
+
+def reply(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0, **kwargs: object
+          ) -> Message:
+    """:func:`request` that raises TimeoutError when no reply comes."""
+    answer = request(address, payload, timeout, **kwargs)  # type: ignore[arg-type]
+    if answer is None:
+        raise TimeoutError(f"no reply from {address} in {timeout} s")
+    return answer
+
+
+def answers_ping(address: str, topic: str = "/test/data", timeout: float = 0.5) -> bool:
+    """True when ``address`` answers a ``ping`` with a ``pong`` within ``timeout`` s."""
+    answer = request(address, Message(topic, "ping"), timeout)
+    return answer is not None and answer.type == "pong"
