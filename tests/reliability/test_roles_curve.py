@@ -40,15 +40,22 @@ def curve_server(tmp_path, dirs, server_process, keys, *, secure_publisher: bool
     return server_process(config, "--disable-backlog", env=env)
 
 
+def curve_client(tmp_path: Path, server, out: Path, secret_key_file: Path, server_public_key_file: Path,
+                 **extra: object) -> tuple[ClientProcess, int]:
+    """``trollmoves client`` of ``server`` with a CURVE key pair; the client and its publish port."""
+    port = free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+        f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=secret_key_file,
+        server_public_key_file=server_public_key_file, **extra)})
+    return ClientProcess(config, tmp_path / "client.log"), port
+
+
 def test_client_moves_files_over_curve_requests_and_a_secure_publisher(tmp_path, dirs, server_process, keys):
     pairs, _ = keys
     origin, out = dirs
     server = curve_server(tmp_path, dirs, server_process, keys, secure_publisher=True)
-    port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
-        f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=pairs["client"][1],
-        server_public_key_file=pairs["server"][0], publisher_public_key_file=pairs["server"][0])})
-    client = ClientProcess(config, tmp_path / "client.log")
+    client, port = curve_client(tmp_path, server, out, pairs["client"][1], pairs["server"][0],
+                                publisher_public_key_file=pairs["server"][0])
     intruder = Subscription([f"tcp://127.0.0.1:{server.pub_port}"], [TOPIC],
                             curve=CurveClient.load(pairs["intruder"][1], pairs["server"][0]))
     results = BusRecorder([f"tcp://127.0.0.1:{port}"], [TOPIC])
@@ -76,12 +83,8 @@ def test_client_with_an_unknown_key_transfers_nothing_and_logs_why(tmp_path, dir
     pairs, _ = keys
     origin, out = dirs
     server = curve_server(tmp_path, dirs, server_process, keys, secure_publisher=False)
-    port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
-        f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=pairs["intruder"][1],
-        server_public_key_file=pairs["server"][0], transfer_req_timeout=0.5, request_attempts=1,
-        give_up_after=0, reconcile_interval=0)})
-    client = ClientProcess(config, tmp_path / "client.log")
+    client, port = curve_client(tmp_path, server, out, pairs["intruder"][1], pairs["server"][0],
+                                transfer_req_timeout=0.5, request_attempts=1, give_up_after=0, reconcile_interval=0)
     failures = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/trollmoves/client/failed"])
     try:
         def refused() -> bool:
