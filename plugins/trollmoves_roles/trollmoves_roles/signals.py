@@ -80,3 +80,26 @@ class Wakeup:
         os.close(self._read)
         os.close(self._write)
         self._read = self._write = -1
+
+
+class StopReload:
+    """A main loop's stop and reload requests, which any thread or signal handler may make.
+
+    Each request sets its flag and wakes :attr:`wakeup`, which the loop waits on; the loop
+    clears ``reload_requested`` when it reloads and closes :attr:`wakeup` when it is done.
+    """
+
+    def __init__(self) -> None:
+        self.wakeup = Wakeup()
+        self.stop_requested = False
+        self.reload_requested = False
+
+    def request_stop(self) -> None:
+        """Make the main loop return."""
+        self.stop_requested = True
+        self.wakeup.wake()
+
+    def request_reload(self) -> None:
+        """Make the main loop reload the configuration soon."""
+        self.reload_requested = True
+        self.wakeup.wake()

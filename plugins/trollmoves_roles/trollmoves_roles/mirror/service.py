@@ -28,7 +28,7 @@ from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import load_mirror_config
 from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
-from trollmoves_roles.signals import Wakeup
+from trollmoves_roles.signals import StopReload
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class MirrorOptions:
     metrics_bind: str = "127.0.0.1"
 
 
-class Mirror:
+class Mirror(StopReload):
     """Everything ``trollmoves mirror CONFIG`` runs."""
 
     def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None) -> None:
@@ -78,9 +78,7 @@ class Mirror:
             raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: "
                               f"{zmq.strerror(err.errno)}") from None
         self.chains: dict[str, MirrorChain] = {}
-        self._wakeup = Wakeup()
-        self._stop_requested = False
-        self._reload_requested = False
+        super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._stamp = signature(self.config_path)
         self._closed = False
         try:
@@ -91,16 +89,6 @@ class Mirror:
             self.close()
             raise
 
-    def request_stop(self) -> None:
-        """Make :meth:`serve` return; callable from any thread or a signal handler."""
-        self._stop_requested = True
-        self._wakeup.wake()
-
-    def request_reload(self) -> None:
-        """Reload the config soon; callable from any thread or a signal handler."""
-        self._reload_requested = True
-        self._wakeup.wake()
-
     def start(self) -> None:
         for chain in self.chains.values():
             chain.start()
@@ -110,11 +98,11 @@ class Mirror:
         """Run until :meth:`request_stop`; return the exit status."""
         next_beat = time.monotonic() + FIRST_HEARTBEAT
         next_check = time.monotonic() + CONFIG_CHECK_INTERVAL
-        while not self._stop_requested:
+        while not self.stop_requested:
             timeout = max(0.0, min(next_beat, next_check if self.options.watch_config else next_beat)
                           - time.monotonic())
-            self._wakeup.wait(timeout)
-            if self._stop_requested:
+            self.wakeup.wait(timeout)
+            if self.stop_requested:
                 break
             now = time.monotonic()
             if self.options.watch_config and now >= next_check:
@@ -122,9 +110,9 @@ class Mirror:
                 stamp = signature(self.config_path)
                 if stamp is not None and stamp != self._stamp:
                     LOG.info("%s changed on disk, reloading", self.config_path)
-                    self._reload_requested = True
-            if self._reload_requested:
-                self._reload_requested = False
+                    self.reload_requested = True
+            if self.reload_requested:
+                self.reload_requested = False
                 self._stamp = signature(self.config_path)
                 self.reload()
             if time.monotonic() >= next_beat:
@@ -174,5 +162,5 @@ class Mirror:
         self.transfers.close(self.options.drain_timeout)
         self.publisher.stop()
         self.metrics_endpoint.stop()
-        self._wakeup.close()
+        self.wakeup.close()
         LOG.info("Mirror stopped")

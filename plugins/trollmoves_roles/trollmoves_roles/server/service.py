@@ -32,7 +32,7 @@ from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
 from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
-from trollmoves_roles.signals import Wakeup
+from trollmoves_roles.signals import StopReload
 
 LOG = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Chain:
             self.requests.stop(drain_timeout)
 
 
-class Server:
+class Server(StopReload):
     """Everything ``trollmoves server CONFIG`` runs."""
 
     def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None) -> None:
@@ -174,9 +174,7 @@ class Server:
             raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
         self.announcements = HeldPublisher(self.publisher, self.options.announce_delay)
         self.chains: dict[str, Chain] = {}
-        self._wakeup = Wakeup()
-        self._stop_requested = False
-        self._reload_requested = False
+        super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._config_watcher: Watcher | None = None
         self._closed = False
         self._last_check = time.time()
@@ -209,16 +207,6 @@ class Server:
         """The metrics HTTP server (None without ``metrics_port``)."""
         return self.metrics_endpoint.server
 
-    # -- control, callable from any thread or a signal handler ---------------------------
-
-    def request_stop(self) -> None:
-        self._stop_requested = True
-        self._wakeup.wake()
-
-    def request_reload(self) -> None:
-        self._reload_requested = True
-        self._wakeup.wake()
-
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -235,16 +223,16 @@ class Server:
         next_check = time.monotonic() + self.options.chain_check_interval
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL
         status = 0
-        while not self._stop_requested:
+        while not self.stop_requested:
             # a hair past the deadline, so the publisher's own rate limit lets the beat through
             due = min(next_check, next_beat, self.announcements.opens_at or next_beat)
-            self._wakeup.wait(max(0.0, due - time.monotonic() + 0.01))
-            if self._stop_requested:
+            self.wakeup.wait(max(0.0, due - time.monotonic() + 0.01))
+            if self.stop_requested:
                 break
             if self.announcements.opens_at is not None and time.monotonic() >= self.announcements.opens_at:
                 self.announcements.open()
-            if self._reload_requested:
-                self._reload_requested = False
+            if self.reload_requested:
+                self.reload_requested = False
                 self.reload()
             if time.monotonic() >= next_beat:
                 self.publisher.heartbeat(HEARTBEAT_INTERVAL)
@@ -278,7 +266,7 @@ class Server:
         self.publisher.stop()
         self.metrics_endpoint.stop()
         self._close_journal()
-        self._wakeup.close()
+        self.wakeup.close()
         LOG.info("Server stopped")
 
     def reload(self) -> bool:
