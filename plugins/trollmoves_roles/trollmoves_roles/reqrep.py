@@ -42,6 +42,32 @@ def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     return frames[:1], frames[1:]
 
 
+def read_request(frames: list[bytes]) -> tuple[list[bytes], Message | str]:
+    """The routing envelope of a received request and the request, or why it cannot be read."""
+    envelope, body = split_envelope(frames)
+    if len(body) != 1:
+        return envelope, f"expected one message frame, got {len(body)}"
+    try:
+        return envelope, Message.decode(body[0])
+    except Exception as err:  # anything undecodable gets an answer, never silence
+        return envelope, f"invalid request: {one_line(err)}"
+
+
+def answer(request: Message, station: str | None, *, info: Callable[[Message], Message],
+           ack: Callable[[Message], Message]) -> Message:
+    """The reply to any request but ``push``: ``pong`` with ``station``, ``info``, ``ack``, else ``unknown``.
+
+    Raises BadRequest for a request that cannot be served.
+    """
+    if request.type == "ping":
+        return reply(request, "pong", {"station": station})
+    if request.type == "ack":
+        return ack(request)
+    if request.type == "info":
+        return info(request)
+    return reply(request, "unknown")
+
+
 def request_dict(request: Message) -> dict[str, Any]:
     """The request's data, which must be a JSON object."""
     if not isinstance(request.data, dict):

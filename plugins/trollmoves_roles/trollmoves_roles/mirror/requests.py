@@ -39,7 +39,7 @@ from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
-from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, split_envelope
+from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address
 from trollmoves_roles.server.transfer import FileJob, TransferService, strip_credentials
 
 LOG = logging.getLogger(__name__)
@@ -122,27 +122,15 @@ class RequestSocket:
         self._send(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
 
     def _handle(self, frames: list[bytes]) -> None:
-        envelope, body = split_envelope(frames)
-        if len(body) != 1:
-            self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
-            return
-        try:
-            request = Message.decode(body[0])
-        except Exception as err:  # anything undecodable gets an answer, never silence
-            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {one_line(err)}")
+        envelope, request = reqrep.read_request(frames)
+        if isinstance(request, str):
+            self._reject(envelope, ERROR_SUBJECT, request)
             return
         try:
             if request.type == "push":
                 self._push(envelope, request)
                 return
-            if request.type == "ping":
-                reply = reqrep.reply(request, "pong", {"station": self.config.station})
-            elif request.type == "ack":
-                reply = reqrep.ack_reply(request)
-            elif request.type == "info":
-                reply = self._info(request)
-            else:
-                reply = reqrep.reply(request, "unknown")
+            reply = reqrep.answer(request, self.config.station, info=self._info, ack=reqrep.ack_reply)
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err))
             return

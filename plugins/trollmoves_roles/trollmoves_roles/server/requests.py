@@ -29,7 +29,7 @@ from trollmoves_roles import reqrep, security
 from trollmoves_roles.bus import MESSAGE_VERSION
 from trollmoves_roles.metrics import RoleMetrics
 from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, request_dict, split_envelope
+from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, request_dict
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
@@ -167,27 +167,15 @@ class RequestServer:
     # -- request handling ------------------------------------------------------------
 
     def _handle(self, frames: list[bytes], peer: str = "?") -> None:
-        envelope, body = split_envelope(frames)
-        if len(body) != 1:
-            self._reject(envelope, ERROR_SUBJECT, f"expected one message frame, got {len(body)}")
-            return
-        try:
-            request = Message.decode(body[0])
-        except Exception as err:  # anything undecodable gets an answer, never silence
-            self._reject(envelope, ERROR_SUBJECT, f"invalid request: {one_line(err)}", peer)
+        envelope, request = reqrep.read_request(frames)
+        if isinstance(request, str):
+            self._reject(envelope, ERROR_SUBJECT, request, peer)
             return
         try:
             if request.type == "push":
                 self._push(envelope, request, peer)
                 return
-            if request.type == "ping":
-                reply = reqrep.reply(request, "pong", {"station": self.chain.station})
-            elif request.type == "ack":
-                reply = self._ack(request)
-            elif request.type == "info":
-                reply = self._info(request)
-            else:
-                reply = reqrep.reply(request, "unknown")
+            reply = reqrep.answer(request, self.chain.station, info=self._info, ack=self._ack)
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err), peer)
             return
