@@ -21,12 +21,10 @@ class MirrorRole(Role):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         from trollmoves_roles.metrics import add_metrics_arguments
+        from trollmoves_roles.server.role import add_publisher_arguments
 
         parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
-        parser.add_argument("-p", "--port", type=int, default=9010,
-                            help="port to publish announcements and heartbeats on (default: 9010)")
-        parser.add_argument("--bind", default="*", metavar="ADDRESS",
-                            help="address the publisher and request sockets bind to (default: * = all)")
+        add_publisher_arguments(parser)
         add_metrics_arguments(parser)
 
     @classmethod

@@ -24,10 +24,7 @@ class ServerRole(Role):
         from trollmoves_roles.metrics import add_metrics_arguments
 
         parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
-        parser.add_argument("-p", "--port", type=int, default=9010,
-                            help="port to publish announcements and heartbeats on (default: 9010)")
-        parser.add_argument("--bind", default="*", metavar="ADDRESS",
-                            help="address the publisher and request sockets bind to (default: * = all)")
+        add_publisher_arguments(parser)
         parser.add_argument("--disable-backlog", action="store_true",
                             help="do not announce files already present at start or reload")
         parser.add_argument("--announce-delay", type=float, default=1.0, metavar="SECONDS",
@@ -78,3 +75,10 @@ class ServerRole(Role):
             server.close()
             restore()
 
+
+def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-p/--port`` and ``--bind``, as the server and the mirror spell them."""
+    parser.add_argument("-p", "--port", type=int, default=9010,
+                        help="port to publish announcements and heartbeats on (default: 9010)")
+    parser.add_argument("--bind", default="*", metavar="ADDRESS",
+                        help="address the publisher and request sockets bind to (default: * = all)")
