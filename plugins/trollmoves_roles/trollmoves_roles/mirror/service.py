@@ -27,7 +27,8 @@ from trollmoves_roles.configwatch import signature
 from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import load_mirror_config
-from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
+from trollmoves_roles.server.service import ProcessOptions
+from trollmoves_roles.server.transfer import TransferService
 from trollmoves_roles.signals import StopReload
 
 LOG = logging.getLogger(__name__)
@@ -46,17 +47,8 @@ REBIND_SECONDS = 5.0
 
 
 @dataclass
-class MirrorOptions:
-    """Command-line settings."""
-
-    port: int = 9010
-    bind: str = "*"
-    workers: int = DEFAULT_WORKERS
-    drain_timeout: float = 30.0
-    watch_config: bool = True
-    metrics_port: int | None = None
-    """Serve Prometheus metrics on this port (None: no endpoint; 0: any free port)."""
-    metrics_bind: str = "127.0.0.1"
+class MirrorOptions(ProcessOptions):
+    """Command-line settings (the server's, without its watching and state options)."""
 
 
 class Mirror(StopReload):

@@ -53,11 +53,23 @@ class ChainRecoveryError(RuntimeError):
 
 
 @dataclass
-class ServerOptions:
-    """Command-line settings (upstream flags plus ours)."""
+class ProcessOptions:
+    """The command-line settings of a process that publishes and serves requests (server, mirror)."""
 
     port: int = 9010
     bind: str = "*"
+    workers: int = DEFAULT_WORKERS
+    drain_timeout: float = 30.0
+    watch_config: bool = True
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
+    metrics_bind: str = "127.0.0.1"
+
+
+@dataclass
+class ServerOptions(ProcessOptions):
+    """Command-line settings (upstream flags plus ours)."""
+
     backlog: bool = True
     announce_delay: float = 0.0
     """At process start, hold announcements this long, so subscribers that were connected before
@@ -65,14 +77,8 @@ class ServerOptions:
     watcher: str = "watchdog"
     chain_check_interval: float = 30.0
     max_notifier_restarts: int = 10
-    workers: int = DEFAULT_WORKERS
-    drain_timeout: float = 30.0
-    watch_config: bool = True
     state_directory: str | None = None
     """Keep the announced-files record in a journal there (None: in memory only)."""
-    metrics_port: int | None = None
-    """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
-    metrics_bind: str = "127.0.0.1"
 
 
 def state_file(state_directory: str | os.PathLike[str], config_path: str | os.PathLike[str]) -> Path:
