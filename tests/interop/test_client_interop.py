@@ -6,7 +6,6 @@ import io
 import os
 import tarfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from posttroll.message import Message
@@ -18,6 +17,8 @@ from roles.client.client_harness import (
     client_section,
     prime,
     results,
+    start_client,
+    write_all,
     write_file,
     write_ini,
 )
@@ -36,22 +37,12 @@ def server(upstream_process, tmp_path):  # noqa: F811 - fixture use
     return UpstreamServer(upstream_process, tmp_path / "srv")
 
 
-def start_client(tmp_path: Path, providers: str, **extra: object) -> tuple[InProcessClient, BusRecorder, Path, int]:
-    out = tmp_path / "out"
-    port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_section(providers, f"{out}/", port, **extra)})
-    client = InProcessClient(config)
-    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"])
-    return client, recorder, out, port
-
-
 def test_moves_files_end_to_end_and_publishes_push_ack_file(server, tmp_path):
-    client, recorder, out, _ = start_client(tmp_path, server.provider)
+    client, recorder, out = start_client(tmp_path, server.provider)
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
         contents = {f"f{i}.dat": payload(i) for i in range(5)}
-        for name, content in contents.items():
-            write_file(server.inbox, name, content)
+        write_all(contents, server.inbox)
         assert len(recorder.wait_for(lambda m: m in results(recorder), count=5, timeout=30)) == 5
     finally:
         client.stop()
@@ -75,7 +66,7 @@ def test_moves_files_end_to_end_and_publishes_push_ack_file(server, tmp_path):
 
 def test_login_never_published_but_sent(server, tmp_path):
     """The push published on the bus has no credentials; the server still gets the request."""
-    client, recorder, out, _ = start_client(tmp_path, server.provider, login="bob:s3cret")
+    client, recorder, out = start_client(tmp_path, server.provider, login="bob:s3cret")
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
         write_file(server.inbox, "f1.dat", b"one")
@@ -92,13 +83,11 @@ def test_two_servers_same_file_fetched_once_and_other_server_acked(upstream_proc
     # got an ack for: the loser's copy disappears only if our client acked it.
     servers = [UpstreamServer(upstream_process, tmp_path / name, extra={"delete": "True", "remove_delay": "0"})
                for name in ("a", "b")]
-    client, recorder, out, _ = start_client(tmp_path, " ".join(s.provider for s in servers))
+    client, recorder, out = start_client(tmp_path, " ".join(s.provider for s in servers))
     try:
         prime(lambda name: write_file(servers[0].inbox, f"{name}.dat", b"probe"), recorder)
         contents = {f"f{i}.dat": payload(i) for i in range(10)}
-        for name, content in contents.items():
-            for server in servers:
-                write_file(server.inbox, name, content)
+        write_all(contents, *(server.inbox for server in servers))
         assert len(recorder.wait_for(lambda m: m in results(recorder), count=10, timeout=30)) == 10
         assert wait_until(lambda: not any((s.inbox / n).exists() for s in servers for n in contents), 30), \
             [str(p) for s in servers for p in s.inbox.iterdir()]
@@ -115,12 +104,11 @@ def test_two_servers_same_file_fetched_once_and_other_server_acked(upstream_proc
 
 
 def test_burst_of_200_delivered_exactly_once(server, tmp_path):
-    client, recorder, out, _ = start_client(tmp_path, server.provider, max_requests_in_flight=8)
+    client, recorder, out = start_client(tmp_path, server.provider, max_requests_in_flight=8)
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
         contents = {f"f{i:03d}.dat": payload(i % 7) for i in range(200)}
-        for name, content in contents.items():
-            write_file(server.inbox, name, content)
+        write_all(contents, server.inbox)
         recorder.wait_for(lambda m: m in results(recorder), count=200, timeout=90)
     finally:
         client.stop()
@@ -134,7 +122,7 @@ def test_burst_of_200_delivered_exactly_once(server, tmp_path):
 def test_per_provider_topic(upstream_process, tmp_path):  # noqa: F811
     main = UpstreamServer(upstream_process, tmp_path / "a")
     other = UpstreamServer(upstream_process, tmp_path / "b", topic="/other/data")
-    client, recorder, out, _ = start_client(tmp_path, f"{main.provider} {other.provider}/other/data")
+    client, recorder, out = start_client(tmp_path, f"{main.provider} {other.provider}/other/data")
     recorder_other = BusRecorder([f"tcp://127.0.0.1:{client.chain('test').publisher.port}"], ["/other/"])
     try:
         prime(lambda name: write_file(main.inbox, f"{name}.dat", b"probe"), recorder)
@@ -211,7 +199,7 @@ def test_dataset_from_upstream_listen_server(upstream_process, tmp_path):  # noq
     for name, content in contents.items():
         (inbox / name).write_bytes(content)
     dataset = {"name": "ds", "dataset": [{"uri": str(inbox / name), "uid": name} for name in contents]}
-    client, recorder, out, _ = start_client(tmp_path, server.provider)
+    client, recorder, out = start_client(tmp_path, server.provider)
     try:
         def delivered() -> bool:
             source.send(Message("/in/data", "dataset", dataset))  # until the server's subscription is up
@@ -231,7 +219,7 @@ def test_dataset_from_upstream_listen_server(upstream_process, tmp_path):  # noq
 def test_client_side_tar_unpacking(upstream_process, tmp_path):  # noqa: F811
     root = tmp_path / "tsrv"
     server = UpstreamServer(upstream_process, root, origin=f"{root}/in/{{name}}.tar")
-    client, recorder, out, _ = start_client(tmp_path, server.provider, compression="tar")
+    client, recorder, out = start_client(tmp_path, server.provider, compression="tar")
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.tar", tar_bytes({f"{name}.txt": b"p"})), recorder)
         write_file(server.inbox, "t1.tar", tar_bytes({"m1.txt": b"one", "m2.txt": b"two"}))

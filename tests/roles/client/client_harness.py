@@ -28,6 +28,21 @@ def client_section(providers: str, destination: str | Path, publish_port: int, *
     return section
 
 
+def start_client(tmp_path: Path, providers: str, **extra: object) -> tuple[InProcessClient, BusRecorder, Path]:
+    """Our client in-process with one chain ``test`` of ``providers`` into ``<tmp_path>/out``; the
+    client, a recorder of what it publishes, the output directory."""
+    out, port = tmp_path / "out", free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(providers, f"{out}/", port, **extra)})
+    return InProcessClient(config), BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"]), out
+
+
+def write_all(contents: Mapping[str, bytes], *inboxes: Path) -> None:
+    """Write each of ``contents`` (name -> bytes) into every inbox, as a producer does."""
+    for name, content in contents.items():
+        for inbox in inboxes:
+            write_file(inbox, name, content)
+
+
 class InProcessClient:
     """Our client's ClientProcess running in a thread (no signals), stopped with :meth:`stop`."""
 

@@ -9,15 +9,14 @@ from collections import Counter
 import pytest
 from client_harness import (
     HotSparePair,
-    InProcessClient,
     OurServer,
-    client_section,
     prime,
     results,
+    start_client,
+    write_all,
     write_file,
 )
-from client_harness import write_ini as write_config
-from support.bus import BusRecorder, free_port, wait_until
+from support.bus import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,20 +38,13 @@ def payload(i: int) -> bytes:
     return os.urandom(32) + f"payload {i}\n".encode() * (i % 9 + 1)
 
 
-def start_client(tmp_path, providers: str, **extra: object):
-    out, port = tmp_path / "out", free_port()
-    config = write_config(tmp_path / "client.ini", {"test": client_section(providers, f"{out}/", port, **extra)})
-    return InProcessClient(config), BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"]), out
-
-
 def test_files_moved_end_to_end_in_order_push_ack_file(servers, tmp_path):
     server = servers("srv")
     client, recorder, out = start_client(tmp_path, server.provider)
     contents = {f"f{i}.dat": payload(i) for i in range(20)}
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
-        for name, content in contents.items():
-            write_file(server.inbox, name, content)
+        write_all(contents, server.inbox)
         assert len(recorder.wait_for(lambda m: m in results(recorder), count=20, timeout=30)) == 20
     finally:
         client.stop()
@@ -70,8 +62,7 @@ def test_burst_of_200_exactly_once(servers, tmp_path):
     contents = {f"f{i:03d}.dat": payload(i) for i in range(200)}
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
-        for name, content in contents.items():
-            write_file(server.inbox, name, content)
+        write_all(contents, server.inbox)
         wait_until(lambda: len(results(recorder)) >= 200, timeout=90)
     finally:
         client.stop()
@@ -87,9 +78,7 @@ def test_same_file_from_two_servers_fetched_once_other_acked(servers, tmp_path):
     contents = {f"f{i}.dat": payload(i) for i in range(10)}
     try:
         prime(lambda name: write_file(pair[0].inbox, f"{name}.dat", b"probe"), recorder)
-        for name, content in contents.items():
-            for server in pair:
-                write_file(server.inbox, name, content)
+        write_all(contents, *(server.inbox for server in pair))
         wait_until(lambda: len(results(recorder)) >= 10, timeout=30)
         assert wait_until(lambda: not any((s.inbox / n).exists() for s in pair for n in contents), 30)
     finally:
