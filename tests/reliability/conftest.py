@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 from reliability_support import ServerProcess
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    """An origin and an output directory."""
-    origin, out = tmp_path / "in", tmp_path / "out"
-    origin.mkdir()
-    out.mkdir()
-    return origin, out
+from support.fixtures import dirs  # noqa: F401 - fixture
 
 
 @pytest.fixture
