@@ -26,8 +26,8 @@ from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
 from trollmoves_roles.configwatch import signature
 from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
-from trollmoves_roles.mirror.config import load_mirror_config
-from trollmoves_roles.server.service import ProcessOptions
+from trollmoves_roles.mirror.config import MirrorConfig, load_mirror_config
+from trollmoves_roles.server.service import ProcessOptions, reload_chains
 from trollmoves_roles.server.transfer import TransferService
 from trollmoves_roles.signals import StopReload
 
@@ -119,37 +119,28 @@ class Mirror(StopReload):
         except ConfigError as err:
             LOG.error("Config reload rejected, keeping the running config: %s", err)
             return False
-        changed = [name for name, chain in self.chains.items() if configs.get(name) != chain.config]
-        added = [name for name in configs if name not in self.chains]
-        if not changed and not added:
-            LOG.info("Config reloaded: no section changed")
-            return True
-        for name in changed:
-            LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
-            self.chains[name].begin_stop(self.options.drain_timeout)
-        for name in changed:
-            self.chains.pop(name).join(self.options.drain_timeout)
-        for name in [n for n in changed if n in configs] + added:
-            try:
-                chain = MirrorChain(configs[name], publisher=self.publisher, transfers=self.transfers,
-                                    bind=self.options.bind, bind_retry=REBIND_SECONDS, metrics=self.metrics)
-            except ConfigError as err:
-                LOG.error("[%s] cannot start: %s", name, err)
-                continue
-            self.chains[name] = chain.start()
+
+        def start(config: MirrorConfig) -> MirrorChain:
+            return MirrorChain(config, publisher=self.publisher, transfers=self.transfers, bind=self.options.bind,
+                               bind_retry=REBIND_SECONDS, metrics=self.metrics).start()
+
+        reload_chains(self.chains, configs, stop=self._stop_chains, start=start, noun="section")
         self.configs = configs
-        LOG.info("Config reloaded: %d section(s) running", len(self.chains))
         return True
+
+    def _stop_chains(self, chains: list[MirrorChain]) -> None:
+        """Stop ``chains`` together, letting their pending pushes finish (bounded)."""
+        for chain in chains:
+            chain.begin_stop(self.options.drain_timeout)
+        for chain in chains:
+            chain.join(self.options.drain_timeout)
 
     def close(self) -> None:
         """Stop the chains (letting pending pushes finish, bounded), then the pool and publisher."""
         if self._closed:
             return
         self._closed = True
-        for chain in self.chains.values():
-            chain.begin_stop(self.options.drain_timeout)
-        for chain in self.chains.values():
-            chain.join(self.options.drain_timeout)
+        self._stop_chains(list(self.chains.values()))
         self.chains.clear()
         self.transfers.close(self.options.drain_timeout)
         self.publisher.stop()

@@ -13,8 +13,10 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 from posttroll.message import Message
@@ -190,7 +192,6 @@ class Server(StopReload):
         except BaseException:
             self.close()
             raise
-        self._configs = configs
 
     def _open_journal(self, directory: str) -> Journal:
         path = state_file(directory, self.config_path)
@@ -289,24 +290,17 @@ class Server(StopReload):
             # most likely a file caught mid-write or emptied by mistake: stopping everything is never right
             LOG.error("Config reload rejected, keeping the running config: %s defines no chain", self.config_path)
             return False
-        changed = [n for n in self.chains if configs.get(n) != self.chains[n].config]
-        added = [n for n in configs if n not in self.chains]
-        if not changed and not added:
-            LOG.info("Config reloaded: no chain changed")
-            return True
-        for name in changed:
-            LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
-            self.chains.pop(name).stop(self.options.drain_timeout)
-        for name in [n for n in changed if n in configs] + added:
-            try:
-                chain = Chain(configs[name], self, bind_retry=REBIND_SECONDS)
-            except ConfigError as err:
-                LOG.error("[%s] cannot start: %s", name, err)
-                continue
+
+        def stop(chains: list[Chain]) -> None:
+            for chain in chains:
+                chain.stop(self.options.drain_timeout)
+
+        def start(config: ChainConfig) -> Chain:
+            chain = Chain(config, self, bind_retry=REBIND_SECONDS)
             chain.start(self.options.backlog)
-            self.chains[name] = chain
-        self._configs = configs
-        LOG.info("Config reloaded: %d chain(s) running", len(self.chains))
+            return chain
+
+        reload_chains(self.chains, configs, stop=stop, start=start)
         return True
 
     def check_chains(self) -> None:
@@ -346,6 +340,30 @@ class Server(StopReload):
         except (OSError, RuntimeError) as err:
             LOG.warning("Not watching %s for changes: %s (SIGHUP still reloads)", self.config_path, err)
             self._config_watcher = None
+
+
+def reload_chains(chains: dict[str, Any], configs: Mapping[str, Any], *, stop: Callable[[list[Any]], None],
+                  start: Callable[[Any], Any], noun: str = "chain") -> None:
+    """Make ``chains`` (name → a running chain with a ``config``) run ``configs`` (name → config).
+
+    The chains whose config changed or went are taken out and given to ``stop``; then a chain
+    is made and started by ``start(config)`` for each changed or new config. One that cannot
+    start (ConfigError) is logged and left out; the others run. ``noun`` names a chain in the log.
+    """
+    changed = [name for name, chain in chains.items() if configs.get(name) != chain.config]
+    added = [name for name in configs if name not in chains]
+    if not changed and not added:
+        LOG.info("Config reloaded: no %s changed", noun)
+        return
+    for name in changed:
+        LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
+    stop([chains.pop(name) for name in changed])
+    for name in [n for n in changed if n in configs] + added:
+        try:
+            chains[name] = start(configs[name])
+        except ConfigError as err:
+            LOG.error("[%s] cannot start: %s", name, err)
+    LOG.info("Config reloaded: %d %s(s) running", len(chains), noun)
 
 
 def own_ip() -> str:
