@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import subprocess
 import threading
 import time
 from collections import Counter
 
 import pytest
-from reliability_support import TROLLMOVES, server_section, sha256, write_file, write_ini
+from reliability_support import server_section, sha256, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.processes import TrollmovesProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,9 +42,7 @@ def test_server_kill_9_mid_stream_every_file_once_none_partial(tmp_path, dirs, s
         "providers": f"127.0.0.1:{server.pub_port}", "destination": f"file://{out}/", "topic": "/test/data",
         "publish_port": client_port, "nameservers": "false", "bind_address": "127.0.0.1",
         "transfer_req_timeout": 2, "request_attempts": 6, "max_requests_in_flight": 8}})
-    client_log = open(tmp_path / "client.log", "wb")  # noqa: SIM115 - closed below
-    client = subprocess.Popen([TROLLMOVES, "client", str(client_config)], stdout=client_log,
-                              stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=tmp_path)
+    client = TrollmovesProcess(["client", client_config], tmp_path / "client.log", cwd=tmp_path)
     recorder = BusRecorder([f"tcp://127.0.0.1:{client_port}"], ["/test/data"])
     files = contents()
     names = list(files)
@@ -56,7 +53,7 @@ def test_server_kill_9_mid_stream_every_file_once_none_partial(tmp_path, dirs, s
             write_file(origin, f"probe{time.monotonic_ns()}.dat", b"probe")
             return bool(recorder.wait_for(lambda m: m.type == "file" and "origin" in m.data, timeout=1.0))
 
-        assert wait_until(probe_delivered, timeout=30, interval=0), (tmp_path / "client.log").read_text()
+        assert wait_until(probe_delivered, timeout=30, interval=0), client.log()
 
         def produce() -> None:
             for name in names:
@@ -74,14 +71,12 @@ def test_server_kill_9_mid_stream_every_file_once_none_partial(tmp_path, dirs, s
         stats["downtime_s"] = round(time.monotonic() - started, 2)
         producer.join(60)
         assert wait_until(lambda: len({u for u in delivered(recorder) if u.startswith("f")}) >= FILES, timeout=90), \
-            f"{len(set(delivered(recorder)))} delivered\n" + (tmp_path / "client.log").read_text()[-3000:]
+            f"{len(set(delivered(recorder)))} delivered\n" + client.log()[-3000:]
         stats["seconds"] = round(time.monotonic() - started, 2)
         time.sleep(1.0)  # late duplicates would show up now
     finally:
         recorder.close()
-        client.terminate()
-        client.wait(20)
-        client_log.close()
+        client.stop()
 
     counts = Counter(u for u in delivered(recorder) if u.startswith("f"))
     assert set(counts) == set(names)
