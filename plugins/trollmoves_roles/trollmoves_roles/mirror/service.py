@@ -19,15 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import zmq
-
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.bus import HEARTBEAT_INTERVAL
 from trollmoves_roles.configwatch import signature
 from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import MirrorConfig, load_mirror_config
-from trollmoves_roles.server.service import ProcessOptions, reload_chains
+from trollmoves_roles.server.service import ProcessOptions, open_publisher, reload_chains
 from trollmoves_roles.server.transfer import TransferService
 from trollmoves_roles.signals import StopReload
 
@@ -63,12 +61,11 @@ class Mirror(StopReload):
                                                 self.options.metrics_bind)
         self.transfers = TransferService(self.options.workers, metrics=self.metrics, log_transfers=False)
         try:
-            self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
-        except zmq.ZMQError as err:
+            self.publisher = open_publisher(self.options, PUBLISHER_NAME)
+        except ConfigError:
             self.transfers.close(0)
             self.metrics_endpoint.stop()
-            raise ConfigError(f"cannot publish on tcp://{self.options.bind}:{self.options.port}: "
-                              f"{zmq.strerror(err.errno)}") from None
+            raise
         self.chains: dict[str, MirrorChain] = {}
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._stamp = signature(self.config_path)

@@ -172,14 +172,13 @@ class Server(StopReload):
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, metrics=self.metrics)
         try:
-            self.publisher = BusPublisher(self.options.port, bind=self.options.bind, name=PUBLISHER_NAME)
-        except zmq.ZMQError as err:
+            self.publisher = open_publisher(self.options, PUBLISHER_NAME)
+        except ConfigError:
             self.transfers.close(0)
             self.deleter.stop()
             self._close_journal()
             self.metrics_endpoint.stop()
-            address = f"tcp://{self.options.bind}:{self.options.port}"
-            raise ConfigError(f"cannot publish on {address}: {zmq.strerror(err.errno)}") from None
+            raise
         self.announcements = HeldPublisher(self.publisher, self.options.announce_delay)
         self.chains: dict[str, Chain] = {}
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
@@ -340,6 +339,15 @@ class Server(StopReload):
         except (OSError, RuntimeError) as err:
             LOG.warning("Not watching %s for changes: %s (SIGHUP still reloads)", self.config_path, err)
             self._config_watcher = None
+
+
+def open_publisher(options: ProcessOptions, name: str) -> BusPublisher:
+    """The process's publisher on ``options.port``; a ConfigError names the address it cannot bind."""
+    try:
+        return BusPublisher(options.port, bind=options.bind, name=name)
+    except zmq.ZMQError as err:
+        raise ConfigError(f"cannot publish on tcp://{options.bind}:{options.port}: "
+                          f"{zmq.strerror(err.errno)}") from None
 
 
 def reload_chains(chains: dict[str, Any], configs: Mapping[str, Any], *, stop: Callable[[list[Any]], None],
