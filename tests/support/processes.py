@@ -21,19 +21,18 @@ TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 class LoggedProcess:
     """``argv`` run with stdout and stderr appended to ``log_path`` (one log across restarts).
 
-    Started at construction unless ``start=False``; :meth:`start` again after :meth:`kill` or
-    :meth:`stop` to restart it. ``PYTHONUNBUFFERED=1`` keeps the log current.
+    Started at construction; :meth:`start` again after :meth:`kill` or :meth:`stop` to restart it.
+    ``PYTHONUNBUFFERED=1`` keeps the log current.
     """
 
-    def __init__(self, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, start: bool = True) -> None:
+    def __init__(self, argv: Sequence[object], log_path: Path, *, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.argv, self.log_path, self.cwd = [str(a) for a in argv], log_path, cwd
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc: subprocess.Popen | None = None
         self.log_offset = 0
         """Where the log of the current run begins."""
-        if start:
-            self.start()
+        self.start()
 
     def start(self) -> None:
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -47,7 +46,9 @@ class LoggedProcess:
 
     def run_log(self) -> str:
         """The log of the current run only."""
-        return self.log()[self.log_offset:]
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -68,10 +69,9 @@ class LoggedProcess:
         self.proc.send_signal(sig)
         return self.proc.wait(20)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM, SIGKILL after ``timeout`` s; the exit status (None when never started)."""
-        if self.proc is None:
-            return None
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, SIGKILL after ``timeout`` s; the exit status."""
+        assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -85,8 +85,9 @@ class LoggedProcess:
 class TrollmovesProcess(LoggedProcess):
     """``trollmoves ARGS...`` (a role) as a :class:`LoggedProcess`."""
 
-    def __init__(self, args: Sequence[object], log_path: Path, **kwargs: object) -> None:
-        super().__init__([TROLLMOVES, *(str(a) for a in args)], log_path, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, args: Sequence[object], log_path: Path, *, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        super().__init__([TROLLMOVES, *args], log_path, env=env, cwd=cwd)
 
 
 class ClientProcess(TrollmovesProcess):

@@ -28,7 +28,7 @@ class UpstreamProcess(LoggedProcess):
         bin_dir = require_upstream()
         super().__init__([str(bin_dir / "python"), str(bin_dir / script), *args], log_path)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = 10.0) -> int:
         return super().stop(timeout)
 
 
