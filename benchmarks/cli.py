@@ -40,7 +40,8 @@ DESCRIPTIONS = {
             "`.ssh/known_hosts` knows the sshd), "
             "against the OpenSSH `scp` client with the same key; best of the runs compared.",
     "fanin": "Several servers, one client; the files per server are renamed into their watched dirs at once.",
-    "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end), growth = "
+    "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end; read 3 s after "
+                 "each round's files are deleted, once both implementations have handled the deletions), growth = "
                  "end/start - 1 (and end/after-round-1 - 1, which leaves out the one-time warm-up of the first "
                  "burst: threads, sockets, caches); then idle CPU (utime+stime) over an idle window, in % of one core.",
 }

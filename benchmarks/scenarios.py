@@ -277,6 +277,11 @@ def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], r
 
 # --- 5. memory and CPU -------------------------------------------------------------------------------
 
+SETTLE_SECONDS = 3.0
+"""Wait after a round's files are deleted before reading RSS: both implementations are still
+handling the deletion events (watchdog holds inotify events 0.5 s to pair renames) and any
+idle-time cleanup; the unsettled readings are kept in the JSON too."""
+
 def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
     """RSS at start and after repeated bursts; idle CPU afterwards."""
     with Setup(impl, workdir) as setup:
@@ -286,7 +291,7 @@ def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
         assert client is not None
         rss_start = (server.rss_kib(), client.rss_kib())
         deadline = time.monotonic() + params.budget
-        rounds, lost, dup, rss_rounds, last_round = 0, 0, 0, [], 0.0
+        rounds, lost, dup, rss_rounds, rss_immediate, last_round = 0, 0, 0, [], [], 0.0
         for r in range(params.resource_rounds):
             if time.monotonic() + last_round > deadline:
                 break
@@ -296,8 +301,10 @@ def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
             rounds += 1
             lost += result["lost"]
             dup += result["dup"]
-            rss_rounds.append((server.rss_kib(), client.rss_kib()))
             setup.clear()
+            rss_immediate.append((server.rss_kib(), client.rss_kib()))
+            time.sleep(SETTLE_SECONDS)
+            rss_rounds.append((server.rss_kib(), client.rss_kib()))
         rss_end = rss_rounds[-1] if rss_rounds else rss_start
         time.sleep(2.0)  # let deletions settle before the idle window
         cpu_before = (server.cpu_seconds(), client.cpu_seconds())
@@ -322,6 +329,8 @@ def resources(impl: Implementation, workdir: Path, params: Params) -> dict:
             "server_rss_growth_after_round1": growth(0, first), "client_rss_growth_after_round1": growth(1, first),
             "server_rss_rounds_mib": [_mib(r[0]) for r in rss_rounds],
             "client_rss_rounds_mib": [_mib(r[1]) for r in rss_rounds],
+            "server_rss_rounds_unsettled_mib": [_mib(r[0]) for r in rss_immediate],
+            "client_rss_rounds_unsettled_mib": [_mib(r[1]) for r in rss_immediate],
             "idle_s": wall, "server_idle_cpu_pct": idle[0], "client_idle_cpu_pct": idle[1],
         }
 

@@ -25,7 +25,7 @@ LOG = logging.getLogger(__name__)
 
 
 _NOTHING: tuple[Any, ...] = ()
-COMPACT_MIN = 256
+COMPACT_MIN = 16
 """Timers in the queue before cancelled ones are swept out early (see :meth:`EventLoop._cancelled_one`)."""
 
 
