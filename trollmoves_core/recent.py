@@ -146,14 +146,13 @@ class RecentKeys:
         index[hole] = 0
 
     def _resize(self, size: int) -> None:
-        """Move the keys, oldest first, into a ring of ``size`` slots and rebuild the index."""
-        old_hi, old_lo, old_size = self._hi, self._lo, len(self._hi)
-        order = [(self._head + i) % old_size for i in range(self._count)] if old_size else []
-        self._hi = array("Q", (old_hi[p] for p in order))
-        self._lo = array("Q", (old_lo[p] for p in order))
-        padding = size - self._count
-        self._hi.frombytes(bytes(8 * padding))
-        self._lo.frombytes(bytes(8 * padding))
+        """Move the keys, oldest first, into a ring of ``size`` slots and rebuild the index.
+
+        Copies array slices: no Python object per key, even for a moment (a resize in the
+        middle of a burst would otherwise add allocator pages that stay in use).
+        """
+        self._hi = self._unrolled(self._hi, size)
+        self._lo = self._unrolled(self._lo, size)
         self._head = 0
         bits = max(1, math.ceil(math.log2(size / _MAX_LOAD)))
         self._index = array("I", bytes(4 << bits))
@@ -161,3 +160,10 @@ class RecentKeys:
         for position in range(self._count):
             slot, _ = self._find(self._hi[position], self._lo[position])
             self._index[slot] = position + 1
+
+    def _unrolled(self, ring: array[int], size: int) -> array[int]:
+        """The held keys of ``ring`` from the oldest on, padded with zeros to ``size`` slots."""
+        end = self._head + self._count
+        keys = ring[self._head:end] if end <= len(ring) else ring[self._head:] + ring[:end - len(ring)]
+        keys.extend(array("Q", bytes(8 * (size - self._count))))
+        return keys

@@ -48,6 +48,7 @@ All state lives in the chain's event-loop thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -437,28 +438,25 @@ class Chain:
                     delivery.make_directory(directory)
                 except OSError as err:
                     LOG.warning("[%s] Cannot create %s: %s", self.name, directory, err)
-        self._publish(Message(source.subject, "push", self._push_data(source, destination, with_credentials=False)))
-
-        def request() -> Message:  # built when sent: a queue of thousands holds no message copies
-            return Message(source.subject, "push", self._push_data(source, destination, with_credentials=True))
-
+        self._publish(self._push_message(source, destination, with_credentials=False))
         LOG.debug("[%s] Requesting %s from %s", self.name, transfer.uids[0], source.data["request_address"])
         assert self._requester is not None
         transfer.requested = time.monotonic()
         self.metrics.requested.inc(len(transfer.uids), chain=self.name)
         self._requester.request(
-            source.data["request_address"], request,
+            # built when sent (a queue of thousands holds no message copies); partials, not closures: smaller
+            source.data["request_address"], functools.partial(self._push_message, source, destination),
             timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts, kind="push",
-            callback=lambda reply, error: self._on_push_reply(transfer, source, destination, reply, error))
+            callback=functools.partial(self._on_push_reply, transfer, source, destination))
 
-    def _push_data(self, source: Message, destination: str, *, with_credentials: bool) -> dict[str, Any]:
+    def _push_message(self, source: Message, destination: str, *, with_credentials: bool = True) -> Message:
         """A push of ``source``'s files to ``destination``: published without the password, sent with it."""
         push = dict(source.data)
         push["destination"] = delivery.request_destination(destination, self.config.login,
                                                            with_credentials=with_credentials)
         if self.config.backup_targets:
             push["backup_targets"] = list(self.config.backup_targets)
-        return push
+        return Message(source.subject, "push", push)
 
     def _next_source(self, transfer: Transfer) -> Message | None:
         assert self._requester is not None
