@@ -19,9 +19,7 @@ as one JSON string, and only the newest :data:`LISTED_MAX` per chain are kept.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -31,13 +29,10 @@ from typing import TYPE_CHECKING, Any
 from posttroll.message import create_datetime_json_encoder_for_version, datetime_decoder
 
 from trollmoves_roles.bus import MESSAGE_VERSION
-from trollmoves_roles.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from trollmoves_roles.journal import Journal
 
-LOG = logging.getLogger(__name__)
-_LOG_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 STATE = "announced"
 """The journal state of the file records."""
 LISTED_STATE = "listed:"
@@ -197,13 +192,6 @@ class AnnouncedFiles:
         self._sequence += 1
         return f"{LISTED_STATE}{chain}:{self._sequence}"
 
-    @staticmethod
-    def _write(operation: object, *args: object) -> None:
-        try:
-            operation(*args)  # type: ignore[operator]
-        except sqlite3.Error as err:  # a full disk must not stop announcing; the record stays in memory
-            _LOG_LIMITED.error("journal", "Could not write the announced-files journal: %s", err)
-
     # -- changes ---------------------------------------------------------------------------
 
     def add(self, path: str, uid: str, topic: str, chain: str) -> Announced:
@@ -250,14 +238,14 @@ class AnnouncedFiles:
                 rows = [(e.path, STATE, _data(e.as_dict())) for e in entries]
                 if listed is not None:
                     rows.append((self._next_key(chain), LISTED_STATE + chain, listed.journal_data()))
-                self._write(self._journal.put_many, rows)
+                self._journal.attempt(self._journal.put_many, rows)
                 if evicted:
-                    self._write(self._journal.delete_many, evicted)
+                    self._journal.attempt(self._journal.delete_many, evicted)
                 if listed is not None:
                     count = self._listed_since_prune.get(chain, 0) + 1
                     self._listed_since_prune[chain] = count % _PRUNE_EVERY
                     if count >= _PRUNE_EVERY:
-                        self._write(self._journal.prune, self.listed_max, LISTED_STATE + chain)
+                        self._journal.attempt(self._journal.prune, self.listed_max, LISTED_STATE + chain)
         return entries
 
     def _vanished(self, count: int) -> list[Announced]:
@@ -283,7 +271,7 @@ class AnnouncedFiles:
             if entry is None:
                 return
             if self._journal is not None:
-                self._write(self._journal.delete, path)
+                self._journal.attempt(self._journal.delete, path)
             queue = self._listed.get(entry.chain)
             while queue and not self._served(queue[0]):
                 queue.popleft()
