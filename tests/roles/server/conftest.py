@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from server_support import Running, connect_recorder, write_ini
 from support.bus import free_port
+from support.fixtures import dirs  # noqa: F401 - fixture
 from trollmoves_roles.server.service import Server, ServerOptions
 
 
@@ -41,10 +42,3 @@ def serve(tmp_path: Path) -> Iterator:
         run.recorder.close()
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    """An origin and an output directory."""
-    origin, out = tmp_path / "in", tmp_path / "out"
-    origin.mkdir()
-    out.mkdir()
-    return origin, out

@@ -6,34 +6,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zmq
 from posttroll.message import Message
 from support.bus import BusRecorder, wait_until
 from support.ini import write_ini  # noqa: F401 - re-exported for the tests
+from support.reqrep import reply as request  # noqa: F401 - re-exported for the tests
 from trollmoves_roles.server.service import Server
 
 TOPIC = "/test/data"
 
-
-
-def request(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0) -> Message:
-    """One request on a fresh REQ socket, as the upstream client sends it; the decoded reply."""
-    context = zmq.Context.instance()
-    sock = context.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(address if address.startswith("tcp://") else f"tcp://{address}")
-    try:
-        if isinstance(payload, Message):
-            sock.send_string(payload.encode())
-        elif isinstance(payload, list):
-            sock.send_multipart(payload)
-        else:
-            sock.send(payload.encode() if isinstance(payload, str) else payload)
-        if not sock.poll(int(timeout * 1000)):
-            raise TimeoutError(f"no reply from {address} in {timeout} s")
-        return Message.decode(sock.recv())
-    finally:
-        sock.close(0)
 
 
 @dataclass
