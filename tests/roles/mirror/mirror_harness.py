@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from posttroll.message import Message
 from roles.client.client_fakes import HOLD, ScriptedServer
 from roles.client.client_harness import write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.processes import TrollmovesProcess
 from trollmoves_roles.mirror.service import Mirror, MirrorOptions
 
 TROLLMOVES = Path(sys.executable).with_name("trollmoves")
@@ -55,35 +55,16 @@ class InProcessMirror:
         assert not self._thread.is_alive()
 
 
-class MirrorSubprocess:
+class MirrorSubprocess(TrollmovesProcess):
     """``trollmoves mirror CONFIG -p PORT --bind 127.0.0.1 -v`` with a log file."""
 
     def __init__(self, config: Path, log_path: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.provider = f"127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(TROLLMOVES), "mirror", str(config), "-p", str(self.port),
-                                      "--bind", "127.0.0.1", "-v"], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(["mirror", config, "-p", self.port, "--bind", "127.0.0.1", "-v"], log_path)
 
     def wait_running(self) -> None:
-        assert wait_until(lambda: "Mirror running" in self.log() or self.proc.poll() is not None, 20), self.log()
-        assert self.proc.poll() is None, self.log()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+        self.wait_logged("Mirror running", 20)
 
 
 def destination_path(message: Message) -> Path:
