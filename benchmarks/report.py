@@ -115,6 +115,9 @@ def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
             value = get("resources", "ours", f"{who}_rss_growth")
             add(f"{who} RSS growth ≤ 10%", value, None if value is None else value <= 0.10)
         for who in ("server", "client"):
+            value = get("resources", "ours", f"{who}_rss_growth_after_round1")
+            add(f"(info) {who} RSS growth after the first burst", value, None)
+        for who in ("server", "client"):
             value = get("resources", "ours", f"{who}_idle_cpu_pct")
             add(f"{who} idle CPU ≤ 1%", value, None if value is None else value <= 1.0)
     return out
