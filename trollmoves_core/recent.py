@@ -87,10 +87,14 @@ class RecentKeys:
                 self._buckets.append([now, 1])
         return True
 
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, int):
-            return False
+    def holds(self, key: int, now: float | None = None) -> bool:
+        """Whether ``key`` is remembered now (keys past their age are forgotten first)."""
+        if self.seconds is not None:
+            self._expire(time.monotonic() if now is None else now)
         return self._find(key >> 64 & _MASK64, key & _MASK64)[1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int) and self.holds(key)
 
     def __len__(self) -> int:
         return self._count
@@ -116,10 +120,10 @@ class RecentKeys:
                 self._forget_oldest()
             self._buckets.popleft()
         size = len(self._hi)
-        if size > _SMALLEST and self._count < size // 4:
-            while size > _SMALLEST and self._count < size // 4:
-                size //= 2
-            self._resize(max(_SMALLEST, size))
+        while size > _SMALLEST and self._count < size // 4:
+            size //= 2
+        if size != len(self._hi):
+            self._resize(size)
 
     def _forget_oldest(self) -> None:
         position = self._head

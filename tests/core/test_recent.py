@@ -17,11 +17,11 @@ def test_keys_are_forgotten_after_their_age_and_beyond_capacity() -> None:
     assert seen.add(2, now=5.5)
     assert not seen.add(1, now=9.9)  # still within 10 s of its first report
     assert seen.add(1, now=11.0)  # forgotten after 10 s, so new again
-    assert 2 in seen and len(seen) == 2
+    assert seen.holds(2, now=11.0) and len(seen) == 2
     for key in (3, 4):
         assert seen.add(key, now=12.0)
-    assert len(seen) == 3 and 2 not in seen  # over capacity: the oldest went first
-    assert 1 in seen and 3 in seen and 4 in seen
+    assert len(seen) == 3 and not seen.holds(2, now=12.0)  # over capacity: the oldest went first
+    assert seen.holds(1, now=12.0) and seen.holds(3, now=12.0) and seen.holds(4, now=12.0)
     assert seen.add(2, now=12.5)
 
 
@@ -78,3 +78,11 @@ def test_key_of_is_stable_and_128_bits() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         RecentKeys(None, 0)
+
+
+def test_a_lookup_forgets_keys_past_their_age_without_an_add() -> None:
+    # a server asked about a push long after its last one must not find it "recently done"
+    keys = RecentKeys(seconds=10.0, capacity=100)
+    keys.add(7, now=0.0)
+    assert keys.holds(7, now=5.0)
+    assert not keys.holds(7, now=11.5) and len(keys) == 0
