@@ -11,6 +11,7 @@ import json
 import logging
 import logging.config
 import logging.handlers
+import os
 from datetime import UTC, datetime
 
 LOG_FORMAT = "[%(asctime)s %(levelname)-8s %(name)s] %(message)s"
@@ -58,6 +59,14 @@ def log_transfer(logger: logging.Logger, *, uid: str, source: str, destination: 
     logger.log(level, "Delivered %s from %s to %s: %s bytes in %.3f s", uid, source, destination, size, seconds,
                extra=transfer_fields(uid=uid, source=source, destination=destination, nbytes=nbytes,
                                      seconds=seconds))
+
+
+def file_size(path: str) -> int | None:
+    """The size of ``path`` for the transfer line, None when it cannot be read."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def transfer_fields(*, uid: str, source: str, destination: str, nbytes: int | None, seconds: float) -> dict:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -62,7 +61,7 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.logs import log_transfer
+from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
@@ -517,7 +516,7 @@ class Chain:
         total = 0
         for item, copy in zip(announced, delivered, strict=False):
             where = str(copy["uri"])
-            size = _size(where) if local and "://" not in where else None
+            size = file_size(where) if local and "://" not in where else None
             total += size or 0
             log_transfer(LOG, uid=str(item.get("uid", "")), source=delivery.source_of(address, item["uri"]),
                          destination=redact(where), nbytes=size, seconds=seconds)
@@ -657,13 +656,6 @@ class Chain:
             self.publisher.send(message)
         except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
             LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
 
 
 def _file_count(data: Any) -> int:

@@ -38,7 +38,7 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import TransferError, UnknownPluginError
-from trollmoves_core.logs import log_transfer
+from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
@@ -245,7 +245,7 @@ class Downloader(ListeningService):
                 self.pending.finish(key)
                 return False
             seconds = time.monotonic() - started
-            size = _size(local[announced])
+            size = file_size(local[announced])
             self._count(failed=False, size=size, seconds=seconds)
             self.pending.done(key, announced, local[announced])
             log_transfer(LOG, uid=uids.get(announced) or os.path.basename(local[announced]), source=redact(source),
@@ -285,13 +285,6 @@ def _uids(message: Message) -> dict[str, str]:
         return {str(e["uri"]): str(e["uid"]) for e in file_entries(message.type, message.data) if e.get("uid")}
     except BadMessage:
         return {}
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
 
 
 def _still_here(path: object) -> bool:

@@ -19,7 +19,6 @@ Runs in the section's event-loop thread; transfer results come back through the 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -29,7 +28,7 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.logs import log_transfer
+from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.uri import redact
 from trollmoves_roles import reqrep
 from trollmoves_roles.bus import MAX_MESSAGE_BYTES, MESSAGE_VERSION
@@ -171,7 +170,7 @@ class RequestSocket:
             self._answer(push.envelope, push.error(error or "fetch failed"))
             return
         jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path")) for item in push.items]
-        push.sizes = [_size(job.path) for job in jobs]
+        push.sizes = [file_size(job.path) for job in jobs]
         address = str(fetch.source.data.get("request_address")) if fetch.source is not None else "?"
         push.sources = {uid: delivery.source_of(address, path) for uid, path in fetch.entry.source_paths().items()}
         push.started = time.monotonic()
@@ -224,10 +223,3 @@ class _Push:
     def success(self) -> Message:
         """The server's reply: the request data, destination (with ``path``) without credentials."""
         return reqrep.push_reply(self.request)
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
