@@ -217,12 +217,8 @@ class AnnouncedFiles:
             listed = _Listed(subject, atype, json.dumps(data, default=_encode_datetime), now,
                              tuple(e.path for e in entries))
         vanished = self._vanished(CHECKS_PER_FILE * len(entries))
-        evicted = []
         with self._lock:
-            for old in vanished:
-                if self._entries.get(old.path) is old:
-                    del self._entries[old.path]
-                    evicted.append(old.path)
+            evicted = [old.path for old in vanished if self._drop(old)]
             for entry in entries:
                 self._entries.pop(entry.path, None)
                 self._entries[entry.path] = entry
@@ -267,14 +263,20 @@ class AnnouncedFiles:
     def discard(self, path: str) -> None:
         """Forget ``path`` (deleted or moved away) and the oldest listed announcements no longer served."""
         with self._lock:
-            entry = self._entries.pop(path, None)
-            if entry is None:
-                return
-            if self._journal is not None:
+            entry = self._entries.get(path)
+            if entry is not None and self._drop(entry) and self._journal is not None:
                 self._journal.attempt(self._journal.delete, path)
-            queue = self._listed.get(entry.chain)
-            while queue and not self._served(queue[0]):
-                queue.popleft()
+
+    def _drop(self, entry: Announced) -> bool:
+        """Forget ``entry`` unless a newer record replaced it, then the oldest listed announcements
+        of its chain no longer served; whether it was forgotten (lock held)."""
+        if self._entries.get(entry.path) is not entry:
+            return False
+        del self._entries[entry.path]
+        queue = self._listed.get(entry.chain)
+        while queue and not self._served(queue[0]):
+            queue.popleft()
+        return True
 
     def _served(self, item: _Listed) -> bool:
         """Whether every file of a listed announcement is still recorded as announced by it (lock held)."""
