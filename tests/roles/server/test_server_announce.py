@@ -328,3 +328,21 @@ def test_a_deleted_file_is_forgotten_at_once_with_its_listed_announcement(tmp_pa
     assert announced.get(str(paths[0])) is None and len(announced) == 2
     assert [item["data"]["uid"] for item in announced.listed("chain", 10)] == ["f2.dat", "f1.dat"]
     assert len(announced._listed["chain"]) == 2, "the oldest listed announcement, no longer served, is still held"
+
+
+def test_forgotten_records_are_freed_not_kept_for_a_later_check(tmp_path):
+    import gc
+
+    from trollmoves_roles.server.announced import Announced, AnnouncedFiles
+
+    announced = AnnouncedFiles()
+    paths = [tmp_path / f"f{i}.dat" for i in range(400)]
+    for path in paths:
+        path.write_bytes(b"x")
+        announced.add(str(path), path.name, TOPIC, "chain")  # each add queues older records to check
+    for path in paths[:-1]:
+        path.unlink()
+        announced.discard(str(path))
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Announced)]
+    assert [a.path for a in alive] == [str(paths[-1])], f"{len(alive)} records still in memory"

@@ -273,6 +273,9 @@ class AnnouncedFiles:
         if self._entries.get(entry.path) is not entry:
             return False
         del self._entries[entry.path]
+        if len(self._to_check) > 2 * len(self._entries):
+            # mostly records already forgotten, which the list would keep in memory until checked
+            self._to_check = [e for e in self._to_check if self._entries.get(e.path) is e]
         queue = self._listed.get(entry.chain)
         while queue and not self._served(queue[0]):
             queue.popleft()
