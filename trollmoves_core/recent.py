@@ -7,6 +7,8 @@ between the short-lived ones of the same burst, keep whole allocator pages from 
 back: the process grows burst after burst. :class:`RecentKeys` holds keys in two flat arrays
 (a ring, oldest first) indexed by an open-addressing table of positions: about 24 bytes per
 key at full capacity, in a few large blocks that shrink again when the keys are forgotten.
+A key can carry a 64-bit value (``values=True``), and be forgotten before its time
+(:meth:`RecentKeys.discard`: a watcher forgets a deleted file).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import hashlib
 import math
 import time
 from array import array
-from collections import deque
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -33,29 +34,38 @@ def key_of(text: str) -> int:
 
 
 class RecentKeys:
-    """128-bit keys, each forgotten ``seconds`` after it was added (never, with ``None``) or
-    when more than ``capacity`` are held (oldest first). Not thread-safe.
+    """128-bit keys, each forgotten ``seconds`` after it was added (never, with ``None``), when
+    more than ``capacity`` are held (oldest first), or when discarded. Not thread-safe.
 
-    Adding a key held already changes nothing (its age is kept).
+    Adding a key held already changes nothing (its age and value are kept). With ``values``,
+    each key carries a 64-bit unsigned value (:meth:`get`); without, :meth:`get` gives 0.
     """
 
-    __slots__ = ("_buckets", "_count", "_head", "_hi", "_index", "_lo", "_mask", "_shift", "capacity", "seconds")
+    __slots__ = ("_count", "_head", "_hi", "_index", "_live", "_lo", "_mask", "_run_count", "_run_first", "_run_time",
+                 "_runs", "_shift", "_val", "capacity", "seconds", "values")
 
-    def __init__(self, seconds: float | None, capacity: int) -> None:
+    def __init__(self, seconds: float | None, capacity: int, *, values: bool = False) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.seconds = seconds
         self.capacity = capacity
-        # [time, count] per run of keys added within one second: no time stored per key
-        self._buckets: deque[list[float]] = deque()
-        self._head = 0
-        self._count = 0
-        self._hi = self._lo = self._index = array("Q")
+        self.values = values
+        # (time, count) per run of keys added within one second, no time stored per key: a ring
+        # sized once for the most runs the window can hold, so that no object is made for a run
+        # (one made in a burst and kept for minutes pins an allocator page of that burst)
+        slots = 1 if seconds is None else min(int(seconds) + 3, capacity + 1)
+        self._run_time = array("d", bytes(8 * slots))
+        self._run_count = array("Q", bytes(8 * slots))
+        self._run_first = self._runs = 0
+        # the ring holds _count slots from _head, oldest first; _live of them are held keys, the
+        # others were discarded (their index entry is gone) and are dropped by the next resize
+        self._head = self._count = self._live = 0
+        self._hi = self._lo = self._val = self._index = array("Q")
         self._mask = self._shift = 0
         self._resize(min(capacity, _SMALLEST))
 
-    def add(self, key: int, now: float | None = None) -> bool:
-        """Remember ``key``; False when it was remembered already."""
+    def add(self, key: int, now: float | None = None, value: int = 0) -> bool:
+        """Remember ``key`` (with ``value``); False when it was remembered already."""
         if self.seconds is not None:
             now = time.monotonic() if now is None else now
             self._expire(now)
@@ -65,39 +75,60 @@ class RecentKeys:
             return False
         size = len(self._hi)
         if self._count == size:
-            if size < self.capacity:
+            if self._count - self._live > size // 4:
+                self._resize(size)  # room enough once the discarded keys' slots are dropped
+            elif size < self.capacity:
                 self._resize(min(self.capacity, size + size // 4))
             else:
                 self._forget_oldest()
-                if self._buckets:
-                    self._buckets[0][1] -= 1
-                    if self._buckets[0][1] <= 0:
-                        self._buckets.popleft()
+                if self._runs:
+                    self._run_count[self._run_first] -= 1
+                    if not self._run_count[self._run_first]:
+                        self._drop_oldest_run()
             slot, _ = self._find(hi, lo)
             size = len(self._hi)
         position = (self._head + self._count) % size
         self._hi[position], self._lo[position] = hi, lo
+        if self.values:
+            self._val[position] = value
         self._index[slot] = position + 1
         self._count += 1
+        self._live += 1
         if self.seconds is not None:
             assert now is not None
-            if self._buckets and now - self._buckets[-1][0] < 1.0:
-                self._buckets[-1][1] += 1
-            else:
-                self._buckets.append([now, 1])
+            self._count_run(now)
         return True
 
     def holds(self, key: int, now: float | None = None) -> bool:
         """Whether ``key`` is remembered now (keys past their age are forgotten first)."""
+        return self.get(key, now) is not None
+
+    def get(self, key: int, now: float | None = None) -> int | None:
+        """The value of ``key`` if it is remembered now, else None."""
         if self.seconds is not None:
             self._expire(time.monotonic() if now is None else now)
-        return self._find(key >> 64 & _MASK64, key & _MASK64)[1]
+        slot, found = self._find(key >> 64 & _MASK64, key & _MASK64)
+        if not found:
+            return None
+        return self._val[self._index[slot] - 1] if self.values else 0
+
+    def discard(self, key: int, now: float | None = None) -> bool:
+        """Forget ``key`` now; whether it was remembered (keys past their age are forgotten first)."""
+        if self.seconds is not None:
+            self._expire(time.monotonic() if now is None else now)
+        slot, found = self._find(key >> 64 & _MASK64, key & _MASK64)
+        if not found:
+            return False
+        self._delete_slot(slot)
+        self._live -= 1
+        self._shrink()
+        return True
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, int) and self.holds(key)
 
     def __len__(self) -> int:
-        return self._count
+        return self._live
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -115,20 +146,47 @@ class RecentKeys:
 
     def _expire(self, now: float) -> None:
         assert self.seconds is not None
-        while self._buckets and now - self._buckets[0][0] > self.seconds:
-            for _ in range(int(self._buckets[0][1])):
+        while self._runs and now - self._run_time[self._run_first] > self.seconds:
+            for _ in range(self._run_count[self._run_first]):
                 self._forget_oldest()
-            self._buckets.popleft()
+            self._drop_oldest_run()
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Halve the ring while it is less than a quarter full of held keys."""
         size = len(self._hi)
-        while size > _SMALLEST and self._count < size // 4:
+        while size > _SMALLEST and self._live < size // 4:
             size //= 2
         if size != len(self._hi):
             self._resize(size)
 
+    def _count_run(self, now: float) -> None:
+        """Count one key added at ``now`` in the newest run, or in a new run a second on."""
+        slots = len(self._run_time)
+        newest = (self._run_first + self._runs - 1) % slots
+        if self._runs and (now - self._run_time[newest] < 1.0 or self._runs == slots):
+            # (a full ring cannot happen within the window's bound; counting the key in the
+            # newest run then only keeps it a little longer)
+            self._run_count[newest] += 1
+            return
+        newest = (self._run_first + self._runs) % slots
+        self._run_time[newest], self._run_count[newest] = now, 1
+        self._runs += 1
+
+    def _drop_oldest_run(self) -> None:
+        self._run_first = (self._run_first + 1) % len(self._run_time)
+        self._runs -= 1
+
     def _forget_oldest(self) -> None:
         position = self._head
-        slot, _ = self._find(self._hi[position], self._lo[position])
-        self._delete_slot(slot)
+        if self._live < self._count:
+            slot, found = self._find(self._hi[position], self._lo[position])
+            if found and self._index[slot] == position + 1:  # not discarded (nor added again since)
+                self._delete_slot(slot)
+                self._live -= 1
+        else:
+            self._delete_slot(self._find(self._hi[position], self._lo[position])[0])
+            self._live -= 1
         self._head = (position + 1) % len(self._hi)
         self._count -= 1
 
@@ -150,13 +208,17 @@ class RecentKeys:
         index[hole] = 0
 
     def _resize(self, size: int) -> None:
-        """Move the keys, oldest first, into a ring of ``size`` slots and rebuild the index.
+        """Move the held keys, oldest first, into a ring of ``size`` slots and rebuild the index.
 
         Copies array slices: no Python object per key, even for a moment (a resize in the
         middle of a burst would otherwise add allocator pages that stay in use).
         """
+        if self._live < self._count:
+            self._drop_discarded()
         self._hi = self._unrolled(self._hi, size)
         self._lo = self._unrolled(self._lo, size)
+        if self.values:
+            self._val = self._unrolled(self._val, size)
         self._head = 0
         bits = max(1, math.ceil(math.log2(size / _MAX_LOAD)))
         self._index = array("I", bytes(4 << bits))
@@ -164,6 +226,43 @@ class RecentKeys:
         for position in range(self._count):
             slot, _ = self._find(self._hi[position], self._lo[position])
             self._index[slot] = position + 1
+
+    def _drop_discarded(self) -> None:
+        """Keep only the held keys in the ring, oldest first, and recount the runs.
+
+        Leaves the index stale: only :meth:`_resize` calls it, and rebuilds the index next.
+        """
+        size = len(self._hi)
+        his, los, vals = array("Q"), array("Q"), array("Q")
+
+        def keep(count: int) -> int:
+            kept = 0
+            for _ in range(count):
+                position = self._head
+                slot, found = self._find(self._hi[position], self._lo[position])
+                if found and self._index[slot] == position + 1:
+                    his.append(self._hi[position])
+                    los.append(self._lo[position])
+                    if self.values:
+                        vals.append(self._val[position])
+                    kept += 1
+                self._head = (position + 1) % size
+            return kept
+
+        if self.seconds is None:
+            keep(self._count)
+        else:
+            slots, first, runs = len(self._run_time), self._run_first, self._runs
+            times, counts = array("d", self._run_time), array("Q", self._run_count)
+            self._run_first = self._runs = 0
+            for n in range(runs):
+                run = (first + n) % slots
+                kept = keep(counts[run])
+                if kept:
+                    self._run_time[self._runs], self._run_count[self._runs] = times[run], kept
+                    self._runs += 1
+        self._hi, self._lo, self._val = his, los, vals
+        self._head, self._count = 0, len(his)
 
     def _unrolled(self, ring: array[int], size: int) -> array[int]:
         """The held keys of ``ring`` from the oldest on, padded with zeros to ``size`` slots."""

@@ -86,3 +86,59 @@ def test_a_lookup_forgets_keys_past_their_age_without_an_add() -> None:
     keys.add(7, now=0.0)
     assert keys.holds(7, now=5.0)
     assert not keys.holds(7, now=11.5) and len(keys) == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_discards_values_and_expiry_match_a_model(seed: int) -> None:
+    # one add per second: every key starts its own run, so it expires exactly `seconds` after
+    rng = random.Random(seed)
+    universe = [rng.getrandbits(128) for _ in range(4000)]
+    universe += [(rng.getrandbits(64) << 64) | 777 for _ in range(40)]  # shared index home slots
+    seconds = 1500.0
+    keys = RecentKeys(seconds, 100_000, values=True)
+    model: OrderedDict[int, tuple[int, float]] = OrderedDict()
+    now = 0.0
+    for step in range(30_000):
+        now += 1.0
+        for key in [k for k, (_, added) in model.items() if now - added > seconds]:
+            del model[key]
+        key = rng.choice(universe)
+        action = rng.random()
+        # discard in waves, so that the ring shrinks and packs while keys are still held
+        if action < (0.7 if step // 3000 % 2 else 0.2):
+            assert keys.discard(key, now=now) == (key in model)
+            model.pop(key, None)
+        elif action < 0.85:
+            value = rng.getrandbits(64)
+            assert keys.add(key, now=now, value=value) == (key not in model)
+            model.setdefault(key, (value, now))
+        else:
+            expected = model.get(key)
+            assert keys.get(key, now=now) == (None if expected is None else expected[0])
+        assert len(keys) == len(model)
+    assert all(keys.get(k, now=now) == v for k, (v, _) in model.items())
+    assert sum(keys.holds(k, now=now) for k in universe) == len(model)
+
+
+def test_discarded_keys_give_the_memory_back() -> None:
+    keys = RecentKeys(seconds=600.0, capacity=65536)
+    held = [n * 7919 << 64 | n for n in range(20_000)]
+    for key in held:
+        keys.add(key, now=0.0)
+    full = len(keys._hi)
+    for key in held[:-10]:
+        assert keys.discard(key, now=1.0)
+    assert not keys.discard(held[0], now=1.0)
+    assert len(keys) == 10 and len(keys._hi) < full // 8
+    assert all(keys.holds(key, now=1.0) for key in held[-10:])
+
+
+def test_a_full_ring_reuses_the_slots_of_discarded_keys_before_forgetting_held_ones() -> None:
+    keys = RecentKeys(None, 1024)
+    for n in range(1024):
+        keys.add(n + 1)
+    for n in range(0, 1024, 2):  # half the ring discarded
+        keys.discard(n + 1)
+    for n in range(2000, 2500):
+        assert keys.add(n)
+    assert len(keys) == 512 + 500 and all(keys.holds(n + 1) for n in range(1, 1024, 2))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from trollmoves_core.plugins import load_plugins
-from trollmoves_core.watchers.base import Watcher, file_key
+from trollmoves_core.watchers.base import Watcher, file_version
 
 WATCHERS = load_plugins().watchers.classes
 
@@ -155,12 +155,31 @@ def test_report_dedups_the_same_file_and_reports_it_again_once_changed(tmp_path:
     assert seen == [str(path), str(path)]
 
 
-def test_file_keys_differ_by_every_part_of_the_identity() -> None:
-    base = file_key("/d/a.dat", 10, 100, 5)
-    others = [file_key("/d/b.dat", 10, 100, 5), file_key("/d/a.dat", 11, 100, 5),
-              file_key("/d/a.dat", 10, 101, 5), file_key("/d/a.dat", 10, 100, 6)]
-    assert base not in others and len(set(others)) == 4
-    assert 0 <= base < 2**128 and file_key("/d/a.dat", 10, 100, 5) == base
+def test_file_versions_differ_by_every_part_of_the_identity() -> None:
+    base = file_version(10, 100, 5)
+    others = [file_version(11, 100, 5), file_version(10, 101, 5), file_version(10, 100, 6)]
+    assert base not in others and len(set(others)) == 3
+    assert 0 <= base < 2**64 and file_version(10, 100, 5) == base
+
+
+def test_a_removed_file_is_forgotten_so_the_watcher_holds_about_the_files_on_disk(tmp_path: Path) -> None:
+    seen: list[str] = []
+    watcher = WATCHERS["polling"]([tmp_path], seen.append)
+    paths = [os.path.join(str(tmp_path), f"f{n:04d}.dat") for n in range(3000)]
+    for path in paths:
+        with open(path, "wb") as handle:
+            handle.write(b"x")
+        watcher.report(path)
+    grown = len(watcher._seen._hi)
+    for path in paths[:-1]:
+        os.unlink(path)
+        watcher.removed(path)
+    assert len(watcher._seen) == 1 and len(watcher._seen._hi) < grown // 2
+    watcher.report(paths[-1])  # still remembered
+    with open(paths[0], "wb") as handle:  # a new file under a forgotten path is new
+        handle.write(b"y")
+    watcher.report(paths[0])
+    assert len(seen) == 3001 and seen[-1] == paths[0]
 
 
 def test_reported_names_are_not_interned(tmp_path: Path) -> None:

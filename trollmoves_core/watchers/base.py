@@ -30,9 +30,10 @@ REMEMBER_MAX = 65536
 """Most files remembered at once (the oldest are forgotten first)."""
 
 
-def file_key(path: str, ino: int, size: int, mtime_ns: int) -> int:
-    """The key a reported file is remembered by: its path, inode, size and mtime (ns)."""
-    return key_of(f"{ino}:{size}:{mtime_ns}:{path}")
+def file_version(ino: int, size: int, mtime_ns: int) -> int:
+    """What tells a file from another one later under the same path: a 64-bit hash of its
+    inode, size and mtime (ns)."""
+    return key_of(f"{ino}:{size}:{mtime_ns}") >> 64
 
 
 class Watcher(ABC):
@@ -72,7 +73,8 @@ class Watcher(ABC):
         self.on_removed = on_removed
         self.recursive = recursive
         self.interval = interval
-        self._seen = RecentKeys(remember, REMEMBER_MAX)
+        self._seen = RecentKeys(remember, REMEMBER_MAX, values=True)
+        """Reported files: the key of the path, with the file's version."""
         self._seen_lock = threading.Lock()
 
     @abstractmethod
@@ -102,17 +104,23 @@ class Watcher(ABC):
             return  # vanished before we looked: nothing to announce
         if not stat.S_ISREG(st.st_mode):
             return
-        key = file_key(path, st.st_ino, st.st_size, st.st_mtime_ns)
+        key, version = key_of(path), file_version(st.st_ino, st.st_size, st.st_mtime_ns)
         with self._seen_lock:
-            if not self._seen.add(key):
+            if self._seen.get(key) == version:
                 return
+            self._seen.discard(key)  # another file under this path: remembered from now on
+            self._seen.add(key, value=version)
         try:
             self.callback(path)
         except Exception:  # one bad file must not stop the watcher
             LOG.exception("Handling new file %s failed", path)
 
     def removed(self, path: str | os.PathLike[str]) -> None:
-        """Pass ``path`` (as a str), a file deleted or moved away, to ``on_removed`` if set."""
+        """Forget ``path`` (as a str), a file deleted or moved away, and pass it to
+        ``on_removed`` if set."""
+        path = os.fspath(path)
+        with self._seen_lock:
+            self._seen.discard(key_of(path))
         if self.on_removed is None:
             return
         try:
