@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.harness import Setup
 from benchmarks.impls import OURS_VENV, REPO, Ours, _has_option
 from benchmarks.procs import Proc
-from benchmarks.scenarios import Params, _burst
+from benchmarks.scenarios import SETTLE_SECONDS, Params, _burst
 
 
 class Traced(Ours):
@@ -37,9 +37,9 @@ def snapshot(proc: Proc, out: Path, count: int) -> tracemalloc.Snapshot:
     return tracemalloc.Snapshot.load(str(out / f"{proc.pid}-{count}.snap"))
 
 
-def report(name: str, first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int) -> None:
+def report(name: str, first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int, baseline: str) -> None:
     print(f"\n### {name}: Python heap {sum(s.size for s in first.statistics('filename')) / 2**20:.1f} MiB "
-          f"after round 1 -> {sum(s.size for s in last.statistics('filename')) / 2**20:.1f} MiB at the end")
+          f"at {baseline} -> {sum(s.size for s in last.statistics('filename')) / 2**20:.1f} MiB at the end")
     skip = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
     first, last = first.filter_traces(skip), last.filter_traces(skip)
     for stat in last.compare_to(first, "lineno")[:top]:
@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--baseline", choices=("start", "round1"), default="round1",
+                        help="compare the end with the start-up (warm-up included) or with round 1 (default)")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
     root = Path(tempfile.mkdtemp(prefix="trollmoves-memgrowth-"))
@@ -68,18 +70,19 @@ def main() -> int:
         procs = {"server": setup.server_procs[0], "client": setup.client_proc}
         print("round  server RSS MiB  client RSS MiB  lost dup", flush=True)
         print(f"start  {procs['server'].rss_kib() / 1024:14.1f}  {procs['client'].rss_kib() / 1024:14.1f}")
-        firsts = {}
+        firsts = {name: snapshot(p, out, 1) for name, p in procs.items()} if args.baseline == "start" else {}
         for r in range(args.rounds):
             result = _burst(setup, args.files, 10 * 1024, f"m{r:02d}", params=params,
                             deadline=time.monotonic() + 3600)
             setup.clear()
+            time.sleep(SETTLE_SECONDS)
             print(f"{r + 1:5d}  {procs['server'].rss_kib() / 1024:14.1f}  {procs['client'].rss_kib() / 1024:14.1f}"
                   f"  {result['lost']:4d} {result['dup']:3d}", flush=True)
-            if r == 0:
+            if r == 0 and args.baseline == "round1":
                 firsts = {name: snapshot(p, out, 1) for name, p in procs.items()}
         lasts = {name: snapshot(p, out, 2) for name, p in procs.items()}
     for name in procs:
-        report(name, firsts[name], lasts[name], args.top)
+        report(name, firsts[name], lasts[name], args.top, args.baseline)
     print(f"\nwork dir {root}", file=sys.stderr)
     return 0
 
