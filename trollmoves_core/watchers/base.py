@@ -42,9 +42,11 @@ class Watcher(ABC):
     "Complete" means closed after writing, moved or linked into the directory. A file still
     being written is never reported, and the same file (path, inode, size, mtime) is reported
     only once within ``remember`` seconds (up to :data:`REMEMBER_MAX` files), even if it is
-    closed again unchanged or :meth:`report` is called for it again (a rescan). Hidden files
-    (name starting with ``.``, as temporary uploads are named) are never reported. The callback
-    runs on the watcher's thread: keep it short or hand the path to a queue.
+    closed again unchanged or :meth:`report` is called for it again (a rescan). A file deleted
+    or moved away is forgotten at once when the watcher hears of it (:meth:`removed`), so what
+    it remembers is about the files on disk. Hidden files (name starting with ``.``, as
+    temporary uploads are named) are never reported. The callback runs on the watcher's
+    thread: keep it short or hand the path to a queue.
 
     :param directories: directories to watch; they must exist.
     :param callback: called with each complete file's path (a str, see :data:`FileCallback`).
