@@ -19,6 +19,12 @@ HOST_KEY_POLICIES = ("reject", "warn", "auto_add")
 
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 """Tried first: the AEAD ciphers need no separate MAC and are the cheapest per packet in paramiko."""
+BLOCK_SIZE = 255 * 512
+"""Bytes per SFTP request and SCP write. paramiko copies the unsent rest of a block again for
+each channel packet it sends (32 KiB towards OpenSSH), so the cost of a block grows with the
+square of its size; smaller blocks mean more requests. 127.5 KiB measured fastest on loopback
+(512 MiB, medians: SFTP put 2.0 s against 2.9 s with 255 KiB and 1.9 s with 63.75 KiB; SFTP
+get 2.3 s against 2.7 s with 255 KiB and 21 s with 63.75 KiB; SCP put 1.6 s against 2.2 s)."""
 
 
 
@@ -48,7 +54,7 @@ class SshOptions:
       paramiko's list).
     * ``window_size`` (16 MiB), ``max_packet_size`` (256 KiB): what we announce for
       incoming data, which sets how fast downloads can go.
-    * ``block_size`` (255 KiB): SFTP request and SCP block size.
+    * ``block_size`` (127.5 KiB, :data:`BLOCK_SIZE`): SFTP request and SCP block size.
     """
 
     key_filenames: tuple[str, ...] = ()
@@ -65,7 +71,7 @@ class SshOptions:
     ciphers: tuple[str, ...] = FAST_CIPHERS
     window_size: int = 16 * 1024 * 1024
     max_packet_size: int = 256 * 1024
-    block_size: int = 255 * 1024
+    block_size: int = BLOCK_SIZE
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SshOptions:
@@ -94,7 +100,7 @@ class SshOptions:
             ciphers=ciphers,
             window_size=int(param_number(params, "window_size", 16 * 1024 * 1024, minimum=0)),
             max_packet_size=int(param_number(params, "max_packet_size", 256 * 1024, minimum=0)),
-            block_size=int(param_number(params, "block_size", 255 * 1024, minimum=1024)),
+            block_size=int(param_number(params, "block_size", BLOCK_SIZE, minimum=1024)),
         )
 
     def user_for(self, location: Location) -> str:

@@ -16,14 +16,14 @@ MAX_BLOCK = 255 * 1024
 """OpenSSH's sftp-server reads and writes at most this much per request (261120 bytes)."""
 
 PREFETCH_REQUESTS = 64
-"""Read requests in flight during a download: enough to fill a 16 MiB window."""
+"""Read requests in flight during a download (8 MiB of the 16 MiB window at the default block size)."""
 
 
 class SftpMover(SshMover):
     """Upload and download over SFTP, on pooled paramiko connections.
 
     An upload goes to a hidden temporary name in the target directory (created if missing),
-    in pipelined writes of up to 255 KiB, and is then renamed with ``posix-rename``: readers
+    in pipelined writes of ``block_size`` bytes (at most 255 KiB), and is then renamed with ``posix-rename``: readers
     see the whole file or nothing. ``ssh://`` URIs are served the same way (upstream
     announces files as ``ssh://host/path``).
     """
