@@ -109,7 +109,7 @@ def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
         add("big file ≥ 0.95x cp", value, None if value is None else value >= 0.95)
     if "sftp" in results:
         value = get("sftp", "ours", "vs_cp")
-        add("(info) big file over SFTP vs OpenSSH scp", value, None)
+        add("big file over SFTP ≥ 0.9x OpenSSH scp", value, None if value is None else value >= 0.9)
     if "resources" in results:
         for who in ("server", "client"):
             value = get("resources", "ours", f"{who}_rss_growth")

@@ -218,7 +218,7 @@ def sftp(impl: Implementation, workdir: Path, params: Params) -> dict:
                                "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-P", str(sshd.port), str(source),
                                f"{sshd.user}@127.0.0.1:{baseline}"], baseline)
 
-            result = _big_runs(setup, params, scp, min(3, params.big_repeats))
+            result = _big_runs(setup, params, scp, params.big_repeats)
             result["cp_note"] = "baseline: OpenSSH scp (SFTP protocol) with the same key"
             return {"destination": kind, **result, "startup_s": startup}
     finally:
