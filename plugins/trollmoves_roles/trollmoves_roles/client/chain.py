@@ -445,7 +445,7 @@ class Chain:
         self._requester.request(source.data["request_address"], push, timeout=self.config.transfer_req_timeout,
                                 attempts=self.config.request_attempts, kind="push", callback=push.reply)
 
-    def _push_message(self, source: Message, destination: str, *, with_credentials: bool = True) -> Message:
+    def _push_message(self, source: Message, destination: str, *, with_credentials: bool) -> Message:
         """A push of ``source``'s files to ``destination``: published without the password, sent with it."""
         push = dict(source.data)
         push["destination"] = delivery.request_destination(destination, self.config.login,
@@ -718,7 +718,7 @@ class _Push:
         self.destination = destination
 
     def __call__(self) -> Message:
-        return self.chain._push_message(self.source, self.destination)
+        return self.chain._push_message(self.source, self.destination, with_credentials=True)
 
     def reply(self, reply: Message | None, error: str | None) -> None:
         self.chain._on_push_reply(self.transfer, self.source, self.destination, reply, error)
