@@ -23,6 +23,7 @@ demo: venv
 test: venv upstream
 	scripts/install-system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 upstream:
@@ -30,6 +31,7 @@ upstream:
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

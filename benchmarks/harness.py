@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trollmoves_roles.bus import Subscription
+from trollmoves_roles.bus.posttroll import Subscription
 
 from benchmarks.configs import CLIENT_PUB_PORT, SUFFIX, ServerSpec, write_client_ini, write_server_ini
 from benchmarks.impls import Implementation

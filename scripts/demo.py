@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from trollmoves_roles.bus import Subscription
+from trollmoves_roles.bus.posttroll import Subscription
 
 BIN = Path(sys.executable).parent
 FILES = 5

@@ -150,15 +150,8 @@ def pattern_problem(pattern: str) -> str | None:
         Parser(pattern).globify()
         re.compile(regex_format(pattern))
     except Exception as err:  # trollsift and re raise assorted types for bad patterns
-        return f"invalid trollsift pattern {_redacted(pattern)!r}: {err}"
+        return f"invalid trollsift pattern {redact(pattern)!r}: {err}"
     return None
-
-
-def _redacted(text: str) -> str:
-    try:
-        return redact(text)
-    except ValueError:  # not even a URL: a pattern with fields in the port, say
-        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", text)
 
 
 def mover_problem(host: PluginHost, uri: str) -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -73,7 +75,7 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
         port = parts.port
     except ValueError:
         # urllib's own message quotes the bad "port", which may be part of a password.
-        raise ValueError(f"invalid port in URI {_hide_userinfo(text)!r}") from None
+        raise ValueError(f"invalid port in URI {redact(text, drop_user=True)!r}") from None
     return Location(
         scheme=parts.scheme.lower(),
         path=parts.path,
@@ -85,23 +87,50 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
     )
 
 
-def redact(uri: str | os.PathLike[str]) -> str:
-    """Return ``uri`` with any password removed, for logs and error messages."""
-    text = os.fspath(uri)
+def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: Iterable[str] = ()) -> str:
+    """``text`` (a URI, or free text quoting URIs) without passwords, for logs, errors and replies.
+
+    A URI keeps its user (``ftp://user@host``); in free text, or a URI that does not parse,
+    ``user:password@`` becomes ``user:***@``. ``drop_user`` removes the whole user part
+    (``***@`` where the text does not parse). Each of ``secrets`` is masked as ``***``.
+    """
+    text = os.fspath(text)
+    if "@" in text:
+        text = _redact_uri(text, drop_user) if _is_uri(text) else _redact_free_text(text, drop_user)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@:]*)(:[^\s@]*)?@")
+
+
+def _is_uri(text: str) -> bool:
+    if any(c.isspace() for c in text):
+        return False
+    try:
+        urlsplit(text, allow_fragments=False).port  # noqa: B018 (raises for a bad port)
+    except ValueError:  # a password with an unescaped "/" or ":", or a pattern's field in the port
+        return False
+    return True
+
+
+def _redact_uri(text: str, drop_user: bool) -> str:
     parts = urlsplit(text, allow_fragments=False)
-    if not parts.password:
+    if not parts.scheme or "@" not in parts.netloc or not (parts.password or drop_user):
         return text
     host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+    user = f"{parts.username}@" if parts.username and not drop_user else ""
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
-def _hide_userinfo(text: str) -> str:
-    """Mask everything between ``scheme://`` and the last ``@`` of a URI that did not parse:
-    a password with an unescaped ``/`` or ``:`` defeats :func:`redact`."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
-        return text
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+def _redact_free_text(text: str, drop_user: bool) -> str:
+    def masked(match: re.Match[str]) -> str:
+        if drop_user:
+            return f"{match[1]}***@"
+        return f"{match[1]}{match[2]}:***@" if match[3] else match[0]
+    return _USERINFO.sub(masked, text)
 
 
 def scheme_of(uri: str | os.PathLike[str]) -> str:

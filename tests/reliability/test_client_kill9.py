@@ -18,7 +18,8 @@ import pytest
 from client_support import ClientProcess, client_config
 from reliability_support import server_section, write_file, write_ini
 from support.bus import free_port, wait_until
-from trollmoves_roles.client.state import ChainState, journal_path
+from trollmoves_roles.client.state import ChainState
+from trollmoves_roles.state.journal import journal_path
 
 testing = pytest.importorskip("trollmoves_ssh.testing")
 pytestmark = [pytest.mark.timeout(120),
@@ -56,7 +57,7 @@ def test_client_kill_9_mid_stream_with_destination_down_every_file_once(tmp_path
         state_directory=state, transfer_req_timeout=10, max_requests_in_flight=8, retry_delay=0.2, max_retry_delay=1,
         give_up_after=90)})
     client = ClientProcess(config, tmp_path / "client.log")
-    journal = journal_path(state, config)
+    journal = journal_path(state, config, "client")
     files = contents()
     stats: dict[str, object] = {"files": FILES}
     try:

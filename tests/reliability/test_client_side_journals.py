@@ -13,12 +13,12 @@ import pytest
 import yaml
 from posttroll.message import Message
 from support.bus import BusRecorder, wait_until
-from trollmoves_roles.bus import BusPublisher
-from trollmoves_roles.client.state import journal_path
+from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.dispatcher.engine import Dispatcher, _part
 from trollmoves_roles.downloader.config import DownloaderConfig
 from trollmoves_roles.downloader.engine import ANNOUNCED, Downloader
-from trollmoves_roles.pending import PendingMessages
+from trollmoves_roles.state.journal import journal_path
+from trollmoves_roles.state.pending import PendingMessages
 
 pytestmark = pytest.mark.timeout(60)
 

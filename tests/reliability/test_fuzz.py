@@ -13,7 +13,7 @@ from fuzz_inputs import bus_messages, request_payloads
 from posttroll.message import Message
 from reliability_support import TOPIC, counter, metrics, ping, request, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
-from trollmoves_roles.metrics import read_endpoint
+from trollmoves_roles.observe.metrics import read_endpoint
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -12,11 +12,11 @@ import threading
 
 import pytest
 from posttroll.message import Message
-from trollmoves_roles import journal as journal_module
 from trollmoves_roles.client.state import ChainState
-from trollmoves_roles.journal import Journal
-from trollmoves_roles.pending import PendingMessages
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.state import journal as journal_module
+from trollmoves_roles.state.journal import Journal
+from trollmoves_roles.state.pending import PendingMessages
 
 
 def test_put_get_order_state_and_delete(tmp_path):
@@ -148,7 +148,7 @@ def test_client_and_pending_journals_keep_going_when_writes_fail(tmp_path, caplo
 
 WRITER = """
 import os, signal, sys
-from trollmoves_roles.journal import Journal
+from trollmoves_roles.state.journal import Journal
 journal = Journal(sys.argv[1])
 for i in range(int(sys.argv[2])):
     journal.put(f"/data/f{i:04d}", "announced", {"i": i})

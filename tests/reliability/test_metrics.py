@@ -11,8 +11,8 @@ import pytest
 from posttroll.message import Message
 from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
-from trollmoves_roles.metrics import Counter, Gauge, Histogram, Registry, endpoint_file, read_endpoint
-from trollmoves_roles.status import parse_exposition, render_table
+from trollmoves_roles.observe.metrics import Counter, Gauge, Histogram, Registry, endpoint_file, read_endpoint
+from trollmoves_roles.tools.status import parse_exposition, render_table
 
 pytestmark = pytest.mark.timeout(120)
 

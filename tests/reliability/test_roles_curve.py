@@ -11,8 +11,8 @@ import pytest
 from client_support import ClientProcess, client_config
 from reliability_support import TOPIC, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
-from trollmoves_roles.bus import Subscription
-from trollmoves_roles.security import CurveClient, create_keypair
+from trollmoves_roles.bus.posttroll import Subscription
+from trollmoves_roles.bus.security import CurveClient, create_keypair
 
 pytestmark = pytest.mark.timeout(120)
 

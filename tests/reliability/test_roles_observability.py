@@ -16,8 +16,9 @@ from posttroll.message import Message
 from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
 from support.processes import TrollmovesProcess
-from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher
-from trollmoves_roles.metrics import endpoint_file, read_endpoint
+from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.observe.metrics import endpoint_file, read_endpoint
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 
 pytestmark = pytest.mark.timeout(120)
 

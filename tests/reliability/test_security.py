@@ -16,7 +16,7 @@ import zmq
 from posttroll.message import Message
 from reliability_support import TOPIC, TROLLMOVES, ping, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
-from trollmoves_roles.security import create_keypair, load_secret_key
+from trollmoves_roles.bus.security import create_keypair, load_secret_key
 
 pytestmark = pytest.mark.timeout(120)
 

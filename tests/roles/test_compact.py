@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from posttroll.message import Message
-from trollmoves_roles import compact
-from trollmoves_roles.compact import compact_data, compact_message
+from trollmoves_roles.protocol import compact
+from trollmoves_roles.protocol.compact import compact_data, compact_message
 
 
 def announcement(uid: str) -> Message:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from posttroll.message import Message
-from trollmoves_roles.bus import Subscription
+from trollmoves_roles.bus.posttroll import Subscription
 
 
 def free_port() -> int:

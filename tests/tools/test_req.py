@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from posttroll.message import Message
 from support.bus import free_port, wait_until
-from trollmoves_roles.req import normalise_address, parse_extra, request
+from trollmoves_roles.tools.req import normalise_address, parse_extra, request
 
 from trollmoves_core.cli import main
 

@@ -10,13 +10,13 @@ from trollmoves_core.role import Role
 ROLES = {
     # role name: "module:class"; modules are imported when the launcher asks for roles.
     "client": "trollmoves_roles.client.role:ClientRole",
-    "req": "trollmoves_roles.req:RequestTool",
+    "req": "trollmoves_roles.tools.req:RequestTool",
     "dispatcher": "trollmoves_roles.dispatcher.role:DispatcherRole",
     "downloader": "trollmoves_roles.downloader.role:DownloaderRole",
     "mirror": "trollmoves_roles.mirror.role:MirrorRole",
     "server": "trollmoves_roles.server.role:ServerRole",
-    "keys": "trollmoves_roles.keys:KeysTool",
-    "status": "trollmoves_roles.status:StatusTool",
+    "keys": "trollmoves_roles.tools.keys:KeysTool",
+    "status": "trollmoves_roles.tools.status:StatusTool",
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 from support.bus import free_port
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 
 NO_REPLY = object()
 """Handler result: do not answer this request (the client must time out)."""

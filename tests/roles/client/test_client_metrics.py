@@ -8,7 +8,7 @@ from client_fakes import Announcer, ScriptedServer, serve_everything
 from client_harness import InProcessClient, client_section, prime, results, write_ini
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
-from trollmoves_roles.bus import MESSAGE_VERSION
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 
 pytestmark = pytest.mark.timeout(60)
 

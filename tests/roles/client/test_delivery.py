@@ -8,7 +8,8 @@ import socket
 import stat
 
 import pytest
-from trollmoves_roles.client import delivery
+from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.messages import message_type, transfer_key, uids_of
 
 from trollmoves_core.uri import parse_uri
 
@@ -60,13 +61,13 @@ def test_make_directory_creates_world_writable_dirs_and_leaves_existing_ones(tmp
 
 
 def test_uids_and_key_of_file_dataset_collection():
-    assert delivery.uids_of({"uid": "a", "uri": "/a"}) == ["a"]
+    assert uids_of({"uid": "a", "uri": "/a"}) == ["a"]
     dataset = {"dataset": [{"uid": "b", "uri": "/b"}, {"uid": "a", "uri": "/a"}]}
-    assert delivery.uids_of(dataset) == ["b", "a"]
+    assert uids_of(dataset) == ["b", "a"]
     collection = {"collection": [{"dataset": [{"uid": "a", "uri": "/a"}]}, {"uid": "b", "uri": "/b"}]}
-    assert sorted(delivery.uids_of(collection)) == ["a", "b"]
-    assert delivery.transfer_key(["b", "a"]) == delivery.transfer_key(["a", "b"]) != delivery.transfer_key(["a"])
-    assert [delivery.message_type(d) for d in ({"uri": 1}, dataset, collection, {})] == \
+    assert sorted(uids_of(collection)) == ["a", "b"]
+    assert transfer_key(["b", "a"]) == transfer_key(["a", "b"]) != transfer_key(["a"])
+    assert [message_type(d) for d in ({"uri": 1}, dataset, collection, {})] == \
         ["file", "dataset", "collection", "file"]
 
 

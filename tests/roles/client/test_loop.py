@@ -6,7 +6,7 @@ import gc
 import threading
 import weakref
 
-from trollmoves_roles.client.loop import COMPACT_MIN, EventLoop
+from trollmoves_roles.bus.loop import COMPACT_MIN, EventLoop
 
 
 class Payload:

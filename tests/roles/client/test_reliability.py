@@ -11,7 +11,8 @@ from client_fakes import HOLD, Announcer, ScriptedServer, serve_everything
 from client_harness import InProcessClient, client_section, prime, results, write_ini
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
-from trollmoves_roles.client.state import ChainState, journal_path
+from trollmoves_roles.client.state import ChainState
+from trollmoves_roles.state.journal import journal_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,7 +112,7 @@ def test_journal_resumes_pending_files_after_a_restart_and_never_refetches(tmp_p
         assert wait_until(lambda: len(server.pushes()) >= 3)  # the probe and both files were requested
     finally:
         client.stop()  # the held pushes never got their reply
-    journal = ChainState.open(journal_path(state, client.config), "test")
+    journal = ChainState.open(journal_path(state, client.config, "client"), "test")
     try:
         assert sorted(p.sources[0].data["uid"] for p in journal.pending()) == ["f1.dat", "f2.dat"]
     finally:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from posttroll.message import Message
 from support.bus import BusRecorder, wait_until
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.dispatcher.engine import Dispatcher
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 
 TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 TOPIC = "/level2/avhrr"

@@ -8,7 +8,7 @@ import pytest
 from posttroll import config as posttroll_config
 from posttroll.ns import NameServer, get_pub_address
 from support.bus import free_port, wait_until
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 
 TOPIC = "/level2/avhrr"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from trollmoves_roles.movers import MoverCache
-from trollmoves_roles.pool import BoundedPool
+from trollmoves_roles.transfers.movers import MoverCache
+from trollmoves_roles.transfers.pool import BoundedPool
 
 
 def test_submit_waits_for_room_and_shutdown_drops_queued_jobs(caplog):

@@ -12,7 +12,7 @@ import yaml
 from posttroll.message import Message
 from roles.dispatcher.dispatcher_support import borrow, require_mover
 from support.bus import BusRecorder, wait_until
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.downloader.config import load_config
 from trollmoves_roles.downloader.engine import Downloader
 

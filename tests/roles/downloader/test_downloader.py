@@ -207,7 +207,7 @@ def test_full_run_downloads_announces_and_stops_on_sigterm(tmp_path):
 
     from posttroll.message import Message
     from support.bus import BusRecorder, free_port, wait_until
-    from trollmoves_roles.bus import BusPublisher
+    from trollmoves_roles.bus.posttroll import BusPublisher
 
     source = BusPublisher(0, bind="127.0.0.1", name="s3stalker")
     out_port = free_port()
@@ -242,7 +242,7 @@ def test_sighup_and_a_changed_file_reload_the_config(tmp_path):
 
     from posttroll.message import Message
     from support.bus import BusRecorder, free_port, wait_until
-    from trollmoves_roles.bus import BusPublisher
+    from trollmoves_roles.bus.posttroll import BusPublisher
 
     source = BusPublisher(0, bind="127.0.0.1", name="s3stalker")
     out_port = free_port()

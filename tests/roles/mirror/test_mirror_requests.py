@@ -13,7 +13,7 @@ from mirror_harness import (
     wait_until,
 )
 from posttroll.message import Message
-from trollmoves_roles.client.delivery import transfer_key
+from trollmoves_roles.protocol.messages import transfer_key
 
 pytestmark = pytest.mark.timeout(120)
 

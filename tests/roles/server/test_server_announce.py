@@ -208,7 +208,7 @@ def _make_tar(path: Path, members: dict[str, bytes]) -> None:
 
 
 def test_listen_chain_republishes_local_files_and_serves_them(serve, tmp_path):
-    from trollmoves_roles.bus import BusPublisher
+    from trollmoves_roles.bus.posttroll import BusPublisher
 
     data_dir, out = tmp_path / "data", tmp_path / "out"
     data_dir.mkdir()

@@ -13,8 +13,8 @@ from posttroll.message import Message
 from server_support import TOPIC, chain, request, write_file, write_ini
 from support.bus import free_port, wait_until
 from trollmoves_roles.client.process import ClientProcess
-from trollmoves_roles.journal import Journal
 from trollmoves_roles.server.announced import LISTED_STATE, AnnouncedFiles
+from trollmoves_roles.state.journal import Journal
 
 pytestmark = pytest.mark.timeout(90)
 

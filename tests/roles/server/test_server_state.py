@@ -9,9 +9,9 @@ import time
 
 from server_support import TOPIC, chain, write_file
 from support.bus import free_port
-from trollmoves_roles.journal import Journal
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.server.announced import AnnouncedFiles
+from trollmoves_roles.state.journal import Journal
 
 
 def test_attach_restores_present_files_and_forgets_missing(tmp_path):

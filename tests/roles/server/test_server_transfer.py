@@ -9,9 +9,11 @@ from pathlib import Path
 from posttroll.message import Message
 from server_support import TOPIC, chain, request, write_file
 from support.bus import free_port
-from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
+from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.transfers.service import FileJob, TransferService
 
 from trollmoves_core.file_mover import FileMover
+from trollmoves_core.uri import redact
 
 
 def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
@@ -99,9 +101,9 @@ def test_failed_push_is_not_remembered(tmp_path):
 
 
 def test_destination_helpers():
-    assert strip_credentials("ftp://user:pw@host:21/d/") == "ftp://host:21/d/"
-    assert strip_credentials("file:///d/") == "file:///d/"
-    assert strip_credentials("/plain/path") == "/plain/path"
+    assert redact("ftp://user:pw@host:21/d/", drop_user=True) == "ftp://host:21/d/"
+    assert redact("file:///d/", drop_user=True) == "file:///d/"
+    assert redact("/plain/path", drop_user=True) == "/plain/path"
     assert join_rel_path("file:///out/p/", "sub/dir") == "file:///out/p/sub/dir"
     assert join_rel_path("/out/", "x") == "/out/x"
     assert join_rel_path("s3://bucket/d/", None) == "s3://bucket/d/"

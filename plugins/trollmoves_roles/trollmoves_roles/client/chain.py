@@ -63,16 +63,25 @@ from posttroll.message import Message
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
-from trollmoves_roles.client import delivery
+from trollmoves_roles.bus.listener import ProviderListener
+from trollmoves_roles.bus.loop import EventLoop, Timer
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
+from trollmoves_roles.bus.requester import ZmqRequester
+from trollmoves_roles.bus.transport import Requester
 from trollmoves_roles.client.config import ChainConfig
-from trollmoves_roles.client.listener import ProviderListener
-from trollmoves_roles.client.loop import EventLoop, Timer
-from trollmoves_roles.client.requester import Requester
 from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.messages import (
+    FILE_TYPES,
+    dicts_with,
+    is_local_host,
+    message_type,
+    transfer_key,
+    uids_of,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -91,9 +100,8 @@ RECONCILE_COUNT = 1000
 CLOCK_MARGIN = 60.0
 """Seconds of clock difference allowed between servers and us when comparing announcement times."""
 
-_SUCCESS = frozenset(delivery.TRANSFER_TYPES)
+_SUCCESS = frozenset(FILE_TYPES)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@")
 
 
 class UidCache:
@@ -208,7 +216,7 @@ class Chain:
 
     def _run(self) -> None:
         try:
-            self._requester = Requester(self._loop, max_in_flight=self.config.max_requests_in_flight,
+            self._requester = ZmqRequester(self._loop, max_in_flight=self.config.max_requests_in_flight,
                                         context=zmq.Context.instance(), curve=self.config.request_curve)
             # read before subscribing: what arrives from now on is this run's
             unpublished, pending = self.state.unpublished(), self.state.pending()
@@ -253,7 +261,7 @@ class Chain:
         for item in pending:
             if item.key in self.transfers:
                 continue
-            transfer = Transfer(item.key, delivery.uids_of(item.sources[0].data), since=item.since)
+            transfer = Transfer(item.key, uids_of(item.sources[0].data), since=item.since)
             for source in item.sources:
                 transfer.add_source(source)
             if not transfer.uids:
@@ -301,8 +309,8 @@ class Chain:
             LOG.debug("[%s] Ignoring %s message", self.name, message.type)
 
     def _on_announcement(self, message: Message) -> None:
-        uids = delivery.uids_of(message.data)
-        if not uids or not any(True for _ in delivery.dicts_with(message.data, "uri")):
+        uids = uids_of(message.data)
+        if not uids or not any(True for _ in dicts_with(message.data, "uri")):
             self._bad_message("[%s] Skipping announcement without uid/uri: %.200s", self.name, message.encode())
             return
         address = message.data["request_address"]
@@ -310,7 +318,7 @@ class Chain:
             self._bad_message("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
         self._servers[address] = message.subject
-        key = delivery.transfer_key(uids)
+        key = transfer_key(uids)
         transfer = self.transfers.get(key)
         if transfer is not None:
             if transfer.add_source(message):
@@ -333,10 +341,10 @@ class Chain:
             self._start(transfer)
 
     def _on_other_started(self, message: Message) -> None:
-        uids = delivery.uids_of(message.data)
+        uids = uids_of(message.data)
         if not uids:
             return
-        key = delivery.transfer_key(uids)
+        key = transfer_key(uids)
         transfer = self.transfers.get(key)
         if transfer is None:
             if all(uid in self.cache for uid in uids):
@@ -357,8 +365,8 @@ class Chain:
         ``compression`` the result names the unpacked files and cannot be matched, so the ack
         settles the file, as upstream.
         """
-        uids = delivery.uids_of(message.data)
-        transfer = self.transfers.get(delivery.transfer_key(uids)) if uids else None
+        uids = uids_of(message.data)
+        transfer = self.transfers.get(transfer_key(uids)) if uids else None
         if self.config.compression or transfer is None or transfer.state not in ("delayed", "other", "new"):
             self._on_other_done(message)
             return
@@ -368,12 +376,12 @@ class Chain:
         transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
 
     def _on_other_done(self, message: Message) -> None:
-        uids = delivery.uids_of(message.data)
+        uids = uids_of(message.data)
         if not uids:
             return
         for uid in uids:
             self.cache.add(uid)
-        key = delivery.transfer_key(uids)
+        key = transfer_key(uids)
         transfer = self.transfers.get(key)
         if transfer is None or transfer.state in ("delayed", "other", "new", "waiting"):
             self.state.delivered(key, uids)
@@ -479,7 +487,7 @@ class Chain:
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
         # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,
-                             Message(source.subject, delivery.message_type(result, source.type), result))
+                             Message(source.subject, message_type(result, source.type), result))
         self._log_delivery(transfer, source, destination, result)
         self._publish(Message(source.subject, "ack", dict(source.data)))
         self._wake_waiting(address)
@@ -507,9 +515,9 @@ class Chain:
         """One :func:`log_transfer` line per delivered file, and the delivery metrics."""
         seconds = time.monotonic() - (transfer.requested or transfer.started)
         address = source.data["request_address"]
-        local = parse_uri(destination).scheme == "file" and delivery.is_local_host(parse_uri(destination).host)
-        announced = list(delivery.dicts_with(source.data, "uri"))
-        delivered = list(delivery.dicts_with(result, "uri"))
+        local = parse_uri(destination).scheme == "file" and is_local_host(parse_uri(destination).host)
+        announced = list(dicts_with(source.data, "uri"))
+        delivered = list(dicts_with(result, "uri"))
         total = 0
         for item, copy in zip(announced, delivered, strict=False):
             where = str(copy["uri"])
@@ -523,7 +531,7 @@ class Chain:
 
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
         self.delivered += 1
-        self._publish(Message(source.subject, delivery.message_type(result, source.type), result))
+        self._publish(Message(source.subject, message_type(result, source.type), result))
         self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
         self._settle(transfer, ack=[s for s in transfer.sources if s is not source], forget=False)
@@ -627,9 +635,9 @@ class Chain:
             message = _listed_announcement(entry, address, horizon)
             if message is None or not any(topic_prefix(message.subject).startswith(w) for w in wanted):
                 continue
-            uids = delivery.uids_of(message.data)
+            uids = uids_of(message.data)
             if (not uids or all(u in self.cache for u in uids) or all(u in self._given_up for u in uids)
-                    or delivery.transfer_key(uids) in self.transfers):
+                    or transfer_key(uids) in self.transfers):
                 continue
             missed += 1
             self._on_announcement(message)
@@ -644,9 +652,7 @@ class Chain:
 
     def _scrub(self, text: str) -> str:
         """``text`` without the login's password or any ``user:password@`` of a URL in it."""
-        text = _USERINFO.sub(r"\1***@", text)
-        password = delivery.split_login(self.config.login)[1]
-        return text.replace(password, "***") if password else text
+        return redact(text, secrets=[delivery.split_login(self.config.login)[1] or ""])
 
     def _publish(self, message: Message) -> None:
         try:
@@ -656,7 +662,7 @@ class Chain:
 
 
 def _file_count(data: Any) -> int:
-    return max(1, sum(1 for _ in delivery.dicts_with(data, "uri")))
+    return max(1, sum(1 for _ in dicts_with(data, "uri")))
 
 
 def failure_message(chain: str, transfer: Transfer, destination: str) -> Message:

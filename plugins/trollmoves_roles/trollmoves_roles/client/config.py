@@ -3,7 +3,7 @@
 Every section is a chain; ``[DEFAULT]`` is inherited. Values are checked here, so a bad file
 fails at start-up with a :class:`~trollmoves_core.exceptions.ConfigError` naming the file,
 section and key. Keys the client does not know are kept (upstream uses them to overwrite
-message metadata, see :func:`trollmoves_roles.client.delivery.replace_mda`) and logged once.
+message metadata, see :func:`trollmoves_roles.protocol.delivery.replace_mda`) and logged once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import parse_uri
-from trollmoves_roles.security import CurveClient, SecurityError, load_public_key, load_secret_key
+from trollmoves_roles.bus.security import CurveClient, SecurityError, load_public_key, load_secret_key
 
 LOG = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ With ``state_directory`` set, the chains journal their state in
 ``<state_directory>/client-<config file name>.sqlite`` (one table per chain, see
 :mod:`trollmoves_roles.client.state`); a chain restarted by a reload resumes from it too.
 
-Every chain counts into one :class:`~trollmoves_roles.metrics.RoleMetrics` (label ``chain``),
+Every chain counts into one :class:`~trollmoves_roles.observe.metrics.RoleMetrics` (label ``chain``),
 served with ``--metrics-port``.
 """
 
@@ -29,12 +29,13 @@ from collections.abc import Hashable
 import zmq
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus import BusPublisher
+from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.config import ChainConfig, load_client_config
-from trollmoves_roles.client.state import ChainState, journal_path
-from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
-from trollmoves_roles.signals import install_signal_handlers
+from trollmoves_roles.client.state import ChainState
+from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.runtime.signals import install_signal_handlers
+from trollmoves_roles.state.journal import journal_path
 
 LOG = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class ClientProcess:
     def _open_state(self, config: ChainConfig) -> ChainState:
         if not config.state_directory:
             return ChainState()
-        path = journal_path(config.state_directory, self.config_file)
+        path = journal_path(config.state_directory, self.config_file, "client")
         try:
             state = ChainState.open(path, config.name)
         except (OSError, ValueError, sqlite3.Error) as err:

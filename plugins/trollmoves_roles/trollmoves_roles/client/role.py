@@ -19,7 +19,7 @@ class ClientRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.metrics import add_metrics_arguments
+        from trollmoves_roles.observe.metrics import add_metrics_arguments
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
         add_metrics_arguments(parser)

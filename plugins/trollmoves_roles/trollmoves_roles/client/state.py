@@ -1,7 +1,7 @@
 """The durable part of a client chain's state: what it was told about and has not delivered yet,
-and what it delivered, in the shared sqlite :class:`~trollmoves_roles.journal.Journal`.
+and what it delivered, in the shared sqlite :class:`~trollmoves_roles.state.journal.Journal`.
 
-One journal file per config (``<state_directory>/client-<config name>.sqlite``), one table per
+One journal file per config (:func:`~trollmoves_roles.state.journal.journal_path`), one table per
 chain. Records:
 
 * ``p:<transfer key>``, state ``pending``: an announced file not delivered yet, with every
@@ -28,25 +28,17 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from posttroll.message import Message
 
-from trollmoves_roles.journal import Journal
+from trollmoves_roles.state.journal import Journal
 
 LOG = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PUBLISHED, META = "pending", "delivered", "published", "meta"
 PRUNE_EVERY = 500
 """Deliveries between two prunes of the delivered records."""
-
-
-def journal_path(state_directory: str | os.PathLike[str], config_file: str | os.PathLike[str],
-                 role: str = "client") -> Path:
-    """``<state_directory>/<role>-<config file stem>.sqlite``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(config_file).stem) or "config"
-    return Path(state_directory) / f"{role}-{stem}.sqlite"
 
 
 def table_name(chain: str) -> str:

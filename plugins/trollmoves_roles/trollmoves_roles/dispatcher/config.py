@@ -33,9 +33,9 @@ from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import address_problem
+from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
-from trollmoves_roles.yamlkeys import string_list
+from trollmoves_roles.runtime.yamlkeys import string_list
 
 LOG = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ cause after the mover's own retries (``retries``, ``retry_delay`` in
 
 With a journal (``--state-directory``), each message with transfers is recorded until every one
 of its transfers has run (delivered or failed); a restarted dispatcher runs the ones not done
-yet and never repeats a delivered one (:mod:`trollmoves_roles.pending`).
+yet and never repeats a delivered one (:mod:`trollmoves_roles.state.pending`).
 
 Each delivered file is logged with :func:`~trollmoves_core.logs.log_transfer` and counted in the
-metrics (:class:`~trollmoves_roles.metrics.RoleMetrics`, labelled with the target's name as
+metrics (:class:`~trollmoves_roles.observe.metrics.RoleMetrics`, labelled with the target's name as
 ``chain``); the sender of every message received (heartbeats included) is a peer whose last
 message's age the metrics show.
 """
@@ -40,14 +40,14 @@ from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import BusPublisher, NameserverLookup
+from trollmoves_roles.bus.posttroll import BusPublisher, NameserverLookup
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
-from trollmoves_roles.listening import ListeningService
-from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.movers import MoverCache
-from trollmoves_roles.pending import PendingMessage, PendingMessages
-from trollmoves_roles.pool import BoundedPool
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
+from trollmoves_roles.runtime.listening import ListeningService
+from trollmoves_roles.state.pending import PendingMessage, PendingMessages
+from trollmoves_roles.transfers.movers import MoverCache
+from trollmoves_roles.transfers.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ class DispatcherRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.listening import add_listening_arguments
+        from trollmoves_roles.runtime.listening import add_listening_arguments
 
         parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="dispatch YAML configuration")
         parser.add_argument("-p", "--publish-port", type=int, nargs="?", const=0, default=None, metavar="PORT",
@@ -36,11 +36,11 @@ class DispatcherRole(Role):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        from trollmoves_roles.bus import check_addresses, start_publisher, subscribe_nameservers
+        from trollmoves_roles.bus.posttroll import check_addresses, start_publisher, subscribe_nameservers
         from trollmoves_roles.dispatcher.engine import Dispatcher
-        from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
-        from trollmoves_roles.pending import PendingMessages
-        from trollmoves_roles.signals import install_signal_handlers
+        from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+        from trollmoves_roles.runtime.signals import install_signal_handlers
+        from trollmoves_roles.state.pending import PendingMessages
 
         config_file = _config_file(args)
         if args.workers < 1:

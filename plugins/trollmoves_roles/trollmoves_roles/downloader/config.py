@@ -26,8 +26,8 @@ from typing import Any
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus import address_problem
-from trollmoves_roles.yamlkeys import string_list
+from trollmoves_roles.bus.posttroll import address_problem
+from trollmoves_roles.runtime.yamlkeys import string_list
 
 LOG = logging.getLogger(__name__)
 

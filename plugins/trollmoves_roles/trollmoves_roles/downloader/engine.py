@@ -14,7 +14,7 @@ means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other bucket
 
 With a journal (``--state-directory``), a message is recorded until its files are fetched and
 announced; a restarted downloader (even after ``kill -9``) fetches what is missing, reuses the
-files already here, and announces once (:mod:`trollmoves_roles.pending`).
+files already here, and announces once (:mod:`trollmoves_roles.state.pending`).
 
 The configuration is re-read on :meth:`Downloader.request_reload` (SIGHUP) or when the file
 changes: topics, subscription addresses, nameservers, bucket, destination and connection
@@ -41,14 +41,14 @@ from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.bus.posttroll import BusPublisher, NameserverLookup, Subscription
 from trollmoves_roles.downloader.config import DownloaderConfig, load_config
-from trollmoves_roles.listening import ListeningService
-from trollmoves_roles.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.movers import MoverCache
-from trollmoves_roles.pending import PendingMessage, PendingMessages
-from trollmoves_roles.pool import BoundedPool
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
+from trollmoves_roles.runtime.listening import ListeningService
+from trollmoves_roles.state.pending import PendingMessage, PendingMessages
+from trollmoves_roles.transfers.movers import MoverCache
+from trollmoves_roles.transfers.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
 

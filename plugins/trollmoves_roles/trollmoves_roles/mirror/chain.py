@@ -20,19 +20,19 @@ import time
 import zmq
 from posttroll.message import Message
 
-from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher
-from trollmoves_roles.client import delivery
-from trollmoves_roles.client.listener import ProviderListener
-from trollmoves_roles.client.loop import EventLoop
-from trollmoves_roles.client.requester import Requester
-from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.bus.listener import ProviderListener
+from trollmoves_roles.bus.loop import EventLoop
+from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.bus.requester import ZmqRequester
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry, Registry, uri_path
 from trollmoves_roles.mirror.requests import RequestSocket
 from trollmoves_roles.mirror.staging import Stager
-from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.server.service import own_ip
-from trollmoves_roles.server.transfer import TransferService
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with, transfer_key, uids_of
+from trollmoves_roles.runtime.process import own_ip
+from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
@@ -53,7 +53,7 @@ class MirrorChain:
         self.loop = EventLoop(f"mirror {config.name}")
         self.registry = Registry()
         context = zmq.Context.instance()
-        self.requester = Requester(self.loop, max_in_flight=config.client.max_requests_in_flight, context=context)
+        self.requester = ZmqRequester(self.loop, max_in_flight=config.client.max_requests_in_flight, context=context)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
                                       transfers=transfers, on_reply=self._after_reply, context=context,
@@ -154,7 +154,7 @@ class MirrorChain:
 
     def _on_message(self, message: Message) -> None:
         data = message.data
-        if message.type not in delivery.TRANSFER_TYPES or not isinstance(data, dict) or "request_address" not in data:
+        if message.type not in FILE_TYPES or not isinstance(data, dict) or "request_address" not in data:
             return  # heartbeats, and the push/ack/result messages of clients sharing the provider
         address = data["request_address"]
         if not isinstance(address, str) or ":" not in address:
@@ -162,15 +162,15 @@ class MirrorChain:
             return
         if address == self.request_address:
             return  # our own re-announcement (a provider list that loops back to this mirror)
-        uids = delivery.uids_of(data)
-        uris = [uri_path(d["uri"]) for d in delivery.dicts_with(data, "uri")]
+        uids = uids_of(data)
+        uris = [uri_path(d["uri"]) for d in dicts_with(data, "uri")]
         if not uids or not uris:
             self._bad_message("[%s] Skipping announcement without uid/uri: %.200s", self.name, message.encode())
             return
         if not all(self.config.serves(path) for path in uris):
             LOG.debug("[%s] %s does not match origin; not mirrored", self.name, uris[0])
             return
-        key = delivery.transfer_key(uids)
+        key = transfer_key(uids)
         entry = self.registry.get(key)
         if entry is not None:
             if entry.add_source(message):
@@ -192,8 +192,8 @@ class MirrorChain:
             LOG.error("[%s] Cannot publish %s: %s", self.name, announcement.type, err)
             return
         self.announced += 1
-        self.metrics.announced.inc(max(1, len(delivery.uids_of(announcement.data))), chain=self.name)
-        LOG.debug("[%s] Announced %s", self.name, delivery.uids_of(announcement.data)[:1])
+        self.metrics.announced.inc(max(1, len(uids_of(announcement.data))), chain=self.name)
+        LOG.debug("[%s] Announced %s", self.name, uids_of(announcement.data)[:1])
 
     def _bad_message(self, message: str, *args: object) -> None:
         self.metrics.bad_input.inc(chain=self.name)

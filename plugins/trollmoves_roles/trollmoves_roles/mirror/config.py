@@ -26,7 +26,7 @@ from trollmoves_core.uri import parse_uri
 from trollmoves_roles.client.config import KNOWN_KEYS as CLIENT_KEYS
 from trollmoves_roles.client.config import ChainConfig as ClientConfig
 from trollmoves_roles.client.config import Provider, chain_from_section
-from trollmoves_roles.client.delivery import is_local_host
+from trollmoves_roles.protocol.messages import is_local_host
 from trollmoves_roles.server.config import CONNECTION_PREFIX, connection_parameters, parse_info
 
 LOG = logging.getLogger(__name__)

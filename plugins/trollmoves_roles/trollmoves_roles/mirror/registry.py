@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
-from trollmoves_roles.client import delivery
+from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.messages import dicts_with
 
 DEFAULT_CAPACITY = 20000
 """Entries kept, oldest dropped first."""
@@ -38,7 +39,7 @@ class Entry:
 
     def source_paths(self) -> dict[str, str]:
         """uid → the internal server's path of that file."""
-        return {str(d["uid"]): uri_path(d["uri"]) for d in delivery.dicts_with(self.sources[0].data, "uid")
+        return {str(d["uid"]): uri_path(d["uri"]) for d in dicts_with(self.sources[0].data, "uid")
                 if "uri" in d}
 
 

@@ -30,16 +30,18 @@ from posttroll.message import Message
 
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.uri import redact
-from trollmoves_roles import reqrep
-from trollmoves_roles.bus import MAX_MESSAGE_BYTES, MESSAGE_VERSION
-from trollmoves_roles.client import delivery
-from trollmoves_roles.client.loop import EventLoop
-from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.bus import reqrep
+from trollmoves_roles.bus.loop import EventLoop
+from trollmoves_roles.bus.posttroll import MAX_MESSAGE_BYTES
+from trollmoves_roles.bus.reqrep import peer_address
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
-from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address
-from trollmoves_roles.server.transfer import FileJob, TransferService, strip_credentials
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.protocol import delivery, requests
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
+from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
+from trollmoves_roles.transfers.service import FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ class RequestSocket:
             if request.type == "push":
                 self._push(envelope, request)
                 return
-            reply = reqrep.answer(request, self.config.station, info=self._info, ack=reqrep.ack_reply)
+            reply = requests.answer(request, self.config.station, info=self._info, ack=requests.ack_reply)
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err))
             return
@@ -140,18 +142,18 @@ class RequestSocket:
         self._send(envelope, reply)
 
     def _info(self, request: Message) -> Message:
-        return reqrep.reply(request, "info", reqrep.info_data(request, self._registry.newest, self._started))
+        return requests.reply(request, "info", requests.info_data(request, self._registry.newest, self._started))
 
     # -- push --------------------------------------------------------------------------
 
     def _push(self, envelope: list[bytes], request: Message) -> None:
-        destination, items = reqrep.push_request(request)
+        destination, items = requests.push_request(request)
         for item in items:
             if "uid" not in item:
                 raise BadRequest(f"push: {item.get('uri')!r} has no uid")
-        uids = delivery.uids_of(request.data)
+        uids = uids_of(request.data)
         self._metrics.requested.inc(len(items), chain=self.name)
-        entry = self._registry.get(delivery.transfer_key(uids))
+        entry = self._registry.get(transfer_key(uids))
         if entry is None:
             self._metrics.refused.inc(chain=self.name, reason="access")
             LOG.warning("[%s] push refused for %s: %s was not announced by this mirror", self.name, request.sender,
@@ -193,7 +195,7 @@ class RequestSocket:
         seconds = time.monotonic() - push.started
         for item, size, uri in zip(push.items, push.sizes, future.result(), strict=False):
             uid = str(item["uid"])
-            log_transfer(LOG, uid=uid, source=push.sources.get(uid, "?"), destination=strip_credentials(uri),
+            log_transfer(LOG, uid=uid, source=push.sources.get(uid, "?"), destination=redact(uri, drop_user=True),
                          nbytes=size, seconds=seconds)
         self._answer(push.envelope, push.success())
 
@@ -222,4 +224,4 @@ class _Push:
 
     def success(self) -> Message:
         """The server's reply: the request data, destination (with ``path``) without credentials."""
-        return reqrep.push_reply(self.request)
+        return requests.push_reply(self.request)

@@ -20,8 +20,8 @@ class MirrorRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.metrics import add_metrics_arguments
-        from trollmoves_roles.server.role import add_publisher_arguments
+        from trollmoves_roles.observe.metrics import add_metrics_arguments
+        from trollmoves_roles.runtime.process import add_publisher_arguments
 
         parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
         add_publisher_arguments(parser)
@@ -37,7 +37,7 @@ class MirrorRole(Role):
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from trollmoves_roles.mirror.service import Mirror, MirrorOptions
-        from trollmoves_roles.signals import install_signal_handlers
+        from trollmoves_roles.runtime.signals import install_signal_handlers
 
         mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind, metrics_port=args.metrics_port,
                                                         metrics_bind=args.metrics_bind))

@@ -7,7 +7,7 @@ whose settings changed (their pending pushes are finished first), stops removed 
 starts new ones; a config that does not load is logged and the running one kept. Nothing on
 the file or request path waits on this loop.
 
-Every section counts into one :class:`~trollmoves_roles.metrics.RoleMetrics` (label ``chain``),
+Every section counts into one :class:`~trollmoves_roles.observe.metrics.RoleMetrics` (label ``chain``),
 served with ``--metrics-port``.
 """
 
@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL
-from trollmoves_roles.configwatch import signature
-from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import MirrorConfig, load_mirror_config
-from trollmoves_roles.server.service import ProcessOptions, open_publisher, reload_chains
-from trollmoves_roles.server.transfer import TransferService
-from trollmoves_roles.signals import StopReload
+from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.runtime.configwatch import signature
+from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, reload_chains
+from trollmoves_roles.runtime.signals import StopReload
+from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus import MESSAGE_VERSION
-from trollmoves_roles.client import delivery
-from trollmoves_roles.client.loop import EventLoop, Timer
-from trollmoves_roles.client.requester import Requester
+from trollmoves_roles.bus.loop import EventLoop, Timer
+from trollmoves_roles.bus.transport import Requester
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry
+from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION
 
 LOG = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Stager:
         if self._fetches.get(fetch.entry.key) is not fetch:
             return
         address = source.data["request_address"]
-        if reply is None or reply.type not in delivery.TRANSFER_TYPES:
+        if reply is None or reply.type not in FILE_TYPES:
             reason = self._scrub(error if reply is None else f"{reply.type} {reply.data!s:.300}")
             LOG.error("[%s] Failed to fetch %s from %s: %s", self.name, fetch.entry.uids[0], address, reason)
             fetch.errors.append(reason)
@@ -227,9 +227,7 @@ class Stager:
 
     def _scrub(self, text: str | None) -> str:
         """``text`` without the login's password (an internal server's error may quote the destination)."""
-        text = redact(text or "")
-        password = delivery.split_login(self.config.client.login)[1]
-        return text.replace(password, "***") if password else text
+        return redact(text or "", secrets=[delivery.split_login(self.config.client.login)[1] or ""])
 
     def _failed(self, fetch: Fetch) -> None:
         uid = fetch.entry.uids[0]

@@ -2,7 +2,7 @@
 recent announcements themselves, which ``info`` lists on request (reconciliation).
 
 Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`).
-With a :class:`~trollmoves_roles.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
+With a :class:`~trollmoves_roles.state.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
 the server's ``--state-directory``), every change is also written there, so a restarted
 server (even after ``kill -9``) keeps serving the files it announced that are still on disk,
 and keeps listing its recent announcements.
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from posttroll.message import create_datetime_json_encoder_for_version, datetime_decoder
 
-from trollmoves_roles.bus import MESSAGE_VERSION
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 
 if TYPE_CHECKING:
-    from trollmoves_roles.journal import Journal
+    from trollmoves_roles.state.journal import Journal
 
 STATE = "announced"
 """The journal state of the file records."""

@@ -15,14 +15,15 @@ from posttroll.message import Message
 
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
-from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher
-from trollmoves_roles.metrics import RoleMetrics
+from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.messages import announcement, standalone_announcement
-from trollmoves_roles.server.transfer import TransferService
 from trollmoves_roles.server.unpack import UnpackError, unpack
+from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
 

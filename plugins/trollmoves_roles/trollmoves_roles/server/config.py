@@ -166,7 +166,7 @@ def parse_chain(section: Section) -> ChainConfig | None:
 
 def _security(section: Section) -> dict[str, Any]:
     """The request socket's allow-list and CURVE keys, checked now so a bad one fails at start."""
-    from trollmoves_roles.security import KeyDirectory, SecurityError, load_secret_key, parse_allowed_clients
+    from trollmoves_roles.bus.security import KeyDirectory, SecurityError, load_secret_key, parse_allowed_clients
 
     found: dict[str, Any] = {}
     allowed = (section.get_str("allowed_clients") or "").strip()

@@ -15,17 +15,16 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
-from trollmoves_roles.bus import MESSAGE_VERSION, BusPublisher, Subscription
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.bus.posttroll import BusPublisher, Subscription
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
-from trollmoves_roles.server.messages import file_dicts
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
 
-SERVED_TYPES = ("file", "dataset", "collection")
 
 
 class ListenRepublisher:
@@ -82,14 +81,14 @@ class ListenRepublisher:
             self._subscription.close()
 
     def handle(self, message: Message) -> None:
-        if message.type not in SERVED_TYPES:
+        if message.type not in FILE_TYPES:
             return
         if not isinstance(message.data, dict):
             self._metrics.bad_input.inc(chain=self.chain.name)
             _LIMITED.warning("bad", "[%s] skipping a %s message without a JSON object", self.chain.name, message.type)
             return
         paths = []
-        for item in file_dicts(message.data):
+        for item in dicts_with(message.data, "uri"):
             uri = item.get("uri")
             try:
                 parts = urlsplit(uri) if isinstance(uri, str) and "\x00" not in uri else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from trollmoves_roles.server.config import ChainConfig
@@ -52,16 +52,3 @@ def standalone_announcement(chain: ChainConfig, fields: dict[str, Any], path: st
         return "dataset", {**data, **chain.info, **fields}
     filesystem = {"cls": SSH_FILESYSTEM_CLS, "args": [], "host": host, "protocol": "ssh"}
     return "file", {"filesystem": filesystem, "uri": remote, "uid": remote, **chain.info, **fields}
-
-
-def file_dicts(data: Any) -> Iterator[dict[str, Any]]:
-    """Every dict, at any depth, that has a ``uri`` (the files a message or request names)."""
-    if isinstance(data, dict):
-        if "uri" in data:
-            yield data
-        for key, value in data.items():
-            if key != "uri":
-                yield from file_dicts(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from file_dicts(value)

@@ -6,7 +6,7 @@ Every request gets a reply: a malformed one gets ``err`` with the reason. Bad re
 logged rate-limited (a flood of garbage must not flood the log) and counted in the metrics.
 
 Who may connect at all is decided during the zmq handshake by the chain's
-:class:`~trollmoves_roles.security.Policy` (``allowed_clients``, CURVE keys): refused peers'
+:class:`~trollmoves_roles.bus.security.Policy` (``allowed_clients``, CURVE keys): refused peers'
 requests never reach this module.
 """
 
@@ -25,18 +25,19 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import redact
-from trollmoves_roles import reqrep, security
-from trollmoves_roles.bus import MESSAGE_VERSION
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.reqrep import ERROR_SUBJECT, BadRequest, one_line, peer_address, request_dict
+from trollmoves_roles.bus import reqrep, security
+from trollmoves_roles.bus.reqrep import peer_address
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol import requests
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with
+from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line, request_dict
+from trollmoves_roles.runtime.signals import Wakeup
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ChainConfig
 from trollmoves_roles.server.deleter import Deleter
-from trollmoves_roles.server.messages import file_dicts
-from trollmoves_roles.server.transfer import FileJob, TransferService
-from trollmoves_roles.signals import Wakeup
+from trollmoves_roles.transfers.service import FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
@@ -175,7 +176,7 @@ class RequestServer:
             if request.type == "push":
                 self._push(envelope, request, peer)
                 return
-            reply = reqrep.answer(request, self.chain.station, info=self._info, ack=self._ack)
+            reply = requests.answer(request, self.chain.station, info=self._info, ack=self._ack)
         except BadRequest as err:
             self._reject(envelope, request.subject, str(err), peer)
             return
@@ -198,20 +199,20 @@ class RequestServer:
         in the request also ``announcements``: this chain's recent announcements (any subject),
         newest first, as ``{"subject", "type", "data", "time"}``, for clients to find what the
         bus did not bring them."""
-        reply = reqrep.info_data(request, self._announced.newest, self._started)
+        reply = requests.info_data(request, self._announced.newest, self._started)
         if isinstance(request.data, dict) and request.data.get("announcements") is True:
             reply["announcements"] = self._announced.listed(self.chain.name,
-                                                            min(reply["max_count"], reqrep.INFO_MAX_COUNT))
-        return reqrep.reply(request, "info", reply)
+                                                            min(reply["max_count"], requests.INFO_MAX_COUNT))
+        return requests.reply(request, "info", reply)
 
     def _ack(self, request: Message) -> Message:
         if self.chain.delete:
-            for item in file_dicts(request_dict(request)):
+            for item in dicts_with(request_dict(request), "uri"):
                 self._schedule_delete(item.get("uri"))
-        return reqrep.ack_reply(request)
+        return requests.ack_reply(request)
 
     def _push(self, envelope: list[bytes], request: Message, peer: str = "?") -> None:
-        destination, items = reqrep.push_request(request)
+        destination, items = requests.push_request(request)
         problem = _destination_problem(destination)
         if problem:
             raise BadRequest(f"push: {problem}")
@@ -248,7 +249,7 @@ class RequestServer:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
                 reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
             else:
-                reply = reqrep.push_reply(request)
+                reply = requests.push_reply(request)
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)

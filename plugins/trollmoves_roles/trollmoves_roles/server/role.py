@@ -21,7 +21,8 @@ class ServerRole(Role):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from trollmoves_roles.metrics import add_metrics_arguments
+        from trollmoves_roles.observe.metrics import add_metrics_arguments
+        from trollmoves_roles.runtime.process import add_publisher_arguments
 
         parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
         add_publisher_arguments(parser)
@@ -49,8 +50,8 @@ class ServerRole(Role):
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from trollmoves_core.exceptions import ConfigError
+        from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.server.service import Server, ServerOptions
-        from trollmoves_roles.signals import install_signal_handlers
 
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1")
@@ -74,11 +75,3 @@ class ServerRole(Role):
         finally:
             server.close()
             restore()
-
-
-def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
-    """``-p/--port`` and ``--bind``, as the server and the mirror spell them."""
-    parser.add_argument("-p", "--port", type=int, default=9010,
-                        help="port to publish announcements and heartbeats on (default: 9010)")
-    parser.add_argument("--bind", default="*", metavar="ADDRESS",
-                        help="address the publisher and request sockets bind to (default: * = all)")

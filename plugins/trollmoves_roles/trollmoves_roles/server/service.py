@@ -6,35 +6,31 @@ a chain check, a reload or stop request), so nothing on the file or request path
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import zmq
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL, BusPublisher
-from trollmoves_roles.journal import Journal
-from trollmoves_roles.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.observe.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
+from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, reload_chains
+from trollmoves_roles.runtime.signals import StopReload
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.announcer import Announcer
 from trollmoves_roles.server.config import ChainConfig, load_config
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
-from trollmoves_roles.server.transfer import DEFAULT_WORKERS, TransferService
-from trollmoves_roles.signals import StopReload
+from trollmoves_roles.state.journal import Journal, journal_path
+from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
 
@@ -55,20 +51,6 @@ class ChainRecoveryError(RuntimeError):
 
 
 @dataclass
-class ProcessOptions:
-    """The command-line settings of a process that publishes and serves requests (server, mirror)."""
-
-    port: int = 9010
-    bind: str = "*"
-    workers: int = DEFAULT_WORKERS
-    drain_timeout: float = 30.0
-    watch_config: bool = True
-    metrics_port: int | None = None
-    """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
-    metrics_bind: str = "127.0.0.1"
-
-
-@dataclass
 class ServerOptions(ProcessOptions):
     """Command-line settings (upstream flags plus ours)."""
 
@@ -81,13 +63,6 @@ class ServerOptions(ProcessOptions):
     max_notifier_restarts: int = 10
     state_directory: str | None = None
     """Keep the announced-files record in a journal there (None: in memory only)."""
-
-
-def state_file(state_directory: str | os.PathLike[str], config_path: str | os.PathLike[str]) -> Path:
-    """The journal of the server running ``config_path``: ``server-<config name>-<hash of its path>.sqlite``."""
-    absolute = os.path.abspath(os.fspath(config_path))
-    digest = hashlib.sha256(absolute.encode()).hexdigest()[:8]
-    return Path(state_directory) / f"server-{Path(absolute).stem}-{digest}.sqlite"
 
 
 class HeldPublisher:
@@ -193,7 +168,7 @@ class Server(StopReload):
             raise
 
     def _open_journal(self, directory: str) -> Journal:
-        path = state_file(directory, self.config_path)
+        path = journal_path(directory, self.config_path, "server")
         try:
             journal = Journal(path, table="announced")
         except (OSError, sqlite3.Error) as err:
@@ -339,46 +314,3 @@ class Server(StopReload):
         except (OSError, RuntimeError) as err:
             LOG.warning("Not watching %s for changes: %s (SIGHUP still reloads)", self.config_path, err)
             self._config_watcher = None
-
-
-def open_publisher(options: ProcessOptions, name: str) -> BusPublisher:
-    """The process's publisher on ``options.port``; a ConfigError names the address it cannot bind."""
-    try:
-        return BusPublisher(options.port, bind=options.bind, name=name)
-    except zmq.ZMQError as err:
-        raise ConfigError(f"cannot publish on tcp://{options.bind}:{options.port}: "
-                          f"{zmq.strerror(err.errno)}") from None
-
-
-def reload_chains(chains: dict[str, Any], configs: Mapping[str, Any], *, stop: Callable[[list[Any]], None],
-                  start: Callable[[Any], Any], noun: str = "chain") -> None:
-    """Make ``chains`` (name → a running chain with a ``config``) run ``configs`` (name → config).
-
-    The chains whose config changed or went are taken out and given to ``stop``; then a chain
-    is made and started by ``start(config)`` for each changed or new config. One that cannot
-    start (ConfigError) is logged and left out; the others run. ``noun`` names a chain in the log.
-    """
-    changed = [name for name, chain in chains.items() if configs.get(name) != chain.config]
-    added = [name for name in configs if name not in chains]
-    if not changed and not added:
-        LOG.info("Config reloaded: no %s changed", noun)
-        return
-    for name in changed:
-        LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
-    stop([chains.pop(name) for name in changed])
-    for name in [n for n in changed if n in configs] + added:
-        try:
-            chains[name] = start(configs[name])
-        except ConfigError as err:
-            LOG.error("[%s] cannot start: %s", name, err)
-    LOG.info("Config reloaded: %d %s(s) running", len(chains), noun)
-
-
-def own_ip() -> str:
-    """The address other hosts reach us on (the source address of the default route)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent: connect() on UDP only picks a route
-            return probe.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"

@@ -9,23 +9,20 @@ server, ``request_address``/``destination`` removed and ``replace_mda`` applied.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import posixpath
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from trollsift import compose
 
 from trollmoves_core.uri import Location, parse_uri, redact, target_path
+from trollmoves_roles.protocol.messages import dicts_with, is_local_host
 
 LOG = logging.getLogger(__name__)
-
-TRANSFER_TYPES = ("file", "dataset", "collection")
 
 
 def compose_destination(pattern: str, data: Mapping[str, Any]) -> str:
@@ -95,65 +92,6 @@ def make_directory(directory: str) -> None:
             LOG.debug("Cannot chmod %s: %s", path, err)
 
 
-def dicts_with(data: Any, key: str) -> Iterator[dict[str, Any]]:
-    """Every dict at any depth of ``data`` that has ``key`` (depth first, in order)."""
-    if isinstance(data, dict):
-        if key in data:
-            yield data
-        for value in data.values():
-            if isinstance(value, dict | list):
-                yield from dicts_with(value, key)
-    elif isinstance(data, list):
-        for item in data:
-            yield from dicts_with(item, key)
-
-
-def uids_of(data: Mapping[str, Any]) -> list[str]:
-    """The uids of a file, dataset or collection message."""
-    return [str(d["uid"]) for d in dicts_with(dict(data), "uid")]
-
-
-def transfer_key(uids: list[str]) -> str:
-    """The dedup key of an announcement: md5 of its sorted uids (the same file from two servers
-    gives the same key)."""
-    return hashlib.md5(repr(sorted(uids)).encode(), usedforsecurity=False).hexdigest()
-
-
-def message_type(data: Mapping[str, Any], default: str = "file") -> str:
-    """``file``, ``dataset`` or ``collection`` from the data's top-level key."""
-    if "uri" in data:
-        return "file"
-    if "dataset" in data:
-        return "dataset"
-    if "collection" in data:
-        return "collection"
-    return default
-
-
-@functools.lru_cache(maxsize=256)
-def is_local_host(host: str) -> bool:
-    """True for an empty host or one that resolves to an address of this machine (upstream drops
-    scheme and host from the published ``uri`` then)."""
-    if not host or host in ("localhost", socket.gethostname(), socket.getfqdn()):
-        return True
-    try:
-        address = socket.gethostbyname(host)
-    except OSError:
-        return False
-    return address in _own_addresses()
-
-
-@functools.lru_cache(maxsize=1)
-def _own_addresses() -> frozenset[str]:
-    """This machine's addresses: 127.0.0.1 and what its host name resolves to. Like upstream,
-    another loopback address (127.0.0.2) counts as a different host."""
-    try:
-        own = socket.gethostbyname_ex(socket.gethostname())[2]
-    except OSError:
-        own = []
-    return frozenset(["127.0.0.1", *own])
-
-
 def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_path: str | None,
                   user: str | None) -> str:
     """Where the server put one file: ``<scheme>://[user@]host[:port]<path>``, or just the path
@@ -170,6 +108,16 @@ def delivered_uri(destination: Location, source_uri: str, uid: str | None, rel_p
     auth = f"{user}@" if user else ""
     port = f":{destination.port}" if destination.port else ""
     return f"{destination.scheme}://{auth}{destination.host}{port}{path}"
+
+
+def join_rel_path(destination: str, rel_path: str | None) -> str:
+    """Append ``rel_path`` to the destination's path, as upstream does with a push's ``path``."""
+    if not rel_path:
+        return destination
+    parts = urlsplit(destination, allow_fragments=False)
+    if "://" not in destination:
+        return posixpath.join(destination, rel_path)
+    return urlunsplit(parts._replace(path=posixpath.join(parts.path or "/", rel_path)))
 
 
 def add_source(sources: list[Any], announcement: Any) -> bool:

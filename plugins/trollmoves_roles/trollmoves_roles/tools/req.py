@@ -113,7 +113,7 @@ def request(address: str, payload: str, *, timeout: float, retries: int,
     import zmq
     from posttroll.message import Message
 
-    from trollmoves_roles.security import curve_client
+    from trollmoves_roles.bus.security import curve_client
 
     context = zmq.Context.instance()
     for attempt in range(1, retries + 2):
@@ -164,7 +164,7 @@ def curve_keys(args: argparse.Namespace) -> tuple[str, str] | None:
         return None
     if not (secret and server):
         raise UsageError("--curve-secret-key and --curve-server-key go together")
-    from trollmoves_roles.security import SecurityError, load_public_key, load_secret_key
+    from trollmoves_roles.bus.security import SecurityError, load_public_key, load_secret_key
     try:
         load_secret_key(secret)
         load_public_key(server)

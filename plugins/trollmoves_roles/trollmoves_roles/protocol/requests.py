@@ -1,4 +1,5 @@
-"""Pieces of the request/reply protocol shared by the server's and the mirror's request sockets."""
+"""The request/reply protocol of servers and mirrors: reading a request's data and building the
+``pong``/``info``/``ack``/``push`` replies (upstream's message types and fields)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import zmq
 from posttroll.message import Message
 
-from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus import MESSAGE_VERSION
-from trollmoves_roles.client.delivery import message_type
-from trollmoves_roles.server.messages import file_dicts
-from trollmoves_roles.server.transfer import join_rel_path, strip_credentials
+from trollmoves_core.uri import redact
+from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with, message_type
 
 INFO_MAX_COUNT = 2256
 """Most file names an ``info`` reply lists (as upstream)."""
@@ -24,33 +22,6 @@ ERROR_SUBJECT = "/error"
 
 class BadRequest(Exception):
     """A request that decodes but cannot be served; answered with ``err``."""
-
-
-def peer_address(frame: zmq.Frame) -> str:
-    """The TCP peer's address of a received frame, ``"?"`` when there is none."""
-    try:
-        return frame.get("Peer-Address") or "?"
-    except (zmq.ZMQError, AttributeError, UnicodeError):  # not a TCP peer
-        return "?"
-
-
-def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
-    """Routing frames up to and including the empty delimiter, and the body after it."""
-    for index, frame in enumerate(frames):
-        if frame == b"" and index > 0:
-            return frames[: index + 1], frames[index + 1:]
-    return frames[:1], frames[1:]
-
-
-def read_request(frames: list[bytes]) -> tuple[list[bytes], Message | str]:
-    """The routing envelope of a received request and the request, or why it cannot be read."""
-    envelope, body = split_envelope(frames)
-    if len(body) != 1:
-        return envelope, f"expected one message frame, got {len(body)}"
-    try:
-        return envelope, Message.decode(body[0])
-    except Exception as err:  # anything undecodable gets an answer, never silence
-        return envelope, f"invalid request: {one_line(err)}"
 
 
 def answer(request: Message, station: str | None, *, info: Callable[[Message], Message],
@@ -80,26 +51,6 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def bind(socket: zmq.Socket, address: str, *, retry: float, section: str) -> None:
-    """Bind ``socket`` to ``address``, retrying a port in use for ``retry`` seconds.
-
-    On failure the socket is closed and a ConfigError names the address (key ``request_port``).
-    """
-    deadline = time.monotonic() + retry
-    while True:
-        try:
-            socket.bind(address)
-            return
-        except zmq.ZMQError as err:
-            # after a reload, the previous socket on this port is released asynchronously
-            if err.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
-            socket.close(0)
-            raise ConfigError(f"cannot listen on {address}: {zmq.strerror(err.errno)}", section=section,
-                              key="request_port") from None
-
-
 def reply(request: Message, atype: str, data: Any = None) -> Message:
     """A reply to ``request``: same subject, type ``atype``, with ``data`` when given."""
     if data is None:
@@ -123,7 +74,7 @@ def ack_reply(request: Message) -> Message:
     """The ``ack`` reply: the request's data, its destination without credentials."""
     data = dict(request_dict(request))
     if isinstance(data.get("destination"), str):
-        data["destination"] = strip_credentials(data["destination"])
+        data["destination"] = redact(data["destination"], drop_user=True)
     return reply(request, "ack", data)
 
 
@@ -134,7 +85,7 @@ def push_request(request: Message) -> tuple[str, list[dict[str, Any]]]:
     destination = data.get("destination")
     if not isinstance(destination, str) or not destination.strip():
         raise BadRequest("push without a destination")
-    items = list(file_dicts(data))
+    items = list(dicts_with(data, "uri"))
     if not items:
         raise BadRequest("push without any uri")
     for item in items:
@@ -149,5 +100,6 @@ def push_reply(request: Message) -> Message:
     destination (with the request's ``path`` appended) without credentials."""
     data = dict(request_dict(request))
     rel_path = data.get("path") if isinstance(data.get("path"), str) else None
-    data["destination"] = strip_credentials(join_rel_path(data["destination"], rel_path))
+    data["destination"] = redact(join_rel_path(data["destination"], rel_path), drop_user=True)
     return reply(request, message_type(data, request.type), data)
+

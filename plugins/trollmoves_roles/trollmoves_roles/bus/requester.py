@@ -11,7 +11,7 @@ With ``curve`` keys every socket is a CURVE client of the servers' request socke
 that does not admit our key (or does not speak CURVE) never answers, so such a request ends as
 "no reply", with a hint at the keys in the error text.
 
-Everything runs in the owning :class:`~trollmoves_roles.client.loop.EventLoop`'s thread.
+Everything runs in the owning :class:`~trollmoves_roles.bus.loop.EventLoop`'s thread.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 import zmq
 from posttroll.message import Message
 
-from trollmoves_roles.bus import versioned
-from trollmoves_roles.client.loop import EventLoop, Timer
-from trollmoves_roles.ratelimit import RateLimitedLog
-from trollmoves_roles.security import CurveClient
+from trollmoves_roles.bus.loop import EventLoop, Timer
+from trollmoves_roles.bus.security import CurveClient
+from trollmoves_roles.bus.transport import ReplyCallback
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol.messages import versioned
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
 
-ReplyCallback = Callable[[Message | None, str | None], None]
-"""Called with ``(reply, None)`` or ``(None, error text)``."""
 
 DOWN_PERIOD = 30.0
 """Seconds a server that left a request unanswered is avoided when another source exists."""
@@ -68,7 +67,7 @@ class _Server:
     last_used: float = field(default_factory=time.monotonic)
 
 
-class Requester:
+class ZmqRequester:
     """Send requests to servers (``host:port``) and call back with the replies."""
 
     def __init__(self, loop: EventLoop, *, max_in_flight: int = 4, backoff: float = 0.2,

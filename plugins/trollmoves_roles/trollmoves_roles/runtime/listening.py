@@ -20,12 +20,12 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_roles.bus import HEARTBEAT_TOPIC, NameserverLookup, Subscription
-from trollmoves_roles.configwatch import ConfigFileMonitor
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.movers import MoverCache
-from trollmoves_roles.pending import PendingMessage, PendingMessages
-from trollmoves_roles.pool import BoundedPool
+from trollmoves_roles.bus.posttroll import HEARTBEAT_TOPIC, NameserverLookup, Subscription
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.runtime.configwatch import ConfigFileMonitor
+from trollmoves_roles.state.pending import PendingMessage, PendingMessages
+from trollmoves_roles.transfers.movers import MoverCache
+from trollmoves_roles.transfers.pool import BoundedPool
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
                             workers_help: str) -> None:
     """The options the dispatcher and downloader share: where else to listen, how many workers,
     the journal, where the publisher binds and the metrics."""
-    from trollmoves_roles.metrics import add_metrics_arguments
+    from trollmoves_roles.observe.metrics import add_metrics_arguments
 
     parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
                         help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")

@@ -20,10 +20,10 @@ from posttroll.message import Message
 from posttroll.publisher import Publisher
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.compact import compact_message
+from trollmoves_roles.protocol.compact import compact_message
 
 if TYPE_CHECKING:
-    from trollmoves_roles.security import CurveClient
+    from trollmoves_roles.bus.security import CurveClient
 
 LOG = logging.getLogger(__name__)
 

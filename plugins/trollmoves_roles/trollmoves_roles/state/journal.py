@@ -27,6 +27,7 @@ Thread-safe: one connection shared under a lock.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -39,13 +40,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
+_SIDECARS = ("", "-wal", "-shm")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def journal_path(state_directory: str | os.PathLike[str], config_file: str | os.PathLike[str],
+                 role: str) -> Path:
+    """The journal of ``role`` running ``config_file``: ``<role>-<config name>-<hash of its path>.sqlite``
+    in ``state_directory`` (two configs of the same name in different folders never share one).
+
+    A journal under the earlier client-side name (``<role>-<config name>.sqlite``) is renamed to it.
+    """
+    absolute = os.path.abspath(os.fspath(config_file))
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(absolute).stem) or "config"
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:8]
+    path = Path(state_directory) / f"{role}-{stem}-{digest}.sqlite"
+    legacy = Path(state_directory) / f"{role}-{stem}.sqlite"
+    if legacy.exists() and not path.exists():
+        for suffix in _SIDECARS:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{legacy}{suffix}", f"{path}{suffix}")
+        LOG.info("Journal %s renamed to %s", legacy, path)
+    return path
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the downloader: one per file). Each record holds the raw message, its parts and 
 with a value (where the file went); it is deleted when every part is done. Without a journal
 (no ``--state-directory``) everything here does nothing and costs nothing.
 
-Uses the shared :class:`~trollmoves_roles.journal.Journal`; write errors (a full disk) are
+Uses the shared :class:`~trollmoves_roles.state.journal.Journal`; write errors (a full disk) are
 logged rate-limited and never stop the service.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.journal import Journal
+from trollmoves_roles.state.journal import Journal, journal_path
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ class PendingMessages:
         """
         if not state_directory:
             return cls()
-        from trollmoves_roles.client.state import journal_path
 
         path = journal_path(state_directory, config_file, role)
         try:

@@ -33,7 +33,7 @@ from pathlib import Path
 import zmq
 from zmq.utils import z85
 
-from trollmoves_roles.ratelimit import RateLimitedLog
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
 _REFUSED = RateLimitedLog(LOG)

@@ -1,7 +1,7 @@
 """``trollmoves status CONFIG|URL``: show a running process's metrics as a readable table.
 
 The target is the config file of a process started with ``--metrics-port`` (found through the
-endpoint file it writes, see :mod:`trollmoves_roles.metrics`), or the metrics address itself:
+endpoint file it writes, see :mod:`trollmoves_roles.observe.metrics`), or the metrics address itself:
 ``http://host:port/metrics``, ``host:port`` or a bare port on 127.0.0.1.
 
 Exit status: 0 shown, 1 the process does not answer, 2 bad usage (no endpoint known).
@@ -56,7 +56,7 @@ def parse_exposition(text: str) -> list[Sample]:
 
 def metrics_url(target: str) -> str:
     """The metrics URL for ``target`` (a config path, URL, ``host:port`` or port); ValueError if unknown."""
-    from trollmoves_roles.metrics import endpoint_file, read_endpoint
+    from trollmoves_roles.observe.metrics import endpoint_file, read_endpoint
 
     if target.startswith(("http://", "https://")):
         return target if urllib.parse.urlsplit(target).path not in ("", "/") else target.rstrip("/") + "/metrics"

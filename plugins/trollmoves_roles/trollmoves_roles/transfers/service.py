@@ -13,20 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from trollmoves_core.logs import transfer_fields
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import redact
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.movers import MoverCache, canonical
+from trollmoves_roles.observe.metrics import RoleMetrics
+from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.transfers.movers import MoverCache, canonical
 
 LOG = logging.getLogger(__name__)
 
@@ -42,26 +41,6 @@ class FileJob:
 
     path: str
     rel_path: str | None = None
-
-
-def strip_credentials(uri: str) -> str:
-    """``uri`` without ``user:password@`` (what replies and logs may show)."""
-    if not isinstance(uri, str) or "://" not in uri:
-        return uri
-    parts = urlsplit(uri, allow_fragments=False)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def join_rel_path(destination: str, rel_path: str | None) -> str:
-    """Append ``rel_path`` to the destination's path, as upstream does with a push's ``path``."""
-    if not rel_path:
-        return destination
-    parts = urlsplit(destination, allow_fragments=False)
-    if "://" not in destination:
-        return posixpath.join(destination, rel_path)
-    return urlunsplit(parts._replace(path=posixpath.join(parts.path or "/", rel_path)))
 
 
 class TransferService:
@@ -159,7 +138,7 @@ class TransferService:
                 self.metrics.delivered.inc(chain=chain)
                 self.metrics.bytes.inc(size, chain=chain)
                 self.metrics.duration.observe(elapsed, chain=chain)
-            target_uri = strip_credentials(delivered[-1])
+            target_uri = redact(delivered[-1], drop_user=True)
             if self.log_transfers:
                 LOG.info("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed,
                          extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,

@@ -32,7 +32,7 @@ class KeysTool(Role):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        from trollmoves_roles.security import SecurityError, create_keypair
+        from trollmoves_roles.bus.security import SecurityError, create_keypair
 
         try:
             public, secret = create_keypair(args.directory, args.name, force=args.force)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from posttroll.message import Message
 
-from trollmoves_roles.bus import HEARTBEAT_INTERVAL, Subscription
-from trollmoves_roles.client.loop import EventLoop, Timer
-from trollmoves_roles.metrics import RoleMetrics
-from trollmoves_roles.security import CurveClient
+from trollmoves_roles.bus.loop import EventLoop, Timer
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, Subscription
+from trollmoves_roles.bus.security import CurveClient
+from trollmoves_roles.observe.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
 

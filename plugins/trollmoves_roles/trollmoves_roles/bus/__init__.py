@@ -1,0 +1,1 @@
+"""The message bus: the transport seam and the posttroll/ZeroMQ transport."""

@@ -1,0 +1,1 @@
+"""Metrics and rate-limited logs."""

@@ -1,0 +1,1 @@
+"""Message kinds and shapes: announcements, file dicts, uids, transfer keys, push/info/ack."""

@@ -1,0 +1,1 @@
+"""What every role process shares: options, signals, config watching, the listening loop."""

@@ -1,0 +1,86 @@
+"""What the publishing processes (server, mirror) share: their options, their publisher, reloading
+their chains, and the address other hosts reach them on."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.transfers.service import DEFAULT_WORKERS
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessOptions:
+    """The command-line settings of a process that publishes and serves requests (server, mirror)."""
+
+    port: int = 9010
+    bind: str = "*"
+    workers: int = DEFAULT_WORKERS
+    drain_timeout: float = 30.0
+    watch_config: bool = True
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
+    metrics_bind: str = "127.0.0.1"
+
+
+def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-p/--port`` and ``--bind``, as the server and the mirror spell them."""
+    parser.add_argument("-p", "--port", type=int, default=9010,
+                        help="port to publish announcements and heartbeats on (default: 9010)")
+    parser.add_argument("--bind", default="*", metavar="ADDRESS",
+                        help="address the publisher and request sockets bind to (default: * = all)")
+
+
+
+def open_publisher(options: ProcessOptions, name: str) -> BusPublisher:
+    """The process's publisher on ``options.port``; a ConfigError names the address it cannot bind."""
+    try:
+        return BusPublisher(options.port, bind=options.bind, name=name)
+    except zmq.ZMQError as err:
+        raise ConfigError(f"cannot publish on tcp://{options.bind}:{options.port}: "
+                          f"{zmq.strerror(err.errno)}") from None
+
+
+def reload_chains(chains: dict[str, Any], configs: Mapping[str, Any], *, stop: Callable[[list[Any]], None],
+                  start: Callable[[Any], Any], noun: str = "chain") -> None:
+    """Make ``chains`` (name → a running chain with a ``config``) run ``configs`` (name → config).
+
+    The chains whose config changed or went are taken out and given to ``stop``; then a chain
+    is made and started by ``start(config)`` for each changed or new config. One that cannot
+    start (ConfigError) is logged and left out; the others run. ``noun`` names a chain in the log.
+    """
+    changed = [name for name, chain in chains.items() if configs.get(name) != chain.config]
+    added = [name for name in configs if name not in chains]
+    if not changed and not added:
+        LOG.info("Config reloaded: no %s changed", noun)
+        return
+    for name in changed:
+        LOG.info("[%s] %s", name, "stopping (removed)" if name not in configs else "restarting (changed)")
+    stop([chains.pop(name) for name in changed])
+    for name in [n for n in changed if n in configs] + added:
+        try:
+            chains[name] = start(configs[name])
+        except ConfigError as err:
+            LOG.error("[%s] cannot start: %s", name, err)
+    LOG.info("Config reloaded: %d %s(s) running", len(chains), noun)
+
+
+def own_ip() -> str:
+    """The address other hosts reach us on (the source address of the default route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: connect() on UDP only picks a route
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+

@@ -1,0 +1,1 @@
+"""Journals and pending messages: what survives a restart."""

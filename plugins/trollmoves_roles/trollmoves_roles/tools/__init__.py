@@ -1,0 +1,1 @@
+"""One-shot commands of the roles plugin: keys, req, status."""
