@@ -23,7 +23,7 @@ class ConfigError(TrollmovesError, ValueError):
 
     def __init__(self, message: str, *, file: str | None = None, section: str | None = None,
                  key: str | None = None) -> None:
-        self.file, self.section, self.key = file, section, key
+        self.message, self.file, self.section, self.key = message, file, section, key
         where = ""
         if file:
             where += f"{file}: "

@@ -1,6 +1,6 @@
 """Subscription to one provider, with upstream's heartbeat watchdog.
 
-Each provider gets its own SUB socket (so it can have its own topic and its own watchdog),
+Each provider gets its own subscriber (a SUB socket on ZeroMQ) (so it can have its own topic and its own watchdog),
 read in the chain's event loop. With ``heartbeat_alarm_scale`` > 0, silence longer than
 ``scale * min_interval`` (``min_interval`` from the provider's last ``beat``, 30 s until one
 arrives) closes the socket and subscribes again, and says so in the log.
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from posttroll.message import Message
 
 from trollmoves_roles.bus.loop import EventLoop, Timer
-from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, Subscription
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.security import CurveClient
+from trollmoves_roles.bus.transport import MessageTransport, Subscriber
 from trollmoves_roles.observe.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ class ProviderListener:
     """
 
     def __init__(self, loop: EventLoop, address: str, topics: list[str], on_message: Callable[[Message], None],
-                 *, alarm_scale: float = 0.0, chain: str = "", on_recovered: Callable[[], None] | None = None,
+                 *, transport: MessageTransport, alarm_scale: float = 0.0, chain: str = "",
+                 on_recovered: Callable[[], None] | None = None,
                  metrics: RoleMetrics | None = None, curve: CurveClient | None = None) -> None:
         self.address, self.topics = address, topics
+        self._transport = transport
         self._metrics, self._curve = metrics, curve
         self._on_recovered = on_recovered
         self._loop, self._on_message = loop, on_message
@@ -48,7 +51,7 @@ class ProviderListener:
         self._last_seen = time.monotonic()
         self._silent = False
         self._watchdog: Timer | None = None
-        self._subscription: Subscription | None = None
+        self._subscription: Subscriber | None = None
         self.resubscriptions = 0
         self._subscribe()
         if self._interval > 0:
@@ -62,8 +65,8 @@ class ProviderListener:
         self._reconnector = self._loop.call_later(RECONNECT_CHECK, self._reconnect_dropped)
 
     def _subscribe(self) -> None:
-        self._subscription = Subscription([self.address], self.topics, curve=self._curve)
-        self._loop.register(self._subscription.socket, self._on_readable)
+        self._subscription = self._transport.subscriber([self.address], self.topics, security=self._curve)
+        self._loop.register(self._subscription.pollable, self._on_readable)
         LOG.info("[%s] Subscribing to %s with topics %s", self._chain, self.address, self.topics)
 
     def _on_readable(self) -> None:
@@ -108,7 +111,7 @@ class ProviderListener:
 
     def _close_subscription(self) -> None:
         if self._subscription is not None:
-            self._loop.unregister(self._subscription.socket)
+            self._loop.unregister(self._subscription.pollable)
             self._subscription.close()
             self._subscription = None
 

@@ -102,14 +102,6 @@ def versioned(message: Message) -> Message:
     return message
 
 
-def start_publisher(port: int, bind: str, name: str, nameservers: Iterable[str] | None = None) -> BusPublisher:
-    """A started publisher, or a ConfigError saying why the address cannot be used."""
-    try:
-        return BusPublisher(port, bind=bind, name=name, nameservers=list(nameservers or []) or None)
-    except Exception as err:  # zmq reports a taken port or a bad address
-        raise ConfigError(f"cannot publish on {bind}:{port}: {err}", file="command line") from None
-
-
 def address_problem(address: str) -> str | None:
     """Why ``address`` (``tcp://host:port`` or ``host:port``) cannot be subscribed to, or None."""
     text = address if "://" in address else f"tcp://{address}"
@@ -209,7 +201,7 @@ class Subscription:
         self._lock = threading.Lock()
 
     @property
-    def socket(self) -> zmq.Socket:
+    def pollable(self) -> zmq.Socket:
         """The SUB socket, to register with an outside poller; read it with ``recv(0)``."""
         return self._socket
 

@@ -101,12 +101,13 @@ class RequestInbox(Protocol):
         """The next request, or None when none is waiting."""
 
     def reply(self, token: object, message: Message) -> None:
-        """Answer the request ``token`` came with (from the thread that reads the inbox)."""
+        """Answer the request ``token`` came with (from the thread that reads the inbox); a reply
+        that cannot be sent (the peer went away) is logged, not raised."""
 
     def close(self) -> None: ...
 
 
-class Transport(ABC):
+class MessageTransport(ABC):
     """One way for roles to reach each other; :attr:`SCHEMES` name the addresses it serves."""
 
     SCHEMES: ClassVar[tuple[str, ...]]

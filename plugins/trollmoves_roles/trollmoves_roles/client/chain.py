@@ -57,7 +57,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
 from posttroll.message import Message
 
 from trollmoves_core.logs import file_size, log_transfer
@@ -65,9 +64,8 @@ from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop, Timer
-from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, BusPublisher, topic_prefix
-from trollmoves_roles.bus.requester import ZmqRequester
-from trollmoves_roles.bus.transport import Requester
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, topic_prefix
+from trollmoves_roles.bus.transport import MessageTransport, Publisher, Requester
 from trollmoves_roles.client.config import ChainConfig
 from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
@@ -167,9 +165,11 @@ def _valid_address(address: object) -> bool:
 class Chain:
     """A client chain running in its own thread. ``publisher`` may be shared with other chains."""
 
-    def __init__(self, config: ChainConfig, publisher: BusPublisher, *, cache: UidCache | None = None,
-                 state: ChainState | None = None, metrics: RoleMetrics | None = None) -> None:
+    def __init__(self, config: ChainConfig, publisher: Publisher, *, transport: MessageTransport,
+                 cache: UidCache | None = None, state: ChainState | None = None,
+                 metrics: RoleMetrics | None = None) -> None:
         self.config = config
+        self.transport = transport
         self.metrics = metrics if metrics is not None else RoleMetrics("client")
         self.publisher = publisher
         self.state = state if state is not None else ChainState()
@@ -216,14 +216,14 @@ class Chain:
 
     def _run(self) -> None:
         try:
-            self._requester = ZmqRequester(self._loop, max_in_flight=self.config.max_requests_in_flight,
-                                        context=zmq.Context.instance(), curve=self.config.request_curve)
+            self._requester = self.transport.requester(self._loop, max_in_flight=self.config.max_requests_in_flight,
+                                                       security=self.config.request_curve)
             # read before subscribing: what arrives from now on is this run's
             unpublished, pending = self.state.unpublished(), self.state.pending()
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self._loop, provider.address, self.config.topics_for(provider), self._on_message,
-                    alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name,
+                    transport=self.transport, alarm_scale=self.config.heartbeat_alarm_scale, chain=self.name,
                     on_recovered=self._reconcile, metrics=self.metrics, curve=self.config.subscribe_curve))
             self._loop.call_later(FIRST_HEARTBEAT, self._heartbeat)
             # after the subscribers that were connected before the restart are back (zmq retries every 0.1 s)

@@ -26,15 +26,14 @@ import sqlite3
 import threading
 from collections.abc import Hashable
 
-import zmq
-
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.config import ChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.runtime.signals import install_signal_handlers
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state.journal import journal_path
 
 LOG = logging.getLogger(__name__)
@@ -51,18 +50,22 @@ def publisher_key(config: ChainConfig) -> Hashable:
 
 
 class Publishers:
-    """Reference-counted publishers keyed by :func:`publisher_key`."""
+    """Reference-counted publishers keyed by :func:`publisher_key`, opened with ``transport``."""
 
-    def __init__(self) -> None:
-        self._publishers: dict[Hashable, tuple[BusPublisher, int]] = {}
+    def __init__(self, transport: MessageTransport) -> None:
+        self._transport = transport
+        self._publishers: dict[Hashable, tuple[Publisher, int]] = {}
 
-    def acquire(self, config: ChainConfig) -> BusPublisher:
+    def acquire(self, config: ChainConfig) -> Publisher:
         key = publisher_key(config)
         if key in self._publishers:
             publisher, count = self._publishers[key]
             self._publishers[key] = (publisher, count + 1)
             return publisher
-        publisher = _create_publisher(config)
+        try:
+            publisher = self._open(config)
+        except ConfigError as err:
+            raise ConfigError(err.message, file=config.file, section=config.name, key="publish_port") from None
         self._publishers[key] = (publisher, 1)
         return publisher
 
@@ -80,33 +83,25 @@ class Publishers:
             publisher.stop()
         self._publishers.clear()
 
-
-def _create_publisher(config: ChainConfig) -> BusPublisher:
-    try:
-        return _new_publisher(config)
-    except zmq.ZMQError as err:
-        raise ConfigError(f"cannot publish on tcp://{config.bind_address}:{config.publish_port}: {err}",
-                          file=config.file, section=config.name, key="publish_port") from None
-
-
-def _new_publisher(config: ChainConfig) -> BusPublisher:
-    name = f"move_it_{config.name}"
-    nameservers = config.nameservers
-    if isinstance(nameservers, tuple) and nameservers:
-        publisher = BusPublisher(config.publish_port, bind=config.bind_address, name=name, nameservers=nameservers)
-        LOG.info("[%s] Publishing on port %d, registered with nameserver(s) %s", config.name, publisher.port,
-                 ", ".join(nameservers))
+    def _open(self, config: ChainConfig) -> Publisher:
+        name = f"move_it_{config.name}"
+        address = f"tcp://{config.bind_address}:{config.publish_port}"
+        nameservers = config.nameservers
+        if isinstance(nameservers, tuple) and nameservers:
+            publisher = self._transport.publisher(address, name=name, nameservers=nameservers)
+            LOG.info("[%s] Publishing on port %d, registered with nameserver(s) %s", config.name, publisher.port,
+                     ", ".join(nameservers))
+            return publisher
+        if nameservers is not False:
+            LOG.warning("[%s] nameservers is not set: upstream would announce this publisher by multicast. "
+                        "Trollmoves never multicasts; set 'nameservers = false' with a fixed publish_port, "
+                        "or list the nameservers to register with", config.name)
+        elif config.publish_port == 0:
+            LOG.warning("[%s] publish_port is 0 with nameservers = false: upstream would multicast; publishing on "
+                        "a random port no one can look up. Set a fixed publish_port", config.name)
+        publisher = self._transport.publisher(address, name=name)
+        LOG.info("[%s] Publishing on tcp://%s:%d", config.name, config.bind_address, publisher.port)
         return publisher
-    if nameservers is not False:
-        LOG.warning("[%s] nameservers is not set: upstream would announce this publisher by multicast. "
-                    "Trollmoves never multicasts; set 'nameservers = false' with a fixed publish_port, "
-                    "or list the nameservers to register with", config.name)
-    elif config.publish_port == 0:
-        LOG.warning("[%s] publish_port is 0 with nameservers = false: upstream would multicast; publishing on "
-                    "a random port no one can look up. Set a fixed publish_port", config.name)
-    publisher = BusPublisher(config.publish_port, bind=config.bind_address, name=name)
-    LOG.info("[%s] Publishing on tcp://%s:%d", config.name, config.bind_address, publisher.port)
-    return publisher
 
 
 class ClientProcess:
@@ -123,7 +118,8 @@ class ClientProcess:
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, Chain] = {}
-        self.publishers = Publishers()
+        self.transport = transport_for()
+        self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._stamp = self._file_stamp()
@@ -187,7 +183,8 @@ class ClientProcess:
             except ConfigError:
                 self.publishers.release(config)
                 raise
-            self.chains[name] = Chain(config, publisher, cache=cache, state=state, metrics=self.metrics).start()
+            self.chains[name] = Chain(config, publisher, transport=self.transport, cache=cache, state=state,
+                                     metrics=self.metrics).start()
         self.configs = configs
 
     def _open_state(self, config: ChainConfig) -> ChainState:

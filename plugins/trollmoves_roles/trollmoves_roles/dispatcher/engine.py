@@ -40,11 +40,13 @@ from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus.posttroll import BusPublisher, NameserverLookup
+from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
 from trollmoves_roles.runtime.listening import ListeningService
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
@@ -74,7 +76,7 @@ class Dispatcher(ListeningService):
     :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
-    def __init__(self, config_path: str | os.PathLike[str], *, publisher: BusPublisher | None = None,
+    def __init__(self, config_path: str | os.PathLike[str], *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
                  host: PluginHost | None = None, watch: bool = True, pending: PendingMessages | None = None,
                  metrics: RoleMetrics | None = None) -> None:
@@ -85,6 +87,7 @@ class Dispatcher(ListeningService):
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.config: DispatcherConfig = load_config(self.config_path, self.host)
         self.movers = MoverCache(self.host)
+        self.transport = transport_for()
         self.pool = BoundedPool(workers, name="dispatch")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("dispatcher")

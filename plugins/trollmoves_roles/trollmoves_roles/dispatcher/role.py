@@ -36,9 +36,10 @@ class DispatcherRole(Role):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        from trollmoves_roles.bus.posttroll import check_addresses, start_publisher, subscribe_nameservers
+        from trollmoves_roles.bus.posttroll import check_addresses, subscribe_nameservers
         from trollmoves_roles.dispatcher.engine import Dispatcher
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+        from trollmoves_roles.runtime.process import open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.state.pending import PendingMessages
 
@@ -54,7 +55,8 @@ class DispatcherRole(Role):
                                 metrics=metrics)
         publisher = None
         if args.publish_port is not None:
-            publisher = start_publisher(args.publish_port, args.publish_bind, "dispatcher", args.publish_nameserver)
+            publisher = open_publisher(dispatcher.transport, args.publish_bind, args.publish_port, "dispatcher",
+                                       args.publish_nameserver)
             LOG.info("Announcing dispatched files on port %d", publisher.port)
             dispatcher.publisher = publisher
         halt = threading.Event()

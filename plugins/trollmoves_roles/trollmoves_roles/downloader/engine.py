@@ -41,11 +41,13 @@ from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost, default_host
 from trollmoves_core.uri import parse_uri, redact
-from trollmoves_roles.bus.posttroll import BusPublisher, NameserverLookup, Subscription
+from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.transport import Publisher, Subscriber
 from trollmoves_roles.downloader.config import DownloaderConfig, load_config
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
 from trollmoves_roles.runtime.listening import ListeningService
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
@@ -72,7 +74,7 @@ class Downloader(ListeningService):
     :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
-    def __init__(self, config: DownloaderConfig, *, publisher: BusPublisher | None = None,
+    def __init__(self, config: DownloaderConfig, *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
                  workers: int | None = None, host: PluginHost | None = None,
                  pending: PendingMessages | None = None, watch: bool = False,
@@ -83,6 +85,7 @@ class Downloader(ListeningService):
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.movers = MoverCache(self.host)
+        self.transport = transport_for()
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("downloader")
@@ -112,7 +115,7 @@ class Downloader(ListeningService):
         self.config.download_destination.mkdir(parents=True, exist_ok=True)
         super().serve(halt)
 
-    def _describe(self, subscription: Subscription, lookup: NameserverLookup) -> None:
+    def _describe(self, subscription: Subscriber, lookup: NameserverLookup) -> None:
         LOG.info("Downloader listening to %s on %s (nameservers: %s), downloading to %s",
                  ", ".join(self.config.subscribe_topics), ", ".join(subscription.addresses) or "-",
                  ", ".join(lookup.nameservers) or "-", self.config.download_destination)

@@ -43,11 +43,13 @@ class DownloaderRole(Role):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        from trollmoves_roles.bus.posttroll import check_addresses, start_publisher, subscribe_nameservers
+        from trollmoves_roles.bus.posttroll import check_addresses, subscribe_nameservers
         from trollmoves_roles.downloader.config import load_config
         from trollmoves_roles.downloader.engine import Downloader
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+        from trollmoves_roles.runtime.process import open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
+        from trollmoves_roles.runtime.transports import transport_for
         from trollmoves_roles.state.pending import PendingMessages
 
         config_file = _config_file(args)
@@ -60,7 +62,7 @@ class DownloaderRole(Role):
         pending = PendingMessages.open(args.state_directory, config_file, cls.NAME)
         publish_port = config.publish_port if args.publish_port is None else args.publish_port
         registration = config.nameservers if args.nameservers is None else args.nameservers
-        publisher = start_publisher(publish_port, args.publish_bind, "s3downloader", registration)
+        publisher = open_publisher(transport_for(), args.publish_bind, publish_port, "s3downloader", registration)
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,

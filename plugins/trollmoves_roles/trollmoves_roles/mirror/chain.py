@@ -17,13 +17,11 @@ import logging
 import threading
 import time
 
-import zmq
 from posttroll.message import Message
 
 from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop
-from trollmoves_roles.bus.posttroll import BusPublisher
-from trollmoves_roles.bus.requester import ZmqRequester
+from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry, Registry, uri_path
 from trollmoves_roles.mirror.requests import RequestSocket
@@ -44,19 +42,20 @@ DRAIN_CHECK = 0.05
 class MirrorChain:
     """One section: subscriptions, re-announcements, fetches and the request socket."""
 
-    def __init__(self, config: MirrorConfig, *, publisher: BusPublisher, transfers: TransferService,
-                 bind: str = "*", bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
+    def __init__(self, config: MirrorConfig, *, publisher: Publisher, transfers: TransferService,
+                 transport: MessageTransport, bind: str = "*", bind_retry: float = 0.0,
+                 metrics: RoleMetrics | None = None) -> None:
         self.config = config
+        self.transport = transport
         self.metrics = metrics if metrics is not None else RoleMetrics("mirror")
         self.publisher = publisher
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
         self.loop = EventLoop(f"mirror {config.name}")
         self.registry = Registry()
-        context = zmq.Context.instance()
-        self.requester = ZmqRequester(self.loop, max_in_flight=config.client.max_requests_in_flight, context=context)
+        self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
-                                      transfers=transfers, on_reply=self._after_reply, context=context,
+                                      transfers=transfers, on_reply=self._after_reply, transport=transport,
                                       bind_retry=bind_retry, metrics=self.metrics)
         self.announced = 0
         self._listeners: list[ProviderListener] = []
@@ -102,7 +101,8 @@ class MirrorChain:
             for provider in self.config.providers:
                 self._listeners.append(ProviderListener(
                     self.loop, provider.address, self.config.topics_for(provider), self._on_message,
-                    alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name, metrics=self.metrics))
+                    transport=self.transport, alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name,
+                    metrics=self.metrics))
             LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
                      self.config.topic, self.request_address)
         finally:

@@ -1,4 +1,5 @@
-"""A mirror section's request socket: a zmq ROUTER answering external clients as a server does.
+"""A mirror section's request inbox (a zmq ROUTER on the default transport), answering external
+clients as a server does.
 
 ``ping`` → ``pong``, ``info`` → the re-announced files, ``ack`` → ``ack``, anything else →
 ``unknown``, and ``push``: the file is fetched from an internal server into staging (see
@@ -25,15 +26,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
 from posttroll.message import Message
 
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.uri import redact
-from trollmoves_roles.bus import reqrep
 from trollmoves_roles.bus.loop import EventLoop
-from trollmoves_roles.bus.posttroll import MAX_MESSAGE_BYTES
-from trollmoves_roles.bus.reqrep import peer_address
+from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Registry
 from trollmoves_roles.mirror.staging import Fetch, Stager
@@ -58,9 +56,8 @@ class RequestSocket:
     """
 
     def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: Registry, stager: Stager,
-                 transfers: TransferService, on_reply: Callable[[], None] = lambda: None,
-                 context: zmq.Context | None = None, bind_retry: float = 0.0,
-                 metrics: RoleMetrics | None = None) -> None:
+                 transfers: TransferService, transport: MessageTransport, on_reply: Callable[[], None] = lambda: None,
+                 bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
         self.config = config
         self._metrics = metrics if metrics is not None else RoleMetrics("mirror")
         self._loop = loop
@@ -71,12 +68,9 @@ class RequestSocket:
         self._started = time.monotonic()
         self.pending = 0
         """Push requests not answered yet."""
-        context = context or zmq.Context.instance()
-        self._socket = context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.LINGER, 1000)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        self.address = f"tcp://{config.request_bind or bind}:{config.request_port}"
-        reqrep.bind(self._socket, self.address, retry=bind_retry, section=config.name)
+        self._inbox = transport.request_inbox(f"tcp://{config.request_bind or bind}:{config.request_port}",
+                                              bind_retry=bind_retry, section=config.name)
+        self.address = self._inbox.address
         self._reading = False
 
     @property
@@ -85,45 +79,41 @@ class RequestSocket:
 
     def start(self) -> None:
         """Start reading requests (loop thread, or before the loop runs)."""
-        self._loop.register(self._socket, self._read)
+        self._loop.register(self._inbox.pollable, self._read)
         self._reading = True
         LOG.info("[%s] serving requests on %s", self.name, self.address)
 
     def stop_reading(self) -> None:
         """Take no more requests; replies to pending pushes still go out."""
         if self._reading:
-            self._loop.unregister(self._socket)
+            self._loop.unregister(self._inbox.pollable)
             self._reading = False
 
     def close(self) -> None:
         self.stop_reading()
-        self._socket.close(linger=1000)
+        self._inbox.close()
 
     # -- reading and replying ----------------------------------------------------------
 
     def _read(self) -> None:
         for _ in range(MAX_BATCH):
-            try:
-                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            incoming = self._inbox.receive()
+            if incoming is None:
                 return
-            self._metrics.peer_seen(peer_address(parts[-1]))
-            self._handle([part.bytes for part in parts])
+            self._metrics.peer_seen(incoming.peer)
+            self._handle(incoming)
 
-    def _send(self, envelope: list[bytes], reply: Message) -> None:
-        try:
-            self._socket.send_multipart([*envelope, reply.encode().encode()], zmq.NOBLOCK)
-        except zmq.ZMQError as err:
-            LOG.warning("[%s] could not send a reply: %s", self.name, err)
+    def _send(self, envelope: object, reply: Message) -> None:
+        self._inbox.reply(envelope, reply)
         self._on_reply()
 
-    def _reject(self, envelope: list[bytes], subject: str, reason: str) -> None:
+    def _reject(self, envelope: object, subject: str, reason: str) -> None:
         self._metrics.bad_input.inc(chain=self.name)
         LOG.warning("[%s] request rejected: %s", self.name, reason)
         self._send(envelope, Message(subject or ERROR_SUBJECT, "err", reason, version=MESSAGE_VERSION))
 
-    def _handle(self, frames: list[bytes]) -> None:
-        envelope, request = reqrep.read_request(frames)
+    def _handle(self, incoming: IncomingRequest) -> None:
+        envelope, request = incoming.token, incoming.request
         if isinstance(request, str):
             self._reject(envelope, ERROR_SUBJECT, request)
             return
@@ -146,7 +136,7 @@ class RequestSocket:
 
     # -- push --------------------------------------------------------------------------
 
-    def _push(self, envelope: list[bytes], request: Message) -> None:
+    def _push(self, envelope: object, request: Message) -> None:
         destination, items = requests.push_request(request)
         for item in items:
             if "uid" not in item:
@@ -199,7 +189,7 @@ class RequestSocket:
                          nbytes=size, seconds=seconds)
         self._answer(push.envelope, push.success())
 
-    def _answer(self, envelope: list[bytes], reply: Message) -> None:
+    def _answer(self, envelope: object, reply: Message) -> None:
         self.pending -= 1
         self._send(envelope, reply)
 
@@ -208,7 +198,7 @@ class RequestSocket:
 class _Push:
     """One external push waiting for its fetch and delivery."""
 
-    envelope: list[bytes]
+    envelope: object
     request: Message
     destination: str
     items: list[dict[str, Any]]

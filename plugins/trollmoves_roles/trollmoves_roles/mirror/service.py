@@ -27,6 +27,7 @@ from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.runtime.configwatch import signature
 from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, reload_chains
 from trollmoves_roles.runtime.signals import StopReload
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class Mirror(StopReload):
                                                 self.options.metrics_bind)
         self.transfers = TransferService(self.options.workers, metrics=self.metrics, log_transfers=False)
         try:
-            self.publisher = open_publisher(self.options, PUBLISHER_NAME)
+            self.transport = transport_for()
+            self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
             self.transfers.close(0)
             self.metrics_endpoint.stop()
@@ -73,6 +75,7 @@ class Mirror(StopReload):
         try:
             for name, config in self.configs.items():
                 self.chains[name] = MirrorChain(config, publisher=self.publisher, transfers=self.transfers,
+                                                transport=self.transport,
                                                 bind=self.options.bind, metrics=self.metrics)
         except BaseException:
             self.close()
@@ -118,8 +121,8 @@ class Mirror(StopReload):
             return False
 
         def start(config: MirrorConfig) -> MirrorChain:
-            return MirrorChain(config, publisher=self.publisher, transfers=self.transfers, bind=self.options.bind,
-                               bind_retry=REBIND_SECONDS, metrics=self.metrics).start()
+            return MirrorChain(config, publisher=self.publisher, transfers=self.transfers, transport=self.transport,
+                               bind=self.options.bind, bind_retry=REBIND_SECONDS, metrics=self.metrics).start()
 
         reload_chains(self.chains, configs, stop=self._stop_chains, start=start, noun="section")
         self.configs = configs

@@ -20,7 +20,8 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_roles.bus.posttroll import HEARTBEAT_TOPIC, NameserverLookup, Subscription
+from trollmoves_roles.bus.posttroll import HEARTBEAT_TOPIC, NameserverLookup
+from trollmoves_roles.bus.transport import MessageTransport, Subscriber
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.runtime.configwatch import ConfigFileMonitor
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
@@ -54,6 +55,7 @@ class ListeningService(ABC):
     """
 
     config_path: str
+    transport: MessageTransport
     metrics: RoleMetrics
     pending: PendingMessages
     pool: BoundedPool
@@ -98,7 +100,7 @@ class ListeningService(ABC):
     def _apply(self, config: Any) -> None:
         """Use ``config`` from now on (and log it)."""
 
-    def _describe(self, subscription: Subscription, lookup: NameserverLookup) -> None:
+    def _describe(self, subscription: Subscriber, lookup: NameserverLookup) -> None:
         """Log what the service listens to, at start."""
         LOG.info("Listening to %s on %s (nameservers: %s)", ", ".join(self._topics()),
                  ", ".join(subscription.addresses) or "-", ", ".join(lookup.nameservers) or "-")
@@ -107,7 +109,7 @@ class ListeningService(ABC):
 
     def serve(self, halt: threading.Event) -> None:
         """Receive and handle messages until ``halt`` is set; then finish running transfers."""
-        subscription = Subscription(self._addresses(), [*self._topics(), HEARTBEAT_TOPIC])
+        subscription = self.transport.subscriber(self._addresses(), [*self._topics(), HEARTBEAT_TOPIC])
         lookup = self._lookup().start()
         self._describe(subscription, lookup)
         try:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import zmq
-
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.transfers.service import DEFAULT_WORKERS
 
 LOG = logging.getLogger(__name__)
@@ -42,13 +40,11 @@ def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def open_publisher(options: ProcessOptions, name: str) -> BusPublisher:
-    """The process's publisher on ``options.port``; a ConfigError names the address it cannot bind."""
-    try:
-        return BusPublisher(options.port, bind=options.bind, name=name)
-    except zmq.ZMQError as err:
-        raise ConfigError(f"cannot publish on tcp://{options.bind}:{options.port}: "
-                          f"{zmq.strerror(err.errno)}") from None
+def open_publisher(transport: MessageTransport, bind: str, port: int, name: str,
+                   nameservers: Iterable[str] | None = None) -> Publisher:
+    """A process's publisher on ``bind:port`` (0: a free port), registered with ``nameservers``;
+    a ConfigError names the address it cannot bind."""
+    return transport.publisher(f"tcp://{bind}:{port}", name=name, nameservers=nameservers)
 
 
 def reload_chains(chains: dict[str, Any], configs: Mapping[str, Any], *, stop: Callable[[list[Any]], None],

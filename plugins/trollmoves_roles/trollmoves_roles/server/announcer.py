@@ -15,7 +15,7 @@ from posttroll.message import Message
 
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
-from trollmoves_roles.bus.posttroll import BusPublisher
+from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 from trollmoves_roles.server.announced import AnnouncedFiles
@@ -34,7 +34,7 @@ class Announcer:
     :param request_address: ``host:port`` put in each announcement (None in standalone mode).
     """
 
-    def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
+    def __init__(self, chain: ChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
                  request_address: str | None, watcher_name: str, workers: TransferService,
                  deleter: Deleter, metrics: RoleMetrics | None = None) -> None:
         assert chain.origin is not None

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
-from trollmoves_roles.bus.posttroll import BusPublisher, Subscription
+from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with
@@ -30,10 +30,11 @@ _LIMITED = RateLimitedLog(LOG)
 class ListenRepublisher:
     """The receiving half of a ``listen`` chain."""
 
-    def __init__(self, chain: ChainConfig, *, publisher: BusPublisher, announced: AnnouncedFiles,
-                 request_address: str | None, metrics: RoleMetrics | None = None) -> None:
+    def __init__(self, chain: ChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
+                 request_address: str | None, transport: MessageTransport, metrics: RoleMetrics | None = None) -> None:
         assert chain.listen is not None
         self.chain = chain
+        self._transport = transport
         self._publisher = publisher
         self._announced = announced
         self._request_address = request_address
@@ -50,7 +51,7 @@ class ListenRepublisher:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, backlog: bool = False) -> bool:
-        self._subscription = Subscription(self.chain.listen_addresses, [self.chain.listen])
+        self._subscription = self._transport.subscriber(self.chain.listen_addresses, [self.chain.listen])
         self._thread = threading.Thread(target=self._run, name=f"listen-{self.chain.name}", daemon=True)
         self._thread.start()
         LOG.info("[%s] listening to %s on %s", self.chain.name, self.chain.listen,

@@ -1,4 +1,4 @@
-"""A chain's request socket: a zmq ROUTER answering ``ping``, ``info``, ``ack`` and ``push``.
+"""A chain's request inbox (a zmq ROUTER on the default transport) answering ``ping``, ``info``, ``ack`` and ``push``.
 
 One thread owns the socket. Pushes run on the shared transfer pool; their replies come back
 through a queue and a pipe that wakes the socket's poller, so nothing polls with a sleep.
@@ -23,10 +23,9 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.uri import redact
-from trollmoves_roles.bus import reqrep, security
-from trollmoves_roles.bus.reqrep import peer_address
+from trollmoves_roles.bus import security
+from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol import requests
@@ -42,8 +41,6 @@ from trollmoves_roles.transfers.service import FileJob, TransferService
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
 
-REQUEST_MAX_BYTES = 4 * 1024 * 1024
-"""Larger requests are dropped by zmq, which disconnects the sender (a push is a few kB)."""
 
 
 class RequestServer:
@@ -56,8 +53,7 @@ class RequestServer:
 
     def __init__(self, chain: ChainConfig, *, bind: str, announced: AnnouncedFiles,
                  directories: Callable[[], list[str] | None], transfers: TransferService, deleter: Deleter,
-                 context: zmq.Context | None = None, bind_retry: float = 0.0,
-                 metrics: RoleMetrics | None = None) -> None:
+                 transport: MessageTransport, bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
         self.chain = chain
         self._announced = announced
         self._directories = directories
@@ -65,22 +61,11 @@ class RequestServer:
         self._deleter = deleter
         self._metrics = metrics or RoleMetrics("server")
         self._started = time.monotonic()
-        context = context or security.request_context()
-        self._socket = context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.LINGER, 1000)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, REQUEST_MAX_BYTES)
-        try:
-            self._domain = security.secure(self._socket, policy_for(chain, self._metrics))
-        except security.SecurityError as err:
-            self._socket.close(0)
-            raise ConfigError(str(err), section=chain.name, key="server_secret_key_file") from None
-        self.address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
-        try:
-            reqrep.bind(self._socket, self.address, retry=bind_retry, section=chain.name)
-        except ConfigError:
-            security.release(self._domain)
-            raise
-        self._replies: collections.deque[list[bytes]] = collections.deque()
+        self._inbox = transport.request_inbox(f"tcp://{chain.request_bind or bind}:{chain.request_port}",
+                                              security=policy_for(chain, self._metrics), bind_retry=bind_retry,
+                                              section=chain.name)
+        self.address = self._inbox.address
+        self._replies: collections.deque[tuple[object, Message]] = collections.deque()
         self._wakeup = Wakeup()
         self._pending = 0
         self._lock = threading.Lock()
@@ -106,14 +91,14 @@ class RequestServer:
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._inbox.pollable, zmq.POLLIN)
         poller.register(self._wakeup.fileno(), zmq.POLLIN)
         reading = True
         try:
             while True:
                 if self._stopping.is_set():
                     if reading:
-                        poller.unregister(self._socket)
+                        poller.unregister(self._inbox.pollable)
                         reading = False
                     with self._lock:
                         pending = self._pending
@@ -129,46 +114,37 @@ class RequestServer:
                 if self._wakeup.fileno() in events:
                     self._wakeup.clear()
                 self._send_replies()
-                if reading and self._socket in events:
+                if reading and self._inbox.pollable in events:
                     self._read_requests()
         except Exception:
             LOG.exception("[%s] request loop failed", self.chain.name)
         finally:
             self._send_replies()
-            self._socket.close(linger=1000)
-            security.release(self._domain)
+            self._inbox.close()
             self._wakeup.close()
 
     def _read_requests(self) -> None:
-        while True:
+        while (incoming := self._inbox.receive()) is not None:
+            self._metrics.peer_seen(incoming.peer)
             try:
-                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            peer = peer_address(parts[-1])
-            self._metrics.peer_seen(peer)
-            try:
-                self._handle([part.bytes for part in parts], peer)
+                self._handle(incoming)
             except Exception:  # a bug on one request must not stop the chain serving the others
                 self._metrics.bad_input.inc(chain=self.chain.name)
-                _LIMITED.error("error", "[%s] request from %s failed", self.chain.name, peer, exc_info=True)
+                _LIMITED.error("error", "[%s] request from %s failed", self.chain.name, incoming.peer, exc_info=True)
 
     def _send_replies(self) -> None:
         while self._replies:
-            frames = self._replies.popleft()
-            try:
-                self._socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.ZMQError as err:
-                LOG.warning("[%s] could not send a reply: %s", self.chain.name, err)
+            token, reply = self._replies.popleft()
+            self._inbox.reply(token, reply)
 
-    def _queue_reply(self, envelope: list[bytes], reply: Message) -> None:
-        self._replies.append([*envelope, reply.encode().encode()])
+    def _queue_reply(self, token: object, reply: Message) -> None:
+        self._replies.append((token, reply))
         self._wakeup.wake()
 
     # -- request handling ------------------------------------------------------------
 
-    def _handle(self, frames: list[bytes], peer: str = "?") -> None:
-        envelope, request = reqrep.read_request(frames)
+    def _handle(self, incoming: IncomingRequest) -> None:
+        envelope, request, peer = incoming.token, incoming.request, incoming.peer
         if isinstance(request, str):
             self._reject(envelope, ERROR_SUBJECT, request, peer)
             return
@@ -189,7 +165,7 @@ class RequestServer:
             return
         self._queue_reply(envelope, reply)
 
-    def _reject(self, envelope: list[bytes], subject: str, reason: str, peer: str = "?") -> None:
+    def _reject(self, envelope: object, subject: str, reason: str, peer: str = "?") -> None:
         self._metrics.bad_input.inc(chain=self.chain.name)
         _LIMITED.warning("rejected", "[%s] request from %s rejected: %s", self.chain.name, peer, reason[:300])
         self._queue_reply(envelope, Message(subject or ERROR_SUBJECT, "err", reason[:1000], version=MESSAGE_VERSION))
@@ -211,7 +187,7 @@ class RequestServer:
                 self._schedule_delete(item.get("uri"))
         return requests.ack_reply(request)
 
-    def _push(self, envelope: list[bytes], request: Message, peer: str = "?") -> None:
+    def _push(self, envelope: object, request: Message, peer: str = "?") -> None:
         destination, items = requests.push_request(request)
         problem = _destination_problem(destination)
         if problem:
@@ -241,7 +217,7 @@ class RequestServer:
             self._pending += 1
         future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, f))
 
-    def _push_done(self, envelope: list[bytes], request: Message, jobs: list[FileJob],
+    def _push_done(self, envelope: object, request: Message, jobs: list[FileJob],
                    future: Future[list[str]]) -> None:
         try:
             error = future.exception()

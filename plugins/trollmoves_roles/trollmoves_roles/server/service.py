@@ -19,10 +19,12 @@ from posttroll.message import Message
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
-from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, BusPublisher
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
+from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
 from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, reload_chains
 from trollmoves_roles.runtime.signals import StopReload
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.announcer import Announcer
 from trollmoves_roles.server.config import ChainConfig, load_config
@@ -69,7 +71,7 @@ class HeldPublisher:
     """The chains' view of the publisher: announcements sent before :meth:`open` are held, in order,
     and sent then. ``delay`` > 0 sets :attr:`opens_at` (monotonic) for the main loop; 0 opens now."""
 
-    def __init__(self, publisher: BusPublisher, delay: float) -> None:
+    def __init__(self, publisher: Publisher, delay: float) -> None:
         self._publisher = publisher
         self._held: list[Message] | None = [] if delay > 0 else None
         self._lock = threading.Lock()
@@ -102,7 +104,7 @@ class Chain:
                   "request_address": self.request_address, "metrics": server.metrics}
         self.source: Announcer | ListenRepublisher
         if config.listen:
-            self.source = ListenRepublisher(config, **common)
+            self.source = ListenRepublisher(config, transport=server.transport, **common)
         else:
             self.source = Announcer(config, watcher_name=server.options.watcher, workers=server.transfers,
                                     deleter=server.deleter, **common)
@@ -111,7 +113,7 @@ class Chain:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
                                           directories=lambda: self.source.directories,
                                           transfers=server.transfers, deleter=server.deleter,
-                                          bind_retry=bind_retry, metrics=server.metrics)
+                                          transport=server.transport, bind_retry=bind_retry, metrics=server.metrics)
         self.failures = 0
 
     def start(self, backlog: bool) -> None:
@@ -146,8 +148,9 @@ class Server(StopReload):
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, metrics=self.metrics)
+        self.transport = transport_for()
         try:
-            self.publisher = open_publisher(self.options, PUBLISHER_NAME)
+            self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
             self.transfers.close(0)
             self.deleter.stop()
