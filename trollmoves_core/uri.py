@@ -75,7 +75,7 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
         port = parts.port
     except ValueError:
         # urllib's own message quotes the bad "port", which may be part of a password.
-        raise ValueError(f"invalid port in URI {redact(text, drop_user=True)!r}") from None
+        raise ValueError(f"invalid port in URI {_redact_free_text(text, drop_user=True)!r}") from None
     return Location(
         scheme=parts.scheme.lower(),
         path=parts.path,
@@ -90,13 +90,14 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
 def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: Iterable[str] = ()) -> str:
     """``text`` (a URI, or free text quoting URIs) without passwords, for logs, errors and replies.
 
-    A URI keeps its user (``ftp://user@host``); in free text, or a URI that does not parse,
+    A URI keeps its user (``ftp://user@host``); in free text, or a URI whose password holds a ``/``,
     ``user:password@`` becomes ``user:***@``. ``drop_user`` removes the whole user part
     (``***@`` where the text does not parse). Each of ``secrets`` is masked as ``***``.
     """
     text = os.fspath(text)
     if "@" in text:
-        text = _redact_uri(text, drop_user) if _is_uri(text) else _redact_free_text(text, drop_user)
+        netloc = _netloc(text)
+        text = _redact_uri(text, drop_user) if netloc and "@" in netloc else _redact_free_text(text, drop_user)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -106,19 +107,20 @@ def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: It
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@:]*)(:[^\s@]*)?@")
 
 
-def _is_uri(text: str) -> bool:
+def _netloc(text: str) -> str | None:
+    """The network location of a URI, None for free text (or a password with an unescaped ``/``,
+    which ends the netloc early and leaves the ``@`` for the free-text rule)."""
     if any(c.isspace() for c in text):
-        return False
+        return None
     try:
-        urlsplit(text, allow_fragments=False).port  # noqa: B018 (raises for a bad port)
-    except ValueError:  # a password with an unescaped "/" or ":", or a pattern's field in the port
-        return False
-    return True
+        return urlsplit(text, allow_fragments=False).netloc
+    except ValueError:
+        return None
 
 
 def _redact_uri(text: str, drop_user: bool) -> str:
     parts = urlsplit(text, allow_fragments=False)
-    if not parts.scheme or "@" not in parts.netloc or not (parts.password or drop_user):
+    if not (parts.password or drop_user):
         return text
     host = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}@" if parts.username and not drop_user else ""

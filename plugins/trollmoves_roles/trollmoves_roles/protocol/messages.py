@@ -82,25 +82,16 @@ def local_path(uri: str) -> str:
 
 
 def is_local_host(host: str) -> bool:
-    """True for an empty host, ``localhost``, this machine's names, 127.0.0.1, ::1, or a name or
-    address of this machine (names resolved once). As upstream, another loopback address
-    (127.0.0.2) is a different host."""
+    """True for an empty host, ``localhost``, this machine's names, 127.0.0.1, ::1 and this machine's
+    addresses. As upstream, another loopback address (127.0.0.2) is a different host. Other names
+    are not resolved: a DNS lookup per message could stall the message loop."""
     host = host.strip("[]").lower()
-    if host in ("", "localhost", "127.0.0.1", "::1") or host in _own_names():
+    if host in ("", "localhost") or host in _own_names():
         return True
     try:
-        address = str(ipaddress.ip_address(host))
+        return str(ipaddress.ip_address(host)) in _own_addresses()
     except ValueError:
-        address = _resolve(host)
-    return address in _own_addresses()
-
-
-@functools.lru_cache(maxsize=256)
-def _resolve(name: str) -> str | None:
-    try:
-        return socket.gethostbyname(name)
-    except OSError:
-        return None
+        return False
 
 
 @functools.cache
