@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trollmoves_core import hookimpl, plugins
+from trollmoves_core import default_plugins, hookimpl, plugins
+from trollmoves_core.command import Command
 from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.mover import Mover
@@ -127,6 +128,50 @@ def test_two_plugins_claiming_one_scheme_is_an_error_naming_both() -> None:
                                                   r"trollmoves-core \(core\), InlinePlugin;"):
         host.mover_class("file:///x")
     assert host.mover_class("null://x") is NullMover
+
+
+def test_hooks_are_collected_through_pluggy_under_any_function_name() -> None:
+    @hookimpl(specname="trollmoves_register_movers")
+    def movers() -> list[type[Mover]]:
+        return [NullMover]
+
+    plugin = type("SpecnamePlugin", (), {"movers": staticmethod(movers)})()
+    host = load_plugins(entry_points=False, extra=[plugin])
+    assert host.mover_class("null://x") is NullMover
+
+
+class Shout(Command):
+    NAME = "server"
+
+    @classmethod
+    def add_arguments(cls, parser):
+        pass
+
+    @classmethod
+    def run(cls, args, host):
+        return 0
+
+
+def test_a_command_and_a_role_of_one_name_are_a_conflict() -> None:
+    from trollmoves_roles.server.role import ServerRole
+
+    extra = plugin_object(trollmoves_register_commands=lambda: [Shout],
+                          trollmoves_register_roles=lambda: [ServerRole])
+    host = load_plugins(entry_points=False, extra=[extra])
+    for registry in (host.roles, host.commands):
+        with pytest.raises(PluginConflictError, match="'server' is provided by more than one plugin"):
+            registry.get("server")
+
+
+def test_a_raising_commands_hook_spoils_only_its_plugin(caplog: pytest.LogCaptureFixture) -> None:
+    def explode() -> list[type[Command]]:
+        raise RuntimeError("bug in the plugin")
+
+    extra = plugin_object(trollmoves_register_commands=explode)
+    with caplog.at_level(logging.WARNING):
+        host = load_plugins(entry_points=False, extra=[default_plugins, extra])
+    assert "trollmoves_register_commands() raised RuntimeError: bug in the plugin" in caplog.text
+    assert list(host.commands.classes) == ["plugins", "move", "get", "check"]
 
 
 def test_hook_returning_a_non_mover_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

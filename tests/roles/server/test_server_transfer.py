@@ -12,6 +12,7 @@ from support.bus import free_port
 from trollmoves_roles.server.transfer import FileJob, TransferService, join_rel_path, strip_credentials
 
 from trollmoves_core.file_mover import FileMover
+from trollmoves_core.plugins import default_host
 
 
 def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
@@ -54,7 +55,7 @@ class GatedMover(FileMover):
 def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
     source = tmp_path / "a.dat"
     source.write_bytes(b"data")
-    service = TransferService(2)
+    service = TransferService(2, host=default_host())
     mover = GatedMover({"mode": "copy"})
     monkeypatch.setattr(service._movers, "get", lambda uri, params, params_key=None: mover)
     try:
@@ -73,7 +74,7 @@ def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
 
 
 def test_one_mover_per_mover_class_and_parameters(tmp_path):
-    service = TransferService(1)
+    service = TransferService(1, host=default_host())
     try:
         for index, params in enumerate([{}, {}, {"mode": "copy"}, {"mode": "copy"}]):
             (tmp_path / f"{index}.dat").write_bytes(b"x")
@@ -86,7 +87,7 @@ def test_one_mover_per_mover_class_and_parameters(tmp_path):
 
 
 def test_failed_push_is_not_remembered(tmp_path):
-    service = TransferService(1)
+    service = TransferService(1, host=default_host())
     try:
         missing = FileJob(str(tmp_path / "missing.dat"))
         first = service.push([missing], f"file://{tmp_path}/out/", {})

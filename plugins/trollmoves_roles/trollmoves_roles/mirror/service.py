@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus import HEARTBEAT_INTERVAL
 from trollmoves_roles.configwatch import signature
 from trollmoves_roles.metrics import MetricsEndpoint, RoleMetrics
@@ -52,14 +53,15 @@ class MirrorOptions(ProcessOptions):
 class Mirror(StopReload):
     """Everything ``trollmoves mirror CONFIG`` runs."""
 
-    def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None, *,
+                 host: PluginHost) -> None:
         self.config_path = Path(config_path)
         self.options = options or MirrorOptions()
         self.configs = load_mirror_config(self.config_path)
         self.metrics = RoleMetrics("mirror")
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_path, self.options.metrics_port,
                                                 self.options.metrics_bind)
-        self.transfers = TransferService(self.options.workers, metrics=self.metrics, log_transfers=False)
+        self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, log_transfers=False)
         try:
             self.publisher = open_publisher(self.options, PUBLISHER_NAME)
         except ConfigError:
