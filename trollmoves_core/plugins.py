@@ -232,7 +232,11 @@ def _load_entry_points(pm: pluggy.PluginManager) -> list[PluginInfo]:
     found = [(ep, *_distribution_of(ep)) for ep in importlib.metadata.entry_points(group=PROJECT_NAME)]
     # the core first, then by distribution: registration order is the order of listings and --help
     for ep, dist_name, version in sorted(found, key=lambda f: (f[1] != "trollmoves-core", f[1], f[0].name)):
-        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+        if pm.is_blocked(ep.name):
+            continue
+        if pm.has_plugin(ep.name):
+            LOG.warning("Skipping plugin %r from %s %s: another distribution uses that entry-point name",
+                        ep.name, dist_name, version)
             continue
         info = PluginInfo(name=ep.name, distribution=dist_name, version=version, module=ep.value)
         try:
