@@ -1,4 +1,7 @@
-"""The ``trollmoves`` launcher: roles, one-shot transfers and plugin listing.
+"""The ``trollmoves`` launcher: one subcommand per registered role and command.
+
+The core's own commands (``plugins``, ``move``, ``get``, ``check``) are defined here and
+registered through the ``trollmoves_register_commands`` hook like any plugin's.
 
 Exit status: 0 success, 1 a transfer failed, 2 bad usage or configuration (one line on
 stderr naming what is wrong).
@@ -11,20 +14,19 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from trollmoves_core import __version__, check
+from trollmoves_core.command import Command
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
 from trollmoves_core.logs import add_logging_arguments, setup_logging
 from trollmoves_core.memory import IdleTrimmer, limit_malloc_arenas
-from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, default_host
+from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, load_plugins
 from trollmoves_core.progress import ProgressBar
 from trollmoves_core.uri import redact
 
 LOG = logging.getLogger(__name__)
-
-BUILTIN_COMMANDS = ("plugins", "move", "get", "check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    host = default_host()
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if command in KNOWN_PROVIDERS["role"] and command not in host.roles.classes:
-        host.roles.get(command)  # raises with the install hint
+    host = load_plugins()
+    name = next((a for a in argv if not a.startswith("-")), None)
+    for registry in (host.roles, host.commands):
+        if name in KNOWN_PROVIDERS[registry.kind] and name not in registry.classes:
+            registry.get(name)  # raises with the install hint
     parser = build_parser(host)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -61,39 +64,21 @@ def _main(argv: list[str]) -> int:
 
 
 def build_parser(host: PluginHost) -> argparse.ArgumentParser:
-    """The argument parser, with one subcommand per registered role."""
+    """The argument parser, with one subcommand per registered command, then per role."""
     parser = argparse.ArgumentParser(prog="trollmoves", formatter_class=argparse.RawTextHelpFormatter,
                                      description="Move files between hosts, announced on the posttroll bus.")
     parser.add_argument("--version", action="version", version=version_text(host))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    plugins = sub.add_parser("plugins", help="list installed plugins and what they provide")
-    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    plugins.set_defaults(handler=lambda args: cmd_plugins(host, args))
-
-    for name, verb in (("move", "copy SRC (a local file) to DEST, any scheme"),
-                       ("get", "fetch SRC (any scheme) to DEST, a local path")):
-        cmd = sub.add_parser(name, help=verb, description=verb + ". A DEST ending in '/' keeps the source name.")
-        cmd.add_argument("source", metavar="SRC")
-        cmd.add_argument("destination", metavar="DEST")
-        cmd.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", dest="options",
-                         help="connection parameter for the mover (repeatable)")
-        cmd.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
-        cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        cmd.set_defaults(handler=lambda args, host=host: cmd_transfer(host, args))
-
-    checker = sub.add_parser("check", help=check.HELP, description=check.DESCRIPTION)
-    check.add_arguments(checker)
-    checker.set_defaults(handler=lambda args: check.run(args, host))
-
-    for role_name in sorted(host.roles.classes):
-        if role_name in host.roles.conflicts:
-            continue
-        role = host.roles.classes[role_name]
-        cmd = sub.add_parser(role_name, help=role.HELP, description=role.HELP)
-        role.add_arguments(cmd)
-        cmd.set_defaults(handler=role.run, role=True)
-
+    for registry, is_role in ((host.commands, False), (host.roles, True)):
+        names = list(registry.classes) if registry is host.commands else sorted(registry.classes)
+        for name in names:
+            cls = registry.classes[name]
+            if name in registry.conflicts:
+                continue
+            description = getattr(cls, "DESCRIPTION", None) or cls.HELP
+            cmd = sub.add_parser(name, help=cls.HELP, description=description)
+            cls.add_arguments(cmd)
+            cmd.set_defaults(handler=lambda args, cls=cls: cls.run(args, host), role=is_role)
     for cmd in sub.choices.values():
         add_logging_arguments(cmd)
     return parser
@@ -108,48 +93,107 @@ def version_text(host: PluginHost) -> str:
     return "\n".join(lines)
 
 
-def cmd_plugins(host: PluginHost, args: argparse.Namespace) -> int:
-    rows = [{"name": p.distribution, "version": p.version, "entry_point": p.name, "module": p.module,
-             "hooks": p.hooks, "movers": p.movers, "watchers": p.watchers, "roles": p.roles,
-             "error": p.error} for p in host.plugins]
-    if args.json:
-        print(json.dumps(rows, indent=2))  # noqa: T201
+class PluginsCommand(Command):
+    """``trollmoves plugins [--json]``: the installed plugins and what each provides."""
+
+    NAME: ClassVar[str] = "plugins"
+    HELP: ClassVar[str] = "list installed plugins and what they provide"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
+        rows = [{"name": p.distribution, "version": p.version, "entry_point": p.name, "module": p.module,
+                 "hooks": p.hooks, "movers": p.movers, "watchers": p.watchers, "roles": p.roles,
+                 "commands": p.commands, "error": p.error} for p in host.plugins]
+        if args.json:
+            print(json.dumps(rows, indent=2))  # noqa: T201
+            return 0
+        header = ("distribution", "version", "movers", "watchers", "roles", "commands")
+        table = [header] + [(r["name"], r["version"], ", ".join(r["movers"]), ", ".join(r["watchers"]),
+                             ", ".join(r["roles"]),
+                             ", ".join(r["commands"]) if not r["error"] else f"FAILED: {r['error']}")
+                            for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])  # noqa: T201
+        shown = set()
+        for registry in (host.movers, host.watchers, host.roles, host.commands):
+            for name, providers in registry.conflicts.items():
+                if (name, tuple(providers)) not in shown:  # a role and a command of one name: one line
+                    shown.add((name, tuple(providers)))
+                    print(f"conflict: {registry.kind} {name!r} claimed by {', '.join(providers)}")  # noqa: T201
         return 0
-    header = ("distribution", "version", "movers", "watchers", "roles")
-    table = [header] + [(r["name"], r["version"], ", ".join(r["movers"]), ", ".join(r["watchers"]),
-                         ", ".join(r["roles"]) if not r["error"] else f"FAILED: {r['error']}") for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])  # noqa: T201
-    for registry in (host.movers, host.watchers, host.roles):
-        for name, providers in registry.conflicts.items():
-            print(f"conflict: {registry.kind} {name!r} claimed by {', '.join(providers)}")  # noqa: T201
-    return 0
 
 
-def cmd_transfer(host: PluginHost, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {}
-    if args.connection_params:
-        loaded = read_yaml(args.connection_params) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError("expected a mapping of connection parameters", file=args.connection_params)
-        params.update(loaded)
-    params.update(parse_key_values(args.options))
-    remote = args.destination if args.command == "move" else args.source
-    mover = host.mover(remote, params)
-    bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(args.source, sys.stderr)
-    try:
-        with mover:
-            if args.command == "move":
-                result = mover.put(args.source, args.destination, progress=bar and bar.advance)
-            else:
-                result = mover.get(args.source, args.destination, progress=bar and bar.advance)
-    except TransferError as err:
+class _TransferCommand(Command):
+    """``move``/``get``: one file, any scheme, with a progress bar on a terminal."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("source", metavar="SRC")
+        parser.add_argument("destination", metavar="DEST")
+        parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", dest="options",
+                            help="connection parameter for the mover (repeatable)")
+        parser.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
+        params: dict[str, Any] = {}
+        if args.connection_params:
+            loaded = read_yaml(args.connection_params) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError("expected a mapping of connection parameters", file=args.connection_params)
+            params.update(loaded)
+        params.update(parse_key_values(args.options))
+        put = cls.NAME == "move"
+        mover = host.mover(args.destination if put else args.source, params)
+        bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(args.source, sys.stderr)
+        try:
+            with mover:
+                transfer = mover.put if put else mover.get
+                result = transfer(args.source, args.destination, progress=bar and bar.advance)
+        except TransferError as err:
+            if bar:
+                bar.finish()
+            print(f"trollmoves: {err}", file=sys.stderr)  # noqa: T201
+            return 1
         if bar:
             bar.finish()
-        print(f"trollmoves: {err}", file=sys.stderr)  # noqa: T201
-        return 1
-    if bar:
-        bar.finish()
-    LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
-    return 0
+        LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
+        return 0
+
+
+class MoveCommand(_TransferCommand):
+    NAME: ClassVar[str] = "move"
+    HELP: ClassVar[str] = "copy SRC (a local file) to DEST, any scheme"
+    DESCRIPTION: ClassVar[str] = HELP + ". A DEST ending in '/' keeps the source name."
+
+
+class GetCommand(_TransferCommand):
+    NAME: ClassVar[str] = "get"
+    HELP: ClassVar[str] = "fetch SRC (any scheme) to DEST, a local path"
+    DESCRIPTION: ClassVar[str] = HELP + ". A DEST ending in '/' keeps the source name."
+
+
+class CheckCommand(Command):
+    """``trollmoves check CONFIG...``; the checks themselves are in :mod:`trollmoves_core.check`."""
+
+    NAME: ClassVar[str] = "check"
+    HELP: ClassVar[str] = check.HELP
+    DESCRIPTION: ClassVar[str] = check.DESCRIPTION
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        check.add_arguments(parser)
+
+    @classmethod
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
+        return check.run(args, host)
+
+
+BUILTIN_COMMANDS: list[type[Command]] = [PluginsCommand, MoveCommand, GetCommand, CheckCommand]
+"""The core's commands, registered by :mod:`trollmoves_core.default_plugins`."""

@@ -1,7 +1,7 @@
 """Hook specifications: the contract between the trollmoves core and its plugins.
 
-Every hook returns classes, not instances: the core instantiates them when a user asks for
-the scheme, watcher or role they provide. Each class subclasses the matching base class and
+Every hook returns classes, not instances: the core instantiates (or runs) them when a user
+asks for the scheme, watcher, role or command they provide. Each class subclasses the matching base class and
 declares a unique ``NAME``; two plugins claiming the same name (or URI scheme) is an error
 that names both when that name is used.
 """
@@ -15,6 +15,7 @@ import pluggy
 from trollmoves_core import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from trollmoves_core.command import Command
     from trollmoves_core.mover import Mover
     from trollmoves_core.role import Role
     from trollmoves_core.watchers.base import Watcher
@@ -51,10 +52,25 @@ def trollmoves_register_roles() -> type[Role] | list[type[Role]]:
     """Register roles: long-running processes started as ``trollmoves NAME CONFIG``.
 
     Each class subclasses :class:`trollmoves_core.role.Role`, declares ``NAME`` and
-    ``HELP``, adds its command-line options in ``add_arguments`` and runs in ``run``.
+    ``HELP``, adds its command-line options in ``add_arguments`` and runs in ``run`` until
+    stopped. One-shot tools register with :func:`trollmoves_register_commands` instead.
 
     :returns: a role class or a list of them.
     """
 
 
-__all__ = ["trollmoves_register_movers", "trollmoves_register_roles", "trollmoves_register_watchers"]
+@_spec
+def trollmoves_register_commands() -> type[Command] | list[type[Command]]:
+    """Register commands: one-shot tools run as ``trollmoves NAME [args]`` that exit when done.
+
+    Each class subclasses :class:`trollmoves_core.command.Command`, declares ``NAME`` and
+    ``HELP``, adds its command-line options in ``add_arguments`` and does its job in
+    ``run(args, host)``, returning the exit status. The core's own ``plugins``, ``move``,
+    ``get`` and ``check`` are registered through this hook.
+
+    :returns: a command class or a list of them.
+    """
+
+
+__all__ = ["trollmoves_register_commands", "trollmoves_register_movers", "trollmoves_register_roles",
+           "trollmoves_register_watchers"]

@@ -1,9 +1,10 @@
-"""Plugin discovery and the registries of movers, watchers and roles.
+"""Plugin discovery and the registries of movers, watchers, roles and commands.
 
-Plugins are modules named in the ``trollmoves`` entry-point group. They are loaded one at a
-time with stevedore: a plugin that fails to import is logged as a warning naming its
-distribution and the error, and everything else keeps working. It becomes a hard error only
-when a user asks for something that plugin would have provided.
+Plugins are modules named in the ``trollmoves`` entry-point group, registered with pluggy
+one at a time: a plugin that fails to import (or to register) is logged as a warning naming
+its distribution and the error, and everything else keeps working. It becomes a hard error
+only when a user asks for something that plugin would have provided. The registries are
+filled by calling each hook's implementations through ``pm.hook``.
 
 Set ``TROLLMOVES_DISABLE_PLUGINS=name,name`` (entry-point names) to skip plugins.
 """
@@ -14,14 +15,14 @@ import functools
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pluggy
-from stevedore import NamedExtensionManager
 
 from trollmoves_core import PROJECT_NAME, hookspecs
+from trollmoves_core.command import Command
 from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
 from trollmoves_core.mover import Mover
 from trollmoves_core.role import Role
@@ -34,11 +35,10 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     "mover": {"ftp": "trollmoves-ftp", "ftps": "trollmoves-ftp", "scp": "trollmoves-ssh",
               "sftp": "trollmoves-ssh", "ssh": "trollmoves-ssh", "s3": "trollmoves-s3"},
     "role": {name: "trollmoves-roles" for name in ("server", "client", "mirror", "dispatcher", "downloader")},
+    "command": {name: "trollmoves-roles" for name in ("keys", "req", "status")},
     "watcher": {},
 }
 """Which of our distributions provides each scheme or name, for the install hint."""
-
-K = TypeVar("K", bound=type)
 
 
 @dataclass
@@ -54,6 +54,7 @@ class PluginInfo:
     movers: list[str] = field(default_factory=list)
     watchers: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
 
 class Registry:
@@ -102,7 +103,11 @@ class Registry:
 
 
 class PluginHost:
-    """The loaded plugins and what they provide; build it with :func:`load_plugins`."""
+    """The loaded plugins and what they provide; build it with :func:`load_plugins`.
+
+    Pass it to whatever needs movers, watchers, roles or commands: the launcher hands it to
+    each role's and command's ``run``.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo]) -> None:
         self.pm = pm
@@ -110,47 +115,59 @@ class PluginHost:
         self.movers = Registry("mover", self)
         self.watchers = Registry("watcher", self)
         self.roles = Registry("role", self)
+        self.commands = Registry("command", self)
         infos = {p.name: p for p in plugins}
         for name, plugin in pm.list_name_plugin():
-            if plugin is None:
-                continue
-            info = infos.get(name)
-            provider = f"{info.distribution} ({name})" if info else _plugin_label(plugin)
-            if info is not None:
-                info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-            self._collect(plugin, "trollmoves_register_movers", Mover, info, provider)
-            self._collect(plugin, "trollmoves_register_watchers", Watcher, info, provider)
-            self._collect(plugin, "trollmoves_register_roles", Role, info, provider)
+            if plugin is not None and name in infos:
+                infos[name].hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        hook = pm.hook
+        self._collect(hook.trollmoves_register_movers, Mover, infos, self._add_mover)
+        self._collect(hook.trollmoves_register_watchers, Watcher, infos, self._add_named(self.watchers, "watchers"))
+        self._collect(hook.trollmoves_register_roles, Role, infos, self._add_named(self.roles, "roles"))
+        self._collect(hook.trollmoves_register_commands, Command, infos,
+                      self._add_named(self.commands, "commands"))
+        for name in sorted(set(self.roles.classes) & set(self.commands.classes)):
+            # one subcommand name, two meanings: neither is offered
+            providers = [self.roles.providers[name], self.commands.providers[name]]
+            LOG.warning("subcommand %r is claimed by both %s and %s", name, *providers)
+            self.roles.conflicts.setdefault(name, providers)
+            self.commands.conflicts.setdefault(name, providers)
 
-    def _collect(self, plugin: Any, hook_name: str, base: type, info: PluginInfo | None, provider: str) -> None:
-        impl = getattr(plugin, hook_name, None)
-        if impl is None:
-            return
-        try:
-            classes = _as_list(impl())
-        except Exception as err:  # a plugin bug must not take the launcher down
-            LOG.warning("Plugin %s: %s() raised %s: %s", provider, hook_name, type(err).__name__, err)
-            if info:
-                info.error = f"{hook_name}() raised {type(err).__name__}: {err}"
-            return
-        for cls in classes:
-            if not (isinstance(cls, type) and issubclass(cls, base)):
-                LOG.warning("Plugin %s: %s() returned %r, not a %s subclass", provider, hook_name, cls,
-                            base.__name__)
+    def _collect(self, caller: pluggy.HookCaller, base: type, infos: dict[str, PluginInfo],
+                 add: Callable[[type, str, PluginInfo | None], None]) -> None:
+        """Call each implementation of ``caller`` on its own, so one plugin's bug stays its own."""
+        for impl in caller.get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:  # wraps the others' calls; registers nothing itself
                 continue
-            if base is Mover:
-                for scheme in cls.SCHEMES:
-                    self.movers.add(scheme, cls, provider)
+            info = infos.get(impl.plugin_name)
+            provider = f"{info.distribution} ({impl.plugin_name})" if info else _plugin_label(impl.plugin)
+            try:
+                classes = _as_list(impl.function())
+            except Exception as err:  # a plugin bug must not take the launcher down
+                LOG.warning("Plugin %s: %s() raised %s: %s", provider, caller.name, type(err).__name__, err)
                 if info:
-                    info.movers.extend(cls.SCHEMES)
-            elif base is Watcher:
-                self.watchers.add(cls.NAME, cls, provider)
-                if info:
-                    info.watchers.append(cls.NAME)
-            else:
-                self.roles.add(cls.NAME, cls, provider)
-                if info:
-                    info.roles.append(cls.NAME)
+                    info.error = f"{caller.name}() raised {type(err).__name__}: {err}"
+                continue
+            for cls in classes:
+                if isinstance(cls, type) and issubclass(cls, base):
+                    add(cls, provider, info)
+                else:
+                    LOG.warning("Plugin %s: %s() returned %r, not a %s subclass", provider, caller.name, cls,
+                                base.__name__)
+
+    def _add_mover(self, cls: type, provider: str, info: PluginInfo | None) -> None:
+        for scheme in cls.SCHEMES:
+            self.movers.add(scheme, cls, provider)
+        if info:
+            info.movers.extend(cls.SCHEMES)
+
+    @staticmethod
+    def _add_named(registry: Registry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
+        def add(cls: type, provider: str, info: PluginInfo | None) -> None:
+            registry.add(cls.NAME, cls, provider)
+            if info:
+                getattr(info, listed).append(cls.NAME)
+        return add
 
     def mover_class(self, uri_or_scheme: str) -> type[Mover]:
         """The mover class for a URI (or bare scheme); plain paths get the file mover."""
@@ -199,47 +216,45 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[Any] = ()) -> Plu
 
 @functools.cache
 def default_host() -> PluginHost:
-    """The process-wide host, loaded from entry points on first use."""
+    """One host per process, loaded from entry points on first use, for scripts and tests.
+
+    Library code never calls it: roles, commands and their services take the host they are
+    given (the launcher's).
+    """
     return load_plugins()
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    disabled = {n.strip() for n in os.environ.get("TROLLMOVES_DISABLE_PLUGINS", "").split(",") if n.strip()}
-    dists = _distributions_by_entry_point()
-    infos: dict[str, PluginInfo] = {}
-
-    def describe(ep: importlib.metadata.EntryPoint) -> PluginInfo:
-        dist_name, version = dists.get((ep.name, ep.value), ("?", "?"))
-        return PluginInfo(name=ep.name, distribution=dist_name, version=version, module=ep.value)
-
-    def on_failure(_manager: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
-        info = describe(ep)
-        info.error = f"{type(err).__name__}: {err}"
-        infos[ep.name] = info
-        LOG.warning("Skipping plugin %r from %s %s: %s", ep.name, info.distribution, info.version, info.error)
-
-    allowed = [name for name, _ in dists if name not in disabled]
-    # stevedore keeps entry points per process; a load must see what is installed now.
-    NamedExtensionManager.ENTRY_POINT_CACHE.pop(PROJECT_NAME, None)
-    manager = NamedExtensionManager(namespace=PROJECT_NAME, names=allowed, invoke_on_load=False,
-                                    on_load_failure_callback=on_failure)
-    for ext in manager.extensions:
-        if pm.is_registered(ext.plugin) or pm.has_plugin(ext.name):
+    for name in os.environ.get("TROLLMOVES_DISABLE_PLUGINS", "").split(","):
+        if name.strip():
+            pm.set_blocked(name.strip())
+    infos = []
+    found = [(ep, *_distribution_of(ep)) for ep in importlib.metadata.entry_points(group=PROJECT_NAME)]
+    # the core first, then by distribution: registration order is the order of listings and --help
+    for ep, dist_name, version in sorted(found, key=lambda f: (f[1] != "trollmoves-core", f[1], f[0].name)):
+        if pm.is_blocked(ep.name):
             continue
-        info = describe(ext.entry_point)
+        if pm.has_plugin(ep.name):
+            LOG.warning("Skipping plugin %r from %s %s: another distribution uses that entry-point name",
+                        ep.name, dist_name, version)
+            continue
+        info = PluginInfo(name=ep.name, distribution=dist_name, version=version, module=ep.value)
         try:
-            pm.register(ext.plugin, name=ext.name)
-        except Exception as err:  # invalid hook implementation: same treatment as an import error
-            on_failure(manager, ext.entry_point, err)
-            continue
-        infos[ext.name] = info
-    return sorted(infos.values(), key=lambda p: (p.distribution != "trollmoves-core", p.distribution))
+            plugin = ep.load()
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=ep.name)
+            pm.check_pending()  # a hook no spec knows
+        except Exception as err:  # a broken plugin must not take the launcher down
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            info.error = f"{type(err).__name__}: {err}"
+            LOG.warning("Skipping plugin %r from %s %s: %s", ep.name, info.distribution, info.version, info.error)
+        infos.append(info)
+    return infos
 
 
-def _distributions_by_entry_point() -> dict[tuple[str, str], tuple[str, str]]:
-    found = {}
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == PROJECT_NAME:
-                found[(ep.name, ep.value)] = (dist.metadata["Name"], dist.version)
-    return found
+def _distribution_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    """(name, version) of the distribution declaring ``ep``."""
+    dist = ep.dist
+    return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")

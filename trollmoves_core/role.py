@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
 
 
 class Role(ABC):
@@ -12,7 +15,9 @@ class Role(ABC):
 
     The launcher builds one subcommand per registered role: it calls
     :meth:`add_arguments` on the subcommand's parser, configures logging, then calls
-    :meth:`run` with the parsed arguments and exits with its return value.
+    :meth:`run` with the parsed arguments and the plugin host (the movers and watchers to
+    use), and exits with its return value. One-shot tools are a
+    :class:`~trollmoves_core.command.Command` instead.
 
     Optional, for ``trollmoves check`` (see :mod:`trollmoves_core.check`): a role may define
     a classmethod ``check_config(path) -> list[str]`` returning its own problems with the
@@ -33,7 +38,7 @@ class Role(ABC):
 
     @classmethod
     @abstractmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         """Run until stopped (SIGTERM/SIGINT); return the process exit status.
 
         Raise :class:`~trollmoves_core.exceptions.ConfigError` for a bad configuration: the

@@ -22,9 +22,12 @@ def test_plugins_table_lists_every_distribution() -> None:
     result = run("plugins")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["distribution", "version", "movers", "watchers", "roles"]
+    assert lines[0].split() == ["distribution", "version", "movers", "watchers", "roles", "commands"]
     core = next(line for line in lines if line.startswith("trollmoves-core"))
     assert "file" in core and "watchdog, polling, inotify" in core
+    assert core.endswith("plugins, move, get, check")
+    roles = next(line for line in lines if line.startswith("trollmoves-roles"))
+    assert roles.endswith("client, dispatcher, downloader, mirror, server  keys, req, status")
     for dist in ("trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"):
         assert any(line.startswith(dist) for line in lines), dist
 
@@ -35,6 +38,10 @@ def test_plugins_json() -> None:
     assert rows["trollmoves-core"]["movers"] == ["file"]
     assert "trollmoves_register_watchers" in rows["trollmoves-core"]["hooks"]
     assert rows["trollmoves-core"]["error"] is None
+    assert rows["trollmoves-core"]["commands"] == ["plugins", "move", "get", "check"]
+    assert "trollmoves_register_commands" in rows["trollmoves-core"]["hooks"]
+    assert rows["trollmoves-roles"]["commands"] == ["keys", "req", "status"]
+    assert "keys" not in rows["trollmoves-roles"]["roles"]
 
 
 def test_version_lists_plugins() -> None:
@@ -82,6 +89,76 @@ def test_missing_role_exits_two_with_install_hint() -> None:
     assert result.stderr.strip() == "trollmoves: error: no role 'server': pip install trollmoves-roles"
 
 
+def test_missing_command_exits_two_with_install_hint() -> None:
+    result = run("keys", "dir", "name", env={"TROLLMOVES_DISABLE_PLUGINS": "roles"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "trollmoves: error: no command 'keys': pip install trollmoves-roles"
+
+
+def test_core_commands_register_like_a_plugin_and_go_with_it() -> None:
+    result = run("move", "a", "b", env={"TROLLMOVES_DISABLE_PLUGINS": "core"})
+    assert result.returncode == 2
+    assert "invalid choice: 'move'" in result.stderr
+
+
+PLUGIN_WITH_ROLE_AND_COMMAND = """
+import argparse
+from trollmoves_core import hookimpl
+from trollmoves_core.command import Command
+from trollmoves_core.role import Role
+
+class Echo(Command):
+    NAME = "echo-schemes"
+    HELP = "print the schemes the host has movers for"
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--status", type=int, default=0)
+
+    @classmethod
+    def run(cls, args, host):
+        print("command:", ",".join(sorted(host.movers.classes)))
+        return args.status
+
+class Idle(Role):
+    NAME = "idle"
+    HELP = "a role that returns at once"
+
+    @classmethod
+    def add_arguments(cls, parser):
+        pass
+
+    @classmethod
+    def run(cls, args, host):
+        print("role:", sorted(host.watchers.classes)[0])
+        return 3
+
+@hookimpl(specname="trollmoves_register_commands")
+def commands():
+    return Echo
+
+@hookimpl
+def trollmoves_register_roles():
+    return [Idle]
+"""
+
+
+def test_third_party_command_and_role_run_with_the_launchers_host(tmp_path: Path) -> None:
+    (tmp_path / "tm_test_echo.py").write_text(PLUGIN_WITH_ROLE_AND_COMMAND)
+    info = tmp_path / "trollmoves_echo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: trollmoves-echo\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[trollmoves]\necho = tm_test_echo\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    command = run("echo-schemes", "--status", "4", env=env)
+    assert (command.returncode, command.stdout.splitlines()) == (4, ["command: file,ftp,ftps,s3,scp,sftp,ssh"])
+    role = run("idle", env=env)
+    assert (role.returncode, role.stdout.splitlines()) == (3, ["role: inotify"])
+    listing = run("plugins", env=env)
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("trollmoves-echo"))
+    assert row.split() == ["trollmoves-echo", "1.0", "idle", "echo-schemes"]
+
+
 def test_bad_connection_params_file_exits_two(tmp_path: Path) -> None:
     src = tmp_path / "in.dat"
     src.write_bytes(b"x")
@@ -99,7 +176,7 @@ def test_bad_option_syntax_exits_two(tmp_path: Path) -> None:
     assert "expected key=value, got 'novalue'" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["plugins", "move", "get"])
+@pytest.mark.parametrize("command", ["plugins", "move", "get", "check", "keys", "req", "status"])
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from trollmoves_core import hookimpl, plugins
+from trollmoves_core import default_plugins, hookimpl, plugins
+from trollmoves_core.command import Command
 from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import load_plugins
+from trollmoves_core.role import Role
 
 
 def plugin_object(**hooks):
@@ -120,6 +122,17 @@ def test_third_party_plugin_from_entry_point(site: Path) -> None:
     assert (info.distribution, info.version, info.movers) == ("trollmoves-null", "1.0", ["null"])
 
 
+def test_a_second_distribution_with_a_taken_entry_point_name_is_skipped_with_a_warning(
+        site: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_dist(site, "trollmoves-dup-a", "dup", "tm_test_dup_a", "")
+    make_dist(site, "trollmoves-dup-b", "dup", "tm_test_dup_b", "")
+    with caplog.at_level(logging.WARNING):
+        host = load_plugins()
+    assert [p.distribution for p in host.plugins if p.name == "dup"] == ["trollmoves-dup-a"]
+    assert "Skipping plugin 'dup' from trollmoves-dup-b 1.0: another distribution uses that entry-point name" \
+        in caplog.text
+
+
 def test_two_plugins_claiming_one_scheme_is_an_error_naming_both() -> None:
     extra = plugin_object(trollmoves_register_movers=lambda: [NullMover])
     host = load_plugins(extra=[extra])
@@ -127,6 +140,59 @@ def test_two_plugins_claiming_one_scheme_is_an_error_naming_both() -> None:
                                                   r"trollmoves-core \(core\), InlinePlugin;"):
         host.mover_class("file:///x")
     assert host.mover_class("null://x") is NullMover
+
+
+def test_hooks_are_collected_through_pluggy_under_any_function_name() -> None:
+    @hookimpl(specname="trollmoves_register_movers")
+    def movers() -> list[type[Mover]]:
+        return [NullMover]
+
+    plugin = type("SpecnamePlugin", (), {"movers": staticmethod(movers)})()
+    host = load_plugins(entry_points=False, extra=[plugin])
+    assert host.mover_class("null://x") is NullMover
+
+
+class Shout(Command):
+    NAME = "server"
+
+    @classmethod
+    def add_arguments(cls, parser):
+        pass
+
+    @classmethod
+    def run(cls, args, host):
+        return 0
+
+
+class Serve(Role):
+    NAME = "server"
+
+    @classmethod
+    def add_arguments(cls, parser):
+        pass
+
+    @classmethod
+    def run(cls, args, host):
+        return 0
+
+
+def test_a_command_and_a_role_of_one_name_are_a_conflict() -> None:
+    extra = plugin_object(trollmoves_register_commands=lambda: [Shout], trollmoves_register_roles=lambda: [Serve])
+    host = load_plugins(entry_points=False, extra=[extra])
+    for registry in (host.roles, host.commands):
+        with pytest.raises(PluginConflictError, match="'server' is provided by more than one plugin"):
+            registry.get("server")
+
+
+def test_a_raising_commands_hook_spoils_only_its_plugin(caplog: pytest.LogCaptureFixture) -> None:
+    def explode() -> list[type[Command]]:
+        raise RuntimeError("bug in the plugin")
+
+    extra = plugin_object(trollmoves_register_commands=explode)
+    with caplog.at_level(logging.WARNING):
+        host = load_plugins(entry_points=False, extra=[default_plugins, extra])
+    assert "trollmoves_register_commands() raised RuntimeError: bug in the plugin" in caplog.text
+    assert list(host.commands.classes) == ["plugins", "move", "get", "check"]
 
 
 def test_hook_returning_a_non_mover_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

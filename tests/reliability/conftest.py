@@ -43,13 +43,15 @@ def inproc_server(tmp_path: Path) -> Iterator:
     from support.bus import free_port
     from trollmoves_roles.server.service import Server, ServerOptions
 
+    from trollmoves_core.plugins import default_host
+
     running: list[tuple[Server, threading.Thread]] = []
 
     def start(sections: dict[str, dict[str, object]], **options: object) -> Server:
         config = write_ini(tmp_path / f"server{len(running)}.ini", sections)
         opts = ServerOptions(port=free_port(), bind="127.0.0.1", backlog=False, drain_timeout=5.0,
                              watch_config=False, **options)  # type: ignore[arg-type]
-        server = Server(config, opts)
+        server = Server(config, opts, host=default_host())
         server.start()
         thread = threading.Thread(target=server.serve, daemon=True)
         thread.start()

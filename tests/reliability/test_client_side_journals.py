@@ -20,6 +20,8 @@ from trollmoves_roles.downloader.engine import ANNOUNCED, Downloader
 from trollmoves_roles.state.journal import journal_path
 from trollmoves_roles.state.pending import PendingMessages
 
+from trollmoves_core.plugins import default_host
+
 pytestmark = pytest.mark.timeout(60)
 
 TOPIC = "/test/in"
@@ -63,7 +65,7 @@ def test_dispatcher_resumes_unfinished_transfers_and_skips_delivered_ones(tmp_pa
     message = Message(TOPIC, "dataset", {"dataset": [{"uri": str(a), "uid": a.name}, {"uri": str(b), "uid": b.name}]})
 
     # the killed run: it had planned four transfers and delivered one (a.nc to "one")
-    planner = Dispatcher(config, nameservers=[], watch=False)
+    planner = Dispatcher(config, nameservers=[], watch=False, host=default_host())
     transfers = planner.plan(message)
     assert len(transfers) == 4
     delivered = next(t for t in transfers if t.target.name == "one" and t.source == str(a))
@@ -73,7 +75,7 @@ def test_dispatcher_resumes_unfinished_transfers_and_skips_delivered_ones(tmp_pa
     journal.close()
     planner.pool.shutdown()
 
-    service = Dispatcher(config, nameservers=[], watch=False,
+    service = Dispatcher(config, nameservers=[], watch=False, host=default_host(),
                          pending=PendingMessages.open(state, config, "dispatcher"))
     running = Running(service)
     try:
@@ -100,7 +102,7 @@ def test_dispatcher_journals_each_message_until_its_transfers_ran(tmp_path):
         "posttroll_subscriber": {"subscribe_addresses": [f"tcp://127.0.0.1:{source.port}"], "nameserver": False},
         "one": {"directory": str(tmp_path / "one"), "dispatch_configs": [{"topics": [TOPIC]}]}}))
     pending = PendingMessages.open(tmp_path / "state", config, "dispatcher")
-    service = Dispatcher(config, nameservers=[], watch=False, pending=pending)
+    service = Dispatcher(config, nameservers=[], watch=False, host=default_host(), pending=pending)
     gate = threading.Event()
     original = service.run_transfer
     service.run_transfer = lambda t: (gate.wait(10), original(t))[1]  # type: ignore[method-assign]
@@ -138,7 +140,7 @@ def test_downloader_resumes_fetches_only_what_is_missing_and_announces_once(tmp_
     a.unlink()  # gone at the source: only the journal says it is here already
 
     assert wait_until(lambda: (output.send(Message("/local/warm", "beat")), recorder.messages)[1], timeout=10)
-    service = Downloader(config, publisher=output, nameservers=[],
+    service = Downloader(config, publisher=output, nameservers=[], host=default_host(),
                          pending=PendingMessages.open(state, config.file, "downloader"))
     running = Running(service)
     try:

@@ -12,7 +12,7 @@ from trollmoves_core import check, default_plugins, hookimpl
 from trollmoves_core.check import check_file, detect_role
 from trollmoves_core.cli import main
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_core.plugins import load_plugins
+from trollmoves_core.plugins import PluginHost, load_plugins
 from trollmoves_core.role import Role
 
 
@@ -330,7 +330,7 @@ class PickyServer(Role):
         parser.add_argument("config")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         return 0
 
     @classmethod

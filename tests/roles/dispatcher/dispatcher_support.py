@@ -16,6 +16,8 @@ from support.bus import BusRecorder, wait_until
 from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.dispatcher.engine import Dispatcher
 
+from trollmoves_core.plugins import default_host
+
 
 class Harness:
     """One dispatcher in a thread, fed by :attr:`source` and announcing on :attr:`output`."""
@@ -56,7 +58,8 @@ class Harness:
         # Without a subscriber section, override the config's nameservers with none at all;
         # with one, let the config's (loopback) nameservers be asked.
         override = {} if subscriber else {"nameservers": []}
-        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers, **override)
+        self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers, host=default_host(),
+                                     **override)
         self._thread = threading.Thread(target=self.dispatcher.serve, args=(self._halt,), daemon=True)
         self._thread.start()
         self.warm_up(warm_topic)

@@ -12,6 +12,7 @@ from trollmoves_roles.dispatcher.config import load_config
 from trollmoves_roles.dispatcher.engine import compose_destination
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import default_host
 
 UPSTREAM_STYLE = """\
 target1:
@@ -62,7 +63,7 @@ def write(tmp_path, text: str):
 
 def test_upstream_example_loads(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
-    config = load_config(write(tmp_path, UPSTREAM_STYLE.replace("{out}", str(tmp_path / "out"))))
+    config = load_config(write(tmp_path, UPSTREAM_STYLE.replace("{out}", str(tmp_path / "out"))), default_host())
     assert [t.name for t in config.targets] == ["target1", "target2"]
     assert config.subscriber.addresses == ("tcp://127.0.0.1:40000",) and config.subscriber.nameservers == ()
     assert config.topics == ["/level2/viirs", "/level2/avhrr", "/level3/cloudtype", "/level2/"]
@@ -72,7 +73,7 @@ def test_upstream_example_loads(tmp_path, caplog):
 
 
 def test_destination_composition_with_aliases(tmp_path):
-    config = load_config(write(tmp_path, UPSTREAM_STYLE.replace("{out}", str(tmp_path / "out"))))
+    config = load_config(write(tmp_path, UPSTREAM_STYLE.replace("{out}", str(tmp_path / "out"))), default_host())
     target = config.targets[0]
     fields = {"platform_name": "NOAA-20", "start_time": dt.datetime(2024, 5, 6, 7, 8), "format": "tif",
               "sensor": "viirs", "product": "green_snow"}
@@ -94,7 +95,7 @@ def test_alias_lists_with_alias_name_add_a_new_key(tmp_path):
           dispatch_configs: [{{topics: [/a]}}]
         posttroll_subscriber: {{subscribe_addresses: [tcp://127.0.0.1:1], nameserver: false}}
         """)
-    target = load_config(path).targets[0]
+    target = load_config(path, default_host()).targets[0]
     fields = {"platform_name": "NOAA-19"}
     for alias in target.aliases:
         alias.apply(fields)
@@ -146,7 +147,7 @@ def test_bad_configs_name_file_target_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        load_config(path, default_host())
     assert message in str(info.value)
     assert str(info.value).startswith(str(path))
 
@@ -160,7 +161,7 @@ def test_unknown_keys_are_warned_about_with_file_and_key(tmp_path, caplog):
           dispatch_configs: [{{topics: [/a], delete: true}}]
         posttroll_subscriber: {{subscribe_addresses: [tcp://127.0.0.1:1], nameserver: false, timeout: 3}}
         """)
-    load_config(path)
+    load_config(path, default_host())
     lines = [r.getMessage() for r in caplog.records]
     assert f"{path}: [t] compression: unknown key, ignored" in lines
     assert f"{path}: [t] dispatch_configs[0].delete: unknown key, ignored" in lines
@@ -177,7 +178,7 @@ def test_target_defaults_are_inherited(tmp_path):
         b: {{directory: /elsewhere, dispatch_configs: [{{topics: [/b]}}]}}
         posttroll_subscriber: {{subscribe_addresses: [tcp://127.0.0.1:1], nameserver: false}}
         """)
-    a, b = load_config(path).targets
+    a, b = load_config(path, default_host()).targets
     assert a.items[0].directory == f"{tmp_path}/{{sensor}}" and a.publish_topic == "/done"
     assert a.connection_parameters == {"retries": 5, "retry_delay": 2}
     assert b.items[0].directory == "/elsewhere"
@@ -189,7 +190,7 @@ def test_host_path_is_reported_not_silently_dropped(tmp_path, caplog):
         t: {host: 'ftp://u:pw@h.example/prefix', directory: /in, dispatch_configs: [{topics: [/a]}]}
         posttroll_subscriber: {subscribe_addresses: [tcp://127.0.0.1:1], nameserver: false}
         """)
-    target = load_config(path).targets[0]
+    target = load_config(path, default_host()).targets[0]
     assert compose_destination(target.items[0], {}, "/d/f.nc") == "ftp://u:pw@h.example/in/f.nc"
     (line,) = [r.getMessage() for r in caplog.records]
     assert "[t] host: the path '/prefix'" in line and "pw" not in line

@@ -7,6 +7,8 @@ import threading
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
 
+from trollmoves_core.plugins import default_host
+
 
 def test_submit_waits_for_room_and_shutdown_drops_queued_jobs(caplog):
     pool = BoundedPool(workers=1, backlog=1)
@@ -45,7 +47,7 @@ def test_a_failing_job_does_not_kill_the_worker(caplog):
 
 
 def test_mover_cache_reuses_one_mover_per_class_and_parameters(tmp_path):
-    cache = MoverCache()
+    cache = MoverCache(default_host())
     first = cache.get(str(tmp_path / "a"), {"mode": "copy"})
     assert cache.get(f"file://{tmp_path}/b", {"mode": "copy"}) is first
     assert cache.get(str(tmp_path / "a"), {"mode": "hardlink"}) is not first

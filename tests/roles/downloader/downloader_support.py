@@ -16,6 +16,8 @@ from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.downloader.config import load_config
 from trollmoves_roles.downloader.engine import Downloader
 
+from trollmoves_core.plugins import default_host
+
 TOPIC = "/s3/new"
 OUT_TOPIC = "/downloaded"
 
@@ -43,7 +45,7 @@ class Harness:
                   **settings}
         path = self.tmp_path / "downloader.yaml"
         path.write_text(yaml.safe_dump(config))
-        self.downloader = Downloader(load_config(path), publisher=self.output)
+        self.downloader = Downloader(load_config(path), publisher=self.output, host=default_host())
         self._thread = threading.Thread(target=self.downloader.serve, args=(self._halt,), daemon=True)
         self._thread.start()
         downloader = self.downloader

@@ -20,6 +20,8 @@ from support.bus import BusRecorder, free_port, wait_until
 from support.processes import TrollmovesProcess
 from trollmoves_roles.mirror.service import Mirror, MirrorOptions
 
+from trollmoves_core.plugins import default_host
+
 TROLLMOVES = Path(sys.executable).with_name("trollmoves")
 
 __all__ = ["HOLD", "BusRecorder", "free_port", "wait_until", "write_ini"]
@@ -39,7 +41,8 @@ class InProcessMirror:
 
     def __init__(self, config: Path, port: int | None = None, drain_timeout: float = 10.0) -> None:
         self.port = port or free_port()
-        self.mirror = Mirror(config, MirrorOptions(port=self.port, bind="127.0.0.1", drain_timeout=drain_timeout))
+        self.mirror = Mirror(config, MirrorOptions(port=self.port, bind="127.0.0.1", drain_timeout=drain_timeout),
+                             host=default_host())
         self.provider = f"127.0.0.1:{self.port}"
         self.mirror.start()
         self._thread = threading.Thread(target=self.mirror.serve, daemon=True)

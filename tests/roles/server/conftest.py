@@ -12,6 +12,8 @@ from support.bus import free_port
 from support.fixtures import dirs  # noqa: F401 - fixture
 from trollmoves_roles.server.service import Server, ServerOptions
 
+from trollmoves_core.plugins import default_host
+
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
@@ -23,7 +25,7 @@ def serve(tmp_path: Path) -> Iterator:
         config = write_ini(tmp_path / config_name, sections)
         opts = ServerOptions(port=free_port(), bind="127.0.0.1", backlog=backlog, drain_timeout=5.0,
                              watch_config=bool(options.pop("watch_config", False)), **options)
-        server = Server(config, opts)
+        server = Server(config, opts, host=default_host())
         recorder = connect_recorder(server)
         server.start()
         run = Running(server, recorder, config)

@@ -13,6 +13,7 @@ from trollmoves_roles.protocol.delivery import join_rel_path
 from trollmoves_roles.transfers.service import FileJob, TransferService
 
 from trollmoves_core.file_mover import FileMover
+from trollmoves_core.plugins import default_host
 from trollmoves_core.uri import redact
 
 
@@ -56,7 +57,7 @@ class GatedMover(FileMover):
 def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
     source = tmp_path / "a.dat"
     source.write_bytes(b"data")
-    service = TransferService(2)
+    service = TransferService(2, host=default_host())
     mover = GatedMover({"mode": "copy"})
     monkeypatch.setattr(service._movers, "get", lambda uri, params, params_key=None: mover)
     try:
@@ -75,7 +76,7 @@ def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
 
 
 def test_one_mover_per_mover_class_and_parameters(tmp_path):
-    service = TransferService(1)
+    service = TransferService(1, host=default_host())
     try:
         for index, params in enumerate([{}, {}, {"mode": "copy"}, {"mode": "copy"}]):
             (tmp_path / f"{index}.dat").write_bytes(b"x")
@@ -88,7 +89,7 @@ def test_one_mover_per_mover_class_and_parameters(tmp_path):
 
 
 def test_failed_push_is_not_remembered(tmp_path):
-    service = TransferService(1)
+    service = TransferService(1, host=default_host())
     try:
         missing = FileJob(str(tmp_path / "missing.dat"))
         first = service.push([missing], f"file://{tmp_path}/out/", {})

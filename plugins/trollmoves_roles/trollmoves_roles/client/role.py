@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import ClassVar
 
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
 
 
@@ -32,6 +33,6 @@ class ClientRole(Role):
         return []
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.client.process import ClientProcess  # zmq and friends load only when run
         return ClientProcess(args.config_file, metrics_port=args.metrics_port, metrics_bind=args.metrics_bind).run()

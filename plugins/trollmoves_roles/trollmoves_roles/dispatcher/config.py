@@ -31,7 +31,7 @@ from trollsift import Parser
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
-from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
@@ -116,13 +116,12 @@ class DispatcherConfig:
         return list(dict.fromkeys(t for target in self.targets for item in target.items for t in item.topics))
 
 
-def load_config(path: str | os.PathLike[str], host: PluginHost | None = None) -> DispatcherConfig:
-    """Read and check a dispatcher YAML file; raise ConfigError naming what is wrong."""
+def load_config(path: str | os.PathLike[str], host: PluginHost) -> DispatcherConfig:
+    """Read and check a dispatcher YAML file against ``host``'s movers; raise ConfigError naming what is wrong."""
     file = os.fspath(path)
     raw = read_yaml(file)
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping of targets at the top level", file=file)
-    host = host or default_host()
     defaults = raw.get(DEFAULTS_KEY) or {}
     if not isinstance(defaults, dict):
         raise ConfigError("expected a mapping", file=file, key=DEFAULTS_KEY)

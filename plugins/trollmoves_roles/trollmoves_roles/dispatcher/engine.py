@@ -38,7 +38,7 @@ from trollsift import compose
 
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import log_transfer
-from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
 from trollmoves_roles.bus.transport import Publisher
@@ -73,15 +73,16 @@ class Dispatcher(ListeningService):
     :param addresses: publisher addresses to subscribe to, besides the config's.
     :param nameservers: nameservers to ask for publishers, replacing the config's when given.
     :param workers: transfers running at once.
+    :param host: the plugins whose movers (and config watcher) to use.
     :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
     def __init__(self, config_path: str | os.PathLike[str], *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
-                 host: PluginHost | None = None, watch: bool = True, pending: PendingMessages | None = None,
+                 host: PluginHost, watch: bool = True, pending: PendingMessages | None = None,
                  metrics: RoleMetrics | None = None) -> None:
         self.config_path = os.fspath(config_path)
-        self.host = host or default_host()
+        self.host = host
         self.publisher = publisher
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)

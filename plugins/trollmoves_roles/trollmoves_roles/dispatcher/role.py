@@ -8,6 +8,7 @@ import os
 import threading
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class DispatcherRole(Role):
         add_listening_arguments(parser, cls.NAME, workers=4, workers_help="transfers running at once (default 4)")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.bus.posttroll import check_addresses, subscribe_nameservers
         from trollmoves_roles.dispatcher.engine import Dispatcher
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
@@ -51,6 +52,7 @@ class DispatcherRole(Role):
         endpoint = MetricsEndpoint(metrics, config_file, args.metrics_port, args.metrics_bind)
         dispatcher = Dispatcher(config_file, addresses=args.subscribe_address,
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
+                                host=host,
                                 pending=PendingMessages.open(args.state_directory, config_file, cls.NAME),
                                 metrics=metrics)
         publisher = None

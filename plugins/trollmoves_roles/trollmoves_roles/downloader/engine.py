@@ -39,7 +39,7 @@ from posttroll.message import Message
 
 from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
-from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
 from trollmoves_roles.bus.transport import Publisher, Subscriber
@@ -71,16 +71,17 @@ class Downloader(ListeningService):
     :param addresses: publisher addresses to subscribe to, besides the config's.
     :param nameservers: nameservers to ask for publishers, replacing the config's when given.
     :param watch: re-read the config file when it changes on disk (SIGHUP reloads in any case).
+    :param host: the plugins whose movers (and config watcher) to use.
     :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
     """
 
     def __init__(self, config: DownloaderConfig, *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
-                 workers: int | None = None, host: PluginHost | None = None,
+                 workers: int | None = None, host: PluginHost,
                  pending: PendingMessages | None = None, watch: bool = False,
                  metrics: RoleMetrics | None = None) -> None:
         self.config = config
-        self.host = host or default_host()
+        self.host = host
         self.publisher = publisher
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)

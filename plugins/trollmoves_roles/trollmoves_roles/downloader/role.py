@@ -8,6 +8,7 @@ import os
 import threading
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
 
 LOG = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class DownloaderRole(Role):
                                              "else 4)")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.bus.posttroll import check_addresses, subscribe_nameservers
         from trollmoves_roles.downloader.config import load_config
         from trollmoves_roles.downloader.engine import Downloader
@@ -66,6 +67,7 @@ class DownloaderRole(Role):
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
+                                host=host,
                                 pending=pending, watch=True, metrics=metrics)
         halt = threading.Event()
         restore = install_signal_handlers(halt.set, downloader.request_reload)

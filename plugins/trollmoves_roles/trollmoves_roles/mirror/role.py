@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import ClassVar
 
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
 
 LOG = logging.getLogger(__name__)
@@ -35,12 +36,13 @@ class MirrorRole(Role):
         return []
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.mirror.service import Mirror, MirrorOptions
         from trollmoves_roles.runtime.signals import install_signal_handlers
 
         mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind, metrics_port=args.metrics_port,
-                                                        metrics_bind=args.metrics_bind))
+                                                        metrics_bind=args.metrics_bind),
+                        host=host)
         restore = install_signal_handlers(mirror.request_stop, mirror.request_reload)
         try:
             mirror.start()

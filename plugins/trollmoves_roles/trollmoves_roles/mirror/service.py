@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.mirror.chain import MirrorChain
 from trollmoves_roles.mirror.config import MirrorConfig, load_mirror_config
@@ -53,14 +54,15 @@ class MirrorOptions(ProcessOptions):
 class Mirror(StopReload):
     """Everything ``trollmoves mirror CONFIG`` runs."""
 
-    def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike[str], options: MirrorOptions | None = None, *,
+                 host: PluginHost) -> None:
         self.config_path = Path(config_path)
         self.options = options or MirrorOptions()
         self.configs = load_mirror_config(self.config_path)
         self.metrics = RoleMetrics("mirror")
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_path, self.options.metrics_port,
                                                 self.options.metrics_bind)
-        self.transfers = TransferService(self.options.workers, metrics=self.metrics, log_transfers=False)
+        self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, log_transfers=False)
         try:
             self.transport = transport_for()
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)

@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.plugins import PluginHost
 
 LOG = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ConfigFileMonitor:
     half-written is not read.
     """
 
-    def __init__(self, path: str | os.PathLike[str], host: PluginHost | None = None,
+    def __init__(self, path: str | os.PathLike[str], host: PluginHost,
                  watcher_name: str = "watchdog") -> None:
         self.path = Path(path).absolute()
         self._loaded: Signature = None
@@ -41,7 +41,7 @@ class ConfigFileMonitor:
         self._reported = threading.Event()
         self._watcher = None
         try:
-            cls = (host or default_host()).watchers.get(watcher_name)
+            cls = host.watchers.get(watcher_name)
             self._watcher = cls([self.path.parent], self._on_file)
             self._watcher.start()
         except Exception as err:  # still covered by the signature checks

@@ -13,7 +13,6 @@ from typing import Any
 
 from posttroll.message import Message
 
-from trollmoves_core.plugins import default_host
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -30,12 +29,12 @@ LOG = logging.getLogger(__name__)
 class Announcer:
     """The watching half of a chain with an ``origin``.
 
-    :param watcher_name: core watcher to use (``watchdog``, ``polling``...).
+    :param watcher: the watcher class to use (the host's ``watchdog``, ``polling``...).
     :param request_address: ``host:port`` put in each announcement (None in standalone mode).
     """
 
     def __init__(self, chain: ChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
-                 request_address: str | None, watcher_name: str, workers: TransferService,
+                 request_address: str | None, watcher: type[Watcher], workers: TransferService,
                  deleter: Deleter, metrics: RoleMetrics | None = None) -> None:
         assert chain.origin is not None
         self.chain = chain
@@ -43,7 +42,7 @@ class Announcer:
         self._publisher = publisher
         self._announced = announced
         self._request_address = request_address
-        self._watcher_cls: type[Watcher] = default_host().watchers.get(watcher_name)
+        self._watcher_cls = watcher
         self._workers = workers
         self._deleter = deleter
         self._metrics = metrics

@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import ClassVar
 
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ServerRole(Role):
         add_metrics_arguments(parser)
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_core.exceptions import ConfigError
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.server.service import Server, ServerOptions
@@ -66,7 +67,7 @@ class ServerRole(Role):
                                 max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,
                                 drain_timeout=args.drain_timeout, state_directory=args.state_directory,
                                 metrics_port=args.metrics_port, metrics_bind=args.metrics_bind)
-        server = Server(args.config_file, options)
+        server = Server(args.config_file, options, host=host)
         restore = install_signal_handlers(server.request_stop, server.request_reload)
         try:
             server.start()

@@ -17,7 +17,7 @@ from pathlib import Path
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_core.plugins import default_host
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.transport import Publisher
@@ -106,7 +106,7 @@ class Chain:
         if config.listen:
             self.source = ListenRepublisher(config, transport=server.transport, **common)
         else:
-            self.source = Announcer(config, watcher_name=server.options.watcher, workers=server.transfers,
+            self.source = Announcer(config, watcher=server.watcher_class, workers=server.transfers,
                                     deleter=server.deleter, **common)
         self.requests: RequestServer | None = None
         if not config.standalone:
@@ -130,10 +130,11 @@ class Chain:
 class Server(StopReload):
     """Everything ``trollmoves server CONFIG`` runs."""
 
-    def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None) -> None:
+    def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None, *,
+                 host: PluginHost) -> None:
         self.config_path = Path(config_path)
         self.options = options or ServerOptions()
-        default_host().watchers.get(self.options.watcher)  # fail early on a missing watcher plugin
+        self.watcher_class = host.watchers.get(self.options.watcher)  # fails early on a missing plugin
         configs = load_config(self.config_path)
         self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
@@ -147,7 +148,7 @@ class Server(StopReload):
             self._close_journal()
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
-        self.transfers = TransferService(self.options.workers, metrics=self.metrics)
+        self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics)
         self.transport = transport_for()
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
@@ -311,8 +312,7 @@ class Server(StopReload):
                 self.request_reload()
 
         try:
-            cls = default_host().watchers.get(self.options.watcher)
-            self._config_watcher = cls([target.parent], changed, interval=1.0)
+            self._config_watcher = self.watcher_class([target.parent], changed, interval=1.0)
             self._config_watcher.start()
         except (OSError, RuntimeError) as err:
             LOG.warning("Not watching %s for changes: %s (SIGHUP still reloads)", self.config_path, err)

@@ -14,11 +14,12 @@ import argparse
 import sys
 from typing import ClassVar
 
-from trollmoves_core.role import Role
+from trollmoves_core.command import Command
+from trollmoves_core.plugins import PluginHost
 
 
-class KeysTool(Role):
-    """``trollmoves keys DIR NAME``: a one-shot command, not a long-running role."""
+class KeysTool(Command):
+    """``trollmoves keys DIR NAME``: a one-shot command."""
 
     NAME: ClassVar[str] = "keys"
     HELP: ClassVar[str] = "create a CURVE key pair (NAME.key public, NAME.key_secret 0600) for the secure bus"
@@ -31,7 +32,7 @@ class KeysTool(Role):
         parser.add_argument("--force", action="store_true", help="replace existing key files of that name")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.bus.security import SecurityError, create_keypair
 
         try:

@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from trollmoves_core.role import Role
+from trollmoves_core.command import Command
+from trollmoves_core.plugins import PluginHost
 
 LOG = logging.getLogger(__name__)
 
@@ -181,8 +182,8 @@ def _json_default(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-class RequestTool(Role):
-    """``trollmoves req ADDRESS ping|info|push``: a one-shot request, not a long-running role."""
+class RequestTool(Command):
+    """``trollmoves req ADDRESS ping|info|push``: a one-shot request."""
 
     NAME = "req"
     HELP = "send one ping, info or push request to a server's request port and print the reply"
@@ -213,7 +214,7 @@ class RequestTool(Role):
         parser.add_argument("--curve-server-key", metavar="FILE", help="the server's public key file (NAME.key)")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         try:
             if args.timeout <= 0:
                 raise UsageError("--timeout must be positive")

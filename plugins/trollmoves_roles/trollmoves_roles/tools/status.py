@@ -21,7 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import ClassVar
 
-from trollmoves_core.role import Role
+from trollmoves_core.command import Command
+from trollmoves_core.plugins import PluginHost
 
 _SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)')
 _LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
@@ -145,8 +146,8 @@ def _human_bytes(value: float) -> str:
     return f"{value:.1f} TiB"
 
 
-class StatusTool(Role):
-    """``trollmoves status CONFIG|URL``: a one-shot query, not a long-running role."""
+class StatusTool(Command):
+    """``trollmoves status CONFIG|URL``: a one-shot query."""
 
     NAME: ClassVar[str] = "status"
     HELP: ClassVar[str] = "show the metrics of a running trollmoves process as a table"
@@ -162,7 +163,7 @@ class StatusTool(Role):
                             help="how long to wait for the answer (default 5)")
 
     @classmethod
-    def run(cls, args: argparse.Namespace) -> int:
+    def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         try:
             url = metrics_url(args.target)
         except ValueError as err:

@@ -10,7 +10,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from trollmoves_core.mover import Mover
-from trollmoves_core.plugins import PluginHost, default_host
+from trollmoves_core.plugins import PluginHost
 
 LOG = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def canonical(params: Mapping[str, Any] | None) -> str:
 class MoverCache:
     """One mover per (mover class, connection parameters), so connections are pooled across files."""
 
-    def __init__(self, host: PluginHost | None = None) -> None:
-        self._host = host or default_host()
+    def __init__(self, host: PluginHost) -> None:
+        self._host = host
         self._movers: dict[Hashable, Mover] = {}
         self._lock = threading.Lock()
 

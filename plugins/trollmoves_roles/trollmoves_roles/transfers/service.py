@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trollmoves_core.logs import transfer_fields
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import redact
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -46,10 +47,10 @@ class FileJob:
 class TransferService:
     """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters."""
 
-    def __init__(self, workers: int = DEFAULT_WORKERS, *, recent_seconds: float = RECENT_SECONDS,
+    def __init__(self, workers: int = DEFAULT_WORKERS, *, host: PluginHost, recent_seconds: float = RECENT_SECONDS,
                  metrics: RoleMetrics | None = None, log_transfers: bool = True) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
-        self._movers = MoverCache()
+        self._movers = MoverCache(host)
         self._lock = threading.Lock()
         self._running: dict[int, Future[list[str]]] = {}
         self._recent = RecentKeys(recent_seconds, RECENT_MAX)
