@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 
 class Role(ABC):
@@ -14,11 +18,9 @@ class Role(ABC):
     :meth:`add_arguments` on the subcommand's parser, configures logging, then calls
     :meth:`run` with the parsed arguments and exits with its return value.
 
-    Optional, for ``trollmoves check`` (see :mod:`trollmoves_core.check`): a role may define
-    a classmethod ``check_config(path) -> list[str]`` returning its own problems with the
-    config file, one ``file: [section] key: problem`` line each (an empty list when all is
-    well), and ``EXTRA_CONFIG_KEYS``, the config keys it accepts beyond upstream
-    trollmoves' own, so the generic unknown-key check does not report them.
+    ``trollmoves check CONFIG`` asks the role the file is for through :meth:`check`; a role
+    declares its keys with :class:`~trollmoves_core.schema.Schema` tables, read by both its
+    loader and its check.
     """
 
     NAME: ClassVar[str]
@@ -39,3 +41,13 @@ class Role(ABC):
         Raise :class:`~trollmoves_core.exceptions.ConfigError` for a bad configuration: the
         launcher prints its message as one line and exits with status 2.
         """
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        """Every problem with the config file at ``path`` without starting anything, one
+        :class:`~trollmoves_core.schema.Problem` per location; ``host`` tells which movers are
+        installed. The default finds nothing; errors must be what would stop :meth:`run`.
+        """
+        from trollmoves_core.schema import Findings
+
+        return Findings(path)

@@ -6,9 +6,14 @@ import argparse
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 LOG = logging.getLogger(__name__)
 
@@ -40,6 +45,11 @@ class DownloaderRole(Role):
         add_listening_arguments(parser, cls.NAME, workers=None,
                                 workers_help="downloads running at once (default: the config's parallel_downloads, "
                                              "else 4)")
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        from trollmoves_roles.downloader.config import check_config
+        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
