@@ -333,6 +333,72 @@ servces: x
         "the downloader creates it" in lines(check_file(creatable, roles))
 
 
+# -- the key rules ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, text", [
+    ("dispatch.yaml", "t:\n  host: ''\n  directory: OUT\n  nameserver: localhost\n  subscribe_addresses: []\n"
+                      "  dispatch_configs:\n    - topics: [/foo]\n"),
+    ("server.ini", "[s]\norigin = OUT/{name}\ntopic = /t\norigin_inotify_base_dir_skip_levels = -2\n"
+                   "publisher_port = 9010\n"),
+    ("s3dl.yaml", "subscribe-topic: [/yuhu]\npublish-topic: /idnt\nbucket: b\ndownload_destination: OUT\n"
+                  "endpoint_url: https://s3.example.com\naccess_key: ak\nsecret_key: sk\n"),
+])
+def test_keys_upstream_reads_or_tolerates_pass_even_strict(tmp_path: Path, name: str, text: str, capsys) -> None:
+    path = write(tmp_path / name, text.replace("OUT", str(tmp_path)))
+    assert main(["check", "--strict", path]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"{path}: OK")
+
+
+def test_an_unknown_key_warns_with_a_suggestion_and_strict_fails(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norigin = {inbox}/{{name}}\ntopic = /t\nstaton = st1\n")
+    assert main(["check", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [s] staton: warning: unknown key, ignored; did you mean `station`?",
+        f"{path}: OK, 1 warning(s) (checked as server, 1 section(s))"]
+    assert main(["check", "--strict", "-q", path]) == 2
+
+
+def test_conditions_one_level_off_in_a_dispatcher_target_is_an_error(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "dispatch.yaml", f"""t:
+  directory: {tmp_path}
+  dispatch_configs:
+    - topics: [/a]
+  conditions:
+    - sensor: avhrr
+""")
+    assert main(["check", "-q", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [t] conditions: belongs in a dispatch_configs item; ignored here it would widen what is done, "
+        "so it is refused"]
+
+
+def test_a_config_without_any_chain_is_an_error(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norgin = {inbox}/{{name}}\ntopic = /t\n")
+    assert main(["check", "--role", "server", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [s] orgin: warning: unknown key, ignored; did you mean `origin`?",
+        f"{path}: [s] warning: neither origin nor listen: this section is skipped",
+        f"{path}: no chain defined: no section has origin or listen (one section per chain)",
+        f"{path}: 1 error(s), 2 warning(s) (checked as server, 1 section(s))"]
+
+
+def test_a_client_does_not_need_the_movers_of_the_servers_pushes(tmp_path: Path, roles) -> None:
+    path = write(tmp_path / "client.ini", "[c]\nproviders = 127.0.0.1:9010\ndestination = ftp://h/in/\n"
+                                          "topic = /t\nnameservers = false\npublish_port = 9020\n")
+    assert run_check(roles, "-q", path) == 0
+    assert run_check(roles, "-q", "--strict", path) == 2
+
+
+@pytest.mark.parametrize("settings, key", [
+    ("providers = primary_client:<publish_port>\ndestination = /o/\n", "providers"),  # hot spare, unfilled
+    ("providers = h:1\ndestination = /o/{a}}/\n", "destination"),
+])
+def test_one_line_per_problem(tmp_path: Path, roles, settings: str, key: str) -> None:
+    path = write(tmp_path / "client.ini", f"[c]\ntopic = /t\nnameservers = false\npublish_port = 9020\n{settings}")
+    report = check_file(path, roles)
+    assert [p.key for p in report.problems] == [key], lines(report)
+
+
 # -- the roles' extension point: Role.check ---------------------------------------------
 
 class PickyServer(Role):
