@@ -352,7 +352,10 @@ def check_section(out: Findings, section: Section, ports: dict[int, str], *, mir
         out.add("required key is missing", name, "topic")
     elif not topic.startswith("/"):
         out.add(f"must start with '/', got {topic!r}", name, "topic")
-    if origin:
+    if origin and mirror:  # only a filter on the names of mirrored files
+        if problem := pattern_problem(origin):
+            out.add(problem, name, "origin")
+    elif origin:
         _check_origin_directory(out, name, origin)
     SCHEMA.check_ini_types(out, section)
     try:
