@@ -18,8 +18,8 @@ import configparser
 import difflib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,9 +96,6 @@ class Findings:
         """Record a ConfigError raised by a loader, located where it says."""
         self.add(bare(err), err.section or section, err.key)
 
-    def __iter__(self) -> Iterator[Problem]:
-        return iter(self.problems)
-
 
 class Schema:
     """The keys of one place of a config file (``place`` names it in messages: "server",
@@ -119,30 +116,23 @@ class Schema:
             return False
         return name in self.keys or bool(self.prefixes and name.startswith(self.prefixes))
 
-    def __getitem__(self, name: str) -> Key:
-        return self.keys[name]
-
     def __or__(self, other: Schema) -> Schema:
         return Schema(self.place, [*self.keys.values(), *other.keys.values()],
                       prefixes=self.prefixes + other.prefixes, unknown_message=self.unknown_message)
 
-    def names(self, *, origin: Origin | None = None, used: bool | None = None,
-              type: type | None = None) -> frozenset[str]:
-        """The names of the keys matching every filter given."""
+    def names(self, *, origin: Origin | None = None, used: bool | None = None) -> frozenset[str]:
+        """The names of the keys of ``origin`` (any when None) that are used (or not, or either)."""
         return frozenset(k.name for k in self.keys.values()
-                         if (origin is None or k.origin == origin) and (used is None or k.used == used)
-                         and (type is None or k.type is type))
+                         if (origin is None or k.origin == origin) and (used is None or k.used == used))
 
-    def renamed(self, place: str, *, drop: Iterable[str] = (), unused: Iterable[str] = (),
-                extra: Iterable[Key] = ()) -> Schema:
-        """A copy for another place: without ``drop``, with ``unused`` marked unused, plus ``extra``
-        (which win over keys of the same name)."""
+    def renamed(self, place: str, *, drop: Iterable[str] = (), unused: Iterable[str] = ()) -> Schema:
+        """A copy for another place: without ``drop``, with ``unused`` marked unused."""
         dropped, idle = set(drop), set(unused)
-        keys = [Key(k.name, k.type, k.default, k.origin, k.doc, False, k.restricts) if k.name in idle else k
-                for k in self.keys.values() if k.name not in dropped]
-        return Schema(place, [*extra, *keys], prefixes=self.prefixes)
+        keys = [replace(k, used=False) if k.name in idle else k for k in self.keys.values() if k.name not in dropped]
+        return Schema(place, keys, prefixes=self.prefixes)
 
     def default(self, name: str) -> Any:
+        """The default of key ``name``."""
         return self.keys[name].default
 
     def suggestion(self, name: str) -> str | None:
