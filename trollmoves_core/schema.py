@@ -15,10 +15,12 @@ with a "did you mean" suggestion; a key of another place that restricts what is 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import difflib
+import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -95,6 +97,45 @@ class Findings:
     def add_error(self, err: ConfigError, *, section: str | None = None) -> None:
         """Record a ConfigError raised by a loader, located where it says."""
         self.add(bare(err), err.section or section, err.key)
+
+    @contextlib.contextmanager
+    def loader_warnings(self, logger: str) -> Iterator[None]:
+        """While the block runs, warnings logged by ``logger`` (and its children) are recorded as
+        warnings, located from their ``file: [section] key: message`` form, instead of logged;
+        one at a place that already has a problem (or of a key already reported in ``[DEFAULT]``)
+        is dropped: the check said it already."""
+        handler = _Recorder(self)
+        log = logging.getLogger(logger)
+        propagate, log.propagate = log.propagate, False
+        log.addHandler(handler)
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            log.propagate = propagate
+
+    def _add_logged(self, text: str) -> None:
+        section = key = None
+        if text.startswith(f"{self.file}: "):
+            text = text.removeprefix(f"{self.file}: ")
+            match = _LOCATED.match(text)
+            if match:
+                section, key, text = match.group("section"), match.group("key"), match.group("message")
+        inherited = ("DEFAULT",) if key is not None else ()  # an INI [DEFAULT] key, logged for each section
+        if not any(p.key == key and p.section in (section, *inherited) for p in self.problems):
+            self.problems.append(Problem(self.file, text, section, key, warning=True))
+
+
+_LOCATED = re.compile(r"(?:\[(?P<section>[^\]]*)\]:? )?(?:(?P<key>[^\s:\[][^\s:]*): )?(?P<message>.*)", re.S)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, out: Findings) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out._add_logged(record.getMessage())
 
 
 class Schema:

@@ -399,6 +399,18 @@ def test_one_line_per_problem(tmp_path: Path, roles, settings: str, key: str) ->
     assert [p.key for p in report.problems] == [key], lines(report)
 
 
+def test_the_roles_loader_warnings_are_findings_said_once(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norigin = {inbox}/{{name}}\ntopic = /t\nstaton = st1\n"
+                                          "connection_uptime = 20\n")
+    assert main(["check", path]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{path}: [s] staton: warning: unknown key, ignored; did you mean `station`?",
+        f"{path}: [s] connection_uptime: warning: deprecated, write connection_parameters__connection_uptime instead",
+        f"{path}: OK, 2 warning(s) (checked as server, 1 section(s))"]
+    assert err == ""
+
+
 # -- the roles' extension point: Role.check ---------------------------------------------
 
 class PickyServer(Role):

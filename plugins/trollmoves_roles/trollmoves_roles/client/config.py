@@ -305,11 +305,17 @@ def _int(section: Section, key: str, *, minimum: int = 0, maximum: int | None = 
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the client INI at ``path`` (``trollmoves check``), one per location."""
     out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         sections = read_ini(path)
     except ConfigError as err:
         out.add_error(err)
-        return out
+        return
     defaults = ini_defaults(path)
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     chains = 0
@@ -324,7 +330,6 @@ def check_config(path: str, host: PluginHost) -> Findings:
     if not chains:
         out.add(NO_CHAIN)
     out.sections = len(sections)
-    return out
 
 
 def check_section(out: Findings, section: Section, host: PluginHost, *, mirror: bool = False) -> None:

@@ -339,14 +339,20 @@ def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the dispatcher YAML at ``path`` (``trollmoves check``), one per location:
     the keys, the patterns and movers of every target, then the dispatcher's own reading of each."""
     out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         data = read_yaml(path)
     except ConfigError as err:
         out.add_error(err)
-        return out
+        return
     if not isinstance(data, Mapping):
         out.add(f"expected a mapping at the top level, got {type(data).__name__}")
-        return out
+        return
     subscriber = data.get(SUBSCRIBER_KEY)
     if subscriber is not None:
         if not isinstance(subscriber, Mapping):
@@ -380,7 +386,6 @@ def check_config(path: str, host: PluginHost) -> Findings:
         except ConfigError as err:
             out.add_error(err)
     out.sections = len(targets)
-    return out
 
 
 def _check_target(out: Findings, name: str, target: Mapping[str, Any], host: PluginHost) -> None:

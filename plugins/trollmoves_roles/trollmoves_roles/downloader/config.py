@@ -185,16 +185,22 @@ def _integer(value: Any, error: Any, key: str, minimum: int) -> int:
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the downloader YAML at ``path`` (``trollmoves check``), one per location."""
     out = Findings(path, sections=1)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         data = read_yaml(path)
     except ConfigError as err:
         out.add_error(err)
         out.sections = 0
-        return out
+        return
     if not isinstance(data, Mapping):
         out.add(f"expected a mapping at the top level, got {type(data).__name__}")
         out.sections = 0
-        return out
+        return
     SCHEMA.check_keys(out, sorted(map(str, data)), None)
     for key in ("subscribe-topic", "publish-topic"):
         if not data.get(key):
@@ -224,4 +230,3 @@ def check_config(path: str, host: PluginHost) -> Findings:
         load_config(path)
     except ConfigError as err:
         out.add_error(err)
-    return out

@@ -217,11 +217,17 @@ def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the mirror INI at ``path`` (``trollmoves check``), one per location: the
     server part's and the client part's checks, then the mirror's own reading."""
     out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         sections = read_ini(path)
     except ConfigError as err:
         out.add_error(err)
-        return out
+        return
     defaults = ini_defaults(path)
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     ports: dict[int, str] = {}
@@ -236,4 +242,3 @@ def check_config(path: str, host: PluginHost) -> Findings:
     if not sections:
         out.add(NO_SECTION)
     out.sections = len(sections)
-    return out

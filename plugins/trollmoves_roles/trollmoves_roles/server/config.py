@@ -315,11 +315,17 @@ def _nameserver(section: Section) -> str | None:
 def check_config(path: str) -> Findings:
     """Every problem of the server INI at ``path`` (``trollmoves check``), one per location."""
     out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path)
+    return out
+
+
+def _check(out: Findings, path: str) -> None:
     try:
         sections = read_ini(path)
     except ConfigError as err:
         out.add_error(err)
-        return out
+        return
     defaults = ini_defaults(path)
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     ports: dict[int, str] = {}
@@ -330,11 +336,11 @@ def check_config(path: str) -> Findings:
         try:
             chains += parse_chain(section) is not None
         except ConfigError as err:
+            chains += 1  # a chain, with a fault
             out.add_error(err)
     if not chains:
         out.add(NO_CHAIN)
     out.sections = len(sections)
-    return out
 
 
 def check_section(out: Findings, section: Section, ports: dict[int, str], *, mirror: bool = False) -> None:
