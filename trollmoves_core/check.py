@@ -1,10 +1,8 @@
 """``trollmoves check CONFIG [--role ROLE]``: validate a configuration without starting anything.
 
-The role is read from the file (an INI section with ``origin`` is a server, one with
-``providers`` a client, both a mirror; a YAML file with targets is a dispatcher, one with a
-``bucket`` a downloader) or given with ``--role``; the role's
-:meth:`~trollmoves_core.role.Role.check` then finds the problems (see
-:mod:`trollmoves_core.schema` for the machinery the roles share).
+The role is the one whose :meth:`~trollmoves_core.role.Role.recognises` is surest of the
+file, or given with ``--role``; that role's :meth:`~trollmoves_core.role.Role.check` then
+finds the problems (see :mod:`trollmoves_core.schema` for the machinery the roles share).
 
 Each problem is printed as ``file: [section] key: problem``. Exit status: 0 when there is no
 error (warnings do not count unless ``--strict``), 2 otherwise.
@@ -15,23 +13,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trollmoves_core.config import read_ini, read_yaml
+from trollmoves_core.config import Section, read_ini, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, UnknownPluginError
-from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost
+from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, default_host
 from trollmoves_core.schema import Problem
 
 HELP = "validate a configuration file without starting anything"
 DESCRIPTION = (HELP + ". The role is guessed from the file unless --role is given. Each problem is printed as "
                "'file: [section] key: problem'. Exit 0 when no errors were found (warnings count with "
                "--strict), 2 otherwise.")
-
-DISPATCHER_RESERVED = ("posttroll_subscriber", "target_defaults")
-
 
 @dataclass
 class Report:
@@ -48,34 +42,39 @@ class Report:
 
 # -- detection ---------------------------------------------------------------------------
 
-def detect_role(path: str) -> str:
-    """Guess the role a config file is for; ConfigError when the file does not tell."""
+def read_config(path: str) -> Any:
+    """The content of a config file, as :meth:`~trollmoves_core.role.Role.recognises` gets it:
+    a dict of section name → :class:`~trollmoves_core.config.Section` for an INI file, the
+    loaded data for YAML (a file that is not INI is tried as YAML)."""
     if Path(path).suffix.lower() in (".yaml", ".yml"):
-        return _detect_yaml(path, read_yaml(path))
+        return read_yaml(path)
     try:
-        sections = read_ini(path)
+        return read_ini(path)
     except ConfigError as err:
         if "section header" not in str(err):
             raise
-        return _detect_yaml(path, read_yaml(path))  # not INI: maybe YAML without the suffix
-    keys = {key for section in sections.values() for key in section}
-    if "providers" in keys and keys & {"origin", "listen", "request_port", "client_topic"}:
-        return "mirror"  # a client with a server side
-    if "providers" in keys:
-        return "client"
-    if keys & {"origin", "listen"}:
-        return "server"
-    raise ConfigError("cannot tell the role (no section has origin, listen or providers); give --role", file=path)
+        return read_yaml(path)
 
 
-def _detect_yaml(path: str, data: Any) -> str:
-    if isinstance(data, Mapping):
-        if data.keys() & {"bucket", "subscribe-topic", "download_destination"}:
-            return "downloader"
-        if data.keys() & set(DISPATCHER_RESERVED) or any(
-                isinstance(v, Mapping) and v.keys() & {"dispatch_configs", "host", "directory"} for v in data.values()):
-            return "dispatcher"
-    raise ConfigError("cannot tell the role (no dispatcher targets, no downloader bucket); give --role", file=path)
+def detect_role(path: str, host: PluginHost | None = None) -> str:
+    """The role whose :meth:`~trollmoves_core.role.Role.recognises` is surest of the file;
+    ConfigError when none or several are."""
+    host = host or default_host()
+    content = read_config(path)
+    scores = {name: role.recognises(content) for name, role in sorted(host.roles.classes.items())}
+    best = max(scores.values(), default=0)
+    found = [name for name, score in scores.items() if score == best]
+    if best <= 0:
+        kind = "sections" if isinstance(content, dict) and all(isinstance(v, Section) for v in content.values()) \
+            else "content"
+        message = f"cannot tell the role (no installed role recognises its {kind}); give --role"
+        missing = sorted({pkg for name, pkg in KNOWN_PROVIDERS["role"].items() if name not in host.roles.classes})
+        if missing:
+            message += f", or install the roles: pip install {' '.join(missing)}"
+        raise ConfigError(message, file=path)
+    if len(found) > 1:
+        raise ConfigError(f"cannot tell the role (it could be {' or '.join(found)}); give --role", file=path)
+    return found[0]
 
 
 # -- the command -------------------------------------------------------------------------
@@ -84,7 +83,7 @@ def check_file(path: str, host: PluginHost, role: str | None = None) -> Report:
     """Check ``path`` as ``role`` (detected when None) by asking that role."""
     if not os.path.exists(path):
         return Report(path, role or "?", [Problem(path, "no such file")])
-    role = role or detect_role(path)
+    role = role or detect_role(path, host)
     if role not in host.roles.classes and role not in KNOWN_PROVIDERS["role"]:
         known = ", ".join(sorted(host.roles.classes)) or "none installed"
         raise ConfigError(f"no checks for role {role!r} (known: {known})", file=path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -41,6 +41,15 @@ class Role(ABC):
         Raise :class:`~trollmoves_core.exceptions.ConfigError` for a bad configuration: the
         launcher prints its message as one line and exits with status 2.
         """
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        """How surely a config file with ``content`` is this role's: 0 not at all, more the surer
+        (a mirror's file is also a client's, so the mirror answers higher). ``content`` is a dict
+        of section name → :class:`~trollmoves_core.config.Section` for an INI file, the loaded
+        data for YAML. ``trollmoves check`` without ``--role`` asks every role. The default is 0.
+        """
+        return 0
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:

@@ -233,6 +233,23 @@ class Schema:
         return [(name, result[0]) for name, result in found if result and not result[1]]
 
 
+# -- recognising a role's file ----------------------------------------------------------------
+
+def ini_keys(content: Any) -> set[str] | None:
+    """Every key of every section when ``content`` is an INI file's (see
+    :meth:`~trollmoves_core.role.Role.recognises`), else None."""
+    if isinstance(content, dict) and content and all(isinstance(v, Section) for v in content.values()):
+        return {key for section in content.values() for key in section}
+    return None
+
+
+def yaml_mapping(content: Any) -> Mapping[Any, Any] | None:
+    """``content`` when it is a YAML file's top-level mapping, else None."""
+    if isinstance(content, Mapping) and ini_keys(content) is None:
+        return content
+    return None
+
+
 # -- shared checks ------------------------------------------------------------------------
 
 def ini_defaults(path: str) -> set[str]:

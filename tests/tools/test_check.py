@@ -15,7 +15,7 @@ from trollmoves_core.cli import main
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import load_plugins
 from trollmoves_core.role import Role
-from trollmoves_core.schema import Findings
+from trollmoves_core.schema import Findings, ini_keys
 
 
 def write(path: Path, text: str) -> str:
@@ -78,8 +78,9 @@ def test_undetectable_file_asks_for_role(tmp_path: Path, name: str, text: str) -
 def test_undetectable_file_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     path = write(tmp_path / "x.ini", "[a]\nfoo = 1\n")
     assert main(["check", path]) == 2
-    assert capsys.readouterr().out == f"{path}: cannot tell the role (no section has origin, listen or " \
-                                      "providers); give --role\n"
+    # the core asks the installed roles (Role.recognises): it knows no role's keys itself
+    assert capsys.readouterr().out == f"{path}: cannot tell the role (no installed role recognises its " \
+                                      "sections); give --role\n"
 
 
 # -- server ------------------------------------------------------------------------------
@@ -158,8 +159,10 @@ topic = /f
 
 def test_without_the_role_the_file_cannot_be_checked(tmp_path: Path, inbox: Path, core_only) -> None:
     path = write(tmp_path / "server.ini", f"[a]\norigin = {inbox}/{{n}}\ntopic = /t\n")
-    assert lines(check_file(path, core_only)) == [
+    assert lines(check_file(path, core_only, "server")) == [
         f"{path}: cannot check this file here: no role 'server': pip install trollmoves-roles"]
+    with pytest.raises(ConfigError, match=r"give --role, or install the roles: pip install trollmoves-roles$"):
+        check_file(path, core_only)
 
 
 def test_unreadable_config_is_one_error(tmp_path: Path, roles) -> None:
@@ -426,6 +429,10 @@ class PickyServer(Role):
         return 0
 
     @classmethod
+    def recognises(cls, content) -> int:
+        return int("origin" in (ini_keys(content) or ()))
+
+    @classmethod
     def check(cls, path: str, host) -> Findings:
         cls.seen.append(path)
         out = Findings(path, sections=1)
@@ -436,6 +443,10 @@ class PickyServer(Role):
 
 class BrokenChecks(PickyServer):
     NAME = "client"
+
+    @classmethod
+    def recognises(cls, content) -> int:
+        return int("providers" in (ini_keys(content) or ()))
 
     @classmethod
     def check(cls, path: str, host) -> Findings:

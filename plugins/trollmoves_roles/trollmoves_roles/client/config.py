@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, mover_problem, pattern_problem
+from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys, mover_problem, pattern_problem
 from trollmoves_core.uri import parse_uri
 from trollmoves_roles.bus.security import CurveClient, SecurityError, load_public_key, load_secret_key
 
@@ -301,6 +301,13 @@ def _int(section: Section, key: str, *, minimum: int = 0, maximum: int | None = 
 
 
 # -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for an INI file with a section that has providers (see Role.recognises)."""
+    keys = ini_keys(content)
+    return int(keys is not None and "providers" in keys)
+
+
 
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the client INI at ``path`` (``trollmoves check``), one per location."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.role import Role
 
@@ -24,6 +24,11 @@ class ClientRole(Role):
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
         add_metrics_arguments(parser)
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.client.config import recognises
+        return recognises(content)
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:

@@ -32,7 +32,7 @@ from trollsift import Parser
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost, default_host
-from trollmoves_core.schema import Findings, Key, Schema, mover_problem, pattern_problem
+from trollmoves_core.schema import Findings, Key, Schema, mover_problem, pattern_problem, yaml_mapping
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
@@ -334,6 +334,16 @@ def _refuse_or_warn(schema: Schema, file: str, section: str, body: Mapping[str, 
 
 
 # -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for a YAML mapping with posttroll_subscriber, target_defaults or a target-like entry."""
+    data = yaml_mapping(content)
+    if data is None:
+        return 0
+    return int(bool(data.keys() & {SUBSCRIBER_KEY, DEFAULTS_KEY}) or any(
+        isinstance(v, Mapping) and v.keys() & {"dispatch_configs", "host", "directory"} for v in data.values()))
+
+
 
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the dispatcher YAML at ``path`` (``trollmoves check``), one per location:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
@@ -38,6 +38,11 @@ class DispatcherRole(Role):
                             help="ask this nameserver for publishers instead of the config's "
                                  "(repeatable; 'false' for none)")
         add_listening_arguments(parser, cls.NAME, workers=4, workers_help="transfers running at once (default 4)")
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.dispatcher.config import recognises
+        return recognises(content)
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:

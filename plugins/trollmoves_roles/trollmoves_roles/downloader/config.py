@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_core.schema import Findings, Key, Schema, directory_problem, mover_problem, nearest_existing
+from trollmoves_core.schema import (
+    Findings,
+    Key,
+    Schema,
+    directory_problem,
+    mover_problem,
+    nearest_existing,
+    yaml_mapping,
+)
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.runtime.yamlkeys import string_list
 
@@ -181,6 +189,14 @@ def _integer(value: Any, error: Any, key: str, minimum: int) -> int:
 
 
 # -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """2 for a YAML mapping with bucket, subscribe-topic or download_destination (a dispatcher
+    target may be named like one of them: the downloader's keys win)."""
+    data = yaml_mapping(content)
+    return 2 if data is not None and data.keys() & {"bucket", "subscribe-topic", "download_destination"} else 0
+
+
 
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the downloader YAML at ``path`` (``trollmoves check``), one per location."""

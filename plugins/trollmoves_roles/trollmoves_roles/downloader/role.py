@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.role import Role
@@ -45,6 +45,11 @@ class DownloaderRole(Role):
         add_listening_arguments(parser, cls.NAME, workers=None,
                                 workers_help="downloads running at once (default: the config's parallel_downloads, "
                                              "else 4)")
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.downloader.config import recognises
+        return recognises(content)
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:

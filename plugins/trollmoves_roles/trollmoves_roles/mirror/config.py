@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
-from trollmoves_core.schema import Findings, Key, Schema, ini_defaults
+from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys
 from trollmoves_core.uri import parse_uri
 from trollmoves_roles.client import config as client_config
 from trollmoves_roles.client.config import SCHEMA as CLIENT_SCHEMA
@@ -212,6 +212,14 @@ def _non_negative(section: Section, key: str) -> float:
 
 
 # -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """2 for an INI file with providers and a server side, more than a client's or a server's."""
+    keys = ini_keys(content)
+    return 2 if keys is not None and "providers" in keys and keys & {"origin", "listen", "request_port",
+                                                                         "client_topic"} else 0
+
+
 
 def check_config(path: str, host: PluginHost) -> Findings:
     """Every problem of the mirror INI at ``path`` (``trollmoves check``), one per location: the

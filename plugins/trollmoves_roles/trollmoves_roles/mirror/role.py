@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.role import Role
 
@@ -29,6 +29,11 @@ class MirrorRole(Role):
         parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
         add_publisher_arguments(parser)
         add_metrics_arguments(parser)
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.mirror.config import recognises
+        return recognises(content)
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:

@@ -17,7 +17,7 @@ from typing import Any
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
-from trollmoves_core.schema import Findings, Key, Schema, directory_problem, ini_defaults, pattern_problem
+from trollmoves_core.schema import Findings, Key, Schema, directory_problem, ini_defaults, ini_keys, pattern_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -311,6 +311,13 @@ def _nameserver(section: Section) -> str | None:
 
 
 # -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for an INI file with a section that has origin or listen (see Role.recognises)."""
+    keys = ini_keys(content)
+    return int(keys is not None and bool(keys & {"origin", "listen"}))
+
+
 
 def check_config(path: str) -> Findings:
     """Every problem of the server INI at ``path`` (``trollmoves check``), one per location."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.role import Role
 
@@ -48,6 +48,11 @@ class ServerRole(Role):
                                  "restart (even kill -9) files announced before are still served (default: "
                                  "in memory only)")
         add_metrics_arguments(parser)
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.server.config import recognises
+        return recognises(content)
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:
