@@ -254,6 +254,13 @@ request_port = x
                                  f"{path}: [m] destination: no mover for 's4://' (known: file)"]
 
 
+def test_server_security_keys_are_not_a_mirrors(tmp_path: Path, inbox: Path, roles) -> None:
+    """The mirror has no allow-list: accepting the key silently would let an operator believe it has."""
+    path = write(tmp_path / "mirror.ini", f"[m]\nproviders = 127.0.0.1:9010\norigin = {inbox}/{{name}}\ntopic = /t\n"
+                                          "request_port = 9011\nallowed_clients = 10.0.0.0/8\n")
+    assert lines(check_file(path, roles)) == [f"{path}: [m] allowed_clients: warning: unknown key, ignored"]
+
+
 # -- dispatcher and downloader -----------------------------------------------------------
 
 DISPATCHER = """posttroll_subscriber:

@@ -54,7 +54,9 @@ SCHEMA = Schema("mirror", [
     Key("destination", doc="where internal servers put fetched files, on this host (default: a temporary "
                            "directory under working_directory)"),
     Key("working_directory", doc="parent of the default staging directory"),
-]) | SERVER_SCHEMA.renamed("mirror", unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
+    # the server's request-socket security (allowed_clients, CURVE) is not the mirror's: unknown here
+]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - {"request_bind"},
+                           unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
 """Every key of a mirror section: the client part's, the server part's and the mirror's own."""
 
 NO_SECTION = "no mirror section defined (one section per mirrored topic)"
