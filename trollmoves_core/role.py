@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 
 class Role(ABC):
@@ -19,11 +20,9 @@ class Role(ABC):
     use), and exits with its return value. One-shot tools are a
     :class:`~trollmoves_core.command.Command` instead.
 
-    Optional, for ``trollmoves check`` (see :mod:`trollmoves_core.check`): a role may define
-    a classmethod ``check_config(path) -> list[str]`` returning its own problems with the
-    config file, one ``file: [section] key: problem`` line each (an empty list when all is
-    well), and ``EXTRA_CONFIG_KEYS``, the config keys it accepts beyond upstream
-    trollmoves' own, so the generic unknown-key check does not report them.
+    ``trollmoves check CONFIG`` asks the role the file is for through :meth:`check`; a role
+    declares its keys with :class:`~trollmoves_core.schema.Schema` tables, read by both its
+    loader and its check.
     """
 
     NAME: ClassVar[str]
@@ -44,3 +43,22 @@ class Role(ABC):
         Raise :class:`~trollmoves_core.exceptions.ConfigError` for a bad configuration: the
         launcher prints its message as one line and exits with status 2.
         """
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        """How surely a config file with ``content`` is this role's: 0 not at all, more the surer
+        (a mirror's file is also a client's, so the mirror answers higher). ``content`` is a dict
+        of section name → :class:`~trollmoves_core.config.Section` for an INI file, the loaded
+        data for YAML. ``trollmoves check`` without ``--role`` asks every role. The default is 0.
+        """
+        return 0
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        """Every problem with the config file at ``path`` without starting anything, one
+        :class:`~trollmoves_core.schema.Problem` per location; ``host`` tells which movers are
+        installed. The default finds nothing; errors must be what would stop :meth:`run`.
+        """
+        from trollmoves_core.schema import Findings
+
+        return Findings(path)

@@ -1,4 +1,5 @@
-"""``trollmoves check``: role detection, the generic checks, and the roles' own extension point."""
+"""``trollmoves check``: role detection, each role's checks (asked through ``Role.check``), the
+key rules (upstream's keys pass, unknown keys warn, misplaced restricting keys fail)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from trollmoves_core.cli import main
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost, load_plugins
 from trollmoves_core.role import Role
+from trollmoves_core.schema import Findings, ini_keys
 
 
 def write(path: Path, text: str) -> str:
@@ -32,6 +34,13 @@ def inbox(tmp_path: Path) -> Path:
 def core_only():
     """A plugin host with only the core's own plugin: file mover, no roles."""
     return load_plugins(entry_points=False, extra=[default_plugins])
+
+
+@pytest.fixture
+def roles():
+    """A plugin host with the core's plugin and trollmoves-roles: file mover only, every role."""
+    hooks = pytest.importorskip("trollmoves_roles.hooks")
+    return load_plugins(entry_points=False, extra=[default_plugins, hooks])
 
 
 def lines(report) -> list[str]:
@@ -69,8 +78,9 @@ def test_undetectable_file_asks_for_role(tmp_path: Path, name: str, text: str) -
 def test_undetectable_file_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     path = write(tmp_path / "x.ini", "[a]\nfoo = 1\n")
     assert main(["check", path]) == 2
-    assert capsys.readouterr().out == f"{path}: cannot tell the role (no section has origin, listen or " \
-                                      "providers); give --role\n"
+    # the core asks the installed roles (Role.recognises): it knows no role's keys itself
+    assert capsys.readouterr().out == f"{path}: cannot tell the role (no installed role recognises its " \
+                                      "sections); give --role\n"
 
 
 # -- server ------------------------------------------------------------------------------
@@ -93,7 +103,7 @@ connection_parameters__connection_uptime = 20
     assert capsys.readouterr().out.splitlines()[-1] == f"{path}: OK (checked as server, 1 section(s))"
 
 
-def test_server_problems_are_named_by_file_section_and_key(tmp_path: Path, inbox: Path, core_only) -> None:
+def test_server_problems_are_named_by_file_section_and_key(tmp_path: Path, inbox: Path, roles) -> None:
     afile = inbox / "plain.txt"
     afile.write_text("x")
     path = write(tmp_path / "server.ini", f"""[DEFAULT]
@@ -127,11 +137,11 @@ topic = /e
 [six]
 topic = /f
 """)
-    report = check_file(path, core_only)
+    report = check_file(path, roles)
     assert report.role == "server"
-    assert lines(report)[:-1] == [
-        f"{path}: [DEFAULT] bogus_default: unknown key for a server",
-        f"{path}: [one] delte: unknown key for a server",
+    assert lines(report) == [
+        f"{path}: [DEFAULT] bogus_default: warning: unknown key, ignored",
+        f"{path}: [one] delte: warning: unknown key, ignored; did you mean `delete`?",
         f"{path}: [one] remove_delay: expected a number, got 'soon'",
         f"{path}: [two] topic: must start with '/', got 'nope'",
         f"{path}: [two] origin: directory /nonexistent-dir-for-check does not exist",
@@ -144,17 +154,22 @@ topic = /f
         f"{path}: [five] origin: {afile} is not a directory",
         f"{path}: [six] warning: neither origin nor listen: this section is skipped",
     ]
-    # without trollmoves-roles the file cannot run here, which is worth saying but not an error
-    assert lines(report)[-1] == f"{path}: warning: this file cannot run here: no role 'server': " \
-                                "pip install trollmoves-roles"
-    assert len(report.errors()) == 12
+    assert len(report.errors()) == 10
 
 
-def test_unreadable_config_is_one_error(tmp_path: Path, core_only) -> None:
-    report = check_file(str(tmp_path / "missing.ini"), core_only, "server")
+def test_without_the_role_the_file_cannot_be_checked(tmp_path: Path, inbox: Path, core_only) -> None:
+    path = write(tmp_path / "server.ini", f"[a]\norigin = {inbox}/{{n}}\ntopic = /t\n")
+    assert lines(check_file(path, core_only, "server")) == [
+        f"{path}: cannot check this file here: no role 'server': pip install trollmoves-roles"]
+    with pytest.raises(ConfigError, match=r"give --role, or install the roles: pip install trollmoves-roles$"):
+        check_file(path, core_only)
+
+
+def test_unreadable_config_is_one_error(tmp_path: Path, roles) -> None:
+    report = check_file(str(tmp_path / "missing.ini"), roles, "server")
     assert lines(report) == [f"{tmp_path}/missing.ini: no such file"]
     broken = write(tmp_path / "broken.ini", "[a]\norigin = /x\n  [b\nno equals sign here\n")
-    report = check_file(broken, core_only, "server")
+    report = check_file(broken, roles, "server")
     assert len(report.errors()) == 1 and "line" in lines(report)[0]
 
 
@@ -176,16 +191,18 @@ sensor = avhrr
     assert main(["check", "--strict", "-q", path]) == 2
 
 
-def test_client_destination_without_plugin_gives_install_hint(tmp_path: Path, core_only) -> None:
+def test_client_destination_without_plugin_gives_install_hint(tmp_path: Path, roles) -> None:
     path = write(tmp_path / "client.ini", """[c]
 providers = localhost:abc
 destination = sftp://user@host/data/{platform_name}/
 heartbeat = nah
 req_timeout = 1s
 """)
-    assert lines(check_file(path, core_only, "client"))[:4] == [
+    # the server does the push: the client host needs no sftp mover, so only a warning
+    assert lines(check_file(path, roles, "client"))[:4] == [
         f"{path}: [c] providers: expected host:port, got 'localhost:abc'",
-        f"{path}: [c] destination: no mover for 'sftp://': pip install trollmoves-ssh",
+        f"{path}: [c] destination: warning: no mover for 'sftp://': pip install trollmoves-ssh; not needed by "
+        "this client: the server does the push",
         f"{path}: [c] req_timeout: expected a number, got '1s'",
         f"{path}: [c] heartbeat: expected true/false, got 'nah'",
     ]
@@ -195,34 +212,34 @@ req_timeout = 1s
     ("", True), ("nameservers = false\n", True), ("nameservers = false\npublish_port = 0\n", True),
     ("nameservers = false\npublish_port = 9020\n", False), ("nameservers = ns1 ns2\n", False),
 ])
-def test_client_settings_upstream_would_multicast_with_warn(tmp_path: Path, core_only, settings: str,
+def test_client_settings_upstream_would_multicast_with_warn(tmp_path: Path, roles, settings: str,
                                                            multicast: bool) -> None:
     path = write(tmp_path / "client.ini", f"[c]\nproviders = h:1\ndestination = /o/\ntopic = /t\n{settings}")
-    report = check_file(path, core_only, "client")
+    report = check_file(path, roles, "client")
     assert report.errors() == []
     assert any("multicast" in p.message and p.key == "nameservers" for p in report.problems) is multicast
 
 
-def test_client_required_keys_and_bad_destination_pattern(tmp_path: Path, core_only) -> None:
+def test_client_required_keys_and_bad_destination_pattern(tmp_path: Path, roles) -> None:
     path = write(tmp_path / "client.ini", "[c]\ntopic = /t\n\n[d]\nproviders = h:1\ndestination = /o/{a}}/\n")
-    found = lines(check_file(path, core_only, "client"))
+    found = lines(check_file(path, roles, "client"))
     assert f"{path}: [c] providers: required key is missing" in found
     assert f"{path}: [c] destination: required key is missing" in found
     assert f"{path}: [d] destination: invalid trollsift pattern '/o/{{a}}}}/': Single '}}' encountered in " \
            "format string" in found
 
 
-def test_passwords_are_never_printed(tmp_path: Path, core_only) -> None:
+def test_passwords_are_never_printed(tmp_path: Path, roles) -> None:
     path = write(tmp_path / "client.ini", "[c]\nproviders = h:1\ndestination = ftp://bob:s3cret@h/{a/\n"
                                           "login = bob:s3cret\n\n[d]\nproviders = h:1\n"
                                           "destination = ftp://bob:s3cret@h:{port}/{a/\n")
-    found = "\n".join(lines(check_file(path, core_only, "client")))
+    found = "\n".join(lines(check_file(path, roles, "client")))
     assert "invalid trollsift pattern 'ftp://bob@h/{a/'" in found
     assert "invalid trollsift pattern 'ftp://bob@h:{port}/{a/'" in found
     assert "s3cret" not in found
 
 
-def test_mirror_gets_server_and_client_checks(tmp_path: Path, inbox: Path, core_only) -> None:
+def test_mirror_gets_server_and_client_checks(tmp_path: Path, inbox: Path, roles) -> None:
     path = write(tmp_path / "mirror.ini", f"""[m]
 providers = 127.0.0.1:9010
 destination = s4://bucket/
@@ -231,10 +248,17 @@ origin = {inbox}/{{name}}
 topic = /down
 request_port = x
 """)
-    report = check_file(path, core_only)
+    report = check_file(path, roles)
     assert report.role == "mirror"
     assert lines(report)[:2] == [f"{path}: [m] request_port: expected an integer, got 'x'",
                                  f"{path}: [m] destination: no mover for 's4://' (known: file)"]
+
+
+def test_server_security_keys_are_not_a_mirrors(tmp_path: Path, inbox: Path, roles) -> None:
+    """The mirror has no allow-list: accepting the key silently would let an operator believe it has."""
+    path = write(tmp_path / "mirror.ini", f"[m]\nproviders = 127.0.0.1:9010\norigin = {inbox}/{{name}}\ntopic = /t\n"
+                                          "request_port = 9011\nallowed_clients = 10.0.0.0/8\n")
+    assert lines(check_file(path, roles)) == [f"{path}: [m] allowed_clients: warning: unknown key, ignored"]
 
 
 # -- dispatcher and downloader -----------------------------------------------------------
@@ -255,15 +279,15 @@ local:
 """
 
 
-def test_valid_dispatcher_config_passes(tmp_path: Path, core_only) -> None:
+def test_valid_dispatcher_config_passes(tmp_path: Path, roles) -> None:
     path = write(tmp_path / "dispatch.yaml", DISPATCHER.replace("OUT", str(tmp_path)))
-    report = check_file(path, core_only)
+    report = check_file(path, roles)
     assert report.role == "dispatcher"
     assert report.errors() == []
     assert report.sections == 1
 
 
-def test_dispatcher_problems(tmp_path: Path, core_only) -> None:
+def test_dispatcher_problems(tmp_path: Path, roles) -> None:
     path = write(tmp_path / "dispatch.yaml", DISPATCHER.replace("OUT", str(tmp_path)) + """ftp_site:
   host: ftp://user:secret@ftp.example.com
   directory: /in/{sensor
@@ -276,21 +300,22 @@ def test_dispatcher_problems(tmp_path: Path, core_only) -> None:
 idle:
   host: s3://bucket
 """)
-    found = lines(check_file(path, core_only))
+    found = lines(check_file(path, roles))
     assert found[:7] == [
-        f"{path}: [ftp_site] colour: unknown key for a dispatcher target",
+        f"{path}: [ftp_site] colour: warning: unknown key, ignored",
         f"{path}: [ftp_site] host: no mover for 'ftp://': pip install trollmoves-ftp",
         f"{path}: [ftp_site] directory: invalid trollsift pattern '/in/{{sensor': expected '}}' before end of string",
-        f"{path}: [ftp_site] dispatch_configs[0].hots: unknown key for a dispatch item",
+        f"{path}: [ftp_site] dispatch_configs[0].hots: warning: unknown key, ignored; did you mean `host`?",
         f"{path}: [ftp_site] dispatch_configs[0].topics: required: a list of topics",
         f"{path}: [ftp_site] dispatch_configs[1]: expected a mapping with topics",
         f"{path}: [idle] host: no mover for 's3://': pip install trollmoves-s3",
     ]
-    assert f"{path}: [idle] warning: no dispatch_configs: this target never receives anything" in found
+    # the dispatcher refuses to start without dispatch_configs, so check says so as an error
+    assert f"{path}: [idle] dispatch_configs: required: a list of items with 'topics'" in found
     assert "secret" not in "\n".join(found)
 
 
-def test_downloader_problems(tmp_path: Path, core_only) -> None:
+def test_downloader_problems(tmp_path: Path, roles) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     path = write(tmp_path / "s3dl.yaml", f"""subscribe-topic: /level1/s3
 download_destination: {tmp_path}/a-file/sub
@@ -298,9 +323,9 @@ s3_kwargs: [a]
 logging: {{logging_mode: DEBUG}}
 servces: x
 """)
-    found = lines(check_file(path, core_only))
+    found = lines(check_file(path, roles))
     assert found[:6] == [
-        f"{path}: servces: unknown key for a downloader",
+        f"{path}: servces: warning: unknown key, ignored; did you mean `services`?",
         f"{path}: publish-topic: required key is missing",
         f"{path}: bucket: warning: not set: upstream's s3downloader requires it (trollmoves fetches each "
         "message's uri)",
@@ -310,19 +335,96 @@ servces: x
     ]
     with_bucket = write(tmp_path / "b.yaml", "subscribe-topic: /a\npublish-topic: /b\nbucket: x\n"
                         f"download_destination: {tmp_path}\nparallel_downloads: 2\n")
-    assert lines(check_file(with_bucket, core_only))[0] == \
+    assert lines(check_file(with_bucket, roles))[0] == \
         f"{with_bucket}: bucket: no mover for 's3://': pip install trollmoves-s3"
     creatable = write(tmp_path / "c.yaml", "subscribe-topic: /a\npublish-topic: /b\n"
                       f"download_destination: {tmp_path}/new/sub\n")
     assert f"{creatable}: download_destination: warning: directory {tmp_path}/new/sub does not exist yet; " \
-        "the downloader creates it" in lines(check_file(creatable, core_only))
+        "the downloader creates it" in lines(check_file(creatable, roles))
 
 
-# -- the roles' extension point ----------------------------------------------------------
+# -- the key rules ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, text", [
+    ("dispatch.yaml", "t:\n  host: ''\n  directory: OUT\n  nameserver: localhost\n  subscribe_addresses: []\n"
+                      "  dispatch_configs:\n    - topics: [/foo]\n"),
+    ("server.ini", "[s]\norigin = OUT/{name}\ntopic = /t\norigin_inotify_base_dir_skip_levels = -2\n"
+                   "publisher_port = 9010\n"),
+    ("s3dl.yaml", "subscribe-topic: [/yuhu]\npublish-topic: /idnt\nbucket: b\ndownload_destination: OUT\n"
+                  "endpoint_url: https://s3.example.com\naccess_key: ak\nsecret_key: sk\n"),
+])
+def test_keys_upstream_reads_or_tolerates_pass_even_strict(tmp_path: Path, name: str, text: str, capsys) -> None:
+    path = write(tmp_path / name, text.replace("OUT", str(tmp_path)))
+    assert main(["check", "--strict", path]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"{path}: OK")
+
+
+def test_an_unknown_key_warns_with_a_suggestion_and_strict_fails(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norigin = {inbox}/{{name}}\ntopic = /t\nstaton = st1\n")
+    assert main(["check", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [s] staton: warning: unknown key, ignored; did you mean `station`?",
+        f"{path}: OK, 1 warning(s) (checked as server, 1 section(s))"]
+    assert main(["check", "--strict", "-q", path]) == 2
+
+
+def test_conditions_one_level_off_in_a_dispatcher_target_is_an_error(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "dispatch.yaml", f"""t:
+  directory: {tmp_path}
+  dispatch_configs:
+    - topics: [/a]
+  conditions:
+    - sensor: avhrr
+""")
+    assert main(["check", "-q", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [t] conditions: belongs in a dispatch_configs item; ignored here it would widen what is done, "
+        "so it is refused"]
+
+
+def test_a_config_without_any_chain_is_an_error(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norgin = {inbox}/{{name}}\ntopic = /t\n")
+    assert main(["check", "--role", "server", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: [s] orgin: warning: unknown key, ignored; did you mean `origin`?",
+        f"{path}: [s] warning: neither origin nor listen: this section is skipped",
+        f"{path}: no chain defined: no section has origin or listen (one section per chain)",
+        f"{path}: 1 error(s), 2 warning(s) (checked as server, 1 section(s))"]
+
+
+def test_a_client_does_not_need_the_movers_of_the_servers_pushes(tmp_path: Path, roles) -> None:
+    path = write(tmp_path / "client.ini", "[c]\nproviders = 127.0.0.1:9010\ndestination = ftp://h/in/\n"
+                                          "topic = /t\nnameservers = false\npublish_port = 9020\n")
+    assert run_check(roles, "-q", path) == 0
+    assert run_check(roles, "-q", "--strict", path) == 2
+
+
+@pytest.mark.parametrize("settings, key", [
+    ("providers = primary_client:<publish_port>\ndestination = /o/\n", "providers"),  # hot spare, unfilled
+    ("providers = h:1\ndestination = /o/{a}}/\n", "destination"),
+])
+def test_one_line_per_problem(tmp_path: Path, roles, settings: str, key: str) -> None:
+    path = write(tmp_path / "client.ini", f"[c]\ntopic = /t\nnameservers = false\npublish_port = 9020\n{settings}")
+    report = check_file(path, roles)
+    assert [p.key for p in report.problems] == [key], lines(report)
+
+
+def test_the_roles_loader_warnings_are_findings_said_once(tmp_path: Path, inbox: Path, capsys) -> None:
+    path = write(tmp_path / "server.ini", f"[s]\norigin = {inbox}/{{name}}\ntopic = /t\nstaton = st1\n"
+                                          "connection_uptime = 20\n")
+    assert main(["check", path]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{path}: [s] staton: warning: unknown key, ignored; did you mean `station`?",
+        f"{path}: [s] connection_uptime: warning: deprecated, write connection_parameters__connection_uptime instead",
+        f"{path}: OK, 2 warning(s) (checked as server, 1 section(s))"]
+    assert err == ""
+
+
+# -- the roles' extension point: Role.check ---------------------------------------------
 
 class PickyServer(Role):
     NAME = "server"
-    EXTRA_CONFIG_KEYS: ClassVar[set[str]] = {"priority"}
     seen: ClassVar[list[str]] = []
 
     @classmethod
@@ -334,16 +436,27 @@ class PickyServer(Role):
         return 0
 
     @classmethod
-    def check_config(cls, path: str) -> list[str]:
+    def recognises(cls, content) -> int:
+        return int("origin" in (ini_keys(content) or ()))
+
+    @classmethod
+    def check(cls, path: str, host) -> Findings:
         cls.seen.append(path)
-        return [f"{path}: [a] priority: must be low or high", "[a] station: too long"]
+        out = Findings(path, sections=1)
+        out.add("must be low or high", "a", "priority")
+        out.add("too long", "a", "station")
+        return out
 
 
 class BrokenChecks(PickyServer):
     NAME = "client"
 
     @classmethod
-    def check_config(cls, path: str) -> list[str]:
+    def recognises(cls, content) -> int:
+        return int("providers" in (ini_keys(content) or ()))
+
+    @classmethod
+    def check(cls, path: str, host) -> Findings:
         raise RuntimeError("bug in the role")
 
 
@@ -353,7 +466,7 @@ class RolesPlugin:
         return [PickyServer, BrokenChecks]
 
 
-def test_role_check_config_and_extra_keys_are_used(tmp_path: Path, inbox: Path, capsys) -> None:
+def test_check_asks_the_role(tmp_path: Path, inbox: Path, capsys) -> None:
     host = load_plugins(entry_points=False, extra=[default_plugins, RolesPlugin()])
     path = write(tmp_path / "server.ini", f"[a]\norigin = {inbox}/{{n}}\ntopic = /t\npriority = urgent\n")
     assert run_check(host, path) == 2

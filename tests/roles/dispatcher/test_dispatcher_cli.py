@@ -28,6 +28,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     ("t: {host: 'gopher://u:hidden@h', directory: /x, dispatch_configs: [{topics: [/a]}]}\n",
      "[t] host: no mover for 'gopher://'"),
     ("t: {directory: /x}\n", "[t] dispatch_configs: required"),
+    # conditions one level off: ignoring them would send every file
+    ("t: {directory: /x, dispatch_configs: [{topics: [/a]}], conditions: [{sensor: avhrr}]}\n",
+     "[t] conditions: belongs in a dispatch_configs item"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path, text, expected):
     path = tmp_path / "dispatch.yaml"

@@ -194,3 +194,25 @@ def test_host_path_is_reported_not_silently_dropped(tmp_path, caplog):
     assert compose_destination(target.items[0], {}, "/d/f.nc") == "ftp://u:pw@h.example/in/f.nc"
     (line,) = [r.getMessage() for r in caplog.records]
     assert "[t] host: the path '/prefix'" in line and "pw" not in line
+
+
+@pytest.mark.parametrize("text, where", [
+    ("t:\n  directory: {out}\n  dispatch_configs:\n    - topics: [/a]\n  conditions:\n    - {{sensor: avhrr}}\n",
+     "[t] conditions"),
+    ("target_defaults:\n  conditions: [{{sensor: avhrr}}]\n"
+     "t: {{directory: {out}, dispatch_configs: [{{topics: [/a]}}]}}\n", "[target_defaults] conditions"),
+])
+def test_conditions_outside_an_item_are_refused(tmp_path, text, where):
+    path = tmp_path / "dispatch.yaml"
+    path.write_text(text.format(out=tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, default_host())
+    assert str(info.value).startswith(f"{path}: {where}: belongs in a dispatch_configs item")
+
+
+def test_subscriber_keys_in_a_target_are_accepted_as_upstream_does(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "dispatch.yaml"
+    path.write_text(f"t:\n  directory: {tmp_path}\n  nameserver: localhost\n  dispatch_configs: [{{topics: [/a]}}]\n")
+    assert [t.name for t in load_config(path, default_host()).targets] == ["t"]
+    assert caplog.records == []

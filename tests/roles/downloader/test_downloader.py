@@ -143,6 +143,18 @@ def test_upstream_config_loads_and_unsupported_keys_are_named(tmp_path, caplog):
     assert f"{path}: compress: unknown key, ignored" in lines
 
 
+def test_top_level_s3_credentials_of_older_upstream_versions_are_used(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "s3downloader.yaml"
+    path.write_text(yaml.safe_dump({
+        "subscribe-topic": ["/yuhu"], "publish-topic": "/idnt", "bucket": "atms-sdr",
+        "endpoint_url": "https://your.url.space", "access_key": "ak", "secret_key": "sk",
+        "s3_kwargs": {"secret": "from-kwargs"}}))
+    params = load_config(path).params_for("s3")
+    assert params == {"key": "ak", "secret": "from-kwargs", "client_kwargs": {"endpoint_url": "https://your.url.space"}}
+    assert caplog.records == []
+
+
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"publish-topic": "/x"}, "subscribe-topic: required"),
     ({"subscribe-topic": "/x"}, "publish-topic: required"),

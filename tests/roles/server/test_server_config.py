@@ -106,6 +106,16 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert lines == [f"trollmoves: error: {config}: [chain] request_port: expected an integer, got 'nine'"]
 
 
+def test_cli_config_without_any_chain_exits_2_with_one_line(tmp_path):
+    config = write_ini(tmp_path / "typo.ini", {"chain": {"orgin": f"{tmp_path}/{{name}}", "topic": "/t"}})
+    result = subprocess.run([*TROLLMOVES, "server", "--bind", "127.0.0.1", "-p", "0", str(config)],
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"trollmoves: error: {config}: no chain defined: no section has origin or listen (one section per chain)")
+    assert "Server running" not in result.stderr
+
+
 def test_cli_missing_config_exits_2(tmp_path):
     result = subprocess.run([*TROLLMOVES, "server", "-p", "0", str(tmp_path / "none.ini")],
                             check=False, capture_output=True, text=True, timeout=60)

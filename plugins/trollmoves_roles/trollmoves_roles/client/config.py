@@ -11,26 +11,57 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys, mover_problem, pattern_problem
 from trollmoves_core.uri import parse_uri
 from trollmoves_roles.bus.security import CurveClient, SecurityError, load_public_key, load_secret_key
 
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+
 LOG = logging.getLogger(__name__)
 
-KNOWN_KEYS = frozenset({
-    # upstream keys
-    "providers", "destination", "topic", "publish_port", "nameservers", "login", "heartbeat",
-    "heartbeat_alarm_scale", "req_timeout", "transfer_req_timeout", "processing_delay", "backup_targets",
-    "compression", "xritdecompressor", "delete", "working_directory", "create_target_directory", "ftp_root",
-    "block_size",
-    # ours
-    "bind_address", "max_requests_in_flight", "request_attempts", "state_directory", "give_up_after",
-    "retry_delay", "max_retry_delay", "reconcile_interval", "client_secret_key_file", "server_public_key_file",
-    "publisher_public_key_file",
-})
+SCHEMA = Schema("client", [
+    Key("providers", doc="space-separated host:port (or host:port/topic) of the servers (required)"),
+    Key("destination", doc="trollsift pattern of the URL or path files are delivered to (required)"),
+    Key("topic", doc="subscription topic; without it, heartbeat must be on"),
+    Key("publish_port", int, 0, doc="port the client publishes its file messages on (0: random)"),
+    Key("nameservers", doc="register the publisher there; false: none"),
+    Key("login", doc="user or user:password inserted into the destination of requests"),
+    Key("heartbeat", bool, True, doc="subscribe to the servers' heartbeats"),
+    Key("heartbeat_alarm_scale", float, 0.0, doc="restart a subscription after this many missed heartbeats"),
+    Key("req_timeout", float, 1.0, doc="seconds to wait for the reply to an ack"),
+    Key("transfer_req_timeout", float, 10.0, doc="seconds to wait for the reply to a push"),
+    Key("processing_delay", doc="hot-spare delay in seconds (false: off)"),
+    Key("backup_targets", doc="space-separated hosts the scp mover fails over to"),
+    Key("compression", doc="unpack after the transfer: tar, bzip, gzip, zip, xrit"),
+    Key("xritdecompressor", doc="the xRITDecompress executable"),
+    Key("delete", bool, False, doc="delete the archive after unpacking"),
+    Key("working_directory", used=False, doc="set but unused by upstream's client"),
+    Key("create_target_directory", bool, True, doc="create a local destination directory"),
+    Key("ftp_root", default="/", doc="local root under which an ftp destination directory is created"),
+    Key("block_size", int, 1024, doc="bunzip block size"),
+    Key("bind_address", default="*", origin="ours", doc="address the publisher binds to"),
+    Key("max_requests_in_flight", int, 4, origin="ours", doc="requests sent before waiting for replies"),
+    Key("request_attempts", int, 3, origin="ours", doc="tries of each request"),
+    Key("state_directory", origin="ours", doc="where the durable journal lives (default: none)"),
+    Key("give_up_after", float, 3600.0, origin="ours", doc="seconds a file is retried before its failure "
+                                                           "is published"),
+    Key("retry_delay", float, 1.0, origin="ours", doc="seconds before the first retry round"),
+    Key("max_retry_delay", float, 60.0, origin="ours", doc="longest delay between retry rounds"),
+    Key("reconcile_interval", float, 60.0, origin="ours", doc="seconds between info requests (0: off)"),
+    Key("client_secret_key_file", origin="ours", doc="this client's CURVE key pair"),
+    Key("server_public_key_file", origin="ours", doc="CURVE public key of the servers' request sockets"),
+    Key("publisher_public_key_file", origin="ours", doc="CURVE public key of the servers' publishers"),
+], unknown_message="not a client option; it only overwrites message metadata of the same name")
+"""Every key of a client section. Other keys are kept: they overwrite message metadata."""
+
+NO_CHAIN = "no client chain defined (one section per chain)"
+PUSHED_SCHEMES = frozenset({"ftp", "ftps", "scp", "sftp", "s3"})
+"""Destination schemes the server writes to (the client host needs no mover for them)."""
 
 COMPRESSIONS = {"tar": "tar", "bzip": "bzip", "bzip2": "bzip", "bz2": "bzip", "gzip": "gzip", "gz": "gzip",
                 "zip": "zip", "xrit": "xrit"}
@@ -105,7 +136,7 @@ def load_client_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
     unknown: dict[str, list[str]] = {}
     for name, section in sections.items():
         for key in section:
-            if key not in KNOWN_KEYS:
+            if key not in SCHEMA:
                 unknown.setdefault(key, []).append(name)
         chain = chain_from_section(section)
         if chain is not None:
@@ -114,14 +145,14 @@ def load_client_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
         LOG.warning("%s: key %r (in %s) is not a client option; it only overwrites the same key in "
                     "published messages (replace_mda)", os.fspath(path), key, ", ".join(f"[{n}]" for n in names))
     if not chains:
-        raise ConfigError("no client chain defined (one section per chain)", file=os.fspath(path))
+        raise ConfigError(NO_CHAIN, file=os.fspath(path))
     return chains
 
 
 def chain_from_section(section: Section) -> ChainConfig | None:
     """The chain of one section; None (with a warning) for a section upstream would drop."""
     topic = _text(section, "topic")
-    heartbeat = section.get_bool("heartbeat", True)
+    heartbeat = section.get_bool("heartbeat", SCHEMA.default("heartbeat"))
     if topic is None and not heartbeat:
         LOG.warning("%s: [%s] has no topic and heartbeat is off; section ignored", section.file, section.name)
         return None
@@ -134,29 +165,30 @@ def chain_from_section(section: Section) -> ChainConfig | None:
         providers=providers,
         destination=destination,
         topic=topic,
-        publish_port=_int(section, "publish_port", 0, minimum=0, maximum=65535),
+        publish_port=_int(section, "publish_port", minimum=0, maximum=65535),
         nameservers=_nameservers(section),
-        bind_address=_text(section, "bind_address") or "*",
+        bind_address=_text(section, "bind_address") or SCHEMA.default("bind_address"),
         login=_text(section, "login"),
         heartbeat=heartbeat,
-        heartbeat_alarm_scale=_float(section, "heartbeat_alarm_scale", 0.0),
-        req_timeout=_float(section, "req_timeout", 1.0, positive=True),
-        transfer_req_timeout=_float(section, "transfer_req_timeout", 10.0, positive=True),
-        request_attempts=_int(section, "request_attempts", 3, minimum=1),
-        max_requests_in_flight=_int(section, "max_requests_in_flight", 4, minimum=1),
+        heartbeat_alarm_scale=_float(section, "heartbeat_alarm_scale"),
+        req_timeout=_float(section, "req_timeout", positive=True),
+        transfer_req_timeout=_float(section, "transfer_req_timeout", positive=True),
+        request_attempts=_int(section, "request_attempts", minimum=1),
+        max_requests_in_flight=_int(section, "max_requests_in_flight", minimum=1),
         processing_delay=_delay(section),
         backup_targets=tuple((_text(section, "backup_targets") or "").split()),
         compression=compression,
         xritdecompressor=_text(section, "xritdecompressor"),
-        delete=section.get_bool("delete", False),
-        create_target_directory=section.get_bool("create_target_directory", True),
-        ftp_root=_text(section, "ftp_root") or "/",
-        block_size=_int(section, "block_size", 1024, minimum=1),
+        delete=section.get_bool("delete", SCHEMA.default("delete")),
+        create_target_directory=section.get_bool("create_target_directory",
+                                                 SCHEMA.default("create_target_directory")),
+        ftp_root=_text(section, "ftp_root") or SCHEMA.default("ftp_root"),
+        block_size=_int(section, "block_size", minimum=1),
         state_directory=_text(section, "state_directory"),
-        give_up_after=_float(section, "give_up_after", 3600.0),
-        retry_delay=_float(section, "retry_delay", 1.0, positive=True),
-        max_retry_delay=_float(section, "max_retry_delay", 60.0, positive=True),
-        reconcile_interval=_float(section, "reconcile_interval", 60.0),
+        give_up_after=_float(section, "give_up_after"),
+        retry_delay=_float(section, "retry_delay", positive=True),
+        max_retry_delay=_float(section, "max_retry_delay", positive=True),
+        reconcile_interval=_float(section, "reconcile_interval"),
         **_curve(section),
         metadata=dict(section),
         file=section.file,
@@ -253,16 +285,97 @@ def _delay(section: Section) -> float:
     return _float(section, "processing_delay", 0.0)
 
 
-def _float(section: Section, key: str, default: float, *, positive: bool = False) -> float:
-    value: Any = section.get_float(key, default)
+def _float(section: Section, key: str, default: float | None = None, *, positive: bool = False) -> float:
+    value: Any = section.get_float(key, SCHEMA.default(key) if default is None else default)
     if value < 0 or (positive and value == 0):
         raise section.error(key, f"expected a {'positive' if positive else 'non-negative'} number, got {value}")
     return float(value)
 
 
-def _int(section: Section, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    value: Any = section.get_int(key, default)
+def _int(section: Section, key: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    value: Any = section.get_int(key, SCHEMA.default(key))
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise section.error(key, f"expected an integer {bound}, got {value}")
     return int(value)
+
+
+# -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for an INI file with a section that has providers (see Role.recognises)."""
+    keys = ini_keys(content)
+    return int(keys is not None and "providers" in keys)
+
+
+
+def check_config(path: str, host: PluginHost) -> Findings:
+    """Every problem of the client INI at ``path`` (``trollmoves check``), one per location."""
+    out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
+    try:
+        sections = read_ini(path)
+    except ConfigError as err:
+        out.add_error(err)
+        return
+    defaults = ini_defaults(path)
+    SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
+    chains = 0
+    for name, section in sections.items():
+        SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
+        check_section(out, section, host)
+        try:
+            chains += chain_from_section(section) is not None
+        except ConfigError as err:
+            chains += 1
+            out.add_error(err)
+    if not chains:
+        out.add(NO_CHAIN)
+    out.sections = len(sections)
+
+
+def check_section(out: Findings, section: Section, host: PluginHost, *, mirror: bool = False) -> None:
+    """The client keys of one section; a mirror stages into a temporary directory by default and
+    publishes through its own server side, so ``destination`` is optional and ``nameservers`` moot."""
+    name = section.name
+    providers = section.get("providers", "").split()
+    if not providers:
+        out.add("required key is missing", name, "providers")
+    for item in providers:
+        address = item.split("/", 1)[0].split("://", 1)[-1]
+        hostname, sep, port = address.rpartition(":")
+        if not sep or not hostname or not port.isdigit() or not 0 < int(port) < 65536:
+            out.add(f"expected host:port, got {item!r}", name, "providers")
+    destination = section.get("destination", "").strip()
+    if not destination:
+        if not mirror:
+            out.add("required key is missing", name, "destination")
+    elif problem := pattern_problem(destination):
+        out.add(problem, name, "destination")
+    elif problem := mover_problem(host, destination):
+        scheme = destination.split("://", 1)[0].lower() if "://" in destination else ""
+        if mirror or scheme not in PUSHED_SCHEMES:
+            out.add(problem, name, "destination")
+        else:
+            out.add(f"{problem}; not needed by this client: the server does the push", name, "destination",
+                    warning=True)
+    SCHEMA.check_ini_types(out, section)
+    nameservers = section.get("nameservers", "").strip().lower()
+    fixed_port = section.get("publish_port", "0").strip() not in ("", "0")
+    would_multicast = not nameservers or (nameservers in ("false", "no", "0", "off") and not fixed_port)
+    if would_multicast and not mirror:
+        out.add("upstream's client would announce by multicast here (trollmoves never does): set "
+                "nameservers = false with a fixed publish_port, or list the nameservers", name, "nameservers",
+                warning=True)
+    if not section.get("topic", "").strip():
+        try:
+            heartbeat = section.get_bool("heartbeat", True)
+        except ConfigError:
+            heartbeat = True
+        if not heartbeat:
+            out.add("no topic and heartbeat off: this section is skipped", name, warning=True)

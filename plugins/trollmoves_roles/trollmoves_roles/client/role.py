@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 
 class ClientRole(Role):
@@ -14,9 +18,6 @@ class ClientRole(Role):
 
     NAME: ClassVar[str] = "client"
     HELP: ClassVar[str] = "request announced files from trollmoves servers (move_it_client.py)"
-    EXTRA_CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({
-        "state_directory", "give_up_after", "retry_delay", "max_retry_delay", "reconcile_interval",
-        "client_secret_key_file", "server_public_key_file", "publisher_public_key_file"})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,14 @@ class ClientRole(Role):
         add_metrics_arguments(parser)
 
     @classmethod
-    def check_config(cls, path: str) -> list[str]:
-        """The client's own reading of ``path`` (key files included): its first error, or nothing."""
-        from trollmoves_roles.client.config import load_client_config
-        load_client_config(path)  # a ConfigError is reported by `trollmoves check` as one line
-        return []
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.client.config import recognises
+        return recognises(content)
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        from trollmoves_roles.client.config import check_config
+        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

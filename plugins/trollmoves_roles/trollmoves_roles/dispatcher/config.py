@@ -32,6 +32,7 @@ from trollsift import Parser
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost
+from trollmoves_core.schema import Findings, Key, Schema, mover_problem, pattern_problem, yaml_mapping
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
@@ -41,10 +42,45 @@ LOG = logging.getLogger(__name__)
 
 SUBSCRIBER_KEY = "posttroll_subscriber"
 DEFAULTS_KEY = "target_defaults"
-TARGET_KEYS = {"host", "directory", "filepattern", "connection_parameters", "aliases", "publish_topic",
-               "dispatch_configs", "publish_uri"}
-ITEM_KEYS = {"topics", "conditions", "host", "directory", "filepattern"}
-SUBSCRIBER_KEYS = {"subscribe_addresses", "nameserver", "subscribe_services"}
+ITEM = Schema("dispatch item", [
+    Key("topics", list, doc="subjects (prefixes) this item applies to (required)"),
+    Key("conditions", list, restricts=True, doc="condition sets on the message metadata; any set must match"),
+    Key("host", doc="overrides the target's host"),
+    Key("directory", doc="overrides the target's directory"),
+    Key("filepattern", doc="overrides the target's filepattern"),
+])
+"""The keys of one ``dispatch_configs`` entry."""
+
+TARGET = Schema("dispatcher target", [
+    Key("host", doc='URL prefix of the destination, credentials allowed; "" or absent: a local copy'),
+    Key("directory", doc="trollsift pattern of the destination directory"),
+    Key("filepattern", doc="trollsift pattern of the file name (default: the source's name)"),
+    Key("connection_parameters", dict, doc="the mover's options"),
+    Key("aliases", doc="{key: {value: alias}} mappings, or a list of them"),
+    Key("publish_topic", doc="trollsift pattern of the topic dispatched files are announced on"),
+    Key("dispatch_configs", list, doc="the items saying which messages go here (required)"),
+    Key("publish_uri", default="path", origin="ours", doc="announce the path (as upstream) or the full url"),
+    # upstream's example documents these per target; upstream reads them under posttroll_subscriber only
+    Key("nameserver", used=False, doc="ignored here: set it in posttroll_subscriber"),
+    Key("subscribe_addresses", used=False, doc="ignored here: set it in posttroll_subscriber"),
+    Key("subscribe_services", used=False, doc="ignored here: set it in posttroll_subscriber"),
+])
+"""The keys of a target."""
+
+DEFAULTS = TARGET.renamed("target_defaults", drop=["dispatch_configs"])
+"""The keys of ``target_defaults`` (ours): what every target inherits."""
+
+SUBSCRIBER = Schema("posttroll_subscriber", [
+    Key("subscribe_addresses", list, doc="publishers to subscribe to (tcp://host:port)"),
+    Key("nameserver", default="localhost", doc="nameserver(s) to ask for publishers; false: none"),
+    Key("subscribe_services", list, doc='nameserver services to subscribe to ("" = all)'),
+])
+"""The keys of ``posttroll_subscriber``."""
+
+PLACES = {"a dispatch_configs item": ITEM}
+"""Where a key of a target that is not a target key may belong."""
+ITEM_PLACES = {"the target": TARGET}
+"""Where a key of an item that is not an item key may belong."""
 PUBLISH_URI_STYLES = ("path", "url")
 
 
@@ -125,7 +161,7 @@ def load_config(path: str | os.PathLike[str], host: PluginHost) -> DispatcherCon
     defaults = raw.get(DEFAULTS_KEY) or {}
     if not isinstance(defaults, dict):
         raise ConfigError("expected a mapping", file=file, key=DEFAULTS_KEY)
-    _warn_unknown(file, DEFAULTS_KEY, defaults, TARGET_KEYS - {"dispatch_configs"})
+    _refuse_or_warn(DEFAULTS, file, DEFAULTS_KEY, defaults, elsewhere=PLACES)
     subscriber = _subscriber(file, raw.get(SUBSCRIBER_KEY))
     targets = []
     for name, body in raw.items():
@@ -133,14 +169,19 @@ def load_config(path: str | os.PathLike[str], host: PluginHost) -> DispatcherCon
             continue
         if not isinstance(body, dict):
             raise ConfigError("expected a mapping of target settings", file=file, section=str(name))
-        merged = {**defaults, **body}
-        default_params, params = defaults.get("connection_parameters"), body.get("connection_parameters")
-        if isinstance(default_params, dict) and isinstance(params, dict):
-            merged["connection_parameters"] = {**default_params, **params}
-        targets.append(_TargetReader(file, str(name), host).read(merged))
+        targets.append(_TargetReader(file, str(name), host).read(_inherit(defaults, body)))
     if not targets:
         raise ConfigError("no target defined", file=file)
     return DispatcherConfig(file=file, targets=tuple(targets), subscriber=subscriber)
+
+
+def _inherit(defaults: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """A target's keys with ``target_defaults`` under them (connection parameters merged)."""
+    merged = {**defaults, **body}
+    default_params, params = defaults.get("connection_parameters"), body.get("connection_parameters")
+    if isinstance(default_params, dict) and isinstance(params, dict):
+        merged["connection_parameters"] = {**default_params, **params}
+    return merged
 
 
 class _TargetReader:
@@ -153,7 +194,7 @@ class _TargetReader:
         return ConfigError(message, file=self.file, section=self.name, key=key)
 
     def read(self, body: dict[str, Any]) -> Target:
-        _warn_unknown(self.file, self.name, body, TARGET_KEYS)
+        _refuse_or_warn(TARGET, self.file, self.name, body, elsewhere=PLACES)
         params = body.get("connection_parameters") or {}
         if not isinstance(params, dict):
             raise self.error("connection_parameters", "expected a mapping")
@@ -171,7 +212,7 @@ class _TargetReader:
             where = f"dispatch_configs[{index}]"
             if not isinstance(raw_item, dict):
                 raise self.error(where, "expected a mapping with 'topics'")
-            _warn_unknown(self.file, self.name, raw_item, ITEM_KEYS, prefix=where + ".")
+            _refuse_or_warn(ITEM, self.file, self.name, raw_item, prefix=where + ".", elsewhere=ITEM_PLACES)
             items.append(self.item(where, raw_item, body, params))
         return Target(name=self.name, host=str(body.get("host") or ""), connection_parameters=dict(params),
                       aliases=self.aliases(body.get("aliases")), publish_topic=publish_topic,
@@ -256,7 +297,7 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
         return SubscriberSettings()
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping", file=file, section=SUBSCRIBER_KEY)
-    _warn_unknown(file, SUBSCRIBER_KEY, raw, SUBSCRIBER_KEYS)
+    _refuse_or_warn(SUBSCRIBER, file, SUBSCRIBER_KEY, raw)
     addresses = _string_list(raw.get("subscribe_addresses"), file, "subscribe_addresses")
     for address in addresses:
         problem = address_problem(address)
@@ -283,7 +324,110 @@ def _string_list(value: Any, file: str, key: str) -> list[str]:
                           key=key) from None
 
 
-def _warn_unknown(file: str, section: str, body: Mapping[str, Any], known: set[str], prefix: str = "") -> None:
-    for key in body:
-        if key not in known:
-            LOG.warning("%s: [%s] %s%s: unknown key, ignored", file, section, prefix, key)
+def _refuse_or_warn(schema: Schema, file: str, section: str, body: Mapping[str, Any], *, prefix: str = "",
+                    elsewhere: Mapping[str, Schema] = {}) -> None:
+    """Raise for a misplaced key that would widen what is done; log the other keys not of ``schema``."""
+    schema.refuse_misplaced(file, section, body, prefix=prefix, elsewhere=elsewhere)
+    for key, message in schema.warnings(body, elsewhere=elsewhere):
+        LOG.warning("%s: [%s] %s%s: %s", file, section, prefix, key, message)
+
+
+# -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for a YAML mapping with posttroll_subscriber, target_defaults or a target-like entry."""
+    data = yaml_mapping(content)
+    if data is None:
+        return 0
+    return int(bool(data.keys() & {SUBSCRIBER_KEY, DEFAULTS_KEY}) or any(
+        isinstance(v, Mapping) and v.keys() & {"dispatch_configs", "host", "directory"} for v in data.values()))
+
+
+
+def check_config(path: str, host: PluginHost) -> Findings:
+    """Every problem of the dispatcher YAML at ``path`` (``trollmoves check``), one per location:
+    the keys, the patterns and movers of every target, then the dispatcher's own reading of each."""
+    out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
+    try:
+        data = read_yaml(path)
+    except ConfigError as err:
+        out.add_error(err)
+        return
+    if not isinstance(data, Mapping):
+        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+        return
+    subscriber = data.get(SUBSCRIBER_KEY)
+    if subscriber is not None:
+        if not isinstance(subscriber, Mapping):
+            out.add("expected a mapping", SUBSCRIBER_KEY)
+        else:
+            SUBSCRIBER.check_keys(out, sorted(map(str, subscriber)), SUBSCRIBER_KEY)
+            addresses = subscriber.get("subscribe_addresses")
+            if addresses is not None and not _str_list(addresses):
+                out.add("expected a list of tcp://host:port addresses", SUBSCRIBER_KEY, "subscribe_addresses")
+            try:
+                _subscriber(path, dict(subscriber))
+            except ConfigError as err:
+                out.add_error(err)
+    defaults = data.get(DEFAULTS_KEY) or {}
+    if not isinstance(defaults, Mapping):
+        out.add("expected a mapping", DEFAULTS_KEY)
+        defaults = {}
+    DEFAULTS.check_keys(out, sorted(map(str, defaults)), DEFAULTS_KEY, elsewhere=PLACES)
+    targets = {str(name): body for name, body in data.items() if name not in (SUBSCRIBER_KEY, DEFAULTS_KEY)}
+    if not targets:
+        out.add("no targets: nothing to dispatch")
+    for name, body in targets.items():
+        if not isinstance(body, Mapping):
+            out.add("expected a mapping of target keys", name)
+            continue
+        TARGET.check_keys(out, sorted(map(str, body)), name, elsewhere=PLACES)
+        target = _inherit(defaults, body)
+        _check_target(out, name, target, host)
+        try:
+            _TargetReader(path, name, host).read(target)
+        except ConfigError as err:
+            out.add_error(err)
+    out.sections = len(targets)
+
+
+def _check_target(out: Findings, name: str, target: Mapping[str, Any], host: PluginHost) -> None:
+    target_host = target.get("host") or ""
+    if not isinstance(target_host, str):
+        out.add("expected a URL string", name, "host")
+        target_host = ""
+    elif target_host and (problem := mover_problem(host, target_host)):
+        out.add(problem, name, "host")
+    for key in ("directory", "filepattern", "publish_topic"):
+        value = target.get(key)
+        if value is not None and (problem := pattern_problem(str(value))):
+            out.add(problem, name, key)
+    if "connection_parameters" in target and not isinstance(target["connection_parameters"], Mapping | None):
+        out.add("expected a mapping", name, "connection_parameters")
+    items = target.get("dispatch_configs")
+    if not isinstance(items, list):
+        return  # the dispatcher's own reading says what is wrong
+    for index, item in enumerate(items):
+        where = f"dispatch_configs[{index}]"
+        if not isinstance(item, Mapping):
+            out.add("expected a mapping with topics", name, where)
+            continue
+        ITEM.check_keys(out, sorted(map(str, item)), name, prefix=where + ".", elsewhere=ITEM_PLACES)
+        topics = item.get("topics")
+        if not topics or not _str_list(topics):
+            out.add("required: a list of topics", name, f"{where}.topics")
+        if isinstance(item.get("host"), str) and item["host"] and (problem := mover_problem(host, item["host"])):
+            out.add(problem, name, f"{where}.host")
+        for key in ("directory", "filepattern"):
+            if item.get(key) is not None and (problem := pattern_problem(str(item[key]))):
+                out.add(problem, name, f"{where}.{key}")
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))

@@ -14,27 +14,60 @@ Upstream keys::
 Ours: ``publish_port`` (0 = random), ``nameservers`` (register the publisher there; never
 multicast), ``subscribe_nameserver`` (default ``localhost``; ``false`` for none),
 ``parallel_downloads`` (default 4) and ``connection_parameters`` (for movers other than S3).
+The top-level ``endpoint_url``, ``access_key`` and ``secret_key`` of older upstream versions
+are read into the S3 options unless ``s3_kwargs`` sets them. :data:`SCHEMA` lists every key.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.schema import (
+    Findings,
+    Key,
+    Schema,
+    directory_problem,
+    mover_problem,
+    nearest_existing,
+    yaml_mapping,
+)
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.runtime.yamlkeys import string_list
 
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+
 LOG = logging.getLogger(__name__)
 
-KNOWN_KEYS = {"subscribe-topic", "publish-topic", "bucket", "download_destination", "s3_kwargs", "services",
-              "subscriber_addresses", "publish_port", "nameservers", "subscribe_nameserver", "parallel_downloads",
-              "connection_parameters"}
+SCHEMA = Schema("downloader", [
+    Key("subscribe-topic", list, doc="topic(s) announcing new files (required)"),
+    Key("publish-topic", doc="topic the downloaded copies are announced on (required)"),
+    Key("bucket", doc="only objects of this bucket are fetched"),
+    Key("download_destination", default=".", doc="directory the files are downloaded to"),
+    Key("s3_kwargs", dict, doc="options of the S3 file system"),
+    Key("services", list, doc='nameserver services to subscribe to ("" = all)'),
+    Key("subscriber_addresses", doc="publishers to subscribe to (comma-separated)"),
+    Key("logging", dict, used=False, doc="upstream's log settings; use -l FILE or -c LOGCONFIG.yaml"),
+    Key("endpoint_url", doc="older upstream versions: the S3 endpoint (s3_kwargs client_kwargs.endpoint_url)"),
+    Key("access_key", doc="older upstream versions: the S3 access key (s3_kwargs key)"),
+    Key("secret_key", doc="older upstream versions: the S3 secret key (s3_kwargs secret)"),
+    Key("publish_port", int, 0, origin="ours", doc="port to publish on (0: random)"),
+    Key("nameservers", list, origin="ours", doc="register the publisher with these nameservers"),
+    Key("subscribe_nameserver", default="localhost", origin="ours", doc="nameserver to ask for publishers"),
+    Key("parallel_downloads", int, 4, origin="ours", doc="downloads running at once"),
+    Key("connection_parameters", dict, origin="ours", doc="options of the movers other than S3"),
+])
+"""Every key of a downloader config: upstream's and ours."""
 IGNORED_KEYS = {"logging": "not used here; configure logging with -l FILE or -c LOGCONFIG.yaml"}
+LEGACY_S3_KEYS = {"access_key": ("key",), "secret_key": ("secret",), "endpoint_url": ("client_kwargs", "endpoint_url")}
+"""Top-level keys of older upstream versions → where they go in the S3 options."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +106,15 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
     for key in raw:
         if key in IGNORED_KEYS:
             LOG.warning("%s: %s: %s", file, key, IGNORED_KEYS[key])
-        elif key not in KNOWN_KEYS:
-            LOG.warning("%s: %s: unknown key, ignored", file, key)
+    for key, message in SCHEMA.warnings(raw):
+        LOG.warning("%s: %s: %s", file, key, message)
     topics = _strings(raw.get("subscribe-topic"), error, "subscribe-topic")
     if not topics:
         raise error("subscribe-topic", "required: the topic(s) announcing new files")
     publish_topic = raw.get("publish-topic")
     if not isinstance(publish_topic, str) or not publish_topic.startswith("/"):
         raise error("publish-topic", "required: a topic starting with '/'")
-    destination = raw.get("download_destination", ".")
+    destination = raw.get("download_destination", SCHEMA.default("download_destination"))
     if not isinstance(destination, str) or not destination:
         raise error("download_destination", "expected a directory path")
     bucket = raw.get("bucket")
@@ -92,21 +125,40 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
         problem = address_problem(address)
         if problem:
             raise error("subscriber_addresses", problem)
-    nameserver = raw.get("subscribe_nameserver", "localhost")
+    nameserver = raw.get("subscribe_nameserver", SCHEMA.default("subscribe_nameserver"))
     subscribe_nameservers = () if nameserver in (False, None, "", "false") else \
         tuple(_strings(nameserver, error, "subscribe_nameserver"))
     return DownloaderConfig(
         file=file, subscribe_topics=tuple(topics), publish_topic=publish_topic,
         download_destination=Path(destination).expanduser(), bucket=bucket.strip("/") if bucket else None,
-        s3_kwargs=_mapping(raw.get("s3_kwargs"), error, "s3_kwargs"),
+        s3_kwargs=_s3_options(raw, error),
         connection_parameters=_mapping(raw.get("connection_parameters"), error, "connection_parameters"),
         services=tuple(_strings(raw.get("services"), error, "services") or [""]),
         subscriber_addresses=tuple(addresses),
         subscribe_nameservers=subscribe_nameservers,
-        publish_port=_integer(raw.get("publish_port", 0), error, "publish_port", minimum=0),
+        publish_port=_integer(raw.get("publish_port", SCHEMA.default("publish_port")), error, "publish_port",
+                              minimum=0),
         nameservers=tuple(_strings(raw.get("nameservers"), error, "nameservers")) if raw.get("nameservers") else (),
-        parallel_downloads=_integer(raw.get("parallel_downloads", 4), error, "parallel_downloads", minimum=1),
+        parallel_downloads=_integer(raw.get("parallel_downloads", SCHEMA.default("parallel_downloads")), error,
+                                    "parallel_downloads", minimum=1),
     )
+
+
+def _s3_options(raw: dict[str, Any], error: Any) -> dict[str, Any]:
+    """``s3_kwargs``, with the legacy top-level keys filled in where it does not set them."""
+    options = _mapping(raw.get("s3_kwargs"), error, "s3_kwargs")
+    for key, (*parents, name) in LEGACY_S3_KEYS.items():
+        if raw.get(key) is None:
+            continue
+        if not isinstance(raw[key], str):
+            raise error(key, f"expected a string, got {type(raw[key]).__name__}")
+        place = options
+        for parent in parents:
+            child = place.get(parent)
+            place[parent] = child = dict(child) if isinstance(child, dict) else {}
+            place = child
+        place.setdefault(name, raw[key])
+    return options
 
 
 def _strings(value: Any, error: Any, key: str) -> list[str]:
@@ -134,3 +186,63 @@ def _integer(value: Any, error: Any, key: str, minimum: int) -> int:
     if number < minimum:
         raise error(key, f"must be at least {minimum}, got {number}")
     return number
+
+
+# -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """2 for a YAML mapping with bucket, subscribe-topic or download_destination (a dispatcher
+    target may be named like one of them: the downloader's keys win)."""
+    data = yaml_mapping(content)
+    return 2 if data is not None and data.keys() & {"bucket", "subscribe-topic", "download_destination"} else 0
+
+
+
+def check_config(path: str, host: PluginHost) -> Findings:
+    """Every problem of the downloader YAML at ``path`` (``trollmoves check``), one per location."""
+    out = Findings(path, sections=1)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
+    try:
+        data = read_yaml(path)
+    except ConfigError as err:
+        out.add_error(err)
+        out.sections = 0
+        return
+    if not isinstance(data, Mapping):
+        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+        out.sections = 0
+        return
+    SCHEMA.check_keys(out, sorted(map(str, data)), None)
+    for key in ("subscribe-topic", "publish-topic"):
+        if not data.get(key):
+            out.add("required key is missing", None, key)
+    if data.get("bucket"):
+        problem = mover_problem(host, "s3://bucket/")
+        if problem:
+            out.add(problem, None, "bucket")
+    else:
+        out.add("not set: upstream's s3downloader requires it (trollmoves fetches each message's uri)", None,
+                "bucket", warning=True)
+    if "logging" in data:
+        out.add("not used by trollmoves: configure logging with -l FILE or -c LOGCONFIG.yaml", None, "logging",
+                warning=True)
+    destination = Path(str(data.get("download_destination") or "."))
+    # The downloader creates a missing destination at start: check the directory it creates it in.
+    existing = destination if destination.exists() else nearest_existing(destination)
+    problem = directory_problem(existing or destination, write=True)
+    if problem:
+        out.add(problem, None, "download_destination")
+    elif existing != destination:
+        out.add(f"directory {destination} does not exist yet; the downloader creates it", None,
+                "download_destination", warning=True)
+    if "s3_kwargs" in data and not isinstance(data["s3_kwargs"], Mapping):
+        out.add("expected a mapping", None, "s3_kwargs")
+    try:
+        load_config(path)
+    except ConfigError as err:
+        out.add_error(err)

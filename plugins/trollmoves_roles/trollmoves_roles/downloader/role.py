@@ -6,10 +6,15 @@ import argparse
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +46,16 @@ class DownloaderRole(Role):
         add_listening_arguments(parser, cls.NAME, workers=None,
                                 workers_help="downloads running at once (default: the config's parallel_downloads, "
                                              "else 4)")
+
+    @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.downloader.config import recognises
+        return recognises(content)
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        from trollmoves_roles.downloader.config import check_config
+        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

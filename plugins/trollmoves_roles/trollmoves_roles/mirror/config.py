@@ -17,23 +17,27 @@ import os
 import posixpath
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
+from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys
 from trollmoves_core.uri import parse_uri
-from trollmoves_roles.client.config import KNOWN_KEYS as CLIENT_KEYS
+from trollmoves_roles.client import config as client_config
+from trollmoves_roles.client.config import SCHEMA as CLIENT_SCHEMA
 from trollmoves_roles.client.config import ChainConfig as ClientConfig
 from trollmoves_roles.client.config import Provider, chain_from_section
 from trollmoves_roles.protocol.messages import is_local_host
-from trollmoves_roles.server.config import CONNECTION_PREFIX, connection_parameters, parse_info
+from trollmoves_roles.server import config as server_config
+from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
+from trollmoves_roles.server.config import connection_parameters, parse_info, port_taken
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
 
 LOG = logging.getLogger(__name__)
 
-SERVER_KEYS = frozenset({"origin", "topic", "request_port", "request_address", "request_bind", "station", "info",
-                         "remove_delay", "working_directory", "delay"})
-"""Server-part keys the mirror uses."""
 IGNORED_KEYS = frozenset({
     "publish_port", "publisher_port", "nameservers",  # the mirror publishes on -p only
     "compression", "prog", "xritdecompressor", "block_size",  # files are served as fetched
@@ -43,9 +47,19 @@ IGNORED_KEYS = frozenset({
     "connection_uptime", "ssh_key_filename", "ssh_connection_timeout", "ssh_private_key_file",
 })
 """Keys upstream's server or client reads that have no effect on a mirror (accepted, logged)."""
-KNOWN_KEYS = SERVER_KEYS | CLIENT_KEYS | IGNORED_KEYS | {"client_topic"}
-EXTRA_KEYS = frozenset({"delay", "request_bind"})
-"""Keys beyond the server and client ones (for ``trollmoves check``)."""
+
+SCHEMA = Schema("mirror", [
+    Key("client_topic", doc="topic subscribed to on the providers (default: topic)"),
+    Key("delay", float, 0.0, doc="seconds to hold each re-announcement"),
+    Key("destination", doc="where internal servers put fetched files, on this host (default: a temporary "
+                           "directory under working_directory)"),
+    Key("working_directory", doc="parent of the default staging directory"),
+    # the server's request-socket security (allowed_clients, CURVE) is not the mirror's: unknown here
+]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - {"request_bind"},
+                           unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
+"""Every key of a mirror section: the client part's, the server part's and the mirror's own."""
+
+NO_SECTION = "no mirror section defined (one section per mirrored topic)"
 
 HEARTBEAT_TOPICS = ("/heartbeat/move_it_server", "/heartbeat/move_it_mirror")
 """Heartbeats the mirror listens to on its providers (internal servers, or other mirrors)."""
@@ -109,23 +123,21 @@ def load_mirror_config(path: str | os.PathLike[str]) -> dict[str, MirrorConfig]:
     ignored: dict[str, list[str]] = {}
     for name, section in read_ini(file).items():
         for key in section:
-            if key.startswith(CONNECTION_PREFIX):
-                continue
-            if key not in KNOWN_KEYS:
+            if key not in SCHEMA:
                 unknown.setdefault(key, []).append(name)
             elif key in IGNORED_KEYS:
                 ignored.setdefault(key, []).append(name)
         config = parse_section(section)
-        other = ports.setdefault(config.request_port, name)
-        if other != name:
-            raise section.error("request_port", f"port {config.request_port} is already used by [{other}]")
+        problem = port_taken(ports, config.request_port, name)
+        if problem:
+            raise section.error("request_port", problem)
         configs[name] = config
     for key, names in unknown.items():
         LOG.warning("%s: %s: unknown key, ignored (in %s)", file, key, ", ".join(f"[{n}]" for n in names))
     for key, names in ignored.items():
         LOG.debug("%s: %s: not used by the mirror (in %s)", file, key, ", ".join(f"[{n}]" for n in names))
     if not configs:
-        raise ConfigError("no mirror section defined (one section per mirrored topic)", file=file)
+        raise ConfigError(NO_SECTION, file=file)
     return configs
 
 
@@ -165,7 +177,7 @@ def parse_section(section: Section) -> MirrorConfig:
         request_bind=(section.get_str("request_bind") or "").strip() or None,
         station=(section.get_str("station") or "").strip() or "unknown",
         info=parse_info(section), origin=origin,
-        delay=_non_negative(section, "delay", 0.0), remove_delay=_non_negative(section, "remove_delay", 30.0),
+        delay=_non_negative(section, "delay"), remove_delay=_non_negative(section, "remove_delay"),
         destination=destination, working_directory=working_directory,
         connection_params=connection_parameters(section),
     )
@@ -193,9 +205,50 @@ def _check_staging(section: Section, destination: str) -> None:
                     "disk", section.file, section.name, location.host)
 
 
-def _non_negative(section: Section, key: str, default: float) -> float:
-    value = section.get_float(key, default)
+def _non_negative(section: Section, key: str) -> float:
+    value = section.get_float(key, SCHEMA.default(key))
     assert value is not None
     if value < 0:
         raise section.error(key, f"must not be negative, got {value}")
     return float(value)
+
+
+# -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """2 for an INI file with providers and a server side, more than a client's or a server's."""
+    keys = ini_keys(content)
+    return 2 if keys is not None and "providers" in keys and keys & {"origin", "listen", "request_port",
+                                                                         "client_topic"} else 0
+
+
+
+def check_config(path: str, host: PluginHost) -> Findings:
+    """Every problem of the mirror INI at ``path`` (``trollmoves check``), one per location: the
+    server part's and the client part's checks, then the mirror's own reading."""
+    out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path, host)
+    return out
+
+
+def _check(out: Findings, path: str, host: PluginHost) -> None:
+    try:
+        sections = read_ini(path)
+    except ConfigError as err:
+        out.add_error(err)
+        return
+    defaults = ini_defaults(path)
+    SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
+    ports: dict[int, str] = {}
+    for name, section in sections.items():
+        SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
+        server_config.check_section(out, section, ports, mirror=True)
+        client_config.check_section(out, section, host, mirror=True)
+        try:
+            parse_section(section)
+        except ConfigError as err:
+            out.add_error(err)
+    if not sections:
+        out.add(NO_SECTION)
+    out.sections = len(sections)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 LOG = logging.getLogger(__name__)
 
@@ -17,7 +21,6 @@ class MirrorRole(Role):
 
     NAME: ClassVar[str] = "mirror"
     HELP: ClassVar[str] = "relay internal servers' files to external clients (move_it_mirror.py)"
-    EXTRA_CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({"delay", "request_bind"})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -29,11 +32,14 @@ class MirrorRole(Role):
         add_metrics_arguments(parser)
 
     @classmethod
-    def check_config(cls, path: str) -> list[str]:
-        """The mirror's own reading of ``path``: its first error, or nothing."""
-        from trollmoves_roles.mirror.config import load_mirror_config
-        load_mirror_config(path)  # a ConfigError is reported by `trollmoves check` as one line
-        return []
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.mirror.config import recognises
+        return recognises(content)
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        from trollmoves_roles.mirror.config import check_config
+        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

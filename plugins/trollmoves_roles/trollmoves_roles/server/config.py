@@ -1,7 +1,7 @@
 """The server INI file (upstream ``move_it_server.py`` format) read into typed chain configs.
 
-One section per chain, ``[DEFAULT]`` inherited, no interpolation. Every key upstream reads is
-accepted; unknown keys are logged as warnings naming file, section and key. Bad values raise
+One section per chain, ``[DEFAULT]`` inherited, no interpolation. :data:`SCHEMA` lists every key
+(upstream's and ours); unknown keys are logged as warnings naming file, section and key. Bad values raise
 :class:`~trollmoves_core.exceptions.ConfigError` naming the same.
 """
 
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from trollmoves_core.config import Section, read_ini
+from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
+from trollmoves_core.schema import Findings, Key, Schema, directory_problem, ini_defaults, ini_keys, pattern_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -26,26 +28,53 @@ COMPRESSIONS = {"bzip": "bz2", "bz2": "bz2", "bzip2": "bz2", "gzip": "gzip", "gz
 UNPACKS = ("tar", "zip")
 """Accepted ``unpack`` values (standalone mode)."""
 
+CONNECTION_PREFIX = "connection_parameters__"
+
 LEGACY_CONNECTION_KEYS = ("connection_uptime", "ssh_key_filename", "ssh_connection_timeout", "ssh_private_key_file")
 """Bare keys upstream moves into the connection parameters (with a deprecation warning)."""
 
-CONNECTION_PREFIX = "connection_parameters__"
-
-SECURITY_KEYS = ("allowed_clients", "server_secret_key_file", "clients_public_keys_directory")
-"""Our keys for the request socket's allow-list and CURVE (not upstream's)."""
-
-KNOWN_KEYS = frozenset({
-    "origin", "listen", "topic", "request_port", "request_address", "request_bind", "station", "info",
-    "compression", "prog", "delete", "remove_delay", "unpack", "working_directory", "watchdog_timeout",
+SCHEMA = Schema("server", [
+    Key("origin", doc="trollsift pattern of the full path of the files to announce"),
+    Key("listen", doc="instead of origin: the topic to subscribe to and re-announce"),
+    Key("topic", doc="subject of the announcements (required)"),
+    Key("request_port", int, doc="port of this chain's request socket; absent: standalone mode"),
+    Key("request_address", doc="host written into the announcements' request_address"),
+    Key("request_bind", origin="ours", doc="address the request socket binds to (default: --bind)"),
+    Key("station", default="unknown", doc="returned in pong replies"),
+    Key("info", doc="k=v;k2=a,b items added to every announcement"),
+    Key("compression", doc="unpack before announcing: xrit, bzip, gzip, tar, zip"),
+    Key("prog", doc="the xRITDecompress executable, for compression = xrit"),
+    Key("delete", bool, False, doc="delete served files remove_delay seconds after the push or ack"),
+    Key("remove_delay", float, 30.0, doc="seconds before deleting (see delete)"),
+    Key("unpack", doc="standalone mode only: tar or zip"),
+    Key("working_directory", doc="where compressed files are unpacked (default: the system temp dir)"),
+    Key("watchdog_timeout", float, 1.0, doc="watcher timeout and polling interval"),
     # listen chains
-    "topics", "services", "addr_listener", "addresses", "timeout", "translate", "nameserver",
+    Key("topics", used=False, doc="read by upstream's listen chains, which subscribe to listen only"),
+    Key("services", used=False, doc="upstream's listen chains: nameserver services (discovery unsupported)"),
+    Key("addr_listener", used=False, doc="upstream's listen chains: follow new publishers (always off here)"),
+    Key("addresses", doc="listen chains: the publishers to subscribe to (space-separated)"),
+    Key("timeout", float, 10.0, used=False, doc="upstream's listen chains: receive timeout"),
+    Key("translate", used=False, doc="upstream's listen chains: uri translation"),
+    Key("nameserver", doc="listen chains: the nameserver to ask (false or absent: none)"),
     # ours: who may use the request socket (see docs/security.md)
-    *SECURITY_KEYS,
+    Key("allowed_clients", origin="ours", doc="networks (a.b.c.d/n) whose peers may send requests"),
+    Key("server_secret_key_file", origin="ours", doc="CURVE secret key of the request socket"),
+    Key("clients_public_keys_directory", origin="ours", doc="CURVE public keys of the admitted clients"),
     # read by upstream but without effect on a server
-    "publish_port", "publisher_port", "req_timeout", "transfer_req_timeout",
-    *LEGACY_CONNECTION_KEYS,
-})
-UNUSED_KEYS = ("publish_port", "publisher_port", "req_timeout", "transfer_req_timeout")
+    Key("publish_port", int, used=False, doc="parsed and unused by upstream's server"),
+    Key("publisher_port", int, used=False, doc="parsed and unused by upstream's server"),
+    Key("req_timeout", float, used=False, doc="parsed and unused by upstream's server"),
+    Key("transfer_req_timeout", float, used=False, doc="parsed and unused by upstream's server"),
+    # never read by upstream 0.19, but in its example config
+    Key("origin_inotify_base_dir_skip_levels", used=False, doc="in upstream's example; no version reads it"),
+    *(Key(name, doc=f"deprecated: write {CONNECTION_PREFIX}{name}") for name in LEGACY_CONNECTION_KEYS),
+], prefixes=(CONNECTION_PREFIX,))
+"""Every key of a server section: upstream's and ours."""
+
+UNUSED_KEYS = SCHEMA.names(used=False)
+
+NO_CHAIN = "no chain defined: no section has origin or listen (one section per chain)"
 
 
 @dataclass(frozen=True)
@@ -94,19 +123,26 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
         chain = parse_chain(section)
         if chain is None:
             continue
-        if chain.request_port is not None:
-            other = ports.setdefault(chain.request_port, name)
-            if other != name:
-                raise section.error("request_port", f"port {chain.request_port} is already used by [{other}]")
+        problem = port_taken(ports, chain.request_port, name)
+        if problem:
+            raise section.error("request_port", problem)
         chains[name] = chain
     return chains
 
 
+def port_taken(ports: dict[int, str], port: int | None, section: str) -> str | None:
+    """Why ``section`` cannot have ``port`` as its request port (another section has it), or None;
+    records the port in ``ports`` (port → section)."""
+    if port is None:
+        return None
+    other = ports.setdefault(port, section)
+    return f"port {port} is already used by [{other}]" if other != section else None
+
+
 def parse_chain(section: Section) -> ChainConfig | None:
     """Build one chain; None (with a warning) for a section with neither origin nor listen."""
-    for key in section:
-        if key not in KNOWN_KEYS and not key.startswith(CONNECTION_PREFIX):
-            LOG.warning("%s: [%s] %s: unknown key, ignored", section.file, section.name, key)
+    for key, message in SCHEMA.warnings(section):
+        LOG.warning("%s: [%s] %s: %s", section.file, section.name, key, message)
     for key in UNUSED_KEYS:
         if key in section:
             LOG.debug("%s: [%s] %s: not used by the server", section.file, section.name, key)
@@ -142,10 +178,10 @@ def parse_chain(section: Section) -> ChainConfig | None:
     working_directory = section.get_str("working_directory") or tempfile.gettempdir()
     if compression and not os.path.isdir(working_directory):
         raise section.error("working_directory", f"no such directory: {working_directory}")
-    remove_delay = section.get_float("remove_delay", 30.0)
+    remove_delay = section.get_float("remove_delay", SCHEMA.default("remove_delay"))
     if remove_delay is not None and remove_delay < 0:
         raise section.error("remove_delay", "must not be negative")
-    watchdog_timeout = section.get_float("watchdog_timeout", 1.0)
+    watchdog_timeout = section.get_float("watchdog_timeout", SCHEMA.default("watchdog_timeout"))
     if watchdog_timeout is not None and watchdog_timeout <= 0:
         raise section.error("watchdog_timeout", "must be positive")
     return ChainConfig(
@@ -272,3 +308,89 @@ def _check_origin(section: Section, origin: str) -> None:
 def _nameserver(section: Section) -> str | None:
     value = (section.get_str("nameserver") or "").strip()
     return None if value.lower() in ("", "false", "0", "no", "true", "1", "yes") else value
+
+
+# -- trollmoves check ------------------------------------------------------------------------
+
+def recognises(content: Any) -> int:
+    """1 for an INI file with a section that has origin or listen (see Role.recognises)."""
+    keys = ini_keys(content)
+    return int(keys is not None and bool(keys & {"origin", "listen"}))
+
+
+
+def check_config(path: str) -> Findings:
+    """Every problem of the server INI at ``path`` (``trollmoves check``), one per location."""
+    out = Findings(path)
+    with out.loader_warnings("trollmoves_roles"):
+        _check(out, path)
+    return out
+
+
+def _check(out: Findings, path: str) -> None:
+    try:
+        sections = read_ini(path)
+    except ConfigError as err:
+        out.add_error(err)
+        return
+    defaults = ini_defaults(path)
+    SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
+    ports: dict[int, str] = {}
+    chains = 0
+    for name, section in sections.items():
+        SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
+        check_section(out, section, ports)
+        try:
+            chains += parse_chain(section) is not None
+        except ConfigError as err:
+            chains += 1  # a chain, with a fault
+            out.add_error(err)
+    if not chains:
+        out.add(NO_CHAIN)
+    out.sections = len(sections)
+
+
+def check_section(out: Findings, section: Section, ports: dict[int, str], *, mirror: bool = False) -> None:
+    """The server keys of one section; in a mirror ``origin`` only filters what is mirrored, so
+    it may be absent."""
+    name = section.name
+    origin, listen = section.get("origin", "").strip(), section.get("listen", "").strip()
+    if not origin and not listen and not mirror:
+        out.add("neither origin nor listen: this section is skipped", name, warning=True)
+        return
+    if origin and listen:
+        out.add("give either origin or listen, not both", name, "listen")
+    topic = section.get("topic", "").strip()
+    if not topic:
+        out.add("required key is missing", name, "topic")
+    elif not topic.startswith("/"):
+        out.add(f"must start with '/', got {topic!r}", name, "topic")
+    if origin and mirror:  # only a filter on the names of mirrored files
+        if problem := pattern_problem(origin):
+            out.add(problem, name, "origin")
+    elif origin:
+        _check_origin_directory(out, name, origin)
+    SCHEMA.check_ini_types(out, section)
+    try:
+        port = section.get_int("request_port")
+    except ConfigError:
+        return
+    if port is not None and not 0 < port < 65536:
+        out.add(f"expected a port number 1-65535, got {port}", name, "request_port")
+    elif problem := port_taken(ports, port, name):
+        out.add(problem, name, "request_port")
+
+
+def _check_origin_directory(out: Findings, section: str, origin: str) -> None:
+    if not os.path.isabs(origin):
+        out.add(f"must be an absolute path pattern, got {origin!r}", section, "origin")
+        return
+    problem = pattern_problem(origin)
+    if problem:
+        out.add(problem, section, "origin")
+        return
+    head = origin.split("{", 1)[0]
+    directory = Path(head if head.endswith("/") else os.path.dirname(head) or "/")
+    problem = directory_problem(directory)
+    if problem:
+        out.add(problem, section, "origin")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.plugins import PluginHost
+    from trollmoves_core.schema import Findings
 
 LOG = logging.getLogger(__name__)
 
@@ -17,8 +21,6 @@ class ServerRole(Role):
 
     NAME: ClassVar[str] = "server"
     HELP: ClassVar[str] = "announce new files and push them on request (move_it_server.py)"
-    EXTRA_CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"request_bind", "allowed_clients", "server_secret_key_file", "clients_public_keys_directory"})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -49,9 +51,20 @@ class ServerRole(Role):
         add_metrics_arguments(parser)
 
     @classmethod
+    def recognises(cls, content: Any) -> int:
+        from trollmoves_roles.server.config import recognises
+        return recognises(content)
+
+    @classmethod
+    def check(cls, path: str, host: PluginHost) -> Findings:
+        from trollmoves_roles.server.config import check_config
+        return check_config(path)
+
+    @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_core.exceptions import ConfigError
         from trollmoves_roles.runtime.signals import install_signal_handlers
+        from trollmoves_roles.server.config import NO_CHAIN
         from trollmoves_roles.server.service import Server, ServerOptions
 
         if args.workers < 1:
@@ -70,6 +83,8 @@ class ServerRole(Role):
         server = Server(args.config_file, options, host=host)
         restore = install_signal_handlers(server.request_stop, server.request_reload)
         try:
+            if not server.chains:
+                raise ConfigError(NO_CHAIN, file=args.config_file)
             server.start()
             LOG.info("Server running: %d chain(s), publishing on port %d", len(server.chains), server.publisher.port)
             return server.serve()
