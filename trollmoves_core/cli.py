@@ -146,10 +146,10 @@ def cmd_transfer(host: PluginHost, args: argparse.Namespace) -> int:
                 result = mover.get(args.source, args.destination, progress=bar and bar.advance)
     except TransferError as err:
         if bar:
-            bar.finish()
+            bar.finish(None)
         print(f"trollmoves: {err}", file=sys.stderr)  # noqa: T201
         return 1
     if bar:
-        bar.finish()
+        bar.finish(result)
     LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
     return 0
