@@ -158,11 +158,11 @@ class _TransferCommand(Command):
                 result = transfer(args.source, args.destination, progress=bar and bar.advance)
         except TransferError as err:
             if bar:
-                bar.finish()
+                bar.finish(None)
             print(f"trollmoves: {err}", file=sys.stderr)  # noqa: T201
             return 1
         if bar:
-            bar.finish()
+            bar.finish(result)
         LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
         return 0
 

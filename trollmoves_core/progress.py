@@ -1,39 +1,111 @@
-"""A dependency-free progress bar for ``trollmoves move`` on a terminal."""
+"""The progress bar of ``trollmoves move`` and ``trollmoves get`` on a terminal.
+
+With rich installed (``pip install 'trollmoves-core[progress]'``) it shows the percentage
+(when the size is known), the bytes done, the rate and the time left; without it, one plain
+line. A file the mover linked (or renamed) instead of copying shows ``linked`` (``moved``)
+instead of a rate. A size unknown at the start (a remote source) is known at the end.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+from trollmoves_core.uri import parse_uri
 
 
 class ProgressBar:
-    """Draws ``name  45%  12.3 MB  110.2 MB/s`` on one line, at most ten times a second."""
+    """The bar of one transfer from ``source``, drawn on ``stream`` (a terminal).
+
+    Call :meth:`advance` with the bytes done since the previous call and :meth:`finish` once,
+    with the delivered file's URI or path (None when the transfer failed).
+    """
 
     def __init__(self, source: str, stream: TextIO) -> None:
         self.name = os.path.basename(source.rstrip("/")) or source
+        self.source = source
         self.stream = stream
         try:
-            self.total: int | None = os.path.getsize(source)
-        except OSError:
-            self.total = None  # remote source: size unknown
+            status = os.stat(source)
+        except OSError:  # remote source: size unknown
+            self.total: int | None = None
+            self._identity: tuple[int, int] | None = None
+        else:
+            self.total, self._identity = status.st_size, (status.st_dev, status.st_ino)
         self.done = 0
+        self._rich = _rich_progress(stream)
+        if self._rich is not None:
+            self._task = self._rich.add_task(self.name, total=self.total, how="")
+            self._rich.start()
         self.started = self._drawn = time.monotonic()
 
     def advance(self, nbytes: int) -> None:
         self.done += nbytes
+        if self._rich is not None:
+            self._rich.advance(self._task, nbytes)
+            return
         now = time.monotonic()
         if now - self._drawn >= 0.1:
             self._drawn = now
             self._draw(now)
 
-    def finish(self) -> None:
-        self._draw(time.monotonic())
+    def finish(self, result: str | None) -> None:
+        how = self._how(result)
+        if self._rich is not None:
+            total = self.done if result is not None and self.total is None else self.total
+            self._rich.update(self._task, total=total, how=how)
+            self._rich.stop()
+            return
+        self._draw(time.monotonic(), how)
         self.stream.write("\n")
         self.stream.flush()
 
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-6) / 1e6
+    def _how(self, result: str | None) -> str:
+        """``linked`` or ``moved`` when ``result`` is the source's own inode, else empty."""
+        if result is None or self._identity is None:
+            return ""
+        location = parse_uri(result)
+        if location.scheme != "file":
+            return ""
+        try:
+            status = os.stat(location.path)
+        except OSError:
+            return ""
+        if (status.st_dev, status.st_ino) != self._identity:
+            return ""
+        return "linked" if os.path.exists(self.source) else "moved"
+
+    def _draw(self, now: float, how: str = "") -> None:
         share = f"{100 * self.done / self.total:5.1f}%  " if self.total else ""
-        self.stream.write(f"\r{self.name}  {share}{self.done / 1e6:.1f} MB  {rate:.1f} MB/s")
+        rate = how or f"{self.done / max(now - self.started, 1e-6) / 2**20:.1f} MiB/s"
+        self.stream.write(f"\r{self.name}  {share}{self.done / 2**20:.1f} MiB  {rate}")
         self.stream.flush()
+
+
+def _rich_progress(stream: TextIO) -> Any:
+    """A rich ``Progress`` with transfer columns on ``stream``, or None without rich."""
+    try:
+        from rich import progress
+        from rich.console import Console
+        from rich.filesize import pick_unit_and_suffix
+        from rich.text import Text
+    except ImportError:
+        return None
+
+    class RateColumn(progress.ProgressColumn):
+        """The rate in binary units (the mean so far when too few samples), or how the mover
+        delivered without copying."""
+
+        def render(self, task: Any) -> Text:
+            if task.fields.get("how"):
+                return Text(task.fields["how"], style="progress.data.speed")
+            speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else None)
+            if speed is None:
+                return Text("?", style="progress.data.speed")
+            unit, suffix = pick_unit_and_suffix(int(speed), ["B", "KiB", "MiB", "GiB", "TiB"], 1024)
+            return Text(f"{speed / unit:.1f} {suffix}/s", style="progress.data.speed")
+
+    return progress.Progress(progress.TextColumn("{task.description}"), progress.BarColumn(),
+                             progress.TaskProgressColumn(), progress.DownloadColumn(binary_units=True), RateColumn(),
+                             progress.TimeRemainingColumn(), console=Console(file=stream))

@@ -190,3 +190,73 @@ def test_failed_get_never_shows_the_password(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "ftp://user@127.0.0.1" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def run_on_terminal(*args: str, without_rich: bool = False) -> tuple[int, str]:
+    """Run the launcher with stderr on a pseudo-terminal; return its exit status and what it drew there."""
+    import pty
+
+    code = "import sys\nfrom trollmoves_core.cli import main\nsys.exit(main(sys.argv[1:]))"
+    if without_rich:
+        code = "import sys\nsys.modules['rich'] = None\n" + code  # every `import rich...` now fails
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
+    with subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=terminal, env=env) as proc:
+        os.close(terminal)
+        drawn = b""
+        try:
+            while chunk := os.read(controller, 65536):
+                drawn += chunk
+        except OSError:  # EIO: the child closed the terminal
+            pass
+        finally:
+            os.close(controller)
+    return proc.returncode, drawn.decode(errors="replace")
+
+
+def frames(drawn: str) -> list[str]:
+    """The frames of the bar, each redrawn over the previous on its line, before the log lines."""
+    return drawn.split("\r\n", 1)[0].lstrip("\r").split("\r")
+
+
+@pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
+def test_progress_on_a_terminal_shows_share_and_size_of_a_copy(tmp_path: Path, without_rich: bool) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"c" * 3 * 2**20)
+    status, drawn = run_on_terminal("move", str(src), f"{tmp_path}/out/", "-o", "mode=copy",
+                                    without_rich=without_rich)
+    assert status == 0, drawn
+    assert "in.dat" in drawn
+    assert ("100.0%" if without_rich else "100%") in drawn
+    assert ("3.0 MiB" if without_rich else "3.0/3.0 MiB") in drawn
+    assert "MiB/s" in frames(drawn)[-1] and "linked" not in drawn
+
+
+@pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
+def test_progress_on_a_terminal_says_linked_for_a_hard_link(tmp_path: Path, without_rich: bool) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"h" * 2**20)
+    status, drawn = run_on_terminal("move", str(src), f"{tmp_path}/out/", without_rich=without_rich)
+    assert status == 0, drawn
+    assert os.path.samefile(src, tmp_path / "out" / "in.dat")
+    assert "linked" in frames(drawn)[-1] and "/s" not in frames(drawn)[-1]
+
+
+def test_progress_of_a_get_learns_the_size_at_the_end(tmp_path: Path) -> None:
+    src = tmp_path / "remote" / "in.dat"
+    src.parent.mkdir()
+    src.write_bytes(b"g" * 2**20)
+    status, drawn = run_on_terminal("get", f"file://{src}", f"{tmp_path}/local/")
+    assert status == 0, drawn
+    first, last = frames(drawn)[0], frames(drawn)[-1]
+    assert "0/? bytes" in first and "%" not in first
+    assert "100%" in last and "1.0/1.0 MiB" in last and "MiB/s" in last and "linked" not in last
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"n" * 2**20)
+    result = run("move", str(src), f"{tmp_path}/out/", "-o", "mode=copy")
+    assert result.returncode == 0, result.stderr
+    assert "MiB" not in result.stderr and "\r" not in result.stderr and "\x1b" not in result.stderr

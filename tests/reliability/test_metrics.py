@@ -11,32 +11,55 @@ import pytest
 from posttroll.message import Message
 from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
-from trollmoves_roles.observe.metrics import Counter, Gauge, Histogram, Registry, endpoint_file, read_endpoint
+from trollmoves_roles.observe.metrics import RoleMetrics, endpoint_file, read_endpoint
 from trollmoves_roles.tools.status import parse_exposition, render_table
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_exposition_format_round_trips():
-    registry = Registry()
-    files = registry.register(Counter("x_files_total", "Files."))
-    files.inc(chain='a "quoted"\nname')
-    files.inc(2, chain="b")
-    registry.register(Gauge("x_queue", "Queue.", lambda: 3))
-    seconds = registry.register(Histogram("x_seconds", "Durations.", buckets=(0.1, 1.0)))
+    metrics = RoleMetrics("server")
+    metrics.delivered.inc(chain='a "quoted"\nname')
+    metrics.delivered.inc(2, chain="b")
+    metrics.set_queue_length(lambda: 3)
     for value in (0.05, 0.5, 5.0):
-        seconds.observe(value, chain="b")
-    text = registry.render()
-    assert "# TYPE x_files_total counter" in text and "# TYPE x_seconds histogram" in text
+        metrics.duration.observe(value, chain="b")
+    text = metrics.render()
+    assert "# TYPE trollmoves_files_delivered_total counter" in text
+    assert "# TYPE trollmoves_transfer_duration_seconds histogram" in text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse_exposition(text)}
-    assert samples[("x_files_total", (("chain", 'a "quoted"\nname'),))] == 1
-    assert samples[("x_files_total", (("chain", "b"),))] == 2
-    assert samples[("x_queue", ())] == 3
-    assert samples[("x_seconds_bucket", (("chain", "b"), ("le", "0.1")))] == 1
-    assert samples[("x_seconds_bucket", (("chain", "b"), ("le", "1")))] == 2
-    assert samples[("x_seconds_bucket", (("chain", "b"), ("le", "+Inf")))] == 3
-    assert samples[("x_seconds_count", (("chain", "b"),))] == 3
-    assert samples[("x_seconds_sum", (("chain", "b"),))] == pytest.approx(5.55)
+    assert samples[("trollmoves_files_delivered_total", (("chain", 'a "quoted"\nname'),))] == 1
+    assert samples[("trollmoves_files_delivered_total", (("chain", "b"),))] == 2
+    assert samples[("trollmoves_queue_length", ())] == 3
+    seconds = "trollmoves_transfer_duration_seconds"
+    assert samples[(f"{seconds}_bucket", (("chain", "b"), ("le", "0.1")))] == 1
+    assert samples[(f"{seconds}_bucket", (("chain", "b"), ("le", "1.0")))] == 2
+    assert samples[(f"{seconds}_bucket", (("chain", "b"), ("le", "+Inf")))] == 3
+    assert samples[(f"{seconds}_count", (("chain", "b"),))] == 3
+    assert samples[(f"{seconds}_sum", (("chain", "b"),))] == pytest.approx(5.55)
+
+
+def test_each_role_counts_in_its_own_registry_with_the_process_collectors():
+    server, client = RoleMetrics("server"), RoleMetrics("client")
+    server.delivered.inc(chain="a")
+    server.refused.inc(chain="a", reason="access")
+    assert server.delivered.value(chain="a") == 1 and client.delivered.value(chain="a") == 0
+    assert server.refused.value(chain="a", reason="access") == 1
+    text = client.render()
+    assert 'trollmoves_info{role="client",version="' in text
+    assert "trollmoves_files_delivered_total{" not in text and "_created" not in text
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
+                 "process_start_time_seconds", "python_info"):
+        assert f"\n{name}" in text, name
+
+
+def test_a_role_without_chains_has_unlabelled_counters():
+    downloader = RoleMetrics("downloader", chains=False)
+    downloader.delivered.inc()
+    downloader.duration.observe(0.2)
+    text = downloader.render()
+    assert "\ntrollmoves_files_delivered_total 1.0\n" in text
+    assert downloader.duration.count() == 1
 
 
 def test_counters_move_after_a_push(dirs, inproc_server):
@@ -139,3 +162,29 @@ def test_metrics_port_in_use_exits_2(tmp_path, dirs):
                                check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_status_of_an_address_that_serves_no_metrics_exits_1():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body>not metrics</body></html>\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Page) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            shown = subprocess.run([TROLLMOVES, "status", f"127.0.0.1:{httpd.server_address[1]}"],
+                                   check=False, capture_output=True, text=True, timeout=60)
+        finally:
+            httpd.shutdown()
+    assert shown.returncode == 1
+    assert len(shown.stderr.strip().splitlines()) == 1 and "does not answer with Prometheus metrics" in shown.stderr

@@ -89,7 +89,7 @@ class Downloader(ListeningService):
         self.transport = transport_for()
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
-        self.metrics = metrics if metrics is not None else RoleMetrics("downloader")
+        self.metrics = metrics if metrics is not None else RoleMetrics("downloader", chains=False)
         self.metrics.set_queue_length(lambda: self.pool.pending)
         self.received = 0
         self.handled = 0

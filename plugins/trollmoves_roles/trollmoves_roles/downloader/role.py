@@ -73,7 +73,7 @@ class DownloaderRole(Role):
         if args.workers is not None and args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
         check_addresses(args.subscribe_address)
-        metrics = RoleMetrics(cls.NAME)
+        metrics = RoleMetrics(cls.NAME, chains=False)
         endpoint = MetricsEndpoint(metrics, config_file, args.metrics_port, args.metrics_bind)
         pending = PendingMessages.open(args.state_directory, config_file, cls.NAME)
         publish_port = config.publish_port if args.publish_port is None else args.publish_port

@@ -1,11 +1,11 @@
-"""Prometheus metrics for the roles: counters, gauges and histograms rendered in the text
-exposition format (0.0.4) on an optional HTTP port, stdlib only.
+"""Prometheus metrics for the roles, kept and rendered by ``prometheus_client``.
 
-:class:`RoleMetrics` holds the metrics every role reports (see ``docs/observability.md``);
-:class:`MetricsServer` serves a registry at ``http://<bind>:<port>/metrics`` from a daemon
-thread, bound to 127.0.0.1 unless told otherwise. A process serving metrics also writes an
-endpoint file (:func:`write_endpoint`) so that ``trollmoves status CONFIG`` finds it from the
-config path alone.
+:class:`RoleMetrics` holds the metrics every role reports (see ``docs/observability.md``) in a
+registry of its own, with prometheus_client's process (memory, CPU, file descriptors, start
+time) and platform collectors; :class:`MetricsServer` serves a registry at
+``http://<bind>:<port>/metrics`` from a daemon thread, bound to 127.0.0.1 unless told otherwise.
+A process serving metrics also writes an endpoint file (:func:`write_endpoint`) so that
+``trollmoves status CONFIG`` finds it from the config path alone.
 """
 
 from __future__ import annotations
@@ -15,201 +15,137 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LOG = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 MAX_PEERS = 1000
 """Peers tracked for ``last seen``; the longest silent is forgotten first."""
 
-Labels = tuple[tuple[str, str], ...]
+# The `_created` series (one more per counter and histogram label set) have no reader here.
+prometheus_client.disable_created_metrics()
 
 
-def _labels(values: Mapping[str, object]) -> Labels:
-    return tuple(sorted((k, str(v)) for k, v in values.items()))
+class _Labelled:
+    """A prometheus_client metric called with its labels as keywords; a label not given is
+    empty, which Prometheus reads as absent."""
+
+    def __init__(self, name: str, metric: Any, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self._metric = metric
+        self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, labels: Mapping[str, object]) -> Any:
+        if not labels.keys() <= set(self._labelnames):
+            raise ValueError(f"{self.name}: unknown labels {sorted(labels)}")
+        key = tuple(str(labels.get(name, "")) for name in self._labelnames)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(*key) if key else self._metric
+        return child
+
+    def _sample(self, suffix: str, labels: Mapping[str, object]) -> float:
+        wanted = {name: str(labels.get(name, "")) for name in self._labelnames}
+        for family in self._metric.collect():
+            for sample in family.samples:
+                if sample.name == family.name + suffix and sample.labels == wanted:
+                    return float(sample.value)
+        return 0.0
 
 
-def _format_labels(labels: Labels, extra: Labels = ()) -> str:
-    items = labels + extra
-    if not items:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items) + "}"
+class Counter(_Labelled):
+    """A counter per label set."""
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_value(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    return repr(float(value)) if value != int(value) else str(int(value))
-
-
-class _Metric:
-    TYPE = ""
-
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name, self.help = name, help_text
-        self._lock = threading.Lock()
-
-    def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.TYPE}", *self._samples()]
-
-    def _samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    """A value that only goes up, per label set."""
-
-    TYPE = "counter"
-
-    def __init__(self, name: str, help_text: str) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, prometheus_client.Counter(name, help_text, labelnames, registry=registry), labelnames)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        key = _labels(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(labels).inc(amount)
 
     def value(self, **labels: object) -> float:
-        with self._lock:
-            return self._values.get(_labels(labels), 0.0)
-
-    def _samples(self) -> list[str]:
-        with self._lock:
-            return [f"{self.name}{_format_labels(k)} {_format_value(v)}" for k, v in sorted(self._values.items())]
+        return self._sample("_total", labels)
 
 
-class Gauge(_Metric):
-    """A value per label set, set directly or read from ``function`` at each scrape."""
+class Histogram(_Labelled):
+    """Observations in cumulative ``le`` buckets, with their sum and count, per label set."""
 
-    TYPE = "gauge"
-
-    def __init__(self, name: str, help_text: str,
-                 function: Callable[[], Mapping[Labels, float] | float] | None = None) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
-        self.function = function
-
-    def set(self, value: float, **labels: object) -> None:
-        with self._lock:
-            self._values[_labels(labels)] = value
-
-    def _samples(self) -> list[str]:
-        with self._lock:
-            values = dict(self._values)
-        if self.function is not None:
-            try:
-                produced = self.function()
-            except Exception as err:  # a scrape must not fail because one gauge did
-                LOG.debug("Gauge %s failed: %s", self.name, err)
-                produced = {}
-            values.update(produced if isinstance(produced, Mapping) else {(): float(produced)})
-        return [f"{self.name}{_format_labels(k)} {_format_value(v)}" for k, v in sorted(values.items())]
-
-
-class Histogram(_Metric):
-    """Observations counted in cumulative ``le`` buckets, with their sum and count, per label set."""
-
-    TYPE = "histogram"
-
-    def __init__(self, name: str, help_text: str, buckets: Iterable[float] = DURATION_BUCKETS) -> None:
-        super().__init__(name, help_text)
-        self.buckets = tuple(sorted(buckets))
-        self._values: dict[Labels, list[float]] = {}  # bucket counts..., +Inf count, sum
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str], registry: CollectorRegistry,
+                 buckets: Iterable[float] = DURATION_BUCKETS) -> None:
+        super().__init__(name, prometheus_client.Histogram(name, help_text, labelnames, registry=registry,
+                                                           buckets=tuple(buckets)), labelnames)
 
     def observe(self, value: float, **labels: object) -> None:
-        key = _labels(labels)
-        with self._lock:
-            row = self._values.setdefault(key, [0.0] * (len(self.buckets) + 2))
-            for index, bound in enumerate(self.buckets):
-                if value <= bound:
-                    row[index] += 1
-            row[-2] += 1
-            row[-1] += value
+        self._child(labels).observe(value)
 
     def count(self, **labels: object) -> int:
-        with self._lock:
-            row = self._values.get(_labels(labels))
-            return int(row[-2]) if row else 0
-
-    def _samples(self) -> list[str]:
-        lines = []
-        with self._lock:
-            for key, row in sorted(self._values.items()):
-                for bound, count in zip(self.buckets, row, strict=False):
-                    lines.append(f"{self.name}_bucket{_format_labels(key, (('le', _format_value(bound)),))} "
-                                 f"{_format_value(count)}")
-                lines.append(f"{self.name}_bucket{_format_labels(key, (('le', '+Inf'),))} {_format_value(row[-2])}")
-                lines.append(f"{self.name}_sum{_format_labels(key)} {_format_value(row[-1])}")
-                lines.append(f"{self.name}_count{_format_labels(key)} {_format_value(row[-2])}")
-        return lines
+        return int(self._sample("_count", labels))
 
 
-class Registry:
-    """The metrics of one process, rendered in registration order."""
+class RoleMetrics(Collector):
+    """The metrics every role reports, in a registry of their own (:attr:`registry`).
 
-    def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
+    Labels: ``chain`` unless ``chains`` is false (the downloader has none), ``reason`` on
+    refusals, ``peer`` on last-seen ages. As a collector it yields the gauges read at each
+    scrape (queue length, peer ages).
+    """
 
-    def register(self, metric: _Metric) -> _Metric:
-        self._metrics.append(metric)
-        return metric
-
-    def render(self) -> str:
-        return "\n".join(line for metric in self._metrics for line in metric.render()) + "\n"
-
-
-class RoleMetrics:
-    """The metrics every role reports. Labels: ``chain`` (and ``reason``, ``peer``)."""
-
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, *, chains: bool = True) -> None:
         self.role = role
-        self.registry = Registry()
-        self.started = time.time()
+        self.registry = CollectorRegistry()
         self._peers: dict[str, float] = {}
         self._peers_lock = threading.Lock()
         self._queue_length: Callable[[], float] = lambda: 0.0
-        reg = self.registry.register
-        reg(Gauge("trollmoves_info", "Role and version of this process (value 1).",
-                  lambda: {_labels({"role": role, "version": _version()}): 1.0}))
-        reg(Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch.",
-                  lambda: self.started))
-        self.announced: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_files_announced_total", "Files announced on the bus."))
-        self.requested: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_files_requested_total", "Files requested (push requests received or sent)."))
-        self.delivered: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_files_delivered_total", "Files delivered to their destination."))
-        self.failed: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_files_failed_total", "File transfers that failed."))
-        self.bytes: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_bytes_delivered_total", "Bytes of the files delivered."))
-        self.duration: Histogram = reg(Histogram(  # type: ignore[assignment]
-            "trollmoves_transfer_duration_seconds", "Time to transfer one file."))
-        self.refused: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_requests_refused_total", "Requests or connections refused, by reason."))
-        self.bad_input: Counter = reg(Counter(  # type: ignore[assignment]
-            "trollmoves_bad_messages_total", "Malformed or invalid messages and requests skipped."))
-        reg(Gauge("trollmoves_queue_length", "Transfers waiting or running.", self._current_queue_length))
-        reg(Gauge("trollmoves_peer_last_seen_age_seconds",
-                  "Seconds since the last heartbeat (or, for a server, request) from each peer.", self._peer_ages))
+        chain = ("chain",) if chains else ()
+        registry = self.registry
+        Info("trollmoves", "Role and version of this process (value 1).",
+             registry=registry).info({"role": role, "version": _version()})
+        self.announced = Counter("trollmoves_files_announced_total", "Files announced on the bus.", chain, registry)
+        self.requested = Counter("trollmoves_files_requested_total",
+                                 "Files requested (push requests received or sent).", chain, registry)
+        self.delivered = Counter("trollmoves_files_delivered_total", "Files delivered to their destination.",
+                                 chain, registry)
+        self.failed = Counter("trollmoves_files_failed_total", "File transfers that failed.", chain, registry)
+        self.bytes = Counter("trollmoves_bytes_delivered_total", "Bytes of the files delivered.", chain, registry)
+        self.duration = Histogram("trollmoves_transfer_duration_seconds", "Time to transfer one file.", chain,
+                                  registry)
+        self.refused = Counter("trollmoves_requests_refused_total", "Requests or connections refused, by reason.",
+                               (*chain, "reason"), registry)
+        self.bad_input = Counter("trollmoves_bad_messages_total",
+                                 "Malformed or invalid messages and requests skipped.", chain, registry)
+        registry.register(self)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
 
-    def _current_queue_length(self) -> float:
-        return self._queue_length()
+    def collect(self) -> Iterator[Metric]:
+        queue = GaugeMetricFamily("trollmoves_queue_length", "Transfers waiting or running.")
+        try:
+            queue.add_metric([], float(self._queue_length()))
+        except Exception as err:  # a scrape must not fail because one gauge did
+            LOG.debug("Queue length failed: %s", err)
+        yield queue
+        ages = GaugeMetricFamily("trollmoves_peer_last_seen_age_seconds",
+                                 "Seconds since the last heartbeat (or, for a server, request) from each peer.",
+                                 labels=["peer"])
+        now = time.monotonic()
+        with self._peers_lock:
+            seen = list(self._peers.items())
+        for peer, when in seen:
+            ages.add_metric([peer], round(now - when, 3))
+        yield ages
 
     def set_queue_length(self, function: Callable[[], float]) -> None:
         self._queue_length = function
@@ -222,13 +158,9 @@ class RoleMetrics:
             while len(self._peers) > MAX_PEERS:
                 self._peers.pop(next(iter(self._peers)))
 
-    def _peer_ages(self) -> dict[Labels, float]:
-        now = time.monotonic()
-        with self._peers_lock:
-            return {_labels({"peer": peer}): round(now - seen, 3) for peer, seen in self._peers.items()}
-
     def render(self) -> str:
-        return self.registry.render()
+        """The Prometheus text exposition of :attr:`registry`."""
+        return prometheus_client.generate_latest(self.registry).decode()
 
 
 def _version() -> str:
@@ -240,15 +172,15 @@ def _version() -> str:
 
 
 class MetricsServer:
-    """Serve ``render()`` at ``/metrics`` on ``http://<bind>:<port>`` from a daemon thread.
+    """Serve ``registry`` at ``/metrics`` (and ``/``) on ``http://<bind>:<port>`` from a daemon
+    thread, with prometheus_client's content negotiation; other paths get 404.
 
     ``port=0`` picks a free port (read :attr:`port`). Raises OSError when the port cannot be bound.
     """
 
-    def __init__(self, render: Callable[[], str], port: int, bind: str = "127.0.0.1") -> None:
-        handler = type("_Handler", (_Handler,), {"render": staticmethod(render)})
-        self._httpd = ThreadingHTTPServer((bind, port), handler)
-        self._httpd.daemon_threads = True
+    def __init__(self, registry: Collector, port: int, bind: str = "127.0.0.1") -> None:
+        self._httpd = make_server(bind, port, _metrics_only(prometheus_client.make_wsgi_app(registry)),
+                                  _ThreadingServer, _QuietHandler)
         self.bind = bind
         self.port: int = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.5},
@@ -271,21 +203,20 @@ class MetricsServer:
         self._httpd.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    render: Callable[[], str]
-    server_version = "trollmoves-metrics"
+def _metrics_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") in ("/metrics", "/"):
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"only /metrics is served\n"]
+    return serve
 
-    def do_GET(self) -> None:
-        if self.path.split("?")[0] not in ("/metrics", "/"):
-            self.send_error(404, "only /metrics is served")
-            return
-        body = self.render().encode()
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         LOG.debug("metrics: " + format, *args)
 
@@ -321,7 +252,7 @@ class MetricsEndpoint:
         if not 0 <= port < 65536:
             raise ConfigError(f"--metrics-port: expected a port number 0-65535, got {port}", file="command line")
         try:
-            self.server = MetricsServer(metrics.render, port, bind)
+            self.server = MetricsServer(metrics.registry, port, bind)
         except OSError as err:
             raise ConfigError(f"cannot serve metrics on {bind}:{port}: {err.strerror or err}",
                               file="command line") from None

@@ -12,47 +12,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from trollmoves_core.command import Command
 from trollmoves_core.plugins import PluginHost
 
-_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)')
-_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+if TYPE_CHECKING:
+    from prometheus_client.samples import Sample
 
 COLUMNS = (("ANNOUNCED", "trollmoves_files_announced_total"), ("REQUESTED", "trollmoves_files_requested_total"),
            ("DELIVERED", "trollmoves_files_delivered_total"), ("FAILED", "trollmoves_files_failed_total"))
 
 
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
 def parse_exposition(text: str) -> list[Sample]:
-    """The samples of a Prometheus text exposition (comments skipped, bad lines ignored)."""
-    samples = []
-    for line in text.splitlines():
-        match = _SAMPLE.match(line.strip())
-        if line.startswith("#") or not match:
-            continue
-        try:
-            value = float(match["value"])
-        except ValueError:
-            continue
-        labels = {m["key"]: bytes(m["value"], "utf-8").decode("unicode_escape")
-                  for m in _LABEL.finditer(match["labels"] or "")}
-        samples.append(Sample(match["name"], labels, value))
-    return samples
+    """The samples of a Prometheus text exposition; ValueError if ``text`` is not one."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def metrics_url(target: str) -> str:
@@ -175,5 +156,12 @@ class StatusTool(Command):
             print(f"trollmoves status: {url} does not answer: {getattr(err, 'reason', err)}",  # noqa: T201
                   file=sys.stderr)
             return 1
-        print(text if args.raw else render_table(parse_exposition(text), url))  # noqa: T201 - the output
+        if not args.raw:
+            try:
+                text = render_table(parse_exposition(text), url)
+            except ValueError as err:
+                print(f"trollmoves status: {url} does not answer with Prometheus metrics: {err}",  # noqa: T201
+                      file=sys.stderr)
+                return 1
+        print(text)  # noqa: T201 - the output
         return 0
