@@ -29,8 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trollmoves_ssh.scp_mover import ScpMover
-from trollmoves_ssh.sftp_mover import SftpMover
+from trollmoves_ssh.mover import ScpMover, SftpMover
 from trollmoves_ssh.testing import INSTALL_HINT, SshServer, sshd_available, start_sshd
 
 from trollmoves_core.mover import Mover

@@ -1,4 +1,4 @@
-"""Session-scoped FTP and FTPS servers (see ``ftp_servers.py``)."""
+"""The FTP and FTPS servers of :mod:`trollmoves_ftp.testing` as session fixtures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("pyftpdlib")
-from ftp_servers import FtpServerThread, make_cert, start_server
+from trollmoves_ftp.testing import FtpServerThread, make_cert, start_server
 
 
 @pytest.fixture(scope="session")

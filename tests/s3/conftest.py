@@ -1,32 +1,29 @@
-"""Fixtures for the S3 mover tests: a moto server on 127.0.0.1, a fresh bucket per test.
+"""The moto S3 server of :mod:`trollmoves_s3.testing` as fixtures, with a fresh bucket per test.
 
-The moto server runs in this process for the whole session; its state is wiped after each
-test (``POST /moto-api/reset``). Helpers live in ``s3_support``.
+The server runs in this process for the whole session; its state is wiped after each test.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3_support import BUCKET, CREDENTIALS, HOST, moto_api
+from trollmoves_s3.mover import S3Mover
+from trollmoves_s3.testing import BUCKET, CREDENTIALS, S3Server, start_server
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """Endpoint URL of a moto server on loopback."""
-    moto_server = pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = moto_server.ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
-    server.start()
-    yield f"http://{HOST}:{server.get_host_and_port()[1]}"
+def s3_server() -> Iterator[S3Server]:
+    """A moto server on loopback."""
+    pytest.importorskip("moto.server")
+    server = start_server()
+    yield server
     server.stop()
 
 
 @pytest.fixture
-def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The endpoint, with dummy credentials in the environment; the server is wiped afterwards."""
     empty = tmp_path_factory.mktemp("aws") / "none"
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -35,8 +32,8 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    yield s3_server
-    moto_api(s3_server, "reset")
+    yield s3_server.endpoint
+    s3_server.reset()
 
 
 @pytest.fixture
@@ -57,3 +54,10 @@ def bucket(boto: Any) -> str:
 def s3_params(s3: str) -> dict[str, Any]:
     """Connection parameters for a mover on the test server."""
     return {"endpoint_url": s3, **CREDENTIALS, "retry_delay": 0.01}
+
+
+@pytest.fixture
+def mover(s3_params: dict[str, Any]) -> Iterator[S3Mover]:
+    """An S3 mover on the test server."""
+    with S3Mover(s3_params) as mover:
+        yield mover

@@ -1,4 +1,4 @@
-"""A real OpenSSH sshd on 127.0.0.1 for the SSH mover tests (see trollmoves_ssh.testing)."""
+"""The SSH servers of :mod:`trollmoves_ssh.testing` as fixtures: OpenSSH sshd, and asyncssh for password logins."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from trollmoves_ssh.testing import INSTALL_HINT, SshServer, sshd_available, start_sshd
+from trollmoves_ssh.testing import (
+    INSTALL_HINT,
+    PasswordSshServer,
+    SshServer,
+    sshd_available,
+    start_password_server,
+    start_sshd,
+)
 
 
 def require_sshd() -> None:
@@ -28,6 +35,15 @@ def private_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer
     """A dedicated sshd for tests that stop, restart or kill it."""
     require_sshd()
     server = start_sshd(tmp_path_factory.mktemp("private-sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def password_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordSshServer]:
+    """An asyncssh SFTP/SCP server that accepts one user and password (no system account needed)."""
+    pytest.importorskip("asyncssh")
+    server = start_password_server(tmp_path_factory.mktemp("password-sshd"))
     yield server
     server.stop()
 

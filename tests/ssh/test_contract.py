@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from trollmoves_ssh.scp_mover import ScpMover
-from trollmoves_ssh.sftp_mover import SftpMover
+from trollmoves_ssh.mover import ScpMover, SftpMover
 from trollmoves_ssh.testing import SshServer
 
 from trollmoves_core.mover import Mover

@@ -6,18 +6,18 @@ import contextlib
 import ftplib
 import logging
 import netrc
-import os
 import posixpath
 import ssl
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trollmoves_core.config import param_bool, param_number
-from trollmoves_core.exceptions import ConfigError, TransferError
+from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.pool import ConnectionPool
 from trollmoves_core.uri import Location
+from trollmoves_ftp.errors import classify, step
+from trollmoves_ftp.options import FtpOptions
 
 LOG = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ BLOCKSIZE = 1024 * 1024
 """Bytes per read/write on the data connection; large blocks keep loopback near 1 GB/s."""
 
 _QUIT_TIMEOUT = 2.0
-_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 @dataclass
@@ -44,19 +43,10 @@ class FtpMover(Mover):
     anonymous login, as upstream does. The port comes from the URI (default 21). URI paths
     are absolute on the server.
 
-    Connection parameters:
-
-    * ``passive`` (default true) or ``active`` (default false): the data-connection mode.
-    * ``timeout`` (default 10): seconds for connecting and for each network read or write.
-    * ``connection_uptime`` (default 30): seconds an idle logged-in connection is kept for
-      reuse; a connection the server dropped meanwhile is replaced transparently (``NOOP``
-      probe).
-    * ``ca_file`` (alias ``cafile``): PEM file of the CA that signed the server's
-      certificate, for ``ftps://`` with a private CA. Without it the system CAs are used.
-    * ``verify`` (default true): ``false`` turns off certificate *and* host-name checks for
-      ``ftps://``. The channel is still encrypted but no longer authenticated; use it only
-      on a trusted network.
-    * ``retries``, ``retry_delay``: see :class:`~trollmoves_core.mover.Mover`.
+    Connection parameters: those of :class:`~trollmoves_ftp.options.FtpOptions`, and
+    ``connection_uptime`` (default 30: seconds an idle logged-in connection is kept for reuse;
+    a connection the server dropped meanwhile is replaced transparently after a ``NOOP``
+    probe), ``retries`` and ``retry_delay`` (see :class:`~trollmoves_core.mover.Mover`).
 
     Uploads go to a hidden temporary name in the destination directory (missing
     directories are created) and are renamed to the final name with ``RNFR``/``RNTO``. If
@@ -74,15 +64,15 @@ class FtpMover(Mover):
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)
-        self.timeout = param_number(self.params, "timeout", 10.0, positive=True)
-        self.passive = _passive(self.params)
-        self.verify = param_bool(self.params, "verify", True)
-        self.ca_file = self.params.get("ca_file") or self.params.get("cafile")
-        if self.ca_file is not None and not os.path.isfile(self.ca_file):
-            raise ConfigError(f"no such file: {self.ca_file}", key="ca_file")
+        self.options = FtpOptions.from_params(self.params)
         self._endpoints: dict[Hashable, Location] = {}
         self._pool: ConnectionPool[_Session] = ConnectionPool(
             self._connect, _close, _is_alive, idle_timeout=self.idle_timeout)
+
+    @property
+    def passive(self) -> bool:
+        """True for passive data connections (``PASV``), False for active ones (``PORT``)."""
+        return self.options.passive
 
     @property
     def connections_opened(self) -> int:
@@ -126,11 +116,11 @@ class FtpMover(Mover):
             _retrieve(session.ftp, source.path, sink, progress)
 
     def _delete(self, location: Location) -> None:
-        with self._session(location) as session, _step(f"DELE {location.path}"):
+        with self._session(location) as session, step(f"DELE {location.path}"):
             session.ftp.delete(location.path)
 
     def _classify(self, err: Exception) -> TransferError | None:
-        return _classify(err)
+        return classify(err)
 
     # -- connections -------------------------------------------------------------------
 
@@ -153,15 +143,15 @@ class FtpMover(Mover):
         user, password = self._credentials(location)
         ftp: ftplib.FTP
         if location.scheme == "ftps":
-            ftp = ftplib.FTP_TLS(context=self._tls_context(), timeout=self.timeout)
+            ftp = ftplib.FTP_TLS(context=self._tls_context(), timeout=self.options.timeout)
         else:
-            ftp = ftplib.FTP(timeout=self.timeout)
+            ftp = ftplib.FTP(timeout=self.options.timeout)
         try:
             ftp.connect(location.host, location.port or 21)
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.auth()
             try:
-                with _step(f"login as {user or 'anonymous'}"):
+                with step(f"login as {user or 'anonymous'}"):
                     ftp.login(user or "", password or "")
             except ftplib.error_perm as err:
                 if not isinstance(ftp, ftplib.FTP_TLS) and ("TLS" in str(err) or "SSL" in str(err)):
@@ -169,18 +159,17 @@ class FtpMover(Mover):
                 raise
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
-            ftp.set_pasv(self.passive)
+            ftp.set_pasv(self.options.passive)
             ftp.voidcmd("TYPE I")
         except BaseException:
             ftp.close()
             raise
         LOG.debug("Logged in to %s://%s as %s (%s mode)", location.scheme, location.netloc(),
-                  user or "anonymous", "passive" if self.passive else "active")
+                  user or "anonymous", "passive" if self.options.passive else "active")
         return _Session(ftp)
 
     def _credentials(self, location: Location) -> tuple[str | None, str | None]:
-        user = location.user or self.params.get("username") or self.params.get("user")
-        password = location.password or self.params.get("password")
+        user, password = self.options.credentials_for(location)
         if password is None:
             entry = _netrc_entry(location.host)
             if entry is not None and (user is None or entry[0] == user):
@@ -188,12 +177,12 @@ class FtpMover(Mover):
         return user, password
 
     def _tls_context(self) -> ssl.SSLContext:
-        if not self.verify:
+        if not self.options.verify:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             return context
-        return ssl.create_default_context(cafile=self.ca_file)
+        return ssl.create_default_context(cafile=self.options.ca_file)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -212,7 +201,7 @@ class FtpMover(Mover):
                 if current in session.known_dirs:
                     continue
                 try:
-                    with _step(f"MKD {current}"):
+                    with step(f"MKD {current}"):
                         ftp.mkd(current)
                 except ftplib.error_perm as refused:
                     try:  # it may exist already; if we cannot enter it either, report the MKD reply
@@ -231,24 +220,8 @@ class FtpMover(Mover):
             LOG.debug("Could not remove %s on %s: %s", temporary, target.netloc(), err)
 
 
-def _classify(err: Exception) -> TransferError | None:
-    """FTP replies and TLS errors as classified TransferErrors; None for anything else."""
-    if isinstance(err, ftplib.error_temp):
-        return TransferError(_reply(err), transient=True)
-    if isinstance(err, ftplib.error_perm | ftplib.error_reply | ftplib.error_proto):
-        return TransferError(_reply(err), transient=False)
-    if isinstance(err, ssl.SSLCertVerificationError):
-        return TransferError(
-            f"TLS certificate verification failed: {err.verify_message or err}; give the CA that signed the "
-            "server's certificate with the 'ca_file' connection parameter (or, on a trusted network only, "
-            "set verify = false)", transient=False)
-    if isinstance(err, ssl.SSLError):
-        return TransferError(f"TLS error: {err}", transient=isinstance(err, _TRANSIENT_SSL))
-    return None
-
-
 def _store(ftp: ftplib.FTP, path: str, source: Any, progress: ProgressCallback | None) -> None:
-    with _step(f"STOR {path}"):
+    with step(f"STOR {path}"):
         with ftp.transfercmd(f"STOR {path}") as conn:
             while block := source.read(BLOCKSIZE):
                 conn.sendall(block)
@@ -260,7 +233,7 @@ def _store(ftp: ftplib.FTP, path: str, source: Any, progress: ProgressCallback |
 
 
 def _retrieve(ftp: ftplib.FTP, path: str, sink: Any, progress: ProgressCallback | None) -> None:
-    with _step(f"RETR {path}"):
+    with step(f"RETR {path}"):
         with ftp.transfercmd(f"RETR {path}") as conn:
             while block := conn.recv(BLOCKSIZE):
                 sink.write(block)
@@ -273,7 +246,7 @@ def _retrieve(ftp: ftplib.FTP, path: str, sink: Any, progress: ProgressCallback 
 
 def _replace(ftp: ftplib.FTP, temporary: str, final: str) -> None:
     """Rename ``temporary`` to ``final``, replacing ``final`` if the server will not."""
-    with _step(f"rename {temporary} to {final}"):
+    with step(f"rename {temporary} to {final}"):
         try:
             ftp.rename(temporary, final)
             return
@@ -308,30 +281,6 @@ def _is_alive(session: _Session) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _step(description: str) -> Iterator[None]:
-    """Label an FTP error reply raised inside with the command that drew it (innermost wins)."""
-    try:
-        yield
-    except ftplib.Error as err:
-        if not hasattr(err, "step"):
-            err.step = description  # type: ignore[attr-defined]
-        raise
-
-
-def _reply(err: ftplib.Error) -> str:
-    """``server replied '550 ...' to MKD /x; hint`` for an error reply."""
-    text = str(err).strip()
-    described = f"server replied {text!r}" if text else f"unexpected server reply ({type(err).__name__})"
-    if isinstance(err, ftplib.error_proto):
-        described = f"unexpected server reply {text!r}"
-    step = getattr(err, "step", None)
-    if step:
-        described += f" to {step}"
-    hint = getattr(err, "hint", None)
-    return f"{described}; {hint}" if hint else described
-
-
 def _netrc_entry(host: str) -> tuple[str, str] | None:
     """``(login, password)`` from ``~/.netrc`` for ``host``, or None."""
     try:
@@ -345,12 +294,3 @@ def _netrc_entry(host: str) -> tuple[str, str] | None:
         return None
     login, _account, password = found
     return login, password
-
-
-def _passive(params: Mapping[str, Any]) -> bool:
-    both = "passive" in params and "active" in params
-    if both and param_bool(params, "passive", True) == param_bool(params, "active", False):
-        raise ConfigError("'passive' and 'active' contradict each other; give only one", key="passive")
-    if "active" in params:
-        return not param_bool(params, "active", False)
-    return param_bool(params, "passive", True)

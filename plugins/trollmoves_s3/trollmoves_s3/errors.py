@@ -23,13 +23,13 @@ TRANSIENT_CODES = frozenset({
 })
 
 
-class S3Failure(TransferError):
+class S3Error(TransferError):
     """An S3 operation failed; the message names the cause. The mover adds what it was doing."""
 
 
 def is_transient(err: BaseException) -> bool:
     """True when retrying ``err`` later may succeed."""
-    if isinstance(err, S3Failure):
+    if isinstance(err, S3Error):
         return err.transient
     import botocore.exceptions as boto
 

@@ -25,8 +25,8 @@ from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.pool import ConnectionPool
 from trollmoves_core.uri import Location
-from trollmoves_s3.errors import S3Failure, describe, is_transient
-from trollmoves_s3.options import check_range, parse_options, part_size
+from trollmoves_s3.errors import S3Error, describe, is_transient
+from trollmoves_s3.options import S3Options, check_range, part_size
 
 if TYPE_CHECKING:
     from s3fs import S3FileSystem
@@ -96,7 +96,7 @@ class S3Mover(Mover):
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)
-        self.options = parse_options(self.params)
+        self.options = S3Options.from_params(self.params)
         self._endpoints: dict[Hashable, Location] = {}
         self._orphans: dict[Hashable, list[tuple[str, str, str]]] = {}
         self._pool: ConnectionPool[S3FileSystem] = ConnectionPool(
@@ -148,7 +148,7 @@ class S3Mover(Mover):
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         bucket, key = _split(target)
         if not key:
-            raise S3Failure(f"no object name in {target}", transient=False)
+            raise S3Error(f"no object name in {target}", transient=False)
 
         pool_key = self.connection_key(target)
 
@@ -170,7 +170,7 @@ class S3Mover(Mover):
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         bucket, key = _split(source)
         if not key:
-            raise S3Failure(f"no object name in {source}", transient=False)
+            raise S3Error(f"no object name in {source}", transient=False)
         start, end = _RANGE.get() or (self.options.range_start, self.options.range_end)
         request: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if start is not None or end is not None:
@@ -182,13 +182,13 @@ class S3Mover(Mover):
     def _delete(self, location: Location) -> None:
         bucket, key = _split(location)
         if not key:
-            raise S3Failure(f"no object name in {location}", transient=False)
+            raise S3Error(f"no object name in {location}", transient=False)
         self._using(location, lambda fs: fs.call_s3("delete_object", Bucket=bucket, Key=key))
 
     # -- connections -------------------------------------------------------------------
 
     def _using(self, location: Location, action: Callable[[S3FileSystem], T]) -> T:
-        """Run ``action`` with a pooled filesystem; turn any failure into an :class:`S3Failure`.
+        """Run ``action`` with a pooled filesystem; turn any failure into an :class:`S3Error`.
 
         A filesystem whose call failed with a clean server reply (no such key, access denied)
         is kept for reuse; one that hit network trouble is dropped.
@@ -196,13 +196,13 @@ class S3Mover(Mover):
         bucket, key = _split(location)
         pool_key = self.connection_key(location)
         self._endpoints[pool_key] = location
-        refused: S3Failure | None = None
+        refused: S3Error | None = None
         try:
             with self._pool.connection(pool_key) as fs:
                 try:
                     return action(fs)
                 except Exception as err:
-                    failure = S3Failure(describe(err, bucket, key), transient=is_transient(err))
+                    failure = S3Error(describe(err, bucket, key), transient=is_transient(err))
                     failure.__cause__ = err
                     if failure.transient:
                         raise failure from err
@@ -210,7 +210,7 @@ class S3Mover(Mover):
         except TransferError:
             raise
         except Exception as err:  # creating the filesystem failed (bad config_kwargs, say)
-            raise S3Failure(describe(err, bucket, key), transient=is_transient(err)) from err
+            raise S3Error(describe(err, bucket, key), transient=is_transient(err)) from err
         assert refused is not None
         raise refused
 

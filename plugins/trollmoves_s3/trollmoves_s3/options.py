@@ -66,76 +66,76 @@ class S3Options:
     def access_key(self) -> str | None:
         return self.fs_kwargs.get("key")
 
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> S3Options:
+        """Read a mover's connection parameters; raise :class:`ConfigError` naming a bad key."""
+        fs: dict[str, Any] = {}
+        for alias, name in _ALIASES.items():
+            if params.get(alias) is not None and params.get(name) is None:
+                fs[name] = _text(params[alias], alias)
+        for name in _STR_KEYS:
+            if params.get(name) is not None:
+                fs[name] = _text(params[name], name)
+        for name in _BOOL_KEYS:
+            if params.get(name) is not None:
+                fs[name] = to_bool(params[name], key=name)
+        for name in _INT_KEYS:
+            if params.get(name) is not None:
+                fs[name] = to_size(params[name], name)
+        for name in _MAPPING_KEYS:
+            if params.get(name) is not None:
+                fs[name] = to_mapping(params[name], name)
+        if to_bool(params.get("asynchronous", False), key="asynchronous"):
+            raise ConfigError("not supported: the mover drives s3fs synchronously", key="asynchronous")
+        session = params.get("session")
+        if session is not None:
+            if isinstance(session, str):
+                raise ConfigError("expected an aiobotocore session object, not text; use 'profile' in config files",
+                                  key="session")
+            fs["session"] = session
 
-def parse_options(params: Mapping[str, Any]) -> S3Options:
-    """Build :class:`S3Options` from a mover's connection parameters."""
-    fs: dict[str, Any] = {}
-    for alias, name in _ALIASES.items():
-        if params.get(alias) is not None and params.get(name) is None:
-            fs[name] = _text(params[alias], alias)
-    for name in _STR_KEYS:
-        if params.get(name) is not None:
-            fs[name] = _text(params[name], name)
-    for name in _BOOL_KEYS:
-        if params.get(name) is not None:
-            fs[name] = to_bool(params[name], key=name)
-    for name in _INT_KEYS:
-        if params.get(name) is not None:
-            fs[name] = to_size(params[name], name)
-    for name in _MAPPING_KEYS:
-        if params.get(name) is not None:
-            fs[name] = to_mapping(params[name], name)
-    if to_bool(params.get("asynchronous", False), key="asynchronous"):
-        raise ConfigError("not supported: the mover drives s3fs synchronously", key="asynchronous")
-    session = params.get("session")
-    if session is not None:
-        if isinstance(session, str):
-            raise ConfigError("expected an aiobotocore session object, not text; use 'profile' in config files",
-                              key="session")
-        fs["session"] = session
+        extra = dict(fs.pop("kwargs", {}))  # upstream's "kwargs": more S3FileSystem/AioSession arguments
+        profile = _optional_text(params.get("profile"), "profile") or extra.pop("profile", None)
+        if profile:
+            fs["profile"] = profile
+        fs.update({k: v for k, v in extra.items() if k not in fs})
 
-    extra = dict(fs.pop("kwargs", {}))  # upstream's "kwargs": more S3FileSystem/AioSession arguments
-    profile = _optional_text(params.get("profile"), "profile") or extra.pop("profile", None)
-    if profile:
-        fs["profile"] = profile
-    fs.update({k: v for k, v in extra.items() if k not in fs})
+        client_kwargs = dict(fs.get("client_kwargs", {}))
+        region = _optional_text(params.get("region_name"), "region_name") or client_kwargs.get("region_name")
+        if region:
+            client_kwargs["region_name"] = region
+        if client_kwargs:
+            fs["client_kwargs"] = client_kwargs
+        config_kwargs = dict(fs.get("config_kwargs", {}))
+        config_kwargs.setdefault("retries", dict(_DEFAULT_BOTO_RETRIES))
+        fs["config_kwargs"] = config_kwargs
 
-    client_kwargs = dict(fs.get("client_kwargs", {}))
-    region = _optional_text(params.get("region_name"), "region_name") or client_kwargs.get("region_name")
-    if region:
-        client_kwargs["region_name"] = region
-    if client_kwargs:
-        fs["client_kwargs"] = client_kwargs
-    config_kwargs = dict(fs.get("config_kwargs", {}))
-    config_kwargs.setdefault("retries", dict(_DEFAULT_BOTO_RETRIES))
-    fs["config_kwargs"] = config_kwargs
+        concurrency = to_size(params.get("max_concurrency", 10), "max_concurrency")
+        if concurrency < 1:
+            raise ConfigError("must be at least 1", key="max_concurrency")
+        fs["max_concurrency"] = concurrency
 
-    concurrency = to_size(params.get("max_concurrency", 10), "max_concurrency")
-    if concurrency < 1:
-        raise ConfigError("must be at least 1", key="max_concurrency")
-    fs["max_concurrency"] = concurrency
+        chunk_key = "multipart_chunksize" if params.get("multipart_chunksize") is not None else "s3_multipart_chunksize"
+        chunksize = to_size(params.get(chunk_key, 8 * MIB), chunk_key)
+        if chunksize < MIN_PART_SIZE:
+            raise ConfigError(f"must be at least 5 MiB ({MIN_PART_SIZE} bytes), the S3 minimum part size, "
+                              f"got {chunksize}", key=chunk_key)
+        threshold = to_size(params.get("multipart_threshold", 8 * MIB), "multipart_threshold")
+        if to_bool(params.get("s3_use_multipart", False), key="s3_use_multipart"):
+            threshold = 0  # upstream's switch: every upload goes through the multipart API
+        if threshold < 0:
+            raise ConfigError("must not be negative", key="multipart_threshold")
 
-    chunk_key = "multipart_chunksize" if params.get("multipart_chunksize") is not None else "s3_multipart_chunksize"
-    chunksize = to_size(params.get(chunk_key, 8 * MIB), chunk_key)
-    if chunksize < MIN_PART_SIZE:
-        raise ConfigError(f"must be at least 5 MiB ({MIN_PART_SIZE} bytes), the S3 minimum part size, got {chunksize}",
-                          key=chunk_key)
-    threshold = to_size(params.get("multipart_threshold", 8 * MIB), "multipart_threshold")
-    if to_bool(params.get("s3_use_multipart", False), key="s3_use_multipart"):
-        threshold = 0  # upstream's switch: every upload goes through the multipart API
-    if threshold < 0:
-        raise ConfigError("must not be negative", key="multipart_threshold")
+        start = _optional_size(params.get("range_start"), "range_start")
+        end = _optional_size(params.get("range_end"), "range_end")
+        check_range(start, end)
 
-    start = _optional_size(params.get("range_start"), "range_start")
-    end = _optional_size(params.get("range_end"), "range_end")
-    check_range(start, end)
-
-    ignored = sorted(k for k in ("s3_use_copy",) if k in params)
-    if ignored:
-        LOG.debug("S3 mover: %s not needed, uploads are always atomic", ", ".join(ignored))
-    return S3Options(fs_kwargs=fs, endpoint_url=fs.get("endpoint_url"), profile=fs.get("profile"),
-                     region_name=region, anon=bool(fs.get("anon", False)), multipart_threshold=threshold,
-                     multipart_chunksize=chunksize, max_concurrency=concurrency, range_start=start, range_end=end)
+        ignored = sorted(k for k in ("s3_use_copy",) if k in params)
+        if ignored:
+            LOG.debug("S3 mover: %s not needed, uploads are always atomic", ", ".join(ignored))
+        return cls(fs_kwargs=fs, endpoint_url=fs.get("endpoint_url"), profile=fs.get("profile"),
+                   region_name=region, anon=bool(fs.get("anon", False)), multipart_threshold=threshold,
+                   multipart_chunksize=chunksize, max_concurrency=concurrency, range_start=start, range_end=end)
 
 
 def check_range(start: int | None, end: int | None) -> None:

@@ -3,7 +3,8 @@
 Opening a connection (host keys, login, keepalive, fast ciphers, large windows), the pooled
 connection object, and the translation of paramiko's errors into ones the retry logic
 classifies correctly: network trouble becomes :class:`ConnectionError` (transient), a
-rejected host key or login becomes a :class:`SshLoginError` (never retried).
+rejected host key or login becomes a :class:`~trollmoves_ssh.errors.SshLoginError` (never
+retried).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import paramiko
 
 from trollmoves_core.pool import ConnectionPool
 from trollmoves_core.uri import Location
+from trollmoves_ssh.errors import AuthenticationError, SshLoginError, UnknownHostKeyError
 from trollmoves_ssh.options import SshOptions
 
 LOG = logging.getLogger(__name__)
@@ -29,18 +31,6 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
-
-
-class SshLoginError(Exception):
-    """The server was reached but refused us (or we refused it); retrying cannot help."""
-
-
-class UnknownHostKeyError(SshLoginError):
-    """The server's host key is in no known-hosts file and the policy is ``reject``."""
-
-
-class AuthenticationError(SshLoginError):
-    """The server rejected every credential we offered."""
 
 
 class SshConnection:

@@ -8,7 +8,6 @@ from trollmoves_core.mover import Mover
 
 @hookimpl
 def trollmoves_register_movers() -> list[type[Mover]]:
-    from trollmoves_ssh.scp_mover import ScpMover
-    from trollmoves_ssh.sftp_mover import SftpMover
+    from trollmoves_ssh.mover import ScpMover, SftpMover
 
     return [SftpMover, ScpMover]

@@ -1,13 +1,18 @@
-"""A throwaway OpenSSH ``sshd`` on 127.0.0.1, for tests and benchmarks.
+"""Throwaway SSH servers on 127.0.0.1, for tests and benchmarks.
 
 :func:`start_sshd` writes a host key, a client key, ``authorized_keys``, a ``known_hosts``
 file naming the server's key and an ``sshd_config`` into a working directory, starts
-``sshd -D`` on a free port and waits for its ``SSH-2.0-`` banner. It logs in as the user
-running it (root may also log in by password where ``/etc/shadow`` allows it).
+OpenSSH's ``sshd -D`` on a free port and waits for its ``SSH-2.0-`` banner. It logs in as the
+user running it by key (root may also log in by password where ``/etc/shadow`` allows it).
+
+:func:`start_password_server` runs an asyncssh SFTP and SCP server in a thread of the calling
+process that accepts one user name and password (no system account needed); it needs
+``pip install trollmoves-ssh[test]``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import os
@@ -16,9 +21,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
@@ -211,3 +218,101 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+@dataclass
+class PasswordSshServer:
+    """A running asyncssh server (SFTP and SCP on the local file system) for one user and password."""
+
+    port: int
+    user: str
+    password: str = field(repr=False)
+    known_hosts: Path
+    logins: int = 0
+    """Successful password logins so far."""
+    failed_logins: int = 0
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _acceptor: Any = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    def uri(self, scheme: str, path: str, *, password: bool = False) -> str:
+        """``scheme://user@127.0.0.1:port/path``, with ``user:password@`` when ``password`` is true."""
+        auth = f"{self.user}:{self.password}" if password else self.user
+        return f"{scheme}://{auth}@{HOST}:{self.port}{path}"
+
+    def mover_params(self, **extra: str) -> dict[str, str]:
+        """Connection parameters that log in with the password under the default host key policy."""
+        return {"password": self.password, "known_hosts": str(self.known_hosts), "allow_agent": "false",
+                "look_for_keys": "false", **extra}
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then end the server's thread."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        loop.close()
+
+    async def _shutdown(self) -> None:
+        self._acceptor.close()
+        await self._acceptor.wait_closed()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def start_password_server(workdir: Path, user: str = "trollmoves", password: str = "pw-for-tests",
+                          ) -> PasswordSshServer:
+    """Start an asyncssh server on a free port that accepts only ``user`` with ``password``.
+
+    It serves SFTP and SCP on this machine's file system (absolute paths, as the current
+    user) and writes a ``known_hosts`` file naming its fresh host key into ``workdir``.
+    """
+    import asyncssh
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    loop = asyncio.new_event_loop()
+    server = PasswordSshServer(port=0, user=user, password=password, known_hosts=workdir / "known_hosts")
+
+    class _Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, offered: str) -> bool:
+            accepted = username == user and offered == password
+            if accepted:
+                server.logins += 1
+            else:
+                server.failed_logins += 1
+            return accepted
+
+    async def listen() -> Any:
+        return await asyncssh.create_server(_Server, HOST, 0, server_host_keys=[host_key],
+                                            sftp_factory=asyncssh.SFTPServer, allow_scp=True)
+
+    thread = threading.Thread(target=loop.run_forever, name="asyncssh-server", daemon=True)
+    thread.start()
+    try:
+        server._acceptor = asyncio.run_coroutine_threadsafe(listen(), loop).result(10)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        raise
+    server._loop, server._thread = loop, thread
+    server.port = server._acceptor.get_port()
+    public = host_key.export_public_key("openssh").decode().split()[:2]
+    server.known_hosts.write_text(f"[{HOST}]:{server.port} {' '.join(public)}\n")
+    return server

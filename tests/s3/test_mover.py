@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_support import CREDENTIALS, TcpProxy, moto_api, objects, pending_uploads
 from trollmoves_s3.mover import S3Mover
+from trollmoves_s3.testing import CREDENTIALS, TcpProxy, moto_api, objects, pending_uploads
 
 from trollmoves_core.exceptions import TransferError
-from trollmoves_core.testing import MoverContract
 
 MIB = 1024 * 1024
 TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
@@ -28,30 +27,10 @@ class _Stop(Exception):
 
 
 @pytest.fixture
-def mover(s3_params: dict[str, Any]) -> Iterator[S3Mover]:
-    with S3Mover(s3_params) as mover:
-        yield mover
-
-
-@pytest.fixture
 def big_file(tmp_path: Path) -> Path:
     path = tmp_path / "big.nc"
     path.write_bytes(os.urandom(20 * MIB + 123))
     return path
-
-
-class TestS3MoverContract(MoverContract):
-    @pytest.fixture
-    def mover(self, mover: S3Mover) -> S3Mover:
-        return mover
-
-    @pytest.fixture
-    def remote_dir(self, bucket: str) -> str:
-        return f"s3://{bucket}/prefix/"
-
-    @pytest.fixture
-    def login_count(self, mover: S3Mover):
-        return lambda: mover.connections_opened
 
 
 # -- destination rule ----------------------------------------------------------------------

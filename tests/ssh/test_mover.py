@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from trollmoves_ssh.connection import SshConnection
-from trollmoves_ssh.scp_mover import ScpMover
-from trollmoves_ssh.sftp_mover import SftpMover
-from trollmoves_ssh.testing import SshServer
+from trollmoves_ssh.mover import ScpMover, SftpMover
+from trollmoves_ssh.testing import PasswordSshServer, SshServer
 
 from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.mover import Mover
@@ -162,7 +161,7 @@ def test_password_is_offered_and_never_shown(sshd: SshServer, source: Path, remo
     """The server sees a password attempt; the error and the logs never contain the password.
 
     A *successful* password login would need a real account with a known password on this
-    machine; see the skipped test below.
+    machine; test_successful_password_login logs in to an asyncssh server instead.
     """
     secret = "n0t-the-real-Pw"
     params = {"known_hosts": str(sshd.known_hosts), "allow_agent": "false", "look_for_keys": "false"}
@@ -180,9 +179,22 @@ def test_password_is_offered_and_never_shown(sshd: SshServer, source: Path, remo
     assert wait_until(lambda: count(r"Failed password for ", sshd) == before + 1)
 
 
-def test_successful_password_login() -> None:
-    pytest.skip("needs an account with a known password; the tests do not change this machine's users "
-                "(the password path is covered by test_password_is_offered_and_never_shown)")
+@pytest.mark.parametrize("in_uri", [True, False], ids=["password-in-uri", "password-param"])
+@pytest.mark.parametrize(("cls", "scheme"), MOVERS)
+def test_successful_password_login(password_sshd: PasswordSshServer, source: Path, remote_tmp: Path, tmp_path: Path,
+                                   cls: type[Mover], scheme: str, in_uri: bool) -> None:
+    """A password account on a real server: one login, the file arrives, the password is not in the URI."""
+    params = password_sshd.mover_params(retry_delay="0.01")
+    if in_uri:
+        del params["password"]
+    before = password_sshd.logins
+    with cls(params) as mover:
+        uri = mover.put(source, password_sshd.uri(scheme, f"{remote_tmp}/", password=in_uri))
+        back = mover.get(uri, tmp_path / "back.bin")
+    assert uri == password_sshd.uri(scheme, f"{remote_tmp}/data.bin")
+    assert password_sshd.password not in uri
+    assert (remote_tmp / "data.bin").read_bytes() == source.read_bytes() == Path(back).read_bytes()
+    assert password_sshd.logins - before == 1
 
 
 # -- the transfer itself -------------------------------------------------------------------

@@ -1,16 +1,62 @@
-"""Helpers for the S3 tests: moto's control API, listings, and a TCP proxy that can cut the line."""
+"""A throwaway S3 server on 127.0.0.1 (moto), for tests and benchmarks, and tools around it.
+
+:func:`start_server` runs moto's S3 server in a thread of the calling process; it accepts any
+access key (:data:`CREDENTIALS` for instance) and keeps everything in memory until
+:meth:`S3Server.reset`. :func:`moto_api` drives its control API, :func:`objects` and
+:func:`pending_uploads` inspect a bucket through boto3, and :class:`TcpProxy` stands between
+client and server to cut the line. Needs ``pip install trollmoves-s3[test]`` (moto[server]).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 HOST = "127.0.0.1"
 BUCKET = "trollmoves-test"
 CREDENTIALS = {"key": "testing", "secret": "testing"}
+
+
+@dataclass
+class S3Server:
+    """A running moto S3 server."""
+
+    server: Any
+
+    @property
+    def port(self) -> int:
+        return int(self.server.get_host_and_port()[1])
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:port``, the ``endpoint_url`` of a mover on this server."""
+        return f"http://{HOST}:{self.port}"
+
+    def mover_params(self, **extra: Any) -> dict[str, Any]:
+        """Connection parameters for a mover on this server."""
+        return {"endpoint_url": self.endpoint, **CREDENTIALS, **extra}
+
+    def reset(self) -> None:
+        """Forget every bucket and object."""
+        moto_api(self.endpoint, "reset")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_server() -> S3Server:
+    """Start moto's S3 server on a free port of 127.0.0.1, in a daemon thread."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    return S3Server(server)
 
 
 def moto_api(endpoint: str, action: str, body: bytes = b"") -> None:
@@ -22,10 +68,12 @@ def moto_api(endpoint: str, action: str, body: bytes = b"") -> None:
 
 
 def objects(boto: Any, bucket: str) -> list[str]:
+    """The keys in ``bucket``, as a boto3 client sees them."""
     return [item["Key"] for item in boto.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
 def pending_uploads(boto: Any, bucket: str) -> list[dict[str, Any]]:
+    """The multipart uploads started in ``bucket`` and neither completed nor aborted."""
     return boto.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ftp_servers import PASSWORD, FtpServerThread, fresh_dir, ftp_uri
+from trollmoves_ftp.testing import PASSWORD, FtpServerThread, fresh_dir, ftp_uri
 
 TROLLMOVES = Path(sys.executable).parent / "trollmoves"
 

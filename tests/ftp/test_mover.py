@@ -10,8 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ftp_servers import HOST, PASSWORD, READER, USER, FtpServerThread, fresh_dir, ftp_uri, make_cert, start_server
 from trollmoves_ftp.mover import FtpMover
+from trollmoves_ftp.testing import (
+    HOST,
+    PASSWORD,
+    READER,
+    USER,
+    FtpServerThread,
+    fresh_dir,
+    ftp_uri,
+    make_cert,
+    start_server,
+)
 
 from trollmoves_core.exceptions import ConfigError, TransferError
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from trollmoves_s3.errors import describe, is_transient
-from trollmoves_s3.options import MIB, parse_options, part_size, to_size
+from trollmoves_s3.options import MIB, S3Options, part_size, to_size
 
 from trollmoves_core.exceptions import ConfigError
 
 
 def test_defaults() -> None:
-    options = parse_options({})
+    options = S3Options.from_params({})
     assert options.multipart_threshold == options.multipart_chunksize == 8 * MIB
     assert options.max_concurrency == 10
     assert options.fs_kwargs["config_kwargs"]["retries"] == {"max_attempts": 3, "mode": "standard"}
 
 
 def test_ini_strings_are_converted() -> None:
-    options = parse_options({
+    options = S3Options.from_params({
         "endpoint_url": "http://127.0.0.1:9000", "anon": "yes", "use_ssl": "false", "requester_pays": "0",
         "default_block_size": "5MiB", "max_concurrency": "2", "multipart_threshold": "64 MB",
         "multipart_chunksize": "16MiB", "client_kwargs": '{"verify": false}',
@@ -37,7 +37,7 @@ def test_ini_strings_are_converted() -> None:
 
 
 def test_aliases_and_upstream_names() -> None:
-    options = parse_options({"aws_access_key_id": "AK", "aws_secret_access_key": "SK", "aws_session_token": "T",
+    options = S3Options.from_params({"aws_access_key_id": "AK", "aws_secret_access_key": "SK", "aws_session_token": "T",
                              "s3_multipart_chunksize": "6MiB", "s3_use_multipart": "True", "s3_use_copy": "true"})
     assert (options.fs_kwargs["key"], options.fs_kwargs["secret"], options.fs_kwargs["token"]) == ("AK", "SK", "T")
     assert options.multipart_chunksize == 6 * MIB
@@ -45,11 +45,12 @@ def test_aliases_and_upstream_names() -> None:
 
 
 def test_explicit_key_wins_over_alias() -> None:
-    assert parse_options({"key": "mine", "aws_access_key_id": "other"}).access_key == "mine"
+    assert S3Options.from_params({"key": "mine", "aws_access_key_id": "other"}).access_key == "mine"
 
 
 def test_keys_of_other_movers_are_ignored() -> None:
-    options = parse_options({"ssh_key_filename": "/x", "connection_uptime": "5", "passive": "no", "mode": "copy"})
+    options = S3Options.from_params({"ssh_key_filename": "/x", "connection_uptime": "5", "passive": "no",
+                                     "mode": "copy"})
     assert set(options.fs_kwargs) == {"config_kwargs", "max_concurrency"}
 
 
@@ -68,14 +69,14 @@ def test_keys_of_other_movers_are_ignored() -> None:
 ])
 def test_bad_values_name_their_key(params: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_options(params)
+        S3Options.from_params(params)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
 
 
 def test_bad_mapping_does_not_echo_its_value() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_options({"client_kwargs": "- aws_secret_access_key: hunter2"})
+        S3Options.from_params({"client_kwargs": "- aws_secret_access_key: hunter2"})
     assert "hunter2" not in str(info.value)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ftp_servers import FtpServerThread, fresh_dir, ftp_uri
 from trollmoves_ftp.mover import FtpMover
+from trollmoves_ftp.testing import FtpServerThread, fresh_dir, ftp_uri
 
 from trollmoves_core.testing import MoverContract
 

@@ -1,0 +1,281 @@
+"""The ``sftp://`` (alias ``ssh://``) and ``scp://`` movers, and what they share.
+
+Both run on pooled paramiko connections (:mod:`trollmoves_ssh.connection`) and upload
+atomically: to a hidden temporary name beside the target, then renamed. paramiko and scp are
+imported on first use, not when the plugin registers its movers, so that ``trollmoves``
+starts fast when no SSH transfer is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from trollmoves_core.mover import Mover, ProgressCallback
+from trollmoves_core.uri import Location
+from trollmoves_ssh.options import SshOptions
+
+if TYPE_CHECKING:
+    from scp import SCPClient
+
+    from trollmoves_ssh.connection import SshConnection, SshSessions
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+MAX_BLOCK = 255 * 1024
+"""OpenSSH's sftp-server reads and writes at most this much per request (261120 bytes)."""
+
+PREFETCH_REQUESTS = 64
+"""Read requests in flight during a download (8 MiB of the 16 MiB window at the default block size)."""
+
+
+class SshMover(Mover):
+    """Base of the SSH movers; see :class:`~trollmoves_ssh.options.SshOptions` for the parameters.
+
+    Upstream's ``num_ssh_retries`` is honoured as the number of attempts when ``retries`` is
+    not given.
+    """
+
+    def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
+        params = dict(connection_params or {})
+        if "retries" not in params and "num_ssh_retries" in params:
+            params["retries"] = params["num_ssh_retries"]
+        super().__init__(params)
+        self.options = SshOptions.from_params(self.params)
+        self._sessions: SshSessions | None = None
+
+    def close(self) -> None:
+        if self._sessions is not None:
+            self._sessions.close()
+
+    def _on_connection(self, location: Location, action: Callable[[SshConnection], T]) -> T:
+        if self._sessions is None:
+            from trollmoves_ssh.connection import SshSessions
+
+            self._sessions = SshSessions(self.options, self.idle_timeout)
+        return self._sessions.run(self.connection_key(location), location, action)
+
+    def _delete(self, location: Location) -> None:
+        self._on_connection(location, lambda conn: remove(conn, location.path))
+
+
+class SftpMover(SshMover):
+    """Upload and download over SFTP, on pooled paramiko connections.
+
+    An upload goes to a hidden temporary name in the target directory (created if missing),
+    in pipelined writes of ``block_size`` bytes (at most 255 KiB), and is then renamed with ``posix-rename``: readers
+    see the whole file or nothing. ``ssh://`` URIs are served the same way (upstream
+    announces files as ``ssh://host/path``).
+    """
+
+    NAME = "sftp"
+    SCHEMES = ("sftp", "ssh")
+
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
+
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
+        self._on_connection(source, lambda conn: self._download(conn, source.path, local_path, progress))
+
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
+        sftp = conn.sftp()
+        temp = self.temporary_name(final)
+        block = min(self.options.block_size, MAX_BLOCK)
+        try:
+            size = 0
+            with open(local_path, "rb", buffering=0) as source, _create(conn, temp) as handle:
+                handle.MAX_REQUEST_SIZE = block
+                handle.set_pipelined(True)  # errors come back on close, which waits for every reply
+                while data := source.read(block):
+                    handle.write(data)
+                    size += len(data)
+                    if progress:
+                        progress(len(data))
+            written = sftp.stat(temp).st_size
+            if written != size:
+                raise OSError(f"the server stored {written} of {size} bytes")
+            rename(conn, temp, final)
+        except BaseException:
+            remove_quietly(conn, temp)
+            raise
+
+    def _download(self, conn: SshConnection, remote: str, local_path: str, progress: ProgressCallback | None) -> None:
+        sftp = conn.sftp()
+        block = min(self.options.block_size, MAX_BLOCK)
+        with sftp.open(remote, "rb", bufsize=block) as handle:
+            size = handle.stat().st_size
+            handle.MAX_REQUEST_SIZE = block
+            handle.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
+            received = 0
+            with open(local_path, "wb") as out:
+                while data := handle.read(block):
+                    out.write(data)
+                    received += len(data)
+                    if progress:
+                        progress(len(data))
+        if received != size:
+            raise OSError(f"received {received} of {size} bytes of {remote}")
+
+
+class ScpMover(SshMover):
+    """Upload and download with the SCP protocol (``scp -t`` / ``scp -f`` on the server).
+
+    Unlike upstream, missing remote directories are created and the upload is atomic: the
+    file is sent under a hidden temporary name and renamed afterwards. Directory creation,
+    renaming and deletion use the SFTP subsystem of the same connection, or ``mkdir -p`` /
+    ``mv`` / ``rm`` commands where the server has none.
+    """
+
+    NAME = "scp"
+    SCHEMES = ("scp",)
+
+    def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
+
+    def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
+        self._on_connection(source, lambda conn: self._scp(
+            conn, progress, lambda client: client.get(source.path, local_path)))
+
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
+        makedirs(conn, posixpath.dirname(final))
+        temp = self.temporary_name(final)
+        try:
+            self._scp(conn, progress, lambda client: client.put(local_path, temp))
+            rename(conn, temp, final)
+        except BaseException:
+            remove_quietly(conn, temp)
+            raise
+
+    def _scp(self, conn: SshConnection, progress: ProgressCallback | None,
+             action: Callable[[SCPClient], None]) -> None:
+        from scp import SCPClient, SCPException
+
+        update = adapt_progress(progress)
+        client = SCPClient(conn.transport, buff_size=self.options.block_size,
+                           socket_timeout=self.options.transfer_timeout,
+                           progress=(lambda _name, _size, sent: update(sent)) if update else None)
+        try:
+            action(client)
+        except SCPException as err:
+            _close_channel(client)
+            if "timeout" in str(err):
+                raise TimeoutError(f"SCP transfer stalled for {self.options.transfer_timeout:g} s") from err
+            raise OSError(str(err).strip()) from err
+        except BaseException:
+            _close_channel(client)  # abandon the transfer without waiting for the remote scp
+            raise
+
+
+def adapt_progress(progress: ProgressCallback | None) -> Callable[[int], None] | None:
+    """Turn a running byte total (what paramiko and scp report) into the deltas we promise."""
+    if progress is None:
+        return None
+    done = 0
+
+    def update(total: int) -> None:
+        nonlocal done
+        if total > done:
+            step, done = total - done, total
+            progress(step)
+
+    return update
+
+
+def makedirs(conn: SshConnection, directory: str) -> None:
+    """Create ``directory`` and its missing parents, over SFTP or else ``mkdir -p``."""
+    if not directory or directory == "/":
+        return
+    sftp = _sftp_or_none(conn)
+    if sftp is None:
+        conn.run(["mkdir", "-p", "--", directory])
+        return
+    missing = []
+    path = directory
+    while path not in ("", "/"):
+        try:
+            sftp.stat(path)
+            break
+        except FileNotFoundError:
+            missing.append(path)
+            path = posixpath.dirname(path)
+    for path in reversed(missing):
+        try:
+            sftp.mkdir(path)
+        except OSError:
+            sftp.stat(path)  # created meanwhile by someone else: fine; otherwise this raises
+
+
+def rename(conn: SshConnection, source: str, dest: str) -> None:
+    """Replace ``dest`` by ``source`` atomically (POSIX rename) where the server allows."""
+    sftp = _sftp_or_none(conn)
+    if sftp is None:
+        conn.run(["mv", "-f", "--", source, dest])
+        return
+    try:
+        sftp.posix_rename(source, dest)
+    except OSError as err:
+        if err.errno is not None:  # a real failure (no such file, permission), not "unsupported"
+            raise
+        LOG.debug("posix-rename unsupported (%s); falling back to remove and rename", err)
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(dest)
+        sftp.rename(source, dest)
+
+
+def remove(conn: SshConnection, path: str) -> None:
+    """Delete the remote file ``path``."""
+    sftp = _sftp_or_none(conn)
+    if sftp is None:
+        conn.run(["rm", "--", path])
+    else:
+        sftp.remove(path)
+
+
+def remove_quietly(conn: SshConnection, path: str) -> None:
+    """Best-effort removal of a partial upload; logs instead of raising."""
+    if not conn.is_alive():
+        LOG.warning("Could not remove partial upload %s on %s: connection lost", path, conn.endpoint)
+        return
+    try:
+        remove(conn, path)
+    except FileNotFoundError:
+        pass
+    except Exception as err:
+        LOG.warning("Could not remove partial upload %s on %s: %s", path, conn.endpoint, err)
+
+
+def _sftp_or_none(conn: SshConnection) -> Any:
+    """The SFTP session, or None when the server has no SFTP subsystem (then shell commands do)."""
+    if conn.no_sftp:
+        return None
+    from paramiko import SSHException
+
+    try:
+        return conn.sftp()
+    except SSHException as err:
+        if not conn.is_alive():
+            raise
+        LOG.info("No SFTP subsystem on %s (%s); using shell commands", conn.endpoint, err)
+        conn.no_sftp = True
+        return None
+
+
+def _create(conn: SshConnection, path: str) -> Any:
+    """Open the new remote file ``path`` for writing, creating missing directories."""
+    sftp = conn.sftp()
+    try:
+        return sftp.open(path, "wb", bufsize=0)
+    except FileNotFoundError:
+        makedirs(conn, posixpath.dirname(path))
+        return sftp.open(path, "wb", bufsize=0)
+
+
+def _close_channel(client: SCPClient) -> None:
+    if client.channel is not None:
+        client.channel.close()
