@@ -40,8 +40,6 @@ class FileMover(Mover):
             raise ValueError(f"file mover: unknown mode {self.mode!r}, choose one of {', '.join(MODES)}")
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
-        # Paths stay str, never Path: Python 3.12's pathlib interns every name it parses and
-        # never frees interned strings, so one Path per distinct file name leaks.
         final = target.path
         os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         partial = self.temporary_name(final)

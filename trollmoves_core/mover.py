@@ -20,10 +20,10 @@ every mover the same public behaviour:
 
 Local paths are ``str`` from ``put``/``get`` down: ``put`` takes any path-like object but
 converts it once with ``os.fspath``, ``_put`` and ``_get`` receive ``str`` and ``get`` returns
-``str``. No pathlib object is made per file, because Python 3.12's pathlib interns every name
-it parses and never frees interned strings: one ``Path`` per distinct file name grows a
-long-running server without bound. Implementations keep to ``os.path`` and ``open()`` on
-their per-file paths for the same reason (a caller that wants a ``Path`` builds one itself).
+``str``. Implementations keep to ``os.path`` and ``open()`` on their per-file paths too: Python
+3.12's pathlib interns every name it parses and never frees it, so one ``Path`` per distinct
+file name grows a long-running process without bound. This holds for every per-file path of
+the core and the roles (watchers report ``str`` for the same reason).
 
 Options come from the URI (user, password, port, query) and from ``connection_params``, a
 dict of the connection parameters a config or ``-o key=value`` gave.

@@ -2,11 +2,11 @@
 
 Roles remember, per file, that they have seen it (watchers), pushed it (the server) or
 received it (the client), for minutes or for tens of thousands of files. Held as Python ints
-in a dict, each key costs about 100 bytes in small objects, and those objects, allocated
-between the short-lived ones of the same burst, keep whole allocator pages from being given
-back: the process grows burst after burst. :class:`RecentKeys` holds keys in two flat arrays
-(a ring, oldest first) indexed by an open-addressing table of positions: about 24 bytes per
-key at full capacity, in a few large blocks that shrink again when the keys are forgotten.
+in a dict, each key is a few small objects which, allocated between the short-lived ones of
+the same burst, keep whole allocator pages from being given back: the process grows burst
+after burst. :class:`RecentKeys` holds keys in two flat arrays (a ring, oldest first) indexed
+by an open-addressing table of positions, a few large blocks that shrink again when the keys
+are forgotten.
 A key can carry a 64-bit value (``values=True``), and be forgotten before its time
 (:meth:`RecentKeys.discard`: a watcher forgets a deleted file).
 """

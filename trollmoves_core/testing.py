@@ -37,11 +37,9 @@ class _Abort(Exception):
 
 def pathlib_leftovers(action: Callable[[], None]) -> list[tracemalloc.Trace]:
     """Run ``action`` under :mod:`tracemalloc`; return the allocations pathlib made on its call
-    stack that are still alive afterwards.
-
-    Python 3.12's pathlib interns every path component it parses and never frees interned
-    strings, so a mover that builds a ``Path`` per file leaves one allocation per distinct
-    file name here. Allocations of other threads (a test server's, say) are not counted.
+    stack that are still alive afterwards: a mover that builds a ``Path`` per file leaves one per
+    distinct file name (see the str-path rule in :mod:`trollmoves_core.mover`). Allocations of
+    other threads (a test server's, say) are not counted.
     """
     gc.collect()
     tracemalloc.start(64)
@@ -156,7 +154,7 @@ class MoverContract:
 
     def test_distinct_file_names_leave_nothing_in_pathlib(self, mover: Mover, remote_dir: str,
                                                            tmp_path: Path) -> None:
-        """No ``Path`` per file on the put and get paths: pathlib's interned names are never freed."""
+        """No ``Path`` per file on the put and get paths (the str-path rule of the mover contract)."""
         source_dir, back_dir = str(tmp_path / "many"), f"{tmp_path}/many-back/"
         os.mkdir(source_dir)
         names = [f"n{os.urandom(6).hex()}_{i}.dat" for i in range(21)]  # fresh: nothing interned them yet

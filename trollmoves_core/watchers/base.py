@@ -16,13 +16,8 @@ from trollmoves_core.recent import RecentKeys, key_of
 LOG = logging.getLogger(__name__)
 
 FileCallback = Callable[[str], None]
-"""Receives the path of each complete new file, as a str.
-
-Not a :class:`~pathlib.Path`: Python 3.12's pathlib interns every path component it parses
-(``str(path)``, ``path.name``...) and 3.12 never frees interned strings, so one Path per new
-file leaks about 125 bytes per file name for the life of the process. Consumers wanting a
-Path for an occasional file can make one; the per-file path of a busy role should stay a str.
-"""
+"""Receives the path of each complete new file, as a ``str``, never a ``Path`` (see the
+str-path rule in :mod:`trollmoves_core.mover`)."""
 
 REMEMBER_SECONDS = 600.0
 """How long a reported file is remembered, so that a repeated event for it is not reported again."""

@@ -38,25 +38,12 @@ class _Session:
 class FtpMover(Mover):
     """Deliver to and fetch from FTP servers; ``ftps://`` is explicit TLS (``AUTH TLS``).
 
-    Credentials come from the URI, then the ``username`` (alias ``user``) / ``password``
-    connection parameters, then ``~/.netrc`` (the entry for the host, or its ``default``), and last
-    anonymous login, as upstream does. The port comes from the URI (default 21). URI paths
-    are absolute on the server.
-
-    Connection parameters: those of :class:`~trollmoves_ftp.options.FtpOptions`, and
-    ``connection_uptime`` (default 30: seconds an idle logged-in connection is kept for reuse;
-    a connection the server dropped meanwhile is replaced transparently after a ``NOOP``
-    probe), ``retries`` and ``retry_delay`` (see :class:`~trollmoves_core.mover.Mover`).
-
-    Uploads go to a hidden temporary name in the destination directory (missing
-    directories are created) and are renamed to the final name with ``RNFR``/``RNTO``. If
-    the server refuses to rename onto an existing file, that file is deleted first; between
-    the two steps the final name is briefly absent, never partial. A failed upload removes
-    its temporary file when the server is still reachable.
-
-    Server replies 4xx and network errors are transient and retried; 5xx replies (530 login
-    failed, 550 permission denied or no such file) and certificate errors are not. Error
-    messages name the URI without its password and the FTP command the server refused.
+    Credentials: the URI, then the ``username``/``password`` connection parameters, then
+    ``~/.netrc``, then anonymous. Other parameters: those of
+    :class:`~trollmoves_ftp.options.FtpOptions`, ``connection_uptime``, ``retries``, ``retry_delay``. Uploads go
+    to a hidden temporary name and are renamed (``RNFR``/``RNTO``), so the final name is
+    never partial. 4xx replies and network errors are transient; 5xx replies and certificate
+    errors are not. Operator's reference: ``docs/movers/ftp.md``.
     """
 
     NAME = "ftp"

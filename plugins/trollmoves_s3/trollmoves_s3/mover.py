@@ -43,52 +43,16 @@ _RANGE: contextvars.ContextVar[tuple[int | None, int | None] | None] = contextva
 
 
 class S3Mover(Mover):
-    """Deliver to and fetch from S3 and S3-compatible object stores.
+    """Deliver to and fetch from S3 and S3-compatible object stores (``s3://bucket/key``).
 
-    **Addresses.** ``s3://bucket/key`` (downloads also take ``?versionId=...``). The
-    destination rule of every mover applies: a destination ending in ``/`` keeps the source
-    file name, otherwise its last part is the object name. So ``s3://bucket/dir/`` gives
-    ``dir/file.nc``, ``s3://bucket/dir/new.nc`` gives ``dir/new.nc``, and both
-    ``s3://bucket/`` and ``s3://bucket`` put ``file.nc`` at the top of the bucket (upstream
-    0.19 aimed the latter at the bucket itself, ``bucket/``, instead of at a file in it).
-    "Directories" are key prefixes: nothing needs creating. A missing bucket is an error,
-    never created on the fly, so a typo cannot scatter data into a new bucket.
-
-    **Connection parameters** (the upstream allow-list, with the same meaning):
-    ``endpoint_url``; ``key``/``secret``/``token`` (aliases ``aws_access_key_id``,
-    ``aws_secret_access_key``, ``aws_session_token``; a ``user:password`` in the URI wins);
-    ``profile``; ``region_name``; ``anon``; ``use_ssl``; ``client_kwargs``, ``config_kwargs``,
-    ``s3_additional_kwargs`` and ``kwargs`` (mappings, or JSON/YAML text in INI files);
-    ``requester_pays``, ``default_block_size``, ``default_fill_cache``, ``default_cache_type``,
-    ``version_aware``, ``cache_regions``, ``fixed_upload_size``, ``session``;
-    ``max_concurrency`` (parts in flight, default 10). Keys of other movers are ignored.
-
-    Our own: ``multipart_threshold`` (default 8 MiB: files this big or bigger go as multipart
-    uploads), ``multipart_chunksize`` (default 8 MiB, at least 5 MiB; upstream's
-    ``s3_multipart_chunksize`` is accepted, and ``s3_use_multipart=true`` sends every file as
-    multipart), ``range_start``/``range_end`` (download only bytes ``[start, end)``, see also
-    :meth:`get_range`), and ``retries``/``retry_delay``/``connection_uptime`` as for every
-    mover. Sizes may be written ``8MiB``, ``16 MB``, ``512k``.
-
-    **Atomicity.** An S3 object becomes visible only when its PutObject or
-    CompleteMultipartUpload succeeds, so uploads go straight to the final key. A multipart
-    upload that fails for any reason, including an exception raised by the ``progress``
-    callback, is aborted before the error is raised, so neither a partial object nor
-    billable parts remain. If the abort itself fails (the server went away), the upload id is
-    remembered and the abort retried before the next upload on that connection and on
-    :meth:`close`; a bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop.
-    For single-request uploads ``progress`` is reported while the file is read, just before
-    the request, so a callback that raises still stops the upload before anything is stored.
-
-    **Connections.** One ``S3FileSystem`` (with ``skip_instance_cache=True``, so differing
-    settings never share an instance) per endpoint, access key, profile and region, reused
-    across calls and closed after ``connection_uptime`` idle seconds. The aiobotocore session
-    behind them is shared process-wide per profile.
-
-    **Errors.** Missing buckets and keys, refused or unknown credentials and other 4xx replies
-    are not transient; connection errors, timeouts, throttling (``SlowDown``) and 5xx replies
-    are. Deleting a key that does not exist succeeds, as S3 itself has it (so a retried
-    delete cannot fail spuriously); a missing bucket does not.
+    Connection parameters are read by :class:`~trollmoves_s3.options.S3Options` (upstream's
+    allow-list plus ``multipart_threshold``, ``multipart_chunksize``, ``range_start``/``range_end``).
+    Uploads go straight to the final key (an object appears only when complete); a failed
+    multipart upload is aborted before the error is raised, and an abort that fails is
+    retried before the next upload and on :meth:`close`. A missing bucket is an error, never
+    created. Missing buckets or keys, refused credentials and other 4xx replies are not
+    transient; network errors, throttling and 5xx are. Deleting a missing key succeeds.
+    Operator's reference: ``docs/movers/s3.md``.
     """
 
     NAME = "s3"
@@ -334,8 +298,8 @@ _SESSIONS_LOCK = threading.Lock()
 def _shared_session(session_kwargs: dict[str, Any]) -> Any:
     """One aiobotocore session per profile (and other session arguments) for the whole process.
 
-    A session holds botocore's parsed service models: sharing it makes a new filesystem cost
-    about 10 ms instead of about 100 ms, which matters when callers create a mover per file.
+    A session holds botocore's parsed service models: sharing it makes a new filesystem cheap,
+    which matters when callers create a mover per file.
     Explicit ``key``/``secret`` go to each client, not to the session, so sharing is safe.
     """
     from aiobotocore.session import AioSession

@@ -180,8 +180,7 @@ def _config(workdir: Path, port: int, password_auth: bool, sftp: bool) -> str:
         "MaxStartups 100",
         "MaxSessions 100",
         # sshd runs each command (scp -t) through the user's shell; with SHLVL set, bash does not
-        # take itself for a login's first shell and skips ~/.bashrc (0.3 s per command on hosts
-        # whose root .bashrc runs pyenv init).
+        # take itself for a login's first shell and skips ~/.bashrc (which may be slow: pyenv init).
         "SetEnv SHLVL=1",
         "",
     ])

@@ -113,4 +113,3 @@ def test_announcing_keeps_no_interned_file_name(serve, dirs):
     assert running.server.announced.listed("chain", 1)[0]["data"]["uid"] == name
     fresh = "".join([name[:5], name[5:]])
     assert sys.intern(fresh) is fresh, "announcing interned the file name"
-    # (a push still interns it once: trollmoves_core.mover.Mover.put hands movers a Path)

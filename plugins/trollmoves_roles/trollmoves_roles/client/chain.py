@@ -1,49 +1,12 @@
 """One client chain: listen to providers, request each announced file once, deliver, publish.
 
-The sequence for one announced file (upstream's, see ``upstream-trollmoves.md`` §3.7):
-
-1. Announcements (``file``/``dataset``/``collection`` with ``request_address``) are keyed by
-   the md5 of their sorted uids. The first announcement starts the transfer; the same file
-   announced by other servers meanwhile is queued as fallback sources. A file whose uids are
-   all in the chain's uid cache is only acked.
-2. For the chosen source: compose the destination, create the local target directory,
-   publish ``push`` (no credentials), request ``push`` (with ``login``).
-3. On a ``file``/``dataset``/``collection`` reply: cache the uids, publish ``ack``, unpack if
-   configured, publish the local result, ``ack`` every other server that announced the file.
-   On an error or no reply: try the next source; with none left, retry later or give up (below).
-
-Hot spare (``processing_delay``): the secondary lists the primary's publisher as a provider.
-Announcements wait ``processing_delay`` seconds; the primary's ``push`` suspends the transfer,
-its result message settles it (its ``ack`` does when ``compression`` is set, as upstream).
-Unlike upstream, every announcement inside the delay is kept (all servers get an ack), and a
-primary that published ``push`` (or ``ack``) but never its result (it died) is taken over once
-the longest legitimate transfer time has passed.
-
-Reliability (ours, see ``docs``): with ``state_directory`` every announced file is journalled
-until delivered (:mod:`trollmoves_roles.client.state`), so a restarted client (even after
-``kill -9``) asks the servers again for what it had not delivered and never fetches again what
-it had. A file no source could deliver is retried, every source again, after ``retry_delay``
-seconds doubling up to ``max_retry_delay``, until ``give_up_after`` seconds after it was first
-announced; then the failure is logged and published as an ``err`` message on
-``/trollmoves/client/failed/<chain>`` (see :func:`failure_message`). A delivery from a server
-wakes every file waiting for a retry from that server. Unlike upstream, a file given up is
-**not** acked: a server with ``delete = true`` would remove a file nobody received. Servers
-are acked when the file was delivered, here or by another client.
-
-Each delivered file is logged with :func:`~trollmoves_core.logs.log_transfer` (source: the
-server's request address followed by the file's path there) and counted in the metrics:
-``requested`` (files in push requests sent), ``delivered``, ``failed`` (files given up),
-``bytes`` (files delivered to this host's file system), ``announced`` (result messages
-published), one transfer duration per push request.
-
-Reconciliation (``reconcile_interval``, and whenever a silent provider publishes again): pub/sub
-may drop announcements (slow joiner, a publisher's high-water mark, a network cut), so the chain
-also asks each server it knows (``info`` with ``{"announcements": true}``) for the announcements
-it made recently and requests those it never saw. Servers that do not list announcements in
-their reply (upstream's) are asked once and then left alone. Only files announced after the
-chain's journal (or, without one, this run) began are considered.
-
-All state lives in the chain's event-loop thread.
+:class:`Chain` runs in its own thread; all its state lives in that thread's event loop. A file
+announced by several servers is fetched once (they become fallback sources) and every server
+is acked once the file is delivered, here or by another client; a file given up is published
+as an ``err`` message (:func:`failure_message`) and not acked. With ``state_directory`` the
+:class:`~trollmoves_roles.client.state.ChainState` journal makes a restarted chain resume what
+it had not delivered and never fetch again what it had. How a chain works, hot spare, retries
+and reconciliation included: ``docs/roles/client.md``.
 """
 
 from __future__ import annotations
@@ -55,6 +18,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from posttroll.message import Message
@@ -102,6 +66,26 @@ _SUCCESS = frozenset(FILE_TYPES)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
 
 
+class TransferState(Enum):
+    """Where a :class:`Transfer` stands (in memory only; the journal has its own states)."""
+
+    NEW = "new"
+    DELAYED = "delayed"
+    """Waiting ``processing_delay`` (hot spare)."""
+    ACTIVE = "active"
+    """Requesting from a source."""
+    OTHER = "other"
+    """Another client is fetching it."""
+    WAITING = "waiting"
+    """Every source failed; retrying later."""
+    FINISHING = "finishing"
+    """Delivered, unpacking."""
+
+
+_NOT_MINE = (TransferState.DELAYED, TransferState.OTHER, TransferState.NEW, TransferState.WAITING)
+"""States in which another client's delivery settles a transfer (none of ours is in flight)."""
+
+
 class UidCache:
     """The most recent ``size`` uids, oldest forgotten first (membership only: the uids are
     kept as 128-bit keys, see :mod:`trollmoves_core.recent`)."""
@@ -129,9 +113,7 @@ class Transfer:
     key: str
     uids: list[str]
     sources: list[Message] = field(default_factory=list)
-    state: str = "new"
-    """``delayed`` (hot-spare wait), ``active`` (requesting), ``other`` (another client has it),
-    ``waiting`` (every source failed; retrying later), ``finishing`` (delivered, unpacking)."""
+    state: TransferState = TransferState.NEW
     tried: list[str] = field(default_factory=list)
     """Request addresses tried in this round."""
     current: Message | None = None
@@ -238,7 +220,7 @@ class Chain:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        unfinished = [t for t in self.transfers.values() if t.state in ("active", "finishing")]
+        unfinished = [t for t in self.transfers.values() if t.state in (TransferState.ACTIVE, TransferState.FINISHING)]
         if unfinished:
             LOG.warning("[%s] Stopping with %d transfer(s) unfinished", self.name, len(unfinished))
         for listener in self._listeners:
@@ -275,7 +257,7 @@ class Chain:
             if all(uid in self.cache for uid in transfer.uids):
                 self._settle(transfer, ack=transfer.sources)
             elif self.config.processing_delay > 0:
-                transfer.state = "delayed"
+                transfer.state = TransferState.DELAYED
                 transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
             else:
                 self._start(transfer)
@@ -324,7 +306,7 @@ class Chain:
             if transfer.add_source(message):
                 LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
                 self.state.announced(key, transfer.sources, transfer.since)
-                if transfer.state == "waiting":  # a new source: no need to wait for the retry
+                if transfer.state is TransferState.WAITING:  # a new source: no need to wait for the retry
                     transfer.cancel_timer()
                     self._start(transfer)
             return
@@ -335,7 +317,7 @@ class Chain:
         transfer = self.transfers[key] = Transfer(key, uids, [message])
         self.state.announced(key, transfer.sources, transfer.since)
         if self.config.processing_delay > 0:
-            transfer.state = "delayed"
+            transfer.state = TransferState.DELAYED
             transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
         else:
             self._start(transfer)
@@ -350,10 +332,10 @@ class Chain:
             if all(uid in self.cache for uid in uids):
                 return
             transfer = self.transfers[key] = Transfer(key, uids)
-        elif transfer.state not in ("delayed", "new"):
+        elif transfer.state not in (TransferState.DELAYED, TransferState.NEW):
             return
         transfer.cancel_timer()
-        transfer.state = "other"
+        transfer.state = TransferState.OTHER
         LOG.debug("[%s] Another client is fetching %s", self.name, uids[0])
         transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
 
@@ -367,11 +349,12 @@ class Chain:
         """
         uids = uids_of(message.data)
         transfer = self.transfers.get(transfer_key(uids)) if uids else None
-        if self.config.compression or transfer is None or transfer.state not in ("delayed", "other", "new"):
+        if (self.config.compression or transfer is None
+                or transfer.state not in (TransferState.DELAYED, TransferState.OTHER, TransferState.NEW)):
             self._on_other_done(message)
             return
         transfer.cancel_timer()
-        transfer.state = "other"
+        transfer.state = TransferState.OTHER
         transfer.acked_by_other = True
         transfer.timer = self._loop.call_later(self._takeover_after, self._takeover, transfer)
 
@@ -383,9 +366,9 @@ class Chain:
             self.cache.add(uid)
         key = transfer_key(uids)
         transfer = self.transfers.get(key)
-        if transfer is None or transfer.state in ("delayed", "other", "new", "waiting"):
+        if transfer is None or transfer.state in _NOT_MINE:
             self.state.delivered(key, uids)
-        if transfer is not None and transfer.state in ("delayed", "other", "new", "waiting"):
+        if transfer is not None and transfer.state in _NOT_MINE:
             transfer.cancel_timer()
             del self.transfers[transfer.key]
             LOG.debug("[%s] %s was delivered by another client", self.name, uids[0])
@@ -415,7 +398,7 @@ class Chain:
     # -- the transfer ------------------------------------------------------------------
 
     def _start(self, transfer: Transfer) -> None:
-        transfer.state = "active"
+        transfer.state = TransferState.ACTIVE
         source = self._next_source(transfer)
         if source is None:
             if self._retry_later(transfer):
@@ -492,7 +475,7 @@ class Chain:
         self._publish(Message(source.subject, "ack", dict(source.data)))
         self._wake_waiting(address)
         if self.config.compression:
-            transfer.state = "finishing"
+            transfer.state = TransferState.FINISHING
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"unpack-{self.name}")
             self._executor.submit(self._unpack, transfer, source, result)
@@ -545,7 +528,7 @@ class Chain:
         transfer.rounds += 1
         transfer.tried.clear()
         transfer.current = None
-        transfer.state = "waiting"
+        transfer.state = TransferState.WAITING
         transfer.timer = self._loop.call_later(delay, self._retry, transfer)
         _LIMITED.warning("retry", "[%s] No source could deliver %s (round %d: %s); retrying in %.1f s, giving up "
                          "in %.0f s", self.name, transfer.uids[0], transfer.rounds, transfer.last_error or "-",
@@ -554,7 +537,7 @@ class Chain:
 
     def _retry(self, transfer: Transfer) -> None:
         transfer.timer = None
-        if self.transfers.get(transfer.key) is not transfer or transfer.state != "waiting":
+        if self.transfers.get(transfer.key) is not transfer or transfer.state is not TransferState.WAITING:
             return
         if all(uid in self.cache for uid in transfer.uids):
             self._settle(transfer, ack=transfer.sources)
@@ -563,7 +546,7 @@ class Chain:
 
     def _wake_waiting(self, address: str) -> None:
         """``address`` delivered a file: retry now what waits for a round that includes it."""
-        for transfer in [t for t in self.transfers.values() if t.state == "waiting"]:
+        for transfer in [t for t in self.transfers.values() if t.state is TransferState.WAITING]:
             if any(s.data.get("request_address") == address for s in transfer.sources):
                 transfer.cancel_timer()
                 self._start(transfer)
@@ -607,7 +590,7 @@ class Chain:
         self._loop.call_later(self.config.reconcile_interval, self._reconcile_regularly)
 
     def _reconcile(self) -> None:
-        """Ask every known server for its recent announcements (see the module docstring)."""
+        """Ask every known server for the announcements it made lately, to request those the bus lost."""
         if self.config.reconcile_interval <= 0 or self._requester is None:
             return
         for address, subject in list(self._servers.items()):
@@ -710,10 +693,8 @@ def _listed_announcement(entry: object, address: str, horizon: float) -> Message
 
 
 class _Push:
-    """One queued push request of a transfer: makes its message when first sent (a queue of
-    thousands holds no message copies) and takes the reply. One small object per request, where
-    two ``functools.partial`` and their bound methods took about 350 bytes more: with 2,000
-    files pending, that was a fifth of the client's peak."""
+    """One queued push request of a transfer: makes its message when first sent (so a long queue
+    holds no message copies) and takes the reply."""
 
     __slots__ = ("chain", "destination", "source", "transfer")
 

@@ -11,9 +11,9 @@ Records of files gone from the disk are dropped as announcing goes on (each anno
 checks :data:`CHECKS_PER_FILE` older records), so the map holds about the files on disk,
 not every file ever announced, up to :data:`DEFAULT_CAPACITY`.
 
-Memory: a record costs about 250 bytes besides its path (``__slots__``, shared topic and
-chain strings, no uid stored when it is the file name); a listed announcement keeps its data
-as one JSON string, and only the newest :data:`LISTED_MAX` per chain are kept.
+Memory: records use ``__slots__``, share the topic and chain strings and store no uid when
+it is the file name; a listed announcement keeps its data as one JSON string, and only the
+newest :data:`LISTED_MAX` per chain are kept (sizes: ``docs/roles/server.md``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Upstream clients re-send a ``push`` that timed out (up to 3 times), so the same 
 arrive while its transfer is still running, or just after it finished. A repeat of a running
 push waits for that transfer; a repeat of a recently successful push is answered as done
 without a second transfer. Finished pushes are remembered by a 128-bit hash of what was
-pushed where (files, destination, connection parameters), about 200 bytes each.
+pushed where (files, destination, connection parameters).
 """
 
 from __future__ import annotations
