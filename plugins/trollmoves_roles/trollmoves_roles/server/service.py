@@ -30,6 +30,7 @@ from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
 from trollmoves_roles.state.journal import Journal, journal_path
+from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
@@ -126,9 +127,13 @@ class Chain:
 
 
 class Server(StopReload):
-    """Everything ``trollmoves server CONFIG`` runs."""
+    """Everything ``trollmoves server CONFIG`` runs.
 
-    def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None) -> None:
+    :param movers: where pushes get their movers (default: a :class:`MoverCache` of the installed plugins).
+    """
+
+    def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None, *,
+                 movers: MoverCache | None = None) -> None:
         self.config_path = Path(config_path)
         self.options = options or ServerOptions()
         default_host().watchers.get(self.options.watcher)  # fail early on a missing watcher plugin
@@ -145,7 +150,7 @@ class Server(StopReload):
             self._close_journal()
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
-        self.transfers = TransferService(self.options.workers, metrics=self.metrics)
+        self.transfers = TransferService(self.options.workers, metrics=self.metrics, movers=movers)
         try:
             self.publisher = open_publisher(self.options, PUBLISHER_NAME)
         except ConfigError:
