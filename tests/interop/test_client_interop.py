@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 from posttroll.message import Message
-from roles.client.client_fakes import Announcer
-from roles.client.client_harness import (
+from support.bus import BusRecorder, free_port, wait_until
+from support.client import (
     HotSparePair,
     InProcessClient,
     UpstreamServer,
@@ -19,10 +19,10 @@ from roles.client.client_harness import (
     results,
     start_client,
     write_all,
-    write_file,
-    write_ini,
 )
-from support.bus import BusRecorder, free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.scripted import Announcer
 from support.upstream import upstream_process  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]

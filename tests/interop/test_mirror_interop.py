@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from posttroll.message import Message
-from roles.client.client_harness import UpstreamServer, write_file, write_ini
-from roles.mirror.mirror_harness import MirrorSubprocess, mirror_section, request, staging_dirs
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import UpstreamServer
+from support.files import write_file
+from support.ini import write_ini
+from support.mirror import MirrorSubprocess, mirror_section, request, staging_dirs
 from support.upstream import upstream_process  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import ServerProcess
-from support.fixtures import dirs  # noqa: F401 - fixture
+from support.fixtures import dirs, servers  # noqa: F401 - fixtures
+from support.server import ServerProcess
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def inproc_server(tmp_path: Path) -> Iterator:
     a thread); stopped at teardown. Returns the Server."""
     import threading
 
-    from reliability_support import write_ini
     from support.bus import free_port
+    from support.ini import write_ini
     from trollmoves_roles.server.service import Server, ServerOptions
 
     from trollmoves_core.plugins import default_host

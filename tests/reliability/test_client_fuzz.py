@@ -12,11 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 import zmq
-from client_support import ClientProcess, client_config
-from fuzz_inputs import WEIRD_VALUES, bus_messages
 from posttroll.message import Message
-from reliability_support import TOPIC, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import client_section
+from support.files import write_file
+from support.fuzz import WEIRD_VALUES, bus_messages
+from support.ini import write_ini
+from support.processes import ClientProcess
+from support.server import TOPIC, server_section
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,7 +67,7 @@ def test_10000_hostile_messages_then_a_normal_file_is_delivered(tmp_path, dirs, 
     fuzzer.setsockopt(zmq.LINGER, 0)
     fuzz_port = fuzzer.bind_to_random_port("tcp://127.0.0.1")
     client_port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
         f"127.0.0.1:{server.pub_port} 127.0.0.1:{fuzz_port}", f"{out}/", client_port,
         state_directory=tmp_path / "state", give_up_after=0, transfer_req_timeout=0.5, request_attempts=1,
         req_timeout=0.5)})

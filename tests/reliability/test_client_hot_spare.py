@@ -12,9 +12,12 @@ import time
 from datetime import datetime
 
 import pytest
-from client_support import ClientProcess, client_config
-from reliability_support import server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.client import HotSparePair, client_section, prime, results
+from support.files import payload, write_file
+from support.ini import write_ini
+from support.processes import ClientProcess
+from support.server import server_section
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,10 +34,10 @@ def test_primary_killed_mid_stream_secondary_takes_over(tmp_path, dirs, server_p
                             "--disable-backlog")
     provider = f"127.0.0.1:{server.pub_port}"
     primary_port, secondary_port = free_port(), free_port()
-    primary = ClientProcess(write_ini(tmp_path / "primary.ini", {"test": client_config(
+    primary = ClientProcess(write_ini(tmp_path / "primary.ini", {"test": client_section(
         provider, f"{out}/", primary_port, state_directory=tmp_path / "primary-state",
         max_requests_in_flight=IN_FLIGHT)}), tmp_path / "primary.log")
-    secondary = ClientProcess(write_ini(tmp_path / "secondary.ini", {"test": client_config(
+    secondary = ClientProcess(write_ini(tmp_path / "secondary.ini", {"test": client_section(
         f"{provider} 127.0.0.1:{primary_port}", f"{out}/", secondary_port, processing_delay=1.0,
         transfer_req_timeout=2, state_directory=tmp_path / "secondary-state",
         max_requests_in_flight=IN_FLIGHT)}), tmp_path / "secondary.log")
@@ -84,3 +87,31 @@ def test_primary_killed_mid_stream_secondary_takes_over(tmp_path, dirs, server_p
     assert both <= late | in_flight, sorted(both - late - in_flight)
     for name, content in files.items():
         assert hashlib.sha256((out / name).read_bytes()).digest() == hashlib.sha256(content).digest(), name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_hot_spare_primary_killed_every_file_once(servers, tmp_path):
+    server = servers("srv")
+    out = tmp_path / "out"
+    pair = HotSparePair(tmp_path, server.provider, out)
+    contents = {f"f{i:03d}.dat": payload(i) for i in range(80)}
+
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), pair.by_primary)
+        spares = iter(range(1000))
+
+        def secondary_stands_down() -> bool:
+            """A probe the primary delivered is left alone by the secondary: it hears the primary."""
+            name = f"spare{next(spares)}"
+            write_file(server.inbox, f"{name}.dat", b"probe")
+            pair.by_primary.wait_for(lambda m: m in results(pair.by_primary, "spare")
+                                     and m.data["uid"] == f"{name}.dat", timeout=5)
+            time.sleep(1.5)  # three processing delays: a secondary that did not hear the primary fetches by now
+            return not any(m.data["uid"] == f"{name}.dat" for m in results(pair.by_secondary, "spare"))
+
+        assert wait_until(secondary_stands_down, timeout=60, interval=0), "the secondary never heard the primary"
+        pair.kill_primary_midway(server.inbox, contents, before=40, delivered=5)
+    finally:
+        pair.stop()
+    pair.check(contents)

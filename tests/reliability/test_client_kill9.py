@@ -15,9 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from client_support import ClientProcess, client_config
-from reliability_support import server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.client import client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import ClientProcess
+from support.server import server_section
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.state.journal import journal_path
 
@@ -52,7 +55,7 @@ def test_client_kill_9_mid_stream_with_destination_down_every_file_once(tmp_path
     request_port = free_port()
     server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, request_port, **params)}))
     state = tmp_path / "state"
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
         f"127.0.0.1:{server.pub_port}", f"sftp://127.0.0.1:{sshd.port}{out}/", free_port(), login=sshd.user,
         state_directory=state, transfer_req_timeout=10, max_requests_in_flight=8, retry_delay=0.2, max_retry_delay=1,
         give_up_after=90)})

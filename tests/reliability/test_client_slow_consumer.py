@@ -13,9 +13,12 @@ import time
 from collections import Counter
 
 import pytest
-from client_support import ClientProcess, client_config
-from reliability_support import server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.client import client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import ClientProcess
+from support.server import server_section
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +34,7 @@ def test_burst_of_5000_announcements_slow_client_drops_nothing(tmp_path, dirs, s
     server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, request_port)}),
                             "--announce-delay", "5")
     started = time.monotonic()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
         f"127.0.0.1:{server.pub_port}", f"{out}/", free_port(), state_directory=tmp_path / "state",
         max_requests_in_flight=2, transfer_req_timeout=30)})
     client = ClientProcess(config, tmp_path / "client.log")

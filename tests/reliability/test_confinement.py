@@ -8,8 +8,10 @@ import os
 
 import pytest
 from posttroll.message import Message
-from reliability_support import TOPIC, request, server_section, write_file
 from support.bus import free_port, wait_until
+from support.files import write_file
+from support.reqrep import request
+from support.server import TOPIC, server_section
 
 pytestmark = pytest.mark.timeout(60)
 

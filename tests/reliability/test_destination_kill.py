@@ -35,10 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from client_support import ClientProcess, client_config
-from reliability_support import server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
-from support.processes import LoggedProcess
+from support.client import client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import ClientProcess, LoggedProcess
+from support.server import server_section
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,7 +147,7 @@ def stream_with_destination_kill(tmp_path: Path, origin: Path, server_process: C
     server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, request_port,
                                                                                        **server_params)}))
     client_port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
         f"{HOST}:{server.pub_port}", destination, client_port, state_directory=tmp_path / "state",
         transfer_req_timeout=10, max_requests_in_flight=8, retry_delay=0.2, max_retry_delay=1, give_up_after=60,
         **client_extra)})

@@ -9,10 +9,14 @@ import time
 
 import pytest
 import zmq
-from fuzz_inputs import bus_messages, request_payloads
 from posttroll.message import Message
-from reliability_support import TOPIC, counter, metrics, ping, request, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.files import write_file
+from support.fuzz import bus_messages, request_payloads
+from support.ini import write_ini
+from support.metrics import counter, metrics
+from support.reqrep import ping, request
+from support.server import TOPIC, server_section
 from trollmoves_roles.observe.metrics import read_endpoint
 
 pytestmark = pytest.mark.timeout(240)

@@ -12,9 +12,11 @@ import time
 from collections import Counter
 
 import pytest
-from reliability_support import server_section, sha256, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.files import sha256, write_file
+from support.ini import write_ini
 from support.processes import TrollmovesProcess
+from support.server import server_section
 
 pytestmark = pytest.mark.timeout(180)
 

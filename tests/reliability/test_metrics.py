@@ -9,8 +9,13 @@ import urllib.request
 
 import pytest
 from posttroll.message import Message
-from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.metrics import counter, metrics
+from support.processes import TROLLMOVES
+from support.reqrep import request
+from support.server import TOPIC, server_section
 from trollmoves_roles.observe.metrics import RoleMetrics, endpoint_file, read_endpoint
 from trollmoves_roles.tools.status import parse_exposition, render_table
 

@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from client_support import ClientProcess, client_config
-from reliability_support import TOPIC, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import ClientProcess
+from support.server import TOPIC, server_section
 from trollmoves_roles.bus.posttroll import Subscription
 from trollmoves_roles.bus.security import CurveClient, create_keypair
 
@@ -44,7 +47,7 @@ def curve_client(tmp_path: Path, server, out: Path, secret_key_file: Path, serve
                  **extra: object) -> tuple[ClientProcess, int]:
     """``trollmoves client`` of ``server`` with a CURVE key pair; the client and its publish port."""
     port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
         f"127.0.0.1:{server.pub_port}", f"{out}/", port, client_secret_key_file=secret_key_file,
         server_public_key_file=server_public_key_file, **extra)})
     return ClientProcess(config, tmp_path / "client.log"), port

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from client_support import client_config
 from posttroll.message import Message
-from reliability_support import TOPIC, TROLLMOVES, counter, metrics, request, server_section, write_file, write_ini
 from support.bus import BusRecorder, free_port, wait_until
-from support.processes import TrollmovesProcess
+from support.client import client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.metrics import counter, metrics
+from support.processes import TROLLMOVES, TrollmovesProcess
+from support.reqrep import request
+from support.server import TOPIC, server_section
 from trollmoves_roles.bus.posttroll import BusPublisher
 from trollmoves_roles.observe.metrics import endpoint_file, read_endpoint
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
@@ -157,7 +161,7 @@ def test_client_and_the_versions_it_publishes(tmp_path, dirs, roles, server_proc
     server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, free_port())}),
                             "--disable-backlog")
     port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_config(f"127.0.0.1:{server.pub_port}", f"{out}/",
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(f"127.0.0.1:{server.pub_port}", f"{out}/",
                                                                        port)})
     client = roles("client", config, tmp_path / "client.log")
     recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/"])

@@ -14,8 +14,12 @@ import time
 import pytest
 import zmq
 from posttroll.message import Message
-from reliability_support import TOPIC, TROLLMOVES, ping, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import TROLLMOVES
+from support.reqrep import ping, request
+from support.server import TOPIC, server_section
 from trollmoves_roles.bus.security import create_keypair, load_secret_key
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,8 +7,11 @@ import os
 
 import pytest
 from posttroll.message import Message
-from reliability_support import TOPIC, request, server_section, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.reqrep import request
+from support.server import TOPIC, server_section
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +86,7 @@ def test_restored_files_stay_confined_to_the_current_config(tmp_path, dirs, serv
 def test_unusable_state_directory_exits_2(tmp_path, dirs):
     import subprocess
 
-    from reliability_support import TROLLMOVES
+    from support.processes import TROLLMOVES
 
     origin, _ = dirs
     blocker = tmp_path / "file"

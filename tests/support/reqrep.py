@@ -5,11 +5,14 @@ from __future__ import annotations
 import zmq
 from posttroll.message import Message
 
+TOPIC = "/test/data"
+"""The topic the test chains announce on."""
 
-def request(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0,
-            curve: tuple[bytes, bytes, bytes] | None = None, source: str | None = None) -> Message | None:
+
+def request_raw(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0,
+                curve: tuple[bytes, bytes, bytes] | None = None, source: str | None = None) -> bytes | None:
     """Send ``payload`` on a fresh REQ socket to ``address`` (``host:port`` or ``tcp://host:port``);
-    the decoded reply, or None when none came in ``timeout`` s.
+    the reply as received, or None when none came in ``timeout`` s.
 
     :param curve: (our public, our secret, server public) z85 keys.
     :param source: connect from this local address (e.g. 127.0.0.2).
@@ -29,9 +32,16 @@ def request(address: str, payload: Message | str | bytes | list[bytes], timeout:
             sock.send(payload.encode() if isinstance(payload, str) else payload)
         if not sock.poll(int(timeout * 1000)):
             return None
-        return Message.decode(sock.recv())
+        return sock.recv()
     finally:
         sock.close(0)
+
+
+def request(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0,
+            curve: tuple[bytes, bytes, bytes] | None = None, source: str | None = None) -> Message | None:
+    """:func:`request_raw`, the reply decoded (None when none came)."""
+    raw = request_raw(address, payload, timeout, curve, source)
+    return None if raw is None else Message.decode(raw)
 
 
 def reply(address: str, payload: Message | str | bytes | list[bytes], timeout: float = 10.0, **kwargs: object
@@ -43,7 +53,12 @@ def reply(address: str, payload: Message | str | bytes | list[bytes], timeout: f
     return answer
 
 
-def answers_ping(address: str, topic: str = "/test/data", timeout: float = 0.5) -> bool:
+def ping(address: str, timeout: float = 10.0, *, topic: str = TOPIC, **kwargs: object) -> Message | None:
+    """The reply to a ``ping`` on ``topic``, or None when none came in ``timeout`` s."""
+    return request(address, Message(topic, "ping"), timeout, **kwargs)  # type: ignore[arg-type]
+
+
+def answers_ping(address: str, topic: str = TOPIC, timeout: float = 0.5) -> bool:
     """True when ``address`` answers a ``ping`` with a ``pong`` within ``timeout`` s."""
-    answer = request(address, Message(topic, "ping"), timeout)
+    answer = ping(address, timeout, topic=topic)
     return answer is not None and answer.type == "pong"

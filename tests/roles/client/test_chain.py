@@ -6,10 +6,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from client_fakes import HOLD, NO_REPLY, Announcer, ScriptedServer, serve_everything
-from client_harness import InProcessClient, client_section, prime, results, write_ini
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, client_section, prime, results
+from support.ini import write_ini
+from support.scripted import HOLD, NO_REPLY, Announcer, ScriptedServer, serve_everything
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,10 +4,11 @@ the age of each provider's last heartbeat; and the version of what it sends."""
 from __future__ import annotations
 
 import pytest
-from client_fakes import Announcer, ScriptedServer, serve_everything
-from client_harness import InProcessClient, client_section, prime, results, write_ini
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, client_section, prime, results
+from support.ini import write_ini
+from support.scripted import Announcer, ScriptedServer, serve_everything
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 
 pytestmark = pytest.mark.timeout(60)

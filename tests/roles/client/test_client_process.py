@@ -8,9 +8,12 @@ import socket
 import subprocess
 
 import pytest
-from client_fakes import Announcer, ScriptedServer
-from client_harness import TROLLMOVES, ClientSubprocess, InProcessClient, client_section, prime, results, write_ini
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, client_section, prime, results
+from support.ini import write_ini
+from support.processes import TROLLMOVES
+from support.processes import ClientProcess as ClientSubprocess
+from support.scripted import Announcer, ScriptedServer
 from trollmoves_roles.client.chain import UidCache
 
 pytestmark = pytest.mark.timeout(60)

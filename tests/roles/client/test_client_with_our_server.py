@@ -1,41 +1,15 @@
-"""Our client against our server (``trollmoves server``): end to end, bursts, two servers, hot spare."""
+"""Our client against our server (``trollmoves server``): end to end, bursts, two servers."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter
 
 import pytest
-from client_harness import (
-    HotSparePair,
-    OurServer,
-    prime,
-    results,
-    start_client,
-    write_all,
-    write_file,
-)
 from support.bus import wait_until
+from support.client import prime, results, start_client, write_all
+from support.files import payload, write_file
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def servers(tmp_path):
-    started: list[OurServer] = []
-
-    def start(name: str, **kwargs: object) -> OurServer:
-        started.append(OurServer(tmp_path / name, **kwargs))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-def payload(i: int) -> bytes:
-    return os.urandom(32) + f"payload {i}\n".encode() * (i % 9 + 1)
 
 
 def test_files_moved_end_to_end_in_order_push_ack_file(servers, tmp_path):
@@ -88,30 +62,3 @@ def test_same_file_from_two_servers_fetched_once_other_acked(servers, tmp_path):
         Counter(contents.keys())
     assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
     assert all((out / name).read_bytes() == content for name, content in contents.items())
-
-
-@pytest.mark.slow
-def test_hot_spare_primary_killed_every_file_once(servers, tmp_path):
-    server = servers("srv")
-    out = tmp_path / "out"
-    pair = HotSparePair(tmp_path, server.provider, out)
-    contents = {f"f{i:03d}.dat": payload(i) for i in range(80)}
-
-    try:
-        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), pair.by_primary)
-        spares = iter(range(1000))
-
-        def secondary_stands_down() -> bool:
-            """A probe the primary delivered is left alone by the secondary: it hears the primary."""
-            name = f"spare{next(spares)}"
-            write_file(server.inbox, f"{name}.dat", b"probe")
-            pair.by_primary.wait_for(lambda m: m in results(pair.by_primary, "spare")
-                                     and m.data["uid"] == f"{name}.dat", timeout=5)
-            time.sleep(1.5)  # three processing delays: a secondary that did not hear the primary fetches by now
-            return not any(m.data["uid"] == f"{name}.dat" for m in results(pair.by_secondary, "spare"))
-
-        assert wait_until(secondary_stands_down, timeout=60, interval=0), "the secondary never heard the primary"
-        pair.kill_primary_midway(server.inbox, contents, before=40, delivered=5)
-    finally:
-        pair.stop()
-    pair.check(contents)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from client_harness import write_ini
+from support.ini import write_ini
 from trollmoves_roles.client.config import Provider, load_client_config
 
 from trollmoves_core.exceptions import ConfigError

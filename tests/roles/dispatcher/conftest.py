@@ -1,4 +1,4 @@
-"""Fixtures for the dispatcher tests (helpers live in ``dispatcher_support``)."""
+"""Fixtures for the dispatcher tests (helpers live in ``support.dispatcher``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dispatcher_support import Harness, borrow
+from support.dispatcher import Harness
+from support.movers import borrow
 
 
 @pytest.fixture

@@ -58,9 +58,8 @@ def test_broken_config_is_rejected_and_the_old_one_kept(harness, make_file, tmp_
 
 
 def test_sighup_style_reload_request(harness, make_file, tmp_path):
-    dispatcher = harness.start({"a": target(tmp_path / "a")}, warm_topic=TOPIC)
-    dispatcher._monitor.stop()  # only the explicit request may trigger the reload here
-    dispatcher._monitor = None
+    # not watching the file: only the explicit request may trigger the reload here
+    dispatcher = harness.start({"a": target(tmp_path / "a")}, warm_topic=TOPIC, watch=False)
     harness.write_config({"b": target(tmp_path / "b")})
     dispatcher.request_reload()
     assert wait_until(lambda: [t.name for t in dispatcher.config.targets] == ["b"], timeout=10)

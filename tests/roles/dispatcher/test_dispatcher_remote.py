@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dispatcher_support import TESTS, require_mover
+from support.movers import TESTS, require_mover
 
 TOPIC = "/level2/avhrr"
 SECRET = "s3cret-pw"

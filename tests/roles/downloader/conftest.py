@@ -1,4 +1,4 @@
-"""Fixtures for the downloader tests (helpers live in ``downloader_support``)."""
+"""Fixtures for the downloader tests (helpers live in ``support.downloader``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from downloader_support import Harness, borrow
+from support.downloader import Harness
+from support.movers import borrow
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from downloader_support import OUT_TOPIC, require_mover
+from support.downloader import OUT_TOPIC
+from support.movers import require_mover
 from trollmoves_roles.downloader.config import load_config
 
 from trollmoves_core.exceptions import ConfigError

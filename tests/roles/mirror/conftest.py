@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mirror_harness import BusRecorder, InProcessMirror, free_port, mirror_section, wait_heartbeat, write_ini
-from roles.client.client_fakes import Announcer
+from support.bus import BusRecorder, free_port
+from support.ini import write_ini
+from support.mirror import InProcessMirror, mirror_section, wait_heartbeat
+from support.scripted import Announcer
 
 
 @pytest.fixture

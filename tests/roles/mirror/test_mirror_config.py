@@ -6,7 +6,7 @@ import logging
 import tempfile
 
 import pytest
-from mirror_harness import write_ini
+from support.ini import write_ini
 from trollmoves_roles.client.config import Provider
 from trollmoves_roles.mirror.config import load_mirror_config
 

@@ -8,8 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mirror_harness import BusRecorder, InProcessMirror, free_port, mirror_section, wait_until, write_ini
-from roles.client.client_harness import InProcessClient, OurServer, client_section, write_file
+from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, OurServer, client_section
+from support.files import write_file
+from support.ini import write_ini
+from support.mirror import InProcessMirror, mirror_section
 
 pytestmark = pytest.mark.timeout(180)
 

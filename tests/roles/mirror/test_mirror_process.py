@@ -7,22 +7,20 @@ import socket
 import subprocess
 
 import pytest
-from mirror_harness import (
-    TROLLMOVES,
-    BusRecorder,
+from posttroll.message import Message
+from support.bus import BusRecorder, free_port, wait_until
+from support.ini import write_ini
+from support.mirror import (
     InternalServer,
     MirrorSubprocess,
     announce_until_mirrored,
-    free_port,
     mirror_section,
     request,
     staging_dirs,
     wait_heartbeat,
-    wait_until,
-    write_ini,
 )
-from posttroll.message import Message
-from roles.client.client_fakes import Announcer
+from support.processes import TROLLMOVES
+from support.scripted import Announcer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from mirror_harness import (
-    BusRecorder,
+from posttroll.message import Message
+from support.bus import BusRecorder, free_port, wait_until
+from support.ini import write_ini
+from support.mirror import (
     InProcessMirror,
     InternalServer,
     announce_until_mirrored,
-    free_port,
     mirror_section,
     request,
     wait_heartbeat,
-    wait_until,
-    write_ini,
 )
-from posttroll.message import Message
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from mirror_harness import (
+from posttroll.message import Message
+from support.bus import wait_until
+from support.mirror import (
     AsyncRequest,
     InternalServer,
     announce_until_mirrored,
     destination_path,
     request,
     staging_dirs,
-    wait_until,
 )
-from posttroll.message import Message
 from trollmoves_roles.protocol.messages import transfer_key
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,25 +7,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_support import Running, connect_recorder, write_ini
 from support.bus import free_port
 from support.fixtures import dirs  # noqa: F401 - fixture
+from support.ini import write_ini
+from support.server import Running, connect_recorder
 from trollmoves_roles.server.service import Server, ServerOptions
+from trollmoves_roles.transfers.movers import MoverCache
 
 from trollmoves_core.plugins import default_host
 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    """Factory: ``serve(sections, backlog=False, **options)`` starts a server; stopped at teardown."""
+    """Factory: ``serve(sections, backlog=False, movers=None, **options)`` starts a server; stopped at
+    teardown."""
     running: list[Running] = []
 
     def start(sections: dict[str, dict[str, object]], *, backlog: bool = False, loop: bool = True,
-              config_name: str = "server.ini", **options: object) -> Running:
+              config_name: str = "server.ini", movers: MoverCache | None = None, **options: object) -> Running:
         config = write_ini(tmp_path / config_name, sections)
         opts = ServerOptions(port=free_port(), bind="127.0.0.1", backlog=backlog, drain_timeout=5.0,
                              watch_config=bool(options.pop("watch_config", False)), **options)
-        server = Server(config, opts, host=default_host())
+        server = Server(config, opts, host=default_host(), movers=movers)
         recorder = connect_recorder(server)
         server.start()
         run = Running(server, recorder, config)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from posttroll.message import Message
-from server_support import TOPIC, chain, request, write_file
 from support.bus import free_port, wait_until
+from support.files import put_file
+from support.reqrep import reply as request
+from support.server import TOPIC, chain
 
 NAME = "NOAA-19_202401020304.dat"
 
@@ -21,7 +23,7 @@ def test_announcement_fields_and_key_order(serve, dirs):
     origin, _ = dirs
     port = free_port()
     running = serve(chain(origin, port, info="sensor=foo;platforms=a,b"))
-    write_file(origin / NAME)
+    put_file(origin / NAME)
     message = running.announced(NAME)
     assert message.subject == TOPIC
     assert message.type == "file"
@@ -39,7 +41,7 @@ def test_hidden_empty_and_unmatched_files_are_not_announced(serve, dirs):
     (origin / ".NOAA-19_202401020304.dat").write_text("hidden")
     (origin / "NOAA-19_202401020305.dat").write_text("")
     (origin / "readme.txt").write_text("no match")
-    write_file(origin / "NOAA-20_202401020306.dat")  # a marker known to come after the others
+    put_file(origin / "NOAA-20_202401020306.dat")  # a marker known to come after the others
     running.announced("NOAA-20_202401020306.dat")
     uids = [m.data["uid"] for m in running.announcements(atype="file")]
     assert uids == ["NOAA-20_202401020306.dat"]
@@ -57,9 +59,9 @@ def test_heartbeat_on_start(serve, dirs):
 def test_backlog_announced_at_start_unless_disabled(serve, dirs, backlog):
     origin, _ = dirs
     for minute in range(3):
-        write_file(origin / f"NOAA-19_2024010203{minute:02d}.dat")
+        put_file(origin / f"NOAA-19_2024010203{minute:02d}.dat")
     running = serve(chain(origin, free_port()), backlog=backlog)
-    write_file(origin / "NOAA-20_202401020310.dat")  # marker: announced whatever the backlog setting
+    put_file(origin / "NOAA-20_202401020310.dat")  # marker: announced whatever the backlog setting
     running.announced("NOAA-20_202401020310.dat")
     uids = sorted(m.data["uid"] for m in running.announcements(atype="file"))
     expected = [f"NOAA-19_2024010203{minute:02d}.dat" for minute in range(3)] if backlog else []
@@ -71,14 +73,14 @@ def test_backlog_announced_at_start_unless_disabled(serve, dirs, backlog):
 def test_polling_watcher_announces(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, free_port(), watchdog_timeout=0.1), watcher="polling")
-    write_file(origin / NAME)
+    put_file(origin / NAME)
     assert running.announced(NAME).data["uri"] == str(origin / NAME)
 
 
 def test_standalone_message_shape(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, info="sensor=foo"))
-    write_file(origin / NAME)
+    put_file(origin / NAME)
     message = running.announced(f"ssh://{_host()}{origin / NAME}")
     assert message.type == "file"
     assert list(message.data) == ["filesystem", "uri", "uid", "sensor", "platform_name", "start_time"]
@@ -120,7 +122,7 @@ def test_compressed_file_is_unpacked_announced_and_served(serve, tmp_path, kind,
     running = serve({"chain": {"origin": f"{origin}/{{name}}.dat{suffix}", "topic": TOPIC, "request_port": port,
                                "request_address": "127.0.0.1", "compression": kind, "working_directory": work,
                                "delete": "true", "remove_delay": 60}})
-    write_file(origin / f"a1.dat{suffix}", pack(b"unpacked content"))
+    put_file(origin / f"a1.dat{suffix}", pack(b"unpacked content"))
     message = running.announced("a1.dat")
     assert message.data["uri"] == str(work / "a1.dat")
     assert message.data["name"] == "a1"
@@ -160,7 +162,7 @@ def test_xrit_runs_the_configured_decompressor(serve, tmp_path):
     running = serve({"chain": {"origin": f"{origin}/H-000-{{segment}}-C_", "topic": TOPIC,
                                "request_port": free_port(), "request_address": "127.0.0.1", "compression": "xrit",
                                "prog": prog, "working_directory": work}})
-    write_file(origin / "H-000-MSG4-C_", b"xrit")
+    put_file(origin / "H-000-MSG4-C_", b"xrit")
     message = running.announced("H-000-MSG4-__")
     assert message.data["uri"] == str(work / "H-000-MSG4-__")
 
@@ -168,9 +170,9 @@ def test_xrit_runs_the_configured_decompressor(serve, tmp_path):
 def test_delete_after_push_and_after_ack(serve, dirs):
     origin, out = dirs
     running = serve(chain(origin, free_port(), delete="true", remove_delay=0.2))
-    pushed = running.announced(write_file(origin / NAME).name)
-    acked = running.announced(write_file(origin / "NOAA-20_202401020304.dat").name)
-    kept = running.announced(write_file(origin / "NOAA-21_202401020304.dat").name)
+    pushed = running.announced(put_file(origin / NAME).name)
+    acked = running.announced(put_file(origin / "NOAA-20_202401020304.dat").name)
+    kept = running.announced(put_file(origin / "NOAA-21_202401020304.dat").name)
     reply = request(running.address(), Message(TOPIC, "push", {**pushed.data, "destination": f"file://{out}/"}))
     assert reply.type == "file"
     assert request(running.address(), Message(TOPIC, "ack", acked.data)).type == "ack"
@@ -187,7 +189,7 @@ def test_ack_for_an_unannounced_file_deletes_nothing(serve, dirs):
     stray = origin / "NOAA-19_202401020304.dat"
     stray.write_text("was here before the server, backlog off")
     running = serve(chain(origin, free_port(), delete="true", remove_delay=0))
-    marker = running.announced(write_file(origin / "NOAA-20_202401020304.dat").name)
+    marker = running.announced(put_file(origin / "NOAA-20_202401020304.dat").name)
     assert request(running.address(), Message(TOPIC, "ack", {"uri": str(stray), "uid": stray.name})).type == "ack"
     assert request(running.address(), Message(TOPIC, "ack", marker.data)).type == "ack"
     assert wait_until(lambda: not Path(marker.data["uri"]).exists())
@@ -252,7 +254,7 @@ def test_chain_check_restarts_a_watcher_whose_directory_was_replaced(serve, dirs
     assert not running.server.chains["chain"].source.healthy()
     running.server.check_chains()
     assert running.server.chains["chain"].source.healthy()
-    write_file(origin / NAME)
+    put_file(origin / NAME)
     assert running.announced(NAME).data["uri"] == str(origin / NAME)
 
 

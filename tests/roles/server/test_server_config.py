@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from server_support import write_ini
+from support.ini import write_ini
 from trollmoves_roles.server.config import load_config
 
 from trollmoves_core.exceptions import ConfigError

@@ -6,15 +6,22 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from posttroll.message import Message
-from server_support import TOPIC, chain, request, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.files import put_file
+from support.ini import write_ini
+from support.reqrep import reply as request
+from support.server import TOPIC, chain
+from trollmoves_roles.transfers.movers import MoverCache
 
 from trollmoves_core.file_mover import FileMover
+from trollmoves_core.mover import Mover
 
 TROLLMOVES = str(Path(sys.executable).parent / "trollmoves")
 NAME = "NOAA-19_202401020304.dat"
@@ -31,6 +38,17 @@ class Gate(FileMover):
         self.started.set()
         assert self.open.wait(10)
         super()._put(local_path, target, progress)
+
+
+class OnlyMover(MoverCache):
+    """Every push gets ``mover``."""
+
+    def __init__(self, mover: Mover) -> None:
+        super().__init__()
+        self.mover = mover
+
+    def get(self, uri: str, params: Mapping[str, Any] | None = None, *, params_key: str | None = None) -> Mover:
+        return self.mover
 
 
 def pong(address: str, timeout: float = 10.0) -> Message:
@@ -94,7 +112,7 @@ def test_config_change_on_disk_reloads(serve, dirs, tmp_path):
                                                   "request_port": free_port(), "request_address": "127.0.0.1"}}
     write_ini(running.config, sections)
     assert wait_until(lambda: "second" in running.server.chains, timeout=20)
-    write_file(other / "x.nc")
+    put_file(other / "x.nc")
     assert running.announced("x.nc").subject == "/test/two"
     assert pong(f"127.0.0.1:{port}").type == "pong"  # the unchanged chain kept running
 
@@ -107,7 +125,7 @@ def test_broken_new_config_is_rejected_and_the_old_one_kept(serve, dirs, caplog)
     assert running.server.reload() is False
     assert "Config reload rejected" in caplog.text and "request_port" in caplog.text
     assert pong(f"127.0.0.1:{port}").data == {"station": "st1"}
-    write_file(origin / NAME)
+    put_file(origin / NAME)
     assert running.announced(NAME).data["uid"] == NAME
 
 
@@ -124,10 +142,9 @@ def test_reload_to_an_empty_config_is_rejected(serve, dirs, caplog):
 def test_reload_lets_a_running_push_finish(serve, dirs):
     origin, out = dirs
     port = free_port()
-    running = serve(chain(origin, port))
     gate = Gate()
-    running.server.transfers._movers.get = lambda uri, params, params_key=None: gate
-    message = running.announced(write_file(origin / NAME).name)
+    running = serve(chain(origin, port), movers=OnlyMover(gate))
+    message = running.announced(put_file(origin / NAME).name)
     with ThreadPoolExecutor(2) as pool:
         reply = pool.submit(request, f"127.0.0.1:{port}",
                             Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"}), 20)
@@ -147,10 +164,9 @@ def test_reload_lets_a_running_push_finish(serve, dirs):
 def test_stop_finishes_running_pushes(serve, dirs):
     origin, out = dirs
     port = free_port()
-    running = serve(chain(origin, port))
     gate = Gate()
-    running.server.transfers._movers.get = lambda uri, params, params_key=None: gate
-    message = running.announced(write_file(origin / NAME).name)
+    running = serve(chain(origin, port), movers=OnlyMover(gate))
+    message = running.announced(put_file(origin / NAME).name)
     with ThreadPoolExecutor(2) as pool:
         reply = pool.submit(request, f"127.0.0.1:{port}",
                             Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"}), 20)

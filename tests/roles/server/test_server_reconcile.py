@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 from posttroll.message import Message
-from server_support import TOPIC, chain, request, write_file, write_ini
 from support.bus import free_port, wait_until
+from support.files import put_file
+from support.ini import write_ini
+from support.reqrep import reply as request
+from support.server import TOPIC, chain
 from trollmoves_roles.client.process import ClientProcess
 from trollmoves_roles.server.announced import LISTED_STATE, AnnouncedFiles
 from trollmoves_roles.state.journal import Journal
@@ -37,7 +40,7 @@ def running(serve, dirs):
 
 def test_info_lists_announcements_only_when_asked(running, dirs):
     origin, _ = dirs
-    published = [running.announced(write_file(origin / f"NOAA-{n}_202401020304.dat").name) for n in (18, 19, 20)]
+    published = [running.announced(put_file(origin / f"NOAA-{n}_202401020304.dat").name) for n in (18, 19, 20)]
     plain = info(running.address(), max_count=10)
     assert set(plain.data) == {"files", "max_count", "uptime"}  # upstream's reply, unchanged
     asked = info(running.address(), max_count=10, announcements=True)
@@ -55,7 +58,7 @@ def test_info_lists_announcements_only_when_asked(running, dirs):
 
 def test_files_no_longer_served_are_not_listed(running, dirs):
     origin, _ = dirs
-    first, second, third = (running.announced(write_file(origin / f"NOAA-{n}_202401020304.dat").name)
+    first, second, third = (running.announced(put_file(origin / f"NOAA-{n}_202401020304.dat").name)
                             for n in (18, 19, 20))
     running.server.announced.discard(first.data["uri"])  # deleted by the server after delivery
     Path(second.data["uri"]).unlink()  # removed by someone else
@@ -81,7 +84,7 @@ def test_listing_survives_a_restart_with_state_directory(serve, dirs, tmp_path):
     port = free_port()
     state = tmp_path / "state"
     first = serve(chain(origin, port), state_directory=str(state))
-    published = [first.announced(write_file(origin / f"NOAA-{n}_202401020304.dat").name) for n in (18, 19)]
+    published = [first.announced(put_file(origin / f"NOAA-{n}_202401020304.dat").name) for n in (18, 19)]
     before = info(first.address(), announcements=True).data["announcements"]
     first.server.request_stop()
     first.thread.join(10)
@@ -149,7 +152,7 @@ def first_contact(origin: Path, out: Path, first: int) -> list[Path]:
     written: list[Path] = []
     while not any((out / p.name).exists() for p in written):
         assert len(written) < 10, "no announcement reached the client"
-        written.append(write_file(origin / f"NOAA-{first + len(written)}_202401020300.dat", b"contact"))
+        written.append(put_file(origin / f"NOAA-{first + len(written)}_202401020300.dat", b"contact"))
         wait_until(lambda: any((out / p.name).exists() for p in written), timeout=2)
     assert wait_until(lambda: all((out / p.name).exists() for p in written), timeout=30)
     return written
@@ -188,7 +191,7 @@ def test_announcements_dropped_on_a_live_bus_are_delivered_by_reconciliation(ser
     for i in range(10):
         name = f"NOAA-{i + 20}_202401020304.dat"
         expected[name] = f"content {i}".encode()
-        write_file(origin / name, expected[name])
+        put_file(origin / name, expected[name])
     assert wait_until(lambda: all((out / n).exists() for n in expected), timeout=30), \
         sorted(n for n in expected if not (out / n).exists())
     assert len(dropped) == 5
@@ -203,7 +206,7 @@ def test_files_announced_while_the_client_was_down_are_delivered_after_its_resta
     receiver = client(running.server.publisher.port).start()
     before = first_contact(origin, out, 40)
     receiver.stop()
-    missed = [write_file(origin / f"NOAA-{n}_202401020304.dat", f"missed {n}".encode()) for n in (16, 17, 18)]
+    missed = [put_file(origin / f"NOAA-{n}_202401020304.dat", f"missed {n}".encode()) for n in (16, 17, 18)]
     assert len(running.announcements(len(before) + 3, "file")) == len(before) + 3  # announced, to no one
     receiver.start()
     # nothing is pending in its journal: it learns of the server again from the next announcement

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from posttroll.message import Message
-from server_support import TOPIC, chain, request, write_file
 from support.bus import free_port
+from support.files import put_file
+from support.reqrep import reply as request
+from support.server import TOPIC, chain
 
 
 @pytest.fixture
@@ -18,7 +20,7 @@ def running(serve, dirs):
 
 
 def announce(running, origin: Path, name: str = "NOAA-19_202401020304.dat", data: bytes = b"payload\n") -> Message:
-    write_file(origin / name, data)
+    put_file(origin / name, data)
     return running.announced(name)
 
 

@@ -7,8 +7,9 @@ import os
 import sys
 import time
 
-from server_support import TOPIC, chain, write_file
 from support.bus import free_port
+from support.files import put_file
+from support.server import TOPIC, chain
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.state.journal import Journal
@@ -61,13 +62,13 @@ def test_announcements_are_held_until_the_delay_passes(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, free_port()), backlog=True, announce_delay=1.5)
     started = time.monotonic()
-    write_file(origin / "NOAA-19_202401020304.dat")
+    put_file(origin / "NOAA-19_202401020304.dat")
     time.sleep(0.5)
     assert running.recorder.of_type("file") == []  # held
     found = running.announcements(1, "file", timeout=10)
     assert found and time.monotonic() - started >= 1.4
     assert found[0].data["uid"] == "NOAA-19_202401020304.dat"
-    write_file(origin / "NOAA-20_202401020305.dat")  # after the delay: sent at once
+    put_file(origin / "NOAA-20_202401020305.dat")  # after the delay: sent at once
     assert len(running.announcements(2, "file", timeout=10)) == 2
 
 
@@ -87,10 +88,10 @@ def test_chain_check_rescan_announces_files_the_watcher_missed(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, free_port()), loop=False)
     announcer = running.server.chains["chain"].source
-    write_file(origin / "NOAA-19_202401020304.dat")
+    put_file(origin / "NOAA-19_202401020304.dat")
     assert running.announcements(1, "file")
     announcer._watcher.stop()  # the watcher keeps its memory but hears nothing: as after an event overflow
-    write_file(origin / "NOAA-20_202401020305.dat")
+    put_file(origin / "NOAA-20_202401020305.dat")
     running.server.check_chains()
     found = running.announcements(2, "file")
     assert [m.data["uid"] for m in found] == ["NOAA-19_202401020304.dat", "NOAA-20_202401020305.dat"]

@@ -7,8 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from posttroll.message import Message
-from server_support import TOPIC, chain, request, write_file
 from support.bus import free_port
+from support.files import put_file
+from support.reqrep import reply as request
+from support.server import TOPIC, chain
 from trollmoves_roles.protocol.delivery import join_rel_path
 from trollmoves_roles.transfers.service import FileJob, TransferService
 
@@ -20,7 +22,7 @@ from trollmoves_core.uri import redact
 def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
     origin, out = dirs
     running = serve(chain(origin, free_port()))
-    message = running.announced(write_file(origin / "NOAA-19_202401020304.dat").name)
+    message = running.announced(put_file(origin / "NOAA-19_202401020304.dat").name)
     push = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
     replies = [request(running.address(), push) for _ in range(3)]
     assert [r.type for r in replies] == ["file"] * 3
@@ -33,7 +35,7 @@ def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
 def test_concurrent_identical_pushes_share_one_transfer(serve, dirs):
     origin, out = dirs
     running = serve(chain(origin, free_port(), connection_parameters__mode="copy"))
-    message = running.announced(write_file(origin / "NOAA-19_202401020304.dat", b"x" * 5_000_000).name)
+    message = running.announced(put_file(origin / "NOAA-19_202401020304.dat", b"x" * 5_000_000).name)
     push = Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
     with ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(lambda _: request(running.address(), push), range(4)))

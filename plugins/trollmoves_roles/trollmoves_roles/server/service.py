@@ -32,6 +32,7 @@ from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
 from trollmoves_roles.state.journal import Journal, journal_path
+from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.service import TransferService
 
 LOG = logging.getLogger(__name__)
@@ -128,10 +129,13 @@ class Chain:
 
 
 class Server(StopReload):
-    """Everything ``trollmoves server CONFIG`` runs."""
+    """Everything ``trollmoves server CONFIG`` runs.
+
+    :param movers: where pushes get their movers (default: a :class:`MoverCache` of ``host``'s movers).
+    """
 
     def __init__(self, config_path: str | os.PathLike[str], options: ServerOptions | None = None, *,
-                 host: PluginHost) -> None:
+                 host: PluginHost, movers: MoverCache | None = None) -> None:
         self.config_path = Path(config_path)
         self.options = options or ServerOptions()
         self.watcher_class = host.watchers.get(self.options.watcher)  # fails early on a missing plugin
@@ -148,7 +152,7 @@ class Server(StopReload):
             self._close_journal()
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
-        self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics)
+        self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, movers=movers)
         self.transport = transport_for()
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)

@@ -45,12 +45,16 @@ class FileJob:
 
 
 class TransferService:
-    """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters."""
+    """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters.
+
+    :param movers: where the movers come from (default: a :class:`MoverCache` of the installed plugins).
+    """
 
     def __init__(self, workers: int = DEFAULT_WORKERS, *, host: PluginHost, recent_seconds: float = RECENT_SECONDS,
-                 metrics: RoleMetrics | None = None, log_transfers: bool = True) -> None:
+                 metrics: RoleMetrics | None = None, log_transfers: bool = True,
+                 movers: MoverCache | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
-        self._movers = MoverCache(host)
+        self._movers = movers if movers is not None else MoverCache(host)
         self._lock = threading.Lock()
         self._running: dict[int, Future[list[str]]] = {}
         self._recent = RecentKeys(recent_seconds, RECENT_MAX)

@@ -7,10 +7,11 @@ import logging
 import time
 
 import pytest
-from client_fakes import HOLD, Announcer, ScriptedServer, serve_everything
-from client_harness import InProcessClient, client_section, prime, results, write_ini
 from posttroll.message import Message
 from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, client_section, prime, results
+from support.ini import write_ini
+from support.scripted import HOLD, Announcer, ScriptedServer, serve_everything
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.state.journal import journal_path
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import zmq
 from posttroll.message import Message
-from support.bus import free_port
 from trollmoves_roles.bus.posttroll import BusPublisher
+
+from support.bus import free_port
 
 NO_REPLY = object()
 """Handler result: do not answer this request (the client must time out)."""

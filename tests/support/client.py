@@ -1,5 +1,5 @@
-"""Helpers for client-role tests: INI writers, our client in-process or as a subprocess, the
-upstream server as a peer, and waiting for files to flow."""
+"""Our client in the tests: its config section, the client in-process or as a hot-spare pair of
+subprocesses, our or the upstream server as its peer, and waiting for files to flow."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from support.bus import BusRecorder, free_port, wait_until
-from support.files import write_file
-from support.ini import write_ini
-from support.processes import TROLLMOVES, TrollmovesProcess  # noqa: F401 - TROLLMOVES re-exported
-from support.processes import ClientProcess as ClientSubprocess
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.process import ClientProcess
 
+from support.bus import BusRecorder, free_port, wait_until
+from support.files import write_file
+from support.ini import write_ini
+from support.processes import ClientProcess as ClientSubprocess
+from support.processes import TrollmovesProcess
+
 
 def client_section(providers: str, destination: str | Path, publish_port: int, **extra: object) -> dict[str, object]:
+    """A client section on topic ``/test/data`` publishing on 127.0.0.1 only, without nameservers."""
     section: dict[str, object] = {"providers": providers, "destination": destination, "topic": "/test/data",
                                   "publish_port": publish_port, "nameservers": "false",
                                   "bind_address": "127.0.0.1"}

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import zmq
 from posttroll.message import Message
-from roles.client.client_fakes import HOLD, ScriptedServer
-from roles.client.client_harness import write_ini
-from support.bus import BusRecorder, free_port, wait_until
-from support.processes import TrollmovesProcess
 from trollmoves_roles.mirror.service import Mirror, MirrorOptions
 
+from support.bus import BusRecorder, free_port, wait_until
+from support.processes import TrollmovesProcess
+from support.reqrep import request_raw
+from support.scripted import HOLD, ScriptedServer
 from trollmoves_core.plugins import default_host
-
-TROLLMOVES = Path(sys.executable).with_name("trollmoves")
-
-__all__ = ["HOLD", "BusRecorder", "free_port", "wait_until", "write_ini"]
 
 
 def mirror_section(providers: str, request_port: int, **extra: object) -> dict[str, object]:
@@ -105,16 +99,9 @@ class InternalServer(ScriptedServer):
 
 def request(address: str, message: Message | bytes, timeout: float = 20.0) -> Message | bytes | None:
     """One request on a fresh REQ socket; the decoded reply (raw bytes if it does not decode), or None."""
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(f"tcp://{address}")
-    try:
-        sock.send(message if isinstance(message, bytes) else message.encode().encode())
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        raw = sock.recv()
-    finally:
-        sock.close(0)
+    raw = request_raw(address, message, timeout)
+    if raw is None:
+        return None
     try:
         return Message.decode(raw)
     except Exception:
