@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from trollmoves_core.command import Command
     from trollmoves_core.mover import Mover
     from trollmoves_core.role import Role
+    from trollmoves_core.transport import Transport
     from trollmoves_core.watchers.base import Watcher
 
 _spec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -48,6 +49,20 @@ def trollmoves_register_watchers() -> type[Watcher] | list[type[Watcher]]:
 
 
 @_spec
+def trollmoves_register_transports() -> type[Transport] | list[type[Transport]]:
+    """Register bus transports, one class per kind of message bus.
+
+    Each class subclasses :class:`trollmoves_core.transport.Transport` (for the roles of
+    trollmoves-roles: ``trollmoves_roles.bus.transport.MessageTransport``) and declares
+    ``NAME`` and ``SCHEMES``, the bus address schemes it serves (``("mqtt", "mqtts")``).
+    Roles pick the transport by the scheme of their bus address; ``tcp://`` (and upstream's
+    plain ``host:port``) is posttroll over ZeroMQ.
+
+    :returns: a transport class or a list of them.
+    """
+
+
+@_spec
 def trollmoves_register_roles() -> type[Role] | list[type[Role]]:
     """Register roles: long-running processes started as ``trollmoves NAME CONFIG``.
 
@@ -73,4 +88,4 @@ def trollmoves_register_commands() -> type[Command] | list[type[Command]]:
 
 
 __all__ = ["trollmoves_register_commands", "trollmoves_register_movers", "trollmoves_register_roles",
-           "trollmoves_register_watchers"]
+           "trollmoves_register_transports", "trollmoves_register_watchers"]

@@ -1,4 +1,4 @@
-"""Plugin discovery and the registries of movers, watchers, roles and commands.
+"""Plugin discovery and the registries of movers, transports, watchers, roles and commands.
 
 Plugins are modules named in the ``trollmoves`` entry-point group, registered with pluggy
 one at a time: a plugin that fails to import (or to register) is logged as a warning naming
@@ -26,6 +26,7 @@ from trollmoves_core.command import Command
 from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
 from trollmoves_core.mover import Mover
 from trollmoves_core.role import Role
+from trollmoves_core.transport import Transport
 from trollmoves_core.uri import scheme_of
 from trollmoves_core.watchers.base import Watcher
 
@@ -34,6 +35,8 @@ LOG = logging.getLogger(__name__)
 KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     "mover": {"ftp": "trollmoves-ftp", "ftps": "trollmoves-ftp", "scp": "trollmoves-ssh",
               "sftp": "trollmoves-ssh", "ssh": "trollmoves-ssh", "s3": "trollmoves-s3"},
+    "transport": {"tcp": "trollmoves-roles", "ipc": "trollmoves-roles", "mqtt": "trollmoves-mqtt",
+                  "mqtts": "trollmoves-mqtt"},
     "role": {name: "trollmoves-roles" for name in ("server", "client", "mirror", "dispatcher", "downloader")},
     "command": {name: "trollmoves-roles" for name in ("keys", "req", "status")},
     "watcher": {},
@@ -52,6 +55,7 @@ class PluginInfo:
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     movers: list[str] = field(default_factory=list)
+    transports: list[str] = field(default_factory=list)
     watchers: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -85,7 +89,7 @@ class Registry:
             raise UnknownPluginError(self._missing_message(name)) from None
 
     def _missing_message(self, name: str) -> str:
-        label = f"for '{name}://'" if self.kind == "mover" else repr(name)
+        label = f"for '{name}://'" if self.kind in ("mover", "transport") else repr(name)
         package = KNOWN_PROVIDERS[self.kind].get(name)
         broken = [p for p in self._host.plugins if p.error]
         for plugin in broken:
@@ -113,6 +117,7 @@ class PluginHost:
         self.pm = pm
         self.plugins = plugins
         self.movers = Registry("mover", self)
+        self.transports = Registry("transport", self)
         self.watchers = Registry("watcher", self)
         self.roles = Registry("role", self)
         self.commands = Registry("command", self)
@@ -121,7 +126,9 @@ class PluginHost:
             if plugin is not None and name in infos:
                 infos[name].hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         hook = pm.hook
-        self._collect(hook.trollmoves_register_movers, Mover, infos, self._add_mover)
+        self._collect(hook.trollmoves_register_movers, Mover, infos, self._add_by_scheme(self.movers, "movers"))
+        self._collect(hook.trollmoves_register_transports, Transport, infos,
+                      self._add_by_scheme(self.transports, "transports"))
         self._collect(hook.trollmoves_register_watchers, Watcher, infos, self._add_named(self.watchers, "watchers"))
         self._collect(hook.trollmoves_register_roles, Role, infos, self._add_named(self.roles, "roles"))
         self._collect(hook.trollmoves_register_commands, Command, infos,
@@ -155,11 +162,14 @@ class PluginHost:
                     LOG.warning("Plugin %s: %s() returned %r, not a %s subclass", provider, caller.name, cls,
                                 base.__name__)
 
-    def _add_mover(self, cls: type, provider: str, info: PluginInfo | None) -> None:
-        for scheme in cls.SCHEMES:
-            self.movers.add(scheme, cls, provider)
-        if info:
-            info.movers.extend(cls.SCHEMES)
+    @staticmethod
+    def _add_by_scheme(registry: Registry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
+        def add(cls: type, provider: str, info: PluginInfo | None) -> None:
+            for scheme in cls.SCHEMES:
+                registry.add(scheme, cls, provider)
+            if info:
+                getattr(info, listed).extend(cls.SCHEMES)
+        return add
 
     @staticmethod
     def _add_named(registry: Registry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:

@@ -22,7 +22,7 @@ def test_plugins_table_lists_every_distribution() -> None:
     result = run("plugins")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["distribution", "version", "movers", "watchers", "roles", "commands"]
+    assert lines[0].split() == ["distribution", "version", "movers", "transports", "watchers", "roles", "commands"]
     core = next(line for line in lines if line.startswith("trollmoves-core"))
     assert "file" in core and "watchdog, polling, inotify" in core
     assert core.endswith("plugins, move, get, check")
@@ -36,6 +36,7 @@ def test_plugins_json() -> None:
     result = run("plugins", "--json")
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["trollmoves-core"]["movers"] == ["file"]
+    assert rows["trollmoves-roles"]["transports"] == ["tcp", "ipc", "inproc"]
     assert "trollmoves_register_watchers" in rows["trollmoves-core"]["hooks"]
     assert rows["trollmoves-core"]["error"] is None
     assert rows["trollmoves-core"]["commands"] == ["plugins", "move", "get", "check"]

@@ -19,6 +19,7 @@ from support.files import write_file
 from support.ini import write_ini
 from support.processes import ClientProcess as ClientSubprocess
 from support.processes import TrollmovesProcess
+from trollmoves_core.plugins import default_host
 
 
 def client_section(providers: str, destination: str | Path, publish_port: int, **extra: object) -> dict[str, object]:
@@ -49,7 +50,7 @@ class InProcessClient:
     """Our client's ClientProcess running in a thread (no signals), stopped with :meth:`stop`."""
 
     def __init__(self, config: Path) -> None:
-        self.process = ClientProcess(config)
+        self.process = ClientProcess(config, host=default_host())
         self._thread = threading.Thread(target=self.process.run, daemon=True)
         self._thread.start()
         assert self.process.started.wait(10)

@@ -7,6 +7,7 @@ import importlib
 from trollmoves_core import hookimpl
 from trollmoves_core.command import Command
 from trollmoves_core.role import Role
+from trollmoves_core.transport import Transport
 
 ROLES = {
     # role name: "module:class"; modules are imported when the launcher asks for roles.
@@ -41,3 +42,9 @@ def trollmoves_register_roles() -> list[type[Role]]:
 @hookimpl
 def trollmoves_register_commands() -> list[type[Command]]:
     return _import(COMMANDS)
+
+
+@hookimpl
+def trollmoves_register_transports() -> list[type[Transport]]:
+    from trollmoves_roles.bus.zeromq import ZeroMQTransport
+    return [ZeroMQTransport]

@@ -19,6 +19,8 @@ from trollmoves_roles.client.process import ClientProcess
 from trollmoves_roles.server.announced import LISTED_STATE, AnnouncedFiles
 from trollmoves_roles.state.journal import Journal
 
+from trollmoves_core.plugins import default_host
+
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -126,7 +128,7 @@ class Client:
         self.thread: threading.Thread | None = None
 
     def start(self) -> Client:
-        self.process = ClientProcess(self.config)
+        self.process = ClientProcess(self.config, host=default_host())
         self.thread = threading.Thread(target=self.process.run, daemon=True)
         self.thread.start()
         assert self.process.started.wait(10)

@@ -3,7 +3,8 @@
 Roles publish announcements and results, subscribe to providers' topics, send requests and
 serve them only through a :class:`Transport`, picked by the scheme of a bus address
 (``tcp://`` for posttroll over ZeroMQ, the default). A transport is registered like a mover:
-a plugin's ``trollmoves_register_transports`` hook returns its class.
+a plugin's ``trollmoves_register_transports`` hook returns its class (see
+:mod:`trollmoves_roles.runtime.transports`).
 
 Everything a transport hands out is read from a role's :class:`~trollmoves_roles.bus.loop.EventLoop`
 or its own thread: :attr:`Subscriber.pollable` and :attr:`RequestInbox.pollable` are what the
@@ -15,9 +16,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from posttroll.message import Message
+
+from trollmoves_core.transport import Transport
 
 if TYPE_CHECKING:
     from trollmoves_roles.bus.loop import EventLoop
@@ -107,11 +110,8 @@ class RequestInbox(Protocol):
     def close(self) -> None: ...
 
 
-class MessageTransport(ABC):
-    """One way for roles to reach each other; :attr:`SCHEMES` name the addresses it serves."""
-
-    SCHEMES: ClassVar[tuple[str, ...]]
-    """Address schemes served, e.g. ``("tcp",)``."""
+class MessageTransport(Transport, ABC):
+    """One way for roles to reach each other; ``SCHEMES`` name the bus addresses it serves."""
 
     @abstractmethod
     def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,

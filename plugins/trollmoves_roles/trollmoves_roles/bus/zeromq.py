@@ -34,6 +34,7 @@ REQUEST_MAX_BYTES = 4 * 1024 * 1024
 class ZeroMQTransport(MessageTransport):
     """posttroll messages over ZeroMQ sockets, as upstream trollmoves speaks them."""
 
+    NAME: ClassVar[str] = "zeromq"
     SCHEMES: ClassVar[tuple[str, ...]] = ("tcp", "ipc", "inproc")
 
     def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,

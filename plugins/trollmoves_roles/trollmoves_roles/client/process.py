@@ -27,6 +27,7 @@ import threading
 from collections.abc import Hashable
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.client.chain import Chain
 from trollmoves_roles.client.config import ChainConfig, load_client_config
@@ -110,7 +111,7 @@ class ClientProcess:
     ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``.
     """
 
-    def __init__(self, config_file: str | os.PathLike[str], *, metrics_port: int | None = None,
+    def __init__(self, config_file: str | os.PathLike[str], *, host: PluginHost, metrics_port: int | None = None,
                  metrics_bind: str = "127.0.0.1") -> None:
         self.config_file = os.fspath(config_file)
         self.configs = load_client_config(self.config_file)
@@ -118,7 +119,7 @@ class ClientProcess:
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, Chain] = {}
-        self.transport = transport_for()
+        self.transport = transport_for(host)
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()

@@ -39,4 +39,5 @@ class ClientRole(Role):
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.client.process import ClientProcess  # zmq and friends load only when run
-        return ClientProcess(args.config_file, metrics_port=args.metrics_port, metrics_bind=args.metrics_bind).run()
+        return ClientProcess(args.config_file, host=host, metrics_port=args.metrics_port,
+                             metrics_bind=args.metrics_bind).run()

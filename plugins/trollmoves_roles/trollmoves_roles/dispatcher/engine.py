@@ -88,7 +88,7 @@ class Dispatcher(ListeningService):
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.config: DispatcherConfig = load_config(self.config_path, self.host)
         self.movers = MoverCache(self.host)
-        self.transport = transport_for()
+        self.transport = transport_for(host)
         self.pool = BoundedPool(workers, name="dispatch")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("dispatcher")

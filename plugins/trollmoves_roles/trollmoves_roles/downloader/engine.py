@@ -86,7 +86,7 @@ class Downloader(ListeningService):
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.movers = MoverCache(self.host)
-        self.transport = transport_for()
+        self.transport = transport_for(host)
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("downloader", chains=False)

@@ -1,12 +1,9 @@
-"""Which transport carries a role's bus traffic: the one serving the scheme of its bus address."""
+"""Which transport carries a role's bus traffic: the one the host has for its bus address's scheme."""
 
 from __future__ import annotations
 
-import functools
-
-from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus.transport import MessageTransport
-from trollmoves_roles.bus.zeromq import ZeroMQTransport
 
 DEFAULT_SCHEME = "tcp"
 """Addresses without a scheme (``host:port``, upstream's form) are posttroll over ZeroMQ."""
@@ -19,9 +16,7 @@ def bus_scheme(address: str | None) -> str:
     return address.split("://", 1)[0].lower()
 
 
-@functools.cache
-def transport_for(scheme: str = DEFAULT_SCHEME) -> MessageTransport:
-    """The (shared) transport serving ``scheme``; a ConfigError when none does."""
-    if scheme in ZeroMQTransport.SCHEMES:
-        return ZeroMQTransport()
-    raise ConfigError(f"no transport for {scheme}:// addresses")
+def transport_for(host: PluginHost, address: str | None = None) -> MessageTransport:
+    """A transport for ``address``'s scheme; UnknownPluginError (with the package to install) when
+    no installed plugin serves it."""
+    return host.transports.get(bus_scheme(address))()

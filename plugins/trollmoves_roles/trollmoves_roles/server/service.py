@@ -153,7 +153,7 @@ class Server(StopReload):
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, movers=movers)
-        self.transport = transport_for()
+        self.transport = transport_for(host)
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
