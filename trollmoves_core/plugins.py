@@ -61,7 +61,7 @@ class PluginInfo:
     commands: list[str] = field(default_factory=list)
 
 
-class Registry:
+class PluginRegistry:
     """Name → class for one plugin kind, with the provenance needed for good errors."""
 
     def __init__(self, kind: str, host: PluginHost) -> None:
@@ -116,11 +116,11 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo]) -> None:
         self.pm = pm
         self.plugins = plugins
-        self.movers = Registry("mover", self)
-        self.transports = Registry("transport", self)
-        self.watchers = Registry("watcher", self)
-        self.roles = Registry("role", self)
-        self.commands = Registry("command", self)
+        self.movers = PluginRegistry("mover", self)
+        self.transports = PluginRegistry("transport", self)
+        self.watchers = PluginRegistry("watcher", self)
+        self.roles = PluginRegistry("role", self)
+        self.commands = PluginRegistry("command", self)
         infos = {p.name: p for p in plugins}
         for name, plugin in pm.list_name_plugin():
             if plugin is not None and name in infos:
@@ -163,7 +163,7 @@ class PluginHost:
                                 base.__name__)
 
     @staticmethod
-    def _add_by_scheme(registry: Registry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
+    def _add_by_scheme(registry: PluginRegistry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
         def add(cls: type, provider: str, info: PluginInfo | None) -> None:
             for scheme in cls.SCHEMES:
                 registry.add(scheme, cls, provider)
@@ -172,7 +172,7 @@ class PluginHost:
         return add
 
     @staticmethod
-    def _add_named(registry: Registry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
+    def _add_named(registry: PluginRegistry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:
         def add(cls: type, provider: str, info: PluginInfo | None) -> None:
             registry.add(cls.NAME, cls, provider)
             if info:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from trollmoves_roles.client.chain import Chain
+from trollmoves_roles.client.chain import ClientChain
 from trollmoves_roles.client.process import ClientProcess
 
 from support.bus import BusRecorder, free_port, wait_until
@@ -55,7 +55,7 @@ class InProcessClient:
         self._thread.start()
         assert self.process.started.wait(10)
 
-    def chain(self, name: str) -> Chain:
+    def chain(self, name: str) -> ClientChain:
         return self.process.chains[name]
 
     def stop(self) -> None:

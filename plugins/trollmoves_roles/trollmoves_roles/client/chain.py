@@ -1,6 +1,6 @@
 """One client chain: listen to providers, request each announced file once, deliver, publish.
 
-:class:`Chain` runs in its own thread; all its state lives in that thread's event loop. A file
+:class:`ClientChain` runs in its own thread; all its state lives in that thread's event loop. A file
 announced by several servers is fetched once (they become fallback sources) and every server
 is acked once the file is delivered, here or by another client; a file given up is published
 as an ``err`` message (:func:`failure_message`) and not acked. With ``state_directory`` the
@@ -30,7 +30,7 @@ from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop, Timer
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, topic_prefix
 from trollmoves_roles.bus.transport import MessageTransport, Publisher, Requester
-from trollmoves_roles.client.config import ChainConfig
+from trollmoves_roles.client.config import ClientChainConfig
 from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -144,10 +144,10 @@ def _valid_address(address: object) -> bool:
     return bool(host) and port.isdigit() and 0 < int(port) < 65536 and not any(c.isspace() for c in host)
 
 
-class Chain:
+class ClientChain:
     """A client chain running in its own thread. ``publisher`` may be shared with other chains."""
 
-    def __init__(self, config: ChainConfig, publisher: Publisher, *, transport: MessageTransport,
+    def __init__(self, config: ClientChainConfig, publisher: Publisher, *, transport: MessageTransport,
                  cache: UidCache | None = None, state: ChainState | None = None,
                  metrics: RoleMetrics | None = None) -> None:
         self.config = config
@@ -178,7 +178,7 @@ class Chain:
 
     # -- life cycle (any thread) -------------------------------------------------------
 
-    def start(self) -> Chain:
+    def start(self) -> ClientChain:
         self._thread.start()
         self._started.wait(10)
         return self
@@ -698,7 +698,7 @@ class _Push:
 
     __slots__ = ("chain", "destination", "source", "transfer")
 
-    def __init__(self, chain: Chain, transfer: Transfer, source: Message, destination: str) -> None:
+    def __init__(self, chain: ClientChain, transfer: Transfer, source: Message, destination: str) -> None:
         self.chain = chain
         self.transfer = transfer
         self.source = source

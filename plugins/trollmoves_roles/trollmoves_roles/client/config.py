@@ -1,4 +1,4 @@
-"""Client INI (upstream ``move_it_client.py`` format) → one typed :class:`ChainConfig` per section.
+"""Client INI (upstream ``move_it_client.py`` format) → one typed :class:`ClientChainConfig` per section.
 
 Every section is a chain; ``[DEFAULT]`` is inherited. Values are checked here, so a bad file
 fails at start-up with a :class:`~trollmoves_core.exceptions.ConfigError` naming the file,
@@ -77,7 +77,7 @@ class Provider:
 
 
 @dataclass(frozen=True)
-class ChainConfig:
+class ClientChainConfig:
     """One client chain (one INI section)."""
 
     name: str
@@ -129,10 +129,10 @@ class ChainConfig:
         return topics
 
 
-def load_client_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
+def load_client_config(path: str | os.PathLike[str]) -> dict[str, ClientChainConfig]:
     """Read and check a client INI file; return the chains by section name."""
     sections = read_ini(path)
-    chains: dict[str, ChainConfig] = {}
+    chains: dict[str, ClientChainConfig] = {}
     unknown: dict[str, list[str]] = {}
     for name, section in sections.items():
         for key in section:
@@ -149,7 +149,7 @@ def load_client_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
     return chains
 
 
-def chain_from_section(section: Section) -> ChainConfig | None:
+def chain_from_section(section: Section) -> ClientChainConfig | None:
     """The chain of one section; None (with a warning) for a section upstream would drop."""
     topic = _text(section, "topic")
     heartbeat = section.get_bool("heartbeat", SCHEMA.default("heartbeat"))
@@ -160,7 +160,7 @@ def chain_from_section(section: Section) -> ChainConfig | None:
     destination = section.require("destination").strip()
     _check_destination(section, destination)
     compression = _compression(section)
-    return ChainConfig(
+    return ClientChainConfig(
         name=section.name,
         providers=providers,
         destination=destination,

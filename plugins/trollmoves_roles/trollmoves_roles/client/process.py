@@ -29,8 +29,8 @@ from collections.abc import Hashable
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus.transport import MessageTransport, Publisher
-from trollmoves_roles.client.chain import Chain
-from trollmoves_roles.client.config import ChainConfig, load_client_config
+from trollmoves_roles.client.chain import ClientChain
+from trollmoves_roles.client.config import ClientChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.runtime.signals import install_signal_handlers
@@ -43,7 +43,7 @@ CONFIG_CHECK_INTERVAL = 1.0
 """Seconds between checks of the config file for changes."""
 
 
-def publisher_key(config: ChainConfig) -> Hashable:
+def publisher_key(config: ClientChainConfig) -> Hashable:
     """Chains with equal keys share a publisher (a random port is never shared)."""
     nameservers = config.nameservers if isinstance(config.nameservers, tuple) else ()
     own = config.name if config.publish_port == 0 else None
@@ -57,7 +57,7 @@ class Publishers:
         self._transport = transport
         self._publishers: dict[Hashable, tuple[Publisher, int]] = {}
 
-    def acquire(self, config: ChainConfig) -> Publisher:
+    def acquire(self, config: ClientChainConfig) -> Publisher:
         key = publisher_key(config)
         if key in self._publishers:
             publisher, count = self._publishers[key]
@@ -70,7 +70,7 @@ class Publishers:
         self._publishers[key] = (publisher, 1)
         return publisher
 
-    def release(self, config: ChainConfig) -> None:
+    def release(self, config: ClientChainConfig) -> None:
         key = publisher_key(config)
         publisher, count = self._publishers[key]
         if count > 1:
@@ -84,7 +84,7 @@ class Publishers:
             publisher.stop()
         self._publishers.clear()
 
-    def _open(self, config: ChainConfig) -> Publisher:
+    def _open(self, config: ClientChainConfig) -> Publisher:
         name = f"move_it_{config.name}"
         address = f"tcp://{config.bind_address}:{config.publish_port}"
         nameservers = config.nameservers
@@ -118,7 +118,7 @@ class ClientProcess:
         self.metrics = RoleMetrics("client")
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
-        self.chains: dict[str, Chain] = {}
+        self.chains: dict[str, ClientChain] = {}
         self.transport = transport_for(host)
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
@@ -165,7 +165,7 @@ class ClientProcess:
         except ConfigError as err:
             LOG.error("Config reload failed, keeping the running config: %s", err)
 
-    def _apply(self, configs: dict[str, ChainConfig]) -> None:
+    def _apply(self, configs: dict[str, ClientChainConfig]) -> None:
         for name in [n for n in self.chains if n not in configs]:
             LOG.info("[%s] Chain removed", name)
             self._stop_chain(name)
@@ -184,11 +184,11 @@ class ClientProcess:
             except ConfigError:
                 self.publishers.release(config)
                 raise
-            self.chains[name] = Chain(config, publisher, transport=self.transport, cache=cache, state=state,
+            self.chains[name] = ClientChain(config, publisher, transport=self.transport, cache=cache, state=state,
                                      metrics=self.metrics).start()
         self.configs = configs
 
-    def _open_state(self, config: ChainConfig) -> ChainState:
+    def _open_state(self, config: ClientChainConfig) -> ChainState:
         if not config.state_directory:
             return ChainState()
         path = journal_path(config.state_directory, self.config_file, "client")

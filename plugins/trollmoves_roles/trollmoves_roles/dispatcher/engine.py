@@ -55,7 +55,7 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Transfer:
+class Dispatch:
     """One file to push to one destination."""
 
     target: Target
@@ -153,7 +153,7 @@ class Dispatcher(ListeningService):
             return 0
         return self._submit(message, transfers, halt)
 
-    def _submit(self, message: Message, transfers: list[Transfer], halt: threading.Event | None,
+    def _submit(self, message: Message, transfers: list[Dispatch], halt: threading.Event | None,
                 done: dict[str, Any] | None = None) -> int:
         if not transfers:
             return 0
@@ -166,7 +166,7 @@ class Dispatcher(ListeningService):
             queued += 1
         return queued
 
-    def _run_part(self, key: str, transfer: Transfer) -> None:
+    def _run_part(self, key: str, transfer: Dispatch) -> None:
         delivered = self.run_transfer(transfer)
         self.pending.done(key, _part(transfer), delivered)
 
@@ -183,10 +183,10 @@ class Dispatcher(ListeningService):
         LOG.info("Resuming %d transfer(s) of a message on %s", len(transfers), item.message.subject)
         return self._submit(item.message, transfers, halt, item.done)
 
-    def plan(self, message: Message) -> list[Transfer]:
+    def plan(self, message: Message) -> list[Dispatch]:
         """The transfers ``message`` asks for under the current configuration."""
         config = self.config
-        transfers: list[Transfer] = []
+        transfers: list[Dispatch] = []
         seen: set[tuple[str, str]] = set()
         for entry in file_entries(message.type, message.data):
             matching = [(target, item) for target in config.targets for item in target.items
@@ -217,10 +217,10 @@ class Dispatcher(ListeningService):
                 if (source, destination) in seen:
                     continue
                 seen.add((source, destination))
-                transfers.append(Transfer(target, source, destination, entry, target_fields))
+                transfers.append(Dispatch(target, source, destination, entry, target_fields))
         return transfers
 
-    def run_transfer(self, transfer: Transfer) -> bool:
+    def run_transfer(self, transfer: Dispatch) -> bool:
         """Push one file and announce it; log failures. Returns whether it was delivered."""
         target = transfer.target
         shown = redact(transfer.destination)
@@ -245,7 +245,7 @@ class Dispatcher(ListeningService):
         self._announce(transfer, delivered)
         return True
 
-    def _announce(self, transfer: Transfer, delivered: str) -> None:
+    def _announce(self, transfer: Dispatch, delivered: str) -> None:
         if self.publisher is None:
             return
         target = transfer.target
@@ -285,7 +285,7 @@ class Dispatcher(ListeningService):
             self.metrics.duration.observe(seconds, chain=target.name)
 
 
-def _part(transfer: Transfer) -> str:
+def _part(transfer: Dispatch) -> str:
     """A transfer's name in the journal (a hash: the destination may hold credentials)."""
     text = f"{transfer.target.name}\0{transfer.source}\0{transfer.destination}"
     return hashlib.sha256(text.encode(errors="replace")).hexdigest()[:32]

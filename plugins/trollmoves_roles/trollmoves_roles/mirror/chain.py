@@ -23,7 +23,7 @@ from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.mirror.config import MirrorConfig
-from trollmoves_roles.mirror.registry import Entry, Registry, uri_path
+from trollmoves_roles.mirror.registry import Entry, ReannouncedFiles, uri_path
 from trollmoves_roles.mirror.requests import RequestSocket
 from trollmoves_roles.mirror.staging import Stager
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -51,7 +51,7 @@ class MirrorChain:
         self.publisher = publisher
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
         self.loop = EventLoop(f"mirror {config.name}")
-        self.registry = Registry()
+        self.registry = ReannouncedFiles()
         self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,

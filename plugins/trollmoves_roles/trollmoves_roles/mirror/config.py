@@ -26,8 +26,7 @@ from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys
 from trollmoves_core.uri import parse_uri
 from trollmoves_roles.client import config as client_config
 from trollmoves_roles.client.config import SCHEMA as CLIENT_SCHEMA
-from trollmoves_roles.client.config import ChainConfig as ClientConfig
-from trollmoves_roles.client.config import Provider, chain_from_section
+from trollmoves_roles.client.config import ClientChainConfig, Provider, chain_from_section
 from trollmoves_roles.protocol.messages import is_local_host
 from trollmoves_roles.server import config as server_config
 from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
@@ -70,7 +69,7 @@ class MirrorConfig:
     """One mirror section."""
 
     name: str
-    client: ClientConfig
+    client: ClientChainConfig
     """The client part: providers, subscription topic, login, timeouts, heartbeat watchdog."""
     topic: str
     """Subject of the re-announcements."""
@@ -183,7 +182,7 @@ def parse_section(section: Section) -> MirrorConfig:
     )
 
 
-def _client_part(section: Section, client_topic: str, destination: str) -> ClientConfig:
+def _client_part(section: Section, client_topic: str, destination: str) -> ClientChainConfig:
     """The client role's parse of the section, with ``client_topic`` as its subscription topic."""
     values = dict(section)
     values["topic"] = client_topic

@@ -49,7 +49,7 @@ def uri_path(uri: object) -> str:
     return urlsplit(text).path if "://" in text else text
 
 
-class Registry:
+class ReannouncedFiles:
     """Bounded, insertion-ordered map of :class:`Entry` by key."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:

@@ -33,7 +33,7 @@ from trollmoves_core.uri import redact
 from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.mirror.config import MirrorConfig
-from trollmoves_roles.mirror.registry import Registry
+from trollmoves_roles.mirror.registry import ReannouncedFiles
 from trollmoves_roles.mirror.staging import Fetch, Stager
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
@@ -55,7 +55,7 @@ class RequestSocket:
     ``on_reply`` is called after every reply (the section uses it to finish draining).
     """
 
-    def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: Registry, stager: Stager,
+    def __init__(self, config: MirrorConfig, loop: EventLoop, *, bind: str, registry: ReannouncedFiles, stager: Stager,
                  transfers: TransferService, transport: MessageTransport, on_reply: Callable[[], None] = lambda: None,
                  bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
         self.config = config
@@ -153,11 +153,11 @@ class RequestSocket:
             return
         LOG.info("[%s] push of %s to %s requested by %s", self.name, ", ".join(uids[:3]), redact(destination),
                  request.sender)
-        push = _Push(envelope, request, destination, items)
+        push = PendingPush(envelope, request, destination, items)
         self.pending += 1
         self._stager.acquire(entry, lambda fetch, error: self._fetched(push, fetch, error))
 
-    def _fetched(self, push: _Push, fetch: Fetch | None, error: str | None) -> None:
+    def _fetched(self, push: PendingPush, fetch: Fetch | None, error: str | None) -> None:
         if fetch is None:
             self._answer(push.envelope, push.error(error or "fetch failed"))
             return
@@ -175,7 +175,7 @@ class RequestSocket:
             return
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._pushed, push, fetch, f))
 
-    def _pushed(self, push: _Push, fetch: Fetch, future: Future[list[str]]) -> None:
+    def _pushed(self, push: PendingPush, fetch: Fetch, future: Future[list[str]]) -> None:
         self._stager.release(fetch)
         error = future.exception()
         if error is not None:
@@ -195,7 +195,7 @@ class RequestSocket:
 
 
 @dataclass
-class _Push:
+class PendingPush:
     """One external push waiting for its fetch and delivery."""
 
     envelope: object

@@ -18,7 +18,7 @@ from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 from trollmoves_roles.server.announced import AnnouncedFiles
-from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.messages import announcement, standalone_announcement
 from trollmoves_roles.server.unpack import UnpackError, unpack
@@ -33,7 +33,7 @@ class Announcer:
     :param request_address: ``host:port`` put in each announcement (None in standalone mode).
     """
 
-    def __init__(self, chain: ChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
+    def __init__(self, chain: ServerChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
                  request_address: str | None, watcher: type[Watcher], workers: TransferService,
                  deleter: Deleter, metrics: RoleMetrics | None = None) -> None:
         assert chain.origin is not None

@@ -78,7 +78,7 @@ NO_CHAIN = "no chain defined: no section has origin or listen (one section per c
 
 
 @dataclass(frozen=True)
-class ChainConfig:
+class ServerChainConfig:
     """One server chain. Two configs compare equal when a reload can keep the running chain."""
 
     name: str
@@ -115,9 +115,9 @@ class ChainConfig:
         return FilePattern(self.origin) if self.origin else None
 
 
-def load_config(path: str | os.PathLike[str]) -> dict[str, ChainConfig]:
+def load_config(path: str | os.PathLike[str]) -> dict[str, ServerChainConfig]:
     """Read the server INI at ``path``: chain name → config. Raises ConfigError."""
-    chains: dict[str, ChainConfig] = {}
+    chains: dict[str, ServerChainConfig] = {}
     ports: dict[int, str] = {}
     for name, section in read_ini(path).items():
         chain = parse_chain(section)
@@ -139,7 +139,7 @@ def port_taken(ports: dict[int, str], port: int | None, section: str) -> str | N
     return f"port {port} is already used by [{other}]" if other != section else None
 
 
-def parse_chain(section: Section) -> ChainConfig | None:
+def parse_chain(section: Section) -> ServerChainConfig | None:
     """Build one chain; None (with a warning) for a section with neither origin nor listen."""
     for key, message in SCHEMA.warnings(section):
         LOG.warning("%s: [%s] %s: %s", section.file, section.name, key, message)
@@ -184,7 +184,7 @@ def parse_chain(section: Section) -> ChainConfig | None:
     watchdog_timeout = section.get_float("watchdog_timeout", SCHEMA.default("watchdog_timeout"))
     if watchdog_timeout is not None and watchdog_timeout <= 0:
         raise section.error("watchdog_timeout", "must be positive")
-    return ChainConfig(
+    return ServerChainConfig(
         name=section.name, topic=topic, origin=origin or None, listen=listen or None,
         request_port=request_port,
         request_address=(section.get_str("request_address") or "").strip() or None,

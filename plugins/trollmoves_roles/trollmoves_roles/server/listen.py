@@ -20,7 +20,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with
 from trollmoves_roles.server.announced import AnnouncedFiles
-from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.config import ServerChainConfig
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
@@ -30,7 +30,7 @@ _LIMITED = RateLimitedLog(LOG)
 class ListenRepublisher:
     """The receiving half of a ``listen`` chain."""
 
-    def __init__(self, chain: ChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
+    def __init__(self, chain: ServerChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
                  request_address: str | None, transport: MessageTransport, metrics: RoleMetrics | None = None) -> None:
         assert chain.listen is not None
         self.chain = chain

@@ -7,14 +7,14 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.config import ServerChainConfig
 
 SSH_FILESYSTEM_CLS = "fsspec.implementations.sftp.SFTPFileSystem"
 ARCHIVE_FILESYSTEM_CLS = {"tar": "fsspec.implementations.tar:TarFileSystem",
                           "zip": "fsspec.implementations.zip:ZipFileSystem"}
 
 
-def announcement(chain: ChainConfig, fields: dict[str, Any], files: Sequence[str | os.PathLike[str]],
+def announcement(chain: ServerChainConfig, fields: dict[str, Any], files: Sequence[str | os.PathLike[str]],
                  request_address: str) -> tuple[str, dict[str, Any]]:
     """Message type and data for files served on request.
 
@@ -34,7 +34,7 @@ def announcement(chain: ChainConfig, fields: dict[str, Any], files: Sequence[str
     return atype, data
 
 
-def standalone_announcement(chain: ChainConfig, fields: dict[str, Any], path: str | os.PathLike[str],
+def standalone_announcement(chain: ServerChainConfig, fields: dict[str, Any], path: str | os.PathLike[str],
                             members: list[str] | None = None, host: str | None = None) -> tuple[str, dict[str, Any]]:
     """Message type and data for standalone chains: URIs readable over ssh plus the fsspec
     file system description (``AbstractFileSystem.to_json`` form), as upstream publishes them.

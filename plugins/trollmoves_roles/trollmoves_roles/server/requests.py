@@ -34,7 +34,7 @@ from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_li
 from trollmoves_roles.runtime.signals import Wakeup
 from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
-from trollmoves_roles.server.config import ChainConfig
+from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.transfers.service import FileJob, TransferService
 
@@ -51,7 +51,7 @@ class RequestServer:
     :param bind_retry: seconds to keep retrying a port still held by a just-closed socket.
     """
 
-    def __init__(self, chain: ChainConfig, *, bind: str, announced: AnnouncedFiles,
+    def __init__(self, chain: ServerChainConfig, *, bind: str, announced: AnnouncedFiles,
                  directories: Callable[[], list[str] | None], transfers: TransferService, deleter: Deleter,
                  transport: MessageTransport, bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
         self.chain = chain
@@ -244,7 +244,7 @@ class RequestServer:
         self._deleter.schedule(path, self.chain.remove_delay)
 
 
-def policy_for(chain: ChainConfig, metrics: RoleMetrics | None = None) -> security.Policy:
+def policy_for(chain: ServerChainConfig, metrics: RoleMetrics | None = None) -> security.Policy:
     """The chain's request socket policy (inactive when it sets no security key)."""
     def refused(address: str, reason: str) -> None:
         if metrics is not None:

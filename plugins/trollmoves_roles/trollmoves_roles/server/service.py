@@ -27,7 +27,7 @@ from trollmoves_roles.runtime.signals import StopReload
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.announcer import Announcer
-from trollmoves_roles.server.config import ChainConfig, load_config
+from trollmoves_roles.server.config import ServerChainConfig, load_config
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
@@ -94,10 +94,10 @@ class HeldPublisher:
             LOG.info("Sent %d announcement(s) held while subscribers reconnected", len(held))
 
 
-class Chain:
+class ServerChain:
     """A running chain: its source of announcements and, unless standalone, its request server."""
 
-    def __init__(self, config: ChainConfig, server: Server, bind_retry: float = 0.0) -> None:
+    def __init__(self, config: ServerChainConfig, server: Server, bind_retry: float = 0.0) -> None:
         self.config = config
         self.request_address = None if config.standalone else \
             f"{config.request_address or own_ip()}:{config.request_port}"
@@ -163,14 +163,14 @@ class Server(StopReload):
             self.metrics_endpoint.stop()
             raise
         self.announcements = HeldPublisher(self.publisher, self.options.announce_delay)
-        self.chains: dict[str, Chain] = {}
+        self.chains: dict[str, ServerChain] = {}
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._config_watcher: Watcher | None = None
         self._closed = False
         self._last_check = time.time()
         try:
             for name, config in configs.items():
-                self.chains[name] = Chain(config, self)
+                self.chains[name] = ServerChain(config, self)
         except BaseException:
             self.close()
             raise
@@ -273,12 +273,12 @@ class Server(StopReload):
             LOG.error("Config reload rejected, keeping the running config: %s defines no chain", self.config_path)
             return False
 
-        def stop(chains: list[Chain]) -> None:
+        def stop(chains: list[ServerChain]) -> None:
             for chain in chains:
                 chain.stop(self.options.drain_timeout)
 
-        def start(config: ChainConfig) -> Chain:
-            chain = Chain(config, self, bind_retry=REBIND_SECONDS)
+        def start(config: ServerChainConfig) -> ServerChain:
+            chain = ServerChain(config, self, bind_retry=REBIND_SECONDS)
             chain.start(self.options.backlog)
             return chain
 
