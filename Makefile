@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(foreach d,$(DISTS),-e $(d)) -e '.[test]'
-	$(BIN)/python -m pip download -q -d $(VENV)/wheelhouse setuptools pluggy stevedore pyyaml trollsift watchdog
+	$(BIN)/python -m pip download -q -d $(VENV)/wheelhouse setuptools pluggy pyyaml trollsift watchdog
 	touch $(STAMP)
 
 demo: venv

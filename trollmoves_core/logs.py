@@ -45,7 +45,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
-    for noisy in ("paramiko", "botocore", "s3fs", "aiobotocore", "urllib3", "watchdog", "stevedore"):
+    for noisy in ("paramiko", "botocore", "s3fs", "aiobotocore", "urllib3", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
