@@ -11,6 +11,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_VENV = REPO / ".venv-upstream"
 OURS_VENV = REPO / ".venv"
+BASELINE_VENV = REPO / ".venv-baseline"
+"""Ours at an earlier revision (``scripts/baseline-venv REV``), to compare a change before/after in one run."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Ours(Implementation):
 
     def unavailable(self) -> str | None:
         if not (self.venv / "bin" / "trollmoves").exists():
-            return "no .venv/bin/trollmoves (run make venv)"
+            return f"no {self.venv.name}/bin/trollmoves (run make venv, or scripts/baseline-venv REV)"
         try:
             out = subprocess.run([str(self.venv / "bin" / "trollmoves"), "plugins", "--json"], capture_output=True,
                                  text=True, timeout=60, check=True).stdout
@@ -103,7 +105,8 @@ def _roles(listing: object) -> set[str]:
     return found
 
 
-IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV)]
+IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV),
+                                         Ours("baseline", BASELINE_VENV)]
 
 
 def package_versions(impl: Implementation) -> dict[str, str]:

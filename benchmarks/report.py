@@ -53,7 +53,7 @@ def fmt(value: object) -> str:
 
 
 def rows(scenario: str, results: dict[str, dict]) -> list[list[str]]:
-    """One row per implementation (or its error) and the ratio ours/upstream."""
+    """One row per implementation (or its error) and the ratios ours/upstream and ours/baseline."""
     columns = COLUMNS[scenario]
     out = []
     for name, result in results.items():
@@ -61,15 +61,22 @@ def rows(scenario: str, results: dict[str, dict]) -> list[list[str]]:
             out.append([name, f"not run: {result['error'].splitlines()[0][:150]}"] + [""] * (len(columns) - 1))
         else:
             out.append([name] + [fmt(result.get(key)) for key, _ in columns])
-    up, ours = results.get("upstream", {}), results.get("ours", {})
-    if "error" not in up and "error" not in ours and up and ours:
-        ratio = []
-        for key, _ in columns:
-            a, b = up.get(key), ours.get(key)
-            ok = isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a
-            ratio.append(fmt(b / a) if key not in NO_RATIO and ok else "")
-        out.append(["ours/upstream", *ratio])
+    for reference in ("upstream", "baseline"):
+        ratio = _ratio(columns, results.get(reference, {}), results.get("ours", {}))
+        if ratio:
+            out.append([f"ours/{reference}", *ratio])
     return out
+
+
+def _ratio(columns: list[tuple[str, str]], reference: dict, ours: dict) -> list[str] | None:
+    if not reference or not ours or "error" in reference or "error" in ours:
+        return None
+    ratio = []
+    for key, _ in columns:
+        a, b = reference.get(key), ours.get(key)
+        ok = isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a
+        ratio.append(fmt(b / a) if key not in NO_RATIO and ok else "")
+    return ratio
 
 
 def table(scenario: str, results: dict[str, dict]) -> str:
