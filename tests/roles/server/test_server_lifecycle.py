@@ -22,6 +22,7 @@ from trollmoves_roles.transfers.movers import MoverCache
 
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.mover import Mover
+from trollmoves_core.plugins import default_host
 
 TROLLMOVES = str(Path(sys.executable).parent / "trollmoves")
 NAME = "NOAA-19_202401020304.dat"
@@ -44,7 +45,7 @@ class OnlyMover(MoverCache):
     """Every push gets ``mover``."""
 
     def __init__(self, mover: Mover) -> None:
-        super().__init__()
+        super().__init__(default_host())
         self.mover = mover
 
     def get(self, uri: str, params: Mapping[str, Any] | None = None, *, params_key: str | None = None) -> Mover:
