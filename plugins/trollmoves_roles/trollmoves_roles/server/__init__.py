@@ -3,7 +3,7 @@
 Modules: :mod:`.config` (INI → chain configs), :mod:`.announcer` (watch and announce),
 :mod:`.listen` (``listen`` chains), :mod:`.requests` (the ROUTER request socket),
 :mod:`.access` (which files a request may name), :mod:`.transfer` (the push pool),
-:mod:`.unpack` (server-side ``compression``), :mod:`.deleter` (``delete``/``remove_delay``),
+:mod:`.deleter` (``delete``/``remove_delay``),
 :mod:`.messages` (announcement data, standalone form included), :mod:`.service` (the process),
 :mod:`.role` (the command line).
 """

@@ -21,8 +21,8 @@ from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.messages import announcement, standalone_announcement
-from trollmoves_roles.server.unpack import UnpackError, unpack
 from trollmoves_roles.transfers.service import TransferService
+from trollmoves_roles.transfers.unpack import UnpackError, unpack
 
 LOG = logging.getLogger(__name__)
 
@@ -186,20 +186,13 @@ class Announcer:
     def _unpack_and_announce(self, path: Path, fields: dict[str, Any]) -> None:
         started = time.monotonic()
         try:
-            outputs = unpack(path, self.chain.compression, Path(self.chain.working_directory), self.chain.prog)
+            outputs = unpack(path, self.chain.compression, Path(self.chain.working_directory),
+                             program=self.chain.prog, delete=self.chain.delete)
         except UnpackError as err:
             LOG.error("[%s] %s", self.chain.name, err)
             return
-        if not outputs:
-            LOG.warning("[%s] %s unpacked to nothing, not announced", self.chain.name, path)
-            return
         LOG.debug("[%s] unpacked %s to %d file(s) in %.3f s", self.chain.name, path, len(outputs),
                   time.monotonic() - started)
-        if self.chain.delete:
-            try:
-                path.unlink()
-            except OSError as err:
-                LOG.warning("[%s] cannot delete %s after unpacking: %s", self.chain.name, path, err)
         self._announce(fields, [str(output) for output in outputs])
         for output in outputs:
             self._deleter.schedule(str(output), self.chain.remove_delay)

@@ -1,1 +1,1 @@
-"""Pushing files with movers: the worker pool, the mover cache, the transfer service."""
+"""Moving files: the worker pool, the mover cache, the transfer service, unpacking (``compression``)."""
