@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_core.plugins import PluginHost
-    from trollmoves_core.schema import Findings
+from trollmoves_roles.runtime.role import ConfiguredRole
 
 
-class ClientRole(Role):
+class ClientRole(ConfiguredRole):
     """Request the files trollmoves servers announce and deliver them to ``destination``."""
 
     NAME: ClassVar[str] = "client"
+    CONFIG_MODULE: ClassVar[str] = "trollmoves_roles.client.config"
     HELP: ClassVar[str] = "request announced files from trollmoves servers (move_it_client.py)"
 
     @classmethod
@@ -25,16 +22,6 @@ class ClientRole(Role):
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
         add_metrics_arguments(parser)
-
-    @classmethod
-    def recognises(cls, content: Any) -> int:
-        from trollmoves_roles.client.config import recognises
-        return recognises(content)
-
-    @classmethod
-    def check(cls, path: str, host: PluginHost) -> Findings:
-        from trollmoves_roles.client.config import check_config
-        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

@@ -6,23 +6,20 @@ import argparse
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import ClassVar
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_core.plugins import PluginHost
-    from trollmoves_core.schema import Findings
+from trollmoves_roles.runtime.role import ConfiguredRole
 
 LOG = logging.getLogger(__name__)
 
 
-class DispatcherRole(Role):
+class DispatcherRole(ConfiguredRole):
     """Push files announced on the bus to the targets of a dispatch YAML file."""
 
     NAME = "dispatcher"
+    CONFIG_MODULE: ClassVar[str] = "trollmoves_roles.dispatcher.config"
     HELP = "push announced local files to the destinations a dispatch YAML config selects"
 
     @classmethod
@@ -39,16 +36,6 @@ class DispatcherRole(Role):
                             help="ask this nameserver for publishers instead of the config's "
                                  "(repeatable; 'false' for none)")
         add_listening_arguments(parser, cls.NAME, workers=4, workers_help="transfers running at once (default 4)")
-
-    @classmethod
-    def recognises(cls, content: Any) -> int:
-        from trollmoves_roles.dispatcher.config import recognises
-        return recognises(content)
-
-    @classmethod
-    def check(cls, path: str, host: PluginHost) -> Findings:
-        from trollmoves_roles.dispatcher.config import check_config
-        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

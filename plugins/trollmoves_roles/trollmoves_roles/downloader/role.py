@@ -6,20 +6,16 @@ import argparse
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import ClassVar
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_core.plugins import PluginHost
-    from trollmoves_core.schema import Findings
+from trollmoves_roles.runtime.role import ConfiguredRole
 
 LOG = logging.getLogger(__name__)
 
 
-class DownloaderRole(Role):
+class DownloaderRole(ConfiguredRole):
     """Fetch files or objects announced on the bus (s3://, sftp://, ftp://, file://...) and announce the copies.
 
     SIGTERM/SIGINT stop it (running downloads finish); SIGHUP, or a change of the config file,
@@ -27,6 +23,7 @@ class DownloaderRole(Role):
     """
 
     NAME = "downloader"
+    CONFIG_MODULE: ClassVar[str] = "trollmoves_roles.downloader.config"
     HELP = "download announced files or objects (s3, sftp, ftp, file...) and announce the local copies"
 
     @classmethod
@@ -46,16 +43,6 @@ class DownloaderRole(Role):
         add_listening_arguments(parser, cls.NAME, workers=None,
                                 workers_help="downloads running at once (default: the config's parallel_downloads, "
                                              "else 4)")
-
-    @classmethod
-    def recognises(cls, content: Any) -> int:
-        from trollmoves_roles.downloader.config import recognises
-        return recognises(content)
-
-    @classmethod
-    def check(cls, path: str, host: PluginHost) -> Findings:
-        from trollmoves_roles.downloader.config import check_config
-        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

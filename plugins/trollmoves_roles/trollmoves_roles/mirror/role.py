@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_core.plugins import PluginHost
-    from trollmoves_core.schema import Findings
+from trollmoves_roles.runtime.role import ConfiguredRole
 
 LOG = logging.getLogger(__name__)
 
 
-class MirrorRole(Role):
+class MirrorRole(ConfiguredRole):
     """Re-announce internal servers' files and serve them to external clients."""
 
     NAME: ClassVar[str] = "mirror"
+    CONFIG_MODULE: ClassVar[str] = "trollmoves_roles.mirror.config"
     HELP: ClassVar[str] = "relay internal servers' files to external clients (move_it_mirror.py)"
 
     @classmethod
@@ -30,16 +27,6 @@ class MirrorRole(Role):
         parser.add_argument("config_file", help="mirror INI file (upstream move_it_mirror.py format)")
         add_publisher_arguments(parser)
         add_metrics_arguments(parser)
-
-    @classmethod
-    def recognises(cls, content: Any) -> int:
-        from trollmoves_roles.mirror.config import recognises
-        return recognises(content)
-
-    @classmethod
-    def check(cls, path: str, host: PluginHost) -> Findings:
-        from trollmoves_roles.mirror.config import check_config
-        return check_config(path, host)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
+from trollmoves_core.plugins import PluginHost
 from trollmoves_core.schema import Findings, Key, Schema, directory_problem, ini_defaults, ini_keys, pattern_problem
 
 LOG = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str) -> Findings:
+def check_config(path: str, host: PluginHost | None = None) -> Findings:
     """Every problem of the server INI at ``path`` (``trollmoves check``), one per location."""
     out = Findings(path)
     with out.loader_warnings("trollmoves_roles"):

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.role import Role
-
-if TYPE_CHECKING:
-    from trollmoves_core.plugins import PluginHost
-    from trollmoves_core.schema import Findings
+from trollmoves_roles.runtime.role import ConfiguredRole
 
 LOG = logging.getLogger(__name__)
 
 
-class ServerRole(Role):
+class ServerRole(ConfiguredRole):
     """Watch directories, announce new files, push them to clients on request."""
 
     NAME: ClassVar[str] = "server"
+    CONFIG_MODULE: ClassVar[str] = "trollmoves_roles.server.config"
     HELP: ClassVar[str] = "announce new files and push them on request (move_it_server.py)"
 
     @classmethod
@@ -49,16 +46,6 @@ class ServerRole(Role):
                                  "restart (even kill -9) files announced before are still served (default: "
                                  "in memory only)")
         add_metrics_arguments(parser)
-
-    @classmethod
-    def recognises(cls, content: Any) -> int:
-        from trollmoves_roles.server.config import recognises
-        return recognises(content)
-
-    @classmethod
-    def check(cls, path: str, host: PluginHost) -> Findings:
-        from trollmoves_roles.server.config import check_config
-        return check_config(path)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
