@@ -75,7 +75,7 @@ class Watcher(ABC):
         self.on_removed = on_removed
         self.recursive = recursive
         self.interval = interval
-        self._seen = RecentKeys(remember, REMEMBER_MAX)
+        self._seen = RecentKeys(remember, REMEMBER_MAX, values=True)
         """Reported files: the key of the path, with the file's version."""
         self._seen_lock = threading.Lock()
 
