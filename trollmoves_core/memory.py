@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 
 LOG = logging.getLogger(__name__)
 
@@ -66,12 +65,9 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
 def release_free_memory() -> bool:
     """Return the free memory to the operating system; False where the C allocator cannot.
 
-    First drops what only pins memory: reference cycles left by the burst, and the standard
-    library's cache of the last 128 URLs split (all of them file URLs from the burst's end,
-    each keeping an allocator page of that time in use). Then ``malloc_trim(0)``.
+    Collects the burst's reference cycles first, then calls ``malloc_trim(0)``.
     """
     gc.collect()
-    urllib.parse.urlsplit.cache_clear()  # type: ignore[attr-defined]
     trim = _malloc_trim()
     if trim is None:
         return False
