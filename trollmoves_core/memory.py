@@ -13,7 +13,6 @@ import ctypes.util
 import functools
 import gc
 import logging
-import os
 import threading
 import time
 
@@ -44,22 +43,6 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     if trim is not None:
         trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
-
-
-_M_ARENA_MAX = -8
-"""glibc's ``mallopt`` parameter number for the most malloc arenas."""
-ARENAS = 2
-"""malloc arenas for a role: with the GIL threads rarely allocate at the same moment, and
-glibc's default (8 per core) lets each worker thread keep its own partly used heap."""
-
-
-def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
-    """Cap glibc's malloc arenas (before threads start), unless ``MALLOC_ARENA_MAX`` is set."""
-    mallopt = _glibc("mallopt")
-    if mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> bool:
