@@ -27,21 +27,16 @@ IDLE_CPU = 0.01
 
 
 @functools.cache
-def _glibc(function: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """``function`` of the C library, or None where it has none (musl, macOS: not glibc)."""
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return getattr(ctypes.CDLL(name), function)
+        trim = ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
         return None
-
-
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    trim = _glibc("malloc_trim")
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
 
 
