@@ -21,7 +21,7 @@ from trollmoves_core.command import Command
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
 from trollmoves_core.logs import add_logging_arguments, setup_logging
-from trollmoves_core.memory import IdleTrimmer, limit_malloc_arenas
+from trollmoves_core.memory import IdleTrimmer
 from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, load_plugins
 from trollmoves_core.progress import ProgressBar
 from trollmoves_core.uri import redact
@@ -55,7 +55,6 @@ def _main(argv: list[str]) -> int:
     setup_logging(args)
     if not getattr(args, "role", False):
         return args.handler(args)
-    limit_malloc_arenas()
     trimmer = IdleTrimmer().start()
     try:
         return args.handler(args)

@@ -13,10 +13,8 @@ import ctypes.util
 import functools
 import gc
 import logging
-import os
 import threading
 import time
-import urllib.parse
 
 LOG = logging.getLogger(__name__)
 
@@ -29,49 +27,25 @@ IDLE_CPU = 0.01
 
 
 @functools.cache
-def _glibc(function: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """``function`` of the C library, or None where it has none (musl, macOS: not glibc)."""
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return getattr(ctypes.CDLL(name), function)
+        trim = ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
         return None
-
-
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    trim = _glibc("malloc_trim")
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
-
-
-_M_ARENA_MAX = -8
-"""glibc's ``mallopt`` parameter number for the most malloc arenas."""
-ARENAS = 2
-"""malloc arenas for a role: with the GIL threads rarely allocate at the same moment, and
-glibc's default (8 per core) lets each worker thread keep its own partly used heap."""
-
-
-def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
-    """Cap glibc's malloc arenas (before threads start), unless ``MALLOC_ARENA_MAX`` is set."""
-    mallopt = _glibc("mallopt")
-    if mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> bool:
     """Return the free memory to the operating system; False where the C allocator cannot.
 
-    First drops what only pins memory: reference cycles left by the burst, and the standard
-    library's cache of the last 128 URLs split (all of them file URLs from the burst's end,
-    each keeping an allocator page of that time in use). Then ``malloc_trim(0)``.
+    Collects the burst's reference cycles first, then calls ``malloc_trim(0)``.
     """
     gc.collect()
-    urllib.parse.urlsplit.cache_clear()  # type: ignore[attr-defined]
     trim = _malloc_trim()
     if trim is None:
         return False

@@ -33,12 +33,3 @@ def test_the_trimmer_trims_once_after_a_busy_period_and_not_while_idle() -> None
         assert trimmer.trims == 1, "trimmed again without new work"
     finally:
         trimmer.stop()
-
-
-def test_malloc_arenas_are_capped_unless_the_operator_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    if memory._malloc_trim() is None:
-        pytest.skip("no glibc here: nothing to cap")
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert memory.limit_malloc_arenas() is False, "overrode the operator's MALLOC_ARENA_MAX"
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert memory.limit_malloc_arenas() is True

@@ -20,7 +20,6 @@ from posttroll.message import Message
 from posttroll.publisher import Publisher
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_roles.protocol.compact import compact_message
 
 if TYPE_CHECKING:
     from trollmoves_roles.bus.security import CurveClient
@@ -250,7 +249,7 @@ class Subscription:
                 continue
             raw = self._socket.recv()
             try:
-                return compact_message(Message.decode(raw))
+                return Message.decode(raw)
             except Exception as err:  # any malformed message: drop it, keep serving
                 self._note_dropped(raw, err)
                 if deadline is not None and time.monotonic() >= deadline:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from posttroll.message import Message
@@ -432,9 +433,11 @@ class ClientChain:
         assert self._requester is not None
         transfer.requested = time.monotonic()
         self.metrics.requested.inc(len(transfer.uids), chain=self.name)
-        push = _Push(self, transfer, source, destination)
-        self._requester.request(source.data["request_address"], push, timeout=self.config.transfer_req_timeout,
-                                attempts=self.config.request_attempts, kind="push", callback=push.reply)
+        # the message is made when the request is sent: a queue of thousands holds no message copies
+        self._requester.request(source.data["request_address"],
+                                partial(self._push_message, source, destination, with_credentials=True),
+                                timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts,
+                                kind="push", callback=partial(self._on_push_reply, transfer, source, destination))
 
     def _push_message(self, source: Message, destination: str, *, with_credentials: bool) -> Message:
         """A push of ``source``'s files to ``destination``: published without the password, sent with it."""
@@ -690,22 +693,3 @@ def _listed_announcement(entry: object, address: str, horizon: float) -> Message
         return Message(subject, atype, data)
     except Exception:  # posttroll refuses it: a malformed entry, skipped like a malformed message
         return None
-
-
-class _Push:
-    """One queued push request of a transfer: makes its message when first sent (so a long queue
-    holds no message copies) and takes the reply."""
-
-    __slots__ = ("chain", "destination", "source", "transfer")
-
-    def __init__(self, chain: ClientChain, transfer: Transfer, source: Message, destination: str) -> None:
-        self.chain = chain
-        self.transfer = transfer
-        self.source = source
-        self.destination = destination
-
-    def __call__(self) -> Message:
-        return self.chain._push_message(self.source, self.destination, with_credentials=True)
-
-    def reply(self, reply: Message | None, error: str | None) -> None:
-        self.chain._on_push_reply(self.transfer, self.source, self.destination, reply, error)

@@ -49,14 +49,6 @@ CHECKS_PER_FILE = 2
 are dropped within about half as many announcements as there are records."""
 
 _encode_datetime = create_datetime_json_encoder_for_version(MESSAGE_VERSION)
-_devices: dict[int, int] = {}
-
-
-def _shared_device(dev: int) -> int:
-    """One int object per device number (a server sees few devices)."""
-    if len(_devices) < 256:
-        return _devices.setdefault(dev, dev)
-    return _devices.get(dev, dev)
 
 
 class Announced:
@@ -75,7 +67,7 @@ class Announced:
         self.topic = topic
         self.chain = chain
         self.time = time
-        self.dev = _shared_device(dev)
+        self.dev = dev
         self.ino = ino
 
     @property

@@ -59,7 +59,6 @@ class TransferService:
         self._running: dict[int, Future[list[str]]] = {}
         self._recent = RecentKeys(recent_seconds, RECENT_MAX)
         """Keys of the pushes that succeeded lately."""
-        self._params_keys: dict[int, tuple[dict[str, Any], dict[str, Any], str]] = {}
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
         self.metrics = metrics
@@ -105,20 +104,7 @@ class TransferService:
                 self._recent.add(key)
 
     def _push_key(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> int:
-        return key_of(json.dumps([[job.path, job.rel_path] for job in files] + [destination, self._params_key(params)]))
-
-    def _params_key(self, params: dict[str, Any]) -> str:
-        """``params`` as canonical JSON, computed once per parameters dict (a chain's config)."""
-        with self._lock:
-            cached = self._params_keys.get(id(params))
-            if cached is not None and cached[0] is params and cached[1] == params:
-                return cached[2]
-        key = canonical(params)
-        with self._lock:
-            if len(self._params_keys) >= 64:  # configs replaced by many reloads
-                self._params_keys.clear()
-            self._params_keys[id(params)] = (params, dict(params), key)
-        return key
+        return key_of(json.dumps([[job.path, job.rel_path] for job in files] + [destination, canonical(params)]))
 
     def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
                   chain: str = "") -> list[str]:
@@ -128,8 +114,7 @@ class TransferService:
             started = time.monotonic()
             try:
                 # a bare path gets the file mover whatever its name looks like
-                mover = self._movers.get(target if "://" in target else "file", params,
-                                         params_key=self._params_key(params))
+                mover = self._movers.get(target if "://" in target else "file", params)
                 size = os.path.getsize(job.path)
                 delivered.append(mover.put(job.path, target))
             except BaseException:
