@@ -20,10 +20,10 @@ LOG = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 0.5
 """Seconds between two looks at the CPU time."""
-BUSY_CPU = 0.05
-"""CPU seconds used in one interval that make it busy."""
-IDLE_CPU = 0.01
-"""CPU seconds used in one interval at most for it to count as quiet."""
+BUSY_SHARE = 0.1
+"""Share of one core used in an interval that makes it busy."""
+IDLE_SHARE = 0.02
+"""Share of one core used in an interval at most for it to count as quiet."""
 
 
 @functools.cache
@@ -82,9 +82,9 @@ class IdleTrimmer:
         while not self._stop.wait(self.interval):
             now = time.process_time()
             used, last = now - last, now
-            if used >= BUSY_CPU:
+            if used >= BUSY_SHARE * self.interval:
                 busy = True
-            elif busy and used <= IDLE_CPU:
+            elif busy and used <= IDLE_SHARE * self.interval:
                 busy = False
                 started = time.perf_counter()
                 release_free_memory()
