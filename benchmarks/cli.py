@@ -40,6 +40,11 @@ DESCRIPTIONS = {
             "`.ssh/known_hosts` knows the sshd), "
             "against the OpenSSH `scp` client with the same key; best of the runs compared.",
     "fanin": "Several servers, one client; the files per server are renamed into their watched dirs at once.",
+    "wan": "The server in its own network namespace, joined to the client's by a user-space TCP proxy that delays "
+           "each direction by 25 ms and caps it at 100 Mbit/s (link MiB/s: the same bytes pushed back to back "
+           "through it in the same run); a burst of 100 KiB files to a file destination (only announcements and "
+           "requests cross the link), then to an SFTP destination on an sshd across the link (logins: new SSH "
+           "sessions the burst opened).",
     "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end; read 3 s after "
                  "each round's files are deleted, once both implementations have handled the deletions), growth = "
                  "end/start - 1 (and end/after-round-1 - 1, which leaves out the one-time warm-up of the first "

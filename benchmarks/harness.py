@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class Setup:
     client_extra: dict[str, str] = field(default_factory=dict)
     server_env: dict[str, str] = field(default_factory=dict)
     """Extra environment of the server processes (e.g. a HOME with ``.ssh/known_hosts``)."""
+    server_wrap: Callable[[list[str]], list[str]] | None = None
+    """What runs a server's command line elsewhere (e.g. in another network namespace)."""
     servers: list[ServerSpec] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
     server_procs: list[Proc] = field(default_factory=list)
@@ -125,7 +128,8 @@ class Setup:
             (self.workdir / f"stage{k}").mkdir(exist_ok=True)
             spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k, self.server_extra)
             self.servers.append(spec)
-            proc = Proc(f"{self.impl.name}-server{k}", self.impl.server_argv(spec.config, spec.pub_port),
+            argv = self.impl.server_argv(spec.config, spec.pub_port)
+            proc = Proc(f"{self.impl.name}-server{k}", self.server_wrap(argv) if self.server_wrap else argv,
                         self.logs / f"server{k}.log", cwd=self.workdir, env=self.server_env)
             self.server_procs.append(proc)
             self.procs.append(proc)

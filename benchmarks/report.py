@@ -37,8 +37,13 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                   ("client_rss_growth_after_round1", "cli growth after round 1"),
                   ("server_idle_cpu_pct", "srv idle CPU %"),
                   ("client_idle_cpu_pct", "cli idle CPU %")],
+    "wan": [("files", "files"), ("rtt_ms", "RTT ms"), ("link_mib_s", "link MiB/s"),
+            ("file_files_per_s", "file files/s"), ("file_lost", "file lost"), ("file_dup", "file dup"),
+            ("sftp_files_per_s", "sftp files/s"), ("sftp_link_share", "sftp share of link"),
+            ("sftp_logins", "sftp logins"), ("sftp_lost", "sftp lost"), ("sftp_dup", "sftp dup")],
 }
-NO_RATIO = {"files", "servers", "size_mib", "repeats", "hardlinked", "rounds", "lost", "dup", "dest_missing",
+NO_RATIO = {"rtt_ms", "link_mib_s", "file_lost", "file_dup", "sftp_lost", "sftp_dup",
+            "files", "servers", "size_mib", "repeats", "hardlinked", "rounds", "lost", "dup", "dest_missing",
             "dest_extra", "dest_wrong_size"}
 
 
@@ -117,6 +122,11 @@ def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
     if "sftp" in results:
         value = get("sftp", "ours", "vs_cp")
         add("big file over SFTP ≥ 0.9x OpenSSH scp", value, None if value is None else value >= 0.9)
+    if "wan" in results:
+        value = get("wan", "ours", "file_files_per_s")
+        add("WAN 50 ms RTT, file destination ≥ 200 files/s", value, None if value is None else value >= 200)
+        value = get("wan", "ours", "sftp_link_share")
+        add("WAN 50 ms RTT, SFTP ≥ 70% of the link", value, None if value is None else value >= 0.7)
     if "resources" in results:
         for who in ("server", "client"):
             value = get("resources", "ours", f"{who}_rss_growth")

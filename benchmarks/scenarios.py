@@ -10,10 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from benchmarks.configs import SUFFIX
+from benchmarks.configs import REQUEST_PORT, SERVER_PUB_PORT, SUFFIX
 from benchmarks.harness import Setup, SetupError
 from benchmarks.impls import Implementation
+from benchmarks.wan import Link, Namespace
+
+if TYPE_CHECKING:
+    from trollmoves_ssh.testing import SshServer
 
 MIB = 1024 * 1024
 
@@ -35,11 +40,14 @@ class Params:
     stall: float = 30.0
     """Seconds without a new delivery after which a burst counts the rest as lost."""
     big_dest: Path | None = None
+    wan_files: int = 300
+    wan_kib: int = 100
 
     @classmethod
     def quick(cls, **overrides: object) -> Params:
         values: dict[str, object] = dict(latency_files=50, burst_files=200, big_mib=100, big_repeats=3, fanin_files=50,
-                                         resource_rounds=3, idle_seconds=10.0, budget=150.0, stall=20.0)
+                                         resource_rounds=3, idle_seconds=10.0, budget=150.0, stall=20.0,
+                                         wan_files=100)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -185,31 +193,14 @@ def big(impl: Implementation, workdir: Path, params: Params) -> dict:
 
 def sftp(impl: Implementation, workdir: Path, params: Params) -> dict:
     """The big file pushed over SFTP to a loopback OpenSSH sshd, against the OpenSSH ``scp`` client."""
-    try:
-        from trollmoves_ssh.testing import sshd_available, start_sshd
-    except ImportError as err:
-        raise SetupError(f"trollmoves_ssh.testing not importable ({err}): SFTP part skipped") from err
-    if not sshd_available():
-        raise SetupError("no OpenSSH sshd at /usr/sbin/sshd: SFTP part skipped")
     size = params.big_mib * MIB
     dest_root, kind = big_destination(params, size)
     dest = dest_root / f"{impl.name}-out"
     dest.mkdir(parents=True, exist_ok=True)
-    sshd = start_sshd(workdir / "sshd")
+    sshd = _start_sshd(workdir / "sshd")
     try:
         key, known = str(sshd.key_filename), str(sshd.known_hosts)
-        # Both servers check host keys against ~/.ssh/known_hosts: give them a HOME that knows this sshd.
-        home = workdir / "home"
-        (home / ".ssh").mkdir(parents=True, exist_ok=True)
-        shutil.copy(known, home / ".ssh" / "known_hosts")
-        server_extra = {"connection_parameters__ssh_key_filename": key,
-                        "connection_parameters__ssh_private_key_file": key}
-        with Setup(impl, workdir, dest_dir=dest, transfer_req_timeout=600,
-                   # A full file name: upstream's SFTP mover does not append the basename to a dir/ destination.
-                   destination=f"sftp://127.0.0.1:{sshd.port}{dest}/{{name}}{SUFFIX}",
-                   # ...and the client must not mkdir that full path locally (it would, the host being local).
-                   client_extra={"login": sshd.user, "create_target_directory": "false"}, server_extra=server_extra,
-                   server_env={"HOME": str(home)}) as setup:
+        with Setup(impl, workdir, dest_dir=dest, transfer_req_timeout=600, **_sftp_setup(sshd, workdir, dest)) as setup:
             startup = setup.start()
             baseline = dest / "scp-baseline.dat"
 
@@ -226,6 +217,34 @@ def sftp(impl: Implementation, workdir: Path, params: Params) -> dict:
         shutil.rmtree(dest, ignore_errors=True)
         if params.big_dest is None:
             shutil.rmtree(dest_root, ignore_errors=True)
+
+
+def _sftp_setup(sshd: SshServer, workdir: Path, dest: Path) -> dict:
+    """Setup arguments for a client destination on ``sshd`` that both implementations accept."""
+    key, known = str(sshd.key_filename), str(sshd.known_hosts)
+    # Both servers check host keys against ~/.ssh/known_hosts: give them a HOME that knows this sshd.
+    home = workdir / "home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    shutil.copy(known, home / ".ssh" / "known_hosts")
+    return {
+        # A full file name: upstream's SFTP mover does not append the basename to a dir/ destination.
+        "destination": f"sftp://127.0.0.1:{sshd.port}{dest}/{{name}}{SUFFIX}",
+        # ...and the client must not mkdir that full path locally (it would, the host being local).
+        "client_extra": {"login": sshd.user, "create_target_directory": "false"},
+        "server_extra": {"connection_parameters__ssh_key_filename": key,
+                         "connection_parameters__ssh_private_key_file": key},
+        "server_env": {"HOME": str(home)},
+    }
+
+
+def _start_sshd(workdir: Path) -> SshServer:
+    try:
+        from trollmoves_ssh.testing import sshd_available, start_sshd
+    except ImportError as err:
+        raise SetupError(f"trollmoves_ssh.testing not importable ({err}): SFTP part skipped") from err
+    if not sshd_available():
+        raise SetupError("no OpenSSH sshd at /usr/sbin/sshd: SFTP part skipped")
+    return start_sshd(workdir)
 
 
 def _timed(argv: list[str], output: Path) -> float:
@@ -339,6 +358,51 @@ def _mib(kib: int | None) -> float | None:
     return kib / 1024 if kib else None
 
 
+# --- 7. WAN -----------------------------------------------------------------------------------------
+
+WAN_SINK_PORT = 19040
+
+
+def wan(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """The server in its own network namespace behind a 25 ms each way, 100 Mbit/s link: a burst of
+    100 KiB files to a file destination (only the bus and requests cross the link), then to an
+    SFTP destination whose sshd sits on the client's side (the file data crosses it too)."""
+    size, n = params.wan_kib * 1024, params.wan_files
+    remote = Namespace()
+    link = Link(remote)
+    try:
+        limit_s = link.measure_limit(WAN_SINK_PORT, n * size)
+        result: dict = {"files": n, "link_mib_s": n * size / limit_s / MIB, "rtt_ms": 2000 * link.delay}
+        link.expose(SERVER_PUB_PORT, into_remote=True)
+        link.expose(REQUEST_PORT, into_remote=True)
+        deadline = time.monotonic() + params.budget
+        with Setup(impl, workdir / "file", server_wrap=remote.wrap) as setup:
+            setup.start()
+            file = _burst(setup, n, size, "wanfile", params=params, deadline=deadline)
+        result.update({f"file_{k}": v for k, v in file.items()})
+        sshd = _start_sshd(workdir / "sshd")
+        try:
+            link.expose(sshd.port, into_remote=False)
+            dest = workdir / "sftp-out"
+            dest.mkdir(parents=True, exist_ok=True)
+            with Setup(impl, workdir / "sftp", dest_dir=dest, transfer_req_timeout=60, server_wrap=remote.wrap,
+                       **_sftp_setup(sshd, workdir, dest)) as setup:
+                setup.start()
+                logins = sshd.login_count()
+                over_sftp = _burst(setup, n, size, "wansftp", params=params, deadline=time.monotonic() + params.budget)
+                over_sftp["logins"] = sshd.login_count() - logins
+        finally:
+            sshd.stop()
+        result.update({f"sftp_{k}": v for k, v in over_sftp.items()})
+        if over_sftp.get("elapsed_s"):
+            result["sftp_link_share"] = (over_sftp["delivered"] * size / over_sftp["elapsed_s"]) / (n * size / limit_s)
+        return result
+    finally:
+        link.close()
+        remote.close()
+
+
 SCENARIOS: dict[str, Callable[[Implementation, Path, Params], dict]] = {
     "latency": latency, "burst": burst, "big": big, "sftp": sftp, "fanin": fanin, "resources": resources,
+    "wan": wan,
 }
