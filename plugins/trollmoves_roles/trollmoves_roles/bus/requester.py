@@ -1,9 +1,10 @@
 """Requests to trollmoves servers over REQ sockets, pipelined and lazy-pirate retried.
 
 Upstream opens a new REQ socket per request and sends one request at a time per listener.
-Here each server gets up to ``max_in_flight`` REQ sockets of each kind (``push``/``ack``) with
-a request outstanding on each, so a burst of announcements is served in parallel; sockets are
-reused after a reply. A request that gets no reply within its timeout is re-sent on a fresh
+Here each server gets a window of REQ sockets of each kind (``push``/``ack``) with a request
+outstanding on each, so a burst of announcements is served in parallel; sockets are reused
+after a reply. The window adapts to the round trip (see :class:`_Window`), between
+``INITIAL_WINDOW`` and ``max_in_flight``. A request that gets no reply within its timeout is re-sent on a fresh
 socket (the old one is closed with LINGER 0, as a REQ socket that timed out cannot be reused),
 after a short backoff, up to ``attempts`` sends in all; then its callback gets no reply.
 
@@ -39,6 +40,11 @@ DOWN_PERIOD = 30.0
 """Seconds a server that left a request unanswered is avoided when another source exists."""
 IDLE_SOCKET_LIFETIME = 120.0
 """Seconds an unused server's sockets stay open."""
+INITIAL_WINDOW = 4
+"""Requests in flight per server and kind before round trips are known (and the least after)."""
+QUEUED_LOW, QUEUED_HIGH = 2, 4
+"""Requests estimated to wait at the server below which the window grows, above which it shrinks
+(or an eighth and a quarter of the window, when larger: round trips jitter)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -53,8 +59,47 @@ class Request:
     callback: ReplyCallback
     kind: str
     sent: int = 0
+    sent_at: float = 0.0
+    fresh: bool = False
+    """Sent on a new socket: its round trip includes connecting, so it does not size the window."""
     socket: zmq.Socket | None = None
     timer: Timer | None = None
+
+
+@dataclass(slots=True)
+class _Window:
+    """How many requests of one kind may be in flight to one server.
+
+    Over a long link a fixed window caps the rate at window / round trip. As TCP Vegas does, the
+    window estimates how many of its requests wait at the server rather than on the link:
+    ``size * (1 - shortest / round_trip)``, the shortest round trip seen standing for the link.
+    Below ``QUEUED_LOW`` (or an eighth of the window) it grows by one per reply while requests
+    wait to be sent, above ``QUEUED_HIGH`` (or a quarter of the window) it shrinks by one; a
+    timeout sends it back to its floor, and the shortest round trip is forgotten whenever the
+    server goes idle.
+    """
+
+    floor: int
+    ceiling: int
+    size: int = 0
+    shortest: float = float("inf")
+
+    def __post_init__(self) -> None:
+        self.size = self.floor
+
+    def answered(self, round_trip: float, backlog: bool) -> None:
+        self.shortest = min(self.shortest, round_trip)
+        queued = self.size * (1 - self.shortest / round_trip) if round_trip > 0 else 0.0
+        if queued > max(QUEUED_HIGH, self.size / 4):
+            self.size = max(self.floor, self.size - 1)
+        elif queued < max(QUEUED_LOW, self.size / 8) and backlog:
+            self.size = min(self.ceiling, self.size + 1)
+
+    def timed_out(self) -> None:
+        self.size = self.floor
+
+    def idle(self) -> None:
+        self.shortest = float("inf")
 
 
 @dataclass(eq=False)
@@ -63,6 +108,7 @@ class _Server:
     idle: list[zmq.Socket] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)
     queue: dict[str, deque[Request]] = field(default_factory=dict)
+    windows: dict[str, _Window] = field(default_factory=dict)
     down_until: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -70,7 +116,7 @@ class _Server:
 class ZmqRequester:
     """Send requests to servers (``host:port``) and call back with the replies."""
 
-    def __init__(self, loop: EventLoop, *, max_in_flight: int = 4, backoff: float = 0.2,
+    def __init__(self, loop: EventLoop, *, max_in_flight: int = 64, backoff: float = 0.2,
                  context: zmq.Context | None = None, curve: CurveClient | None = None) -> None:
         self._loop = loop
         self._context = context or zmq.Context.instance()
@@ -124,14 +170,24 @@ class ZmqRequester:
 
     # -- internals -------------------------------------------------------------------
 
+    def _window(self, server: _Server, kind: str) -> _Window:
+        window = server.windows.get(kind)
+        if window is None:
+            window = server.windows[kind] = _Window(min(INITIAL_WINDOW, self.max_in_flight), self.max_in_flight)
+        return window
+
     def _pump(self, server: _Server, kind: str) -> None:
         queue = server.queue.get(kind)
-        while queue and server.in_flight.get(kind, 0) < self.max_in_flight and not self._closed:
+        window = self._window(server, kind)
+        if not queue and not server.in_flight.get(kind, 0):
+            window.idle()
+        while queue and server.in_flight.get(kind, 0) < window.size and not self._closed:
             request = queue.popleft()
             server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
             self._send(server, request)
 
     def _send(self, server: _Server, request: Request) -> None:
+        request.fresh = not server.idle
         if server.idle:
             sock = server.idle.pop()
         else:
@@ -154,6 +210,7 @@ class ZmqRequester:
         if not isinstance(request.payload, str):
             request.payload = versioned(request.payload()).encode()
         sock.send_string(request.payload)
+        request.sent_at = time.monotonic()
         request.timer = self._loop.call_later(request.timeout, self._on_timeout, server, request)
 
     def _on_reply(self, server: _Server, request: Request) -> None:
@@ -172,6 +229,9 @@ class ZmqRequester:
         server.idle.append(sock)
         server.down_until = 0.0
         server.last_used = time.monotonic()
+        if not request.fresh:
+            self._window(server, request.kind).answered(server.last_used - request.sent_at,
+                                                       bool(server.queue.get(request.kind)))
         self._release(server, request.kind)
         try:
             reply, error = Message.decode(raw), None
@@ -181,6 +241,7 @@ class ZmqRequester:
 
     def _on_timeout(self, server: _Server, request: Request) -> None:
         self._drop_socket(request)
+        self._window(server, request.kind).timed_out()
         if request.sent < request.attempts:
             delay = self.backoff * 2 ** (request.sent - 1)
             _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); "

@@ -123,7 +123,7 @@ class MessageTransport(Transport, ABC):
         """Subscribe to ``topics`` (posttroll subject prefixes) from the providers at ``addresses``."""
 
     @abstractmethod
-    def requester(self, loop: EventLoop, *, max_in_flight: int = 4, security: Any = None) -> Requester:
+    def requester(self, loop: EventLoop, *, max_in_flight: int = 64, security: Any = None) -> Requester:
         """Send requests from ``loop``'s thread."""
 
     @abstractmethod

@@ -49,7 +49,7 @@ class ZeroMQTransport(MessageTransport):
     def subscriber(self, addresses: Iterable[str], topics: Iterable[str], *, security: Any = None) -> Subscription:
         return Subscription(addresses, topics, curve=security)
 
-    def requester(self, loop: EventLoop, *, max_in_flight: int = 4, security: Any = None) -> ZmqRequester:
+    def requester(self, loop: EventLoop, *, max_in_flight: int = 64, security: Any = None) -> ZmqRequester:
         return ZmqRequester(loop, max_in_flight=max_in_flight, curve=security)
 
     def request_inbox(self, address: str, *, security: Any = None, bind_retry: float = 0.0,

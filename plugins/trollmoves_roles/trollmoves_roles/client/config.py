@@ -45,7 +45,8 @@ SCHEMA = Schema("client", [
     Key("ftp_root", default="/", doc="local root under which an ftp destination directory is created"),
     Key("block_size", int, 1024, doc="bunzip block size"),
     Key("bind_address", default="*", origin="ours", doc="address the publisher binds to"),
-    Key("max_requests_in_flight", int, 4, origin="ours", doc="requests sent before waiting for replies"),
+    Key("max_requests_in_flight", int, 64, origin="ours",
+        doc="most requests outstanding per server and kind; the window adapts to the round trip below it"),
     Key("request_attempts", int, 3, origin="ours", doc="tries of each request"),
     Key("state_directory", origin="ours", doc="where the durable journal lives (default: none)"),
     Key("give_up_after", float, 3600.0, origin="ours", doc="seconds a file is retried before its failure "
@@ -94,7 +95,7 @@ class ClientChainConfig:
     req_timeout: float = 1.0
     transfer_req_timeout: float = 10.0
     request_attempts: int = 3
-    max_requests_in_flight: int = 4
+    max_requests_in_flight: int = 64
     processing_delay: float = 0.0
     backup_targets: tuple[str, ...] = ()
     compression: str | None = None
