@@ -39,7 +39,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
-from trollmoves_roles.transfers.service import FileJob, TransferService
+from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class RequestSocket:
             return
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._pushed, push, fetch, f))
 
-    def _pushed(self, push: PendingPush, fetch: Fetch, future: Future[list[str]]) -> None:
+    def _pushed(self, push: PendingPush, fetch: Fetch, future: Future[Delivery]) -> None:
         self._stager.release(fetch)
         error = future.exception()
         if error is not None:
@@ -183,7 +183,7 @@ class RequestSocket:
             self._answer(push.envelope, push.error(one_line(error)))
             return
         seconds = time.monotonic() - push.started
-        for item, size, uri in zip(push.items, push.sizes, future.result(), strict=False):
+        for item, size, uri in zip(push.items, push.sizes, future.result().uris, strict=False):
             uid = str(item["uid"])
             log_transfer(LOG, uid=uid, source=push.sources.get(uid, "?"), destination=redact(uri, drop_user=True),
                          nbytes=size, seconds=seconds)

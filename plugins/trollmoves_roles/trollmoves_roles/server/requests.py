@@ -36,7 +36,7 @@ from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
-from trollmoves_roles.transfers.service import FileJob, TransferService
+from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
@@ -192,6 +192,7 @@ class RequestServer:
         problem = _destination_problem(destination)
         if problem:
             raise BadRequest(f"push: {problem}")
+        backups = requests.backup_targets(request)
         self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []
@@ -209,7 +210,8 @@ class RequestServer:
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
         try:
-            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name)
+            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
+                                          backup_targets=backups)
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return
@@ -218,14 +220,14 @@ class RequestServer:
         future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, f))
 
     def _push_done(self, envelope: object, request: Message, jobs: list[FileJob],
-                   future: Future[list[str]]) -> None:
+                   future: Future[Delivery]) -> None:
         try:
             error = future.exception()
             if error is not None:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
                 reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
             else:
-                reply = requests.push_reply(request)
+                reply = requests.push_reply(request, future.result().host)
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)
