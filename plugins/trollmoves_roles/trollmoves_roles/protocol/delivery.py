@@ -132,7 +132,7 @@ def split_host(text: str) -> tuple[str, int | None]:
     elif text.count(":") == 1:
         host, port = text.split(":")
     if not host or any(c.isspace() or c in "/@?#[]" for c in host) or (port and not (
-            port.isdigit() and 0 < int(port) < 65536)) or (text.startswith("[") and not port):
+            port.isdigit() and 0 < int(port) < 65536)):
         raise ValueError(f"invalid host {text!r}")
     return host, int(port) if port else None
 
