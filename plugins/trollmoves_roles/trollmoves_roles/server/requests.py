@@ -36,6 +36,7 @@ from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
+from trollmoves_roles.server.destinations import DestinationRules
 from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class RequestServer:
         self._transfers = transfers
         self._deleter = deleter
         self._metrics = metrics or RoleMetrics("server")
+        self._allowed = None if chain.allowed_destinations is None else \
+            DestinationRules.parse(chain.allowed_destinations)
         self._started = time.monotonic()
         self._inbox = transport.request_inbox(f"tcp://{chain.request_bind or bind}:{chain.request_port}",
                                               security=policy_for(chain, self._metrics), bind_retry=bind_retry,
@@ -207,6 +210,14 @@ class RequestServer:
                                                     version=MESSAGE_VERSION))
                 return
             jobs.append(FileJob(path, item.get("path")))
+        if self._allowed is not None and (refusal := self._allowed.refusal(
+                destination, [(job.path, job.rel_path) for job in jobs], backups)):
+            self._metrics.refused.inc(chain=self.chain.name, reason="destination")
+            _LIMITED.warning("refused", "[%s] push refused for %s (%s): %s", self.chain.name, request.sender, peer,
+                             refusal[:300])
+            self._queue_reply(envelope, Message(request.subject, "err", f"push refused: {refusal}"[:1000],
+                                                version=MESSAGE_VERSION))
+            return
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
         try:
