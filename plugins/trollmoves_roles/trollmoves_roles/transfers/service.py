@@ -132,12 +132,12 @@ class TransferService:
     def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
                   chain: str = "", backup_targets: tuple[str, ...] = ()) -> Delivery:
         hosts: list[str | None] = [None]
-        if backup_targets:
-            if self._mover(destination, params).BACKUP_HOSTS:
-                hosts.extend(backup_targets)
-            else:
-                LOG.debug("backup_targets ignored for %s: its host is not a server", redact(destination))
         try:
+            if backup_targets:
+                if self._mover(destination, params).BACKUP_HOSTS:
+                    hosts.extend(backup_targets)
+                else:
+                    LOG.debug("backup_targets ignored for %s: its host is not a server", redact(destination))
             for number, host in enumerate(hosts, 1):
                 target = destination if host is None else on_host(destination, host)
                 try:
