@@ -142,3 +142,17 @@ def test_bad_backup_targets_are_refused_and_the_server_keeps_serving(serve, dirs
     assert reply.type == "err" and "backup_targets" in reply.data, reply.data
     assert not (out / NAME).exists()
     assert request(running.address(), Message(TOPIC, "ping")).type == "pong"
+
+
+def test_a_primary_name_that_does_not_resolve_fails_over(serve, dirs, ftp):
+    # glibc refuses a name starting with '-' at once, without asking DNS: a resolution failure without waiting
+    origin, _ = dirs
+    server, testing = ftp
+    running = serve(chain(origin, free_port(), **FAST))
+    message = announce(running, origin)
+    (server.root / "up").mkdir()
+    reply = push(running, message.data, f"ftp://{testing.USER}:{testing.PASSWORD}@-unresolvable-:{server.port}/up/",
+                 ["127.0.0.1"])
+    assert reply.type == "file", reply.data
+    assert reply.data["destination"] == f"ftp://127.0.0.1:{server.port}/up/"
+    assert (server.root / "up" / NAME).exists()
