@@ -37,6 +37,7 @@ def refusal(patterns: list[str], destination: str, rel_path: str | None = None, 
     (["/data/out/**"], "/data/out/sub/"),
     (["/data/out/*"], "file://clienthost/data/out/"),  # the host of a file destination does not matter
     (["sftp://h/[ab]/*"], "sftp://h/a/"),
+    (["SFTP://Archive.Example/Data/*"], "sftp://archive.EXAMPLE/Data/"),  # scheme and host in any case
     (["sftp://h/[!ab]/*"], "sftp://h/c/"),
     (["s3://bucket/in/*", "/data/**"], "/data/x/y/"),
     ([r"re:sftp://h[0-9]+/d/.*\.dat"], "sftp://h12/d/"),
@@ -53,6 +54,7 @@ def test_allowed(patterns, destination):
     (["/data/out/**"], "/data/out/../../etc/"),  # normalised before matching
     (["/data/out/**"], "/data/outside/"),
     (["sftp://h/[ab]/*"], "sftp://h/c/"),
+    (["sftp://h/Data/*"], "sftp://h/data/"),  # paths are case-sensitive
     ([r"re:sftp://h[0-9]+/d/.*\.dat"], "sftp://h12/d/x.nc"),  # the whole location must match
     ([r"re:sftp://h[0-9]+/d/"], "sftp://h12/d/"),
 ])

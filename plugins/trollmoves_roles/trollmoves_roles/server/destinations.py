@@ -85,7 +85,8 @@ def _compile(text: str) -> re.Pattern[str]:
     scheme, sep, rest = text.partition("://")
     if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
         raise ValueError(f"invalid pattern {text!r}: expected scheme://host/path, /path or re:REGEX")
-    return re.compile(re.escape(scheme.lower() + "://") + _glob(rest, text))
+    host, slash, path = rest.partition("/")  # locations carry host names in lower case
+    return re.compile(re.escape(scheme.lower() + "://") + _glob(host.lower() + slash + path, text))
 
 
 def _glob(glob: str, text: str) -> str:
