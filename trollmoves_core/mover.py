@@ -62,6 +62,9 @@ class Mover(ABC):
     """Short name shown by ``trollmoves plugins``."""
     SCHEMES: ClassVar[tuple[str, ...]]
     """URI schemes this mover serves."""
+    BACKUP_HOSTS: ClassVar[bool] = False
+    """Whether a URI's host is a server that another host can stand in for: a server's
+    ``backup_targets`` fail a push over to them (not for local files, nor for buckets)."""
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(connection_params or {})

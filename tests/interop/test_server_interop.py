@@ -109,3 +109,33 @@ def test_upstream_client_acks_let_our_server_delete(our_server, upstream_process
     finally:
         recorder.close()
     assert (out / "gone.dat").read_bytes() == b"moved then deleted"
+
+
+def test_upstream_clients_backup_targets_fail_over_on_our_server(our_server, upstream_process, tmp_path):  # noqa: F811
+    # upstream's own server fails over for scp only; ours does for ftp too. 127.0.0.2 refuses (the
+    # FTP server listens on 127.0.0.1), so the file must land through the backup host.
+    ftp_testing = pytest.importorskip("trollmoves_ftp.testing")
+    ftp = ftp_testing.start_server(tmp_path / "ftp-root")
+    (ftp.root / "up").mkdir()
+    server = our_server(connection_parameters__retry_delay="0.01")
+    publish_port = free_port()
+    config = write_ini(tmp_path / "client.ini", {"test": {
+        "providers": f"127.0.0.1:{server.port}", "destination": f"ftp://127.0.0.2:{ftp.port}/up/",
+        "login": f"{ftp_testing.USER}:{ftp_testing.PASSWORD}", "backup_targets": "127.0.0.3 127.0.0.1",
+        "create_target_directory": "False", "topic": TOPIC, "publish_port": publish_port, "nameservers": "false"}})
+    upstream_process("move_it_client.py", [str(config)])
+    recorder = BusRecorder([f"tcp://127.0.0.1:{publish_port}"], [TOPIC])
+    try:
+        for attempt in range(10):
+            write_file(server.inbox, f"f{attempt}.dat", b"payload")
+            if wait_until(lambda n=f"f{attempt}.dat": any(m.data.get("uid") == n for m in client_results(recorder)),
+                          timeout=5):
+                break
+        else:
+            pytest.fail("the upstream client never got a file:\n" + server.log())
+    finally:
+        recorder.close()
+        ftp.stop()
+    delivered = [m.data["uid"] for m in client_results(recorder)]
+    assert all((ftp.root / "up" / name).read_bytes() == b"payload" for name in delivered)
+    assert "trying the backup host 127.0.0.3" in server.log() and "trying the backup host 127.0.0.1" in server.log()

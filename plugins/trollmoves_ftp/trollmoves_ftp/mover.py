@@ -48,6 +48,7 @@ class FtpMover(Mover):
 
     NAME = "ftp"
     SCHEMES = ("ftp", "ftps")
+    BACKUP_HOSTS = True
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)

@@ -42,6 +42,8 @@ class SshMover(Mover):
     not given.
     """
 
+    BACKUP_HOSTS = True
+
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         params = dict(connection_params or {})
         if "retries" not in params and "num_ssh_retries" in params:

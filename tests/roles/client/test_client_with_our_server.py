@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from support.bus import wait_until
-from support.client import prime, results, start_client, write_all
+from support.bus import BusRecorder, free_port, wait_until
+from support.client import InProcessClient, client_section, prime, results, start_client, write_all
 from support.files import payload, write_file
+from support.ini import write_ini
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,3 +63,31 @@ def test_same_file_from_two_servers_fetched_once_other_acked(servers, tmp_path):
         Counter(contents.keys())
     assert Counter(m.data["uid"] for m in results(recorder)) == Counter(contents.keys())
     assert all((out / name).read_bytes() == content for name, content in contents.items())
+
+
+def test_result_names_the_backup_host_the_server_failed_over_to(servers, tmp_path):
+    # the primary, 127.0.0.2, refuses connections (the FTP server listens on 127.0.0.1 only)
+    ftp_testing = pytest.importorskip("trollmoves_ftp.testing")
+    ftp = ftp_testing.start_server(tmp_path / "ftp-root")
+    (ftp.root / "up").mkdir()
+    server = servers("srv", extra={"connection_parameters__retry_delay": "0.01"})
+    port = free_port()
+    login = f"{ftp_testing.USER}:{ftp_testing.PASSWORD}"
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
+        server.provider, f"ftp://127.0.0.2:{ftp.port}/up/", port, login=login, backup_targets="127.0.0.3 127.0.0.1",
+        create_target_directory="false")})
+    client = InProcessClient(config)
+    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"])
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        write_file(server.inbox, "f1.dat", b"one")
+        assert wait_until(lambda: results(recorder), timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+        ftp.stop()
+    assert (ftp.root / "up" / "f1.dat").read_bytes() == b"one"
+    result = results(recorder)[0]
+    # 127.0.0.1 is this host, so the uri is the path (as upstream writes it); 127.0.0.2 would be kept
+    assert result.data["uri"] == "/up/f1.dat", result.data
+    assert ftp_testing.PASSWORD not in result.encode()

@@ -109,3 +109,29 @@ def test_replace_mda_overwrites_and_maps_values():
                                                     "orbit": 5}
     assert delivery.replace_mda({"platform_name": "Aqua"}, metadata) == {"platform_name": "Aqua"}
     assert delivery.replace_mda({"url": "a"}, {"url": "ftp://h/x"}) == {"url": "ftp://h/x"}
+
+
+def test_on_host_replaces_the_host_keeping_user_password_and_port():
+    assert delivery.on_host("ftp://u:p@w@h1:2121/d/", "h2") == "ftp://u:p@w@h2:2121/d/"
+    assert delivery.on_host("sftp://u@h1/d/", "h2:2222") == "sftp://u@h2:2222/d/"
+    assert delivery.on_host("scp://h1:22/d/", "[::1]:2200") == "scp://[::1]:2200/d/"
+    assert delivery.on_host("scp://h1/d/", "::1") == "scp://[::1]/d/"
+    assert delivery.on_host("scp://h1:2200/d/", "[::1]") == "scp://[::1]:2200/d/"
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "u@h", "h:0", "h:99999", "h:x", "[::1", "[::1]x", "h ost"])
+def test_split_host_refuses_what_is_no_host(bad):
+    with pytest.raises(ValueError):
+        delivery.split_host(bad)
+
+
+def test_served_destination_believes_only_the_listed_backup_hosts():
+    requested = "ftp://u@127.0.0.2:2121/up/"
+    assert delivery.served_destination(requested, {"destination": "ftp://127.0.0.1:2121/up/"}, ["h3", "127.0.0.1"]) == \
+        "ftp://u@127.0.0.1:2121/up/"
+    assert delivery.served_destination(requested, {"destination": "ftp://evil:2121/up/"}, ["127.0.0.1"]) == requested
+    same = {"destination": "ftp://127.0.0.2:2121/up/"}
+    assert delivery.served_destination(requested, same, ["127.0.0.1"]) == requested
+    assert delivery.served_destination(requested, {"destination": "ftp://127.0.0.1:2121/up/"}, []) == requested
+    assert delivery.served_destination(requested, "not a dict", ["127.0.0.1"]) == requested
+    assert delivery.served_destination("/plain/path/", {"destination": "file://x/plain/path/"}, ["x"]) == "/plain/path/"

@@ -265,3 +265,22 @@ def test_own_announcements_and_non_announcements_ignored(mirror, announcer):
         internal.stop()
     assert [m.data["uid"] for m in recorder.messages if m.type == "file"] == ["last.dat"]
     assert len(running.chain().registry) == 1
+
+
+def test_delivery_fails_over_to_the_backup_targets_like_a_server(mirror, announcer, tmp_path):
+    ftp_testing = pytest.importorskip("trollmoves_ftp.testing")
+    ftp = ftp_testing.start_server(tmp_path / "ftp-root")
+    (ftp.root / "up").mkdir()
+    internal = InternalServer({"a.dat": b"alpha"})
+    _, recorder, port = mirror(remove_delay=0, connection_parameters__retry_delay="0.01")
+    try:
+        announce_until_mirrored(lambda: announcer.announce("a.dat", internal), recorder, "a.dat")
+        # 127.0.0.2 refuses: the FTP server listens on 127.0.0.1 only
+        primary = f"ftp://{ftp_testing.USER}:{ftp_testing.PASSWORD}@127.0.0.2:{ftp.port}/up/"
+        reply = request(f"127.0.0.1:{port}", push("a.dat", primary, backup_targets=["127.0.0.1"]))
+        assert isinstance(reply, Message) and reply.type == "file", reply
+        assert reply.data["destination"] == f"ftp://127.0.0.1:{ftp.port}/up/"
+        assert (ftp.root / "up" / "a.dat").read_bytes() == b"alpha"
+    finally:
+        internal.stop()
+        ftp.stop()

@@ -69,7 +69,7 @@ def test_a_repeat_waits_for_the_running_transfer(tmp_path, monkeypatch):
         assert repeat is first
         assert not repeat.done()
         GatedMover.gate.set()
-        assert repeat.result(10) == [f"file://{tmp_path}/out/a.dat"]
+        assert repeat.result(10).uris == [f"file://{tmp_path}/out/a.dat"]
         assert service.transfers == 1
         assert (tmp_path / "out" / "a.dat").read_bytes() == b"data"
     finally:
@@ -83,7 +83,7 @@ def test_one_mover_per_mover_class_and_parameters(tmp_path):
         for index, params in enumerate([{}, {}, {"mode": "copy"}, {"mode": "copy"}]):
             (tmp_path / f"{index}.dat").write_bytes(b"x")
             done = service.push([FileJob(str(tmp_path / f"{index}.dat"))], f"file://{tmp_path}/out/", params)
-            assert done.result(10) == [f"file://{tmp_path}/out/{index}.dat"]
+            assert done.result(10).uris == [f"file://{tmp_path}/out/{index}.dat"]
         assert len(service._movers) == 2
     finally:
         service.close(5)
@@ -98,7 +98,7 @@ def test_failed_push_is_not_remembered(tmp_path):
         assert first.exception(10) is not None
         (tmp_path / "missing.dat").write_bytes(b"late")
         second = service.push([missing], f"file://{tmp_path}/out/", {})
-        assert second.result(10) == [f"file://{tmp_path}/out/missing.dat"]
+        assert second.result(10).uris == [f"file://{tmp_path}/out/missing.dat"]
     finally:
         service.close(5)
 

@@ -470,6 +470,8 @@ class ClientChain:
             return
         for uid in transfer.uids:
             self.cache.add(uid)
+        # the server may have failed over to one of our backup_targets: the result names that host
+        destination = delivery.served_destination(destination, reply.data, self.config.backup_targets)
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
         # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,

@@ -39,7 +39,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
-from trollmoves_roles.transfers.service import FileJob, TransferService
+from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class RequestSocket:
 
     def _push(self, envelope: object, request: Message) -> None:
         destination, items = requests.push_request(request)
+        backups = requests.backup_targets(request)
         for item in items:
             if "uid" not in item:
                 raise BadRequest(f"push: {item.get('uri')!r} has no uid")
@@ -153,7 +154,7 @@ class RequestSocket:
             return
         LOG.info("[%s] push of %s to %s requested by %s", self.name, ", ".join(uids[:3]), redact(destination),
                  request.sender)
-        push = PendingPush(envelope, request, destination, items)
+        push = PendingPush(envelope, request, destination, items, backups)
         self.pending += 1
         self._stager.acquire(entry, lambda fetch, error: self._fetched(push, fetch, error))
 
@@ -168,14 +169,14 @@ class RequestSocket:
         push.started = time.monotonic()
         try:
             future = self._transfers.push(jobs, push.destination, self.config.connection_params,
-                                          chain=self.name)
+                                          chain=self.name, backup_targets=push.backups)
         except Exception as err:  # the pool is shutting down
             self._stager.release(fetch)
             self._answer(push.envelope, push.error(f"mirror error: {one_line(err)}"))
             return
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._pushed, push, fetch, f))
 
-    def _pushed(self, push: PendingPush, fetch: Fetch, future: Future[list[str]]) -> None:
+    def _pushed(self, push: PendingPush, fetch: Fetch, future: Future[Delivery]) -> None:
         self._stager.release(fetch)
         error = future.exception()
         if error is not None:
@@ -183,11 +184,11 @@ class RequestSocket:
             self._answer(push.envelope, push.error(one_line(error)))
             return
         seconds = time.monotonic() - push.started
-        for item, size, uri in zip(push.items, push.sizes, future.result(), strict=False):
+        for item, size, uri in zip(push.items, push.sizes, future.result().uris, strict=False):
             uid = str(item["uid"])
             log_transfer(LOG, uid=uid, source=push.sources.get(uid, "?"), destination=redact(uri, drop_user=True),
                          nbytes=size, seconds=seconds)
-        self._answer(push.envelope, push.success())
+        self._answer(push.envelope, push.success(future.result().host))
 
     def _answer(self, envelope: object, reply: Message) -> None:
         self.pending -= 1
@@ -202,6 +203,8 @@ class PendingPush:
     request: Message
     destination: str
     items: list[dict[str, Any]]
+    backups: tuple[str, ...] = ()
+    """Hosts to fail the delivery over to (the request's ``backup_targets``)."""
     started: float = 0.0
     """When the delivery was handed to the pool (monotonic)."""
     sizes: list[int | None] = field(default_factory=list)
@@ -212,6 +215,7 @@ class PendingPush:
     def error(self, reason: str) -> Message:
         return Message(self.request.subject, "err", reason, version=MESSAGE_VERSION)
 
-    def success(self) -> Message:
-        """The server's reply: the request data, destination (with ``path``) without credentials."""
-        return requests.push_reply(self.request)
+    def success(self, host: str | None = None) -> Message:
+        """The server's reply: the request data, destination (with ``path``, on the backup ``host``
+        that got the files if one did) without credentials."""
+        return requests.push_reply(self.request, host)

@@ -120,6 +120,55 @@ def join_rel_path(destination: str, rel_path: str | None) -> str:
     return urlunsplit(parts._replace(path=posixpath.join(parts.path or "/", rel_path)))
 
 
+def split_host(text: str) -> tuple[str, int | None]:
+    """A backup target (``name``, ``name:port``, ``[v6]:port`` or a bare IPv6 address) as (host, port);
+    ValueError when it is not one."""
+    host, port = text, ""
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            raise ValueError(f"invalid host {text!r}")
+        port = port[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or any(c.isspace() or c in "/@?#[]" for c in host) or (port and not (
+            port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"invalid host {text!r}")
+    return host, int(port) if port else None
+
+
+def on_host(destination: str, host: str) -> str:
+    """``destination`` with its host replaced by ``host`` (see :func:`split_host`): a host without a
+    port keeps the destination's port; user and password are kept."""
+    name, port = split_host(host)
+    parts = urlsplit(destination, allow_fragments=False)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if port is None:
+        port = parse_uri(destination).port
+    netloc = f"{userinfo}{at}" + (f"[{name}]" if ":" in name else name) + (f":{port}" if port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def served_destination(requested: str, reply_data: Any, backups: tuple[str, ...] | list[str]) -> str:
+    """Where a push's files went, by its reply: ``requested``, or ``requested`` on the one of
+    ``backups`` the reply's ``destination`` names (the server failed over to it). A reply naming
+    any other host changes nothing: only hosts the client listed are believed."""
+    replied = reply_data.get("destination") if isinstance(reply_data, dict) else None
+    if not backups or not isinstance(replied, str) or "://" not in requested:
+        return requested
+    try:
+        got = parse_uri(replied)
+        if (got.host, got.port) == (parse_uri(requested).host, parse_uri(requested).port):
+            return requested
+        for backup in backups:
+            candidate = on_host(requested, backup)
+            if (parse_uri(candidate).host, parse_uri(candidate).port) == (got.host, got.port):
+                return candidate
+    except ValueError:  # a reply or backup that does not parse names no host of ours
+        pass
+    return requested
+
+
 def add_source(sources: list[Any], announcement: Any) -> bool:
     """Append ``announcement`` (a posttroll message) to ``sources`` unless a message from the same
     server (``request_address``) is there; whether it was added."""

@@ -11,7 +11,7 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.uri import redact
-from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.protocol.delivery import join_rel_path, on_host, split_host
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with, message_type
 
 INFO_MAX_COUNT = 2256
@@ -95,11 +95,30 @@ def push_request(request: Message) -> tuple[str, list[dict[str, Any]]]:
     return destination, items
 
 
-def push_reply(request: Message) -> Message:
+def push_reply(request: Message, host: str | None = None) -> Message:
     """The reply to a ``push`` done: ``file``/``dataset``/``collection`` with the request's data, the
-    destination (with the request's ``path`` appended) without credentials."""
+    destination (with the request's ``path`` appended, on the backup ``host`` that got the files if
+    one did) without credentials."""
     data = dict(request_dict(request))
     rel_path = data.get("path") if isinstance(data.get("path"), str) else None
-    data["destination"] = redact(join_rel_path(data["destination"], rel_path), drop_user=True)
+    destination = data["destination"] if host is None else on_host(data["destination"], host)
+    data["destination"] = redact(join_rel_path(destination, rel_path), drop_user=True)
     return reply(request, message_type(data, request.type), data)
 
+
+def backup_targets(request: Message) -> tuple[str, ...]:
+    """A ``push`` request's ``backup_targets`` (upstream's list of host names; a space-separated
+    string is accepted too), each checked to be a host or ``host:port``."""
+    value = request_dict(request).get("backup_targets")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"push: backup_targets must be a list of host names, got {value!r}"[:300])
+    for target in value:
+        try:
+            split_host(target)
+        except ValueError as err:
+            raise BadRequest(f"push: backup_targets: {err}"[:300]) from None
+    return tuple(value)

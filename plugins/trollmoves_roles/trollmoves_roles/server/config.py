@@ -62,6 +62,7 @@ SCHEMA = Schema("server", [
     Key("allowed_clients", origin="ours", doc="networks (a.b.c.d/n) whose peers may send requests"),
     Key("server_secret_key_file", origin="ours", doc="CURVE secret key of the request socket"),
     Key("clients_public_keys_directory", origin="ours", doc="CURVE public keys of the admitted clients"),
+    Key("allowed_destinations", origin="ours", doc="glob or re: patterns of the destinations clients may push to"),
     # read by upstream but without effect on a server
     Key("publish_port", int, used=False, doc="parsed and unused by upstream's server"),
     Key("publisher_port", int, used=False, doc="parsed and unused by upstream's server"),
@@ -105,6 +106,9 @@ class ServerChainConfig:
     """Networks (``a.b.c.d/n``) whose peers may use the request socket; None: anyone."""
     server_secret_key_file: str | None = None
     clients_public_keys_directory: str | None = None
+    allowed_destinations: tuple[str, ...] | None = None
+    """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.server.destinations`);
+    None: any."""
 
     @property
     def standalone(self) -> bool:
@@ -197,8 +201,23 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
+        allowed_destinations=_allowed_destinations(section),
         **_security(section),
     )
+
+
+def _allowed_destinations(section: Section) -> tuple[str, ...] | None:
+    """The chain's destination patterns, compiled now so that a bad one fails at start."""
+    from trollmoves_roles.server.destinations import DestinationRules
+
+    if "allowed_destinations" not in section:
+        return None
+    patterns = tuple((section.get_str("allowed_destinations") or "").split())
+    try:
+        DestinationRules.parse(patterns)
+    except ValueError as err:
+        raise section.error("allowed_destinations", str(err)) from None
+    return patterns
 
 
 def _security(section: Section) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
-from trollmoves_roles.transfers.service import FileJob, TransferService
+from trollmoves_roles.server.destinations import DestinationRules
+from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
@@ -60,6 +61,8 @@ class RequestServer:
         self._transfers = transfers
         self._deleter = deleter
         self._metrics = metrics or RoleMetrics("server")
+        self._allowed = None if chain.allowed_destinations is None else \
+            DestinationRules.parse(chain.allowed_destinations)
         self._started = time.monotonic()
         self._inbox = transport.request_inbox(f"tcp://{chain.request_bind or bind}:{chain.request_port}",
                                               security=policy_for(chain, self._metrics), bind_retry=bind_retry,
@@ -192,6 +195,7 @@ class RequestServer:
         problem = _destination_problem(destination)
         if problem:
             raise BadRequest(f"push: {problem}")
+        backups = requests.backup_targets(request)
         self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []
@@ -206,10 +210,19 @@ class RequestServer:
                                                     version=MESSAGE_VERSION))
                 return
             jobs.append(FileJob(path, item.get("path")))
+        if self._allowed is not None and (refusal := self._allowed.refusal(
+                destination, [(job.path, job.rel_path) for job in jobs], backups)):
+            self._metrics.refused.inc(chain=self.chain.name, reason="destination")
+            _LIMITED.warning("refused", "[%s] push refused for %s (%s): %s", self.chain.name, request.sender, peer,
+                             refusal[:300])
+            self._queue_reply(envelope, Message(request.subject, "err", f"push refused: {refusal}"[:1000],
+                                                version=MESSAGE_VERSION))
+            return
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
         try:
-            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name)
+            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
+                                          backup_targets=backups)
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return
@@ -218,14 +231,14 @@ class RequestServer:
         future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, f))
 
     def _push_done(self, envelope: object, request: Message, jobs: list[FileJob],
-                   future: Future[list[str]]) -> None:
+                   future: Future[Delivery]) -> None:
         try:
             error = future.exception()
             if error is not None:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
                 reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
             else:
-                reply = requests.push_reply(request)
+                reply = requests.push_reply(request, future.result().host)
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)

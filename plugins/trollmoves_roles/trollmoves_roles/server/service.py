@@ -143,6 +143,7 @@ class Server(StopReload):
         self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
         self.journal: Journal | None = None
+        self.pushed_journal: Journal | None = None
         if self.options.state_directory:
             self.journal = self._open_journal(self.options.state_directory)
         try:
@@ -153,6 +154,9 @@ class Server(StopReload):
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, movers=movers)
+        if self.pushed_journal is not None:
+            restored = self.transfers.finished.attach(self.pushed_journal)
+            LOG.info("State in %s: %d finished push(es) restored", self.pushed_journal.path, restored)
         self.transport = transport_for(host)
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
@@ -179,6 +183,8 @@ class Server(StopReload):
         path = journal_path(directory, self.config_path, "server")
         try:
             journal = Journal(path, table="announced")
+            # repeats of pushes finished before a restart are answered as done (same file, own table)
+            self.pushed_journal = Journal(path, table="pushed")
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(f"cannot keep state in {path}: {getattr(err, 'strerror', None) or err}") from None
         restored = self.announced.attach(journal)
@@ -186,6 +192,11 @@ class Server(StopReload):
         return journal
 
     def _close_journal(self) -> None:
+        if self.pushed_journal is not None:
+            if hasattr(self, "transfers"):
+                self.transfers.finished.detach()
+            self.pushed_journal.close()
+            self.pushed_journal = None
         if self.journal is not None:
             self.announced.detach()
             self.journal.close()

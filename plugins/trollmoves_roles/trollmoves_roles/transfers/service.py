@@ -5,7 +5,13 @@ Upstream clients re-send a ``push`` that timed out (up to 3 times), so the same 
 arrive while its transfer is still running, or just after it finished. A repeat of a running
 push waits for that transfer; a repeat of a recently successful push is answered as done
 without a second transfer. Finished pushes are remembered by a 128-bit hash of what was
-pushed where (files, destination, connection parameters).
+pushed where (the files, by path and identity, the destination, the connection parameters),
+in :class:`~trollmoves_roles.state.finished.FinishedPushes` (journalled when the role keeps state).
+
+A push given ``backup_targets`` fails over when the destination's host cannot be reached (the
+mover's error is transient after its retries, or the name does not resolve): the whole push is
+tried again on each backup host in turn, for movers whose hosts are servers
+(:attr:`~trollmoves_core.mover.Mover.BACKUP_HOSTS`), and the result names the host that got it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,12 +27,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import transfer_fields
+from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.recent import RecentKeys, key_of
+from trollmoves_core.recent import key_of
 from trollmoves_core.uri import redact
 from trollmoves_roles.observe.metrics import RoleMetrics
-from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.protocol.delivery import join_rel_path, on_host
+from trollmoves_roles.state.finished import FinishedPushes
 from trollmoves_roles.transfers.movers import MoverCache, canonical
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +54,15 @@ class FileJob:
     rel_path: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a push did: the URIs it delivered (no password; none for a repeat answered as done)
+    and the backup host that got the files, or None for the destination's own host."""
+
+    uris: list[str]
+    host: str | None = None
+
+
 class TransferService:
     """Run pushes on a bounded thread pool with one reusable mover per scheme and parameters.
 
@@ -56,9 +75,9 @@ class TransferService:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
         self._movers = movers if movers is not None else MoverCache(host)
         self._lock = threading.Lock()
-        self._running: dict[int, Future[list[str]]] = {}
-        self._recent = RecentKeys(recent_seconds, RECENT_MAX)
-        """Keys of the pushes that succeeded lately."""
+        self._running: dict[int, Future[Delivery]] = {}
+        self.finished = FinishedPushes(recent_seconds, RECENT_MAX)
+        """The pushes that succeeded lately (attach a journal to keep them across restarts)."""
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
         self.metrics = metrics
@@ -68,12 +87,13 @@ class TransferService:
             metrics.set_queue_length(self.in_flight)
 
     def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-             chain: str = "") -> Future[list[str]]:
-        """Transfer ``files`` to ``destination``; the future gives each URI delivered (no password).
+             chain: str = "", backup_targets: Sequence[str] = ()) -> Future[Delivery]:
+        """Transfer ``files`` to ``destination`` (or, when its host cannot be reached, to the first of
+        ``backup_targets`` that can); the future gives the :class:`Delivery`.
 
         An identical push already running is not started again: its future is returned. One
         that succeeded in the last ``recent_seconds`` is not transferred again either: the
-        future is done at once, with an empty list (nothing was delivered by this call).
+        future is done at once, with no URIs and the host of the first delivery.
         ``chain`` labels the metrics.
         """
         key = self._push_key(files, destination, params)
@@ -83,12 +103,13 @@ class TransferService:
                 LOG.info("Repeated push of %s to %s: waiting for the transfer in progress", _names(files),
                          redact(destination))
                 return running
-            if key in self._recent:
+            done, host = self.finished.get(key)
+            if done:
                 LOG.info("Repeated push of %s to %s: already done", _names(files), redact(destination))
-                finished: Future[list[str]] = Future()
-                finished.set_result([])
+                finished: Future[Delivery] = Future()
+                finished.set_result(Delivery([], host))
                 return finished
-            future = self._executor.submit(self._transfer, files, destination, params, chain)
+            future = self._executor.submit(self._transfer, files, destination, params, chain, tuple(backup_targets))
             self._running[key] = future
         future.add_done_callback(lambda f: self._finished(key, f))
         return future
@@ -97,30 +118,54 @@ class TransferService:
         """Run other background work (unpacking) on the same pool."""
         return self._executor.submit(fn, *args)
 
-    def _finished(self, key: int, future: Future[list[str]]) -> None:
+    def _finished(self, key: int, future: Future[Delivery]) -> None:
+        if future.exception() is None:
+            self.finished.add(key, future.result().host)  # before it leaves _running: no gap for a repeat
         with self._lock:
             self._running.pop(key, None)
-            if future.exception() is None:
-                self._recent.add(key)
 
     def _push_key(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> int:
-        return key_of(json.dumps([[job.path, job.rel_path] for job in files] + [destination, canonical(params)]))
+        # the file's identity too: a file replaced under the same name is a new push
+        return key_of(json.dumps([[job.path, job.rel_path, _identity(job.path)] for job in files]
+                                 + [destination, canonical(params)]))
 
     def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-                  chain: str = "") -> list[str]:
+                  chain: str = "", backup_targets: tuple[str, ...] = ()) -> Delivery:
+        hosts: list[str | None] = [None]
+        try:
+            if backup_targets:
+                if self._mover(destination, params).BACKUP_HOSTS:
+                    hosts.extend(backup_targets)
+                else:
+                    LOG.debug("backup_targets ignored for %s: its host is not a server", redact(destination))
+            for number, host in enumerate(hosts, 1):
+                target = destination if host is None else on_host(destination, host)
+                try:
+                    return Delivery(self._transfer_to(files, target, params, chain), host)
+                except TransferError as err:
+                    if number == len(hosts) or not _unreachable(err):
+                        raise
+                    LOG.warning("Push of %s to %s: host not reachable (%s); trying the backup host %s",
+                                _names(files), redact(target, drop_user=True), err, hosts[number])
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.failed.inc(chain=chain)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _mover(self, target: str, params: dict[str, Any]) -> Mover:
+        # a bare path gets the file mover whatever its name looks like
+        return self._movers.get(target if "://" in target else "file", params)
+
+    def _transfer_to(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
+                     chain: str) -> list[str]:
         delivered = []
         for job in files:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
-            try:
-                # a bare path gets the file mover whatever its name looks like
-                mover = self._movers.get(target if "://" in target else "file", params)
-                size = os.path.getsize(job.path)
-                delivered.append(mover.put(job.path, target))
-            except BaseException:
-                if self.metrics is not None:
-                    self.metrics.failed.inc(chain=chain)
-                raise
+            mover = self._mover(target, params)
+            size = os.path.getsize(job.path)
+            delivered.append(mover.put(job.path, target))
             elapsed = time.monotonic() - started
             with self._lock:
                 self.transfers += 1
@@ -163,6 +208,24 @@ class TransferService:
             LOG.warning("Stopping with %d push(es) still running", self.in_flight())
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._movers.close_all()
+
+
+def _unreachable(err: TransferError) -> bool:
+    """Whether ``err`` says the host could not be reached (rather than refusing the file)."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return True
+        cause = cause.__cause__
+    return err.transient
+
+
+def _identity(path: str) -> list[int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return []
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 def _names(files: Sequence[FileJob]) -> str:
