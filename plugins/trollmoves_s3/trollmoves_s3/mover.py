@@ -143,6 +143,12 @@ class S3Mover(Mover):
             request["VersionId"] = source.query["versionId"]
         self._using(source, lambda fs: _download(fs, request, local_path, progress))
 
+    def _size(self, location: Location) -> int | None:
+        bucket, key = _split(location)
+        if not key:
+            return None
+        return self._using(location, lambda fs: fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
+
     def _delete(self, location: Location) -> None:
         bucket, key = _split(location)
         if not key:
