@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	scripts/in-netns $(BIN)/python scripts/demo.py
+	scripts/in-netns $(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: venv upstream
 	scripts/install-system-deps
