@@ -211,10 +211,10 @@ def _absolute(text: str, location: Location) -> str:
     if text.lower().startswith("file:"):
         if location.host and location.host not in ("localhost", *_own_names()):
             raise ConfigError(
-                f"{text!r} reads as host {location.host!r} and path {location.path!r}: a file:// URI takes an "
+                f"{redact(text)!r} reads as host {location.host!r} and path {location.path!r}: a file:// URI takes an "
                 f"absolute path (file:///path); write a plain path for one relative to the working directory")
         path = location.path
-    absolute = os.path.abspath(os.path.expanduser(path))
+    absolute = os.path.abspath(path)
     return absolute.rstrip("/") + "/" if path.endswith("/") or os.path.isdir(absolute) else absolute
 
 
@@ -228,7 +228,8 @@ class MoveCommand(_TransferCommand):
     HELP: ClassVar[str] = "copy a local file SRC to DEST, any scheme (the source stays)"
     DESCRIPTION: ClassVar[str] = (
         "Copy the local file SRC to DEST, any scheme. As upstream trollmoves means it, 'move' copies: the "
-        "source is kept (unlike rclone's move); give -o mode=move for a local rename.")
+        "source is kept (unlike rclone's move). A local DEST is a hard link where possible, as upstream's "
+        "file mover makes it: -o mode=copy for an independent copy, -o mode=move to rename the source.")
     SRC_HELP: ClassVar[str] = "the local file to send: a path (relative to the working directory) or file:///path"
     DEST_HELP: ClassVar[str] = (
         "where it goes: a URI (sftp://user@host/dir/, s3://bucket/key...) or a local path; an existing "
