@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.terminal import frames, run_on_terminal
 
 TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 
@@ -194,35 +195,7 @@ def test_failed_get_never_shows_the_password(tmp_path: Path) -> None:
     assert "s3cret" not in result.stderr + result.stdout
 
 
-def run_on_terminal(*args: str, without_rich: bool = False) -> tuple[int, str]:
-    """Run the launcher with stderr on a pseudo-terminal; return its exit status and what it drew there."""
-    import pty
-
-    code = "import sys\nfrom trollmoves_core.cli import main\nsys.exit(main(sys.argv[1:]))"
-    if without_rich:
-        code = "import sys\nsys.modules['rich'] = None\n" + code  # every `import rich...` now fails
-    controller, terminal = pty.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
-    with subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=terminal, env=env) as proc:
-        os.close(terminal)
-        drawn = b""
-        try:
-            while chunk := os.read(controller, 65536):
-                drawn += chunk
-        except OSError:  # EIO: the child closed the terminal
-            pass
-        finally:
-            os.close(controller)
-    return proc.returncode, drawn.decode(errors="replace")
-
-
 RATE = re.compile(r"\d (B|KiB|MiB|GiB)/s")
-
-
-def frames(drawn: str) -> list[str]:
-    """The frames of the bar, each redrawn over the previous on its line, before the log lines."""
-    return drawn.split("\r\n", 1)[0].lstrip("\r").split("\r")
 
 
 @pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
