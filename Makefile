@@ -6,7 +6,7 @@ DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 p
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv upstream demo test lint bench clean
+.PHONY: venv upstream demo test lint bench dist clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	scripts/in-netns $(BIN)/python scripts/demo.py
+	scripts/in-netns $(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: venv upstream
 	scripts/install-system-deps
@@ -35,6 +35,14 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Wheels and sdists of every distribution in DISTS into $(DIST_DIR), checked with twine.
+# BUILD_ARGS=--no-isolation builds with the venv's setuptools instead of a fresh one per build.
+DIST_DIR ?= dist
+dist: venv
+	rm -rf $(DIST_DIR)
+	$(foreach d,$(DISTS),$(BIN)/python -m build -q $(BUILD_ARGS) --outdir $(DIST_DIR) $(d) &&) true
+	$(BIN)/twine check --strict $(DIST_DIR)/*
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info plugins/*/*.egg-info plugins/*/build

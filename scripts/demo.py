@@ -3,13 +3,16 @@
 Starts `trollmoves server` and `trollmoves client` with configs written to a temporary
 directory (fixed loopback addresses, no nameserver, no multicast), drops a few files into the
 server's watched directory, and reports each file's announcement, delivery and latency from
-the client's own `file` messages on the bus.
+the client's own `file` messages on the bus. The directory is removed at the end unless
+`--keep` is given (or the demo failed: its logs are kept for reading).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +33,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="a server and a client moving files on loopback")
+    parser.add_argument("--keep", action="store_true", help="keep the demo directory (configs, files, logs)")
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="trollmoves-demo-"))
+    status = 1
+    try:
+        status = run_demo(work)
+    finally:
+        if args.keep or status != 0:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+def run_demo(work: Path) -> int:
+    """Run the demo in ``work``; 0 when every file arrived byte-identical."""
     inbox, outbox = work / "in", work / "out"
     inbox.mkdir()
     outbox.mkdir()
@@ -78,7 +97,7 @@ def main() -> int:
             done, uri = delivered.first_seen.get(name, (float("nan"), "(not delivered)"))
             print(f"{name:30} {1000 * (ann - t0):14.1f}ms {1000 * (done - t0):14.1f}ms  {uri}")
         ok = sum(1 for name in delivered.first_seen if same(inbox / name, outbox / name))
-        print(f"\n{len(delivered.first_seen)}/{FILES} delivered, {ok} byte-identical; logs in {work}")
+        print(f"\n{len(delivered.first_seen)}/{FILES} delivered, {ok} byte-identical")
         return 0 if ok == FILES else 1
     finally:
         announcements.close()
@@ -87,6 +106,8 @@ def main() -> int:
             proc.terminate()
         for proc in procs:
             proc.wait(10)
+        for log in logs.values():
+            log.close()
 
 
 class Recorder:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -24,7 +26,7 @@ from trollmoves_core.logs import add_logging_arguments, setup_logging
 from trollmoves_core.memory import IdleTrimmer
 from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, load_plugins
 from trollmoves_core.progress import ProgressBar
-from trollmoves_core.uri import redact
+from trollmoves_core.uri import Location, parse_uri, redact
 
 LOG = logging.getLogger(__name__)
 
@@ -50,8 +52,7 @@ def _main(argv: list[str]) -> int:
     parser = build_parser(host)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
+        parser.error("a command is required; trollmoves --help lists them")
     setup_logging(args)
     if not getattr(args, "role", False):
         return args.handler(args)
@@ -130,12 +131,19 @@ class PluginsCommand(Command):
 
 
 class _TransferCommand(Command):
-    """``move``/``get``: one file, any scheme, with a progress bar on a terminal."""
+    """``move``/``get``: one file, any scheme, with a progress bar on a terminal.
+
+    Local sides follow cp: a plain path is relative to the working directory, an existing
+    directory (or a path ending in ``/``) receives the file under its own name.
+    """
+
+    SRC_HELP: ClassVar[str]
+    DEST_HELP: ClassVar[str]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("source", metavar="SRC")
-        parser.add_argument("destination", metavar="DEST")
+        parser.add_argument("source", metavar="SRC", help=cls.SRC_HELP)
+        parser.add_argument("destination", metavar="DEST", help=cls.DEST_HELP)
         parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", dest="options",
                             help="connection parameter for the mover (repeatable)")
         parser.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
@@ -151,12 +159,20 @@ class _TransferCommand(Command):
             params.update(loaded)
         params.update(parse_key_values(args.options))
         put = cls.NAME == "move"
-        mover = host.mover(args.destination if put else args.source, params)
-        bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(args.source, sys.stderr)
+        if put:
+            local, remote = local_path(args.source, "SRC"), transfer_uri(args.destination, "DEST")
+        else:
+            local, remote = local_path(args.destination, "DEST"), transfer_uri(args.source, "SRC")
+        mover = host.mover(remote, params)
+        bar = None
+        if not args.quiet and sys.stderr.isatty():
+            bar = ProgressBar(local if put else remote, sys.stderr, total=None if put else mover.size(remote))
         try:
             with mover:
-                transfer = mover.put if put else mover.get
-                result = transfer(args.source, args.destination, progress=bar and bar.advance)
+                if put:
+                    result = mover.put(local, remote, progress=bar and bar.advance)
+                else:
+                    result = mover.get(remote, local, progress=bar and bar.advance)
         except TransferError as err:
             if bar:
                 bar.finish(None)
@@ -164,20 +180,70 @@ class _TransferCommand(Command):
             return 1
         if bar:
             bar.finish(result)
-        LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
+        # the bar already said it on a terminal; scripts get the log line
+        LOG.log(logging.DEBUG if bar else logging.INFO, "%s -> %s", local if put else redact(remote), result)
         return 0
+
+
+def local_path(text: str, what: str) -> str:
+    """The absolute local path ``text`` (a plain path or a ``file://`` URI) names; a directory ends in ``/``."""
+    location = _parse(text, what)
+    if location.scheme != "file":
+        raise ConfigError(f"{what} {redact(text)!r} must be a local path (a plain path or file:///path)")
+    return _absolute(text, location)
+
+
+def transfer_uri(text: str, what: str) -> str:
+    """``text`` as the movers take it: a remote URI as it is, a local path as an absolute ``file://`` URI."""
+    location = _parse(text, what)
+    return text if location.scheme != "file" else "file://" + _absolute(text, location)
+
+
+def _parse(text: str, what: str) -> Location:
+    try:
+        return parse_uri(text)
+    except ValueError as err:
+        raise ConfigError(f"{what}: {err}") from None
+
+
+def _absolute(text: str, location: Location) -> str:
+    path = text
+    if text.lower().startswith("file:"):
+        if location.host and location.host not in ("localhost", *_own_names()):
+            raise ConfigError(
+                f"{redact(text)!r} reads as host {location.host!r} and path {location.path!r}: a file:// URI takes an "
+                f"absolute path (file:///path); write a plain path for one relative to the working directory")
+        path = location.path
+    absolute = os.path.abspath(path)
+    return absolute.rstrip("/") + "/" if path.endswith("/") or os.path.isdir(absolute) else absolute
+
+
+def _own_names() -> set[str]:
+    name = socket.gethostname()
+    return {name, name.split(".", 1)[0], socket.getfqdn()}
 
 
 class MoveCommand(_TransferCommand):
     NAME: ClassVar[str] = "move"
-    HELP: ClassVar[str] = "copy SRC (a local file) to DEST, any scheme"
-    DESCRIPTION: ClassVar[str] = HELP + ". A DEST ending in '/' keeps the source name."
+    HELP: ClassVar[str] = "copy a local file SRC to DEST, any scheme (the source stays)"
+    DESCRIPTION: ClassVar[str] = (
+        "Copy the local file SRC to DEST, any scheme. As upstream trollmoves means it, 'move' copies: the "
+        "source is kept (unlike rclone's move). A local DEST is a hard link where possible, as upstream's "
+        "file mover makes it: -o mode=copy for an independent copy, -o mode=move to rename the source.")
+    SRC_HELP: ClassVar[str] = "the local file to send: a path (relative to the working directory) or file:///path"
+    DEST_HELP: ClassVar[str] = (
+        "where it goes: a URI (sftp://user@host/dir/, s3://bucket/key...) or a local path; an existing "
+        "directory or a DEST ending in '/' keeps the source name, otherwise DEST is the new name")
 
 
 class GetCommand(_TransferCommand):
     NAME: ClassVar[str] = "get"
-    HELP: ClassVar[str] = "fetch SRC (any scheme) to DEST, a local path"
-    DESCRIPTION: ClassVar[str] = HELP + ". A DEST ending in '/' keeps the source name."
+    HELP: ClassVar[str] = "fetch SRC (any scheme) to DEST, a local path (the source stays)"
+    DESCRIPTION: ClassVar[str] = "Fetch SRC (any scheme) to the local DEST; the source is kept."
+    SRC_HELP: ClassVar[str] = "the file to fetch: a URI (ftp://host/path, s3://bucket/key...) or a local path"
+    DEST_HELP: ClassVar[str] = (
+        "the local path to write: an existing directory or a DEST ending in '/' keeps the source name, "
+        "otherwise DEST is the new name")
 
 
 class CheckCommand(Command):

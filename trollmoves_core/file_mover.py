@@ -75,6 +75,9 @@ class FileMover(Mover):
     def _delete(self, location: Location) -> None:
         os.unlink(location.path)
 
+    def _size(self, location: Location) -> int | None:
+        return os.path.getsize(location.path)
+
 
 def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],
               progress: ProgressCallback | None = None) -> None:

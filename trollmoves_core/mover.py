@@ -11,6 +11,7 @@ every mover the same public behaviour:
 * ``get(src_uri, local_path)`` downloads, the same way round (``local_path`` may be a
   directory ending in ``/``); the local side is always atomic.
 * ``delete(uri)`` removes a remote file.
+* ``size(uri)`` is the remote file's size when the protocol tells it cheaply, else None.
 * Transient failures (connection refused/reset, timeouts) are retried with exponential
   backoff, ``retries`` attempts in all; authentication and permission errors are not.
 * Every failure is a :class:`~trollmoves_core.exceptions.TransferError` whose message names
@@ -118,6 +119,17 @@ class Mover(ABC):
         self._run(what, attempt)
         return local
 
+    def size(self, uri: str) -> int | None:
+        """The size in bytes of the file at ``uri`` if the protocol can tell cheaply, else None.
+
+        Only a hint (for a progress bar): it is asked once, not retried, and never raises.
+        """
+        try:
+            return self._size(parse_uri(uri))
+        except Exception as err:
+            LOG.debug("No size for %s: %s", redact(uri), _describe(err))
+            return None
+
     def delete(self, uri: str) -> None:
         """Remove the file at ``uri``."""
         self._run(f"delete {redact(uri)}", lambda: self._delete(parse_uri(uri)))
@@ -146,6 +158,10 @@ class Mover(ABC):
     @abstractmethod
     def _delete(self, location: Location) -> None:
         """Remove ``location``."""
+
+    def _size(self, location: Location) -> int | None:
+        """The size of the file at ``location``; None (the default) when this mover cannot tell."""
+        return None
 
     # -- helpers for subclasses --------------------------------------------------------
 

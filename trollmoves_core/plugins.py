@@ -179,11 +179,12 @@ class PluginHost:
                 getattr(info, listed).append(cls.NAME)
         return add
 
-    def mover_class(self, uri_or_scheme: str) -> type[Mover]:
-        """The mover class for a URI (or bare scheme); plain paths get the file mover."""
-        scheme = uri_or_scheme if "/" not in uri_or_scheme and ":" not in uri_or_scheme \
-            else scheme_of(uri_or_scheme)
-        return self.movers.get(scheme)
+    def mover_class(self, uri: str) -> type[Mover]:
+        """The mover class for ``uri``'s scheme; a plain path (``renamed.bin`` too) gets the file mover.
+
+        For a bare scheme, ask ``movers.get(scheme)``.
+        """
+        return self.movers.get(scheme_of(uri))
 
     def mover(self, uri: str, connection_params: dict[str, Any] | None = None) -> Mover:
         """A new mover for ``uri``'s scheme."""

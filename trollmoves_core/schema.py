@@ -291,7 +291,7 @@ def mover_problem(host: PluginHost, uri: str) -> str | None:
     except ValueError as err:
         return str(err)
     try:
-        host.mover_class(scheme)
+        host.movers.get(scheme)
     except (UnknownPluginError, PluginConflictError) as err:
         return str(err)
     return None

@@ -64,7 +64,12 @@ def describe_leftovers(leftovers: list[tracemalloc.Trace]) -> str:
 
 
 class MoverContract:
-    """The behaviour every mover promises (see :mod:`trollmoves_core.mover`)."""
+    """The behaviour every mover promises (see :mod:`trollmoves_core.mover`).
+
+    Set ``reports_size = False`` for a mover whose ``size`` always answers None.
+    """
+
+    reports_size: bool = True
 
     @pytest.fixture
     def mover(self) -> Mover:
@@ -114,6 +119,11 @@ class MoverContract:
         source.write_bytes(b"odd name\n")
         mover.put(source, remote_dir)
         assert Path(mover.get(remote_dir + name, f"{tmp_path}/back/")).read_bytes() == b"odd name\n"
+
+    def test_size_of_a_remote_file(self, mover: Mover, remote_dir: str, payload: Path) -> None:
+        mover.put(payload, remote_dir)
+        assert mover.size(remote_dir + "payload.dat") == (payload.stat().st_size if self.reports_size else None)
+        assert mover.size(remote_dir + "missing.dat") is None
 
     def test_delete_removes_the_file(self, mover: Mover, remote_dir: str, payload: Path, tmp_path: Path) -> None:
         mover.put(payload, remote_dir)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.terminal import frames, run_on_terminal
 
 TROLLMOVES = str(Path(sys.executable).with_name("trollmoves"))
 
@@ -193,32 +195,7 @@ def test_failed_get_never_shows_the_password(tmp_path: Path) -> None:
     assert "s3cret" not in result.stderr + result.stdout
 
 
-def run_on_terminal(*args: str, without_rich: bool = False) -> tuple[int, str]:
-    """Run the launcher with stderr on a pseudo-terminal; return its exit status and what it drew there."""
-    import pty
-
-    code = "import sys\nfrom trollmoves_core.cli import main\nsys.exit(main(sys.argv[1:]))"
-    if without_rich:
-        code = "import sys\nsys.modules['rich'] = None\n" + code  # every `import rich...` now fails
-    controller, terminal = pty.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
-    with subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=terminal, env=env) as proc:
-        os.close(terminal)
-        drawn = b""
-        try:
-            while chunk := os.read(controller, 65536):
-                drawn += chunk
-        except OSError:  # EIO: the child closed the terminal
-            pass
-        finally:
-            os.close(controller)
-    return proc.returncode, drawn.decode(errors="replace")
-
-
-def frames(drawn: str) -> list[str]:
-    """The frames of the bar, each redrawn over the previous on its line, before the log lines."""
-    return drawn.split("\r\n", 1)[0].lstrip("\r").split("\r")
+RATE = re.compile(r"\d (B|KiB|MiB|GiB)/s")
 
 
 @pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
@@ -230,8 +207,8 @@ def test_progress_on_a_terminal_shows_share_and_size_of_a_copy(tmp_path: Path, w
     assert status == 0, drawn
     assert "in.dat" in drawn
     assert ("100.0%" if without_rich else "100%") in drawn
-    assert ("3.0 MiB" if without_rich else "3.0/3.0 MiB") in drawn
-    assert "MiB/s" in frames(drawn)[-1] and "linked" not in drawn
+    assert "3.0/3.0 MiB" in drawn
+    assert RATE.search(frames(drawn)[-1]) and "linked" not in drawn
 
 
 @pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
@@ -244,15 +221,53 @@ def test_progress_on_a_terminal_says_linked_for_a_hard_link(tmp_path: Path, with
     assert "linked" in frames(drawn)[-1] and "/s" not in frames(drawn)[-1]
 
 
-def test_progress_of_a_get_learns_the_size_at_the_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("without_rich", [False, True], ids=["rich", "plain"])
+def test_progress_of_a_get_shows_the_share_from_the_start(tmp_path: Path, without_rich: bool) -> None:
     src = tmp_path / "remote" / "in.dat"
     src.parent.mkdir()
     src.write_bytes(b"g" * 2**20)
-    status, drawn = run_on_terminal("get", f"file://{src}", f"{tmp_path}/local/")
+    status, drawn = run_on_terminal("get", f"file://{src}", f"{tmp_path}/local/", without_rich=without_rich)
     assert status == 0, drawn
     first, last = frames(drawn)[0], frames(drawn)[-1]
-    assert "0/? bytes" in first and "%" not in first
-    assert "100%" in last and "1.0/1.0 MiB" in last and "MiB/s" in last and "linked" not in last
+    assert "%" in first and "/1.0 MiB" in first and "/?" not in first
+    assert ("100.0%" if without_rich else "100%") in last and "1.0/1.0 MiB" in last and RATE.search(last)
+    assert "linked" not in last
+
+
+def test_progress_of_a_get_of_unknown_size_learns_it_at_the_end(tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    from trollmoves_core import progress
+
+    monkeypatch.setattr(progress, "_rich_progress", lambda stream: None)
+    drawn = io.StringIO()
+    bar = progress.ProgressBar("memory://box/in.dat", drawn)
+    bar.advance(1536)
+    bar._draw(0.0)
+    bar.finish(str(tmp_path / "in.dat"))
+    first, last = drawn.getvalue().strip().lstrip("\r").split("\r")
+    assert first.startswith("in.dat  1.5 KiB/?  ") and "%" not in first
+    assert last.startswith("in.dat  100.0%  1.5/1.5 KiB  ") and last.endswith("/s")
+
+
+def test_units_are_binary_everywhere() -> None:
+    from trollmoves_core.units import human_bytes, human_progress
+
+    assert [human_bytes(n) for n in (0, 1023, 1024, 3 * 2**20, 5 * 2**30)] == \
+        ["0 B", "1023 B", "1.0 KiB", "3.0 MiB", "5.0 GiB"]
+    assert human_progress(0, None) == "0 B/?"
+    assert human_progress(2**19, 2**20) == "0.5/1.0 MiB"
+    assert human_progress(10, 100) == "10/100 B"
+
+
+def test_no_log_line_after_the_bar_on_a_terminal(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"l" * 2**20)
+    status, drawn = run_on_terminal("move", str(src), f"{tmp_path}/out/")
+    assert status == 0, drawn
+    assert "INFO" not in drawn and "->" not in drawn
+    piped = run("move", str(src), f"{tmp_path}/out2/")
+    assert piped.returncode == 0 and f"{src} -> file://{tmp_path}/out2/in.dat" in piped.stderr
 
 
 def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
@@ -261,3 +276,75 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     result = run("move", str(src), f"{tmp_path}/out/", "-o", "mode=copy")
     assert result.returncode == 0, result.stderr
     assert "MiB" not in result.stderr and "\r" not in result.stderr and "\x1b" not in result.stderr
+
+
+def run_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TROLLMOVES, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd)
+
+
+def test_plain_names_are_local_paths_like_cp(tmp_path: Path) -> None:
+    (tmp_path / "big.bin").write_bytes(b"b" * 1000)
+    moved = run_in(tmp_path, "move", "big.bin", "renamed.bin")
+    assert moved.returncode == 0, moved.stderr
+    assert (tmp_path / "renamed.bin").read_bytes() == b"b" * 1000
+    assert (tmp_path / "big.bin").exists()  # move copies, as upstream's does
+    got = run_in(tmp_path, "get", "renamed.bin", "copy.bin")
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "copy.bin").read_bytes() == b"b" * 1000
+
+
+def test_relative_directory_is_under_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    result = run_in(tmp_path, "move", "f", "out2/")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out2" / "f").read_bytes() == b"f"
+    assert f"file://{tmp_path}/out2/f" in result.stderr
+
+
+@pytest.mark.parametrize("dest", ["existing", "file://{tmp}/existing"])
+def test_an_existing_directory_receives_the_file_under_its_name(tmp_path: Path, dest: str) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    (tmp_path / "existing").mkdir()
+    result = run_in(tmp_path, "move", "f", dest.format(tmp=tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "existing" / "f").read_bytes() == b"f"
+    got = run_in(tmp_path, "get", "f", "existing")
+    assert got.returncode == 0, got.stderr
+
+
+@pytest.mark.parametrize(("command", "args"), [("move", ("f", "file://out3/")), ("get", ("file://out3/f", "x"))])
+def test_a_file_uri_with_a_host_that_reads_as_a_directory_is_refused(tmp_path: Path, command: str,
+                                                                      args: tuple[str, str]) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    result = run_in(tmp_path, command, *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "trollmoves: error: 'file://out3/' reads as host 'out3' and path '/': a file:// URI takes an absolute path "
+        "(file:///path); write a plain path for one relative to the working directory"] if command == "move" \
+        else len(result.stderr.splitlines()) == 1 and "reads as host 'out3'" in result.stderr
+    assert not Path("/f").exists() or Path("/f").stat().st_size != 1
+
+
+def test_the_local_side_must_be_local(tmp_path: Path) -> None:
+    moved = run_in(tmp_path, "move", "sftp://host/x", "y")
+    assert moved.returncode == 2 and moved.stderr.splitlines() == [
+        "trollmoves: error: SRC 'sftp://host/x' must be a local path (a plain path or file:///path)"]
+    got = run_in(tmp_path, "get", "x", "sftp://user:pw@host/y")
+    assert got.returncode == 2 and "DEST 'sftp://user@host/y' must be a local path" in got.stderr
+
+
+def test_move_help_says_it_copies_and_explains_src_and_dest() -> None:
+    result = run("move", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "'move' copies: the source is kept (unlike rclone's move)" in text
+    assert "SRC the local file to send" in text and "DEST where it goes" in text
+    get = " ".join(run("get", "--help").stdout.split())
+    assert "SRC the file to fetch" in get and "DEST the local path to write" in get
+
+
+def test_bare_trollmoves_prints_a_short_usage_to_stderr() -> None:
+    result = run()
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["usage: trollmoves [-h] [--version] COMMAND ...",
+                                          "trollmoves: error: a command is required; trollmoves --help lists them"]

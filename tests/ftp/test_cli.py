@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.terminal import frames, run_on_terminal
 from trollmoves_ftp.testing import PASSWORD, FtpServerThread, fresh_dir, ftp_uri
 
 TROLLMOVES = Path(sys.executable).parent / "trollmoves"
@@ -56,3 +57,16 @@ def test_failed_login_exits_1_without_the_password(ftp_server: FtpServerThread, 
     assert result.returncode == 1
     assert "530" in result.stderr
     assert "not-the-" not in result.stderr + result.stdout
+
+
+def test_progress_of_a_get_shows_the_share_of_the_size_the_server_reports(ftp_server: FtpServerThread,
+                                                                           tmp_path: Path) -> None:
+    directory = fresh_dir(ftp_server, "cli")
+    (ftp_server.root / directory.strip("/")).mkdir(parents=True, exist_ok=True)
+    (ftp_server.root / directory.strip("/") / "big.dat").write_bytes(b"p" * 3 * 2**20)
+    status, drawn = run_on_terminal("get", ftp_uri(ftp_server, directory + "big.dat"), f"{tmp_path}/")
+    assert status == 0, drawn
+    first, last = frames(drawn)[0], frames(drawn)[-1]
+    assert "%" in first and "/3.0 MiB" in first and "/?" not in first  # the total from SIZE, before any byte
+    assert "100%" in last and "3.0/3.0 MiB" in last
+    assert (tmp_path / "big.dat").stat().st_size == 3 * 2**20

@@ -41,3 +41,4 @@ class TestSshAliasContract(_SshContract):
 
 class TestScpContract(_SshContract):
     scheme, mover_class = "scp", ScpMover
+    reports_size = False

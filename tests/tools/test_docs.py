@@ -65,3 +65,21 @@ def test_pages_marked_coming_do_not_exist_yet(index: str) -> None:
     page = DOCS / index
     for name in re.findall(r"(\w+) \(coming\)", page.read_text()):
         assert not (page.parent / f"{name}.md").exists(), f"docs/{index}: link {name}.md instead of '(coming)'"
+
+
+def test_migration_shows_an_upstream_and_a_trollmoves_exec_start_per_role() -> None:
+    from trollmoves_core.cli import build_parser
+    from trollmoves_core.plugins import default_host
+
+    text = (DOCS / "migration.md").read_text()
+    lines = re.findall(r"^ExecStart=(\S+)(.*)$", text, re.M)
+    ours = [args.split() for command, args in lines if command == "/opt/trollmoves/bin/trollmoves"]
+    theirs = [Path(command).name for command, _ in lines if command.startswith("/opt/pytroll/bin/")]
+    roles = ["server", "client", "mirror", "dispatcher", "downloader"]
+    assert [argv[0] for argv in ours] == roles
+    assert theirs == ["move_it_server.py", "move_it_client.py", "move_it_mirror.py", "dispatcher.py",
+                      "s3downloader.py"]
+    parser = build_parser(default_host())
+    for argv in ours:  # each line runs as written: the role, its config and its flags parse
+        args = parser.parse_args(argv)
+        assert args.command == argv[0] and argv[1].startswith("/etc/trollmoves/")

@@ -123,3 +123,26 @@ def test_systemd_units_run_a_shipped_config_with_valid_arguments(unit: Path) -> 
         pytest.skip(f"role {role} is not installed")
     args = build_parser(host).parse_args(argv[1:])
     assert args.command == role
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_bind_to_loopback_as_the_examples_say(unit: Path, tmp_path: Path) -> None:
+    from trollmoves_core.cli import build_parser
+
+    argv = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")).split("=", 1)[1]
+    host = default_host()
+    role = argv.split()[1]
+    if role not in host.roles.classes:
+        pytest.skip(f"role {role} is not installed")
+    args = vars(build_parser(host).parse_args(argv.split()[1:]))
+    binds = {name: value for name, value in args.items() if name.endswith("bind")}
+    if role == "client":  # the client binds where its config's bind_address says
+        from trollmoves_roles.client.config import load_client_config
+
+        chains = load_client_config(localised(EXAMPLES / "configs" / "client.ini", tmp_path))
+        binds = {name: chain.bind_address for name, chain in chains.items()}
+    assert binds, f"{unit.name}: no bind option to check"
+    assert set(binds.values()) <= LOOPBACK, binds

@@ -51,6 +51,11 @@ class MemoryMover(Mover):
             if STORE.pop(_key(location), None) is None:
                 raise FileNotFoundError(f"no such object: {location}")
 
+    def _size(self, location: Location) -> int | None:  # optional: the progress bar's total on a get
+        with _LOCK:
+            data = STORE.get(_key(location))
+        return None if data is None else len(data)
+
 
 def _key(location: Location) -> str:
     return location.host + location.path

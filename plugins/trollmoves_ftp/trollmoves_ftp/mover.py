@@ -107,6 +107,10 @@ class FtpMover(Mover):
         with self._session(location) as session, step(f"DELE {location.path}"):
             session.ftp.delete(location.path)
 
+    def _size(self, location: Location) -> int | None:
+        with self._session(location) as session:
+            return session.ftp.size(location.path)
+
     def _classify(self, err: Exception) -> TransferError | None:
         return classify(err)
 

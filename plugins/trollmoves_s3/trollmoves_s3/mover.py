@@ -143,6 +143,13 @@ class S3Mover(Mover):
             request["VersionId"] = source.query["versionId"]
         self._using(source, lambda fs: _download(fs, request, local_path, progress))
 
+    def _size(self, location: Location) -> int | None:
+        bucket, key = _split(location)
+        start, end = _RANGE.get() or (self.options.range_start, self.options.range_end)
+        if not key or start is not None or end is not None:  # a range fetch is not the object's size
+            return None
+        return self._using(location, lambda fs: fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
+
     def _delete(self, location: Location) -> None:
         bucket, key = _split(location)
         if not key:

@@ -85,6 +85,9 @@ class SftpMover(SshMover):
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         self._on_connection(source, lambda conn: self._download(conn, source.path, local_path, progress))
 
+    def _size(self, location: Location) -> int | None:
+        return self._on_connection(location, lambda conn: conn.sftp().stat(location.path).st_size)
+
     def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
         temp = self.temporary_name(final)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from trollmoves_core.command import Command
 from trollmoves_core.plugins import PluginHost
+from trollmoves_core.units import human_bytes
 
 if TYPE_CHECKING:
     from prometheus_client.samples import Sample
@@ -89,7 +90,7 @@ def render_table(samples: list[Sample], url: str) -> str:
         count = total("trollmoves_transfer_duration_seconds_count", chain)
         mean = total("trollmoves_transfer_duration_seconds_sum", chain) / count if count else None
         rows.append((chain or "-", *(str(int(total(name, chain))) for _, name in COLUMNS),
-                     _human_bytes(total("trollmoves_bytes_delivered_total", chain)),
+                     human_bytes(total("trollmoves_bytes_delivered_total", chain)),
                      "-" if mean is None else f"{mean:.3f} s"))
     lines += _columns(rows)
     lines.append("")
@@ -117,14 +118,6 @@ def _by_label(samples: list[Sample], label: str) -> dict[str, int]:
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-
-
-def _human_bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 class StatusTool(Command):
