@@ -35,6 +35,7 @@ from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.runtime.signals import install_signal_handlers
 from trollmoves_roles.runtime.transports import transport_for
+from trollmoves_roles.state import history
 from trollmoves_roles.state.journal import journal_path
 
 LOG = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class ClientProcess:
             self.chains.clear()
             self.publishers.stop_all()
             self.metrics_endpoint.stop()
+            history.close_history()
             restore()
         return 0
 
@@ -198,6 +200,7 @@ class ClientProcess:
             raise ConfigError(f"cannot keep the journal {path}: {err}", file=config.file, section=config.name,
                               key="state_directory") from None
         LOG.info("[%s] Journal in %s: %s", config.name, path, state.summary())
+        history.open_history(path, "client", self.config_file)
         return state
 
     def _stop_chain(self, name: str) -> None:

@@ -36,6 +36,7 @@ from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
+from trollmoves_roles.state import history
 from trollmoves_roles.transfers.service import FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
@@ -208,6 +209,9 @@ class RequestServer:
             jobs.append(FileJob(path, item.get("path")))
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
+        for job in jobs:
+            history.record("requested", chain=self.chain.name, path=job.path, peer=f"{request.sender} ({peer})",
+                           destination=redact(destination, drop_user=True))
         try:
             future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name)
         except RuntimeError as err:  # the pool is shutting down

@@ -31,6 +31,7 @@ from trollmoves_roles.server.config import ServerChainConfig, load_config
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
+from trollmoves_roles.state import history
 from trollmoves_roles.state.journal import Journal, journal_path
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.service import TransferService
@@ -183,6 +184,7 @@ class Server(StopReload):
             raise ConfigError(f"cannot keep state in {path}: {getattr(err, 'strerror', None) or err}") from None
         restored = self.announced.attach(journal)
         LOG.info("State in %s: %d announced file(s) restored", path, restored)
+        history.open_history(path, "server", self.config_path)
         return journal
 
     def _close_journal(self) -> None:
@@ -190,6 +192,7 @@ class Server(StopReload):
             self.announced.detach()
             self.journal.close()
             self.journal = None
+            history.close_history()
 
     @property
     def metrics_server(self) -> MetricsServer | None:

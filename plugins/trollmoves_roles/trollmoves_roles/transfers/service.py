@@ -26,6 +26,8 @@ from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import redact
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.delivery import join_rel_path
+from trollmoves_roles.protocol.requests import one_line
+from trollmoves_roles.state import history
 from trollmoves_roles.transfers.movers import MoverCache, canonical
 
 LOG = logging.getLogger(__name__)
@@ -117,9 +119,11 @@ class TransferService:
                 mover = self._movers.get(target if "://" in target else "file", params)
                 size = os.path.getsize(job.path)
                 delivered.append(mover.put(job.path, target))
-            except BaseException:
+            except BaseException as err:
                 if self.metrics is not None:
                     self.metrics.failed.inc(chain=chain)
+                history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
+                               seconds=time.monotonic() - started, detail=one_line(err))
                 raise
             elapsed = time.monotonic() - started
             with self._lock:
@@ -129,6 +133,7 @@ class TransferService:
                 self.metrics.bytes.inc(size, chain=chain)
                 self.metrics.duration.observe(elapsed, chain=chain)
             target_uri = redact(delivered[-1], drop_user=True)
+            history.record("pushed", chain=chain, path=job.path, destination=target_uri, seconds=elapsed, size=size)
             if self.log_transfers:
                 LOG.info("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed,
                          extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,
