@@ -157,6 +157,7 @@ class ClientChain:
         self.metrics = metrics if metrics is not None else RoleMetrics("client")
         self.publisher = publisher
         self.state = state if state is not None else ChainState()
+        self.metrics.set_pending(config.name, self.queue_length)
         self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
         self.transfers: dict[str, Transfer] = {}
         self.delivered = 0
@@ -376,6 +377,7 @@ class ClientChain:
             del self.transfers[transfer.key]
             LOG.debug("[%s] %s was delivered by another client", self.name, uids[0])
             _record("delivered elsewhere", self.name, uids, detail=message.type)
+            self.metrics.progressed(self.name)
 
     # -- timers ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from posttroll.message import Message
@@ -117,6 +118,8 @@ class ServerChain:
                                           transfers=server.transfers, deleter=server.deleter,
                                           transport=server.transport, bind_retry=bind_retry, metrics=server.metrics)
         self.failures = 0
+        if self.requests is not None:
+            server.metrics.set_pending(config.name, partial(server.transfers.in_flight, config.name))
 
     def start(self, backlog: bool) -> None:
         if self.requests is not None:

@@ -59,6 +59,8 @@ class TransferService:
         self._movers = movers if movers is not None else MoverCache(host)
         self._lock = threading.Lock()
         self._running: dict[int, Future[list[str]]] = {}
+        self._chains: dict[int, str] = {}
+        """The chain of each running push."""
         self._recent = RecentKeys(recent_seconds, RECENT_MAX)
         """Keys of the pushes that succeeded lately."""
         self.transfers = 0
@@ -92,6 +94,7 @@ class TransferService:
                 return finished
             future = self._executor.submit(self._transfer, files, destination, params, chain)
             self._running[key] = future
+            self._chains[key] = chain
         future.add_done_callback(lambda f: self._finished(key, f))
         return future
 
@@ -102,6 +105,7 @@ class TransferService:
     def _finished(self, key: int, future: Future[list[str]]) -> None:
         with self._lock:
             self._running.pop(key, None)
+            self._chains.pop(key, None)
             if future.exception() is None:
                 self._recent.add(key)
 
@@ -142,9 +146,12 @@ class TransferService:
                 LOG.debug("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed)
         return delivered
 
-    def in_flight(self) -> int:
+    def in_flight(self, chain: str | None = None) -> int:
+        """Pushes running or queued (of ``chain``, or all)."""
         with self._lock:
-            return len(self._running)
+            if chain is None:
+                return len(self._running)
+            return sum(1 for name in self._chains.values() if name == chain)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for running pushes; True when none is left."""
