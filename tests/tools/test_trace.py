@@ -187,3 +187,43 @@ def test_history_file_size_per_event(tmp_path):
     pages = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
     db.close()
     assert 100 < pages / 20000 < 400, pages / 20000
+
+
+def test_trace_shows_failures_retries_and_giving_up(tmp_path, runtime):
+    """A destination under a plain file: every push fails; the client retries, then gives up."""
+    origin, blocker = tmp_path / "in", tmp_path / "plain-file"
+    origin.mkdir()
+    blocker.write_bytes(b"")
+    server_config = write_ini(tmp_path / "server.ini", {"srv": server_section(origin, free_port())})
+    server = ServerProcess(server_config, tmp_path / "server.log", "--state-directory", str(tmp_path / "s-state"))
+    client_config = write_ini(tmp_path / "client.ini", {"test": client_section(
+        f"127.0.0.1:{server.pub_port}", f"{blocker}/sub/", free_port(), state_directory=tmp_path / "c-state",
+        retry_delay=0.2, max_retry_delay=0.5, give_up_after=3, create_target_directory=False)})
+    client = ClientProcess(client_config, tmp_path / "client.log")
+    try:
+        def given_up() -> bool:  # a new file until one reaches the client (slow joiner) and is given up
+            write_file(origin, f"g{time.monotonic_ns()}.dat", b"doomed")
+            return wait_until(lambda: "Could not get a working source" in client.log(), timeout=8)
+
+        assert wait_until(given_up, timeout=60, interval=0), client.log()[-3000:]
+        name = next(line.split("Could not get a working source for ")[1].split()[0]
+                    for line in client.log().splitlines() if "Could not get a working source" in line)
+
+        def events() -> list[dict]:
+            found = trace(name, "--json", env=runtime)
+            return json.loads(found.stdout)["events"] if found.returncode == 0 else []
+
+        assert wait_until(lambda: any(e["event"] == "failed" for e in events()), timeout=10, interval=0.2)
+        seen = [(e["role"], e["event"]) for e in events()]
+        for step in [("server", "announced"), ("client", "received"), ("client", "requested"),
+                     ("server", "push failed"), ("client", "request failed"), ("client", "retry"),
+                     ("client", "failed")]:
+            assert step in seen, (step, seen)
+        assert ("client", "delivered") not in seen and ("server", "pushed") not in seen
+        failed = next(e for e in events() if e["event"] == "push failed")
+        assert "directory" in failed["detail"].lower(), failed
+        retry = next(e for e in events() if e["event"] == "retry")
+        assert retry["detail"].startswith("round 1 in ")
+    finally:
+        client.stop()
+        server.stop()
