@@ -227,3 +227,46 @@ def test_trace_shows_failures_retries_and_giving_up(tmp_path, runtime):
     finally:
         client.stop()
         server.stop()
+
+
+def test_a_dispatcher_with_a_journal_keeps_history(tmp_path, runtime):
+    """The dispatcher (in-process, on a real loopback bus) with --state-directory: its deliveries and
+    failures are in its journal's history, which trace reads."""
+    from support.dispatcher import Harness
+    from trollmoves_roles.dispatcher.engine import Dispatcher
+    from trollmoves_roles.state import history
+    from trollmoves_roles.state.pending import PendingMessages
+
+    from trollmoves_core.plugins import default_host
+
+    topic = "/level2/avhrr"
+    out, blocker, source = tmp_path / "out", tmp_path / "plain-file", tmp_path / "in" / "n19.tif"
+    source.parent.mkdir()
+    source.write_bytes(b"pixels")
+    blocker.write_bytes(b"")
+    harness = Harness(tmp_path)
+    config = harness.write_config({
+        "local": {"host": "", "directory": str(out), "dispatch_configs": [{"topics": [topic]}]},
+        "broken": {"host": "", "directory": f"{blocker}/sub", "dispatch_configs": [{"topics": [topic]}]}})
+    pending = PendingMessages.open(tmp_path / "state", config, "dispatcher")
+    try:
+        dispatcher = Dispatcher(config, publisher=harness.output, workers=2, watch=False, host=default_host(),
+                                nameservers=[], pending=pending)
+        harness.dispatcher = dispatcher
+        harness.serve(dispatcher, lambda: harness.warm_up(topic))
+        harness.send(topic, "file", {"uri": str(source), "uid": source.name})
+
+        def events() -> list[dict]:
+            found = trace("n19.tif", "--json", env=runtime)
+            return json.loads(found.stdout)["events"] if found.returncode == 0 else []
+
+        assert wait_until(lambda: len(events()) >= 2, timeout=20, interval=0.2)
+        by_chain = {e["chain"]: e for e in events()}
+        assert by_chain["local"]["event"] == "dispatched" and by_chain["local"]["size"] == 6
+        assert by_chain["local"]["destination"].endswith(str(out / "n19.tif"))
+        assert by_chain["broken"]["event"] == "dispatch failed" and by_chain["broken"]["detail"]
+        assert {e["role"] for e in events()} == {"dispatcher"}
+    finally:
+        harness.stop()
+        pending.close()
+    assert history.current() is None  # closed with the journal: record() writes nowhere now

@@ -147,6 +147,7 @@ class Server(StopReload):
         self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
         self.journal: Journal | None = None
+        self.history: history.History | None = None
         if self.options.state_directory:
             self.journal = self._open_journal(self.options.state_directory)
         try:
@@ -187,7 +188,7 @@ class Server(StopReload):
             raise ConfigError(f"cannot keep state in {path}: {getattr(err, 'strerror', None) or err}") from None
         restored = self.announced.attach(journal)
         LOG.info("State in %s: %d announced file(s) restored", path, restored)
-        history.open_history(path, "server", self.config_path)
+        self.history = history.open_history(path, "server", self.config_path)
         return journal
 
     def _close_journal(self) -> None:
@@ -195,7 +196,8 @@ class Server(StopReload):
             self.announced.detach()
             self.journal.close()
             self.journal = None
-            history.close_history()
+            history.close_history(self.history)
+            self.history = None
 
     @property
     def metrics_server(self) -> MetricsServer | None:

@@ -227,12 +227,14 @@ def configure(*, days: float = DEFAULT_DAYS, max_events: int = DEFAULT_MAX_EVENT
 def open_history(path: str | os.PathLike[str], role: str, config: str | os.PathLike[str]) -> History | None:
     """Open the process's history in the journal file ``path``; later :func:`record` calls go there.
 
-    One per process: while one is open, asking again returns it. None (and a warning) when the
-    file cannot be written, or when the history is off (``--history-max-events 0``).
+    One per process: while one is open, asking again gives None (the caller keeps no history of its
+    own). None too (with a warning) when the file cannot be written, and when the history is off
+    (``--history-max-events 0``). Whoever got the history closes it with :func:`close_history`.
     """
     global _current
     if _current is not None:
-        return _current
+        LOG.debug("File history already kept in %s; not in %s", _current.path, path)
+        return None
     if _settings["max_events"] <= 0:
         return None
     try:
@@ -244,11 +246,19 @@ def open_history(path: str | os.PathLike[str], role: str, config: str | os.PathL
     return _current
 
 
-def close_history() -> None:
+def close_history(history: History | None) -> None:
+    """Close ``history`` (from :func:`open_history`; None: nothing to do); :func:`record` stops writing to it."""
     global _current
-    history, _current = _current, None
-    if history is not None:
-        history.close()
+    if history is None:
+        return
+    if _current is history:
+        _current = None
+    history.close()
+
+
+def current() -> History | None:
+    """The history :func:`record` writes to, if any."""
+    return _current
 
 
 def record(event: str, **fields: Any) -> None:
