@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 from posttroll.message import Message
@@ -119,4 +120,35 @@ def test_status_shows_ok_failing_stalled_and_lagging_chains(tmp_path, silent_ftp
         assert push("broken", 2).type == "file" and push("broken", 3).type == "file"
         assert FAILING not in status(config)["broken"]
     finally:
+        server.stop()
+
+
+def test_a_client_retrying_is_stalled_then_failing_once_it_gives_up(tmp_path, monkeypatch):
+    """A real client whose server cannot write the destination: pending with no delivery while it
+    retries (stalled), then, given up, failing."""
+    from support.client import client_section
+    from support.processes import TrollmovesProcess
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    origin, blocker = tmp_path / "in", tmp_path / "plain-file"
+    origin.mkdir()
+    blocker.write_bytes(b"")
+    server = ServerProcess(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, free_port())}),
+                           tmp_path / "server.log", "--disable-backlog")
+    config = write_ini(tmp_path / "client.ini", {"test": client_section(
+        f"127.0.0.1:{server.pub_port}", f"{blocker}/sub/", free_port(), retry_delay=0.5, max_retry_delay=0.5,
+        give_up_after=6, create_target_directory=False)})
+    client = TrollmovesProcess(["client", config, "-v", "--metrics-port", "0"], tmp_path / "client.log")
+    try:
+        assert wait_until(lambda: read_endpoint(config) is not None, timeout=30), client.log()[-2000:]
+
+        def stalled() -> bool:  # new files until one reaches the client (slow joiner) and hangs in retries
+            write_file(origin, f"s{time.monotonic_ns()}.dat", b"x")
+            return wait_until(lambda: STALLED in status(config, "--stalled-after", "1")["test"], timeout=3,
+                              interval=0.2)
+
+        assert wait_until(stalled, timeout=40, interval=0), client.log()[-3000:]
+        assert wait_until(lambda: FAILING in status(config)["test"], timeout=30, interval=0.3), client.log()[-3000:]
+    finally:
+        client.stop()
         server.stop()

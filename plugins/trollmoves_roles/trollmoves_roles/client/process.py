@@ -210,6 +210,7 @@ class ClientProcess:
     def _stop_chain(self, name: str) -> None:
         chain = self.chains.pop(name)
         chain.stop()
+        self.metrics.drop_pending(name)
         self.publishers.release(chain.config)
 
     def _queue_length(self) -> float:

@@ -201,6 +201,12 @@ class RoleMetrics(Collector):
             self._pending[chain] = function
             self._progress.setdefault(chain, time.monotonic())
 
+    def drop_pending(self, chain: str) -> None:
+        """``chain`` is gone (removed at a reload): report no pending work and no progress age for it."""
+        with self._health_lock:
+            self._pending.pop(chain, None)
+            self._progress.pop(chain, None)
+
     def progressed(self, chain: str) -> None:
         """``chain`` settled a file without delivering it itself (another client did)."""
         with self._health_lock:
