@@ -158,11 +158,14 @@ def test_history_is_pruned_by_age_and_count(tmp_path):
         assert history.prune(now=time.time() + 86400 + 10) == 5  # all older than a day by then
         assert query(path, "f7.dat") == []
         history.record("pushed", chain="c", path="/data/f7.dat", destination="/out/f7.dat", seconds=0.5, size=3)
+        history.record("push failed", chain="c", path="/data/f7.dat", destination="ftp://u:pw1@h/out/",
+                       detail="cannot reach ftp://u:pw1@h/out/f7.dat")
     finally:
         history.close()  # writes what is queued
-    (event,) = query(path, "/out/f7.dat")
+    event, failed = query(path, "/out/f7.dat")
     assert (event.event, event.role, event.destination, event.seconds, event.size) == \
         ("pushed", "server", "/out/f7.dat", 0.5, 3)
+    assert "pw1" not in failed.destination + failed.detail and "u:***@h" in failed.detail
     assert query(path, "f7.dat", since=event.time + 1) == []
 
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.uri import redact
 from trollmoves_roles.observe.metrics import runtime_directory
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 
@@ -111,7 +112,12 @@ class History:
     def record(self, event: str, *, chain: str = "", uid: str = "", path: str = "", peer: str = "",
                destination: str = "", seconds: float | None = None, size: int | None = None,
                detail: str = "") -> None:
-        """Queue one event (any thread, never blocks on the disk)."""
+        """Queue one event (any thread, never blocks on the disk); passwords in ``destination`` and
+        ``detail`` (an error quoting a URL) are masked."""
+        if "@" in destination:
+            destination = redact(destination)
+        if "@" in detail:
+            detail = redact(detail)
         name = os.path.basename(path)
         uid = uid or name
         self._queue.append((time.time(), self.role, chain, event, uid, "" if name == uid else name, path, peer,
