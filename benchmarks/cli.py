@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                  if v is not None}
     params = Params.quick(**overrides) if args.quick else Params(**overrides)
     scenarios = args.scenarios or list(SCENARIOS)
-    impls = [i for i in IMPLEMENTATIONS if not args.impl or i.name in args.impl]
+    impls = [i for i in IMPLEMENTATIONS if (i.name in args.impl if args.impl else i.by_default)]
     root = Path(tempfile.mkdtemp(prefix="trollmoves-bench-", dir=args.workdir))
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     t_start = time.monotonic()

@@ -21,6 +21,8 @@ class Implementation:
 
     name: str
     venv: Path
+    by_default: bool = True
+    """Run when no ``--impl`` is given."""
 
     @property
     def python(self) -> Path:
@@ -105,8 +107,38 @@ def _roles(listing: object) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class OursJournalled(Ours):
+    """Ours with journals (server ``--state-directory``, client ``state_directory`` in every section, next
+    to the config), with the file history (``trollmoves trace``) on or off: what the history costs."""
+
+    history: bool = True
+
+    def server_argv(self, config: Path, port: int) -> list[str]:
+        argv = super().server_argv(config, port)
+        return [*argv[:-1], *self._journal_options(config), argv[-1]]
+
+    def client_argv(self, config: Path) -> list[str]:
+        import configparser
+
+        ini = configparser.RawConfigParser(interpolation=None)
+        ini.read(config)
+        for section in ini.sections():
+            ini.set(section, "state_directory", str(config.parent / "state"))
+        journalled = config.with_name(f"{config.stem}-journalled.ini")
+        with open(journalled, "w") as out:
+            ini.write(out)
+        return [*self._role("client"), *self._journal_options(None), str(journalled)]
+
+    def _journal_options(self, config: Path | None) -> list[str]:
+        state = [] if config is None else ["--state-directory", str(config.parent / "state")]
+        return [*state, "--history-max-events", "1000000" if self.history else "0"]
+
+
 IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV),
-                                         Ours("baseline", BASELINE_VENV)]
+                                         Ours("baseline", BASELINE_VENV),
+                                         OursJournalled("ours-journal", OURS_VENV, False, history=True),
+                                         OursJournalled("ours-journal-nohistory", OURS_VENV, False, history=False)]
 
 
 def package_versions(impl: Implementation) -> dict[str, str]:

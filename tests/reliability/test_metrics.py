@@ -127,9 +127,10 @@ def test_status_prints_a_table_for_a_running_server(tmp_path, dirs, server_proce
     lines = shown.stdout.splitlines()
     assert lines[0].startswith("server  up ") and url in lines[0]
     header = next(line for line in lines if line.startswith("CHAIN"))
-    assert header.split() == ["CHAIN", "ANNOUNCED", "REQUESTED", "DELIVERED", "FAILED", "BYTES", "MEAN", "TRANSFER"]
+    assert header.split() == ["CHAIN", "ANNOUNCED", "REQUESTED", "DELIVERED", "FAILED", "BYTES", "MEAN", "TRANSFER",
+                              "HEALTH"]
     row = lines[lines.index(header) + 1].split()
-    assert row[:5] == ["chain", "3", "3", "3", "0"] and row[5:7] == ["2.9", "KiB"]
+    assert row[:5] == ["chain", "3", "3", "3", "0"] and row[5:7] == ["2.9", "KiB"] and row[-1] == "ok"
     assert "queue length: 0" in lines
     assert any(line.startswith("127.0.0.1") and line.endswith("s ago") for line in lines)
     by_url = subprocess.run([TROLLMOVES, "status", url], check=False, capture_output=True, text=True, timeout=60)

@@ -23,6 +23,7 @@ COMMANDS = {
     "keys": "trollmoves_roles.tools.keys:KeysTool",
     "req": "trollmoves_roles.tools.req:RequestTool",
     "status": "trollmoves_roles.tools.status:StatusTool",
+    "trace": "trollmoves_roles.tools.trace:TraceTool",
 }
 
 

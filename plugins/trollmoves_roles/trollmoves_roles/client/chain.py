@@ -45,6 +45,7 @@ from trollmoves_roles.protocol.messages import (
     transfer_key,
     uids_of,
 )
+from trollmoves_roles.state import history
 
 LOG = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class ClientChain:
         self.metrics = metrics if metrics is not None else RoleMetrics("client")
         self.publisher = publisher
         self.state = state if state is not None else ChainState()
+        self.metrics.set_pending(config.name, self.queue_length)
         self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
         self.transfers: dict[str, Transfer] = {}
         self.delivered = 0
@@ -317,6 +319,7 @@ class ClientChain:
             return
         transfer = self.transfers[key] = Transfer(key, uids, [message])
         self.state.announced(key, transfer.sources, transfer.since)
+        _record("received", self.name, uids, peer=address, detail=message.subject)
         if self.config.processing_delay > 0:
             transfer.state = TransferState.DELAYED
             transfer.timer = self._loop.call_later(self.config.processing_delay, self._delay_over, transfer)
@@ -373,6 +376,8 @@ class ClientChain:
             transfer.cancel_timer()
             del self.transfers[transfer.key]
             LOG.debug("[%s] %s was delivered by another client", self.name, uids[0])
+            _record("delivered elsewhere", self.name, uids, detail=message.type)
+            self.metrics.progressed(self.name)
 
     # -- timers ------------------------------------------------------------------------
 
@@ -430,6 +435,8 @@ class ClientChain:
                     LOG.warning("[%s] Cannot create %s: %s", self.name, directory, err)
         self._publish(self._push_message(source, destination, with_credentials=False))
         LOG.debug("[%s] Requesting %s from %s", self.name, transfer.uids[0], source.data["request_address"])
+        _record("requested", self.name, transfer.uids, peer=source.data["request_address"],
+                destination=redact(destination, drop_user=True))
         assert self._requester is not None
         transfer.requested = time.monotonic()
         self.metrics.requested.inc(len(transfer.uids), chain=self.name)
@@ -466,6 +473,8 @@ class ClientChain:
             transfer.last_error = f"{address}: {detail}"
             _LIMITED.error("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
                            address, detail)
+            _record("request failed", self.name, transfer.uids, peer=address, detail=detail,
+                    seconds=time.monotonic() - transfer.requested if transfer.requested else None)
             self._start(transfer)
             return
         for uid in transfer.uids:
@@ -513,6 +522,8 @@ class ClientChain:
             total += size or 0
             log_transfer(LOG, uid=str(item.get("uid", "")), source=delivery.source_of(address, item["uri"]),
                          destination=redact(where), nbytes=size, seconds=seconds)
+            history.record("delivered", chain=self.name, uid=str(item.get("uid", "")), peer=address,
+                           destination=redact(where, drop_user=True), seconds=seconds, size=size)
         self.metrics.delivered.inc(len(delivered), chain=self.name)
         self.metrics.bytes.inc(total, chain=self.name)
         self.metrics.duration.observe(seconds, chain=self.name)
@@ -522,6 +533,7 @@ class ClientChain:
         self._publish(Message(source.subject, message_type(result, source.type), result))
         self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
+        _record("published", self.name, transfer.uids, detail=source.subject)
         self._settle(transfer, ack=[s for s in transfer.sources if s is not source], forget=False)
 
     def _retry_later(self, transfer: Transfer) -> bool:
@@ -535,6 +547,7 @@ class ClientChain:
         transfer.current = None
         transfer.state = TransferState.WAITING
         transfer.timer = self._loop.call_later(delay, self._retry, transfer)
+        _record("retry", self.name, transfer.uids, detail=f"round {transfer.rounds} in {delay:.1f} s")
         _LIMITED.warning("retry", "[%s] No source could deliver %s (round %d: %s); retrying in %.1f s, giving up "
                          "in %.0f s", self.name, transfer.uids[0], transfer.rounds, transfer.last_error or "-",
                          delay, remaining)
@@ -564,6 +577,7 @@ class ClientChain:
         for uid in transfer.uids:
             self._given_up.add(uid)
         self._publish(failure_message(self.name, transfer, self.config.destination))
+        _record("failed", self.name, transfer.uids, detail=f"given up: {transfer.last_error or 'no source'}")
         self._settle(transfer, ack=())
 
     def _settle(self, transfer: Transfer, ack: Iterable[Message], *, forget: bool = True) -> None:
@@ -647,6 +661,11 @@ class ClientChain:
             self.publisher.send(message)
         except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
             LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)
+
+
+def _record(event: str, chain: str, uids: Iterable[str], **fields: Any) -> None:
+    for uid in uids:
+        history.record(event, chain=chain, uid=uid, **fields)
 
 
 def _file_count(data: Any) -> int:

@@ -35,6 +35,7 @@ from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
 from trollmoves_roles.runtime.signals import install_signal_handlers
 from trollmoves_roles.runtime.transports import transport_for
+from trollmoves_roles.state import history
 from trollmoves_roles.state.journal import journal_path
 
 LOG = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class ClientProcess:
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, ClientChain] = {}
+        self.history: history.History | None = None
+        """The file history, in the journal of the first chain with a ``state_directory``."""
         self.transport = transport_for(host)
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
@@ -153,6 +156,8 @@ class ClientProcess:
             self.chains.clear()
             self.publishers.stop_all()
             self.metrics_endpoint.stop()
+            history.close_history(self.history)
+            self.history = None
             restore()
         return 0
 
@@ -198,11 +203,14 @@ class ClientProcess:
             raise ConfigError(f"cannot keep the journal {path}: {err}", file=config.file, section=config.name,
                               key="state_directory") from None
         LOG.info("[%s] Journal in %s: %s", config.name, path, state.summary())
+        if self.history is None:
+            self.history = history.open_history(path, "client", self.config_file)
         return state
 
     def _stop_chain(self, name: str) -> None:
         chain = self.chains.pop(name)
         chain.stop()
+        self.metrics.drop_pending(name)
         self.publishers.release(chain.config)
 
     def _queue_length(self) -> float:

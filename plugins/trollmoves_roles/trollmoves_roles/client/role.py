@@ -19,12 +19,17 @@ class ClientRole(ConfiguredRole):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         from trollmoves_roles.observe.metrics import add_metrics_arguments
+        from trollmoves_roles.state.history import add_history_arguments
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
+        add_history_arguments(parser)
         add_metrics_arguments(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.client.process import ClientProcess  # zmq and friends load only when run
+        from trollmoves_roles.state.history import configure_from
+
+        configure_from(args)
         return ClientProcess(args.config_file, host=host, metrics_port=args.metrics_port,
                              metrics_bind=args.metrics_bind).run()

@@ -47,6 +47,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
 from trollmoves_roles.runtime.listening import ListeningService
 from trollmoves_roles.runtime.transports import transport_for
+from trollmoves_roles.state import history
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
@@ -232,14 +233,17 @@ class Dispatcher(ListeningService):
         except (TransferError, OSError) as err:
             self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s", transfer.source, target.name, shown, err)
+            _record("dispatch failed", transfer, started, detail=str(err))
             return False
         except Exception as err:  # a mover bug: report it the same way, keep serving
             self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s: %s", transfer.source, target.name, shown,
                       type(err).__name__, err)
+            _record("dispatch failed", transfer, started, detail=f"{type(err).__name__}: {err}")
             return False
         seconds = time.monotonic() - started
         self._count(target, failed=False, size=size, seconds=seconds)
+        _record("dispatched", transfer, started, destination=delivered, size=size)
         log_transfer(LOG, uid=str(transfer.metadata.get("uid") or os.path.basename(transfer.source)),
                      source=redact(transfer.source), destination=redact(delivered), nbytes=size, seconds=seconds)
         self._announce(transfer, delivered)
@@ -283,6 +287,13 @@ class Dispatcher(ListeningService):
             self.metrics.delivered.inc(chain=target.name)
             self.metrics.bytes.inc(size, chain=target.name)
             self.metrics.duration.observe(seconds, chain=target.name)
+
+
+def _record(event: str, transfer: Dispatch, started: float, *, destination: str | None = None,
+            **fields: object) -> None:
+    history.record(event, chain=transfer.target.name, uid=str(transfer.metadata.get("uid") or ""),
+                   path=transfer.source, destination=redact(destination or transfer.destination, drop_user=True),
+                   seconds=time.monotonic() - started, **fields)
 
 
 def _part(transfer: Dispatch) -> str:

@@ -44,9 +44,11 @@ class DispatcherRole(ConfiguredRole):
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
         from trollmoves_roles.runtime.process import open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
+        from trollmoves_roles.state.history import configure_from
         from trollmoves_roles.state.pending import PendingMessages
 
         config_file = _config_file(args)
+        configure_from(args)
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")
         check_addresses(args.subscribe_address)

@@ -48,6 +48,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
 from trollmoves_roles.runtime.listening import ListeningService
 from trollmoves_roles.runtime.transports import transport_for
+from trollmoves_roles.state import history
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
@@ -240,18 +241,21 @@ class Downloader(ListeningService):
             except TransferError as err:
                 self._count(failed=True)
                 LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
+                _record("download failed", uids.get(announced), source, started, detail=str(err))
                 self.pending.finish(key)
                 return False
             except Exception as err:  # a mover bug: report it the same way, keep serving
                 self._count(failed=True)
                 LOG.error("Download of %s failed, message on %s skipped: %s: %s", redact(source), message.subject,
                           type(err).__name__, err)
+                _record("download failed", uids.get(announced), source, started, detail=f"{type(err).__name__}: {err}")
                 self.pending.finish(key)
                 return False
             seconds = time.monotonic() - started
             size = file_size(local[announced])
             self._count(failed=False, size=size, seconds=seconds)
             self.pending.done(key, announced, local[announced])
+            _record("downloaded", uids.get(announced), source, started, path=local[announced], size=size)
             log_transfer(LOG, uid=uids.get(announced) or os.path.basename(local[announced]), source=redact(source),
                          destination=local[announced], nbytes=size, seconds=seconds)
         self._announce(message, local)
@@ -307,3 +311,9 @@ def _rewrite(data: Any, local: dict[str, str]) -> Any:
         result["uri"] = local[uri]
         result["uid"] = os.path.basename(local[uri])
     return result
+
+
+def _record(event: str, uid: str | None, source: str, started: float, **fields: object) -> None:
+    path = str(fields.pop("path", ""))
+    history.record(event, uid=uid or posixpath.basename(parse_uri(source).path), path=path,
+                   peer=redact(source, drop_user=True), seconds=time.monotonic() - started, **fields)

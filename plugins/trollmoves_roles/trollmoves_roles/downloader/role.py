@@ -53,9 +53,11 @@ class DownloaderRole(ConfiguredRole):
         from trollmoves_roles.runtime.process import open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.runtime.transports import transport_for
+        from trollmoves_roles.state.history import configure_from
         from trollmoves_roles.state.pending import PendingMessages
 
         config_file = _config_file(args)
+        configure_from(args)
         config = load_config(config_file)
         if args.workers is not None and args.workers < 1:
             raise ConfigError("--workers must be at least 1", file="command line")

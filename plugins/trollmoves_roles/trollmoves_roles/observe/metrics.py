@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -34,6 +35,8 @@ LOG = logging.getLogger(__name__)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 MAX_PEERS = 1000
 """Peers tracked for ``last seen``; the longest silent is forgotten first."""
+HEALTH_WINDOW = 300.0
+"""Seconds over which each chain's recent deliveries and failures are counted (``trollmoves status`` health)."""
 
 # The `_created` series (one more per counter and histogram label set) have no reader here.
 prometheus_client.disable_created_metrics()
@@ -80,6 +83,41 @@ class Counter(_Labelled):
         return self._sample("_total", labels)
 
 
+class _Window:
+    """Amounts added in the last ``seconds`` (monotonic clock)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._items: deque[tuple[float, float]] = deque()
+        self._total = 0.0
+
+    def add(self, amount: float, now: float) -> None:
+        self._items.append((now, amount))
+        self._total += amount
+        self._trim(now)
+
+    def total(self, now: float) -> float:
+        self._trim(now)
+        return self._total
+
+    def _trim(self, now: float) -> None:
+        while self._items and self._items[0][0] < now - self.seconds:
+            self._total -= self._items.popleft()[1]
+
+
+class _Outcomes(Counter):
+    """A counter that also tells ``on_inc(chain, amount)`` (for the recent-outcome windows)."""
+
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str], registry: CollectorRegistry,
+                 on_inc: Callable[[str, float], None]) -> None:
+        super().__init__(name, help_text, labelnames, registry)
+        self._on_inc = on_inc
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        super().inc(amount, **labels)
+        self._on_inc(str(labels.get("chain", "")), amount)
+
+
 class Histogram(_Labelled):
     """Observations in cumulative ``le`` buckets, with their sum and count, per label set."""
 
@@ -100,7 +138,9 @@ class RoleMetrics(Collector):
 
     Labels: ``chain`` unless ``chains`` is false (the downloader has none), ``reason`` on
     refusals, ``peer`` on last-seen ages. As a collector it yields the gauges read at each
-    scrape (queue length, peer ages).
+    scrape (queue length, peer ages) and, per chain, the facts its health is judged by: work
+    pending (:meth:`set_pending`), seconds since it last made progress (a delivery, or
+    :meth:`progressed`) and its deliveries and failures in the last :data:`HEALTH_WINDOW` seconds.
     """
 
     def __init__(self, role: str, *, chains: bool = True) -> None:
@@ -109,6 +149,10 @@ class RoleMetrics(Collector):
         self._peers: dict[str, float] = {}
         self._peers_lock = threading.Lock()
         self._queue_length: Callable[[], float] = lambda: 0.0
+        self._health_lock = threading.Lock()
+        self._pending: dict[str, Callable[[], float]] = {}
+        self._progress: dict[str, float] = {}
+        self._recent: dict[tuple[str, str], _Window] = {}
         chain = ("chain",) if chains else ()
         registry = self.registry
         Info("trollmoves", "Role and version of this process (value 1).",
@@ -116,9 +160,10 @@ class RoleMetrics(Collector):
         self.announced = Counter("trollmoves_files_announced_total", "Files announced on the bus.", chain, registry)
         self.requested = Counter("trollmoves_files_requested_total",
                                  "Files requested (push requests received or sent).", chain, registry)
-        self.delivered = Counter("trollmoves_files_delivered_total", "Files delivered to their destination.",
-                                 chain, registry)
-        self.failed = Counter("trollmoves_files_failed_total", "File transfers that failed.", chain, registry)
+        self.delivered = _Outcomes("trollmoves_files_delivered_total", "Files delivered to their destination.",
+                                   chain, registry, lambda c, n: self._outcome("delivered", c, n))
+        self.failed = _Outcomes("trollmoves_files_failed_total", "File transfers that failed.", chain, registry,
+                                lambda c, n: self._outcome("failed", c, n))
         self.bytes = Counter("trollmoves_bytes_delivered_total", "Bytes of the files delivered.", chain, registry)
         self.duration = Histogram("trollmoves_transfer_duration_seconds", "Time to transfer one file.", chain,
                                   registry)
@@ -146,6 +191,63 @@ class RoleMetrics(Collector):
         for peer, when in seen:
             ages.add_metric([peer], round(now - when, 3))
         yield ages
+        yield from self._health_families(now)
+
+    # -- the facts of each chain's health ---------------------------------------------------
+
+    def set_pending(self, chain: str, function: Callable[[], float]) -> None:
+        """``function()`` gives the files ``chain`` has yet to settle (its progress clock starts now)."""
+        with self._health_lock:
+            self._pending[chain] = function
+            self._progress.setdefault(chain, time.monotonic())
+
+    def drop_pending(self, chain: str) -> None:
+        """``chain`` is gone (removed at a reload): report no pending work and no progress age for it."""
+        with self._health_lock:
+            self._pending.pop(chain, None)
+            self._progress.pop(chain, None)
+
+    def progressed(self, chain: str) -> None:
+        """``chain`` settled a file without delivering it itself (another client did)."""
+        with self._health_lock:
+            self._progress[chain] = time.monotonic()
+
+    def _outcome(self, kind: str, chain: str, amount: float) -> None:
+        now = time.monotonic()
+        with self._health_lock:
+            window = self._recent.get((kind, chain))
+            if window is None:
+                window = self._recent[(kind, chain)] = _Window(HEALTH_WINDOW)
+            window.add(amount, now)
+            self._progress.setdefault(chain, now)
+            if kind == "delivered":
+                self._progress[chain] = now
+
+    def _health_families(self, now: float) -> Iterator[Metric]:
+        pending = GaugeMetricFamily("trollmoves_chain_pending", "Files the chain has yet to settle.",
+                                    labels=["chain"])
+        age = GaugeMetricFamily("trollmoves_chain_progress_age_seconds",
+                                "Seconds since the chain last delivered a file (or started, if it never did).",
+                                labels=["chain"])
+        recent = {kind: GaugeMetricFamily(f"trollmoves_chain_recent_{kind}",
+                                          f"Files {kind} in the last {HEALTH_WINDOW:g} s.", labels=["chain"])
+                  for kind in ("delivered", "failed")}
+        with self._health_lock:
+            functions = list(self._pending.items())
+            ages = [(chain, now - when) for chain, when in self._progress.items()]
+            totals = [(kind, chain, window.total(now)) for (kind, chain), window in self._recent.items()]
+        for chain, function in functions:
+            try:
+                pending.add_metric([chain], float(function()))
+            except Exception as err:  # a scrape must not fail because one gauge did
+                LOG.debug("Pending of %s failed: %s", chain, err)
+        for chain, seconds in ages:
+            age.add_metric([chain], round(seconds, 3))
+        for kind, chain, total in totals:
+            recent[kind].add_metric([chain], total)
+        yield pending
+        yield age
+        yield from recent.values()
 
     def set_queue_length(self, function: Callable[[], float]) -> None:
         self._queue_length = function

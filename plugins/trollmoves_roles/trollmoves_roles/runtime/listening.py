@@ -36,6 +36,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
     """The options the dispatcher and downloader share: where else to listen, how many workers,
     the journal, where the publisher binds and the metrics."""
     from trollmoves_roles.observe.metrics import add_metrics_arguments
+    from trollmoves_roles.state.history import add_history_arguments
 
     parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
                         help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
@@ -45,6 +46,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
     parser.add_argument("--state-directory", metavar="DIR", default=None,
                         help=f"journal unfinished messages in DIR/{role}-<config name>.sqlite and resume "
                              "them after a restart (default: no journal)")
+    add_history_arguments(parser)
     add_metrics_arguments(parser)
 
 

@@ -21,6 +21,7 @@ from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.messages import announcement, standalone_announcement
+from trollmoves_roles.state import history
 from trollmoves_roles.transfers.service import TransferService
 from trollmoves_roles.transfers.unpack import UnpackError, unpack
 
@@ -171,6 +172,8 @@ class Announcer:
         self._announced.announce([(file, os.path.basename(file)) for file in files], self.chain.topic,
                                  self.chain.name, message=listed)
         self._publish(atype, data, len(files))
+        for file in files:
+            history.record("announced", chain=self.chain.name, path=file, detail=self.chain.topic)
 
     def _announce_standalone(self, path: str, fields: dict[str, Any]) -> None:
         members = None

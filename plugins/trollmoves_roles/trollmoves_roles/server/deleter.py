@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from trollmoves_roles.state import history
+
 LOG = logging.getLogger(__name__)
 
 
@@ -64,6 +66,7 @@ class Deleter:
         try:
             os.remove(path)
             LOG.info("Removed %s", path)
+            history.record("deleted", path=path)
         except FileNotFoundError:
             LOG.debug("%s already gone", path)
         except OSError as err:

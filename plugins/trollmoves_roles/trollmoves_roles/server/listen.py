@@ -21,6 +21,7 @@ from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
+from trollmoves_roles.state import history
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG)
@@ -112,3 +113,5 @@ class ListenRepublisher:
         self._publisher.send(Message(self.chain.topic, message.type, data, version=MESSAGE_VERSION))
         self._metrics.announced.inc(len(paths), chain=self.chain.name)
         LOG.info("[%s] republished %s", self.chain.name, paths[0][0])
+        for path, uid in paths:
+            history.record("republished", chain=self.chain.name, uid=str(uid), path=path, detail=self.chain.topic)

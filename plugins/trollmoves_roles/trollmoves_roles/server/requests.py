@@ -37,6 +37,7 @@ from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.destinations import DestinationRules
+from trollmoves_roles.state import history
 from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
@@ -220,6 +221,9 @@ class RequestServer:
             return
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
+        for job in jobs:
+            history.record("requested", chain=self.chain.name, path=job.path, peer=f"{request.sender} ({peer})",
+                           destination=redact(destination, drop_user=True))
         try:
             future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
                                           backup_targets=backups)

@@ -23,6 +23,7 @@ class ServerRole(ConfiguredRole):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         from trollmoves_roles.observe.metrics import add_metrics_arguments
         from trollmoves_roles.runtime.process import add_publisher_arguments
+        from trollmoves_roles.state.history import add_history_arguments
 
         parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
         add_publisher_arguments(parser)
@@ -45,6 +46,7 @@ class ServerRole(ConfiguredRole):
                             help="keep the record of announced files in a journal in DIR, so that after a "
                                  "restart (even kill -9) files announced before are still served (default: "
                                  "in memory only)")
+        add_history_arguments(parser)
         add_metrics_arguments(parser)
 
     @classmethod
@@ -53,6 +55,7 @@ class ServerRole(ConfiguredRole):
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.server.config import NO_CHAIN
         from trollmoves_roles.server.service import Server, ServerOptions
+        from trollmoves_roles.state.history import configure_from
 
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1")
@@ -60,6 +63,7 @@ class ServerRole(ConfiguredRole):
             raise ConfigError("--chain-check-interval must be positive")
         if args.announce_delay < 0:
             raise ConfigError("--announce-delay must not be negative")
+        configure_from(args)
         options = ServerOptions(port=args.port, bind=args.bind, backlog=not args.disable_backlog,
                                 announce_delay=args.announce_delay,
                                 watcher="polling" if args.watchdog else "watchdog",

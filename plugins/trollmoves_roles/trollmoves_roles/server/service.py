@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from posttroll.message import Message
@@ -31,6 +32,7 @@ from trollmoves_roles.server.config import ServerChainConfig, load_config
 from trollmoves_roles.server.deleter import Deleter
 from trollmoves_roles.server.listen import ListenRepublisher
 from trollmoves_roles.server.requests import RequestServer
+from trollmoves_roles.state import history
 from trollmoves_roles.state.journal import Journal, journal_path
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.service import TransferService
@@ -116,6 +118,8 @@ class ServerChain:
                                           transfers=server.transfers, deleter=server.deleter,
                                           transport=server.transport, bind_retry=bind_retry, metrics=server.metrics)
         self.failures = 0
+        if self.requests is not None:
+            server.metrics.set_pending(config.name, partial(server.transfers.in_flight, config.name))
 
     def start(self, backlog: bool) -> None:
         if self.requests is not None:
@@ -144,6 +148,7 @@ class Server(StopReload):
         self.announced = AnnouncedFiles()
         self.journal: Journal | None = None
         self.pushed_journal: Journal | None = None
+        self.history: history.History | None = None
         if self.options.state_directory:
             self.journal = self._open_journal(self.options.state_directory)
         try:
@@ -189,6 +194,7 @@ class Server(StopReload):
             raise ConfigError(f"cannot keep state in {path}: {getattr(err, 'strerror', None) or err}") from None
         restored = self.announced.attach(journal)
         LOG.info("State in %s: %d announced file(s) restored", path, restored)
+        self.history = history.open_history(path, "server", self.config_path)
         return journal
 
     def _close_journal(self) -> None:
@@ -201,6 +207,8 @@ class Server(StopReload):
             self.announced.detach()
             self.journal.close()
             self.journal = None
+            history.close_history(self.history)
+            self.history = None
 
     @property
     def metrics_server(self) -> MetricsServer | None:

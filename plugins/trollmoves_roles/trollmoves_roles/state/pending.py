@@ -24,6 +24,7 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.state import history
 from trollmoves_roles.state.journal import Journal, journal_path
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class PendingMessages:
         self.journal = journal
         self._parts: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._history: history.History | None = None
 
     @classmethod
     def open(cls, state_directory: str | os.PathLike[str] | None, config_file: str | os.PathLike[str],
@@ -65,7 +67,9 @@ class PendingMessages:
             raise ConfigError(f"--state-directory: cannot keep a journal in {state_directory}: {err}",
                               file="command line") from None
         LOG.info("Journal of unfinished messages: %s (%d to resume)", path, journal.count(STATE))
-        return cls(journal)
+        pending = cls(journal)
+        pending._history = history.open_history(path, role, config_file)
+        return pending
 
     @property
     def enabled(self) -> bool:
@@ -146,3 +150,5 @@ class PendingMessages:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        history.close_history(self._history)
+        self._history = None

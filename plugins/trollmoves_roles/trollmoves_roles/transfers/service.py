@@ -35,6 +35,8 @@ from trollmoves_core.recent import key_of
 from trollmoves_core.uri import redact
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.delivery import join_rel_path, on_host
+from trollmoves_roles.protocol.requests import one_line
+from trollmoves_roles.state import history
 from trollmoves_roles.state.finished import FinishedPushes
 from trollmoves_roles.transfers.movers import MoverCache, canonical
 
@@ -78,6 +80,8 @@ class TransferService:
         self._running: dict[int, Future[Delivery]] = {}
         self.finished = FinishedPushes(recent_seconds, RECENT_MAX)
         """The pushes that succeeded lately (attach a journal to keep them across restarts)."""
+        self._chains: dict[int, str] = {}
+        """The chain of each running push."""
         self.transfers = 0
         """Files actually transferred (not answered from a repeat), for tests and metrics."""
         self.metrics = metrics
@@ -111,6 +115,7 @@ class TransferService:
                 return finished
             future = self._executor.submit(self._transfer, files, destination, params, chain, tuple(backup_targets))
             self._running[key] = future
+            self._chains[key] = chain
         future.add_done_callback(lambda f: self._finished(key, f))
         return future
 
@@ -123,6 +128,7 @@ class TransferService:
             self.finished.add(key, future.result().host)  # before it leaves _running: no gap for a repeat
         with self._lock:
             self._running.pop(key, None)
+            self._chains.pop(key, None)
 
     def _push_key(self, files: Sequence[FileJob], destination: str, params: dict[str, Any]) -> int:
         # the file's identity too: a file replaced under the same name is a new push
@@ -163,9 +169,14 @@ class TransferService:
         for job in files:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
-            mover = self._mover(target, params)
-            size = os.path.getsize(job.path)
-            delivered.append(mover.put(job.path, target))
+            try:
+                mover = self._mover(target, params)
+                size = os.path.getsize(job.path)
+                delivered.append(mover.put(job.path, target))
+            except BaseException as err:
+                history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
+                               seconds=time.monotonic() - started, detail=one_line(err))
+                raise
             elapsed = time.monotonic() - started
             with self._lock:
                 self.transfers += 1
@@ -174,6 +185,7 @@ class TransferService:
                 self.metrics.bytes.inc(size, chain=chain)
                 self.metrics.duration.observe(elapsed, chain=chain)
             target_uri = redact(delivered[-1], drop_user=True)
+            history.record("pushed", chain=chain, path=job.path, destination=target_uri, seconds=elapsed, size=size)
             if self.log_transfers:
                 LOG.info("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed,
                          extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,
@@ -182,9 +194,12 @@ class TransferService:
                 LOG.debug("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed)
         return delivered
 
-    def in_flight(self) -> int:
+    def in_flight(self, chain: str | None = None) -> int:
+        """Pushes running or queued (of ``chain``, or all)."""
         with self._lock:
-            return len(self._running)
+            if chain is None:
+                return len(self._running)
+            return sum(1 for name in self._chains.values() if name == chain)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for running pushes; True when none is left."""
