@@ -5,9 +5,10 @@ against every target's ``dispatch_configs``; each match becomes one transfer (th
 source and destination only once per message) run on a bounded pool. After a successful
 transfer the dispatcher publishes a ``file`` message on the target's ``publish_topic`` with
 the original metadata, ``uri`` set to the delivered path (or URL, with ``publish_uri: url``)
-and ``uid`` to the delivered name. A failed transfer is logged with its destination and
-cause after the mover's own retries (``retries``, ``retry_delay`` in
-``connection_parameters``).
+and ``uid`` to the delivered name, without the keys describing the source (``filesystem``,
+``path``, ``request_address``, ``destination``: :mod:`trollmoves_roles.protocol.copies`).
+A failed transfer is logged with its destination and cause after the mover's own retries
+(``retries``, ``retry_delay`` in ``connection_parameters``).
 
 With a journal (``--state-directory``), each message with transfers is recorded until every one
 of its transfers has run (delivered or failed); a restarted dispatcher runs the ones not done
@@ -44,7 +45,8 @@ from trollmoves_roles.bus.posttroll import NameserverLookup
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
 from trollmoves_roles.observe.metrics import RoleMetrics
-from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
+from trollmoves_roles.protocol.copies import Copy, copy_data
+from trollmoves_roles.protocol.messages import FILE_TYPES, BadMessage, file_entries, local_path
 from trollmoves_roles.runtime.listening import ListeningService
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
@@ -260,10 +262,9 @@ class Dispatcher(ListeningService):
             LOG.error("Cannot announce %s: publish_topic of target %s: %s", delivered, target.name,
                       _describe_compose_error(err))
             return
-        data = {k: v for k, v in transfer.metadata.items() if k not in REMOVED_ON_PUBLISH}
         path = parse_uri(delivered).path
-        data["uri"] = path if target.publish_uri == "path" else delivered
-        data["uid"] = posixpath.basename(path)
+        copy = Copy(uri=path if target.publish_uri == "path" else delivered, uid=posixpath.basename(path))
+        data = copy_data(transfer.metadata, {str(transfer.metadata["uri"]): copy})
         try:
             self.publisher.send(Message(topic, "file", data))
         except Exception as err:  # a bad topic must not undo a delivery
