@@ -42,6 +42,7 @@ from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -111,6 +112,9 @@ class Dispatcher(ListeningService):
         return load_config(self.config_path, self.host)
 
     def _apply(self, config: DispatcherConfig) -> None:
+        if config.subscriber.curve != self.config.subscriber.curve:
+            LOG.warning("%s: posttroll_subscriber CURVE keys changed; they take effect at the next restart",
+                        self.config_path)
         self.config = config
         self._missing_topic_warned.clear()
         LOG.info("Configuration %s reloaded: targets %s", self.config_path,
@@ -121,6 +125,9 @@ class Dispatcher(ListeningService):
 
     def _addresses(self) -> list[str]:
         return list(dict.fromkeys([*self.config.subscriber.addresses, *self.extra_addresses]))
+
+    def _curve(self) -> CurveClient | None:
+        return self.config.subscriber.curve
 
     def _lookup(self) -> NameserverLookup:
         nameservers = self.nameservers_override

@@ -46,6 +46,7 @@ from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import Publisher, Subscriber
 from trollmoves_roles.downloader.config import DownloaderConfig, load_config
 from trollmoves_roles.downloader.sources import Source, split_chained
@@ -62,7 +63,8 @@ from trollmoves_roles.transfers.unpack import UnpackError, unpack
 LOG = logging.getLogger(__name__)
 
 RESTART_KEYS = {"publish_port": "publish_port", "nameservers": "nameservers",
-                "parallel_downloads": "parallel_downloads"}
+                "parallel_downloads": "parallel_downloads",
+                "subscribe_curve": "client_secret_key_file/publisher_public_key_file"}
 """Settings a reload cannot change (config key by attribute)."""
 ANNOUNCED = "\0announced"
 """The journal part done when the local copies were announced (the message is finished)."""
@@ -143,6 +145,9 @@ class Downloader(ListeningService):
 
     def _lookup(self) -> NameserverLookup:
         return NameserverLookup(self.nameservers, self.config.services)
+
+    def _curve(self) -> CurveClient | None:
+        return self.config.subscribe_curve
 
     def _topics(self) -> list[str]:
         return list(self.config.subscribe_topics)

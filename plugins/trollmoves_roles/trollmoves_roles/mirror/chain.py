@@ -52,7 +52,8 @@ class MirrorChain:
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
         self.loop = EventLoop(f"mirror {config.name}")
         self.registry = ReannouncedFiles()
-        self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight)
+        self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight,
+                                             security=config.client.request_curve)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
                                       transfers=transfers, on_reply=self._after_reply, transport=transport,
@@ -102,7 +103,7 @@ class MirrorChain:
                 self._listeners.append(ProviderListener(
                     self.loop, provider.address, self.config.topics_for(provider), self._on_message,
                     transport=self.transport, alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name,
-                    metrics=self.metrics))
+                    metrics=self.metrics, curve=self.config.client.subscribe_curve))
             LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
                      self.config.topic, self.request_address)
         finally:

@@ -30,7 +30,7 @@ from trollmoves_roles.client.config import ClientChainConfig, Provider, chain_fr
 from trollmoves_roles.protocol.messages import is_local_host
 from trollmoves_roles.server import config as server_config
 from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
-from trollmoves_roles.server.config import connection_parameters, parse_info, port_taken
+from trollmoves_roles.server.config import connection_parameters, parse_info, port_taken, request_security
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -47,14 +47,17 @@ IGNORED_KEYS = frozenset({
 })
 """Keys upstream's server or client reads that have no effect on a mirror (accepted, logged)."""
 
+REQUEST_SOCKET_KEYS = frozenset({"request_bind", "allowed_clients", "server_secret_key_file",
+                                 "clients_public_keys_directory"})
+"""The server part's keys of ours that the mirror's request sockets use, as a server's do."""
+
 SCHEMA = Schema("mirror", [
     Key("client_topic", doc="topic subscribed to on the providers (default: topic)"),
     Key("delay", float, 0.0, doc="seconds to hold each re-announcement"),
     Key("destination", doc="where internal servers put fetched files, on this host (default: a temporary "
                            "directory under working_directory)"),
     Key("working_directory", doc="parent of the default staging directory"),
-    # the server's request-socket security (allowed_clients, CURVE) is not the mirror's: unknown here
-]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - {"request_bind"},
+]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - REQUEST_SOCKET_KEYS,
                            unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
 """Every key of a mirror section: the client part's, the server part's and the mirror's own."""
 
@@ -87,6 +90,11 @@ class MirrorConfig:
     working_directory: str = field(default_factory=tempfile.gettempdir)
     connection_params: dict[str, Any] = field(default_factory=dict)
     """Connection parameters of the movers delivering to external clients."""
+    allowed_clients: tuple[str, ...] | None = None
+    """Networks whose external clients may use the request socket; None: anyone."""
+    server_secret_key_file: str | None = None
+    """With ``clients_public_keys_directory``: the request socket is a CURVE server, as a server's."""
+    clients_public_keys_directory: str | None = None
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -179,6 +187,7 @@ def parse_section(section: Section) -> MirrorConfig:
         delay=_non_negative(section, "delay"), remove_delay=_non_negative(section, "remove_delay"),
         destination=destination, working_directory=working_directory,
         connection_params=connection_parameters(section),
+        **request_security(section),
     )
 
 

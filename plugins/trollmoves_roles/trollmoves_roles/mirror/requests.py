@@ -30,6 +30,7 @@ from posttroll.message import Message
 
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.uri import redact
+from trollmoves_roles.bus import security
 from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.mirror.config import MirrorConfig
@@ -69,6 +70,7 @@ class RequestSocket:
         self.pending = 0
         """Push requests not answered yet."""
         self._inbox = transport.request_inbox(f"tcp://{config.request_bind or bind}:{config.request_port}",
+                                              security=security.policy_for(config, self._metrics),
                                               bind_retry=bind_retry, section=config.name)
         self.address = self._inbox.address
         self._reading = False

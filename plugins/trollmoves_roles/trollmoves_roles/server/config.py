@@ -197,11 +197,11 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
-        **_security(section),
+        **request_security(section),
     )
 
 
-def _security(section: Section) -> dict[str, Any]:
+def request_security(section: Section) -> dict[str, Any]:
     """The request socket's allow-list and CURVE keys, checked now so a bad one fails at start."""
     from trollmoves_roles.bus.security import KeyDirectory, SecurityError, load_secret_key, parse_allowed_clients
 
