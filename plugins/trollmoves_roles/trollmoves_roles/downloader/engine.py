@@ -9,6 +9,10 @@ that described the remote copy (``filesystem``, ``path``) are dropped, and so ar
 ``request_address`` and ``destination``: a client would take the copy's announcement for a
 server's.
 
+Members of one archive object (``zip://m1.nc::s3://bucket/X.zip``, :mod:`.sources`) are fetched
+as that object, once per message; ``unpack_members`` unpacks the announced members, or keeps the
+archive and announces ``zip://m1.nc::<local archive>``.
+
 Upstream's rule for plain names is kept: with ``bucket`` set, a ``uri`` without a scheme
 means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other buckets are skipped.
 
