@@ -60,7 +60,7 @@ def test_members_are_unpacked_from_one_download(harness, s3_setup, kind, key):
 
     harness.send("dataset", member_dataset(kind, bucket, key, ["m1.nc", "sub/m2.nc"]))
 
-    (message,) = harness.recorder.wait_for(lambda m: m.type == "dataset")
+    (message,) = harness.recorder.wait_for(lambda m: m.type == "dataset", timeout=30)
     destination = harness.destination
     assert (destination / "m1.nc").read_bytes() == b"first member"
     assert (destination / "sub" / "m2.nc").read_bytes() == b"second member"
@@ -76,16 +76,17 @@ def test_members_are_unpacked_from_one_download(harness, s3_setup, kind, key):
 def test_the_archive_is_delivered_when_members_are_not_to_be_unpacked(harness, s3_setup):
     fsspec = pytest.importorskip("fsspec")
     endpoint, bucket, boto = s3_setup
-    boto.put_object(Bucket=bucket, Key="S3A_X.zip", Body=archive_bytes("zip"))
+    body = archive_bytes("zip")  # once: zip entries carry the time they were written
+    boto.put_object(Bucket=bucket, Key="S3A_X.zip", Body=body)
     downloader = harness.start(s3_kwargs=s3_kwargs(endpoint), unpack_members=False)
 
     harness.send("dataset", member_dataset("zip", bucket, "S3A_X.zip", ["m1.nc", "sub/m2.nc"]))
     harness.send("file", member_dataset("zip", bucket, "S3A_X.zip", ["m3.nc"])["dataset"][0])
 
-    (dataset,) = harness.recorder.wait_for(lambda m: m.type == "dataset")
-    (single,) = harness.recorder.wait_for(lambda m: m.type == "file")
+    (dataset,) = harness.recorder.wait_for(lambda m: m.type == "dataset", timeout=30)
+    (single,) = harness.recorder.wait_for(lambda m: m.type == "file", timeout=30)
     archive = harness.destination / "S3A_X.zip"
-    assert archive.read_bytes() == archive_bytes("zip")
+    assert archive.read_bytes() == body
     assert sorted(p.name for p in harness.destination.iterdir()) == ["S3A_X.zip"]
     assert downloader.fetched == 2  # once per message
     uris = [item["uri"] for item in dataset.data["dataset"]]
@@ -110,7 +111,7 @@ def test_uris_that_cannot_be_fetched_are_named_with_the_reason(harness, s3_setup
     harness.send("file", {"uri": f"zip://absent.nc::s3://{bucket}/X.zip", "uid": "d"})
     harness.send("file", {"uri": f"simplecache::zip://m1.nc::s3://{bucket}/X.zip", "uid": "e"})
 
-    (message,) = harness.recorder.wait_for(lambda m: m.type == "file")
+    (message,) = harness.recorder.wait_for(lambda m: m.type == "file", timeout=30)
     harness.wait_idle(handled=5)
     assert message.data["uri"] == str(harness.destination / "m1.nc")  # a cache prefix changes nothing
     text = caplog.text
