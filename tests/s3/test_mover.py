@@ -286,6 +286,26 @@ def test_one_filesystem_serves_every_bucket_and_survives_errors(mover: S3Mover, 
     assert objects(boto, "second-bucket") == ["a.nc", "again/a.nc"]
 
 
+@pytest.mark.parametrize("where", ["endpoint_url", "client_kwargs"])
+def test_the_connection_line_names_the_endpoint_used(s3: str, bucket: str, tmp_path: Path, where: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    params: dict[str, Any] = {"endpoint_url": s3}
+    if where == "client_kwargs":
+        params = {"client_kwargs": params}
+    source = tmp_path / "a.nc"
+    source.write_bytes(b"x")
+    with caplog.at_level(logging.DEBUG, logger="trollmoves_s3.mover"), S3Mover({**params, **CREDENTIALS}) as mover:
+        mover.put(source, f"s3://{bucket}/")
+    opened = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Opened an S3 connection")]
+    assert opened == [f"Opened an S3 connection to {s3} (profile -)"]
+
+
+def test_an_endpoint_in_client_kwargs_is_the_movers_endpoint(s3: str) -> None:
+    """It keys the shared connections: two endpoints must not share one."""
+    with S3Mover({"client_kwargs": {"endpoint_url": s3}, **CREDENTIALS}) as mover:
+        assert mover.options.endpoint_url == s3
+
+
 def test_connection_uptime_zero_closes_after_each_transfer(s3_params: dict[str, Any], bucket: str,
                                                            tmp_path: Path) -> None:
     source = tmp_path / "a.nc"

@@ -254,11 +254,13 @@ request_port = x
                                  f"{path}: [m] destination: no mover for 's4://' (known: file)"]
 
 
-def test_server_security_keys_are_not_a_mirrors(tmp_path: Path, inbox: Path, roles) -> None:
-    """The mirror has no allow-list: accepting the key silently would let an operator believe it has."""
-    path = write(tmp_path / "mirror.ini", f"[m]\nproviders = 127.0.0.1:9010\norigin = {inbox}/{{name}}\ntopic = /t\n"
-                                          "request_port = 9011\nallowed_clients = 10.0.0.0/8\n")
-    assert lines(check_file(path, roles)) == [f"{path}: [m] allowed_clients: warning: unknown key, ignored"]
+def test_server_security_keys_protect_a_mirrors_request_socket(tmp_path: Path, inbox: Path, roles) -> None:
+    """The mirror's request sockets take the server's allow-list and CURVE keys; a bad entry is an error."""
+    body = f"[m]\nproviders = 127.0.0.1:9010\norigin = {inbox}/{{name}}\ntopic = /t\nrequest_port = 9011\n"
+    path = write(tmp_path / "mirror.ini", body + "allowed_clients = 10.0.0.0/8\n")
+    assert lines(check_file(path, roles)) == []
+    bad = write(tmp_path / "bad.ini", body + "allowed_clients = 10.0.0.0/33\n")
+    assert [line for line in lines(check_file(bad, roles)) if "allowed_clients" in line]
 
 
 # -- dispatcher and downloader -----------------------------------------------------------

@@ -199,8 +199,7 @@ class S3Mover(Mover):
         fs = S3FileSystem(skip_instance_cache=True, **kwargs)
         fs.retries = 1  # s3fs' own retry loop would multiply botocore's and ours
         fs.connect()
-        LOG.debug("Opened an S3 connection to %s (profile %s)", self.options.endpoint_url or "AWS",
-                  self.options.profile or "-")
+        LOG.debug("Opened an S3 connection to %s (profile %s)", _endpoint_of(fs), self.options.profile or "-")
         return fs
 
     # -- multipart ---------------------------------------------------------------------
@@ -341,3 +340,10 @@ def _close(fs: S3FileSystem) -> None:
     if creator is not None and fs._s3 is not None:
         type(fs).close_session(fs.loop, creator)
         fs._s3 = None
+
+
+def _endpoint_of(fs: S3FileSystem) -> str:
+    """The endpoint the connected filesystem's client talks to (from ``endpoint_url``,
+    ``client_kwargs``, the AWS config or the region)."""
+    client = getattr(fs, "_s3", None)
+    return str(getattr(getattr(client, "meta", None), "endpoint_url", None) or "an unknown endpoint")

@@ -133,7 +133,8 @@ class S3Options:
         ignored = sorted(k for k in ("s3_use_copy",) if k in params)
         if ignored:
             LOG.debug("S3 mover: %s not needed, uploads are always atomic", ", ".join(ignored))
-        return cls(fs_kwargs=fs, endpoint_url=fs.get("endpoint_url"), profile=fs.get("profile"),
+        endpoint = fs.get("endpoint_url") or client_kwargs.get("endpoint_url")
+        return cls(fs_kwargs=fs, endpoint_url=endpoint, profile=fs.get("profile"),
                    region_name=region, anon=bool(fs.get("anon", False)), multipart_threshold=threshold,
                    multipart_chunksize=chunksize, max_concurrency=concurrency, range_start=start, range_end=end)
 

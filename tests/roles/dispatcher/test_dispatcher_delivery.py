@@ -71,6 +71,29 @@ def test_dataset_message_delivers_every_file_and_announces_each(harness, make_fi
     assert all(m.data["platform_name"] == "Metop-B" and "dataset" not in m.data for m in announced)
 
 
+def test_fsspec_keys_of_the_source_are_not_announced_for_the_copy(harness, make_file, tmp_path):
+    """pytroll-watchers' messages carry ``filesystem`` and ``path``; a consumer trusting them
+    (trollflow2, satpy's FSFile) would read the source instead of the delivered copy."""
+    out = tmp_path / "out"
+    target = local_target(out, directory=str(out) + "/{platform_name}")
+    del target["filepattern"]
+    harness.start({"local": target}, warm_topic=TOPIC)
+    single = make_file("single.dat", b"one")
+    members = [make_file(f"member_{i}.dat", b"m") for i in range(2)]
+    local_fs = {"cls": "fsspec.implementations.local.LocalFileSystem", "protocol": "file", "args": []}
+
+    harness.send(TOPIC, "file", {**file_data(single), "filesystem": local_fs, "path": str(single)})
+    harness.send(TOPIC, "dataset", {"platform_name": "Metop-B", "sensor": "avhrr", "filesystem": local_fs,
+                                    "dataset": [{"uri": str(f), "uid": f.name, "filesystem": local_fs,
+                                                 "path": str(f)} for f in members]})
+
+    announced = harness.recorder.wait_for(lambda m: m.type == "file", count=3)
+    assert sorted(m.data["uri"] for m in announced) == sorted(
+        [str(out / "NOAA-19" / "single.dat"), *(str(out / "Metop-B" / f.name) for f in members)])
+    for message in announced:
+        assert "filesystem" not in message.data and "path" not in message.data, message.data
+
+
 def test_collection_message_is_split_like_a_dataset(harness, make_file, tmp_path):
     out = tmp_path / "out"
     target = {"directory": str(out), "publish_topic": "/dispatched", "dispatch_configs": [{"topics": [TOPIC]}]}

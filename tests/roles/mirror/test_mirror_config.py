@@ -99,10 +99,10 @@ def test_empty_file_is_an_error(tmp_path):
 
 def test_unknown_and_unused_keys_logged(tmp_path, caplog):
     path = write_ini(tmp_path / "m.ini", {"m": {"providers": "h:1", "topic": "/a", "request_port": 9100,
-                                                "destinaton": "/typo/", "compression": "xrit"}})
+                                                "destinaton": "/typo/", "delete": "true"}})
     with caplog.at_level(logging.DEBUG, logger="trollmoves_roles.mirror.config"):
         load_mirror_config(path)
     messages = [r.getMessage() for r in caplog.records]
     assert any("destinaton: unknown key" in m and r.levelno == logging.WARNING
                for m, r in zip(messages, caplog.records, strict=True))
-    assert any("compression: not applied by the mirror" in m for m in messages)
+    assert any("delete: not used by the mirror" in m for m in messages)

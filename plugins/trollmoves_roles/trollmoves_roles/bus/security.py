@@ -26,14 +26,18 @@ import re
 import socket
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 from zmq.utils import z85
 
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from trollmoves_roles.observe.metrics import RoleMetrics
 
 LOG = logging.getLogger(__name__)
 _REFUSED = RateLimitedLog(LOG)
@@ -45,7 +49,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SecurityError(ValueError):
-    """A bad allow-list entry or key file; the message names it (never a key)."""
+    """A bad allow-list entry or key file; the message names it (never a key). ``key`` is the
+    configuration key at fault, when known."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # -- allow-lists ------------------------------------------------------------------------
@@ -330,6 +339,30 @@ def release(domain: str | None) -> None:
         _handler.unregister(domain)
 
 
+class RequestSecurity(Protocol):
+    """The keys of a config section (server chain, mirror section) that protect its request socket."""
+
+    name: str
+    allowed_clients: tuple[str, ...] | None
+    server_secret_key_file: str | None
+    clients_public_keys_directory: str | None
+
+
+def policy_for(section: RequestSecurity, metrics: RoleMetrics | None = None) -> Policy:
+    """The request socket policy of ``section`` (inactive when it sets no security key); refused
+    peers are counted in ``metrics.refused`` by reason."""
+    def refused(address: str, reason: str) -> None:
+        if metrics is not None:
+            metrics.refused.inc(chain=section.name, reason="unknown key" if "key" in reason else "address")
+
+    networks = None
+    if section.allowed_clients is not None:
+        networks = tuple(ipaddress.ip_network(n) for n in section.allowed_clients)
+    keys = KeyDirectory(section.clients_public_keys_directory) if section.clients_public_keys_directory else None
+    return Policy(section.name, networks=networks, server_secret_key_file=section.server_secret_key_file,
+                  clients_keys=keys, on_refused=refused)
+
+
 @dataclass(frozen=True)
 class CurveClient:
     """Our CURVE key pair and the public key of the server (or publisher) we connect to.
@@ -354,6 +387,41 @@ class CurveClient:
         sock.curve_publickey = self.public
         sock.curve_secretkey = self.secret
         sock.curve_serverkey = self.server
+
+
+SECRET_KEY_FILE = "client_secret_key_file"
+"""The configuration key of our own CURVE key pair, in every role that connects out."""
+PUBLISHER_KEY_FILE = "publisher_public_key_file"
+"""The configuration key of the public key of the (``secure_zmq``) publishers subscribed to."""
+
+
+def load_curve_clients(secret_key_file: str | None, peers: Mapping[str, str | None]) -> dict[str, CurveClient]:
+    """Our key pair (``client_secret_key_file``) with each peer's public key file, by its config key
+    (``server_public_key_file``, ``publisher_public_key_file``): a :class:`CurveClient` for each peer
+    key given; ``{}`` when no key is set. Every file is read now, so a bad one fails at start.
+
+    :raises SecurityError: with ``key`` set: a peer key without our pair, our pair without any
+        peer key, or a file that cannot be used.
+    """
+    given = {key: path for key, path in peers.items() if path}
+    if not secret_key_file:
+        for key in given:
+            raise SecurityError(f"needs {SECRET_KEY_FILE} (this side's CURVE key pair)", key=key)
+        return {}
+    if not given:
+        raise SecurityError(f"needs {' or '.join(peers)} (the public key of the peer to connect to)",
+                            key=SECRET_KEY_FILE)
+    try:
+        public, secret = load_secret_key(secret_key_file)
+    except SecurityError as err:
+        raise SecurityError(str(err), key=SECRET_KEY_FILE) from None
+    clients = {}
+    for key, path in given.items():
+        try:
+            clients[key] = CurveClient(public, secret, load_public_key(path))
+        except SecurityError as err:
+            raise SecurityError(str(err), key=key) from None
+    return clients
 
 
 def curve_client(sock: zmq.Socket, secret_key_file: str | os.PathLike[str],

@@ -17,7 +17,13 @@ from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import Findings, Key, Schema, ini_defaults, ini_keys, mover_problem, pattern_problem
 from trollmoves_core.uri import parse_uri
-from trollmoves_roles.bus.security import CurveClient, SecurityError, load_public_key, load_secret_key
+from trollmoves_roles.bus.security import (
+    PUBLISHER_KEY_FILE,
+    SECRET_KEY_FILE,
+    CurveClient,
+    SecurityError,
+    load_curve_clients,
+)
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -199,31 +205,12 @@ def chain_from_section(section: Section) -> ClientChainConfig | None:
 def _curve(section: Section) -> dict[str, CurveClient | None]:
     """The chain's CURVE keys: ``client_secret_key_file`` with the request sockets' and/or the
     publishers' public key. Each file is read now, so a bad one fails at start naming its key."""
-    secret = _text(section, "client_secret_key_file")
-    servers = {"request_curve": _text(section, "server_public_key_file"),
-               "subscribe_curve": _text(section, "publisher_public_key_file")}
-    if secret is None:
-        for field_name, key in (("request_curve", "server_public_key_file"),
-                                ("subscribe_curve", "publisher_public_key_file")):
-            if servers[field_name] is not None:
-                raise section.error(key, "needs client_secret_key_file (this client's CURVE key pair)")
-        return {}
-    if all(value is None for value in servers.values()):
-        raise section.error("client_secret_key_file", "needs server_public_key_file (the servers' request "
-                                                      "sockets) or publisher_public_key_file (their publishers)")
+    fields = {"server_public_key_file": "request_curve", PUBLISHER_KEY_FILE: "subscribe_curve"}
     try:
-        public, secret_key = load_secret_key(secret)
+        clients = load_curve_clients(_text(section, SECRET_KEY_FILE), {key: _text(section, key) for key in fields})
     except SecurityError as err:
-        raise section.error("client_secret_key_file", str(err)) from None
-    keys: dict[str, CurveClient | None] = {}
-    for field_name, key in (("request_curve", "server_public_key_file"),
-                            ("subscribe_curve", "publisher_public_key_file")):
-        path = servers[field_name]
-        try:
-            keys[field_name] = None if path is None else CurveClient(public, secret_key, load_public_key(path))
-        except SecurityError as err:
-            raise section.error(key, str(err)) from None
-    return keys
+        raise section.error(err.key or SECRET_KEY_FILE, str(err)) from None
+    return {fields[key]: client for key, client in clients.items()}
 
 
 def _text(section: Section, key: str) -> str | None:

@@ -35,6 +35,13 @@ from trollmoves_core.plugins import PluginHost
 from trollmoves_core.schema import Findings, Key, Schema, mover_problem, pattern_problem, yaml_mapping
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import address_problem
+from trollmoves_roles.bus.security import (
+    PUBLISHER_KEY_FILE,
+    SECRET_KEY_FILE,
+    CurveClient,
+    SecurityError,
+    load_curve_clients,
+)
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
 from trollmoves_roles.runtime.yamlkeys import string_list
 
@@ -74,6 +81,8 @@ SUBSCRIBER = Schema("posttroll_subscriber", [
     Key("subscribe_addresses", list, doc="publishers to subscribe to (tcp://host:port)"),
     Key("nameserver", default="localhost", doc="nameserver(s) to ask for publishers; false: none"),
     Key("subscribe_services", list, doc='nameserver services to subscribe to ("" = all)'),
+    Key(SECRET_KEY_FILE, origin="ours", doc="this dispatcher's CURVE key pair"),
+    Key(PUBLISHER_KEY_FILE, origin="ours", doc="CURVE public key of the (secure_zmq) publishers"),
 ])
 """The keys of ``posttroll_subscriber``."""
 
@@ -138,6 +147,8 @@ class SubscriberSettings:
     addresses: tuple[str, ...] = ()
     nameservers: tuple[str, ...] = ("localhost",)
     services: tuple[str, ...] = ("",)
+    curve: CurveClient | None = None
+    """CURVE keys for the publishers (``client_secret_key_file`` + ``publisher_public_key_file``)."""
 
 
 @dataclass(frozen=True)
@@ -312,8 +323,12 @@ def _subscriber(file: str, raw: Any) -> SubscriberSettings:
     if not addresses and not nameservers:
         raise ConfigError("nameserver is false and no subscribe_addresses are given: nothing to listen to "
                           "(multicast discovery is not supported)", file=file, section=SUBSCRIBER_KEY)
+    try:
+        curve = load_curve_clients(raw.get(SECRET_KEY_FILE), {PUBLISHER_KEY_FILE: raw.get(PUBLISHER_KEY_FILE)})
+    except SecurityError as err:
+        raise ConfigError(str(err), file=file, section=SUBSCRIBER_KEY, key=err.key) from None
     return SubscriberSettings(addresses=tuple(addresses), nameservers=tuple(nameservers),
-                              services=tuple(services))
+                              services=tuple(services), curve=curve.get(PUBLISHER_KEY_FILE))
 
 
 def _string_list(value: Any, file: str, key: str) -> list[str]:

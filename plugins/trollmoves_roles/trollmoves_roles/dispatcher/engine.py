@@ -5,9 +5,10 @@ against every target's ``dispatch_configs``; each match becomes one transfer (th
 source and destination only once per message) run on a bounded pool. After a successful
 transfer the dispatcher publishes a ``file`` message on the target's ``publish_topic`` with
 the original metadata, ``uri`` set to the delivered path (or URL, with ``publish_uri: url``)
-and ``uid`` to the delivered name. A failed transfer is logged with its destination and
-cause after the mover's own retries (``retries``, ``retry_delay`` in
-``connection_parameters``).
+and ``uid`` to the delivered name, without the keys describing the source (``filesystem``,
+``path``, ``request_address``, ``destination``: :mod:`trollmoves_roles.protocol.copies`).
+A failed transfer is logged with its destination and cause after the mover's own retries
+(``retries``, ``retry_delay`` in ``connection_parameters``).
 
 With a journal (``--state-directory``), each message with transfers is recorded until every one
 of its transfers has run (delivered or failed); a restarted dispatcher runs the ones not done
@@ -41,10 +42,12 @@ from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.dispatcher.config import DispatcherConfig, DispatchItem, Target, load_config
 from trollmoves_roles.observe.metrics import RoleMetrics
-from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries, local_path
+from trollmoves_roles.protocol.copies import Copy, copy_data
+from trollmoves_roles.protocol.messages import FILE_TYPES, BadMessage, file_entries, local_path
 from trollmoves_roles.runtime.listening import ListeningService
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state import history
@@ -110,6 +113,9 @@ class Dispatcher(ListeningService):
         return load_config(self.config_path, self.host)
 
     def _apply(self, config: DispatcherConfig) -> None:
+        if config.subscriber.curve != self.config.subscriber.curve:
+            LOG.warning("%s: posttroll_subscriber CURVE keys changed; they take effect at the next restart",
+                        self.config_path)
         self.config = config
         self._missing_topic_warned.clear()
         LOG.info("Configuration %s reloaded: targets %s", self.config_path,
@@ -120,6 +126,9 @@ class Dispatcher(ListeningService):
 
     def _addresses(self) -> list[str]:
         return list(dict.fromkeys([*self.config.subscriber.addresses, *self.extra_addresses]))
+
+    def _curve(self) -> CurveClient | None:
+        return self.config.subscriber.curve
 
     def _lookup(self) -> NameserverLookup:
         nameservers = self.nameservers_override
@@ -264,10 +273,9 @@ class Dispatcher(ListeningService):
             LOG.error("Cannot announce %s: publish_topic of target %s: %s", delivered, target.name,
                       _describe_compose_error(err))
             return
-        data = {k: v for k, v in transfer.metadata.items() if k not in REMOVED_ON_PUBLISH}
         path = parse_uri(delivered).path
-        data["uri"] = path if target.publish_uri == "path" else delivered
-        data["uid"] = posixpath.basename(path)
+        copy = Copy(uri=path if target.publish_uri == "path" else delivered, uid=posixpath.basename(path))
+        data = copy_data(transfer.metadata, {str(transfer.metadata["uri"]): copy})
         try:
             self.publisher.send(Message(topic, "file", data))
         except Exception as err:  # a bad topic must not undo a delivery

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trollmoves_core.config import read_yaml
+from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import (
     Findings,
@@ -39,6 +39,13 @@ from trollmoves_core.schema import (
     yaml_mapping,
 )
 from trollmoves_roles.bus.posttroll import address_problem
+from trollmoves_roles.bus.security import (
+    PUBLISHER_KEY_FILE,
+    SECRET_KEY_FILE,
+    CurveClient,
+    SecurityError,
+    load_curve_clients,
+)
 from trollmoves_roles.runtime.yamlkeys import string_list
 
 if TYPE_CHECKING:
@@ -63,6 +70,10 @@ SCHEMA = Schema("downloader", [
     Key("subscribe_nameserver", default="localhost", origin="ours", doc="nameserver to ask for publishers"),
     Key("parallel_downloads", int, 4, origin="ours", doc="downloads running at once"),
     Key("connection_parameters", dict, origin="ours", doc="options of the movers other than S3"),
+    Key(SECRET_KEY_FILE, origin="ours", doc="this downloader's CURVE key pair"),
+    Key(PUBLISHER_KEY_FILE, origin="ours", doc="CURVE public key of the (secure_zmq) publishers"),
+    Key("unpack_members", bool, True, origin="ours",
+        doc="announced zip:// or tar:// archive members: unpack them (true) or deliver the archive (false)"),
 ])
 """Every key of a downloader config: upstream's and ours."""
 IGNORED_KEYS = {"logging": "not used here; configure logging with -l FILE or -c LOGCONFIG.yaml"}
@@ -85,6 +96,9 @@ class DownloaderConfig:
     publish_port: int = 0
     nameservers: tuple[str, ...] = ()
     parallel_downloads: int = 4
+    unpack_members: bool = True
+    subscribe_curve: CurveClient | None = None
+    """CURVE keys for the publishers (``client_secret_key_file`` + ``publisher_public_key_file``)."""
 
     def params_for(self, scheme: str) -> dict[str, Any]:
         """Connection parameters for the mover of ``scheme`` (``s3_kwargs`` win for S3)."""
@@ -141,6 +155,9 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
         nameservers=tuple(_strings(raw.get("nameservers"), error, "nameservers")) if raw.get("nameservers") else (),
         parallel_downloads=_integer(raw.get("parallel_downloads", SCHEMA.default("parallel_downloads")), error,
                                     "parallel_downloads", minimum=1),
+        subscribe_curve=_curve(raw, error),
+        unpack_members=_boolean(raw.get("unpack_members", SCHEMA.default("unpack_members")), error,
+                                "unpack_members"),
     )
 
 
@@ -174,6 +191,21 @@ def _mapping(value: Any, error: Any, key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise error(key, "expected a mapping")
     return dict(value)
+
+
+def _curve(raw: dict[str, Any], error: Any) -> CurveClient | None:
+    try:
+        clients = load_curve_clients(raw.get(SECRET_KEY_FILE), {PUBLISHER_KEY_FILE: raw.get(PUBLISHER_KEY_FILE)})
+    except SecurityError as err:
+        raise error(err.key, str(err)) from None
+    return clients.get(PUBLISHER_KEY_FILE)
+
+
+def _boolean(value: Any, error: Any, key: str) -> bool:
+    try:
+        return to_bool(value, key=key)
+    except ConfigError as err:
+        raise error(key, err.message) from None
 
 
 def _integer(value: Any, error: Any, key: str, minimum: int) -> int:

@@ -9,6 +9,10 @@ that described the remote copy (``filesystem``, ``path``) are dropped, and so ar
 ``request_address`` and ``destination``: a client would take the copy's announcement for a
 server's.
 
+Members of one archive object (``zip://m1.nc::s3://bucket/X.zip``, :mod:`.sources`) are fetched
+as that object, once per message; ``unpack_members`` unpacks the announced members, or keeps the
+archive and announces ``zip://m1.nc::<local archive>``.
+
 Upstream's rule for plain names is kept: with ``bucket`` set, a ``uri`` without a scheme
 means ``s3://<bucket>/<basename>``. With ``bucket`` set, objects of other buckets are skipped.
 
@@ -30,10 +34,14 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
@@ -42,24 +50,26 @@ from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import NameserverLookup
+from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import Publisher, Subscriber
 from trollmoves_roles.downloader.config import DownloaderConfig, load_config
+from trollmoves_roles.downloader.sources import Source, split_chained
 from trollmoves_roles.observe.metrics import RoleMetrics
-from trollmoves_roles.protocol.messages import FILE_TYPES, REMOVED_ON_PUBLISH, BadMessage, file_entries
+from trollmoves_roles.protocol.copies import Copy, copy_data
+from trollmoves_roles.protocol.messages import FILE_TYPES, BadMessage, file_entries
 from trollmoves_roles.runtime.listening import ListeningService
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state import history
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
+from trollmoves_roles.transfers.unpack import UnpackError, unpack
 
 LOG = logging.getLogger(__name__)
 
-REMOTE_ONLY_KEYS = ("filesystem", "path", *REMOVED_ON_PUBLISH)
-"""Keys that describe the remote copy (pytroll-watchers' ``filesystem`` and ``path``), wrong for
-the local one, and the keys no copy's announcement may carry (``request_address``...)."""
 RESTART_KEYS = {"publish_port": "publish_port", "nameservers": "nameservers",
-                "parallel_downloads": "parallel_downloads"}
+                "parallel_downloads": "parallel_downloads",
+                "subscribe_curve": "client_secret_key_file/publisher_public_key_file"}
 """Settings a reload cannot change (config key by attribute)."""
 ANNOUNCED = "\0announced"
 """The journal part done when the local copies were announced (the message is finished)."""
@@ -141,6 +151,9 @@ class Downloader(ListeningService):
     def _lookup(self) -> NameserverLookup:
         return NameserverLookup(self.nameservers, self.config.services)
 
+    def _curve(self) -> CurveClient | None:
+        return self.config.subscribe_curve
+
     def _topics(self) -> list[str]:
         return list(self.config.subscribe_topics)
 
@@ -165,9 +178,9 @@ class Downloader(ListeningService):
             self.handled += 1
         return queued
 
-    def _submit(self, message: Message, sources: list[tuple[str, str]], halt: threading.Event | None,
+    def _submit(self, message: Message, sources: list[Source], halt: threading.Event | None,
                 done: dict[str, Any] | None = None) -> bool:
-        key = self.pending.add(message, [*(announced for announced, _ in sources), ANNOUNCED], done)
+        key = self.pending.add(message, [*(s.announced for s in sources), ANNOUNCED], done)
         if not self.pool.submit(lambda: self.fetch(message, sources, key=key, done=done), halt):
             return False
         self.metrics.requested.inc(len(sources))
@@ -184,15 +197,19 @@ class Downloader(ListeningService):
             self.pending.finish(item.key)
             return False
         LOG.info("Resuming a message on %s (%d of %d file(s) already here)", item.message.subject,
-                 sum(1 for a, _ in sources if _still_here(item.done.get(a))), len(sources))
+                 sum(1 for s in sources if _still_here(item.done.get(s.announced))), len(sources))
         return self._submit(item.message, sources, halt, item.done)
 
-    def plan(self, message: Message) -> list[tuple[str, str]]:
-        """``(announced uri, uri to fetch)`` for each file of ``message`` this downloader wants."""
+    def plan(self, message: Message) -> list[Source]:
+        """What to fetch for each file of ``message`` this downloader wants.
+
+        :raises BadMessage: naming a ``uri`` that cannot be fetched, and why.
+        """
         sources = []
         for entry in file_entries(message.type, message.data):
             announced = str(entry["uri"])
-            source = self.source_uri(announced)
+            url, kind, member = split_chained(announced)
+            source = self.source_uri(url)
             if source is None:
                 LOG.info("Skipping %s: not in bucket %s", redact(announced), self.config.bucket)
                 continue
@@ -200,7 +217,7 @@ class Downloader(ListeningService):
                 self.host.mover_class(source)
             except UnknownPluginError as err:  # a bad message, not a failed download
                 raise BadMessage(f"cannot fetch {redact(source)}: {err}") from None
-            sources.append((announced, source))
+            sources.append(Source(announced, source, member, kind))
         return sources
 
     def source_uri(self, uri: str) -> str | None:
@@ -209,67 +226,89 @@ class Downloader(ListeningService):
         try:
             location = parse_uri(uri)
         except ValueError as err:
-            raise BadMessage(str(err)) from None
+            raise BadMessage(f"cannot fetch it: {err}") from None
         if bucket and "://" not in uri:
             return f"s3://{bucket}/{posixpath.basename(location.path)}"
         if bucket and location.scheme == "s3" and location.host != bucket:
             return None
         return uri
 
-    def fetch(self, message: Message, sources: list[tuple[str, str]], *, key: str | None = None,
+    def fetch(self, message: Message, sources: list[Source], *, key: str | None = None,
               done: dict[str, Any] | None = None) -> bool:
-        """Download every file of ``message``, then announce them. Returns whether all arrived.
+        """Download every object of ``message`` (once, however many of its members are announced),
+        then announce the copies. Returns whether all arrived.
 
         ``key`` and ``done`` come from the journal: files fetched by an earlier run that are still
         here are not fetched again.
         """
         key = key if key is not None else PendingMessages.key_of(message.encode())
-        config = self.config
         local: dict[str, str] = {}  # announced URI -> local path (str: no pathlib per file)
-        destination = str(config.download_destination).rstrip("/") + "/"
         uids = _uids(message)
-        for announced, source in sources:
-            earlier = (done or {}).get(announced)
-            if _still_here(earlier):
-                local[announced] = earlier
+        for (url, kind), group in _by_object(sources).items():
+            earlier = {s.announced: (done or {}).get(s.announced) for s in group}
+            if all(_still_here(path) for path in earlier.values()):
+                local.update({announced: str(path) for announced, path in earlier.items()})
                 continue
-            scheme = parse_uri(source).scheme
             started = time.monotonic()
             try:
-                mover = self.movers.get(source, config.params_for(scheme))
-                local[announced] = mover.get(source, destination)
-            except TransferError as err:
+                paths, fetched = self._fetch_object(url, kind, group)
+            except (TransferError, UnpackError) as err:
                 self._count(failed=True)
                 LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
-                _record("download failed", uids.get(announced), source, started, detail=str(err))
+                _record("download failed", uids.get(group[0].announced), url, started, detail=str(err))
                 self.pending.finish(key)
                 return False
             except Exception as err:  # a mover bug: report it the same way, keep serving
                 self._count(failed=True)
-                LOG.error("Download of %s failed, message on %s skipped: %s: %s", redact(source), message.subject,
+                LOG.error("Download of %s failed, message on %s skipped: %s: %s", redact(url), message.subject,
                           type(err).__name__, err)
-                _record("download failed", uids.get(announced), source, started, detail=f"{type(err).__name__}: {err}")
+                _record("download failed", uids.get(group[0].announced), url, started,
+                        detail=f"{type(err).__name__}: {err}")
                 self.pending.finish(key)
                 return False
             seconds = time.monotonic() - started
-            size = file_size(local[announced])
+            size = file_size(fetched)
             self._count(failed=False, size=size, seconds=seconds)
-            self.pending.done(key, announced, local[announced])
-            _record("downloaded", uids.get(announced), source, started, path=local[announced], size=size)
-            log_transfer(LOG, uid=uids.get(announced) or os.path.basename(local[announced]), source=redact(source),
-                         destination=local[announced], nbytes=size, seconds=seconds)
-        self._announce(message, local)
+            for announced, path in paths.items():
+                local[announced] = path
+                self.pending.done(key, announced, path)
+                _record("downloaded", uids.get(announced), url, started, path=path, size=file_size(path))
+            shown = ", ".join(dict.fromkeys(paths.values()))
+            log_transfer(LOG, uid=uids.get(group[0].announced) or posixpath.basename(urlsplit(url).path),
+                         source=redact(url), destination=shown, nbytes=size, seconds=seconds)
+        self._announce(message, sources, local)
         self.pending.done(key, ANNOUNCED)
         return True
 
-    def _announce(self, message: Message, local: dict[str, str]) -> None:
+    def _fetch_object(self, url: str, kind: str | None, group: list[Source]) -> tuple[dict[str, str], str]:
+        """Fetch one object for the sources of ``group``: ``(announced uri -> local path, fetched file)``.
+
+        Archive members are unpacked into ``download_destination`` (only the announced ones), unless
+        ``unpack_members`` is off: then the archive itself is the local copy of each.
+        """
+        config = self.config
+        destination = str(config.download_destination).rstrip("/") + "/"
+        mover = self.movers.get(url, config.params_for(parse_uri(url).scheme))
+        if kind is None or not config.unpack_members:
+            path = mover.get(url, destination)
+            return {s.announced: path for s in group}, path
+        staging = tempfile.mkdtemp(prefix=".trollmoves_", dir=destination)
+        try:
+            archive = mover.get(url, staging + "/")
+            unpack(Path(archive), kind, Path(destination), members=sorted({str(s.member) for s in group}))
+            return {s.announced: destination + str(s.member) for s in group}, archive
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _announce(self, message: Message, sources: list[Source], local: dict[str, str]) -> None:
         if self.publisher is None:
             return
-        data = _rewrite(message.data, local)
+        copies = {s.announced: _copy(s, local[s.announced], self.config.unpack_members) for s in sources}
+        data = copy_data(message.data, copies)
         try:
             self.publisher.send(Message(self.config.publish_topic, message.type, data))
         except Exception as err:  # the files are here; a publishing problem must not hide that
-            LOG.error("Cannot announce %s: %s", ", ".join(local.values()), err)
+            LOG.error("Cannot announce %s: %s", ", ".join(dict.fromkeys(local.values())), err)
             return
         self.metrics.announced.inc(len(local))
 
@@ -299,18 +338,20 @@ def _still_here(path: object) -> bool:
     return isinstance(path, str) and bool(path) and os.path.isfile(path)
 
 
-def _rewrite(data: Any, local: dict[str, str]) -> Any:
-    """Copy ``data`` with each downloaded ``uri`` (at any depth) pointing at its local copy."""
-    if isinstance(data, list):
-        return [_rewrite(item, local) for item in data]
-    if not isinstance(data, dict):
-        return data
-    result = {k: _rewrite(v, local) for k, v in data.items() if k not in REMOTE_ONLY_KEYS}
-    uri = data.get("uri")
-    if isinstance(uri, str) and uri in local:
-        result["uri"] = local[uri]
-        result["uid"] = os.path.basename(local[uri])
-    return result
+def _by_object(sources: list[Source]) -> dict[tuple[str, str | None], list[Source]]:
+    """The sources grouped by the object to fetch (and how it is read), in message order."""
+    groups: dict[tuple[str, str | None], list[Source]] = {}
+    for source in sources:
+        groups.setdefault((source.url, source.kind), []).append(source)
+    return groups
+
+
+def _copy(source: Source, path: str, unpacked: bool) -> Copy:
+    """How the result message names the local copy of ``source``: the local file, or the member
+    in the local archive (``zip://m1.nc::/data/in/X.zip``) when members are not unpacked."""
+    if source.member is None or unpacked:
+        return Copy(uri=path, uid=os.path.basename(path))
+    return Copy(uri=f"{source.kind}://{source.member}::{path}", uid=source.member_name)
 
 
 def _record(event: str, uid: str | None, source: str, started: float, **fields: object) -> None:

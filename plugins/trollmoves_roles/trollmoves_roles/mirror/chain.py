@@ -5,7 +5,9 @@ the mirror's publisher under the section's ``topic`` with the mirror's own
 ``request_address`` (after ``delay`` seconds when set), and serves external requests on its
 ``request_port``. The data of a re-announcement is the internal announcement's, with the
 ``info`` keys added where missing and ``request_address`` replaced. The same file announced by
-several internal servers is re-announced once; those servers become fallback sources.
+several internal servers is re-announced once; those servers become fallback sources. With
+``compression``, each new file is fetched and unpacked first, and the unpacked file(s) are
+announced instead (:mod:`trollmoves_roles.mirror.unpacking`).
 
 All state (registry, fetches, request socket, subscriptions, requester) lives in the loop
 thread; other threads talk to it through :meth:`EventLoop.call_soon_threadsafe`.
@@ -14,8 +16,11 @@ thread; other threads talk to it through :meth:`EventLoop.call_soon_threadsafe`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from posttroll.message import Message
 
@@ -25,7 +30,8 @@ from trollmoves_roles.bus.transport import MessageTransport, Publisher
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry, ReannouncedFiles, uri_path
 from trollmoves_roles.mirror.requests import RequestSocket
-from trollmoves_roles.mirror.staging import Stager
+from trollmoves_roles.mirror.staging import Fetch, Stager
+from trollmoves_roles.mirror.unpacking import unpack_staged, unpacked_announcement
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with, transfer_key, uids_of
@@ -52,7 +58,8 @@ class MirrorChain:
         self.request_address = f"{config.request_address or own_ip()}:{config.request_port}"
         self.loop = EventLoop(f"mirror {config.name}")
         self.registry = ReannouncedFiles()
-        self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight)
+        self.requester = transport.requester(self.loop, max_in_flight=config.client.max_requests_in_flight,
+                                             security=config.client.request_curve)
         self.stager = Stager(config, self.loop, self.requester)
         self.requests = RequestSocket(config, self.loop, bind=bind, registry=self.registry, stager=self.stager,
                                       transfers=transfers, on_reply=self._after_reply, transport=transport,
@@ -64,6 +71,7 @@ class MirrorChain:
         self._draining = False
         self._drain_deadline = 0.0
         self._closed = False
+        self._unpacker: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -102,7 +110,7 @@ class MirrorChain:
                 self._listeners.append(ProviderListener(
                     self.loop, provider.address, self.config.topics_for(provider), self._on_message,
                     transport=self.transport, alarm_scale=self.config.client.heartbeat_alarm_scale, chain=self.name,
-                    metrics=self.metrics))
+                    metrics=self.metrics, curve=self.config.client.subscribe_curve))
             LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
                      self.config.topic, self.request_address)
         finally:
@@ -123,6 +131,8 @@ class MirrorChain:
         self._listeners.clear()
         self.requester.close()
         self.requests.close()
+        if self._unpacker is not None:
+            self._unpacker.shutdown(wait=True)
         self.stager.close()
 
     # -- stopping (loop thread) --------------------------------------------------------
@@ -176,14 +186,53 @@ class MirrorChain:
             if entry.add_source(message):
                 LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
             return
-        self.registry.add(Entry(key, uids, self.config.topic, [message]))
-        announcement = Message(self.config.topic, message.type,
+        entry = Entry(key, uids, self.config.topic, [message], announced=not self.config.compression)
+        self.registry.add(entry)
+        if self.config.compression:
+            self.stager.acquire(entry, lambda fetch, error: self._fetched_to_unpack(entry, fetch, error))
+            return
+        self._reannounce(message.type, data)
+
+    def _reannounce(self, atype: str, data: dict[str, Any]) -> None:
+        announcement = Message(self.config.topic, atype,
                                {**self.config.info, **data, "request_address": self.request_address},
                                version=MESSAGE_VERSION)
         if self.config.delay > 0:
             self.loop.call_later(self.config.delay, self._announce, announcement)
         else:
             self._announce(announcement)
+
+    # -- compression (loop thread, unpacking in a worker) ---------------------------------
+
+    def _fetched_to_unpack(self, entry: Entry, fetch: Fetch | None, error: str | None) -> None:
+        if fetch is None:
+            LOG.error("[%s] Not announcing %s: %s", self.name, entry.uids[0], error)
+            return
+        kind, program = self.config.compression, self.config.prog
+        assert kind is not None
+        base = os.path.dirname(fetch.directory)
+        if self._unpacker is None:
+            self._unpacker = ThreadPoolExecutor(1, thread_name_prefix=f"mirror-unpack-{self.name}")
+        future = self._unpacker.submit(unpack_staged, list(fetch.files.values()), kind, program, base)
+        future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._unpacked, entry, fetch, f))
+
+    def _unpacked(self, entry: Entry, fetch: Fetch, future: Future[tuple[str, list[str]]]) -> None:
+        self.stager.release(fetch)  # acks the internal servers: the file is here
+        self.stager.drop(fetch)
+        error = future.exception()
+        if error is not None:
+            LOG.error("[%s] Not announcing %s: %s", self.name, entry.uids[0], error)
+            return
+        directory, files = future.result()
+        atype, data = unpacked_announcement(entry.sources[0].data, files)
+        uids = uids_of(data)
+        unpacked = Entry(transfer_key(uids), uids, self.config.topic, entry.sources, unpacked=True)
+        self.registry.add(unpacked)
+        self.stager.adopt(unpacked, directory, {uid: path for uid, path in zip(uids, files, strict=True)},
+                          fetch.source)
+        LOG.info("[%s] Unpacked %s (%s) to %s", self.name, entry.uids[0], self.config.compression,
+                 ", ".join(uids[:3]) + (", ..." if len(uids) > 3 else ""))
+        self._reannounce(atype, data)
 
     def _announce(self, announcement: Message) -> None:
         try:

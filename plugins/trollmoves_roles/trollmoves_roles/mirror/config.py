@@ -30,7 +30,13 @@ from trollmoves_roles.client.config import ClientChainConfig, Provider, chain_fr
 from trollmoves_roles.protocol.messages import is_local_host
 from trollmoves_roles.server import config as server_config
 from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
-from trollmoves_roles.server.config import connection_parameters, parse_info, port_taken
+from trollmoves_roles.server.config import (
+    compression_of,
+    connection_parameters,
+    parse_info,
+    port_taken,
+    request_security,
+)
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -39,7 +45,7 @@ LOG = logging.getLogger(__name__)
 
 IGNORED_KEYS = frozenset({
     "publish_port", "publisher_port", "nameservers",  # the mirror publishes on -p only
-    "compression", "prog", "xritdecompressor", "block_size",  # files are served as fetched
+    "xritdecompressor", "block_size",  # the client part's unpacking: compression is the server part's
     "delete",  # staged copies are always removed
     "listen", "topics", "services", "addr_listener", "addresses", "timeout", "translate", "nameserver", "unpack",
     "watchdog_timeout", "processing_delay", "backup_targets", "create_target_directory", "bind_address",
@@ -47,14 +53,17 @@ IGNORED_KEYS = frozenset({
 })
 """Keys upstream's server or client reads that have no effect on a mirror (accepted, logged)."""
 
+REQUEST_SOCKET_KEYS = frozenset({"request_bind", "allowed_clients", "server_secret_key_file",
+                                 "clients_public_keys_directory"})
+"""The server part's keys of ours that the mirror's request sockets use, as a server's do."""
+
 SCHEMA = Schema("mirror", [
     Key("client_topic", doc="topic subscribed to on the providers (default: topic)"),
     Key("delay", float, 0.0, doc="seconds to hold each re-announcement"),
     Key("destination", doc="where internal servers put fetched files, on this host (default: a temporary "
                            "directory under working_directory)"),
     Key("working_directory", doc="parent of the default staging directory"),
-    # the server's request-socket security (allowed_clients, CURVE) is not the mirror's: unknown here
-]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - {"request_bind"},
+]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - REQUEST_SOCKET_KEYS,
                            unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
 """Every key of a mirror section: the client part's, the server part's and the mirror's own."""
 
@@ -87,6 +96,15 @@ class MirrorConfig:
     working_directory: str = field(default_factory=tempfile.gettempdir)
     connection_params: dict[str, Any] = field(default_factory=dict)
     """Connection parameters of the movers delivering to external clients."""
+    allowed_clients: tuple[str, ...] | None = None
+    """Networks whose external clients may use the request socket; None: anyone."""
+    server_secret_key_file: str | None = None
+    """With ``clients_public_keys_directory``: the request socket is a CURVE server, as a server's."""
+    clients_public_keys_directory: str | None = None
+    compression: str | None = None
+    """Unpack each new file (as a server does) before re-announcing the unpacked file(s)."""
+    prog: str | None = None
+    """The xRITDecompress executable, for ``compression = xrit``."""
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -166,10 +184,7 @@ def parse_section(section: Section) -> MirrorConfig:
             FilePattern(origin).glob()
         except Exception as err:  # trollsift reports bad patterns with assorted exception types
             raise section.error("origin", f"invalid trollsift pattern: {err}") from None
-    compression = (section.get_str("compression") or "").strip().lower()
-    if compression not in ("", "false", "no", "0", "none"):
-        LOG.warning("%s: [%s] compression: not applied by the mirror; files are served as the internal server "
-                    "sends them", section.file, section.name)
+    compression, prog = compression_of(section)
     return MirrorConfig(
         name=section.name, client=client, topic=topic, request_port=request_port,
         request_address=(section.get_str("request_address") or "").strip() or None,
@@ -179,6 +194,8 @@ def parse_section(section: Section) -> MirrorConfig:
         delay=_non_negative(section, "delay"), remove_delay=_non_negative(section, "remove_delay"),
         destination=destination, working_directory=working_directory,
         connection_params=connection_parameters(section),
+        compression=compression, prog=prog,
+        **request_security(section),
     )
 
 

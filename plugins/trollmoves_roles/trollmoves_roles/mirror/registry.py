@@ -32,6 +32,10 @@ class Entry:
     sources: list[Message] = field(default_factory=list)
     """The internal servers' announcements, first received first."""
     time: float = field(default_factory=time.time)
+    announced: bool = True
+    """False for a file fetched to be unpacked (``compression``): only its unpacked files are offered."""
+    unpacked: bool = False
+    """True for the files unpacked from a fetched file: they exist only here, no internal server has them."""
 
     def add_source(self, message: Message) -> bool:
         """Remember one more internal server announcing it; False when that server is known."""
@@ -68,6 +72,8 @@ class ReannouncedFiles:
         """``info`` entries (``<topic>/<uid>``) starting with ``prefix``, newest first, at most ``limit``."""
         found: list[str] = []
         for entry in reversed(self._entries.values()):
+            if not entry.announced:
+                continue
             for uid in entry.uids:
                 if limit is not None and len(found) >= limit:
                     return found

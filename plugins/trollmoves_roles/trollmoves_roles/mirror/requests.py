@@ -30,6 +30,7 @@ from posttroll.message import Message
 
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.uri import redact
+from trollmoves_roles.bus import security
 from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.mirror.config import MirrorConfig
@@ -69,6 +70,7 @@ class RequestSocket:
         self.pending = 0
         """Push requests not answered yet."""
         self._inbox = transport.request_inbox(f"tcp://{config.request_bind or bind}:{config.request_port}",
+                                              security=security.policy_for(config, self._metrics),
                                               bind_retry=bind_retry, section=config.name)
         self.address = self._inbox.address
         self._reading = False
@@ -145,7 +147,7 @@ class RequestSocket:
         uids = uids_of(request.data)
         self._metrics.requested.inc(len(items), chain=self.name)
         entry = self._registry.get(transfer_key(uids))
-        if entry is None:
+        if entry is None or not entry.announced:
             self._metrics.refused.inc(chain=self.name, reason="access")
             LOG.warning("[%s] push refused for %s: %s was not announced by this mirror", self.name, request.sender,
                         uids[0])
@@ -165,7 +167,10 @@ class RequestSocket:
         jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path")) for item in push.items]
         push.sizes = [file_size(job.path) for job in jobs]
         address = str(fetch.source.data.get("request_address")) if fetch.source is not None else "?"
-        push.sources = {uid: delivery.source_of(address, path) for uid, path in fetch.entry.source_paths().items()}
+        if fetch.entry.unpacked:  # unpacked here: the internal server never had these files
+            push.sources = dict(fetch.files)
+        else:
+            push.sources = {uid: delivery.source_of(address, path) for uid, path in fetch.entry.source_paths().items()}
         push.started = time.monotonic()
         try:
             future = self._transfers.push(jobs, push.destination, self.config.connection_params,

@@ -98,6 +98,10 @@ class Stager:
         Every successful callback must be balanced by one :meth:`release`.
         """
         fetch = self._fetches.get(entry.key)
+        if entry.unpacked and (fetch is None or not fetch.staged()):
+            callback(None, f"{entry.uids[0]} was unpacked by this mirror and removed since (remove_delay "
+                           f"{self.config.remove_delay:g} s)")
+            return
         if fetch is not None and fetch.ready and not fetch.staged():
             LOG.warning("[%s] Staged copy of %s disappeared; fetching it again", self.name, entry.uids[0])
             self._discard(fetch)
@@ -133,6 +137,18 @@ class Stager:
         if fetch.expiry is not None:
             fetch.expiry.cancel()
         fetch.expiry = self._loop.call_later(self.config.remove_delay, self._expire, fetch)
+
+    def adopt(self, entry: Entry, directory: str, files: dict[str, str], source: Message | None) -> Fetch:
+        """Offer ``files`` (uid → path, in ``directory``: unpacked here, so already acked) as the
+        staged copy of ``entry``; removed ``remove_delay`` seconds after their last use, or after now."""
+        fetch = Fetch(entry, directory, "", files, ready=True, source=source, acked=True)
+        self._fetches[entry.key] = fetch
+        fetch.expiry = self._loop.call_later(self.config.remove_delay, self._expire, fetch)
+        return fetch
+
+    def drop(self, fetch: Fetch) -> None:
+        """Forget ``fetch`` now; its directory goes once no delivery uses it."""
+        self._discard(fetch)
 
     def in_progress(self) -> int:
         """Fetches still waiting for an internal server."""

@@ -21,6 +21,7 @@ from posttroll.message import Message
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.bus.posttroll import HEARTBEAT_TOPIC, NameserverLookup
+from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import MessageTransport, Subscriber
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.runtime.configwatch import ConfigFileMonitor
@@ -102,6 +103,11 @@ class ListeningService(ABC):
     def _apply(self, config: Any) -> None:
         """Use ``config`` from now on (and log it)."""
 
+    def _curve(self) -> CurveClient | None:
+        """The CURVE keys of the subscription (``client_secret_key_file`` with
+        ``publisher_public_key_file``), None for none. Read at start: a change needs a restart."""
+        return None
+
     def _describe(self, subscription: Subscriber, lookup: NameserverLookup) -> None:
         """Log what the service listens to, at start."""
         LOG.info("Listening to %s on %s (nameservers: %s)", ", ".join(self._topics()),
@@ -111,7 +117,8 @@ class ListeningService(ABC):
 
     def serve(self, halt: threading.Event) -> None:
         """Receive and handle messages until ``halt`` is set; then finish running transfers."""
-        subscription = self.transport.subscriber(self._addresses(), [*self._topics(), HEARTBEAT_TOPIC])
+        subscription = self.transport.subscriber(self._addresses(), [*self._topics(), HEARTBEAT_TOPIC],
+                                                 security=self._curve())
         lookup = self._lookup().start()
         self._describe(subscription, lookup)
         try:

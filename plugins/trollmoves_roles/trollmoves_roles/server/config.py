@@ -168,7 +168,7 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
     request_port = section.get_int("request_port")
     if request_port is not None and not 0 < request_port < 65536:
         raise section.error("request_port", f"expected a port number 1-65535, got {request_port}")
-    compression = _choice(section, "compression", COMPRESSIONS)
+    compression, prog = compression_of(section)
     unpack = section.get_str("unpack") or None
     if unpack is not None:
         unpack = unpack.strip().lower()
@@ -177,9 +177,6 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         if request_port is not None:
             LOG.warning("%s: [%s] unpack: only used without request_port (standalone mode)", section.file,
                         section.name)
-    prog = section.get_str("prog") or None
-    if compression == "xrit" and not prog:
-        raise section.error("prog", "compression = xrit needs prog, the path of the xRITDecompress executable")
     working_directory = section.get_str("working_directory") or tempfile.gettempdir()
     if compression and not os.path.isdir(working_directory):
         raise section.error("working_directory", f"no such directory: {working_directory}")
@@ -202,7 +199,7 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
         allowed_destinations=_allowed_destinations(section),
-        **_security(section),
+        **request_security(section),
     )
 
 
@@ -220,7 +217,7 @@ def _allowed_destinations(section: Section) -> tuple[str, ...] | None:
     return patterns
 
 
-def _security(section: Section) -> dict[str, Any]:
+def request_security(section: Section) -> dict[str, Any]:
     """The request socket's allow-list and CURVE keys, checked now so a bad one fails at start."""
     from trollmoves_roles.bus.security import KeyDirectory, SecurityError, load_secret_key, parse_allowed_clients
 
@@ -301,6 +298,15 @@ def _bool_or_str(value: str) -> Any:
     if lowered in ("false", "0"):
         return False
     return value
+
+
+def compression_of(section: Section) -> tuple[str | None, str | None]:
+    """``compression`` (the unpacker's kind, None for none) and ``prog`` (needed by ``xrit``)."""
+    compression = _choice(section, "compression", COMPRESSIONS)
+    prog = section.get_str("prog") or None
+    if compression == "xrit" and not prog:
+        raise section.error("prog", "compression = xrit needs prog, the path of the xRITDecompress executable")
+    return compression, prog
 
 
 def _choice(section: Section, key: str, choices: dict[str, str]) -> str | None:

@@ -66,7 +66,7 @@ class RequestServer:
             DestinationRules.parse(chain.allowed_destinations)
         self._started = time.monotonic()
         self._inbox = transport.request_inbox(f"tcp://{chain.request_bind or bind}:{chain.request_port}",
-                                              security=policy_for(chain, self._metrics), bind_retry=bind_retry,
+                                              security=security.policy_for(chain, self._metrics), bind_retry=bind_retry,
                                               section=chain.name)
         self.address = self._inbox.address
         self._replies: collections.deque[tuple[object, Message]] = collections.deque()
@@ -259,22 +259,6 @@ class RequestServer:
             LOG.debug("[%s] ack for %s: not deleting: %s", self.chain.name, uri, err)
             return
         self._deleter.schedule(path, self.chain.remove_delay)
-
-
-def policy_for(chain: ServerChainConfig, metrics: RoleMetrics | None = None) -> security.Policy:
-    """The chain's request socket policy (inactive when it sets no security key)."""
-    def refused(address: str, reason: str) -> None:
-        if metrics is not None:
-            metrics.refused.inc(chain=chain.name, reason="unknown key" if "key" in reason else "address")
-
-    networks = None
-    if chain.allowed_clients is not None:
-        import ipaddress
-        networks = tuple(ipaddress.ip_network(n) for n in chain.allowed_clients)
-    keys = security.KeyDirectory(chain.clients_public_keys_directory) if chain.clients_public_keys_directory \
-        else None
-    return security.Policy(chain.name, networks=networks, server_secret_key_file=chain.server_secret_key_file,
-                           clients_keys=keys, on_refused=refused)
 
 
 def _destination_problem(destination: str) -> str | None:

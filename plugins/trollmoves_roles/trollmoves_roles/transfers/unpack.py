@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -51,11 +51,12 @@ def is_packed(name: str, kind: str) -> bool:
 
 
 def unpack(path: Path, kind: str, directory: Path, *, program: str | None = None, block_size: int = BLOCK_SIZE,
-           delete: bool = False) -> list[Path]:
+           delete: bool = False, members: Collection[str] | None = None) -> list[Path]:
     """Unpack ``path`` with ``kind`` into ``directory``; return the files written, sorted.
 
     ``program`` is the xRITDecompress executable (``xrit``), ``block_size`` the read size of
-    bz2/gzip (at least 64 KiB). With ``delete``, ``path`` is removed once unpacked (a failure to
+    bz2/gzip (at least 64 KiB). ``members`` (tar, zip) extracts only these members, each of which
+    must be in the archive. With ``delete``, ``path`` is removed once unpacked (a failure to
     remove it is only logged). Raises :class:`UnpackError`, also when nothing was extracted.
     """
     extract = _EXTRACTORS.get(KINDS.get(kind, ""))
@@ -66,7 +67,7 @@ def unpack(path: Path, kind: str, directory: Path, *, program: str | None = None
     except OSError as err:
         raise UnpackError(f"cannot unpack {path} into {directory}: {err}") from err
     try:
-        extract(path, staging, program=program, block_size=max(block_size, MIN_BLOCK_SIZE))
+        extract(path, staging, program=program, block_size=max(block_size, MIN_BLOCK_SIZE), members=members)
         outputs = _move_into_place(staging, directory)
     except UnpackError:
         raise
@@ -112,20 +113,34 @@ def _stream(kind: str, opener: Callable[..., IO[bytes]]) -> Callable[..., None]:
     return extract
 
 
-def _tar(path: Path, staging: Path, **_: object) -> None:
+def _selected(names: list[str], wanted: Collection[str] | None, archive: Path) -> set[str]:
+    """The member names to extract: all, or ``wanted`` (each must be there)."""
+    if wanted is None:
+        return set(names)
+    missing = sorted(set(wanted) - set(names))
+    if missing:
+        raise UnpackError(f"cannot unpack {archive}: no member {missing[0]!r} in it")
+    return set(wanted)
+
+
+def _tar(path: Path, staging: Path, *, members: Collection[str] | None = None, **_: object) -> None:
     with tarfile.open(path) as archive:
-        members = [member for member in archive.getmembers() if member.isfile()]
-        for member in members:
+        files = [member for member in archive.getmembers() if member.isfile()]
+        chosen = _selected([member.name for member in files], members, path)
+        extracted = [member for member in files if member.name in chosen]
+        for member in extracted:
             _check_member(member.name, path)
-        archive.extractall(staging, members=members, filter="data")
+        archive.extractall(staging, members=extracted, filter="data")
 
 
-def _zip(path: Path, staging: Path, **_: object) -> None:
+def _zip(path: Path, staging: Path, *, members: Collection[str] | None = None, **_: object) -> None:
     with zipfile.ZipFile(path) as archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
-        for info in members:
+        files = [info for info in archive.infolist() if not info.is_dir()]
+        chosen = _selected([info.filename for info in files], members, path)
+        extracted = [info for info in files if info.filename in chosen]
+        for info in extracted:
             _check_member(info.filename, path)
-        for info in members:
+        for info in extracted:
             archive.extract(info, staging)
 
 
