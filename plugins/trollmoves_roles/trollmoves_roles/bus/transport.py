@@ -113,6 +113,11 @@ class RequestInbox(Protocol):
 class MessageTransport(Transport, ABC):
     """One way for roles to reach each other; ``SCHEMES`` name the bus addresses it serves."""
 
+    @classmethod
+    def for_bus(cls, address: str | None) -> MessageTransport:
+        """The transport for the bus at ``address`` (a broker's transport keeps it; ZeroMQ needs none)."""
+        return cls()
+
     @abstractmethod
     def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,
                   aliases: Iterable[str] = ()) -> Publisher:
