@@ -108,18 +108,19 @@ class Publishers:
 class ClientProcess:
     """Run the chains of ``config_file`` until :meth:`stop` (or SIGTERM/SIGINT).
 
-    ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``.
+    ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``; ``bus`` names the broker
+    (None: ZeroMQ sockets).
     """
 
     def __init__(self, config_file: str | os.PathLike[str], *, host: PluginHost, metrics_port: int | None = None,
-                 metrics_bind: str = "127.0.0.1") -> None:
+                 metrics_bind: str = "127.0.0.1", bus: str | None = None) -> None:
         self.config_file = os.fspath(config_file)
         self.configs = load_client_config(self.config_file)
         self.metrics = RoleMetrics("client")
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, ClientChain] = {}
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, bus)
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()

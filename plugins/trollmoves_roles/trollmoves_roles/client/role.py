@@ -19,12 +19,14 @@ class ClientRole(ConfiguredRole):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         from trollmoves_roles.observe.metrics import add_metrics_arguments
+        from trollmoves_roles.runtime.process import add_bus_argument
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
         add_metrics_arguments(parser)
+        add_bus_argument(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.client.process import ClientProcess  # zmq and friends load only when run
         return ClientProcess(args.config_file, host=host, metrics_port=args.metrics_port,
-                             metrics_bind=args.metrics_bind).run()
+                             metrics_bind=args.metrics_bind, bus=args.bus).run()

@@ -114,7 +114,8 @@ class ServerChain:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
                                           directories=lambda: self.source.directories,
                                           transfers=server.transfers, deleter=server.deleter,
-                                          transport=server.transport, bind_retry=bind_retry, metrics=server.metrics)
+                                          transport=server.transport, bind_retry=bind_retry, metrics=server.metrics,
+                                          request_address=self.request_address)
         self.failures = 0
 
     def start(self, backlog: bool) -> None:
@@ -153,7 +154,7 @@ class Server(StopReload):
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, movers=movers)
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, self.options.bus)
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
