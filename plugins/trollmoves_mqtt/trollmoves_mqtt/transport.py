@@ -7,7 +7,7 @@ connected to:
 * a publisher publishes each posttroll message unchanged (``Message.encode()``) as the payload,
   QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`);
 * a subscriber subscribes to the filters of its posttroll topics with a persistent session (a
-  client id fixed by the bus's ``client_id``, the prefix, group and filters; ``clean_start``
+  client id fixed by the bus's ``client_id``, the prefix, group, filters and provider addresses; ``clean_start``
   false), so what is published while it is stopped is delivered when it comes back; its provider
   addresses are ignored (the broker brings every provider's messages);
 * requests go, QoS 1, to ``PREFIX/request/<server address>`` with MQTT v5 request/response: a
@@ -55,6 +55,7 @@ class MqttTransport(MessageTransport):
 
     NAME: ClassVar[str] = "mqtt"
     SCHEMES: ClassVar[tuple[str, ...]] = ("mqtt", "mqtts")
+    BROKERED: ClassVar[bool] = True
 
     def __init__(self, bus: BusAddress | None = None) -> None:
         self._bus = bus
@@ -131,7 +132,8 @@ class MqttSubscriber:
                                       subscriptions=self._filters, role="subscriber")
 
     def _client_id(self) -> str:
-        digest = hashlib.sha1("\n".join([self._bus.prefix, self._bus.group or "", *sorted(self._filters)]).encode())
+        digest = hashlib.sha1("\n".join([self._bus.prefix, self._bus.group or "", *sorted(self._filters),
+                                         *sorted(self.addresses)]).encode())
         return f"{self._bus.client_id}-sub-{digest.hexdigest()[:10]}"
 
     @property
