@@ -36,6 +36,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
     """The options the dispatcher and downloader share: where else to listen, how many workers,
     the journal, where the publisher binds and the metrics."""
     from trollmoves_roles.observe.metrics import add_metrics_arguments
+    from trollmoves_roles.runtime.process import add_bus_argument
 
     parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
                         help="also subscribe to this publisher (host:port or tcp://host:port; repeatable)")
@@ -46,6 +47,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
                         help=f"journal unfinished messages in DIR/{role}-<config name>.sqlite and resume "
                              "them after a restart (default: no journal)")
     add_metrics_arguments(parser)
+    add_bus_argument(parser)
 
 
 class ListeningService(ABC):
