@@ -28,12 +28,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.errors import connect_problem, refusal
 from trollmoves_mqtt.options import BusAddress
 
 LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 
 MAX_RECONNECT_DELAY = 30
 """Longest wait (seconds) between two attempts to reach a broker that went away."""
@@ -74,6 +76,7 @@ class Connection:
         client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         if on_message is not None:
             client.on_message = lambda _client, _userdata, message: on_message(message)
         self.client = client
@@ -133,6 +136,12 @@ class Connection:
             LOG.warning("%s: lost the broker %s (%s); reconnecting", self.role, self.bus, reason_code)
 
     _closing = False
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_code: Any,
+                    _properties: Any) -> None:
+        if getattr(reason_code, "is_failure", False):  # an ACL refusal: the broker drops the message
+            _LIMITED.error("refused", "%s: the broker %s refused a message: %s (check its ACL for user %s)",
+                           self.role, self.bus, reason_code, self.bus.username or "anonymous")
 
     def subscribe(self, topic_filter: str) -> None:
         with self._lock:
