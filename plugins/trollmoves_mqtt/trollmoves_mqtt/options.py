@@ -11,6 +11,9 @@ everything is published under and, in the query, the connection parameters:
 * ``client_id``: the base of this process's MQTT client ids (default ``trollmoves-<hostname>``);
   processes on one host that subscribe to the same topics need different ones.
 * ``group``: clients with the same group share one subscription (``$share/<group>/...``).
+* ``takeover_after`` (default 30): in a group, seconds after which a member fetches an
+  announcement no member of the group has delivered (a dead member's share); longer than the
+  longest transfer.
 * ``session_expiry`` (default 3600): seconds the broker keeps a stopped subscriber's session and
   queues what is published meanwhile.
 * ``keepalive`` (default 30), ``connect_timeout`` (default 5): seconds.
@@ -32,7 +35,7 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 DEFAULT_PREFIX = "trollmoves"
 DEFAULT_SESSION_EXPIRY = 3600
 _KEYS = {"password_file", "ca_file", "cert_file", "key_file", "verify", "client_id", "group", "session_expiry",
-         "keepalive", "connect_timeout"}
+         "keepalive", "connect_timeout", "takeover_after"}
 _TOPIC_FORBIDDEN = set("+#\0")
 
 
@@ -55,6 +58,7 @@ class BusAddress:
     session_expiry: int = DEFAULT_SESSION_EXPIRY
     keepalive: int = 30
     connect_timeout: float = 5.0
+    takeover_after: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -113,7 +117,8 @@ def parse_bus_address(text: str) -> BusAddress:
         client_id=query.get("client_id") or f"trollmoves-{socket.gethostname()}", group=group,
         session_expiry=int(_number(query.get("session_expiry", DEFAULT_SESSION_EXPIRY), "session_expiry", shown)),
         keepalive=int(_number(query.get("keepalive", 30), "keepalive", shown)),
-        connect_timeout=_number(query.get("connect_timeout", 5), "connect_timeout", shown))
+        connect_timeout=_number(query.get("connect_timeout", 5), "connect_timeout", shown),
+        takeover_after=_number(query.get("takeover_after", 30), "takeover_after", shown))
 
 
 def _read_secret(path: str, shown: str) -> str:

@@ -32,10 +32,12 @@ from posttroll.message import Message
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, versioned
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport, ReplyCallback
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol.messages import uids_of
 from trollmoves_roles.protocol.requests import one_line
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.connection import Connection, Handoff, unique_id
+from trollmoves_mqtt.groups import GroupWatch
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_mqtt.topics import REPLY_LEVEL, filters, matches, publish_topic, request_topic
 
@@ -126,10 +128,31 @@ class MqttSubscriber:
         self.topics = list(topics)
         self._filters = filters(bus.prefix, self.topics, bus.group)
         self._handoff = Handoff()
-        self._dropped = 0
-        self._connection = Connection(bus, self._client_id(), persistent=bus.session_expiry > 0,
-                                      on_message=self._handoff.put, manual_ack=True,
+        client_id = self._client_id()
+        self._group: GroupWatch | None = None
+        self._watching: Connection | None = None
+        if bus.group:
+            self._group = GroupWatch(client_id, bus.takeover_after, self._handoff.put)
+            self._watching = Connection(bus, f"{client_id}-watch", persistent=bus.session_expiry > 0,
+                                        on_message=self._on_watched,
+                                        subscriptions=filters(bus.prefix, self.topics), role="group watch")
+        self._connection = Connection(bus, client_id, persistent=bus.session_expiry > 0,
+                                      on_message=self._on_share, manual_ack=True,
                                       subscriptions=self._filters, role="subscriber")
+
+    def _on_share(self, raw: mqtt.MQTTMessage) -> None:
+        if self._group is not None:
+            message = self._decode(raw, quiet=True)
+            uids = uids_of(message.data) if message is not None and isinstance(message.data, dict) else []
+            if uids and self._group.hold_own(raw, uids):
+                return
+        self._handoff.put(raw)
+
+    def _on_watched(self, raw: mqtt.MQTTMessage) -> None:
+        message = self._decode(raw, quiet=True)
+        if message is not None and self._group is not None and self._group.seen(message):
+            # every member's chain learns of every result (its catch-up then skips what the group delivered)
+            self._handoff.put(("watched", message))
 
     def _client_id(self) -> str:
         digest = hashlib.sha1("\n".join([self._bus.prefix, self._bus.group or "", *sorted(self._filters),
@@ -144,22 +167,33 @@ class MqttSubscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            raw: mqtt.MQTTMessage | None = self._handoff.take(remaining)
-            if raw is None:
+            item = self._handoff.take(remaining)
+            if item is None:
                 return None
-            message = self._decode(raw)
-            self._connection.client.ack(raw.mid, raw.qos)
+            if isinstance(item, tuple):  # ("takeover" or "watched", message) from the group watch
+                message = item[1]
+            else:
+                message = self._decode(item)
+                self._connection.client.ack(item.mid, item.qos)
+                if message is not None and self._delivered_by_the_group(message):
+                    LOG.debug("Skipping %s: the group delivered it already", message.subject)
+                    message = None
             if message is not None and matches(message.subject, self.topics):
                 return message
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
-    def _decode(self, raw: mqtt.MQTTMessage) -> Message | None:
+    def _delivered_by_the_group(self, message: Message) -> bool:
+        return (self._group is not None and isinstance(message.data, dict) and "request_address" in message.data
+                and self._group.done(uids_of(message.data)))
+
+    def _decode(self, raw: mqtt.MQTTMessage, *, quiet: bool = False) -> Message | None:
         try:
             return Message.decode(raw.payload.decode())
         except Exception as err:  # a malformed message: drop it, keep serving
-            _LIMITED.warning("malformed", "Dropped a malformed message on %s: %r (%s)", raw.topic,
-                             raw.payload[:120], one_line(err))
+            if not quiet:
+                _LIMITED.warning("malformed", "Dropped a malformed message on %s: %r (%s)", raw.topic,
+                                 raw.payload[:120], one_line(err))
             return None
 
     def add(self, address: str) -> None:
@@ -179,12 +213,23 @@ class MqttSubscriber:
         for new in wanted:
             self._connection.subscribe(new)
         self._filters = wanted
+        if self._watching is not None:
+            watched = filters(self._bus.prefix, self.topics)
+            for old in list(self._watching.subscriptions):
+                if old not in watched:
+                    self._watching.unsubscribe(old)
+            for new in watched:
+                self._watching.subscribe(new)
 
     def reconnect_dropped(self) -> int:
         return 0  # paho reconnects by itself
 
     def close(self) -> None:
         """Disconnect, keeping the session (and its subscriptions) on the broker."""
+        if self._group is not None:
+            self._group.close()
+        if self._watching is not None:
+            self._watching.close(drain=0)
         self._connection.close(drain=0.5)
         self._handoff.close()
 
