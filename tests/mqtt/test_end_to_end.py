@@ -19,21 +19,24 @@ pytestmark = pytest.mark.slow
 class Pair:
     """A server watching ``in/`` and a client delivering to ``out/``, both on ``bus``."""
 
-    def __init__(self, root: Path, bus: str, client_id: str = "e2e-client") -> None:
+    def __init__(self, root: Path, bus: str, client_id: str = "e2e-client", *, in_config: bool = False) -> None:
         self.inbox, self.out = root / "in", root / "out"
         self.inbox.mkdir(parents=True)
         pub_port = free_port()
         server_ini = write_ini(root / "server.ini", {"srv": {
             "origin": f"{self.inbox}/{{name}}.dat", "request_port": free_port(), "request_address": "127.0.0.1",
-            "topic": "/test/data"}})
+            "topic": "/test/data", **({"bus": bus} if in_config else {})}})
+        client_bus = bus + ("&" if "?" in bus else "?") + f"client_id={client_id}"
         client_ini = write_ini(root / "client.ini", {"test": {
             "providers": f"127.0.0.1:{pub_port}", "destination": f"{self.out}/", "topic": "/test/data",
-            "publish_port": free_port(), "nameservers": "false", "bind_address": "127.0.0.1"}})
+            "publish_port": free_port(), "nameservers": "false", "bind_address": "127.0.0.1",
+            **({"bus": client_bus} if in_config else {})}})
         self.server = TrollmovesProcess(["server", "-p", pub_port, "--bind", "127.0.0.1", "--disable-backlog",
-                                         "--announce-delay", "0", "--bus", bus, server_ini], root / "server.log")
+                                         "--announce-delay", "0", *([] if in_config else ["--bus", bus]), server_ini],
+                                        root / "server.log")
         self.server.wait_logged("Server running", 30)
-        client_bus = bus + ("&" if "?" in bus else "?") + f"client_id={client_id}"
-        self.client = TrollmovesProcess(["client", client_ini, "-v", "--bus", client_bus], root / "client.log")
+        self.client = TrollmovesProcess(["client", client_ini, "-v", *([] if in_config else ["--bus", client_bus])],
+                                        root / "client.log")
         self.wait_client()
 
     def wait_client(self) -> None:
@@ -106,3 +109,24 @@ def test_a_bus_without_the_plugin_scheme_is_one_line(tmp_path):
     server = TrollmovesProcess(["server", "--bus", "amqp://broker/x", ini], tmp_path / "server.log")
     assert server.proc.wait(30) != 0
     assert "Traceback" not in server.log() and "amqp" in server.log()
+
+
+def test_the_bus_key_in_the_configs_does_what_the_option_does(tmp_path, broker):
+    pair = Pair(tmp_path, broker.url(prefix=f"key{free_port()}"), "keyed-client", in_config=True)  # moves a probe
+    try:
+        # both went through the broker, not ZeroMQ (which would move the probe just as well)
+        assert "New client connected" in broker.log() and "as keyed-client-sub-" in broker.log()
+        assert "Received PUBLISH from keyed-client-req-" in broker.log()
+    finally:
+        pair.stop()
+
+
+def test_sections_naming_different_buses_are_one_line(tmp_path):
+    (tmp_path / "in").mkdir()
+    section = {"origin": f"{tmp_path}/in/{{name}}.dat", "request_port": free_port(), "topic": "/test/data"}
+    ini = write_ini(tmp_path / "server.ini", {"a": {**section, "bus": "mqtt://127.0.0.1:1/a"},
+                                              "b": {**section, "request_port": free_port(),
+                                                    "bus": "mqtt://127.0.0.1:1/b"}})
+    server = TrollmovesProcess(["server", ini], tmp_path / "server.log")
+    assert server.proc.wait(30) == 2
+    assert "different buses ([a], [b])" in server.log() and "Traceback" not in server.log()

@@ -33,6 +33,7 @@ from trollmoves_roles.client.chain import ClientChain
 from trollmoves_roles.client.config import ClientChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.runtime.process import process_bus
 from trollmoves_roles.runtime.signals import install_signal_handlers
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state.journal import journal_path
@@ -120,7 +121,7 @@ class ClientProcess:
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, ClientChain] = {}
-        self.transport = transport_for(host, bus)
+        self.transport = transport_for(host, process_bus(bus, self.configs.values()))
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()

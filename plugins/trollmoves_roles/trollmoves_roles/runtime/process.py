@@ -51,6 +51,18 @@ def add_bus_argument(parser: argparse.ArgumentParser) -> None:
 
 
 
+def process_bus(option: str | None, configs: Iterable[Any]) -> str | None:
+    """The bus of a process: ``--bus``, else the one ``bus`` its sections name (a ConfigError
+    when they name different ones), else None (ZeroMQ)."""
+    if option:
+        return option
+    named = {config.name: config.bus for config in configs if getattr(config, "bus", None)}
+    if len(set(named.values())) > 1:
+        raise ConfigError("sections name different buses (" + ", ".join(f"[{n}]" for n in sorted(named))
+                          + "): one process uses one bus", key="bus")
+    return next(iter(named.values()), None)
+
+
 def open_publisher(transport: MessageTransport, bind: str, port: int, name: str,
                    nameservers: Iterable[str] | None = None) -> Publisher:
     """A process's publisher on ``bind:port`` (0: a free port), registered with ``nameservers``;

@@ -22,7 +22,7 @@ from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
-from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, reload_chains
+from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, process_bus, reload_chains
 from trollmoves_roles.runtime.signals import StopReload
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.server.announced import AnnouncedFiles
@@ -154,7 +154,7 @@ class Server(StopReload):
             raise
         self.deleter = Deleter(on_delete=self.announced.discard)
         self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, movers=movers)
-        self.transport = transport_for(host, self.options.bus)
+        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
