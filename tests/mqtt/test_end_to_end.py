@@ -55,6 +55,13 @@ class Pair:
 
 
 @pytest.fixture
+def restartable_pair(tmp_path, fresh_broker):
+    running = Pair(tmp_path, fresh_broker.url(prefix="restart"))
+    yield running, fresh_broker
+    running.stop()
+
+
+@pytest.fixture
 def pair(tmp_path, broker):
     running = Pair(tmp_path, broker.url(prefix=f"e2e{free_port()}"))
     yield running
@@ -130,3 +137,35 @@ def test_sections_naming_different_buses_are_one_line(tmp_path):
     server = TrollmovesProcess(["server", ini], tmp_path / "server.log")
     assert server.proc.wait(30) == 2
     assert "different buses ([a], [b])" in server.log() and "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
+def test_a_broker_restart_mid_stream_loses_nothing(restartable_pair, stop):
+    pair, broker = restartable_pair
+    first = {f"f{n}.dat": f"before {n}\n".encode() for n in range(20)}
+    second = {f"f{n}.dat": f"during {n}\n".encode() for n in range(20, 40)}
+    for name, content in first.items():
+        write_file(pair.inbox, name, content)
+    assert wait_until(lambda: all((pair.out / n).exists() for n in first), 30), pair.client.log()[-3000:]
+    broker.stop() if stop == "terminate" else broker.kill()
+    for name, content in second.items():  # announced while the broker is down
+        write_file(pair.inbox, name, content)
+    assert wait_until(lambda: pair.server.log().count("announced") >= 41, 20)
+    broker.start()
+    everything = {**first, **second}
+    assert wait_until(lambda: all((pair.out / n).exists() for n in everything), 60), pair.client.log()[-3000:]
+    assert {n: (pair.out / n).read_bytes() for n in everything} == everything
+    assert "lost the broker" in pair.client.log() and "connected to the broker" in pair.client.log()
+
+
+def test_an_untrusted_ca_stops_the_client_with_one_line(tmp_path, secure_broker):
+    (tmp_path / "pw").write_text("irrelevant\n")
+    ini = write_ini(tmp_path / "client.ini", {"test": {
+        "providers": "127.0.0.1:1", "destination": f"{tmp_path}/out/", "topic": "/test/data",
+        "publish_port": free_port(), "nameservers": "false", "bind_address": "127.0.0.1"}})
+    bus = secure_broker.url(scheme="mqtts", user="client", password_file=str(tmp_path / "pw"))  # no ca_file
+    client = TrollmovesProcess(["client", ini, "--bus", bus], tmp_path / "client.log")
+    assert client.proc.wait(30) == 2
+    log = client.log()
+    assert "not trusted" in log and "ca_file" in log and "Traceback" not in log
+    assert len([line for line in log.splitlines() if "not trusted" in line]) == 1
