@@ -2,7 +2,7 @@
 PYTHON := $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
-DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 plugins/trollmoves_roles
+DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 plugins/trollmoves_roles plugins/trollmoves_mqtt
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from posttroll.message import Message
 
@@ -112,6 +112,15 @@ class RequestInbox(Protocol):
 
 class MessageTransport(Transport, ABC):
     """One way for roles to reach each other; ``SCHEMES`` name the bus addresses it serves."""
+
+    BROKERED: ClassVar[bool] = False
+    """True when everything goes through a broker: addresses only name endpoints there, so a
+    request inbox takes the address announced to clients (``host:port``), not one to bind."""
+
+    @classmethod
+    def for_bus(cls, address: str | None) -> MessageTransport:
+        """The transport for the bus at ``address`` (a broker's transport keeps it; ZeroMQ needs none)."""
+        return cls()
 
     @abstractmethod
     def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,

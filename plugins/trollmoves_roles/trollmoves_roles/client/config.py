@@ -60,6 +60,7 @@ SCHEMA = Schema("client", [
     Key("retry_delay", float, 1.0, origin="ours", doc="seconds before the first retry round"),
     Key("max_retry_delay", float, 60.0, origin="ours", doc="longest delay between retry rounds"),
     Key("reconcile_interval", float, 60.0, origin="ours", doc="seconds between info requests (0: off)"),
+    Key("bus", origin="ours", doc="this process's message broker (mqtt[s]://...; default: ZeroMQ); --bus wins"),
     Key("client_secret_key_file", origin="ours", doc="this client's CURVE key pair"),
     Key("server_public_key_file", origin="ours", doc="CURVE public key of the servers' request sockets"),
     Key("publisher_public_key_file", origin="ours", doc="CURVE public key of the servers' publishers"),
@@ -119,6 +120,8 @@ class ClientChainConfig:
     max_retry_delay: float = 60.0
     reconcile_interval: float = 60.0
     """Seconds between ``info`` requests asking the servers for files missed on the bus (0: off)."""
+    bus: str | None = None
+    """The broker's bus address (every section of a process names the same one, or none)."""
     request_curve: CurveClient | None = None
     """CURVE keys for the servers' request sockets (``client_secret_key_file`` + ``server_public_key_file``)."""
     subscribe_curve: CurveClient | None = None
@@ -196,6 +199,7 @@ def chain_from_section(section: Section) -> ClientChainConfig | None:
         retry_delay=_float(section, "retry_delay", positive=True),
         max_retry_delay=_float(section, "max_retry_delay", positive=True),
         reconcile_interval=_float(section, "reconcile_interval"),
+        bus=_text(section, "bus"),
         **_curve(section),
         metadata=dict(section),
         file=section.file,

@@ -33,6 +33,7 @@ from trollmoves_roles.client.chain import ClientChain
 from trollmoves_roles.client.config import ClientChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.runtime.process import process_bus
 from trollmoves_roles.runtime.signals import install_signal_handlers
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state import history
@@ -109,11 +110,12 @@ class Publishers:
 class ClientProcess:
     """Run the chains of ``config_file`` until :meth:`stop` (or SIGTERM/SIGINT).
 
-    ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``.
+    ``metrics_port`` (None: none) serves the metrics on ``metrics_bind``; ``bus`` names the broker
+    (None: ZeroMQ sockets).
     """
 
     def __init__(self, config_file: str | os.PathLike[str], *, host: PluginHost, metrics_port: int | None = None,
-                 metrics_bind: str = "127.0.0.1") -> None:
+                 metrics_bind: str = "127.0.0.1", bus: str | None = None) -> None:
         self.config_file = os.fspath(config_file)
         self.configs = load_client_config(self.config_file)
         self.metrics = RoleMetrics("client")
@@ -122,7 +124,7 @@ class ClientProcess:
         self.chains: dict[str, ClientChain] = {}
         self.history: history.History | None = None
         """The file history, in the journal of the first chain with a ``state_directory``."""
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, process_bus(bus, self.configs.values()))
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()

@@ -19,11 +19,13 @@ class ClientRole(ConfiguredRole):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         from trollmoves_roles.observe.metrics import add_metrics_arguments
+        from trollmoves_roles.runtime.process import add_bus_argument
         from trollmoves_roles.state.history import add_history_arguments
 
         parser.add_argument("config_file", help="client INI file (upstream move_it_client.py format)")
         add_history_arguments(parser)
         add_metrics_arguments(parser)
+        add_bus_argument(parser)
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
@@ -32,4 +34,4 @@ class ClientRole(ConfiguredRole):
 
         configure_from(args)
         return ClientProcess(args.config_file, host=host, metrics_port=args.metrics_port,
-                             metrics_bind=args.metrics_bind).run()
+                             metrics_bind=args.metrics_bind, bus=args.bus).run()

@@ -84,7 +84,7 @@ class Dispatcher(ListeningService):
     def __init__(self, config_path: str | os.PathLike[str], *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
                  host: PluginHost, watch: bool = True, pending: PendingMessages | None = None,
-                 metrics: RoleMetrics | None = None) -> None:
+                 metrics: RoleMetrics | None = None, bus: str | None = None) -> None:
         self.config_path = os.fspath(config_path)
         self.host = host
         self.publisher = publisher
@@ -92,7 +92,7 @@ class Dispatcher(ListeningService):
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.config: DispatcherConfig = load_config(self.config_path, self.host)
         self.movers = MoverCache(self.host)
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, bus)
         self.pool = BoundedPool(workers, name="dispatch")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("dispatcher")

@@ -58,7 +58,7 @@ class DispatcherRole(ConfiguredRole):
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
                                 host=host,
                                 pending=PendingMessages.open(args.state_directory, config_file, cls.NAME),
-                                metrics=metrics)
+                                metrics=metrics, bus=args.bus)
         publisher = None
         if args.publish_port is not None:
             publisher = open_publisher(dispatcher.transport, args.publish_bind, args.publish_port, "dispatcher",

@@ -90,14 +90,14 @@ class Downloader(ListeningService):
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None,
                  workers: int | None = None, host: PluginHost,
                  pending: PendingMessages | None = None, watch: bool = False,
-                 metrics: RoleMetrics | None = None) -> None:
+                 metrics: RoleMetrics | None = None, bus: str | None = None) -> None:
         self.config = config
         self.host = host
         self.publisher = publisher
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.movers = MoverCache(self.host)
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, bus)
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
         self.metrics = metrics if metrics is not None else RoleMetrics("downloader", chains=False)

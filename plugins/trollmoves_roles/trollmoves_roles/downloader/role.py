@@ -67,12 +67,13 @@ class DownloaderRole(ConfiguredRole):
         pending = PendingMessages.open(args.state_directory, config_file, cls.NAME)
         publish_port = config.publish_port if args.publish_port is None else args.publish_port
         registration = config.nameservers if args.nameservers is None else args.nameservers
-        publisher = open_publisher(transport_for(host), args.publish_bind, publish_port, "s3downloader", registration)
+        publisher = open_publisher(transport_for(host, args.bus), args.publish_bind, publish_port, "s3downloader",
+                                   registration)
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
                                 host=host,
-                                pending=pending, watch=True, metrics=metrics)
+                                pending=pending, watch=True, metrics=metrics, bus=args.bus)
         halt = threading.Event()
         restore = install_signal_handlers(halt.set, downloader.request_reload)
         endpoint.start()

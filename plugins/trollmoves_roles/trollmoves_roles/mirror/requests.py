@@ -40,6 +40,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
+from trollmoves_roles.runtime.process import own_ip
 from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ class RequestSocket:
         self._started = time.monotonic()
         self.pending = 0
         """Push requests not answered yet."""
-        self._inbox = transport.request_inbox(f"tcp://{config.request_bind or bind}:{config.request_port}",
-                                              security=security.policy_for(config, self._metrics),
+        address = f"tcp://{config.request_bind or bind}:{config.request_port}"
+        if transport.BROKERED:  # requests come through the broker, addressed as announced
+            address = f"{config.request_address or own_ip()}:{config.request_port}"
+        self._inbox = transport.request_inbox(address, security=security.policy_for(config, self._metrics),
                                               bind_retry=bind_retry, section=config.name)
         self.address = self._inbox.address
         self._reading = False

@@ -34,7 +34,7 @@ class MirrorRole(ConfiguredRole):
         from trollmoves_roles.runtime.signals import install_signal_handlers
 
         mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind, metrics_port=args.metrics_port,
-                                                        metrics_bind=args.metrics_bind),
+                                                        metrics_bind=args.metrics_bind, bus=args.bus),
                         host=host)
         restore = install_signal_handlers(mirror.request_stop, mirror.request_reload)
         try:

@@ -64,7 +64,7 @@ class Mirror(StopReload):
                                                 self.options.metrics_bind)
         self.transfers = TransferService(self.options.workers, host=host, metrics=self.metrics, log_transfers=False)
         try:
-            self.transport = transport_for(host)
+            self.transport = transport_for(host, self.options.bus)
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
             self.transfers.close(0)

@@ -37,6 +37,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
     """The options the dispatcher and downloader share: where else to listen, how many workers,
     the journal, where the publisher binds and the metrics."""
     from trollmoves_roles.observe.metrics import add_metrics_arguments
+    from trollmoves_roles.runtime.process import add_bus_argument
     from trollmoves_roles.state.history import add_history_arguments
 
     parser.add_argument("-s", "--subscribe-address", action="append", default=[], metavar="ADDR",
@@ -49,6 +50,7 @@ def add_listening_arguments(parser: argparse.ArgumentParser, role: str, *, worke
                              "them after a restart (default: no journal)")
     add_history_arguments(parser)
     add_metrics_arguments(parser)
+    add_bus_argument(parser)
 
 
 class ListeningService(ABC):

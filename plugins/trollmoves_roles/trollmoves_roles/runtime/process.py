@@ -29,6 +29,8 @@ class ProcessOptions:
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (None: no metrics endpoint; 0: any free port)."""
     metrics_bind: str = "127.0.0.1"
+    bus: str | None = None
+    """The broker's bus address (``--bus``; None: ZeroMQ sockets)."""
 
 
 def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +39,28 @@ def add_publisher_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port to publish announcements and heartbeats on (default: 9010)")
     parser.add_argument("--bind", default="*", metavar="ADDRESS",
                         help="address the publisher and request sockets bind to (default: * = all)")
+    add_bus_argument(parser)
 
+
+def add_bus_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bus URL``: the message broker every role's traffic goes through instead of ZeroMQ sockets."""
+    parser.add_argument("--bus", metavar="URL",
+                        help="publish, subscribe and send requests through this message broker, e.g. "
+                             "mqtts://user@broker:8883/prefix?password_file=FILE (needs the plugin for its "
+                             "scheme; default: ZeroMQ sockets, as upstream)")
+
+
+
+def process_bus(option: str | None, configs: Iterable[Any]) -> str | None:
+    """The bus of a process: ``--bus``, else the one ``bus`` its sections name (a ConfigError
+    when they name different ones), else None (ZeroMQ)."""
+    if option:
+        return option
+    named = {config.name: config.bus for config in configs if getattr(config, "bus", None)}
+    if len(set(named.values())) > 1:
+        raise ConfigError("sections name different buses (" + ", ".join(f"[{n}]" for n in sorted(named))
+                          + "): one process uses one bus", key="bus")
+    return next(iter(named.values()), None)
 
 
 def open_publisher(transport: MessageTransport, bind: str, port: int, name: str,

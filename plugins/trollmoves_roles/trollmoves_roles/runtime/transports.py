@@ -19,4 +19,4 @@ def bus_scheme(address: str | None) -> str:
 def transport_for(host: PluginHost, address: str | None = None) -> MessageTransport:
     """A transport for ``address``'s scheme; UnknownPluginError (with the package to install) when
     no installed plugin serves it."""
-    return host.transports.get(bus_scheme(address))()
+    return host.transports.get(bus_scheme(address)).for_bus(address)

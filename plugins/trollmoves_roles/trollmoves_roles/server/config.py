@@ -40,6 +40,7 @@ SCHEMA = Schema("server", [
     Key("topic", doc="subject of the announcements (required)"),
     Key("request_port", int, doc="port of this chain's request socket; absent: standalone mode"),
     Key("request_address", doc="host written into the announcements' request_address"),
+    Key("bus", origin="ours", doc="this process's message broker (mqtt[s]://...; default: ZeroMQ); --bus wins"),
     Key("request_bind", origin="ours", doc="address the request socket binds to (default: --bind)"),
     Key("station", default="unknown", doc="returned in pong replies"),
     Key("info", doc="k=v;k2=a,b items added to every announcement"),
@@ -89,6 +90,8 @@ class ServerChainConfig:
     listen: str | None = None
     request_port: int | None = None
     request_address: str | None = None
+    bus: str | None = None
+    """The broker's bus address (every section of a process names the same one, or none)."""
     request_bind: str | None = None
     station: str = "unknown"
     info: dict[str, Any] = field(default_factory=dict)
@@ -190,6 +193,7 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         name=section.name, topic=topic, origin=origin or None, listen=listen or None,
         request_port=request_port,
         request_address=(section.get_str("request_address") or "").strip() or None,
+        bus=(section.get_str("bus") or "").strip() or None,
         request_bind=(section.get_str("request_bind") or "").strip() or None,
         station=(section.get_str("station") or "").strip() or "unknown",
         info=parse_info(section), compression=compression, prog=prog,

@@ -51,11 +51,13 @@ class RequestServer:
     :param directories: returns the directories whose announced files may be served (None:
         no directory restriction beyond the file's own, for ``listen`` chains).
     :param bind_retry: seconds to keep retrying a port still held by a just-closed socket.
+    :param request_address: the ``host:port`` announced to clients (a brokered transport's inbox address).
     """
 
     def __init__(self, chain: ServerChainConfig, *, bind: str, announced: AnnouncedFiles,
                  directories: Callable[[], list[str] | None], transfers: TransferService, deleter: Deleter,
-                 transport: MessageTransport, bind_retry: float = 0.0, metrics: RoleMetrics | None = None) -> None:
+                 transport: MessageTransport, bind_retry: float = 0.0, metrics: RoleMetrics | None = None,
+                 request_address: str | None = None) -> None:
         self.chain = chain
         self._announced = announced
         self._directories = directories
@@ -65,7 +67,10 @@ class RequestServer:
         self._allowed = None if chain.allowed_destinations is None else \
             DestinationRules.parse(chain.allowed_destinations)
         self._started = time.monotonic()
-        self._inbox = transport.request_inbox(f"tcp://{chain.request_bind or bind}:{chain.request_port}",
+        address = f"tcp://{chain.request_bind or bind}:{chain.request_port}"
+        if transport.BROKERED and request_address:  # requests come through the broker, addressed as announced
+            address = request_address
+        self._inbox = transport.request_inbox(address,
                                               security=security.policy_for(chain, self._metrics), bind_retry=bind_retry,
                                               section=chain.name)
         self.address = self._inbox.address

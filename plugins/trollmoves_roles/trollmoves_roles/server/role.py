@@ -70,7 +70,7 @@ class ServerRole(ConfiguredRole):
                                 chain_check_interval=args.chain_check_interval,
                                 max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,
                                 drain_timeout=args.drain_timeout, state_directory=args.state_directory,
-                                metrics_port=args.metrics_port, metrics_bind=args.metrics_bind)
+                                metrics_port=args.metrics_port, metrics_bind=args.metrics_bind, bus=args.bus)
         server = Server(args.config_file, options, host=host)
         restore = install_signal_handlers(server.request_stop, server.request_reload)
         try:

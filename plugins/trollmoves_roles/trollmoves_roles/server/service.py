@@ -23,7 +23,7 @@ from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import MetricsEndpoint, MetricsServer, RoleMetrics
-from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, reload_chains
+from trollmoves_roles.runtime.process import ProcessOptions, open_publisher, own_ip, process_bus, reload_chains
 from trollmoves_roles.runtime.signals import StopReload
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.server.announced import AnnouncedFiles
@@ -116,7 +116,8 @@ class ServerChain:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
                                           directories=lambda: self.source.directories,
                                           transfers=server.transfers, deleter=server.deleter,
-                                          transport=server.transport, bind_retry=bind_retry, metrics=server.metrics)
+                                          transport=server.transport, bind_retry=bind_retry, metrics=server.metrics,
+                                          request_address=self.request_address)
         self.failures = 0
         if self.requests is not None:
             server.metrics.set_pending(config.name, partial(server.transfers.in_flight, config.name))
@@ -162,7 +163,7 @@ class Server(StopReload):
         if self.pushed_journal is not None:
             restored = self.transfers.finished.attach(self.pushed_journal)
             LOG.info("State in %s: %d finished push(es) restored", self.pushed_journal.path, restored)
-        self.transport = transport_for(host)
+        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:

@@ -1,0 +1,1 @@
+"""Trollmoves plugin: the roles' bus on an MQTT v5 broker (``mqtt://`` and ``mqtts://``)."""

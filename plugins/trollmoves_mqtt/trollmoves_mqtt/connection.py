@@ -1,0 +1,236 @@
+"""One paho MQTT v5 client connected to the broker of a :class:`~trollmoves_mqtt.options.BusAddress`.
+
+paho's network loop runs in its own thread; it reconnects by itself with a growing delay
+(1 s up to :data:`MAX_RECONNECT_DELAY`). TCP_NODELAY is set on every socket it opens (without
+it a QoS 1 round trip costs 40 to 90 ms of Nagle + delayed ACK). The first connection is made
+before the constructor returns: a refused login or an untrusted certificate is a ConfigError
+(one line; the role exits 2), a broker that is not up yet is logged and retried in the background.
+
+:class:`Handoff` carries what paho's thread receives to the reading thread, through a deque and a
+socket pair an event loop polls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_mqtt.errors import connect_problem, refusal
+from trollmoves_mqtt.options import BusAddress
+
+LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
+
+MAX_RECONNECT_DELAY = 30
+"""Longest wait (seconds) between two attempts to reach a broker that went away."""
+
+
+class Connection:
+    """A connected paho client; ``subscriptions`` (filter → qos) are made again on every connect.
+
+    :param persistent: keep the session ``session_expiry`` seconds across disconnects
+        (``clean_start`` false, so a restarted process resumes it).
+    :param on_message: called in paho's thread with each received message.
+    """
+
+    def __init__(self, bus: BusAddress, client_id: str, *, persistent: bool = False,
+                 on_message: Callable[[mqtt.MQTTMessage], None] | None = None, manual_ack: bool = False,
+                 subscriptions: Iterable[str] = (), role: str = "") -> None:
+        self.bus, self.client_id, self.role = bus, client_id, role or client_id
+        self.persistent = persistent
+        self.subscriptions: list[str] = list(subscriptions)
+        self.connected = threading.Event()
+        self.connects = 0
+        self._refused: str | None = None
+        self._lost_logged = False
+        self._lock = threading.Lock()
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, MAX_RECONNECT_DELAY)
+        if bus.username:
+            client.username_pw_set(bus.username, bus.password)
+        if bus.tls:
+            try:
+                client.tls_set(ca_certs=bus.ca_file, certfile=bus.cert_file, keyfile=bus.key_file,
+                               cert_reqs=ssl.CERT_REQUIRED if bus.verify else ssl.CERT_NONE)
+            except (ssl.SSLError, OSError) as err:
+                raise ConfigError(f"{bus}: cannot load the TLS certificates: {err}") from None
+            client.tls_insecure_set(not bus.verify)
+        client.on_socket_open = _no_delay
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        if on_message is not None:
+            client.on_message = lambda _client, _userdata, message: on_message(message)
+        self.client = client
+        self._connect()
+
+    def _connect(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.bus.session_expiry if self.persistent else 0
+        try:
+            self.client.connect(self.bus.host, self.bus.port, keepalive=self.bus.keepalive,
+                                clean_start=not self.persistent, properties=properties)
+        except (OSError, ValueError) as err:
+            problem = connect_problem(err, self.bus)
+            if problem.fatal:
+                raise ConfigError(problem.text) from None
+            LOG.warning("%s: %s; retrying in the background", self.role, problem.text)
+            self.client.connect_async(self.bus.host, self.bus.port, keepalive=self.bus.keepalive,
+                                      clean_start=not self.persistent, properties=properties)
+            self.client.loop_start()
+            return
+        self.client.loop_start()
+        self.connected.wait(self.bus.connect_timeout)
+        if self._refused is not None:
+            self.close()
+            raise ConfigError(self._refused)
+        if not self.connected.is_set():
+            LOG.warning("%s: no answer from the broker %s in %.0f s; still trying", self.role, self.bus,
+                        self.bus.connect_timeout)
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: Any,
+                    _properties: Any) -> None:
+        if reason_code.is_failure:
+            text = refusal(reason_code, self.bus)
+            if self.connects == 0 and not self.connected.is_set():
+                self._refused = text
+                client.disconnect()
+                self.connected.set()  # wake the constructor, which raises
+                return
+            LOG.error("%s: %s", self.role, text)
+            return
+        self.connects += 1
+        if self.connects > 1 or self._lost_logged:
+            LOG.info("%s: connected to the broker %s again (session %s)", self.role, self.bus,
+                     "resumed" if flags.session_present else "new")
+        self._lost_logged = False
+        with self._lock:
+            wanted = list(self.subscriptions)
+        if wanted:
+            client.subscribe([(f, 1) for f in wanted])
+        self.connected.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
+                       _properties: Any) -> None:
+        self.connected.clear()
+        if self._refused is None and not self._closing and not self._lost_logged:
+            self._lost_logged = True
+            LOG.warning("%s: lost the broker %s (%s); reconnecting", self.role, self.bus, reason_code)
+
+    _closing = False
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_code: Any,
+                    _properties: Any) -> None:
+        if getattr(reason_code, "is_failure", False):  # an ACL refusal: the broker drops the message
+            _LIMITED.error("refused", "%s: the broker %s refused a message: %s (check its ACL for user %s)",
+                           self.role, self.bus, reason_code, self.bus.username or "anonymous")
+
+    def subscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            if topic_filter in self.subscriptions:
+                return
+            self.subscriptions.append(topic_filter)
+        self.client.subscribe(topic_filter, qos=1)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            if topic_filter not in self.subscriptions:
+                return
+            self.subscriptions.remove(topic_filter)
+        self.client.unsubscribe(topic_filter)
+
+    def publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> None:
+        """Publish QoS 1; while disconnected paho queues it and sends it after reconnecting."""
+        self.client.publish(topic, payload, qos=1, properties=properties)
+
+    def close(self, drain: float = 2.0) -> None:
+        """Send what is still queued (up to ``drain`` s), disconnect, stop paho's thread."""
+        self._closing = True
+        deadline = time.monotonic() + drain
+        while self.connected.is_set() and self._unsent() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with contextlib.suppress(Exception):  # already disconnected
+            self.client.disconnect()
+        self.client.loop_stop()
+
+    def _unsent(self) -> int:
+        return len(getattr(self.client, "_out_messages", ()))
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def unique_id(base: str, kind: str) -> str:
+    """A client id for a connection that keeps no session (publishers, requesters, inboxes)."""
+    return f"{base}-{kind}-{uuid.uuid4().hex[:12]}"
+
+
+class Handoff:
+    """Items put by one thread, taken by another; :attr:`pollable` is readable while some wait."""
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._fd = self._read.fileno()
+
+    @property
+    def pollable(self) -> int:
+        """The file descriptor to poll (zmq.Poller reports plain sockets by their descriptor)."""
+        return self._fd
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway; closed: we are stopping
+            self._write.send(b"\0")
+
+    def take(self, timeout: float | None = 0) -> Any | None:
+        """The next item, or None when ``timeout`` seconds pass without one (None: wait for ever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self._items.popleft()
+            except IndexError:
+                pass
+            self._drain()
+            try:  # an item put between the first look and the drain has had its wake-up drained
+                return self._items.popleft()
+            except IndexError:
+                pass
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+                select.select([self._read], [], [], remaining)
+            if self._read.fileno() < 0:
+                return None
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._read.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()

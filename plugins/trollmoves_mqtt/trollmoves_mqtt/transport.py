@@ -1,0 +1,411 @@
+"""The roles' bus on an MQTT v5 broker: ``mqtt://`` and ``mqtts://`` bus addresses.
+
+Everything goes through the broker named by the bus address (:mod:`trollmoves_mqtt.options`),
+so the provider and server addresses the roles pass in only name things, they are never
+connected to:
+
+* a publisher publishes each posttroll message unchanged (``Message.encode()``) as the payload,
+  QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`);
+* a subscriber subscribes to the filters of its posttroll topics with a persistent session (a
+  client id fixed by the bus's ``client_id``, the prefix, group, filters and provider addresses; ``clean_start``
+  false), so what is published while it is stopped is delivered when it comes back; its provider
+  addresses are ignored (the broker brings every provider's messages);
+* requests go, QoS 1, to ``PREFIX/request/<server address>`` with MQTT v5 request/response: a
+  response topic of the requester's own and correlation data, which the inbox's reply carries back.
+  Timeouts, attempts, back-off and callbacks are those of the ZeroMQ requester.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from posttroll.message import Message
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, versioned
+from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport, ReplyCallback
+from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol.messages import uids_of
+from trollmoves_roles.protocol.requests import one_line
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_mqtt.connection import Connection, Handoff, unique_id
+from trollmoves_mqtt.groups import GroupWatch
+from trollmoves_mqtt.options import BusAddress, parse_bus_address
+from trollmoves_mqtt.topics import REPLY_LEVEL, filters, matches, publish_topic, request_topic
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+    from trollmoves_roles.bus.loop import EventLoop, Timer
+
+LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
+
+DOWN_PERIOD = 30.0
+"""Seconds a server that left a request unanswered counts as down (as for ZeroMQ)."""
+
+
+class MqttTransport(MessageTransport):
+    """posttroll messages through an MQTT v5 broker."""
+
+    NAME: ClassVar[str] = "mqtt"
+    SCHEMES: ClassVar[tuple[str, ...]] = ("mqtt", "mqtts")
+    BROKERED: ClassVar[bool] = True
+
+    def __init__(self, bus: BusAddress | None = None) -> None:
+        self._bus = bus
+
+    @classmethod
+    def for_bus(cls, address: str | None) -> MqttTransport:
+        return cls(parse_bus_address(address) if address else None)
+
+    @property
+    def bus(self) -> BusAddress:
+        if self._bus is None:
+            raise ConfigError("the MQTT transport needs a bus address (bus = mqtt://BROKER[:PORT]/PREFIX)")
+        return self._bus
+
+    def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,
+                  aliases: Iterable[str] = ()) -> MqttPublisher:
+        return MqttPublisher(self.bus, name=name)
+
+    def subscriber(self, addresses: Iterable[str], topics: Iterable[str], *, security: Any = None) -> MqttSubscriber:
+        return MqttSubscriber(self.bus, addresses, topics)
+
+    def requester(self, loop: EventLoop, *, max_in_flight: int = 4, security: Any = None) -> MqttRequester:
+        return MqttRequester(loop, self.bus, max_in_flight=max_in_flight)
+
+    def request_inbox(self, address: str, *, security: Any = None, bind_retry: float = 0.0,
+                      section: str = "") -> MqttInbox:
+        return MqttInbox(self.bus, address)
+
+
+class MqttPublisher:
+    """Publishes posttroll messages QoS 1 under the bus's prefix; thread-safe."""
+
+    def __init__(self, bus: BusAddress, *, name: str) -> None:
+        self.name = name
+        self.port = bus.port
+        self._bus = bus
+        self._connection = Connection(bus, unique_id(bus.client_id, "pub"), role=f"publisher {name}")
+        self._last_beat = 0.0
+
+    def send(self, message: Message) -> None:
+        try:
+            topic = publish_topic(self._bus.prefix, message.subject)
+        except ValueError as err:
+            _LIMITED.error("subject", "Not published: %s", err)
+            return
+        self._connection.publish(topic, versioned(message).encode().encode())
+
+    def heartbeat(self, min_interval: int = HEARTBEAT_INTERVAL) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= min_interval:
+            self._last_beat = now
+            self.send(Message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
+
+    def stop(self) -> None:
+        self._connection.close()
+
+
+class MqttSubscriber:
+    """posttroll messages on ``topics`` from the broker, read without blocking.
+
+    Its session is persistent (``session_expiry`` of the bus address): the broker queues what
+    arrives while it is stopped. Each message is acknowledged once :meth:`recv` has handed it out.
+    """
+
+    def __init__(self, bus: BusAddress, addresses: Iterable[str], topics: Iterable[str]) -> None:
+        self._bus = bus
+        self.addresses = list(addresses)
+        self.topics = list(topics)
+        self._filters = filters(bus.prefix, self.topics, bus.group)
+        self._handoff = Handoff()
+        client_id = self._client_id()
+        self._group: GroupWatch | None = None
+        self._watching: Connection | None = None
+        if bus.group:
+            self._group = GroupWatch(client_id, bus.takeover_after, self._handoff.put)
+            self._watching = Connection(bus, f"{client_id}-watch", persistent=bus.session_expiry > 0,
+                                        on_message=self._on_watched,
+                                        subscriptions=filters(bus.prefix, self.topics), role="group watch")
+        self._connection = Connection(bus, client_id, persistent=bus.session_expiry > 0,
+                                      on_message=self._on_share, manual_ack=True,
+                                      subscriptions=self._filters, role="subscriber")
+
+    def _on_share(self, raw: mqtt.MQTTMessage) -> None:
+        if self._group is not None:
+            message = self._decode(raw, quiet=True)
+            uids = uids_of(message.data) if message is not None and isinstance(message.data, dict) else []
+            if uids and self._group.hold_own(raw, uids):
+                return
+        self._handoff.put(raw)
+
+    def _on_watched(self, raw: mqtt.MQTTMessage) -> None:
+        message = self._decode(raw, quiet=True)
+        if message is not None and self._group is not None and self._group.seen(message):
+            # every member's chain learns of every result (its catch-up then skips what the group delivered)
+            self._handoff.put(("watched", message))
+
+    def _client_id(self) -> str:
+        digest = hashlib.sha1("\n".join([self._bus.prefix, self._bus.group or "", *sorted(self._filters),
+                                         *sorted(self.addresses)]).encode())
+        return f"{self._bus.client_id}-sub-{digest.hexdigest()[:10]}"
+
+    @property
+    def pollable(self) -> Any:
+        return self._handoff.pollable
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            item = self._handoff.take(remaining)
+            if item is None:
+                return None
+            if isinstance(item, tuple):  # ("takeover" or "watched", message) from the group watch
+                message = item[1]
+            else:
+                message = self._decode(item)
+                self._connection.client.ack(item.mid, item.qos)
+                if message is not None and self._delivered_by_the_group(message):
+                    LOG.debug("Skipping %s: the group delivered it already", message.subject)
+                    message = None
+            if message is not None and matches(message.subject, self.topics):
+                return message
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def _delivered_by_the_group(self, message: Message) -> bool:
+        return (self._group is not None and isinstance(message.data, dict) and "request_address" in message.data
+                and self._group.done(uids_of(message.data)))
+
+    def _decode(self, raw: mqtt.MQTTMessage, *, quiet: bool = False) -> Message | None:
+        try:
+            return Message.decode(raw.payload.decode())
+        except Exception as err:  # a malformed message: drop it, keep serving
+            if not quiet:
+                _LIMITED.warning("malformed", "Dropped a malformed message on %s: %r (%s)", raw.topic,
+                                 raw.payload[:120], one_line(err))
+            return None
+
+    def add(self, address: str) -> None:
+        if address not in self.addresses:
+            self.addresses.append(address)
+
+    def try_add(self, address: str) -> bool:
+        self.add(address)
+        return True
+
+    def set_topics(self, topics: Iterable[str]) -> None:
+        self.topics = list(topics)
+        wanted = filters(self._bus.prefix, self.topics, self._bus.group)
+        for old in self._filters:
+            if old not in wanted:
+                self._connection.unsubscribe(old)
+        for new in wanted:
+            self._connection.subscribe(new)
+        self._filters = wanted
+        if self._watching is not None:
+            watched = filters(self._bus.prefix, self.topics)
+            for old in list(self._watching.subscriptions):
+                if old not in watched:
+                    self._watching.unsubscribe(old)
+            for new in watched:
+                self._watching.subscribe(new)
+
+    def reconnect_dropped(self) -> int:
+        return 0  # paho reconnects by itself
+
+    def close(self) -> None:
+        """Disconnect, keeping the session (and its subscriptions) on the broker."""
+        if self._group is not None:
+            self._group.close()
+        if self._watching is not None:
+            self._watching.close(drain=0)
+        self._connection.close(drain=0.5)
+        self._handoff.close()
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    address: str
+    payload: bytes | Callable[[], Message]
+    timeout: float
+    attempts: int
+    callback: ReplyCallback
+    kind: str
+    correlation: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
+    sent: int = 0
+    timer: Timer | None = None
+
+
+@dataclass(eq=False)
+class _Server:
+    in_flight: dict[str, int] = field(default_factory=dict)
+    queue: dict[str, deque[_Request]] = field(default_factory=dict)
+    down_until: float = 0.0
+
+
+class MqttRequester:
+    """Requests published to servers' request topics; replies come to this requester's own topic.
+
+    Up to ``max_in_flight`` requests of each kind are outstanding per server; one unanswered
+    within its timeout is sent again (same correlation data, so a late reply still counts) after
+    ``backoff * 2**(n-1)`` s, up to ``attempts`` sends; then its callback gets no reply.
+    Runs in ``loop``'s thread.
+    """
+
+    def __init__(self, loop: EventLoop, bus: BusAddress, *, max_in_flight: int = 4, backoff: float = 0.2) -> None:
+        self._loop, self._bus = loop, bus
+        self.max_in_flight, self.backoff = max_in_flight, backoff
+        self._id = unique_id(bus.client_id, "req")
+        self._reply_topic = bus.topic(REPLY_LEVEL, self._id)
+        self._servers: dict[str, _Server] = {}
+        self._waiting: dict[bytes, _Request] = {}
+        self._closed = False
+        self._handoff = Handoff()
+        self._connection = Connection(bus, self._id, on_message=self._handoff.put,
+                                      subscriptions=[self._reply_topic], role="requester")
+        loop.register(self._handoff.pollable, self._on_readable)
+
+    def request(self, address: str, message: Message | Callable[[], Message], *, timeout: float, attempts: int,
+                callback: ReplyCallback, kind: str = "push") -> _Request:
+        server = self._servers.setdefault(address, _Server())
+        payload = message if callable(message) else versioned(message).encode().encode()
+        request = _Request(address, payload, timeout, attempts, callback, kind)
+        server.queue.setdefault(kind, deque()).append(request)
+        self._pump(server, kind)
+        return request
+
+    def is_down(self, address: str) -> bool:
+        server = self._servers.get(address)
+        return server is not None and server.down_until > time.monotonic()
+
+    def pending(self) -> int:
+        return sum(sum(s.in_flight.values()) + sum(len(q) for q in s.queue.values())
+                   for s in self._servers.values())
+
+    def close(self) -> None:
+        """Drop every outstanding request without callback; disconnect."""
+        self._closed = True
+        for request in self._waiting.values():
+            if request.timer:
+                request.timer.cancel()
+        self._waiting.clear()
+        self._servers.clear()
+        self._loop.unregister(self._handoff.pollable)
+        self._connection.close(drain=0)
+        self._handoff.close()
+
+    def _pump(self, server: _Server, kind: str) -> None:
+        queue = server.queue.get(kind)
+        while queue and server.in_flight.get(kind, 0) < self.max_in_flight and not self._closed:
+            request = queue.popleft()
+            server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
+            self._waiting[request.correlation] = request
+            self._send(request)
+
+    def _send(self, request: _Request) -> None:
+        if self._closed:
+            return
+        if not isinstance(request.payload, bytes):
+            request.payload = versioned(request.payload()).encode().encode()
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = self._reply_topic
+        properties.CorrelationData = request.correlation
+        request.sent += 1
+        self._connection.publish(request_topic(self._bus.prefix, request.address), request.payload, properties)
+        request.timer = self._loop.call_later(request.timeout, self._on_timeout, request)
+
+    def _on_readable(self) -> None:
+        while (raw := self._handoff.take(0)) is not None:
+            correlation = getattr(raw.properties, "CorrelationData", None)
+            request = self._waiting.pop(correlation, None) if correlation is not None else None
+            if request is None:
+                LOG.debug("Reply on %s for no outstanding request (late or repeated)", raw.topic)
+                continue
+            if request.timer:
+                request.timer.cancel()
+            server = self._servers[request.address]
+            server.down_until = 0.0
+            try:
+                reply, error = Message.decode(raw.payload.decode()), None
+            except Exception as err:  # the peer answered something that is not a posttroll message
+                reply, error = None, f"invalid reply {raw.payload[:200]!r} ({one_line(err)})"
+            self._release(server, request.kind)
+            self._callback(request, reply, error)
+
+    def _on_timeout(self, request: _Request) -> None:
+        if request.sent < request.attempts:
+            delay = self.backoff * 2 ** (request.sent - 1)
+            _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); re-sending in %.1f s",
+                             request.address, request.kind, request.timeout, request.sent, request.attempts, delay)
+            request.timer = self._loop.call_later(delay, self._send, request)
+            return
+        _LIMITED.error("abandon", "No reply from %s to %s after %d attempts through the broker %s; abandoning it",
+                       request.address, request.kind, request.attempts, self._bus)
+        self._waiting.pop(request.correlation, None)
+        server = self._servers[request.address]
+        server.down_until = time.monotonic() + DOWN_PERIOD
+        self._release(server, request.kind)
+        self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts")
+
+    def _release(self, server: _Server, kind: str) -> None:
+        server.in_flight[kind] -= 1
+        self._pump(server, kind)
+
+    def _callback(self, request: _Request, reply: Message | None, error: str | None) -> None:
+        try:
+            request.callback(reply, error)
+        except Exception:  # a failing callback must not corrupt the request bookkeeping
+            LOG.exception("Error handling the reply from %s", request.address)
+
+
+class MqttInbox:
+    """Requests for ``address`` (its request topic); replies go to each request's response topic."""
+
+    def __init__(self, bus: BusAddress, address: str) -> None:
+        self.address = address
+        self._topic = request_topic(bus.prefix, address)
+        self._handoff = Handoff()
+        self._connection = Connection(bus, unique_id(bus.client_id, "inbox"), on_message=self._handoff.put,
+                                      subscriptions=[self._topic], role=f"request inbox {address}")
+
+    @property
+    def pollable(self) -> Any:
+        return self._handoff.pollable
+
+    def receive(self) -> IncomingRequest | None:
+        while (raw := self._handoff.take(0)) is not None:
+            response_topic = getattr(raw.properties, "ResponseTopic", None)
+            if not response_topic:
+                _LIMITED.warning("noresponse", "%s: dropped a request without a response topic: %r", self._topic,
+                                 raw.payload[:120])
+                continue
+            correlation = getattr(raw.properties, "CorrelationData", None)
+            try:
+                request: Message | str = Message.decode(raw.payload.decode())
+            except Exception as err:  # anything undecodable gets an answer, never silence
+                request = f"invalid request: {one_line(err)}"
+            peer = response_topic.rsplit("/", 1)[-1]
+            return IncomingRequest(request, peer, (response_topic, correlation))
+        return None
+
+    def reply(self, token: object, message: Message) -> None:
+        response_topic, correlation = token  # type: ignore[misc]
+        properties = Properties(PacketTypes.PUBLISH)
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        self._connection.publish(response_topic, versioned(message).encode().encode(), properties)
+
+    def close(self) -> None:
+        self._connection.close()
+        self._handoff.close()
