@@ -9,6 +9,9 @@ chain. Records:
   first seen (the give-up clock survives restarts).
 * ``d:<transfer key>``, state ``delivered`` then ``published``: a delivered file's uids (the
   uid cache is rebuilt from them) and, until its result message is published, that message.
+* ``s:<request address>``, state ``server``: a server this chain was offered files by, the
+  subject to ask it on and ``after``, the server's time of the newest announcement of its
+  listing already seen (None until one was): a restarted chain asks it for what came after.
 
 The order of writes makes a ``kill -9`` at any point safe: a file is journalled ``delivered``
 (with its result) before the pending record goes, and marked ``published`` only after its
@@ -36,7 +39,7 @@ from trollmoves_roles.state.journal import Journal
 
 LOG = logging.getLogger(__name__)
 
-PENDING, DELIVERED, PUBLISHED, META = "pending", "delivered", "published", "meta"
+PENDING, DELIVERED, PUBLISHED, META, SERVER = "pending", "delivered", "published", "meta", "server"
 PRUNE_EVERY = 500
 """Deliveries between two prunes of the delivered records."""
 
@@ -138,6 +141,17 @@ class ChainState:
         self.journal.attempt(self.journal.delete_many, broken)
         return found
 
+    def servers(self) -> dict[str, tuple[str, float | None]]:
+        """Request address -> (subject, ``after``) of every server journalled (unreadable ones are dropped)."""
+        if self.journal is None:
+            return {}
+        found: dict[str, tuple[str, float | None]] = {}
+        for record in self.journal.records(SERVER):
+            subject, after = record.data.get("subject"), record.data.get("after")
+            if isinstance(subject, str) and (after is None or isinstance(after, int | float)):
+                found[record.key.removeprefix("s:")] = (subject, None if after is None else float(after))
+        return found
+
     def unpublished(self) -> list[Unpublished]:
         if self.journal is None:
             return []
@@ -156,6 +170,11 @@ class ChainState:
         if self.journal is not None:
             data = {"sources": [m.encode() for m in sources], "since": since}
             self.journal.attempt(self.journal.put, f"p:{key}", PENDING, data)
+
+    def server(self, address: str, subject: str, after: float | None) -> None:
+        """Record (or update) a server and how far its listing was read."""
+        if self.journal is not None:
+            self.journal.attempt(self.journal.put, f"s:{address}", SERVER, {"subject": subject, "after": after})
 
     def forget(self, key: str) -> None:
         """The file is settled without a delivery here (given up, or another client has it)."""

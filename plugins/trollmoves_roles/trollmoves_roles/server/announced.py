@@ -40,8 +40,11 @@ LISTED_STATE = "listed:"
 
 DEFAULT_CAPACITY = 61000
 """Entries kept, oldest dropped first (upstream's cache size)."""
-LISTED_MAX = 2256
-"""Announcements kept per chain for ``info`` listings (upstream's cap on ``info`` replies)."""
+LISTED_MAX = 40000
+"""Announcements kept per chain for ``info`` listings: an hour at 10 files/s (36,000) with room to spare,
+so that a client down for its ``catch_up_window`` finds what it missed (sizes: ``docs/roles/server.md``)."""
+_LISTING_START = "meta:listing-start"
+"""Journal key of the time this server's listing began (file record keys are absolute paths)."""
 _PRUNE_EVERY = 256
 """Listed announcements between two trims of the journal's listing records."""
 CHECKS_PER_FILE = 2
@@ -123,6 +126,9 @@ class AnnouncedFiles:
         self._to_check: list[Announced] = []  # records whose files are yet to be looked for
         self._listed: dict[str, deque[_Listed]] = {}
         self._listed_since_prune: dict[str, int] = {}
+        self._started = time.time()
+        self._complete_after: dict[str, float] = {}
+        """Per chain: the time of the newest announcement the bound dropped from the listing."""
         self._sequence = time.time_ns()
         self._lock = threading.Lock()
         self._journal: Journal | None = None
@@ -160,13 +166,25 @@ class AnnouncedFiles:
             else:
                 gone.append(record.key)
         journal.delete_many(gone)
+        start = journal.get(_LISTING_START)
+        try:
+            started = float(start.data["time"]) if start is not None else None
+        except (KeyError, TypeError, ValueError):
+            started = None
+        if started is None:
+            journal.put(_LISTING_START, "meta", {"time": self._started})
         restored = {str(e["path"]) for e in kept}
         self.restore(kept)
         with self._lock:
             unsaved = [(chain, e) for chain, entries in self._listed.items() for e in entries]
+            if started is not None:
+                self._started = min(self._started, started)
             for chain, entries in listed.items():
                 current = self._listed.get(chain, ())
-                self._listed[chain] = deque([*entries, *current], maxlen=self.listed_max)
+                merged = [*entries, *current]
+                if len(merged) >= self.listed_max:  # older ones were pruned from the journal
+                    self._complete_after[chain] = merged[-self.listed_max].time
+                self._listed[chain] = deque(merged, maxlen=self.listed_max)
             self._journal = journal
             newer = [e.as_dict() for e in self._live() if e.path not in restored]
         journal.put_many((str(e["path"]), STATE, _data(e)) for e in newer)
@@ -195,6 +213,9 @@ class AnnouncedFiles:
         """Record ``files`` (``(path, uid)`` pairs) announced together by ``chain``; with
         ``message`` (subject, type, data as published) also list the announcement."""
         now = time.time()
+        queue = self._listed.get(chain)
+        if message is not None and queue:  # strictly increasing: listing clients page by time
+            now = max(now, queue[-1].time + 1e-6)
         entries = []
         for path, uid in files:
             try:
@@ -220,6 +241,8 @@ class AnnouncedFiles:
                 queue = self._listed.get(chain)
                 if queue is None:
                     queue = self._listed[chain] = deque(maxlen=self.listed_max)
+                if len(queue) == self.listed_max:
+                    self._complete_after[chain] = queue[0].time
                 queue.append(listed)
             # written under the lock, so the journal sees changes to one path in their real order
             if self._journal is not None:
@@ -313,6 +336,10 @@ class AnnouncedFiles:
                     break
                 if self._served(item):
                     candidates.append(item)
+        return self._as_dicts(candidates)
+
+    @staticmethod
+    def _as_dicts(candidates: list[_Listed]) -> list[dict[str, Any]]:
         found = []
         for item in candidates:
             if not all(os.path.isfile(path) for path in item.paths):
@@ -323,6 +350,34 @@ class AnnouncedFiles:
                 continue
             found.append({"subject": item.subject, "type": item.atype, "data": data, "time": item.time})
         return found
+
+    def listed_after(self, chain: str, after: float, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The announcements of ``chain`` made after ``after`` (Unix seconds), oldest first, at most
+        ``limit``, as :meth:`listed` gives them; and whether newer ones are left (ask again after
+        the last one's ``time``)."""
+        candidates: list[_Listed] = []
+        more = False
+        with self._lock:
+            queue = self._listed.get(chain, ())
+            start = len(queue)
+            for item in reversed(queue):  # the newest are the ones asked for most often
+                if item.time <= after:
+                    break
+                start -= 1
+            for index in range(start, len(queue)):
+                item = queue[index]
+                if len(candidates) >= limit:
+                    more = True
+                    break
+                if self._served(item):
+                    candidates.append(item)
+        return self._as_dicts(candidates), more
+
+    def complete_after(self, chain: str) -> float:
+        """The listing of ``chain`` holds every announcement made after this time (Unix seconds) whose
+        files are still served: when the listing began, or the newest announcement its bound dropped."""
+        with self._lock:
+            return max(self._started, self._complete_after.get(chain, 0.0))
 
     def records(self) -> list[dict[str, object]]:
         """Every file record, oldest first, as plain dicts."""
