@@ -181,6 +181,8 @@ class ClientChain:
         self._lost_by: dict[str, int] = {}
         self._gap_logged: set[str] = set()
         self._without_listing: set[str] = set()
+        self._asking: set[str] = set()
+        """Servers with an ``info`` request in flight: one at a time, so pages and notices are never doubled."""
         self._given_up = UidCache(size=CACHE_SIZE)
         self._horizon = self.state.horizon()
         self._loop = EventLoop(f"client chain {config.name}")
@@ -623,12 +625,13 @@ class ClientChain:
         if (self.config.reconcile_interval <= 0 and not force) or self._requester is None:
             return
         for address in list(self._servers):
-            if address not in self._without_listing:
+            if address not in self._without_listing and address not in self._asking:
                 self._ask(address, self._after.get(address))
 
     def _ask(self, address: str, after: float | None) -> None:
         """One page of ``address``'s listing, after ``after`` (None: from the start of this chain's business)."""
         assert self._requester is not None
+        self._asking.add(address)
         since = after
         if since is None:
             since = self._horizon - CLOCK_MARGIN
@@ -646,6 +649,7 @@ class ClientChain:
         return self._started_at - window if window > 0 else self._horizon - CLOCK_MARGIN
 
     def _on_info(self, address: str, since: float, cursor: float | None, reply: Message | None) -> None:
+        self._asking.discard(address)
         if reply is None or reply.type != "info" or not isinstance(reply.data, dict):
             return  # down or confused: the next round asks again
         entries = reply.data.get("announcements")
