@@ -615,8 +615,9 @@ class ClientChain:
 
     def _remember_server(self, address: str, subject: str) -> None:
         """``address`` offered us files: journal it (once) so that a restarted chain asks it what it missed."""
-        if self._servers.get(address) != subject:
-            self._servers[address] = subject
+        new = address not in self._servers
+        self._servers[address] = subject
+        if new:
             self.state.server(address, subject, self._after.get(address))
 
     def _reconcile(self, *, force: bool = False) -> None:
@@ -644,7 +645,7 @@ class ClientChain:
 
     def _window_start(self) -> float:
         """Announcements older than this (wall clock) are not fetched by reconciliation: missed while we were down
-        for longer than ``catch_up_window`` (0: no window, only what the horizon allows)."""
+        for longer than ``catch_up_window`` (0: catching up is off, only what the horizon allows)."""
         window = self.config.catch_up_window
         return self._started_at - window if window > 0 else self._horizon - CLOCK_MARGIN
 
@@ -690,8 +691,8 @@ class ClientChain:
         elif self._lost_by.get(address):
             lost = self._lost_by.pop(address)
             self.lost += lost
-            LOG.warning("[%s] %d file(s) announced by %s more than catch_up_window (%.0f s) before this start were "
-                        "missed while we were down; not fetching them", self.name, lost, address,
+            LOG.warning("[%s] %d file(s) announced by %s more than catch_up_window (%.0f s) before this start never "
+                        "reached us (missed while we were down); not fetching them", self.name, lost, address,
                         self.config.catch_up_window)
 
     def _check_gap(self, address: str, cursor: float | None, complete_after: object) -> None:
