@@ -24,6 +24,8 @@ from support.ini import write_ini
 from support.processes import ClientProcess
 from support.reqrep import request
 from support.server import TOPIC, server_section
+from trollmoves_roles.client.state import ChainState
+from trollmoves_roles.state.journal import journal_path
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,15 +33,27 @@ pytestmark = pytest.mark.timeout(180)
 class Setup:
     """Our server (``--state-directory``, no backlog) and our client (``state_directory``) on it."""
 
-    def __init__(self, tmp_path: Path, origin: Path, out: Path, server_process, **client: object) -> None:
+    def __init__(self, tmp_path: Path, origin: Path, out: Path, server_process, *, server_journal: bool = True,
+                 **client: object) -> None:
         self.origin, self.out = origin, out
         port = free_port()
         self.address = f"127.0.0.1:{port}"
+        journal = ["--state-directory", str(tmp_path / "server-state")] if server_journal else []
         self.server = server_process(write_ini(tmp_path / "server.ini", {"srv": server_section(origin, port)}),
-                                     "--disable-backlog", "--state-directory", str(tmp_path / "server-state"))
-        self.client = ClientProcess(write_ini(tmp_path / "client.ini", {"test": client_section(
+                                     "--disable-backlog", *journal)
+        config = write_ini(tmp_path / "client.ini", {"test": client_section(
             f"127.0.0.1:{self.server.pub_port}", f"{out}/", free_port(), state_directory=tmp_path / "client-state",
-            **client)}), tmp_path / "client.log")
+            **client)})
+        self.journal = journal_path(tmp_path / "client-state", config, "client")
+        self.client = ClientProcess(config, tmp_path / "client.log")
+
+    def cursor(self) -> float | None:
+        """How far the client has read the server's listing, from its journal (read while it runs)."""
+        state = ChainState.open(self.journal, "test")
+        try:
+            return state.servers().get(self.address, ("", None))[1]
+        finally:
+            state.close()
 
     def write(self, names: list[str]) -> None:
         for name in names:
@@ -178,5 +192,30 @@ def test_client_down_longer_than_the_window_logs_the_lost_files_once(tmp_path, d
         assert len(lines) == 1 and re.search(r"\] 5 file\(s\) announced by 127\.0\.0\.1:\d+ more than "
                                              r"catch_up_window \(6 s\)", lines[0]), lines
         assert not any(setup.pushes()[name] for name in old)
+    finally:
+        setup.client.stop()
+
+
+def test_server_restarted_without_its_journal_is_said_once(tmp_path, dirs, server_process):
+    """A server without --state-directory forgets its listing at a restart: the client says that what it
+    announced before may be lost, and gets what it announced after."""
+    setup = Setup(tmp_path, *dirs, server_process, server_journal=False, reconcile_interval=1)
+    before, forgotten, after = names(0, 3), names(3, 6), names(6, 9)
+    try:
+        setup.deliver(before)
+        assert wait_until(lambda: setup.cursor() is not None, timeout=30)  # a listing was read
+        stop_client(setup.client, "kill-9")
+        setup.write(forgotten)
+        setup.wait_announced(forgotten)
+        setup.server.stop()
+        setup.server.start()
+        setup.write(after)
+        setup.wait_announced(after)
+        setup.client.start()
+        setup.wait_delivered(before + after)
+        time.sleep(2.5)  # more rounds: the notice is not repeated
+        log = setup.client.run_log()
+        assert log.count("only goes back to") == 1, log[-3000:]
+        assert not any(f"Delivered {name}" in log for name in forgotten)  # the server refuses them now
     finally:
         setup.client.stop()
