@@ -5,7 +5,8 @@ announced by several servers is fetched once (they become fallback sources) and 
 is acked once the file is delivered, here or by another client; a file given up is published
 as an ``err`` message (:func:`failure_message`) and not acked. With ``state_directory`` the
 :class:`~trollmoves_roles.client.state.ChainState` journal makes a restarted chain resume what
-it had not delivered and never fetch again what it had. How a chain works, hot spare, retries
+it had not delivered and never fetch again what it had, and ask the servers it journalled for what
+they announced while it was down (within ``catch_up_window``). How a chain works, hot spare, retries
 and reconciliation included: ``docs/roles/client.md``.
 """
 

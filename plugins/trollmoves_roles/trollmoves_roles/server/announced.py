@@ -1,5 +1,7 @@
 """The bounded record of files this server announced: what requests may refer to, and the
-recent announcements themselves, which ``info`` lists on request (reconciliation).
+recent announcements themselves, which ``info`` lists on request (reconciliation), newest
+first or, for a client catching up, page by page after a time (each chain's announcement times
+strictly increase).
 
 Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`).
 With a :class:`~trollmoves_roles.state.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
@@ -43,8 +45,6 @@ DEFAULT_CAPACITY = 61000
 LISTED_MAX = 40000
 """Announcements kept per chain for ``info`` listings: an hour at 10 files/s (36,000) with room to spare,
 so that a client down for its ``catch_up_window`` finds what it missed (sizes: ``docs/roles/server.md``)."""
-_LISTING_START = "meta:listing-start"
-"""Journal key of the time this server's listing began (file record keys are absolute paths)."""
 _PRUNE_EVERY = 256
 """Listed announcements between two trims of the journal's listing records."""
 CHECKS_PER_FILE = 2
@@ -128,7 +128,7 @@ class AnnouncedFiles:
         self._listed_since_prune: dict[str, int] = {}
         self._started = time.time()
         self._complete_after: dict[str, float] = {}
-        """Per chain: the time of the newest announcement the bound dropped from the listing."""
+        """Per chain: the listing holds every announcement after this time (default: ``_started``)."""
         self._sequence = time.time_ns()
         self._lock = threading.Lock()
         self._journal: Journal | None = None
@@ -166,24 +166,15 @@ class AnnouncedFiles:
             else:
                 gone.append(record.key)
         journal.delete_many(gone)
-        start = journal.get(_LISTING_START)
-        try:
-            started = float(start.data["time"]) if start is not None else None
-        except (KeyError, TypeError, ValueError):
-            started = None
-        if started is None:
-            journal.put(_LISTING_START, "meta", {"time": self._started})
         restored = {str(e["path"]) for e in kept}
         self.restore(kept)
         with self._lock:
             unsaved = [(chain, e) for chain, entries in self._listed.items() for e in entries]
-            if started is not None:
-                self._started = min(self._started, started)
             for chain, entries in listed.items():
                 current = self._listed.get(chain, ())
                 merged = [*entries, *current]
-                if len(merged) >= self.listed_max:  # older ones were pruned from the journal
-                    self._complete_after[chain] = merged[-self.listed_max].time
+                # what the journal kept: nothing older may be listed, whether never journalled or pruned
+                self._complete_after[chain] = merged[-self.listed_max:][0].time
                 self._listed[chain] = deque(merged, maxlen=self.listed_max)
             self._journal = journal
             newer = [e.as_dict() for e in self._live() if e.path not in restored]
@@ -375,9 +366,10 @@ class AnnouncedFiles:
 
     def complete_after(self, chain: str) -> float:
         """The listing of ``chain`` holds every announcement made after this time (Unix seconds) whose
-        files are still served: when the listing began, or the newest announcement its bound dropped."""
+        files are still served: when this server started, the oldest one restored from its journal, or
+        the newest one the bound dropped."""
         with self._lock:
-            return max(self._started, self._complete_after.get(chain, 0.0))
+            return self._complete_after.get(chain, self._started)
 
     def records(self) -> list[dict[str, object]]:
         """Every file record, oldest first, as plain dicts."""
