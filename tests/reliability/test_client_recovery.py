@@ -233,3 +233,18 @@ def test_reconciliation_pages_through_a_long_listing_and_journals_how_far(tmp_pa
         assert journal.servers() == {server.address: ("/test/data", entries[-1]["time"])}
     finally:
         journal.close()
+
+
+def test_journalled_servers_silent_longer_than_the_window_are_forgotten(tmp_path):
+    state = ChainState.open(tmp_path / "client.sqlite", "test")
+    try:
+        state.server("127.0.0.1:1", "/test/data", None)
+        state.server("127.0.0.1:2", "/test/data", 12.5)
+        state.journal.put("s:127.0.0.1:3", "server", {"subject": "/test/data", "after": None,
+                                                      "seen": time.time() - 7200})  # silent for two hours
+        state.journal.put("s:127.0.0.1:4", "server", {"subject": 5, "after": "x"})  # unreadable
+        assert state.servers(time.time() - 3600) == {"127.0.0.1:1": ("/test/data", None),
+                                                     "127.0.0.1:2": ("/test/data", 12.5)}
+        assert sorted(r.key for r in state.journal.records("server")) == ["s:127.0.0.1:1", "s:127.0.0.1:2"]
+    finally:
+        state.close()

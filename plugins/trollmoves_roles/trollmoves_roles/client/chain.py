@@ -62,6 +62,10 @@ FAILURE_TYPE = "err"
 
 RECONCILE_COUNT = 1000
 """Announcements asked for per server and reconciliation."""
+FORGET_SERVERS_AFTER = 7 * 86400.0
+"""Seconds after which a journalled server that neither announced nor answered is forgotten at start."""
+SEEN_EVERY = 600.0
+"""Seconds between journal writes of a server's ``seen`` time while its listing has nothing new."""
 CLOCK_MARGIN = 60.0
 """Seconds of clock difference allowed between servers and us when comparing announcement times."""
 
@@ -172,7 +176,7 @@ class ClientChain:
         """Servers journalled by an earlier run: what they announced since our horizon is our business."""
         self._after: dict[str, float] = {}
         """Request address -> server time of the newest listed announcement seen: where its listing is read on."""
-        for address, (subject, after) in self.state.servers().items():
+        for address, (subject, after) in self.state.servers(self._started_at - FORGET_SERVERS_AFTER).items():
             self._servers[address] = subject
             self._known_before.add(address)
             if after is not None:
@@ -183,6 +187,8 @@ class ClientChain:
         self._gap_logged: set[str] = set()
         self._without_listing: set[str] = set()
         self._asking: set[str] = set()
+        self._seen_written: dict[str, float] = {}
+        """Request address -> when (monotonic) its journal record was last written."""
         """Servers with an ``info`` request in flight: one at a time, so pages and notices are never doubled."""
         self._given_up = UidCache(size=CACHE_SIZE)
         self._horizon = self.state.horizon()
@@ -618,7 +624,9 @@ class ClientChain:
         """``address`` offered us files: journal it (once) so that a restarted chain asks it what it missed."""
         new = address not in self._servers
         self._servers[address] = subject
-        if new:
+        now = time.monotonic()
+        if new or now - self._seen_written.get(address, 0.0) > SEEN_EVERY:
+            self._seen_written[address] = now
             self.state.server(address, subject, self._after.get(address))
 
     def _reconcile(self, *, force: bool = False) -> None:
@@ -684,9 +692,12 @@ class ClientChain:
             self.reconciled += missed
             LOG.warning("[%s] %d file(s) announced by %s never reached us on the bus; requesting them", self.name,
                         missed, address)
-        if newest > since:
-            self._after[address] = newest
-            self.state.server(address, self._servers.get(address, self.config.topic or "/"), newest)
+        now = time.monotonic()
+        if newest > since or now - self._seen_written.get(address, 0.0) > SEEN_EVERY:
+            self._seen_written[address] = now
+            if newest > since:
+                self._after[address] = newest
+            self.state.server(address, self._servers.get(address, self.config.topic or "/"), self._after.get(address))
         if reply.data.get("more") is True and newest > since:
             self._ask(address, newest)
         elif self._lost_by.get(address):
