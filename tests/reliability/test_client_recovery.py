@@ -195,3 +195,56 @@ def test_servers_without_the_listing_are_asked_once(tmp_path, peers, caplog):
             client.stop()
     assert len([m for m in server.requests if m.type == "info"]) == 1
     assert "does not list its announcements" in caplog.text
+
+
+def test_reconciliation_pages_through_a_long_listing_and_journals_how_far(tmp_path, peers):
+    """A listing longer than one reply is read page by page (``after`` the last entry's time, while the
+    server says ``more``), every file requested once, and the journal keeps where the reading stopped."""
+    server, announcer = peers
+    start = time.time()
+    entries = [{"subject": "/test/data", "type": "file", "time": start + i / 1000,
+                "data": {"uri": f"/in/g{i:04d}.dat", "uid": f"g{i:04d}.dat", "request_address": server.address}}
+               for i in range(1200)]
+
+    def paged(message: Message):
+        if message.type == "info" and message.data.get("announcements"):
+            after, count = message.data["after"], message.data["max_count"]
+            newer = [e for e in entries if e["time"] > after]
+            return Message(message.subject, "info", {"files": [], "max_count": count, "uptime": "0:00:01",
+                                                     "announcements": newer[:count], "more": len(newer) > count,
+                                                     "complete_after": start - 1})
+        return serve_everything(message)
+
+    server.handler = paged
+    state = tmp_path / "state"
+    client = Client(tmp_path, server, announcer, reconcile_interval=0.5, state_directory=state,
+                    max_requests_in_flight=16)
+    try:
+        assert wait_until(lambda: len(results(client.recorder, "g")) >= 1200, timeout=50), \
+            len(results(client.recorder, "g"))
+        time.sleep(1.2)  # more rounds: nothing listed again, nothing fetched twice
+    finally:
+        client.stop()
+    asked = [m.data["after"] for m in server.requests if m.type == "info"]
+    assert entries[999]["time"] in asked  # the second page began after the first one's last entry
+    assert all(len(server.pushes(e["data"]["uid"])) == 1 for e in entries)
+    journal = ChainState.open(journal_path(state, client.config, "client"), "test")
+    try:
+        assert journal.servers() == {server.address: ("/test/data", entries[-1]["time"])}
+    finally:
+        journal.close()
+
+
+def test_journalled_servers_silent_longer_than_the_window_are_forgotten(tmp_path):
+    state = ChainState.open(tmp_path / "client.sqlite", "test")
+    try:
+        state.server("127.0.0.1:1", "/test/data", None)
+        state.server("127.0.0.1:2", "/test/data", 12.5)
+        state.journal.put("s:127.0.0.1:3", "server", {"subject": "/test/data", "after": None,
+                                                      "seen": time.time() - 7200})  # silent for two hours
+        state.journal.put("s:127.0.0.1:4", "server", {"subject": 5, "after": "x"})  # unreadable
+        assert state.servers(time.time() - 3600) == {"127.0.0.1:1": ("/test/data", None),
+                                                     "127.0.0.1:2": ("/test/data", 12.5)}
+        assert sorted(r.key for r in state.journal.records("server")) == ["s:127.0.0.1:1", "s:127.0.0.1:2"]
+    finally:
+        state.close()

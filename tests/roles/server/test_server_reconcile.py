@@ -81,6 +81,40 @@ def test_listing_is_per_chain_and_bounded(tmp_path):
     assert announced.listed("nothing", 10) == []
 
 
+def test_listing_after_a_time_is_paged_oldest_first(tmp_path):
+    announced = AnnouncedFiles(listed=4)
+    for i in range(6):
+        (tmp_path / f"a{i}").write_bytes(b"x")
+        announced.announce([(str(tmp_path / f"a{i}"), f"a{i}")], TOPIC, "a", message=(TOPIC, "file", {"uid": f"a{i}"}))
+    everything = announced.listed("a", 10)  # the bound of 4 dropped a0 and a1
+    assert names(everything) == ["a5", "a4", "a3", "a2"]
+    times = [e["time"] for e in reversed(everything)]
+    assert times == sorted(set(times))  # strictly increasing: a page boundary never skips one
+    page, more = announced.listed_after("a", 0.0, 3)
+    assert (names(page), more) == (["a2", "a3", "a4"], True)
+    page, more = announced.listed_after("a", page[-1]["time"], 3)
+    assert (names(page), more) == (["a5"], False)
+    assert announced.listed_after("a", times[-1], 3) == ([], False)
+    assert announced.listed_after("none", 0.0, 3) == ([], False)
+    # what the bound dropped: the listing is complete only after the newest dropped one (a1)
+    assert times[0] > announced.complete_after("a") > times[0] - 5
+    assert announced.complete_after("none") <= times[0]
+
+
+def test_info_after_and_its_bad_values(running, dirs):
+    origin, _ = dirs
+    published = [running.announced(put_file(origin / f"NOAA-{n}_202401020304.dat").name) for n in (18, 19, 20)]
+    newest_first = info(running.address(), announcements=True).data
+    assert newest_first["complete_after"] <= newest_first["announcements"][-1]["time"]
+    first = newest_first["announcements"][-1]["time"]
+    asked = info(running.address(), announcements=True, after=first, max_count=1).data
+    assert (names(asked["announcements"]), asked["more"]) == ([published[1].data["uid"]], True)
+    for bad in ("yesterday", True, [1]):
+        reply = request(running.address(), Message(TOPIC, "info", {"announcements": True, "after": bad}))
+        assert reply.type == "err" and "after must be a number" in reply.data
+    assert info(running.address(), max_count=1).type == "info"  # the chain keeps serving
+
+
 def test_listing_survives_a_restart_with_state_directory(serve, dirs, tmp_path):
     origin, _ = dirs
     port = free_port()
@@ -95,6 +129,8 @@ def test_listing_survives_a_restart_with_state_directory(serve, dirs, tmp_path):
     after = info(second.address(), announcements=True).data["announcements"]
     assert names(after) == [m.data["uid"] for m in reversed(published)]
     assert after == before
+    # the listing of the first run is still complete: clients asking after an old time lose nothing
+    assert info(second.address(), announcements=True).data["complete_after"] <= before[-1]["time"]
 
 
 def test_journal_keeps_only_the_newest_listed_announcements(tmp_path):

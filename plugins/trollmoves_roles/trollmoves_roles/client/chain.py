@@ -5,12 +5,14 @@ announced by several servers is fetched once (they become fallback sources) and 
 is acked once the file is delivered, here or by another client; a file given up is published
 as an ``err`` message (:func:`failure_message`) and not acked. With ``state_directory`` the
 :class:`~trollmoves_roles.client.state.ChainState` journal makes a restarted chain resume what
-it had not delivered and never fetch again what it had. How a chain works, hot spare, retries
+it had not delivered and never fetch again what it had, and ask the servers it journalled for what
+they announced while it was down (within ``catch_up_window``). How a chain works, hot spare, retries
 and reconciliation included: ``docs/roles/client.md``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -61,6 +63,10 @@ FAILURE_TYPE = "err"
 
 RECONCILE_COUNT = 1000
 """Announcements asked for per server and reconciliation."""
+FORGET_SERVERS_AFTER = 7 * 86400.0
+"""Seconds after which a journalled server that neither announced nor answered is forgotten at start."""
+SEEN_EVERY = 600.0
+"""Seconds between journal writes of a server's ``seen`` time while its listing has nothing new."""
 CLOCK_MARGIN = 60.0
 """Seconds of clock difference allowed between servers and us when comparing announcement times."""
 
@@ -165,9 +171,27 @@ class ClientChain:
         self.resumed = 0
         self.reconciled = 0
         """Files requested because reconciliation found them, not the bus."""
+        self._started_at = time.time()
         self._servers: dict[str, str] = {}
         """Request address -> subject of its latest announcement: whom reconciliation asks."""
+        self._known_before: set[str] = set()
+        """Servers journalled by an earlier run: what they announced since our horizon is our business."""
+        self._after: dict[str, float] = {}
+        """Request address -> server time of the newest listed announcement seen: where its listing is read on."""
+        for address, (subject, after) in self.state.servers(self._started_at - FORGET_SERVERS_AFTER).items():
+            self._servers[address] = subject
+            self._known_before.add(address)
+            if after is not None:
+                self._after[address] = after
+        self.lost = 0
+        """Files announced more than ``catch_up_window`` before this start, missed while we were down."""
+        self._lost_by: dict[str, int] = {}
+        self._gap_logged: set[str] = set()
         self._without_listing: set[str] = set()
+        self._asking: set[str] = set()
+        self._seen_written: dict[str, float] = {}
+        """Request address -> when (monotonic) its journal record was last written."""
+        """Servers with an ``info`` request in flight: one at a time, so pages and notices are never doubled."""
         self._given_up = UidCache(size=CACHE_SIZE)
         self._horizon = self.state.horizon()
         self._loop = EventLoop(f"client chain {config.name}")
@@ -256,7 +280,7 @@ class ClientChain:
             self.resumed += 1
             resumed += 1
             for source in transfer.sources:
-                self._servers[source.data["request_address"]] = source.subject
+                self._remember_server(source.data["request_address"], source.subject)
             if all(uid in self.cache for uid in transfer.uids):
                 self._settle(transfer, ack=transfer.sources)
             elif self.config.processing_delay > 0:
@@ -266,6 +290,10 @@ class ClientChain:
                 self._start(transfer)
         if resumed:
             LOG.info("[%s] Resuming %d file(s) announced but not delivered before the restart", self.name, resumed)
+        if self.state.enabled and self.config.catch_up_window > 0 and self._servers:
+            LOG.info("[%s] Asking %d server(s) for what they announced while we were down: %s", self.name,
+                     len(self._servers), ", ".join(sorted(self._servers)))
+            self._reconcile(force=True)
 
     def _heartbeat(self) -> None:
         self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
@@ -302,7 +330,7 @@ class ClientChain:
         if not _valid_address(address):
             self._bad_message("[%s] Skipping announcement with bad request_address %r", self.name, address)
             return
-        self._servers[address] = message.subject
+        self._remember_server(address, message.subject)
         key = transfer_key(uids)
         transfer = self.transfers.get(key)
         if transfer is not None:
@@ -608,32 +636,62 @@ class ClientChain:
         self._reconcile()
         self._loop.call_later(self.config.reconcile_interval, self._reconcile_regularly)
 
-    def _reconcile(self) -> None:
-        """Ask every known server for the announcements it made lately, to request those the bus lost."""
-        if self.config.reconcile_interval <= 0 or self._requester is None:
-            return
-        for address, subject in list(self._servers.items()):
-            if address in self._without_listing:
-                continue
-            request = Message(self.config.topic or subject, "info",
-                              {"max_count": RECONCILE_COUNT, "announcements": True})
-            self._requester.request(address, request, timeout=max(self.config.req_timeout, 5.0), attempts=1,
-                                    kind="info", callback=lambda reply, error, a=address: self._on_info(a, reply))
+    def _remember_server(self, address: str, subject: str) -> None:
+        """``address`` offered us files: journal it (once) so that a restarted chain asks it what it missed."""
+        new = address not in self._servers
+        self._servers[address] = subject
+        now = time.monotonic()
+        if new or now - self._seen_written.get(address, 0.0) > SEEN_EVERY:
+            self._seen_written[address] = now
+            self.state.server(address, subject, self._after.get(address))
 
-    def _on_info(self, address: str, reply: Message | None) -> None:
+    def _reconcile(self, *, force: bool = False) -> None:
+        """Ask every known server for the announcements it made since the newest we saw listed, to
+        request those the bus lost (``force``: even with ``reconcile_interval = 0``: the catch-up at start)."""
+        if (self.config.reconcile_interval <= 0 and not force) or self._requester is None:
+            return
+        for address in list(self._servers):
+            if address not in self._without_listing and address not in self._asking:
+                self._ask(address, self._after.get(address))
+
+    def _ask(self, address: str, after: float | None) -> None:
+        """One page of ``address``'s listing, after ``after`` (None: from the start of this chain's business)."""
+        assert self._requester is not None
+        self._asking.add(address)
+        since = after
+        if since is None:
+            since = self._horizon - CLOCK_MARGIN
+            if address not in self._known_before:  # new to us: nothing from before this run is missed
+                since = max(since, self._window_start())
+        request = Message(self.config.topic or self._servers[address], "info",
+                          {"max_count": RECONCILE_COUNT, "announcements": True, "after": since})
+        self._requester.request(address, request, timeout=max(self.config.req_timeout, 5.0), attempts=1,
+                                kind="info", callback=lambda reply, error: self._on_info(address, since, after, reply))
+
+    def _window_start(self) -> float:
+        """Announcements older than this (wall clock) are not fetched by reconciliation: missed while we were down
+        for longer than ``catch_up_window`` (0: catching up is off, only what the horizon allows)."""
+        window = self.config.catch_up_window
+        return self._started_at - window if window > 0 else self._horizon - CLOCK_MARGIN
+
+    def _on_info(self, address: str, since: float, cursor: float | None, reply: Message | None) -> None:
+        self._asking.discard(address)
         if reply is None or reply.type != "info" or not isinstance(reply.data, dict):
             return  # down or confused: the next round asks again
         entries = reply.data.get("announcements")
         if not isinstance(entries, list):
             self._without_listing.add(address)
-            LOG.info("[%s] %s does not list its announcements in info replies (an upstream server?); relying on "
-                     "the bus alone for it", self.name, address)
+            LOG.warning("[%s] %s does not list its announcements (an upstream server?): files it announced while we "
+                        "were not listening are lost; relying on the bus alone for it", self.name, address)
             return
+        self._check_gap(address, cursor, reply.data.get("complete_after"))
         wanted = [topic_prefix(t) for p in self.config.providers for t in self.config.topics_for(p)
                   if not t.startswith("/heartbeat/")]
-        horizon = self._horizon - CLOCK_MARGIN
-        missed = 0
-        for entry in reversed(entries):  # oldest first, as they were announced
+        horizon, window_start = self._horizon - CLOCK_MARGIN, self._window_start()
+        missed, newest = 0, since
+        listed = [e for e in entries if isinstance(e, dict) and _is_time(e.get("time"))]
+        for entry in sorted(listed, key=lambda e: e["time"]):  # oldest first, as they were announced
+            newest = max(newest, float(entry["time"]))
             message = _listed_announcement(entry, address, horizon)
             if message is None or not any(topic_prefix(message.subject).startswith(w) for w in wanted):
                 continue
@@ -641,12 +699,40 @@ class ClientChain:
             if (not uids or all(u in self.cache for u in uids) or all(u in self._given_up for u in uids)
                     or transfer_key(uids) in self.transfers):
                 continue
+            if entry["time"] < window_start:
+                self._lost_by[address] = self._lost_by.get(address, 0) + 1
+                continue
             missed += 1
             self._on_announcement(message)
         if missed:
             self.reconciled += missed
             LOG.warning("[%s] %d file(s) announced by %s never reached us on the bus; requesting them", self.name,
                         missed, address)
+        now = time.monotonic()
+        if newest > since or now - self._seen_written.get(address, 0.0) > SEEN_EVERY:
+            self._seen_written[address] = now
+            if newest > since:
+                self._after[address] = newest
+            self.state.server(address, self._servers.get(address, self.config.topic or "/"), self._after.get(address))
+        if reply.data.get("more") is True and newest > since:
+            self._ask(address, newest)
+        elif self._lost_by.get(address):
+            lost = self._lost_by.pop(address)
+            self.lost += lost
+            LOG.warning("[%s] %d file(s) announced by %s more than catch_up_window (%.0f s) before this start never "
+                        "reached us (missed while we were down); not fetching them", self.name, lost, address,
+                        self.config.catch_up_window)
+
+    def _check_gap(self, address: str, cursor: float | None, complete_after: object) -> None:
+        """Say once when ``address``'s listing no longer reaches back to the newest announcement we saw."""
+        if (cursor is None or not _is_time(complete_after) or complete_after <= cursor  # type: ignore[operator]
+                or address in self._gap_logged):
+            return
+        self._gap_logged.add(address)
+        LOG.warning("[%s] The listing of %s only goes back to %s (restarted without --state-directory, or more "
+                    "announcements than it keeps): what it announced between %s and then, if anything, is lost",
+                    self.name, address, dt.datetime.fromtimestamp(float(complete_after), dt.UTC).isoformat(),  # type: ignore[arg-type]
+                    dt.datetime.fromtimestamp(cursor, dt.UTC).isoformat())
 
     def _bad_message(self, message: str, *args: Any) -> None:
         self.metrics.bad_input.inc(chain=self.name)
@@ -681,8 +767,6 @@ def failure_message(chain: str, transfer: Transfer, destination: str) -> Message
     ``destination`` (without credentials), ``error`` (the last one), ``first_announced`` (ISO
     time), ``rounds`` and ``announcement`` (the first announcement's data).
     """
-    import datetime as dt
-
     subject = f"{FAILURE_SUBJECT}/{re.sub(r'[^A-Za-z0-9_.-]', '_', chain) or '_'}"
     data = {
         "chain": chain,
@@ -696,6 +780,10 @@ def failure_message(chain: str, transfer: Transfer, destination: str) -> Message
         "announcement": dict(transfer.sources[0].data) if transfer.sources else {},
     }
     return Message(subject, FAILURE_TYPE, data)
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _listed_announcement(entry: object, address: str, horizon: float) -> Message | None:

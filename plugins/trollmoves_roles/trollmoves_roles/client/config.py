@@ -61,6 +61,8 @@ SCHEMA = Schema("client", [
     Key("max_retry_delay", float, 60.0, origin="ours", doc="longest delay between retry rounds"),
     Key("reconcile_interval", float, 60.0, origin="ours", doc="seconds between info requests (0: off)"),
     Key("bus", origin="ours", doc="this process's message broker (mqtt[s]://...; default: ZeroMQ); --bus wins"),
+    Key("catch_up_window", float, 3600.0, origin="ours", doc="seconds of announcements a restarted client "
+                                                             "fetches from the servers it used"),
     Key("client_secret_key_file", origin="ours", doc="this client's CURVE key pair"),
     Key("server_public_key_file", origin="ours", doc="CURVE public key of the servers' request sockets"),
     Key("publisher_public_key_file", origin="ours", doc="CURVE public key of the servers' publishers"),
@@ -122,6 +124,9 @@ class ClientChainConfig:
     """Seconds between ``info`` requests asking the servers for files missed on the bus (0: off)."""
     bus: str | None = None
     """The broker's bus address (every section of a process names the same one, or none)."""
+    catch_up_window: float = 3600.0
+    """Announcements made up to this many seconds before a start are fetched at start (with
+    ``state_directory``); older ones missed while the client was down are logged as lost."""
     request_curve: CurveClient | None = None
     """CURVE keys for the servers' request sockets (``client_secret_key_file`` + ``server_public_key_file``)."""
     subscribe_curve: CurveClient | None = None
@@ -200,6 +205,7 @@ def chain_from_section(section: Section) -> ClientChainConfig | None:
         max_retry_delay=_float(section, "max_retry_delay", positive=True),
         reconcile_interval=_float(section, "reconcile_interval"),
         bus=_text(section, "bus"),
+        catch_up_window=_float(section, "catch_up_window"),
         **_curve(section),
         metadata=dict(section),
         file=section.file,

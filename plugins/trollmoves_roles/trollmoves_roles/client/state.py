@@ -9,6 +9,11 @@ chain. Records:
   first seen (the give-up clock survives restarts).
 * ``d:<transfer key>``, state ``delivered`` then ``published``: a delivered file's uids (the
   uid cache is rebuilt from them) and, until its result message is published, that message.
+* ``s:<request address>``, state ``server``: a server this chain was offered files by, the
+  subject to ask it on, ``after``, the server's time of the newest announcement of its
+  listing already seen (None until one was): a restarted chain asks it for what came after;
+  and ``seen``, when it last answered or announced (servers silent for a week are forgotten
+  at start).
 
 The order of writes makes a ``kill -9`` at any point safe: a file is journalled ``delivered``
 (with its result) before the pending record goes, and marked ``published`` only after its
@@ -36,7 +41,7 @@ from trollmoves_roles.state.journal import Journal
 
 LOG = logging.getLogger(__name__)
 
-PENDING, DELIVERED, PUBLISHED, META = "pending", "delivered", "published", "meta"
+PENDING, DELIVERED, PUBLISHED, META, SERVER = "pending", "delivered", "published", "meta", "server"
 PRUNE_EVERY = 500
 """Deliveries between two prunes of the delivered records."""
 
@@ -138,6 +143,27 @@ class ChainState:
         self.journal.attempt(self.journal.delete_many, broken)
         return found
 
+    def servers(self, forget_before: float | None = None) -> dict[str, tuple[str, float | None]]:
+        """Request address -> (subject, ``after``) of every server journalled; unreadable ones, and those
+        last seen before ``forget_before`` (wall clock), are dropped from the journal (and logged)."""
+        if self.journal is None:
+            return {}
+        found: dict[str, tuple[str, float | None]] = {}
+        stale = []
+        for record in self.journal.records(SERVER):
+            subject, after = record.data.get("subject"), record.data.get("after")
+            seen = record.data.get("seen", record.updated)
+            if (not isinstance(subject, str) or not (after is None or isinstance(after, int | float))
+                    or (forget_before is not None and isinstance(seen, int | float) and seen < forget_before)):
+                stale.append(record.key)
+                continue
+            found[record.key.removeprefix("s:")] = (subject, None if after is None else float(after))
+        if stale:
+            LOG.info("Forgetting %d journalled server(s) silent too long, or unreadable: %s", len(stale),
+                     ", ".join(k.removeprefix("s:") for k in stale[:10]))
+        self.journal.attempt(self.journal.delete_many, stale)
+        return found
+
     def unpublished(self) -> list[Unpublished]:
         if self.journal is None:
             return []
@@ -156,6 +182,12 @@ class ChainState:
         if self.journal is not None:
             data = {"sources": [m.encode() for m in sources], "since": since}
             self.journal.attempt(self.journal.put, f"p:{key}", PENDING, data)
+
+    def server(self, address: str, subject: str, after: float | None) -> None:
+        """Record (or update) a server and how far its listing was read."""
+        if self.journal is not None:
+            self.journal.attempt(self.journal.put, f"s:{address}", SERVER,
+                                 {"subject": subject, "after": after, "seen": time.time()})
 
     def forget(self, key: str) -> None:
         """The file is settled without a delivery here (given up, or another client has it)."""

@@ -1,5 +1,7 @@
 """The bounded record of files this server announced: what requests may refer to, and the
-recent announcements themselves, which ``info`` lists on request (reconciliation).
+recent announcements themselves, which ``info`` lists on request (reconciliation), newest
+first or, for a client catching up, page by page after a time (each chain's announcement times
+strictly increase).
 
 Records are plain data (:meth:`AnnouncedFiles.records` / :meth:`AnnouncedFiles.restore`).
 With a :class:`~trollmoves_roles.state.journal.Journal` attached (:meth:`AnnouncedFiles.attach`,
@@ -40,8 +42,9 @@ LISTED_STATE = "listed:"
 
 DEFAULT_CAPACITY = 61000
 """Entries kept, oldest dropped first (upstream's cache size)."""
-LISTED_MAX = 2256
-"""Announcements kept per chain for ``info`` listings (upstream's cap on ``info`` replies)."""
+LISTED_MAX = 40000
+"""Announcements kept per chain for ``info`` listings: an hour at 10 files/s (36,000) with room to spare,
+so that a client down for its ``catch_up_window`` finds what it missed (sizes: ``docs/roles/server.md``)."""
 _PRUNE_EVERY = 256
 """Listed announcements between two trims of the journal's listing records."""
 CHECKS_PER_FILE = 2
@@ -123,6 +126,9 @@ class AnnouncedFiles:
         self._to_check: list[Announced] = []  # records whose files are yet to be looked for
         self._listed: dict[str, deque[_Listed]] = {}
         self._listed_since_prune: dict[str, int] = {}
+        self._started = time.time()
+        self._complete_after: dict[str, float] = {}
+        """Per chain: the listing holds every announcement after this time (default: ``_started``)."""
         self._sequence = time.time_ns()
         self._lock = threading.Lock()
         self._journal: Journal | None = None
@@ -166,7 +172,10 @@ class AnnouncedFiles:
             unsaved = [(chain, e) for chain, entries in self._listed.items() for e in entries]
             for chain, entries in listed.items():
                 current = self._listed.get(chain, ())
-                self._listed[chain] = deque([*entries, *current], maxlen=self.listed_max)
+                merged = [*entries, *current]
+                # what the journal kept: nothing older may be listed, whether never journalled or pruned
+                self._complete_after[chain] = merged[-self.listed_max:][0].time
+                self._listed[chain] = deque(merged, maxlen=self.listed_max)
             self._journal = journal
             newer = [e.as_dict() for e in self._live() if e.path not in restored]
         journal.put_many((str(e["path"]), STATE, _data(e)) for e in newer)
@@ -195,6 +204,9 @@ class AnnouncedFiles:
         """Record ``files`` (``(path, uid)`` pairs) announced together by ``chain``; with
         ``message`` (subject, type, data as published) also list the announcement."""
         now = time.time()
+        queue = self._listed.get(chain)
+        if message is not None and queue:  # strictly increasing: listing clients page by time
+            now = max(now, queue[-1].time + 1e-6)
         entries = []
         for path, uid in files:
             try:
@@ -220,6 +232,8 @@ class AnnouncedFiles:
                 queue = self._listed.get(chain)
                 if queue is None:
                     queue = self._listed[chain] = deque(maxlen=self.listed_max)
+                if len(queue) == self.listed_max:
+                    self._complete_after[chain] = queue[0].time
                 queue.append(listed)
             # written under the lock, so the journal sees changes to one path in their real order
             if self._journal is not None:
@@ -313,6 +327,10 @@ class AnnouncedFiles:
                     break
                 if self._served(item):
                     candidates.append(item)
+        return self._as_dicts(candidates)
+
+    @staticmethod
+    def _as_dicts(candidates: list[_Listed]) -> list[dict[str, Any]]:
         found = []
         for item in candidates:
             if not all(os.path.isfile(path) for path in item.paths):
@@ -323,6 +341,35 @@ class AnnouncedFiles:
                 continue
             found.append({"subject": item.subject, "type": item.atype, "data": data, "time": item.time})
         return found
+
+    def listed_after(self, chain: str, after: float, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The announcements of ``chain`` made after ``after`` (Unix seconds), oldest first, at most
+        ``limit``, as :meth:`listed` gives them; and whether newer ones are left (ask again after
+        the last one's ``time``)."""
+        candidates: list[_Listed] = []
+        more = False
+        with self._lock:
+            queue = self._listed.get(chain, ())
+            start = len(queue)
+            for item in reversed(queue):  # the newest are the ones asked for most often
+                if item.time <= after:
+                    break
+                start -= 1
+            for index in range(start, len(queue)):
+                item = queue[index]
+                if len(candidates) >= limit:
+                    more = True
+                    break
+                if self._served(item):
+                    candidates.append(item)
+        return self._as_dicts(candidates), more
+
+    def complete_after(self, chain: str) -> float:
+        """The listing of ``chain`` holds every announcement made after this time (Unix seconds) whose
+        files are still served: when this server started, the oldest one restored from its journal, or
+        the newest one the bound dropped."""
+        with self._lock:
+            return self._complete_after.get(chain, self._started)
 
     def records(self) -> list[dict[str, object]]:
         """Every file record, oldest first, as plain dicts."""

@@ -183,11 +183,19 @@ class RequestServer:
         """Upstream's reply (``files``, ``max_count``, ``uptime``); with ``"announcements": true``
         in the request also ``announcements``: this chain's recent announcements (any subject),
         newest first, as ``{"subject", "type", "data", "time"}``, for clients to find what the
-        bus did not bring them."""
+        bus did not bring them, and ``complete_after``. With ``"after": t`` as well, those made
+        after ``t``, oldest first, and ``more`` (a page is full: ask again after its last)."""
         reply = requests.info_data(request, self._announced.newest, self._started)
         if isinstance(request.data, dict) and request.data.get("announcements") is True:
-            reply["announcements"] = self._announced.listed(self.chain.name,
-                                                            min(reply["max_count"], requests.INFO_MAX_COUNT))
+            limit = min(reply["max_count"], requests.INFO_MAX_COUNT)
+            after = request.data.get("after")
+            if after is None:
+                reply["announcements"] = self._announced.listed(self.chain.name, limit)
+            elif isinstance(after, int | float) and not isinstance(after, bool):
+                reply["announcements"], reply["more"] = self._announced.listed_after(self.chain.name, after, limit)
+            else:
+                raise BadRequest(f"info: after must be a number (Unix seconds), got {after!r}"[:300])
+            reply["complete_after"] = self._announced.complete_after(self.chain.name)
         return requests.reply(request, "info", reply)
 
     def _ack(self, request: Message) -> Message:
