@@ -392,6 +392,8 @@ def _check_origin_directory(out: Findings, section: str, origin: str) -> None:
         return
     head = origin.split("{", 1)[0]
     directory = Path(head if head.endswith("/") else os.path.dirname(head) or "/")
-    problem = directory_problem(directory)
-    if problem:
+    if not os.path.lexists(directory):
+        out.add(f"directory {directory} does not exist yet; the chain starts watching when it appears", section,
+                "origin", warning=True)
+    elif problem := directory_problem(directory):
         out.add(problem, section, "origin")
