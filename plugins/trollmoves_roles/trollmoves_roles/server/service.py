@@ -171,6 +171,7 @@ class Server(StopReload):
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._config_watcher: Watcher | None = None
         self._closed = False
+        self._served = False
         self._last_check = time.time()
         try:
             for name, config in configs.items():
@@ -213,6 +214,7 @@ class Server(StopReload):
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; return the exit status."""
+        self._served = True
         next_check = time.monotonic() + self.options.chain_check_interval
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL
         next_poll = time.monotonic() + WAITING_POLL_SECONDS
@@ -267,7 +269,8 @@ class Server(StopReload):
         self.metrics_endpoint.stop()
         self._close_journal()
         self.wakeup.close()
-        LOG.info("Server stopped")
+        if self._served:  # a start-up failure is said by the error line alone
+            LOG.info("Server stopped")
 
     def reload(self) -> bool:
         """Re-read the config: restart changed chains, start new ones, stop removed ones.
