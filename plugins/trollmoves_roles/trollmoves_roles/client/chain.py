@@ -464,8 +464,9 @@ class ClientChain:
         if reply is None or reply.type not in _SUCCESS:
             detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.300}"))
             transfer.last_error = f"{address}: {detail}"
-            _LIMITED.error("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
-                           address, detail)
+            # a WARNING: the next source or round follows; giving up at last is the ERROR
+            _LIMITED.warning("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
+                             address, detail)
             self._start(transfer)
             return
         for uid in transfer.uids:
