@@ -119,6 +119,11 @@ def read_ini(path: str | os.PathLike[str]) -> dict[str, Section]:
             parser.read_file(handle)
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", file=file) from None
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as err:
+        what = f"key {err.option!r} appears twice in [{err.section}]" if isinstance(
+            err, configparser.DuplicateOptionError) else f"section [{err.section}] appears twice"
+        raise ConfigError(f"line {err.lineno}: {what} (upstream refuses this too): rename or merge one",
+                          file=file) from None
     except configparser.Error as err:
         raise ConfigError(_one_line(err), file=file) from None
     return {name: Section(file, name, parser[name]) for name in parser.sections()}
