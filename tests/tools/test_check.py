@@ -491,3 +491,12 @@ def test_unknown_role_name_is_a_usage_error(tmp_path: Path, core_only) -> None:
     path = write(tmp_path / "x.ini", "[a]\n")
     with pytest.raises(ConfigError, match="no checks for role 'remover'"):
         check_file(path, core_only, "remover")
+
+
+@pytest.mark.parametrize("name", ["server.ini", "dispatch.yaml"])
+def test_a_file_that_is_not_utf8_is_one_error(tmp_path: Path, capsys, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"[s]\norigin = /d\xe9j\xe0/{name}\n" if name.endswith(".ini") else b"t: \xff\n")
+    assert main(["check", "-q", str(path)]) == 2
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{path}: not UTF-8 text: byte ") and line.endswith("save it as UTF-8)")
