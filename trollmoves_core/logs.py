@@ -62,18 +62,47 @@ def _dict_config(path: str) -> None:
     if not isinstance(config, dict) or "version" not in config:
         raise ConfigError("not a logging configuration (a dictConfig mapping with 'version: 1'); -c is "
                           "--log-config: give the role's own configuration as CONFIG (or --config-file)", file=path)
-    defined = config.get("handlers") or {}
-    loggers = {"root": config.get("root") or {}, **(config.get("loggers") or {})}
-    for name, logger in loggers.items():
-        for handler in (logger.get("handlers") or []) if isinstance(logger, dict) else []:
-            if isinstance(defined, dict) and handler not in defined:
-                where = "root" if name == "root" else f"logger {name!r}"
-                raise ConfigError(f"{where} names handler {handler!r}, which 'handlers' does not define", file=path)
+    problems = logging_config_problems(config)
+    if problems:
+        raise ConfigError(problems[0], file=path)
     try:
         logging.config.dictConfig(config)
     except (ValueError, TypeError, AttributeError, ImportError, KeyError) as err:
         cause = f": {type(err.__cause__).__name__}: {err.__cause__}" if err.__cause__ else ""
         raise ConfigError(f"rejected as a logging configuration: {err}{cause}", file=path) from None
+
+
+LOGGING_CONFIG_KEYS = frozenset({"formatters", "filters", "handlers", "loggers", "root"})
+"""The sections of a logging dictConfig besides ``version``."""
+
+
+def is_logging_config(content: object) -> bool:
+    """Whether loaded YAML ``content`` is a logging dictConfig (what ``-c`` takes)."""
+    return isinstance(content, dict) and "version" in content and bool(LOGGING_CONFIG_KEYS & content.keys())
+
+
+def logging_config_problems(config: dict) -> list[str]:
+    """What dictConfig would refuse in ``config`` that can be seen without applying it: the
+    handlers and formatters named but not defined, log files in missing directories; one line each."""
+    problems = []
+    handlers = config.get("handlers") or {}
+    formatters = config.get("formatters") or {}
+    if not isinstance(handlers, dict) or not isinstance(formatters, dict):
+        return ["'handlers' and 'formatters' must be mappings"]
+    loggers = {"root": config.get("root") or {}, **(config.get("loggers") or {})}
+    for name, logger in loggers.items():
+        for handler in (logger.get("handlers") or []) if isinstance(logger, dict) else []:
+            if handler not in handlers:
+                where = "root" if name == "root" else f"logger {name!r}"
+                problems.append(f"{where} names handler {handler!r}, which 'handlers' does not define")
+    for name, handler in handlers.items():
+        formatter = handler.get("formatter") if isinstance(handler, dict) else None
+        if formatter is not None and formatter not in formatters:
+            problems.append(f"handler {name!r} names formatter {formatter!r}, which 'formatters' does not define")
+        filename = handler.get("filename") if isinstance(handler, dict) else None
+        if isinstance(filename, str) and not os.path.isdir(os.path.dirname(os.path.abspath(filename))):
+            problems.append(f"handler {name!r}: the directory of {filename} does not exist")
+    return problems
 
 
 class TextFormatter(logging.Formatter):

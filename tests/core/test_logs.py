@@ -73,8 +73,10 @@ LOG_CONFIG_ERRORS = [
      "not a logging configuration (a dictConfig mapping with 'version: 1'); -c is --log-config: give the "
      "role's own configuration as CONFIG (or --config-file)"),
     ("version: 1\nhandlers:\n  f: {class: logging.FileHandler, filename: /nonexistent-dir/a.log}\n",
-     "rejected as a logging configuration: Unable to configure handler 'f': FileNotFoundError: [Errno 2] "
-     "No such file or directory: '/nonexistent-dir/a.log'"),
+     "handler 'f': the directory of /nonexistent-dir/a.log does not exist"),
+    ("version: 1\nhandlers:\n  h: {class: logging.NoSuchHandler}\n",
+     "rejected as a logging configuration: Unable to configure handler 'h': ValueError: Cannot resolve "
+     "'logging.NoSuchHandler': No module named 'logging.NoSuchHandler'"),
     ("version: 1\nformatters: [1\n", "line 3: invalid YAML: expected ',' or ']', but got '<stream end>'"),
 ]
 

@@ -500,3 +500,20 @@ def test_a_file_that_is_not_utf8_is_one_error(tmp_path: Path, capsys, name: str)
     assert main(["check", "-q", str(path)]) == 2
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{path}: not UTF-8 text: byte ") and line.endswith("save it as UTF-8)")
+
+
+def test_a_logging_config_is_checked_as_one(tmp_path: Path, capsys) -> None:
+    """What -c takes: upstream's example names a handler it does not define."""
+    path = write(tmp_path / "log_config.yaml", "version: 1\nformatters:\n  pytroll: {format: '%(message)s'}\n"
+                 "handlers:\n  console: {class: logging.StreamHandler, formatter: pytroll}\n"
+                 f"  file: {{class: logging.FileHandler, filename: {tmp_path}/nowhere/a.log, formatter: plain}}\n"
+                 "root:\n  level: DEBUG\n  handlers: [console, monitor]\n")
+    assert main(["check", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: root names handler 'monitor', which 'handlers' does not define",
+        f"{path}: handler 'file' names formatter 'plain', which 'formatters' does not define",
+        f"{path}: handler 'file': the directory of {tmp_path}/nowhere/a.log does not exist",
+        f"{path}: 3 error(s) (checked as logging config (-c), 2 section(s))"]
+    good = write(tmp_path / "good.yaml", "version: 1\nhandlers:\n  h: {class: logging.StreamHandler}\n"
+                 "root: {handlers: [h]}\n")
+    assert main(["check", "-q", good]) == 0
