@@ -269,3 +269,16 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     result = run("move", str(src), f"{tmp_path}/out/", "-o", "mode=copy")
     assert result.returncode == 0, result.stderr
     assert "MiB" not in result.stderr and "\r" not in result.stderr and "\x1b" not in result.stderr
+
+
+def test_a_reader_that_goes_away_is_no_traceback() -> None:
+    """``trollmoves plugins | head -1``: the pipe is closed before the listing is written."""
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: every write gets EPIPE
+    try:
+        done = subprocess.run([TROLLMOVES, "plugins"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+                              check=False)
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 141
