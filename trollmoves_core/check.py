@@ -1,7 +1,8 @@
 """``trollmoves check CONFIG [--role ROLE]``: validate a configuration without starting anything.
 
 The role is the one whose :meth:`~trollmoves_core.role.Role.recognises` is surest of the
-file, or given with ``--role``; that role's :meth:`~trollmoves_core.role.Role.check` then
+file, or given with ``--role`` (a logging dictConfig YAML, what ``-c`` takes, is checked as
+one); that role's :meth:`~trollmoves_core.role.Role.check` then
 finds the problems (see :mod:`trollmoves_core.schema` for the machinery the roles share).
 
 Each problem is printed as ``file: [section] key: problem``. Exit status: 0 when there is no
@@ -19,6 +20,7 @@ from typing import Any
 
 from trollmoves_core.config import Section, read_ini, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, UnknownPluginError
+from trollmoves_core.logs import is_logging_config, logging_config_problems
 from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, default_host
 from trollmoves_core.schema import Problem
 
@@ -26,6 +28,10 @@ HELP = "validate a configuration file without starting anything"
 DESCRIPTION = (HELP + ". The role is guessed from the file unless --role is given. Each problem is printed as "
                "'file: [section] key: problem'. Exit 0 when no errors were found (warnings count with "
                "--strict), 2 otherwise.")
+
+LOGGING_CONFIG = "logging config (-c)"
+"""The kind a logging dictConfig file is checked as."""
+
 
 @dataclass
 class Report:
@@ -83,6 +89,10 @@ def check_file(path: str, host: PluginHost, role: str | None = None) -> Report:
     """Check ``path`` as ``role`` (detected when None) by asking that role."""
     if not os.path.exists(path):
         return Report(path, role or "?", [Problem(path, "no such file")])
+    yaml_file = Path(path).suffix.lower() in (".yaml", ".yml")
+    if not role and yaml_file and is_logging_config(content := read_yaml(path)):
+        return Report(path, LOGGING_CONFIG, [Problem(path, p) for p in logging_config_problems(content)],
+                      len(content.get("handlers") or {}))
     role = role or detect_role(path, host)
     if role not in host.roles.classes and role not in KNOWN_PROVIDERS["role"]:
         known = ", ".join(sorted(host.roles.classes)) or "none installed"

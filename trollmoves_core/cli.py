@@ -24,7 +24,7 @@ from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
 from trollmoves_core.logs import add_logging_arguments, setup_logging
 from trollmoves_core.memory import IdleTrimmer
-from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost, load_plugins
+from trollmoves_core.plugins import DISABLE_VARIABLE, KNOWN_PROVIDERS, PluginHost, load_plugins
 from trollmoves_core.progress import ProgressBar
 from trollmoves_core.uri import Location, parse_uri, redact
 
@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of our output went away (| head): no traceback, as cat
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
+        return 141
 
 
 def _main(argv: list[str]) -> int:
@@ -88,7 +91,7 @@ def version_text(host: PluginHost) -> str:
     lines = [f"trollmoves-core {__version__}"]
     for plugin in host.plugins:
         if plugin.distribution != "trollmoves-core":
-            state = f" (failed: {plugin.error})" if plugin.error else ""
+            state = f" (failed: {plugin.error})" if plugin.error else " (disabled)" if plugin.disabled else ""
             lines.append(f"  {plugin.distribution} {plugin.version}{state}")
     return "\n".join(lines)
 
@@ -108,7 +111,7 @@ class PluginsCommand(Command):
         rows = [{"name": p.distribution, "version": p.version, "entry_point": p.name, "module": p.module,
                  "hooks": p.hooks, "movers": p.movers, "transports": p.transports, "watchers": p.watchers,
                  "roles": p.roles,
-                 "commands": p.commands, "error": p.error} for p in host.plugins]
+                 "commands": p.commands, "error": p.error, "disabled": p.disabled} for p in host.plugins]
         if args.json:
             print(json.dumps(rows, indent=2))  # noqa: T201
             return 0
@@ -116,7 +119,8 @@ class PluginsCommand(Command):
         table = [header] + [(r["name"], r["version"], ", ".join(r["movers"]), ", ".join(r["transports"]),
                              ", ".join(r["watchers"]),
                              ", ".join(r["roles"]),
-                             ", ".join(r["commands"]) if not r["error"] else f"FAILED: {r['error']}")
+                             f"FAILED: {r['error']}" if r["error"] else
+                             f"DISABLED ({DISABLE_VARIABLE})" if r["disabled"] else ", ".join(r["commands"]))
                             for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         for row in table:

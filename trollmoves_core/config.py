@@ -119,6 +119,13 @@ def read_ini(path: str | os.PathLike[str]) -> dict[str, Section]:
             parser.read_file(handle)
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", file=file) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(_not_text(err), file=file) from None
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as err:
+        what = f"key {err.option!r} appears twice in [{err.section}]" if isinstance(
+            err, configparser.DuplicateOptionError) else f"section [{err.section}] appears twice"
+        raise ConfigError(f"line {err.lineno}: {what} (upstream refuses this too): rename or merge one",
+                          file=file) from None
     except configparser.Error as err:
         raise ConfigError(_one_line(err), file=file) from None
     return {name: Section(file, name, parser[name]) for name in parser.sections()}
@@ -131,6 +138,8 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         text = Path(file).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", file=file) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(_not_text(err), file=file) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -138,6 +147,11 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or _one_line(err)
         raise ConfigError(f"{where}invalid YAML: {problem}", file=file) from None
+
+
+def _not_text(err: UnicodeDecodeError) -> str:
+    return (f"not UTF-8 text: byte {err.start} is {err.object[err.start:err.start + 1]!r} "
+            "(a binary file, or text in another encoding: save it as UTF-8)")
 
 
 def parse_key_values(items: list[str] | None, *, source: str = "-o") -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The one logging configuration every trollmoves command uses.
 
-Text lines by default (upstream's format); ``--log-json`` writes one JSON object per line
-instead, with the extra fields of :func:`log_transfer` as keys, for log shippers.
+Text lines by default (upstream's format, the time in ISO 8601 with the zone's offset);
+``--log-json`` writes one JSON object per line instead, with the extra fields of
+:func:`log_transfer` as keys, for log shippers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import logging.config
 import logging.handlers
 import os
 from datetime import UTC, datetime
+
+from trollmoves_core.config import read_yaml
+from trollmoves_core.exceptions import ConfigError
 
 LOG_FORMAT = "[%(asctime)s %(levelname)-8s %(name)s] %(message)s"
 
@@ -30,23 +34,85 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
-    """Configure the root logger from the options of :func:`add_logging_arguments`."""
+    """Configure the root logger from the options of :func:`add_logging_arguments`; a log file
+    that cannot be opened or a logging config that cannot be used is a ConfigError naming it."""
     log_config = getattr(args, "log_config", None)
     if log_config:
-        from trollmoves_core.config import read_yaml
-        logging.config.dictConfig(read_yaml(log_config))
+        _dict_config(log_config)
         return
     handler: logging.Handler
     if getattr(args, "log", None):
-        handler = logging.handlers.TimedRotatingFileHandler(args.log, when="midnight", backupCount=7)
+        try:
+            handler = logging.handlers.TimedRotatingFileHandler(args.log, when="midnight", backupCount=7)
+        except OSError as err:
+            raise ConfigError(f"cannot open the log file (-l): {err.strerror or err}", file=args.log) from None
     else:
         handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if getattr(args, "log_json", False) else logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if getattr(args, "log_json", False) else TextFormatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     for noisy in ("paramiko", "botocore", "s3fs", "aiobotocore", "urllib3", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _dict_config(path: str) -> None:
+    """Apply the logging dictConfig YAML at ``path``; ConfigError in one line when it cannot be."""
+    config = read_yaml(path)
+    if not isinstance(config, dict) or "version" not in config:
+        raise ConfigError("not a logging configuration (a dictConfig mapping with 'version: 1'); -c is "
+                          "--log-config: give the role's own configuration as CONFIG (or --config-file)", file=path)
+    problems = logging_config_problems(config)
+    if problems:
+        raise ConfigError(problems[0], file=path)
+    try:
+        logging.config.dictConfig(config)
+    except (ValueError, TypeError, AttributeError, ImportError, KeyError) as err:
+        cause = f": {type(err.__cause__).__name__}: {err.__cause__}" if err.__cause__ else ""
+        raise ConfigError(f"rejected as a logging configuration: {err}{cause}", file=path) from None
+
+
+LOGGING_CONFIG_KEYS = frozenset({"formatters", "filters", "handlers", "loggers", "root"})
+"""The sections of a logging dictConfig besides ``version``."""
+
+
+def is_logging_config(content: object) -> bool:
+    """Whether loaded YAML ``content`` is a logging dictConfig (what ``-c`` takes)."""
+    return isinstance(content, dict) and "version" in content and bool(LOGGING_CONFIG_KEYS & content.keys())
+
+
+def logging_config_problems(config: dict) -> list[str]:
+    """What dictConfig would refuse in ``config`` that can be seen without applying it: the
+    handlers and formatters named but not defined, log files in missing directories; one line each."""
+    problems = []
+    handlers = config.get("handlers") or {}
+    formatters = config.get("formatters") or {}
+    if not isinstance(handlers, dict) or not isinstance(formatters, dict):
+        return ["'handlers' and 'formatters' must be mappings"]
+    loggers = {"root": config.get("root") or {}, **(config.get("loggers") or {})}
+    for name, logger in loggers.items():
+        for handler in (logger.get("handlers") or []) if isinstance(logger, dict) else []:
+            if handler not in handlers:
+                where = "root" if name == "root" else f"logger {name!r}"
+                problems.append(f"{where} names handler {handler!r}, which 'handlers' does not define")
+    for name, handler in handlers.items():
+        formatter = handler.get("formatter") if isinstance(handler, dict) else None
+        if formatter is not None and formatter not in formatters:
+            problems.append(f"handler {name!r} names formatter {formatter!r}, which 'formatters' does not define")
+        filename = handler.get("filename") if isinstance(handler, dict) else None
+        if isinstance(filename, str) and not os.path.isdir(os.path.dirname(os.path.abspath(filename))):
+            problems.append(f"handler {name!r}: the directory of {filename} does not exist")
+    return problems
+
+
+class TextFormatter(logging.Formatter):
+    """Upstream's text line, its time in ISO 8601 with the zone's offset
+    (``2026-12-02T17:05:59.008+01:00``)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
 
 
 def log_transfer(logger: logging.Logger, *, uid: str, source: str, destination: str, nbytes: int | None,

@@ -6,7 +6,9 @@ its distribution and the error, and everything else keeps working. It becomes a 
 only when a user asks for something that plugin would have provided. The registries are
 filled by calling each hook's implementations through ``pm.hook``.
 
-Set ``TROLLMOVES_DISABLE_PLUGINS=name,name`` (entry-point names) to skip plugins.
+Set ``TROLLMOVES_DISABLE_PLUGINS=name,name`` (entry-point names) to skip plugins: they are
+listed as disabled, and asking for what they provide says so (not "pip install"); a name no
+installed plugin has is a warning.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from trollmoves_core.watchers.base import Watcher
 
 LOG = logging.getLogger(__name__)
 
+DISABLE_VARIABLE = "TROLLMOVES_DISABLE_PLUGINS"
+
 KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     "mover": {"ftp": "trollmoves-ftp", "ftps": "trollmoves-ftp", "scp": "trollmoves-ssh",
               "sftp": "trollmoves-ssh", "ssh": "trollmoves-ssh", "s3": "trollmoves-s3"},
@@ -53,6 +57,8 @@ class PluginInfo:
     version: str
     module: str
     error: str | None = None
+    disabled: bool = False
+    """Skipped because :data:`DISABLE_VARIABLE` names it."""
     hooks: list[str] = field(default_factory=list)
     movers: list[str] = field(default_factory=list)
     transports: list[str] = field(default_factory=list)
@@ -95,6 +101,10 @@ class PluginRegistry:
         for plugin in broken:
             if package and plugin.distribution == package:
                 return f"no {self.kind} {label}: {package} is installed but failed to load: {plugin.error}"
+        for plugin in self._host.plugins:
+            if package and plugin.disabled and plugin.distribution == package:
+                return (f"no {self.kind} {label}: {package} is installed but disabled "
+                        f"({DISABLE_VARIABLE} names {plugin.name!r})")
         message = f"no {self.kind} {label}"
         if package:
             message += f": pip install {package}"
@@ -236,14 +246,21 @@ def default_host() -> PluginHost:
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    for name in os.environ.get("TROLLMOVES_DISABLE_PLUGINS", "").split(","):
-        if name.strip():
-            pm.set_blocked(name.strip())
+    disabled = {name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()}
+    for name in disabled:
+        pm.set_blocked(name)
     infos = []
     found = [(ep, *_distribution_of(ep)) for ep in importlib.metadata.entry_points(group=PROJECT_NAME)]
+    unknown = disabled - {ep.name for ep, _, _ in found}
+    if unknown:
+        LOG.warning("%s names %s, which no installed plugin is (entry-point names: %s)", DISABLE_VARIABLE,
+                    ", ".join(map(repr, sorted(unknown))), ", ".join(sorted({ep.name for ep, _, _ in found})))
     # the core first, then by distribution: registration order is the order of listings and --help
     for ep, dist_name, version in sorted(found, key=lambda f: (f[1] != "trollmoves-core", f[1], f[0].name)):
         if pm.is_blocked(ep.name):
+            if not any(info.name == ep.name for info in infos):
+                infos.append(PluginInfo(name=ep.name, distribution=dist_name, version=version, module=ep.value,
+                                        disabled=True))
             continue
         if pm.has_plugin(ep.name):
             LOG.warning("Skipping plugin %r from %s %s: another distribution uses that entry-point name",

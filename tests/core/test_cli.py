@@ -83,19 +83,27 @@ def test_unknown_scheme_exits_two_with_install_hint(tmp_path: Path) -> None:
     src.write_bytes(b"x")
     result = run("move", str(src), "sftp://host/dir/", env={"TROLLMOVES_DISABLE_PLUGINS": "ssh"})
     assert result.returncode == 2
-    assert result.stderr.strip() == "trollmoves: error: no mover for 'sftp://': pip install trollmoves-ssh"
+    assert result.stderr.strip() == ("trollmoves: error: no mover for 'sftp://': trollmoves-ssh is installed but "
+                                     "disabled (TROLLMOVES_DISABLE_PLUGINS names 'ssh')")
 
 
-def test_missing_role_exits_two_with_install_hint() -> None:
-    result = run("server", "x.ini", env={"TROLLMOVES_DISABLE_PLUGINS": "roles"})
+@pytest.mark.parametrize("argv, kind", [(("server", "x.ini"), "role 'server'"),
+                                        (("keys", "dir", "name"), "command 'keys'"),
+                                        (("req",), "command 'req'"), (("status", "x.ini"), "command 'status'")])
+def test_a_disabled_role_or_command_exits_two_saying_so(argv, kind) -> None:
+    result = run(*argv, env={"TROLLMOVES_DISABLE_PLUGINS": "roles"})
     assert result.returncode == 2
-    assert result.stderr.strip() == "trollmoves: error: no role 'server': pip install trollmoves-roles"
+    assert result.stderr.strip() == (f"trollmoves: error: no {kind}: trollmoves-roles is installed but disabled "
+                                     "(TROLLMOVES_DISABLE_PLUGINS names 'roles')")
 
 
-def test_missing_command_exits_two_with_install_hint() -> None:
-    result = run("keys", "dir", "name", env={"TROLLMOVES_DISABLE_PLUGINS": "roles"})
-    assert result.returncode == 2
-    assert result.stderr.strip() == "trollmoves: error: no command 'keys': pip install trollmoves-roles"
+def test_plugins_lists_what_is_disabled() -> None:
+    result = run("plugins", env={"TROLLMOVES_DISABLE_PLUGINS": "ftp"})
+    assert result.returncode == 0
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("trollmoves-ftp ")]
+    assert row.rstrip().endswith("DISABLED (TROLLMOVES_DISABLE_PLUGINS)") and "ftps" not in row
+    shown = json.loads(run("plugins", "--json", env={"TROLLMOVES_DISABLE_PLUGINS": "ftp"}).stdout)
+    assert [(p["name"], p["disabled"]) for p in shown if p["disabled"]] == [("trollmoves-ftp", True)]
 
 
 def test_core_commands_register_like_a_plugin_and_go_with_it() -> None:
@@ -348,3 +356,16 @@ def test_bare_trollmoves_prints_a_short_usage_to_stderr() -> None:
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == ["usage: trollmoves [-h] [--version] COMMAND ...",
                                           "trollmoves: error: a command is required; trollmoves --help lists them"]
+
+
+def test_a_reader_that_goes_away_is_no_traceback() -> None:
+    """``trollmoves plugins | head -1``: the pipe is closed before the listing is written."""
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: every write gets EPIPE
+    try:
+        done = subprocess.run([TROLLMOVES, "plugins"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+                              check=False)
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 141

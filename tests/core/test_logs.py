@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
+from datetime import datetime
 
 import pytest
 
+from trollmoves_core.cli import main
 from trollmoves_core.logs import LOG_FORMAT, JsonFormatter, log_transfer, setup_logging
 
 
@@ -46,3 +49,51 @@ def test_json_formatter_includes_exceptions() -> None:
         record.exc_info = sys.exc_info()
     entry = json.loads(JsonFormatter().format(record))
     assert "ValueError: boom" in entry["exception"]
+
+
+def test_text_lines_carry_the_zone(restore_root, capsys) -> None:
+    setup_logging(argparse.Namespace(verbose=False, log=None, log_config=None, log_json=False))
+    logging.getLogger("x").info("hello")
+    stamp = capsys.readouterr().err.split(" ", 1)[0].lstrip("[")
+    parsed = datetime.fromisoformat(stamp)
+    assert parsed.utcoffset() is not None and stamp[10] == "T"
+    assert abs(parsed.timestamp() - time.time()) < 3600  # the instant itself, not a shifted wall clock
+
+
+def test_json_lines_mark_utc(restore_root, capsys) -> None:
+    setup_logging(argparse.Namespace(verbose=False, log=None, log_config=None, log_json=True))
+    logging.getLogger("x").info("hello")
+    assert json.loads(capsys.readouterr().err)["time"].endswith("+00:00")
+
+
+LOG_CONFIG_ERRORS = [
+    ("version: 1\nroot:\n  handlers: [console, monitor]\nhandlers:\n  console: {class: logging.StreamHandler}\n",
+     "root names handler 'monitor', which 'handlers' does not define"),
+    ("subscribe-topic: /yuhu\npublish-topic: /idnt\nbucket: b\n",  # upstream's `s3downloader -c s3.yaml`
+     "not a logging configuration (a dictConfig mapping with 'version: 1'); -c is --log-config: give the "
+     "role's own configuration as CONFIG (or --config-file)"),
+    ("version: 1\nhandlers:\n  f: {class: logging.FileHandler, filename: /nonexistent-dir/a.log}\n",
+     "handler 'f': the directory of /nonexistent-dir/a.log does not exist"),
+    ("version: 1\nhandlers:\n  h: {class: logging.NoSuchHandler}\n",
+     "rejected as a logging configuration: Unable to configure handler 'h': ValueError: Cannot resolve "
+     "'logging.NoSuchHandler': No module named 'logging.NoSuchHandler'"),
+    ("version: 1\nformatters: [1\n", "line 3: invalid YAML: expected ',' or ']', but got '<stream end>'"),
+]
+
+
+@pytest.mark.parametrize("text, message", LOG_CONFIG_ERRORS)
+def test_a_logging_config_that_cannot_be_used_is_one_line_exit_2(restore_root, tmp_path, capsys, text,
+                                                                 message) -> None:
+    path = tmp_path / "log.yaml"
+    path.write_text(text)
+    assert main(["plugins", "-c", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"trollmoves: error: {path}: {message}"]
+    assert out == ""
+
+
+def test_a_log_file_that_cannot_be_opened_is_one_line_exit_2(restore_root, tmp_path, capsys) -> None:
+    path = tmp_path / "no-such-dir" / "x.log"
+    assert main(["plugins", "-l", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"trollmoves: error: {path}: cannot open the log file (-l): No such file or directory"]

@@ -66,11 +66,29 @@ def test_builtin_file_mover_and_watchers_register_through_the_hooks() -> None:
     assert "trollmoves_register_movers" in core.hooks
 
 
-def test_unknown_scheme_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "ssh")
-    host = load_plugins()
+def test_unknown_scheme_names_the_package_to_install() -> None:
+    host = load_plugins(entry_points=False, extra=[default_plugins])
     with pytest.raises(UnknownPluginError, match=r"^no mover for 'sftp://': pip install trollmoves-ssh$"):
         host.mover_class("sftp://host/path")
+
+
+def test_a_disabled_plugin_is_said_to_be_disabled_not_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "ssh, roles")
+    host = load_plugins()
+    with pytest.raises(UnknownPluginError, match=r"^no mover for 'sftp://': trollmoves-ssh is installed but "
+                                                 r"disabled \(TROLLMOVES_DISABLE_PLUGINS names 'ssh'\)$"):
+        host.mover_class("sftp://host/path")
+    assert {p.distribution for p in host.plugins if p.disabled} == {"trollmoves-ssh", "trollmoves-roles"}
+    assert "sftp" not in host.movers.classes and "status" not in host.commands.classes
+
+
+def test_an_unknown_name_to_disable_is_a_warning(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "shh")
+    with caplog.at_level(logging.WARNING):
+        host = load_plugins()
+    assert "TROLLMOVES_DISABLE_PLUGINS names 'shh', which no installed plugin is (entry-point names: core," \
+        in caplog.text
+    assert "sftp" in host.movers.classes
 
 
 def test_unknown_third_party_scheme_lists_known_ones() -> None:
@@ -79,10 +97,9 @@ def test_unknown_third_party_scheme_lists_known_ones() -> None:
         host.mover_class("gopher://host/x")
 
 
-def test_unknown_role_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TROLLMOVES_DISABLE_PLUGINS", "roles")
+def test_unknown_role_names_the_package() -> None:
     with pytest.raises(UnknownPluginError, match="no role 'server': pip install trollmoves-roles"):
-        load_plugins().roles.get("server")
+        load_plugins(entry_points=False, extra=[default_plugins]).roles.get("server")
 
 
 def test_broken_plugin_is_skipped_with_a_warning_and_the_rest_works(

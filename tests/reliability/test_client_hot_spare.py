@@ -79,8 +79,8 @@ def test_primary_killed_mid_stream_secondary_takes_over(tmp_path, dirs, server_p
     assert all(n == 1 for n in by_secondary.values()) and all(n == 1 for n in by_primary.values())
     # Only what the primary had in flight when it died, or had just delivered (its result
     # messages may die with the process before zmq sends them), can have been fetched by both.
-    delivered_at = {name: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                    for stamp, name in re.findall(r"^\[(\S+ \S+) .*?Delivered (f\d+\.dat) from", primary.log(), re.M)}
+    delivered_at = {name: datetime.fromisoformat(stamp).timestamp()
+                    for stamp, name in re.findall(r"^\[(\S+) .*?Delivered (f\d+\.dat) from", primary.log(), re.M)}
     late = {name for name in both if delivered_at.get(name, killed_at) >= killed_at - 1.0}
     in_flight = both - set(delivered_at)
     assert len(in_flight) <= IN_FLIGHT + 1, sorted(in_flight)

@@ -175,7 +175,7 @@ def test_client_and_the_versions_it_publishes(tmp_path, dirs, roles, server_proc
         before = client.metrics()
         write_file(origin, "real.dat", b"r" * 4321)
         assert wait_until(lambda: client.transfers("real.dat"), 20), client.log()[-3000:]
-        check_transfer_line(client, "real.dat", 4321, f"{request_address(server)}{origin}/real.dat",
+        check_transfer_line(client, "real.dat", 4321, f"{request_address(server)} {origin}/real.dat",
                             str(out / "real.dat"))
         assert wait_until(lambda: counter(client.metrics(), "trollmoves_files_announced_total")
                           == counter(before, "trollmoves_files_announced_total") + 1, 10)
@@ -237,7 +237,7 @@ def test_mirror(tmp_path, dirs, roles, server_process):
         assert reply is not None and reply.type == "file", reply
         assert (out / uid).read_bytes() == b"m" * 2048
         assert wait_until(lambda: mirror.transfers(uid), 10), mirror.log()[-3000:]
-        check_transfer_line(mirror, uid, 2048, f"{request_address(internal)}{origin}/{uid}", f"file://{out}/{uid}")
+        check_transfer_line(mirror, uid, 2048, f"{request_address(internal)} {origin}/{uid}", f"file://{out}/{uid}")
         values = mirror.metrics()
         label = '{chain="relay"}'
         assert values[f"trollmoves_files_requested_total{label}"] == 1

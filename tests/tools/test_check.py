@@ -144,7 +144,8 @@ topic = /f
         f"{path}: [one] delte: warning: unknown key, ignored; did you mean `delete`?",
         f"{path}: [one] remove_delay: expected a number, got 'soon'",
         f"{path}: [two] topic: must start with '/', got 'nope'",
-        f"{path}: [two] origin: directory /nonexistent-dir-for-check does not exist",
+        f"{path}: [two] origin: warning: directory /nonexistent-dir-for-check does not exist yet; the chain "
+        "starts watching when it appears",
         f"{path}: [two] delete: expected true/false, got 'maybe'",
         f"{path}: [two] request_port: port 9092 is already used by [one]",
         f"{path}: [three] origin: invalid trollsift pattern '{inbox}/{{x:%Y.dat': unmatched '{{' in format spec",
@@ -154,7 +155,7 @@ topic = /f
         f"{path}: [five] origin: {afile} is not a directory",
         f"{path}: [six] warning: neither origin nor listen: this section is skipped",
     ]
-    assert len(report.errors()) == 10
+    assert len(report.errors()) == 9
 
 
 def test_without_the_role_the_file_cannot_be_checked(tmp_path: Path, inbox: Path, core_only) -> None:
@@ -492,3 +493,29 @@ def test_unknown_role_name_is_a_usage_error(tmp_path: Path, core_only) -> None:
     path = write(tmp_path / "x.ini", "[a]\n")
     with pytest.raises(ConfigError, match="no checks for role 'remover'"):
         check_file(path, core_only, "remover")
+
+
+@pytest.mark.parametrize("name", ["server.ini", "dispatch.yaml"])
+def test_a_file_that_is_not_utf8_is_one_error(tmp_path: Path, capsys, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"[s]\norigin = /d\xe9j\xe0/{name}\n" if name.endswith(".ini") else b"t: \xff\n")
+    assert main(["check", "-q", str(path)]) == 2
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{path}: not UTF-8 text: byte ") and line.endswith("save it as UTF-8)")
+
+
+def test_a_logging_config_is_checked_as_one(tmp_path: Path, capsys) -> None:
+    """What -c takes: upstream's example names a handler it does not define."""
+    path = write(tmp_path / "log_config.yaml", "version: 1\nformatters:\n  pytroll: {format: '%(message)s'}\n"
+                 "handlers:\n  console: {class: logging.StreamHandler, formatter: pytroll}\n"
+                 f"  file: {{class: logging.FileHandler, filename: {tmp_path}/nowhere/a.log, formatter: plain}}\n"
+                 "root:\n  level: DEBUG\n  handlers: [console, monitor]\n")
+    assert main(["check", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: root names handler 'monitor', which 'handlers' does not define",
+        f"{path}: handler 'file' names formatter 'plain', which 'formatters' does not define",
+        f"{path}: handler 'file': the directory of {tmp_path}/nowhere/a.log does not exist",
+        f"{path}: 3 error(s) (checked as logging config (-c), 2 section(s))"]
+    good = write(tmp_path / "good.yaml", "version: 1\nhandlers:\n  h: {class: logging.StreamHandler}\n"
+                 "root: {handlers: [h]}\n")
+    assert main(["check", "-q", good]) == 0

@@ -102,6 +102,10 @@ def test_no_working_source_acks_no_announcer(setup, caplog):
     assert len(a.pushes("f1.dat")) == 1 and len(b.pushes("f1.dat")) == 1
     assert a.acks("f1.dat") == [] and b.acks("f1.dat") == []
     assert [m.data["uid"] for m in s.results()] == ["f2.dat"]
+    # each failed attempt is a WARNING (another follows), only the give-up an ERROR
+    levels = {r.getMessage().split(" f1.dat")[0].split("] ", 1)[1]: r.levelname for r in caplog.records
+              if "f1.dat" in r.getMessage() and r.name.startswith("trollmoves_roles.client")}
+    assert levels == {"Failed to get": "WARNING", "Could not get a working source for": "ERROR"}, levels
 
 
 def test_silent_server_is_retried_lazy_pirate_then_next_source_is_used(setup):

@@ -136,7 +136,9 @@ def test_publish_port_in_use_exits_2_naming_the_key(tmp_path):
         config = write_ini(tmp_path / "client.ini", {"c1": client_section("127.0.0.1:1", f"{tmp_path}/o/", port)})
         done = run_cli("client", str(config))
     assert done.returncode == 2
-    assert f"[c1] publish_port: cannot publish on tcp://127.0.0.1:{port}" in done.stderr
+    assert done.stderr.strip().splitlines() == [  # no 'Stopping 0 chain(s)' before it
+        f"trollmoves: error: {config}: [c1] publish_port: cannot publish on tcp://127.0.0.1:{port}: "
+        "Address already in use"]
 
 
 def test_nameserver_list_registers_with_those_hosts_only(tmp_path):

@@ -53,6 +53,21 @@ def test_bad_subscribe_address_exits_2(tmp_path):
                                      "expected host:port or tcp://host:port, got 'nowhere'")
 
 
+def test_publish_port_in_use_exits_2_naming_the_config(tmp_path):
+    import socket
+
+    path = tmp_path / "dispatch.yaml"
+    path.write_text(f"t: {{directory: {tmp_path}, dispatch_configs: [{{topics: [/a]}}]}}\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(str(path), "-s", "127.0.0.1:9", "--publish-bind", "127.0.0.1", "-p", str(port))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"trollmoves: error: {path}: cannot publish on tcp://127.0.0.1:{port}: Address already in use")
+
+
 def test_missing_config_argument_exits_2():
     result = run()
     assert result.returncode == 2

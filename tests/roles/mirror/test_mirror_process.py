@@ -60,9 +60,11 @@ def test_missing_config_and_busy_ports_exit_2(tmp_path):
         config = write_ini(tmp_path / "mirror.ini", {"m": mirror_section("127.0.0.1:9", port)})
         requests = run_mirror(str(config), "-p", str(free_port()), "--bind", "127.0.0.1")
     assert publisher.returncode == 2 and error_lines(publisher) == [
-        f"trollmoves: error: cannot publish on tcp://127.0.0.1:{port}: Address already in use"]
+        f"trollmoves: error: {config}: cannot publish on tcp://127.0.0.1:{port}: Address already in use"]
     assert requests.returncode == 2 and error_lines(requests) == [
-        f"trollmoves: error: [m] request_port: cannot listen on tcp://127.0.0.1:{port}: Address already in use"]
+        f"trollmoves: error: {config}: [m] request_port: cannot listen on tcp://127.0.0.1:{port}: "
+        "Address already in use"]
+    assert "stopped" not in requests.stderr
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:

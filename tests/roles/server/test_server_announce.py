@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import io
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -264,6 +265,7 @@ def test_chain_check_gives_up_after_max_restarts(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, free_port()), loop=False, max_notifier_restarts=2)
     origin.rmdir()
+    origin.write_text("a plain file where the directory was")  # cannot be watched, ever
     running.server.check_chains()
     with pytest.raises(ChainRecoveryError, match="2 times"):
         running.server.check_chains()
@@ -273,8 +275,50 @@ def test_serve_exits_1_when_a_watcher_cannot_be_restarted(serve, dirs):
     origin, _ = dirs
     running = serve(chain(origin, free_port()), chain_check_interval=0.05, max_notifier_restarts=2)
     origin.rmdir()
+    origin.write_text("a plain file where the directory was")
     running.thread.join(20)
     assert running.status == [1]
+
+
+def test_a_missing_origin_waits_and_is_watched_once_it_appears(serve, tmp_path, caplog):
+    origin = tmp_path / "later" / "in"
+    running = serve(chain(origin, free_port()), chain_check_interval=0.05, max_notifier_restarts=2)
+    assert running.server.waiting_chains()
+    assert f"[chain] origin directory {origin} does not exist; watching starts when it appears" in caplog.text
+    origin.mkdir(parents=True)
+    put_file(origin / NAME)
+    assert running.announced(NAME).data["uri"] == str(origin / NAME)
+    assert running.thread.is_alive() and not running.server.waiting_chains()
+
+
+def test_an_origin_removed_while_running_is_waited_for_not_fatal(serve, dirs):
+    origin, _ = dirs
+    running = serve(chain(origin, free_port()), loop=False, max_notifier_restarts=2)
+    origin.rmdir()
+    for _ in range(3):  # more than max_notifier_restarts: a missing directory is no failure
+        running.server.check_chains()
+    assert running.server.waiting_chains()
+    origin.mkdir()
+    early = "NOAA-18_202401020304.dat"
+    put_file(origin / early)
+    (source,) = running.server.waiting_chains()
+    assert source.resume(0.0)
+    assert running.announced(early).data["uri"] == str(origin / early)  # the backlog
+    put_file(origin / NAME)
+    assert running.announced(NAME).data["uri"] == str(origin / NAME)
+
+
+def test_a_waiting_chain_warns_again_periodically(serve, tmp_path, caplog):
+    from trollmoves_roles.server.announcer import WAITING_WARN_SECONDS
+
+    origin = tmp_path / "never"
+    running = serve(chain(origin, free_port()), loop=False)
+    (source,) = running.server.waiting_chains()
+    caplog.clear()
+    assert not source.resume(time.monotonic())  # too soon to say it again
+    assert "still waiting" not in caplog.text
+    assert not source.resume(time.monotonic() + WAITING_WARN_SECONDS)
+    assert f"[chain] still waiting for origin directory {origin}" in caplog.text
 
 
 def test_announced_records_round_trip(tmp_path):

@@ -135,4 +135,22 @@ def test_cli_publish_port_in_use_exits_2(tmp_path):
                                 check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"trollmoves: error: cannot publish on tcp://127.0.0.1:{port}: Address already in use"]
+        f"trollmoves: error: {config}: cannot publish on tcp://127.0.0.1:{port}: Address already in use"]
+
+
+def test_cli_request_port_in_use_is_said_with_the_config_and_no_stopped_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_ini(tmp_path / "s.ini", {"chain": {"origin": f"{tmp_path}/{{name}}", "topic": "/t",
+                                                          "request_port": port}})
+        result = subprocess.run([*TROLLMOVES, "server", "--bind", "127.0.0.1", "-p", "0", str(config)],
+                                check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "stopped" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"trollmoves: error: {config}: [chain] request_port: cannot listen on tcp://127.0.0.1:{port}: "
+        "Address already in use")

@@ -111,3 +111,16 @@ def test_destination_helpers():
     assert join_rel_path("/out/", "x") == "/out/x"
     assert join_rel_path("s3://bucket/d/", None) == "s3://bucket/d/"
     assert Path(join_rel_path("file:///out", "a/b.nc").split("://", 1)[1]) == Path("/out/a/b.nc")
+
+
+def test_the_push_line_carries_the_byte_count_as_the_json_fields_do(serve, dirs, caplog):
+    origin, out = dirs
+    running = serve(chain(origin, free_port()))
+    path = put_file(origin / "NOAA-19_202401020304.dat", b"x" * 1234)
+    message = running.announced(path.name)
+    caplog.set_level("INFO", logger="trollmoves_roles.transfers.service")
+    assert request(running.address(), Message(TOPIC, "push", {**message.data, "destination": f"file://{out}/"})
+                   ).type == "file"
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Pushed ")]
+    assert record.getMessage().startswith(f"Pushed {path} to file://{out}/{path.name}: 1234 bytes in ")
+    assert record.bytes == 1234

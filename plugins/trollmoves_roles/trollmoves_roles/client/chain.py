@@ -499,8 +499,9 @@ class ClientChain:
         if reply is None or reply.type not in _SUCCESS:
             detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.300}"))
             transfer.last_error = f"{address}: {detail}"
-            _LIMITED.error("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
-                           address, detail)
+            # a WARNING: the next source or round follows; giving up at last is the ERROR
+            _LIMITED.warning("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
+                             address, detail)
             _record("request failed", self.name, transfer.uids, peer=address, detail=detail,
                     seconds=time.monotonic() - transfer.requested if transfer.requested else None)
             self._start(transfer)

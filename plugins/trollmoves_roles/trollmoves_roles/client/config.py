@@ -307,15 +307,8 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str, host: PluginHost) -> Findings:
-    """Every problem of the client INI at ``path`` (``trollmoves check``), one per location."""
-    out = Findings(path)
-    with out.loader_warnings("trollmoves_roles"):
-        _check(out, path, host)
-    return out
-
-
-def _check(out: Findings, path: str, host: PluginHost) -> None:
+def check_config(out: Findings, path: str, host: PluginHost) -> None:
+    """Record in ``out`` every problem of the client INI at ``path``, one per location."""
     try:
         sections = read_ini(path)
     except ConfigError as err:

@@ -152,7 +152,8 @@ class ClientProcess:
                     self._stamp = stamp
                     self.reload()
         finally:
-            LOG.info("Stopping %d chain(s)", len(self.chains))
+            if self.chains:  # a start-up failure is said by the error line alone
+                LOG.info("Stopping %d chain(s)", len(self.chains))
             for chain in self.chains.values():
                 chain.stop()
             self.chains.clear()

@@ -359,16 +359,9 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str, host: PluginHost) -> Findings:
-    """Every problem of the dispatcher YAML at ``path`` (``trollmoves check``), one per location:
+def check_config(out: Findings, path: str, host: PluginHost) -> None:
+    """Record in ``out`` every problem of the dispatcher YAML at ``path``, one per location:
     the keys, the patterns and movers of every target, then the dispatcher's own reading of each."""
-    out = Findings(path)
-    with out.loader_warnings("trollmoves_roles"):
-        _check(out, path, host)
-    return out
-
-
-def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         data = read_yaml(path)
     except ConfigError as err:

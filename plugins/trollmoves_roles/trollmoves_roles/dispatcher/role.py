@@ -42,7 +42,7 @@ class DispatcherRole(ConfiguredRole):
         from trollmoves_roles.bus.posttroll import check_addresses, subscribe_nameservers
         from trollmoves_roles.dispatcher.engine import Dispatcher
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
-        from trollmoves_roles.runtime.process import open_publisher
+        from trollmoves_roles.runtime.process import naming_config, open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.state.history import configure_from
         from trollmoves_roles.state.pending import PendingMessages
@@ -61,8 +61,9 @@ class DispatcherRole(ConfiguredRole):
                                 metrics=metrics, bus=args.bus)
         publisher = None
         if args.publish_port is not None:
-            publisher = open_publisher(dispatcher.transport, args.publish_bind, args.publish_port, "dispatcher",
-                                       args.publish_nameserver)
+            with naming_config(config_file):
+                publisher = open_publisher(dispatcher.transport, args.publish_bind, args.publish_port, "dispatcher",
+                                           args.publish_nameserver)
             LOG.info("Announcing dispatched files on port %d", publisher.port)
             dispatcher.publisher = publisher
         halt = threading.Event()

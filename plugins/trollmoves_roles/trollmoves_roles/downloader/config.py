@@ -230,15 +230,9 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str, host: PluginHost) -> Findings:
-    """Every problem of the downloader YAML at ``path`` (``trollmoves check``), one per location."""
-    out = Findings(path, sections=1)
-    with out.loader_warnings("trollmoves_roles"):
-        _check(out, path, host)
-    return out
-
-
-def _check(out: Findings, path: str, host: PluginHost) -> None:
+def check_config(out: Findings, path: str, host: PluginHost) -> None:
+    """Record in ``out`` every problem of the downloader YAML at ``path``, one per location."""
+    out.sections = 1
     try:
         data = read_yaml(path)
     except ConfigError as err:

@@ -50,7 +50,7 @@ class DownloaderRole(ConfiguredRole):
         from trollmoves_roles.downloader.config import load_config
         from trollmoves_roles.downloader.engine import Downloader
         from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
-        from trollmoves_roles.runtime.process import open_publisher
+        from trollmoves_roles.runtime.process import naming_config, open_publisher
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.runtime.transports import transport_for
         from trollmoves_roles.state.history import configure_from
@@ -67,8 +67,9 @@ class DownloaderRole(ConfiguredRole):
         pending = PendingMessages.open(args.state_directory, config_file, cls.NAME)
         publish_port = config.publish_port if args.publish_port is None else args.publish_port
         registration = config.nameservers if args.nameservers is None else args.nameservers
-        publisher = open_publisher(transport_for(host, args.bus), args.publish_bind, publish_port, "s3downloader",
-                                   registration)
+        with naming_config(config_file):
+            publisher = open_publisher(transport_for(host, args.bus), args.publish_bind, publish_port, "s3downloader",
+                                       registration)
         LOG.info("Announcing downloaded files on port %d", publisher.port)
         downloader = Downloader(config, publisher=publisher, addresses=args.subscribe_address,
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,

@@ -239,16 +239,9 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str, host: PluginHost) -> Findings:
-    """Every problem of the mirror INI at ``path`` (``trollmoves check``), one per location: the
+def check_config(out: Findings, path: str, host: PluginHost) -> None:
+    """Record in ``out`` every problem of the mirror INI at ``path``, one per location: the
     server part's and the client part's checks, then the mirror's own reading."""
-    out = Findings(path)
-    with out.loader_warnings("trollmoves_roles"):
-        _check(out, path, host)
-    return out
-
-
-def _check(out: Findings, path: str, host: PluginHost) -> None:
     try:
         sections = read_ini(path)
     except ConfigError as err:

@@ -31,17 +31,20 @@ class MirrorRole(ConfiguredRole):
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_roles.mirror.service import Mirror, MirrorOptions
+        from trollmoves_roles.runtime.process import naming_config
         from trollmoves_roles.runtime.signals import install_signal_handlers
 
-        mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind, metrics_port=args.metrics_port,
-                                                        metrics_bind=args.metrics_bind, bus=args.bus),
-                        host=host)
-        restore = install_signal_handlers(mirror.request_stop, mirror.request_reload)
-        try:
-            mirror.start()
-            LOG.info("Mirror running: %d section(s), publishing on port %d", len(mirror.chains),
-                     mirror.publisher.port)
-            return mirror.serve()
-        finally:
-            mirror.close()
-            restore()
+        with naming_config(args.config_file):
+            mirror = Mirror(args.config_file, MirrorOptions(port=args.port, bind=args.bind,
+                                                            metrics_port=args.metrics_port,
+                                                            metrics_bind=args.metrics_bind, bus=args.bus),
+                            host=host)
+            restore = install_signal_handlers(mirror.request_stop, mirror.request_reload)
+            try:
+                mirror.start()
+                LOG.info("Mirror running: %d section(s), publishing on port %d", len(mirror.chains),
+                         mirror.publisher.port)
+                return mirror.serve()
+            finally:
+                mirror.close()
+                restore()

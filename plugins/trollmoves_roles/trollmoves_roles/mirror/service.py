@@ -74,6 +74,7 @@ class Mirror(StopReload):
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._stamp = signature(self.config_path)
         self._closed = False
+        self._served = False
         try:
             for name, config in self.configs.items():
                 self.chains[name] = MirrorChain(config, publisher=self.publisher, transfers=self.transfers,
@@ -90,6 +91,7 @@ class Mirror(StopReload):
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; return the exit status."""
+        self._served = True
         next_beat = time.monotonic() + FIRST_HEARTBEAT
         next_check = time.monotonic() + CONFIG_CHECK_INTERVAL
         while not self.stop_requested:
@@ -148,4 +150,5 @@ class Mirror(StopReload):
         self.publisher.stop()
         self.metrics_endpoint.stop()
         self.wakeup.close()
-        LOG.info("Mirror stopped")
+        if self._served:  # a start-up failure is said by the error line alone
+            LOG.info("Mirror stopped")

@@ -181,11 +181,12 @@ def add_source(sources: list[Any], announcement: Any) -> bool:
 
 def source_of(address: str, uri: object) -> str:
     """Where a file came from, for the per-file log line: its URL (without password), or the
-    announcing server's request address followed by the file's path there."""
+    announcing server's request address, a space and the file's path there
+    (``127.0.0.1:9092 /data/in/a.nc``)."""
     text = str(uri)
     if "://" in text:
         return redact(text)
-    return f"{address}{text if text.startswith('/') else '/' + text}"
+    return f"{address} {text if text.startswith('/') else '/' + text}"
 
 
 def local_message_data(announcement: Mapping[str, Any], destination: str, login: str | None,

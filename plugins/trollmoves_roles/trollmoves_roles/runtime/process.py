@@ -4,9 +4,10 @@ their chains, and the address other hosts reach them on."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,18 @@ def process_bus(option: str | None, configs: Iterable[Any]) -> str | None:
         raise ConfigError("sections name different buses (" + ", ".join(f"[{n}]" for n in sorted(named))
                           + "): one process uses one bus", key="bus")
     return next(iter(named.values()), None)
+
+
+@contextlib.contextmanager
+def naming_config(path: str) -> Iterator[None]:
+    """Re-raise a start-up ConfigError that names no file (a port in use...) as one naming
+    ``path``, so the one line says which process's configuration failed."""
+    try:
+        yield
+    except ConfigError as err:
+        if err.file:
+            raise
+        raise ConfigError(err.message, file=path, section=err.section, key=err.key) from None
 
 
 def open_publisher(transport: MessageTransport, bind: str, port: int, name: str,

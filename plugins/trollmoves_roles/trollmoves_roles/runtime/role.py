@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 class ConfiguredRole(Role):
     """A role whose config module (:attr:`CONFIG_MODULE`) declares its schema and checks: it exports
-    ``recognises(content) -> int`` and ``check_config(path, host) -> Findings``. The module is
-    imported only when a check asks, so listing the roles stays fast."""
+    ``recognises(content) -> int`` and ``check_config(out, path, host)``, which records the problems
+    in the :class:`~trollmoves_core.schema.Findings` ``out``; the warnings its loaders log while it
+    runs are recorded there too. The module is imported only when a check asks, so listing the
+    roles stays fast."""
 
     CONFIG_MODULE: ClassVar[str]
 
@@ -25,4 +27,9 @@ class ConfiguredRole(Role):
 
     @classmethod
     def check(cls, path: str, host: PluginHost) -> Findings:
-        return importlib.import_module(cls.CONFIG_MODULE).check_config(path, host)
+        from trollmoves_core.schema import Findings
+
+        out = Findings(path)
+        with out.loader_warnings("trollmoves_roles"):
+            importlib.import_module(cls.CONFIG_MODULE).check_config(out, path, host)
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import tarfile
 import time
 import zipfile
@@ -26,6 +27,9 @@ from trollmoves_roles.transfers.service import TransferService
 from trollmoves_roles.transfers.unpack import UnpackError, unpack
 
 LOG = logging.getLogger(__name__)
+
+WAITING_WARN_SECONDS = 60.0
+"""How often a chain waiting for its missing origin directory says so again."""
 
 class Announcer:
     """The watching half of a chain with an ``origin``.
@@ -49,6 +53,8 @@ class Announcer:
         self._metrics = metrics
         self._watcher: Watcher | None = None
         self._watched_inode: int | None = None
+        self._waiting_since: float | None = None
+        self._warned_at = 0.0
         self.reported = 0
         """Files the watcher (or a scan) handed to this chain."""
 
@@ -64,9 +70,27 @@ class Announcer:
     def watching(self) -> bool:
         return self._watcher is not None
 
+    @property
+    def waiting(self) -> bool:
+        """The origin directory did not exist at the last start: :meth:`resume` starts watching
+        once it does (as upstream, a missing origin is not fatal)."""
+        return self._watcher is None and self._waiting_since is not None
+
     def start(self, backlog: bool) -> bool:
-        """Start watching (and announce the backlog); False when the directory is missing."""
+        """Start watching (and announce the backlog); False when the directory is missing (the
+        chain then waits for it, see :attr:`waiting`) or cannot be watched."""
         directory = self.pattern.directory
+        if not os.path.lexists(directory):
+            if self._waiting_since is None:
+                self._waiting_since = self._warned_at = time.monotonic()
+                LOG.warning("[%s] origin directory %s does not exist; watching starts when it appears",
+                            self.chain.name, directory)
+            return False
+        self._waiting_since = None
+        if not directory.is_dir():
+            LOG.error("[%s] cannot watch %s: not a directory", self.chain.name, directory)
+            self._watcher = None
+            return False
         try:
             self._watched_inode = directory.stat().st_ino
             watcher = self._watcher_cls([directory], self._on_file, recursive=self.pattern.recursive,
@@ -83,6 +107,19 @@ class Announcer:
             self.announce_backlog()
         return True
 
+    def resume(self, now: float) -> bool:
+        """For a :attr:`waiting` chain: start watching when the directory exists now (with the
+        backlog), else warn again every :data:`WAITING_WARN_SECONDS`; True when watching."""
+        if not self.waiting:
+            return self.watching
+        if self.start(backlog=True):
+            return True
+        if self.waiting and now - self._warned_at >= WAITING_WARN_SECONDS:
+            self._warned_at = now
+            LOG.warning("[%s] still waiting for origin directory %s (missing for %.0f s)", self.chain.name,
+                        self.pattern.directory, now - self._waiting_since)
+        return False
+
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
@@ -93,9 +130,10 @@ class Announcer:
         if self._watcher is None:
             return False
         try:
-            return self.pattern.directory.stat().st_ino == self._watched_inode
+            found = self.pattern.directory.stat()
         except OSError:
             return False
+        return stat.S_ISDIR(found.st_mode) and found.st_ino == self._watched_inode  # inodes get reused
 
     def announce_backlog(self) -> None:
         """Announce the files already present (oldest first); files the watcher already

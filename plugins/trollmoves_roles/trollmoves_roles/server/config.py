@@ -349,15 +349,8 @@ def recognises(content: Any) -> int:
 
 
 
-def check_config(path: str, host: PluginHost | None = None) -> Findings:
-    """Every problem of the server INI at ``path`` (``trollmoves check``), one per location."""
-    out = Findings(path)
-    with out.loader_warnings("trollmoves_roles"):
-        _check(out, path)
-    return out
-
-
-def _check(out: Findings, path: str) -> None:
+def check_config(out: Findings, path: str, host: PluginHost) -> None:
+    """Record in ``out`` every problem of the server INI at ``path``, one per location."""
     try:
         sections = read_ini(path)
     except ConfigError as err:
@@ -421,6 +414,8 @@ def _check_origin_directory(out: Findings, section: str, origin: str) -> None:
         return
     head = origin.split("{", 1)[0]
     directory = Path(head if head.endswith("/") else os.path.dirname(head) or "/")
-    problem = directory_problem(directory)
-    if problem:
+    if not os.path.lexists(directory):
+        out.add(f"directory {directory} does not exist yet; the chain starts watching when it appears", section,
+                "origin", warning=True)
+    elif problem := directory_problem(directory):
         out.add(problem, section, "origin")

@@ -52,6 +52,7 @@ class ServerRole(ConfiguredRole):
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         from trollmoves_core.exceptions import ConfigError
+        from trollmoves_roles.runtime.process import naming_config
         from trollmoves_roles.runtime.signals import install_signal_handlers
         from trollmoves_roles.server.config import NO_CHAIN
         from trollmoves_roles.server.service import Server, ServerOptions
@@ -71,14 +72,16 @@ class ServerRole(ConfiguredRole):
                                 max_notifier_restarts=args.max_notifier_restarts, workers=args.workers,
                                 drain_timeout=args.drain_timeout, state_directory=args.state_directory,
                                 metrics_port=args.metrics_port, metrics_bind=args.metrics_bind, bus=args.bus)
-        server = Server(args.config_file, options, host=host)
-        restore = install_signal_handlers(server.request_stop, server.request_reload)
-        try:
-            if not server.chains:
-                raise ConfigError(NO_CHAIN, file=args.config_file)
-            server.start()
-            LOG.info("Server running: %d chain(s), publishing on port %d", len(server.chains), server.publisher.port)
-            return server.serve()
-        finally:
-            server.close()
-            restore()
+        with naming_config(args.config_file):
+            server = Server(args.config_file, options, host=host)
+            restore = install_signal_handlers(server.request_stop, server.request_reload)
+            try:
+                if not server.chains:
+                    raise ConfigError(NO_CHAIN, file=args.config_file)
+                server.start()
+                LOG.info("Server running: %d chain(s), publishing on port %d", len(server.chains),
+                         server.publisher.port)
+                return server.serve()
+            finally:
+                server.close()
+                restore()

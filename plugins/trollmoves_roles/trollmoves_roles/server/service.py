@@ -47,6 +47,10 @@ REBIND_SECONDS = 5.0
 """At a reload, how long a restarted chain waits for its old request port to be released."""
 
 
+WAITING_POLL_SECONDS = 2.0
+"""How often chains waiting for their missing origin directory look for it."""
+
+
 RESCAN_MARGIN = 60.0
 """Seconds before the previous chain check that each rescan also covers (events still in flight)."""
 
@@ -177,6 +181,7 @@ class Server(StopReload):
         super().__init__()  # its pipe is closed by close(), which every failure from here on goes through
         self._config_watcher: Watcher | None = None
         self._closed = False
+        self._served = False
         self._last_check = time.time()
         try:
             for name, config in configs.items():
@@ -229,12 +234,16 @@ class Server(StopReload):
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; return the exit status."""
+        self._served = True
         next_check = time.monotonic() + self.options.chain_check_interval
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        next_poll = time.monotonic() + WAITING_POLL_SECONDS
         status = 0
         while not self.stop_requested:
             # a hair past the deadline, so the publisher's own rate limit lets the beat through
             due = min(next_check, next_beat, self.announcements.opens_at or next_beat)
+            if self.waiting_chains():
+                due = min(due, next_poll)
             self.wakeup.wait(max(0.0, due - time.monotonic() + 0.01))
             if self.stop_requested:
                 break
@@ -246,6 +255,10 @@ class Server(StopReload):
             if time.monotonic() >= next_beat:
                 self.publisher.heartbeat(HEARTBEAT_INTERVAL)
                 next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + WAITING_POLL_SECONDS
+                for chain in self.waiting_chains():
+                    chain.resume(time.monotonic())
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.options.chain_check_interval
                 try:
@@ -276,7 +289,8 @@ class Server(StopReload):
         self.metrics_endpoint.stop()
         self._close_journal()
         self.wakeup.close()
-        LOG.info("Server stopped")
+        if self._served:  # a start-up failure is said by the error line alone
+            LOG.info("Server stopped")
 
     def reload(self) -> bool:
         """Re-read the config: restart changed chains, start new ones, stop removed ones.
@@ -305,13 +319,21 @@ class Server(StopReload):
         reload_chains(self.chains, configs, stop=stop, start=start)
         return True
 
+    def waiting_chains(self) -> list[Announcer]:
+        """The announcers waiting for their missing origin directory."""
+        return [c.source for c in self.chains.values() if isinstance(c.source, Announcer) and c.source.waiting]
+
     def check_chains(self) -> None:
-        """Restart the watcher of any chain whose directory vanished or was replaced; rescan the
-        others for files changed since the previous check (and a margin) the watcher missed."""
+        """Restart the watcher of any chain whose directory was replaced (one whose directory
+        vanished waits for it, never counted as a failure); rescan the others for files changed
+        since the previous check (and a margin) the watcher missed."""
         now = time.time()
         since = self._last_check - RESCAN_MARGIN
         self._last_check = now
         for chain in self.chains.values():
+            if isinstance(chain.source, Announcer) and chain.source.waiting:
+                chain.failures = 0
+                continue
             if chain.source.healthy():
                 chain.failures = 0
                 if isinstance(chain.source, Announcer):
@@ -319,7 +341,7 @@ class Server(StopReload):
                 continue
             LOG.warning("[%s] watcher not running on its directory, restarting it", chain.config.name)
             chain.source.stop()
-            if chain.source.start(backlog=True):
+            if chain.source.start(backlog=True) or (isinstance(chain.source, Announcer) and chain.source.waiting):
                 chain.failures = 0
                 continue
             chain.failures += 1

@@ -187,11 +187,11 @@ class TransferService:
             target_uri = redact(delivered[-1], drop_user=True)
             history.record("pushed", chain=chain, path=job.path, destination=target_uri, seconds=elapsed, size=size)
             if self.log_transfers:
-                LOG.info("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed,
+                LOG.info("Pushed %s to %s: %d bytes in %.3f s", job.path, target_uri, size, elapsed,
                          extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,
                                                destination=target_uri, nbytes=size, seconds=elapsed))
             else:
-                LOG.debug("Pushed %s to %s in %.3f s", job.path, target_uri, elapsed)
+                LOG.debug("Pushed %s to %s: %d bytes in %.3f s", job.path, target_uri, size, elapsed)
         return delivered
 
     def in_flight(self, chain: str | None = None) -> int:
