@@ -205,11 +205,17 @@ class RequestServer:
                 self._queue_reply(envelope, Message(request.subject, "err", str(err)[:1000],
                                                     version=MESSAGE_VERSION))
                 return
-            jobs.append(FileJob(path, item.get("path")))
+            record = self._announced.get(path)
+            jobs.append(FileJob(path, item.get("path"), record.digest if record is not None else None))
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
+        redeliver = request.data.get("redeliver") if isinstance(request.data, dict) else None
+        if redeliver:
+            LOG.warning("[%s] %s found its copy of %s bad (%.300s); pushing it again", self.chain.name,
+                        request.sender, jobs[0].path, redeliver)
         try:
-            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name)
+            future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
+                                          again=bool(redeliver))
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return

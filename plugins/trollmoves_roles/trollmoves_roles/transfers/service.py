@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from trollmoves_core.checksum import Digest
 from trollmoves_core.logs import transfer_fields
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.recent import RecentKeys, key_of
@@ -38,10 +39,12 @@ RECENT_MAX = 10000
 
 @dataclass(frozen=True, slots=True)
 class FileJob:
-    """One file of a push: the local ``path`` and the dict's ``path`` key (``rel_path``)."""
+    """One file of a push: the local ``path``, the dict's ``path`` key (``rel_path``) and the size
+    and checksum it was announced with (``expected``: the mover verifies the copy against it)."""
 
     path: str
     rel_path: str | None = None
+    expected: Digest | None = None
 
 
 class TransferService:
@@ -68,13 +71,14 @@ class TransferService:
             metrics.set_queue_length(self.in_flight)
 
     def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-             chain: str = "") -> Future[list[str]]:
+             chain: str = "", *, again: bool = False) -> Future[list[str]]:
         """Transfer ``files`` to ``destination``; the future gives each URI delivered (no password).
 
         An identical push already running is not started again: its future is returned. One
         that succeeded in the last ``recent_seconds`` is not transferred again either: the
         future is done at once, with an empty list (nothing was delivered by this call).
-        ``chain`` labels the metrics.
+        ``chain`` labels the metrics. ``again`` transfers even what succeeded lately (the
+        requester found the delivered copy bad).
         """
         key = self._push_key(files, destination, params)
         with self._lock:
@@ -83,7 +87,7 @@ class TransferService:
                 LOG.info("Repeated push of %s to %s: waiting for the transfer in progress", _names(files),
                          redact(destination))
                 return running
-            if key in self._recent:
+            if key in self._recent and not again:
                 LOG.info("Repeated push of %s to %s: already done", _names(files), redact(destination))
                 finished: Future[list[str]] = Future()
                 finished.set_result([])
@@ -116,7 +120,7 @@ class TransferService:
                 # a bare path gets the file mover whatever its name looks like
                 mover = self._movers.get(target if "://" in target else "file", params)
                 size = os.path.getsize(job.path)
-                delivered.append(mover.put(job.path, target))
+                delivered.append(mover.put(job.path, target, expected=job.expected))
             except BaseException:
                 if self.metrics is not None:
                     self.metrics.failed.inc(chain=chain)
