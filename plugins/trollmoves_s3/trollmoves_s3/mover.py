@@ -174,6 +174,8 @@ class S3Mover(Mover):
             with self._pool.connection(pool_key) as fs:
                 try:
                     return action(fs)
+                except ChecksumMismatch:
+                    raise
                 except Exception as err:
                     failure = S3Error(describe(err, bucket, key), transient=is_transient(err))
                     failure.__cause__ = err

@@ -156,7 +156,8 @@ def test_tar_compression_with_several_members_announces_a_dataset(serve, tmp_pat
     message = running.announcements(atype="dataset")[0]
     assert message.data["name"] == "t2"  # t1 has an unsafe member: refused whole, never announced
     assert [{k: d[k] for k in ("uri", "uid", "size")} for d in message.data["dataset"]] == [
-        {"uri": str(work / "m3.txt"), "uid": "m3.txt", "size": 1}, {"uri": str(work / "m4.txt"), "uid": "m4.txt", "size": 1}]
+        {"uri": str(work / "m3.txt"), "uid": "m3.txt", "size": 1},
+        {"uri": str(work / "m4.txt"), "uid": "m4.txt", "size": 1}]
     assert all(d["integrity"]["method"] == "sha256" for d in message.data["dataset"])
     assert not (tmp_path / "evil").exists()
 
