@@ -55,7 +55,7 @@ class FileMover(Mover):
             hasher = self._materialise(local_path, partial, progress, expected)
             if expected is not None:
                 found = hasher.digest() if hasher is not None else Digest(os.stat(partial).st_size)
-                self.check_source(found, expected, local_path)
+                self.check_source(found, expected)
             os.replace(partial, final)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -97,7 +97,7 @@ class Mover(ABC):
             self._run(what, lambda: self._put(local, target, progress))
         else:
             try:
-                self.check_source(Digest(os.path.getsize(local)), Digest(expected.size), local)
+                self.check_source(Digest(os.path.getsize(local)), Digest(expected.size))
             except ChecksumMismatch as err:
                 raise ChecksumMismatch(f"{what} failed: {err}") from None
             self._run(what, lambda: self._put_verified(local, target, progress, expected))
@@ -185,9 +185,10 @@ class Mover(ABC):
         return temporary_sibling(path, secrets.token_hex(4))
 
     @staticmethod
-    def check_source(found: Digest, expected: Digest, local_path: str) -> None:
-        """The local file read for an upload is not the one announced: changed since (not transient)."""
-        check(found, expected, f"{local_path} (changed since it was announced?)", transient=False)
+    def check_source(found: Digest, expected: Digest) -> None:
+        """The local file read for an upload is not the one announced: changed since (not transient).
+        The error names no path: the put's own message does."""
+        check(found, expected, "the file (changed since it was announced)", transient=False)
 
     @staticmethod
     def check_written(found: Digest, expected: Digest, where: str) -> None:

@@ -103,7 +103,7 @@ class FtpMover(Mover):
                         source = HashingReader(raw, method)
                         _store(session.ftp, temporary, source, progress)
                 if expected is not None:
-                    self.check_source(source.hasher.digest(), expected, local_path)
+                    self.check_source(source.hasher.digest(), expected)
                     try:
                         stored = session.ftp.size(temporary)
                     except ftplib.error_perm:  # SIZE unsupported: the size cannot be checked

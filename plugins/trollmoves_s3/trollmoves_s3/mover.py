@@ -251,7 +251,7 @@ class S3Mover(Mover):
                 while pending:
                     finish_oldest()
             if expected is not None:
-                self.check_source(hasher.digest(), expected, local_path)
+                self.check_source(hasher.digest(), expected)
             fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
         except BaseException:
@@ -286,7 +286,7 @@ class S3Mover(Mover):
                 if progress:
                     progress(len(block))
         if expected is not None:
-            self.check_source(hasher.digest(), expected, local_path)
+            self.check_source(hasher.digest(), expected)
             if expected.method == "sha256" and expected.value:
                 extra = {**extra, "ChecksumSHA256": expected.value}
         try:

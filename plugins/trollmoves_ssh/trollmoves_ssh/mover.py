@@ -107,7 +107,7 @@ class SftpMover(SshMover):
                         progress(len(data))
             sent = hasher.digest()
             if expected is not None:
-                self.check_source(sent, expected, local_path)
+                self.check_source(sent, expected)
             written = sftp.stat(temp).st_size
             if expected is not None:
                 self.check_written(Digest(written), Digest(expected.size), f"sftp://{conn.endpoint}{final}")
@@ -173,7 +173,7 @@ class ScpMover(SshMover):
                     reader = HashingReader(raw, expected.method)
                     size = os.fstat(raw.fileno()).st_size
                     self._scp(conn, progress, lambda client: client.putfo(reader, temp, size=size))
-                self.check_source(reader.hasher.digest(), expected, local_path)
+                self.check_source(reader.hasher.digest(), expected)
                 if (sftp := _sftp_or_none(conn)) is not None:
                     self.check_written(Digest(sftp.stat(temp).st_size), Digest(expected.size),
                                        f"scp://{conn.endpoint}{final}")
