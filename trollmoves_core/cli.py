@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from trollmoves_core import __version__, check
+from trollmoves_core.checksum import METHODS, Digest
 from trollmoves_core.command import Command
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
@@ -140,6 +141,9 @@ class _TransferCommand(Command):
                             help="connection parameter for the mover (repeatable)")
         parser.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        parser.add_argument("--size", type=int, metavar="BYTES", help="verify the copy has this size")
+        parser.add_argument("--checksum", metavar="METHOD:BASE64",
+                            help="verify the copy's checksum, as announced (sha256:... or sha512:...; needs --size)")
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
@@ -150,13 +154,14 @@ class _TransferCommand(Command):
                 raise ConfigError("expected a mapping of connection parameters", file=args.connection_params)
             params.update(loaded)
         params.update(parse_key_values(args.options))
+        expected = _expected(args.size, args.checksum)
         put = cls.NAME == "move"
         mover = host.mover(args.destination if put else args.source, params)
         bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(args.source, sys.stderr)
         try:
             with mover:
                 transfer = mover.put if put else mover.get
-                result = transfer(args.source, args.destination, progress=bar and bar.advance)
+                result = transfer(args.source, args.destination, progress=bar and bar.advance, expected=expected)
         except TransferError as err:
             if bar:
                 bar.finish(None)
@@ -166,6 +171,17 @@ class _TransferCommand(Command):
             bar.finish(result)
         LOG.info("%s -> %s", redact(args.source), result)  # a get's source is the remote URL
         return 0
+
+
+def _expected(size: int | None, checksum: str | None) -> Digest | None:
+    """The ``--size``/``--checksum`` to verify against; ConfigError for a malformed one."""
+    if checksum is None:
+        return None if size is None else Digest(size)
+    method, _, value = checksum.partition(":")
+    if size is None or method not in METHODS or not value:
+        raise ConfigError(f"--checksum: expected METHOD:BASE64 (method {' or '.join(METHODS)}) with --size, "
+                          f"got {checksum!r}")
+    return Digest(size, method, value)
 
 
 class MoveCommand(_TransferCommand):

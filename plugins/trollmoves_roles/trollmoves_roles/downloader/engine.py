@@ -37,6 +37,7 @@ from typing import Any
 
 from posttroll.message import Message
 
+from trollmoves_core.checksum import from_data
 from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
@@ -227,6 +228,7 @@ class Downloader(ListeningService):
         local: dict[str, str] = {}  # announced URI -> local path (str: no pathlib per file)
         destination = str(config.download_destination).rstrip("/") + "/"
         uids = _uids(message)
+        expected = {str(entry["uri"]): from_data(entry) for entry in file_entries(message.type, message.data)}
         for announced, source in sources:
             earlier = (done or {}).get(announced)
             if _still_here(earlier):
@@ -236,7 +238,8 @@ class Downloader(ListeningService):
             started = time.monotonic()
             try:
                 mover = self.movers.get(source, config.params_for(scheme))
-                local[announced] = mover.get(source, destination)
+                # a copy that is not what was announced is discarded and fetched again by the mover
+                local[announced] = mover.get(source, destination, expected=expected.get(announced))
             except TransferError as err:
                 self._count(failed=True)
                 LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
