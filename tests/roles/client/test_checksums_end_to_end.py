@@ -132,7 +132,7 @@ def test_byte_flipped_by_the_ftp_server_is_found_by_the_client_and_fetched_again
     server = servers("srv")
     client, recorder = _client(tmp_path, server.provider, ftp_uri(ftp, "/out/"), ftp_root=str(ftp.root),
                                **QUICK_GIVE_UP)
-    content = os.urandom(50_000)
+    content = os.urandom(1_500_000)  # above INLINE_BYTES: read back on the chain's worker thread
     try:
         prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
         write_file(server.inbox, "bad.dat", content)

@@ -478,9 +478,13 @@ class ClientChain:
             return
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
         checks = verification.local_checks(result, destination, address, self.config.ftp_root)
-        if checks:  # read on a worker: a big file must not hold the loop
+        if sum(check.expected.size for check in checks) > verification.INLINE_BYTES:
+            # read on a worker: a big file must not hold the loop
             transfer.state = TransferState.FINISHING
             self._workers().submit(self._verify, transfer, source, destination, result, checks)
+            return
+        if checks:
+            self._verified(transfer, source, destination, result, verification.verify(checks))
             return
         self._delivered(transfer, source, destination, result)
 

@@ -21,6 +21,10 @@ from trollmoves_roles.protocol.messages import dicts_with, is_local_host
 
 LOG = logging.getLogger(__name__)
 
+INLINE_BYTES = 1024 * 1024
+"""Files up to this size (in all) are read back on the chain's loop: hashing 1 MiB takes about
+4 ms, less than handing the work to a thread and back costs a small file."""
+
 
 @dataclass(frozen=True, slots=True)
 class LocalCheck:
