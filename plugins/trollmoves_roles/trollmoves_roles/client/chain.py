@@ -490,7 +490,7 @@ class ClientChain:
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"unpack-{self.name}")
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"finish-{self.name}")
         return self._executor
 
     def _verify(self, transfer: Transfer, source: Message, destination: str, result: dict[str, Any],

@@ -211,8 +211,8 @@ class RequestServer:
                  redact(destination), request.sender)
         redeliver = request.data.get("redeliver") if isinstance(request.data, dict) else None
         if redeliver:
-            LOG.warning("[%s] %s found its copy of %s bad (%.300s); pushing it again", self.chain.name,
-                        request.sender, jobs[0].path, redeliver)
+            _LIMITED.warning("redeliver", "[%s] %s found its copy of %s bad (%.300s); pushing it again",
+                             self.chain.name, request.sender, jobs[0].path, redeliver)
         try:
             future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
                                           again=bool(redeliver))
