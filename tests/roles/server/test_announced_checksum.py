@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from support.ini import write_ini
 from trollmoves_roles.server.announced import AnnouncedFiles
-from trollmoves_roles.server.config import load_config
+from trollmoves_roles.server.config import check_config, load_config
 from trollmoves_roles.state.journal import Journal
 
 from trollmoves_core.checksum import file_digest
@@ -46,3 +46,12 @@ def test_unknown_checksum_method_names_the_key(tmp_path):
                                                   "request_port": 9999, "checksum": "md5"}})
     with pytest.raises(ConfigError, match=r"\[c\] checksum: expected one of sha256, sha512 or none, got 'md5'"):
         load_config(config)
+
+
+def test_check_names_an_unknown_checksum_method(tmp_path):
+    (tmp_path / "in").mkdir()
+    config = write_ini(tmp_path / "s.ini", {"c": {"origin": f"{tmp_path}/in/{{name}}.dat", "topic": "/t",
+                                                  "request_port": 9999, "checksum": "crc32"}})
+    findings = check_config(str(config))
+    assert [(p.section, p.key, p.warning) for p in findings.problems] == [("c", "checksum", False)]
+    assert "got 'crc32'" in findings.problems[0].message
