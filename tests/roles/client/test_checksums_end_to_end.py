@@ -217,3 +217,28 @@ def test_hard_linked_file_rewritten_after_announcement_is_found_by_the_client(se
     assert f"expected {_b64('sha256', content)}" in failure.data["error"]
     assert not (out / "bad.dat").exists()
     assert not results(recorder, "bad")
+
+
+def test_file_rewritten_and_announced_again_is_fetched_in_its_new_version(servers, tmp_path):
+    """A file changed after its announcement is a new file: the server announces it again with
+    its new checksum and the client fetches that one, not the announced-then-changed one."""
+    server = servers("srv")
+    out = tmp_path / "out"
+    client, recorder = _client(tmp_path, server.provider, f"{out}/", processing_delay=2, **QUICK_GIVE_UP)
+    first, second = os.urandom(20_000), os.urandom(25_000)
+    announced = BusRecorder([f"tcp://{server.provider}"], ["/test/data"])
+    try:
+        _prime_delayed(server.inbox, recorder)
+        path = write_file(server.inbox, "new.dat", first)
+        assert announced.wait_for(lambda m: m.data.get("uid") == "new.dat", timeout=20)
+        path.write_bytes(second)  # rewritten in place: a close after writing, so announced again
+        assert announced.wait_for(lambda m: m.data.get("uid") == "new.dat", count=2, timeout=20)
+        [result] = recorder.wait_for(lambda m: m.type == "file" and m.data.get("uid") == "new.dat", timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+        announced.close()
+    assert (out / "new.dat").read_bytes() == second
+    assert result.data["size"] == len(second)
+    assert result.data["integrity"]["value"] == _b64("sha256", second)
+    assert not recorder.wait_for(lambda m: m.subject == FAILED, timeout=0.1)

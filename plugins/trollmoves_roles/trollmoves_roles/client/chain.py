@@ -309,10 +309,15 @@ class ClientChain:
         if transfer is not None:
             if transfer.add_source(message):
                 LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
-                self.state.announced(key, transfer.sources, transfer.since)
-                if transfer.state is TransferState.WAITING:  # a new source: no need to wait for the retry
-                    transfer.cancel_timer()
-                    self._start(transfer)
+            elif _replace_changed(transfer.sources, message):
+                LOG.info("[%s] %s was announced again by %s with another checksum (changed): fetching the new "
+                         "one", self.name, uids[0], address)
+            else:
+                return
+            self.state.announced(key, transfer.sources, transfer.since)
+            if transfer.state is TransferState.WAITING:  # a new source: no need to wait for the retry
+                transfer.cancel_timer()
+                self._start(transfer)
             return
         if all(uid in self.cache for uid in uids):
             LOG.debug("[%s] %s already delivered; acking %s", self.name, uids[0], address)
@@ -689,6 +694,19 @@ class ClientChain:
             self.publisher.send(message)
         except Exception as err:  # a publishing problem must not lose the transfer bookkeeping
             LOG.error("[%s] Cannot publish %s: %s", self.name, message.type, err)
+
+
+def _replace_changed(sources: list[Message], message: Message) -> bool:
+    """Put ``message`` in place of the source from the same server when it announces the files
+    with other checksums (a file changed after its announcement is a new file); whether it did."""
+    address = message.data.get("request_address")
+    for index, source in enumerate(sources):
+        if source.data.get("request_address") == address:
+            if list(dicts_with(source.data, "integrity")) != list(dicts_with(message.data, "integrity")):
+                sources[index] = message
+                return True
+            return False
+    return False
 
 
 def _file_count(data: Any) -> int:
