@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import report
+from benchmarks import harness, report
 from benchmarks.harness import SetupError
 from benchmarks.impls import IMPLEMENTATIONS, REPO
 from benchmarks.scenarios import SCENARIOS, Params
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path,
                         help="write the markdown summary here (default: results/latest.md, for complete runs only)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs) afterwards")
+    parser.add_argument("--checksum", choices=["sha256", "sha512", "none"],
+                        help="our servers' checksum key (default: theirs, sha256), to compare the cost")
     parser.add_argument("--no-netns", action="store_true", help="do not re-run inside a private network namespace")
     return parser
 
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                                             ("resource_rounds", args.rounds))
                  if v is not None}
     params = Params.quick(**overrides) if args.quick else Params(**overrides)
+    if args.checksum:
+        harness.OURS_SERVER_EXTRA["checksum"] = args.checksum
     scenarios = args.scenarios or list(SCENARIOS)
     impls = [i for i in IMPLEMENTATIONS if (i.name in args.impl if args.impl else i.by_default)]
     root = Path(tempfile.mkdtemp(prefix="trollmoves-bench-", dir=args.workdir))
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## {scenario}\n{report.table(scenario, results)}\n", flush=True)
     finally:
         run["duration_s"] = time.monotonic() - t_start
-        complete = not args.scenarios and not args.impl and not args.rounds
+        complete = not args.scenarios and not args.impl and not args.rounds and not args.checksum
         markdown = args.markdown or (report.RESULTS / "latest.md" if complete else None)
         written = report.write(run, markdown)
         print("targets (ours):")

@@ -18,6 +18,9 @@ from benchmarks.configs import CLIENT_PUB_PORT, SUFFIX, ServerSpec, write_client
 from benchmarks.impls import Implementation
 from benchmarks.procs import Proc
 
+OURS_SERVER_EXTRA: dict[str, str] = {}
+"""Server keys every scenario gives our server (``--checksum``); upstream's configs stay as they are."""
+
 
 class SetupError(RuntimeError):
     """The implementation did not come up or died; the message carries its log tail."""
@@ -126,7 +129,8 @@ class Setup:
             watch = self.workdir / f"in{k}"
             watch.mkdir(exist_ok=True)
             (self.workdir / f"stage{k}").mkdir(exist_ok=True)
-            spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k, self.server_extra)
+            extra = {**(OURS_SERVER_EXTRA if self.impl.name == "ours" else {}), **self.server_extra}
+            spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k, extra)
             self.servers.append(spec)
             argv = self.impl.server_argv(spec.config, spec.pub_port)
             proc = Proc(f"{self.impl.name}-server{k}", self.server_wrap(argv) if self.server_wrap else argv,

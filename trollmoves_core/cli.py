@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from trollmoves_core import __version__, check
+from trollmoves_core.checksum import METHODS, Digest
 from trollmoves_core.command import Command
 from trollmoves_core.config import parse_key_values, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, TransferError, UnknownPluginError
@@ -152,6 +153,9 @@ class _TransferCommand(Command):
                             help="connection parameter for the mover (repeatable)")
         parser.add_argument("--connection-params", metavar="YAML", help="connection parameters from a YAML mapping")
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        parser.add_argument("--size", type=int, metavar="BYTES", help="verify the copy has this size")
+        parser.add_argument("--checksum", metavar="METHOD:BASE64",
+                            help="verify the copy's checksum, as announced (sha256:... or sha512:...; needs --size)")
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
@@ -162,6 +166,7 @@ class _TransferCommand(Command):
                 raise ConfigError("expected a mapping of connection parameters", file=args.connection_params)
             params.update(loaded)
         params.update(parse_key_values(args.options))
+        expected = _expected(args.size, args.checksum)
         put = cls.NAME == "move"
         if put:
             local, remote = local_path(args.source, "SRC"), transfer_uri(args.destination, "DEST")
@@ -174,9 +179,9 @@ class _TransferCommand(Command):
         try:
             with mover:
                 if put:
-                    result = mover.put(local, remote, progress=bar and bar.advance)
+                    result = mover.put(local, remote, progress=bar and bar.advance, expected=expected)
                 else:
-                    result = mover.get(remote, local, progress=bar and bar.advance)
+                    result = mover.get(remote, local, progress=bar and bar.advance, expected=expected)
         except TransferError as err:
             if bar:
                 bar.finish(None)
@@ -225,6 +230,17 @@ def _absolute(text: str, location: Location) -> str:
 def _own_names() -> set[str]:
     name = socket.gethostname()
     return {name, name.split(".", 1)[0], socket.getfqdn()}
+
+
+def _expected(size: int | None, checksum: str | None) -> Digest | None:
+    """The ``--size``/``--checksum`` to verify against; ConfigError for a malformed one."""
+    if checksum is None:
+        return None if size is None else Digest(size)
+    method, _, value = checksum.partition(":")
+    if size is None or method not in METHODS or not value:
+        raise ConfigError(f"--checksum: expected METHOD:BASE64 (method {' or '.join(METHODS)}) with --size, "
+                          f"got {checksum!r}")
+    return Digest(size, method, value)
 
 
 class MoveCommand(_TransferCommand):

@@ -7,11 +7,13 @@ import os
 import shutil
 from typing import Any
 
+from trollmoves_core.checksum import Digest, Hasher
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
 
 MODES = ("hardlink", "copy", "move", "symlink")
 _CHUNK = 64 * 1024 * 1024
+_HASH_BLOCK = 1024 * 1024
 
 
 class FileMover(Mover):
@@ -40,11 +42,20 @@ class FileMover(Mover):
             raise ValueError(f"file mover: unknown mode {self.mode!r}, choose one of {', '.join(MODES)}")
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        self._put_verified(local_path, target, progress, None)
+
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest | None) -> None:
+        """A copy is hashed as it is made and checked before the rename; a link or a move keeps
+        the very bytes announced unless the file was rewritten in place, which its size shows."""
         final = target.path
         os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         partial = self.temporary_name(final)
         try:
-            self._materialise(local_path, partial, progress)
+            hasher = self._materialise(local_path, partial, progress, expected)
+            if expected is not None:
+                found = hasher.digest() if hasher is not None else Digest(os.stat(partial).st_size)
+                self.check_source(found, expected)
             os.replace(partial, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -52,10 +63,12 @@ class FileMover(Mover):
         if self.mode == "move" and os.path.exists(local_path) and not os.path.samefile(local_path, final):
             os.unlink(local_path)
 
-    def _materialise(self, source: str, partial: str, progress: ProgressCallback | None) -> None:
+    def _materialise(self, source: str, partial: str, progress: ProgressCallback | None,
+                     expected: Digest | None = None) -> Hasher | None:
+        """Make ``partial``; the hash of what was copied when ``expected`` asked for one."""
         if self.mode == "symlink":
             os.symlink(os.path.realpath(source), partial)
-            return
+            return None
         if self.mode in ("hardlink", "move"):
             try:
                 if self.mode == "move":
@@ -64,10 +77,13 @@ class FileMover(Mover):
                     os.link(source, partial)
                 if progress:
                     progress(os.stat(partial).st_size)
-                return
+                return None
             except OSError:
                 pass  # another file system or no link support: copy instead
+        if expected is not None:
+            return hashing_copy(source, partial, expected.method, progress)
         copy_file(source, partial, progress)
+        return None
 
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         copy_file(source.path, local_path, progress)
@@ -77,6 +93,25 @@ class FileMover(Mover):
 
     def _size(self, location: Location) -> int | None:
         return os.path.getsize(location.path)
+
+
+def hashing_copy(source: str, dest: str, method: str | None,
+                 progress: ProgressCallback | None = None) -> Hasher:
+    """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read)."""
+    hasher = Hasher(method)
+    buffer = bytearray(_HASH_BLOCK)
+    view = memoryview(buffer)
+    with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+        while count := src.readinto(buffer):
+            chunk = view[:count]
+            hasher.update(chunk)
+            written = 0
+            while written < count:
+                written += dst.write(chunk[written:])
+            if progress:
+                progress(count)
+    shutil.copystat(source, dest)
+    return hasher
 
 
 def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],

@@ -12,6 +12,14 @@ every mover the same public behaviour:
   directory ending in ``/``); the local side is always atomic.
 * ``delete(uri)`` removes a remote file.
 * ``size(uri)`` is the remote file's size when the protocol tells it cheaply, else None.
+* With ``expected`` (a :class:`~trollmoves_core.checksum.Digest`: the size and checksum the
+  file was announced with), ``put`` and ``get`` verify: a file that is not what was announced
+  never gets its final name, and the failure is a
+  :class:`~trollmoves_core.checksum.ChecksumMismatch` naming expected vs found. ``get`` checks
+  the downloaded file's size and checksum. ``put`` checks the local file's size first (a file
+  changed since its announcement is not sent, and not retried), then whatever the mover's
+  :meth:`Mover._put_verified` can check cheaply: the file mover hashes as it copies, FTP and
+  SFTP hash as they send and compare the stored size, S3 has the server check the checksum.
 * Transient failures (connection refused/reset, timeouts) are retried with exponential
   backoff, ``retries`` attempts in all; authentication and permission errors are not.
 * Every failure is a :class:`~trollmoves_core.exceptions.TransferError` whose message names
@@ -41,6 +49,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
+from trollmoves_core.checksum import ChecksumMismatch, Digest, check, verify_file
 from trollmoves_core.config import param_number
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.retry import is_transient, with_retries
@@ -76,8 +85,11 @@ class Mover(ABC):
     # -- public contract -------------------------------------------------------------
 
     def put(self, local_path: str | os.PathLike[str], dest_uri: str, *,
-            progress: ProgressCallback | None = None) -> str:
-        """Upload ``local_path`` to ``dest_uri``; return the delivered file's URI (no password)."""
+            progress: ProgressCallback | None = None, expected: Digest | None = None) -> str:
+        """Upload ``local_path`` to ``dest_uri``; return the delivered file's URI (no password).
+
+        With ``expected``, the upload is verified as far as the mover can (module docstring).
+        """
         local = os.fspath(local_path)
         dest = parse_uri(dest_uri)
         # "s3://bucket" or "ftp://host" has an empty path: that is the root directory.
@@ -85,16 +97,24 @@ class Mover(ABC):
         what = f"put {local} to {redact(target.geturi())}"
         if not os.path.isfile(local):
             raise TransferError(f"{what} failed: no such local file")
-        self._run(what, lambda: self._put(local, target, progress))
+        if expected is None:
+            self._run(what, lambda: self._put(local, target, progress))
+        else:
+            try:
+                self.check_source(Digest(os.path.getsize(local)), Digest(expected.size))
+            except ChecksumMismatch as err:
+                raise ChecksumMismatch(f"{what} failed: {err}") from None
+            self._run(what, lambda: self._put_verified(local, target, progress, expected))
         LOG.debug("%s done", what)
         return target.geturi()
 
     def get(self, src_uri: str, local_path: str | os.PathLike[str], *,
-            progress: ProgressCallback | None = None) -> str:
+            progress: ProgressCallback | None = None, expected: Digest | None = None) -> str:
         """Download ``src_uri`` to ``local_path`` atomically; return the local file's path as a ``str``.
 
         ``local_path`` names the file, or a directory (existing, or written with a trailing ``/``)
-        to keep the remote file name in. Missing directories are created.
+        to keep the remote file name in. Missing directories are created. With ``expected``, a
+        download of another size or checksum is discarded and retried (a transient failure).
         """
         source = parse_uri(src_uri)
         local = os.fspath(local_path)
@@ -111,6 +131,7 @@ class Mover(ABC):
                 os.makedirs(parent, exist_ok=True)
             try:
                 self._get(source, partial, progress)
+                verify_file(partial, expected, f"downloaded {redact(src_uri)}")
                 os.replace(partial, local)
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -150,6 +171,13 @@ class Mover(ABC):
         """Upload the local file ``local_path`` to exactly ``target`` (name already resolved),
         atomically where possible."""
 
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest) -> None:
+        """Upload as :meth:`_put` does, checking what the protocol lets the mover check cheaply
+        against ``expected`` before the final name appears (:meth:`check_source`,
+        :meth:`check_written`). The default checks nothing more than :meth:`put` did."""
+        self._put(local_path, target, progress)
+
     @abstractmethod
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         """Download ``source`` into the local file ``local_path`` (a temporary name the base class
@@ -175,6 +203,17 @@ class Mover(ABC):
         """A fresh hidden name beside ``path`` to upload to before renaming."""
         return temporary_sibling(path, secrets.token_hex(4))
 
+    @staticmethod
+    def check_source(found: Digest, expected: Digest) -> None:
+        """The local file read for an upload is not the one announced: changed since (not transient).
+        The error names no path: the put's own message does."""
+        check(found, expected, "the file (changed since it was announced)", transient=False)
+
+    @staticmethod
+    def check_written(found: Digest, expected: Digest, where: str) -> None:
+        """What the destination stored is not what was sent (transient: the upload is retried)."""
+        check(found, expected, f"the copy stored at {redact(where)}", transient=True)
+
     def _classify(self, err: Exception) -> TransferError | None:
         """Turn a protocol library's exception into a :class:`TransferError` that states the
         cause (not the action, which the base class adds) and whether it is transient.
@@ -198,7 +237,8 @@ class Mover(ABC):
         try:
             with_retries(attempt, what=what, attempts=self.attempts, base_delay=self.retry_delay)
         except TransferError as err:
-            raise TransferError(f"{what} failed: {err}", transient=err.transient) from (err.__cause__ or err)
+            kind = ChecksumMismatch if isinstance(err, ChecksumMismatch) else TransferError
+            raise kind(f"{what} failed: {err}", transient=err.transient) from (err.__cause__ or err)
         except Exception as err:
             raise TransferError(f"{what} failed: {_describe(err)}", transient=is_transient(err)) from err
 

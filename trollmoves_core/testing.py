@@ -13,7 +13,9 @@ Subclass :class:`MoverContract` in a test module and provide two fixtures::
             return f"sftp://{user}@127.0.0.1:{port}{tmp_path}/"
 
 ``remote_dir`` is the URI of an empty, writable directory, ending in ``/``. Override
-``login_count`` to return how many logins the server has seen, to check connection reuse.
+``login_count`` to return how many logins the server has seen, to check connection reuse, and
+``hashes_on_put`` to return True when the mover's ``_put_verified`` hashes what it sends (then a
+file that differs from its announced checksum, at the same size, must be refused).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from __future__ import annotations
 import gc
 import os
 import pathlib
+import re
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from trollmoves_core.checksum import ChecksumMismatch, Digest, file_digest
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover
 
@@ -83,6 +87,11 @@ class MoverContract:
     def login_count(self) -> None:
         """Return a callable giving the server's login count, or None to skip the reuse test."""
         return None
+
+    @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        """Whether ``put(..., expected=...)`` hashes the data it sends (see the module docstring)."""
+        return False
 
     @pytest.fixture
     def payload(self, tmp_path: Path) -> Path:
@@ -191,3 +200,50 @@ class MoverContract:
             source.write_bytes(b"x" * i)
             mover.put(source, remote_dir)
         assert login_count() - before <= 1
+
+    # -- verification against the announced size and checksum ------------------------------
+
+    def test_verified_put_and_get_deliver(self, mover: Mover, remote_dir: str, payload: Path,
+                                          tmp_path: Path) -> None:
+        digest = file_digest(payload, "sha256")
+        mover.put(payload, remote_dir, expected=digest)
+        back = mover.get(remote_dir + "payload.dat", tmp_path / "back.dat", expected=digest)
+        assert Path(back).read_bytes() == payload.read_bytes()
+
+    def test_put_of_a_file_changed_since_announced_is_refused(self, mover: Mover, remote_dir: str,
+                                                               payload: Path, tmp_path: Path) -> None:
+        announced = file_digest(payload, "sha256")
+        with open(payload, "ab") as grow:
+            grow.write(b"appended after the announcement")
+        with pytest.raises(ChecksumMismatch, match=f"expected {announced.size}") as info:
+            mover.put(payload, remote_dir, expected=announced)
+        assert not info.value.transient
+        with pytest.raises(TransferError):
+            mover.get(remote_dir + "payload.dat", tmp_path / "never.dat")
+
+    def test_put_of_other_content_of_the_same_size_is_refused(self, mover: Mover, remote_dir: str, payload: Path,
+                                                               tmp_path: Path, hashes_on_put: bool) -> None:
+        if not hashes_on_put:
+            pytest.skip("this mover does not hash what it sends")
+        announced = file_digest(payload, "sha256")
+        data = bytearray(payload.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one byte flipped after the announcement
+        payload.write_bytes(bytes(data))
+        with pytest.raises(ChecksumMismatch, match=re.escape(announced.value or "")) as info:
+            mover.put(payload, remote_dir, expected=announced)
+        assert "sha256" in str(info.value)
+        with pytest.raises(TransferError):
+            mover.get(remote_dir + "payload.dat", tmp_path / "never.dat")
+
+    def test_get_that_does_not_match_leaves_no_local_file(self, mover: Mover, remote_dir: str, payload: Path,
+                                                          tmp_path: Path) -> None:
+        mover.put(payload, remote_dir)
+        real = file_digest(payload, "sha256")
+        wrong = Digest(real.size, "sha256", file_digest(__file__, "sha256").value)
+        target = tmp_path / "local" / "payload.dat"
+        with pytest.raises(ChecksumMismatch, match=re.escape(f"expected {wrong.value}")):
+            mover.get(remote_dir + "payload.dat", target, expected=wrong)
+        assert list(target.parent.iterdir()) == []
+        with pytest.raises(ChecksumMismatch, match="size"):
+            mover.get(remote_dir + "payload.dat", target, expected=Digest(real.size + 1, "sha256", real.value))
+        assert list(target.parent.iterdir()) == []

@@ -23,6 +23,10 @@ class TestFtpContract(MoverContract):
         return ftp_uri(ftp_server, fresh_dir(ftp_server, "contract"))
 
     @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        return True
+
+    @pytest.fixture
     def login_count(self, ftp_server: FtpServerThread) -> Callable[[], int]:
         return lambda: ftp_server.counters.logins
 
@@ -44,6 +48,10 @@ class TestFtpsContract(MoverContract):
     @pytest.fixture
     def remote_dir(self, ftps_server: FtpServerThread) -> str:
         return ftp_uri(ftps_server, fresh_dir(ftps_server, "contract"), scheme="ftps")
+
+    @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        return True
 
     @pytest.fixture
     def login_count(self, ftps_server: FtpServerThread) -> Callable[[], int]:

@@ -20,5 +20,9 @@ class TestS3Contract(MoverContract):
         return f"s3://{bucket}/prefix/"
 
     @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        return True
+
+    @pytest.fixture
     def login_count(self, mover: S3Mover) -> Callable[[], int]:
         return lambda: mover.connections_opened

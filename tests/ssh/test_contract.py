@@ -27,6 +27,10 @@ class _SshContract(MoverContract):
         return sshd.uri(self.scheme, f"{remote_tmp}/")
 
     @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        return True
+
+    @pytest.fixture
     def login_count(self, sshd: SshServer) -> Callable[[], int]:
         return sshd.login_count
 

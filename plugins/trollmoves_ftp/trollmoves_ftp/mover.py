@@ -12,6 +12,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trollmoves_core.checksum import Digest, HashingReader
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.pool import ConnectionPool
@@ -74,6 +75,12 @@ class FtpMover(Mover):
     # -- protocol ----------------------------------------------------------------------
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        self._put_verified(local_path, target, progress, None)
+
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest | None) -> None:
+        """The data is hashed as it is sent; before the rename, the hash is checked and the
+        server asked for the stored size (``SIZE``)."""
         directory = posixpath.dirname(target.path)
         temporary = self.temporary_name(target.path)
         started = False
@@ -82,8 +89,10 @@ class FtpMover(Mover):
                 remembered = directory in session.known_dirs
                 self._make_dirs(session, directory)
                 started = True
+                method = expected.method if expected is not None else None
                 try:
-                    with open(local_path, "rb") as source:
+                    with open(local_path, "rb") as raw:
+                        source = HashingReader(raw, method)
                         _store(session.ftp, temporary, source, progress)
                 except ftplib.error_perm:
                     if not remembered:
@@ -91,8 +100,17 @@ class FtpMover(Mover):
                     # Someone may have removed the directory since this session last saw it.
                     session.known_dirs.clear()
                     self._make_dirs(session, directory)
-                    with open(local_path, "rb") as source:
+                    with open(local_path, "rb") as raw:
+                        source = HashingReader(raw, method)
                         _store(session.ftp, temporary, source, progress)
+                if expected is not None:
+                    self.check_source(source.hasher.digest(), expected)
+                    try:
+                        stored = session.ftp.size(temporary)
+                    except ftplib.error_perm:  # SIZE unsupported: the size cannot be checked
+                        stored = None
+                    if stored is not None:
+                        self.check_written(Digest(stored), Digest(expected.size), target.geturi())
                 _replace(session.ftp, temporary, target.path)
         except Exception:
             if started:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from trollmoves_core.checksum import ChecksumMismatch, Digest, Hasher
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.pool import ConnectionPool
@@ -79,12 +80,12 @@ class S3Mover(Mover):
                 self.options.profile, self.options.region_name, self.options.anon)
 
     def put(self, local_path: str | os.PathLike[str], dest_uri: str, *,
-            progress: ProgressCallback | None = None) -> str:
+            progress: ProgressCallback | None = None, expected: Digest | None = None) -> str:
         """Upload as :meth:`Mover.put` does; ``s3://bucket`` means the top of the bucket, like ``s3://bucket/``."""
         parts = urlsplit(dest_uri, allow_fragments=False)
         if parts.scheme and parts.netloc and not parts.path:
             dest_uri = urlunsplit(parts._replace(path="/"))
-        return super().put(local_path, dest_uri, progress=progress)
+        return super().put(local_path, dest_uri, progress=progress, expected=expected)
 
     def get_range(self, src_uri: str, local_path: str | os.PathLike[str], start: int, end: int | None = None, *,
                   progress: ProgressCallback | None = None) -> str:
@@ -110,6 +111,13 @@ class S3Mover(Mover):
     # -- protocol ----------------------------------------------------------------------
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        self._put_verified(local_path, target, progress, None)
+
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest | None) -> None:
+        """The data is hashed as it is read and checked before the object is created; a single
+        upload also sends the announced sha256 as ``ChecksumSHA256``, which S3 checks on the
+        bytes it received (a mismatch is refused with ``BadDigest``)."""
         bucket, key = _split(target)
         if not key:
             raise S3Error(f"no object name in {target}", transient=False)
@@ -125,9 +133,10 @@ class S3Mover(Mover):
                 extra["ContentType"] = content_type
             if size >= self.options.multipart_threshold:
                 self._upload_multipart(fs, local_path, pool_key=pool_key, bucket=bucket, key=key, size=size,
-                                       progress=progress, extra=extra)
+                                       progress=progress, extra=extra, expected=expected)
             else:
-                _upload_single(fs, local_path, bucket=bucket, key=key, progress=progress, extra=extra)
+                self._upload_single(fs, local_path, bucket=bucket, key=key, progress=progress, extra=extra,
+                                    expected=expected)
 
         self._using(target, upload)
 
@@ -172,6 +181,8 @@ class S3Mover(Mover):
             with self._pool.connection(pool_key) as fs:
                 try:
                     return action(fs)
+                except ChecksumMismatch:
+                    raise
                 except Exception as err:
                     failure = S3Error(describe(err, bucket, key), transient=is_transient(err))
                     failure.__cause__ = err
@@ -205,8 +216,10 @@ class S3Mover(Mover):
     # -- multipart ---------------------------------------------------------------------
 
     def _upload_multipart(self, fs: S3FileSystem, local_path: str, *, pool_key: Hashable, bucket: str, key: str,
-                          size: int, progress: ProgressCallback | None, extra: dict[str, Any]) -> None:
+                          size: int, progress: ProgressCallback | None, extra: dict[str, Any],
+                          expected: Digest | None = None) -> None:
         chunk = part_size(size, self.options.multipart_chunksize)
+        hasher = Hasher(expected.method if expected is not None else None)
         created = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)
         upload_id = created["UploadId"]
         # An upload created with a checksum algorithm (s3_additional_kwargs ChecksumAlgorithm) must list
@@ -230,6 +243,7 @@ class S3Mover(Mover):
                 number = 0
                 while True:
                     data = source.read(chunk)
+                    hasher.update(data)
                     if not data and number:
                         break
                     number += 1
@@ -242,6 +256,8 @@ class S3Mover(Mover):
                         break
                 while pending:
                     finish_oldest()
+            if expected is not None:
+                self.check_source(hasher.digest(), expected)
             fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
         except BaseException:
@@ -265,16 +281,27 @@ class S3Mover(Mover):
         for bucket, key, upload_id in self._orphans.pop(pool_key, []):
             self._abort(fs, pool_key, bucket, key, upload_id)
 
-
-def _upload_single(fs: S3FileSystem, local_path: str, *, bucket: str, key: str, progress: ProgressCallback | None,
-                   extra: dict[str, Any]) -> None:
-    blocks = []
-    with open(local_path, "rb") as source:
-        while block := source.read(READ_CHUNK):
-            blocks.append(block)
-            if progress:
-                progress(len(block))
-    fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"".join(blocks), **extra)
+    def _upload_single(self, fs: S3FileSystem, local_path: str, *, bucket: str, key: str,
+                       progress: ProgressCallback | None, extra: dict[str, Any], expected: Digest | None) -> None:
+        blocks = []
+        hasher = Hasher(expected.method if expected is not None else None)
+        with open(local_path, "rb") as source:
+            while block := source.read(READ_CHUNK):
+                blocks.append(block)
+                hasher.update(block)
+                if progress:
+                    progress(len(block))
+        if expected is not None:
+            self.check_source(hasher.digest(), expected)
+            if expected.method == "sha256" and expected.value:
+                extra = {**extra, "ChecksumSHA256": expected.value}
+        try:
+            fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"".join(blocks), **extra)
+        except Exception as err:
+            if expected is not None and "BadDigest" in f"{type(err).__name__} {err}":
+                raise ChecksumMismatch(f"S3 refused s3://{bucket}/{key}: the data it received does not match the "
+                                       f"announced sha256 {expected.value} ({err})", transient=True) from err
+            raise
 
 
 def _download(fs: S3FileSystem, request: dict[str, Any], local_path: str, progress: ProgressCallback | None) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import posixpath
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from trollmoves_core.checksum import Digest, Hasher, HashingReader
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
 from trollmoves_ssh.options import SshOptions
@@ -80,7 +82,12 @@ class SftpMover(SshMover):
     SCHEMES = ("sftp", "ssh")
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
-        self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
+        self._put_verified(local_path, target, progress, None)
+
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest | None) -> None:
+        """The data is hashed as it is sent and checked, with the stored size, before the rename."""
+        self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress, expected))
 
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         self._on_connection(source, lambda conn: self._download(conn, source.path, local_path, progress))
@@ -88,23 +95,29 @@ class SftpMover(SshMover):
     def _size(self, location: Location) -> int | None:
         return self._on_connection(location, lambda conn: conn.sftp().stat(location.path).st_size)
 
-    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None,
+                expected: Digest | None = None) -> None:
         sftp = conn.sftp()
         temp = self.temporary_name(final)
         block = min(self.options.block_size, MAX_BLOCK)
         try:
-            size = 0
+            hasher = Hasher(expected.method if expected is not None else None)
             with open(local_path, "rb", buffering=0) as source, _create(conn, temp) as handle:
                 handle.MAX_REQUEST_SIZE = block
                 handle.set_pipelined(True)  # errors come back on close, which waits for every reply
                 while data := source.read(block):
                     handle.write(data)
-                    size += len(data)
+                    hasher.update(data)
                     if progress:
                         progress(len(data))
+            sent = hasher.digest()
+            if expected is not None:
+                self.check_source(sent, expected)
             written = sftp.stat(temp).st_size
-            if written != size:
-                raise OSError(f"the server stored {written} of {size} bytes")
+            if expected is not None:
+                self.check_written(Digest(written), Digest(expected.size), f"sftp://{conn.endpoint}{final}")
+            if written != sent.size:
+                raise OSError(f"the server stored {written} of {sent.size} bytes")
             rename(conn, temp, final)
         except BaseException:
             remove_quietly(conn, temp)
@@ -143,15 +156,32 @@ class ScpMover(SshMover):
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
         self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress))
 
+    def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
+                      expected: Digest) -> None:
+        """The data is hashed as it is sent and checked, with the stored size where SFTP can
+        tell it, before the rename."""
+        self._on_connection(target, lambda conn: self._upload(conn, local_path, target.path, progress, expected))
+
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
         self._on_connection(source, lambda conn: self._scp(
             conn, progress, lambda client: client.get(source.path, local_path)))
 
-    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None) -> None:
+    def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None,
+                expected: Digest | None = None) -> None:
         makedirs(conn, posixpath.dirname(final))
         temp = self.temporary_name(final)
         try:
-            self._scp(conn, progress, lambda client: client.put(local_path, temp))
+            if expected is None:
+                self._scp(conn, progress, lambda client: client.put(local_path, temp))
+            else:
+                with open(local_path, "rb") as raw:
+                    reader = HashingReader(raw, expected.method)
+                    size = os.fstat(raw.fileno()).st_size
+                    self._scp(conn, progress, lambda client: client.putfo(reader, temp, size=size))
+                self.check_source(reader.hasher.digest(), expected)
+                if (sftp := _sftp_or_none(conn)) is not None:
+                    self.check_written(Digest(sftp.stat(temp).st_size), Digest(expected.size),
+                                       f"scp://{conn.endpoint}{final}")
             rename(conn, temp, final)
         except BaseException:
             remove_quietly(conn, temp)

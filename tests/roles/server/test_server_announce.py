@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import bz2
 import datetime as dt
 import gzip
+import hashlib
 import io
 import tarfile
 import time
@@ -28,11 +30,15 @@ def test_announcement_fields_and_key_order(serve, dirs):
     message = running.announced(NAME)
     assert message.subject == TOPIC
     assert message.type == "file"
+    # upstream's keys in upstream's order, then ours (size and checksum, tests/roles/test_checksums.py)
     assert list(message.data) == ["sensor", "platforms", "platform_name", "start_time", "uri", "uid",
-                                  "request_address"]
+                                  "request_address", "size", "integrity"]
+    content = (origin / NAME).read_bytes()
     assert message.data == {"sensor": "foo", "platforms": ["a", "b"], "platform_name": "NOAA-19",
                             "start_time": dt.datetime(2024, 1, 2, 3, 4), "uri": str(origin / NAME), "uid": NAME,
-                            "request_address": f"127.0.0.1:{port}"}
+                            "request_address": f"127.0.0.1:{port}", "size": len(content),
+                            "integrity": {"method": "sha256",
+                                          "value": base64.b64encode(hashlib.sha256(content).digest()).decode()}}
     assert message.encode().split()[4] == "v1.2"
 
 
@@ -84,7 +90,9 @@ def test_standalone_message_shape(serve, dirs):
     put_file(origin / NAME)
     message = running.announced(f"ssh://{_host()}{origin / NAME}")
     assert message.type == "file"
-    assert list(message.data) == ["filesystem", "uri", "uid", "sensor", "platform_name", "start_time"]
+    assert list(message.data) == ["filesystem", "uri", "uid", "sensor", "platform_name", "start_time", "size",
+                                  "integrity"]
+    assert message.data["size"] == (origin / NAME).stat().st_size
     assert message.data["filesystem"] == {"cls": "fsspec.implementations.sftp.SFTPFileSystem", "args": [],
                                           "host": _host(), "protocol": "ssh"}
     assert message.data["uri"] == f"ssh://{_host()}{origin / NAME}"
@@ -148,8 +156,10 @@ def test_tar_compression_with_several_members_announces_a_dataset(serve, tmp_pat
     (tmp_path / "t2.tar").rename(origin / "t2.tar")
     message = running.announcements(atype="dataset")[0]
     assert message.data["name"] == "t2"  # t1 has an unsafe member: refused whole, never announced
-    assert message.data["dataset"] == [{"uri": str(work / "m3.txt"), "uid": "m3.txt"},
-                                       {"uri": str(work / "m4.txt"), "uid": "m4.txt"}]
+    assert [{k: d[k] for k in ("uri", "uid", "size")} for d in message.data["dataset"]] == [
+        {"uri": str(work / "m3.txt"), "uid": "m3.txt", "size": 1},
+        {"uri": str(work / "m4.txt"), "uid": "m4.txt", "size": 1}]
+    assert all(d["integrity"]["method"] == "sha256" for d in message.data["dataset"])
     assert not (tmp_path / "evil").exists()
 
 

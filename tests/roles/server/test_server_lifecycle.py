@@ -35,10 +35,10 @@ class Gate(FileMover):
         super().__init__({"mode": "copy"})
         self.open, self.started = threading.Event(), threading.Event()
 
-    def _put(self, local_path, target, progress):
+    def _put_verified(self, local_path, target, progress, expected):  # every put of the file mover
         self.started.set()
         assert self.open.wait(10)
-        super()._put(local_path, target, progress)
+        super()._put_verified(local_path, target, progress, expected)
 
 
 class OnlyMover(MoverCache):

@@ -33,6 +33,7 @@ from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop, Timer
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, topic_prefix
 from trollmoves_roles.bus.transport import MessageTransport, Publisher, Requester
+from trollmoves_roles.client import verification
 from trollmoves_roles.client.config import ClientChainConfig
 from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
@@ -135,6 +136,8 @@ class Transfer:
     rounds: int = 0
     """Retry rounds done (each tries every source)."""
     last_error: str = ""
+    redeliver: str = ""
+    """Why the last delivered copy was found bad: sent with the next push, so the server transfers again."""
 
     def add_source(self, message: Message) -> bool:
         return delivery.add_source(self.sources, message)
@@ -336,10 +339,15 @@ class ClientChain:
         if transfer is not None:
             if transfer.add_source(message):
                 LOG.debug("[%s] %s also announced by %s", self.name, uids[0], address)
-                self.state.announced(key, transfer.sources, transfer.since)
-                if transfer.state is TransferState.WAITING:  # a new source: no need to wait for the retry
-                    transfer.cancel_timer()
-                    self._start(transfer)
+            elif _replace_changed(transfer.sources, message):
+                LOG.info("[%s] %s was announced again by %s with another checksum (changed): fetching the new "
+                         "one", self.name, uids[0], address)
+            else:
+                return
+            self.state.announced(key, transfer.sources, transfer.since)
+            if transfer.state is TransferState.WAITING:  # a new source: no need to wait for the retry
+                transfer.cancel_timer()
+                self._start(transfer)
             return
         if all(uid in self.cache for uid in uids):
             LOG.debug("[%s] %s already delivered; acking %s", self.name, uids[0], address)
@@ -470,13 +478,18 @@ class ClientChain:
         self.metrics.requested.inc(len(transfer.uids), chain=self.name)
         # the message is made when the request is sent: a queue of thousands holds no message copies
         self._requester.request(source.data["request_address"],
-                                partial(self._push_message, source, destination, with_credentials=True),
+                                partial(self._push_message, source, destination, with_credentials=True,
+                                        redeliver=transfer.redeliver),
                                 timeout=self.config.transfer_req_timeout, attempts=self.config.request_attempts,
                                 kind="push", callback=partial(self._on_push_reply, transfer, source, destination))
 
-    def _push_message(self, source: Message, destination: str, *, with_credentials: bool) -> Message:
-        """A push of ``source``'s files to ``destination``: published without the password, sent with it."""
+    def _push_message(self, source: Message, destination: str, *, with_credentials: bool,
+                      redeliver: str = "") -> Message:
+        """A push of ``source``'s files to ``destination``: published without the password, sent with it.
+        ``redeliver`` says why the previous copy was bad (our servers then transfer it again)."""
         push = dict(source.data)
+        if redeliver:
+            push["redeliver"] = redeliver
         push["destination"] = delivery.request_destination(destination, self.config.login,
                                                            with_credentials=with_credentials)
         if self.config.backup_targets:
@@ -497,7 +510,7 @@ class ClientChain:
             return
         address = source.data["request_address"]
         if reply is None or reply.type not in _SUCCESS:
-            detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.300}"))
+            detail = self._scrub(str(error if reply is None else f"{reply.type} {reply.data!s:.1000}"))
             transfer.last_error = f"{address}: {detail}"
             # a WARNING: the next source or round follows; giving up at last is the ERROR
             _LIMITED.warning("failed", "[%s] Failed to get %s from %s: %s", self.name, transfer.uids[0],
@@ -506,11 +519,49 @@ class ClientChain:
                     seconds=time.monotonic() - transfer.requested if transfer.requested else None)
             self._start(transfer)
             return
-        for uid in transfer.uids:
-            self.cache.add(uid)
         # the server may have failed over to one of our backup_targets: the result names that host
         destination = delivery.served_destination(destination, reply.data, self.config.backup_targets)
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
+        checks = verification.local_checks(result, destination, address, self.config.ftp_root)
+        if sum(check.expected.size for check in checks) > verification.INLINE_BYTES:
+            # read on a worker: a big file must not hold the loop
+            transfer.state = TransferState.FINISHING
+            self._workers().submit(self._verify, transfer, source, destination, result, checks)
+            return
+        if checks:
+            self._verified(transfer, source, destination, result, verification.verify(checks))
+            return
+        self._delivered(transfer, source, destination, result)
+
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"finish-{self.name}")
+        return self._executor
+
+    def _verify(self, transfer: Transfer, source: Message, destination: str, result: dict[str, Any],
+                checks: list[verification.LocalCheck]) -> None:
+        """Runs in a worker thread: read the delivered files back against the announcement."""
+        problem = verification.verify(checks)
+        self._loop.call_soon_threadsafe(self._verified, transfer, source, destination, result, problem)
+
+    def _verified(self, transfer: Transfer, source: Message, destination: str, result: dict[str, Any],
+                  problem: str | None) -> None:
+        if self.transfers.get(transfer.key) is not transfer:
+            return
+        if problem is None:
+            transfer.redeliver = ""
+            self._delivered(transfer, source, destination, result)
+            return
+        address = source.data["request_address"]
+        transfer.last_error = transfer.redeliver = f"{address}: {problem}"
+        _LIMITED.error("verify", "[%s] Discarded the copy of %s delivered by %s: %s", self.name, transfer.uids[0],
+                       address, problem)
+        self._start(transfer)
+
+    def _delivered(self, transfer: Transfer, source: Message, destination: str, result: dict[str, Any]) -> None:
+        address = source.data["request_address"]
+        for uid in transfer.uids:
+            self.cache.add(uid)
         # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,
                              Message(source.subject, message_type(result, source.type), result))
@@ -519,9 +570,7 @@ class ClientChain:
         self._wake_waiting(address)
         if self.config.compression:
             transfer.state = TransferState.FINISHING
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"unpack-{self.name}")
-            self._executor.submit(self._unpack, transfer, source, result)
+            self._workers().submit(self._unpack, transfer, source, result)
         else:
             self._deliver(transfer, source, result)
 
@@ -753,6 +802,19 @@ class ClientChain:
 def _record(event: str, chain: str, uids: Iterable[str], **fields: Any) -> None:
     for uid in uids:
         history.record(event, chain=chain, uid=uid, **fields)
+
+
+def _replace_changed(sources: list[Message], message: Message) -> bool:
+    """Put ``message`` in place of the source from the same server when it announces the files
+    with other checksums (a file changed after its announcement is a new file); whether it did."""
+    address = message.data.get("request_address")
+    for index, source in enumerate(sources):
+        if source.data.get("request_address") == address:
+            if list(dicts_with(source.data, "integrity")) != list(dicts_with(message.data, "integrity")):
+                sources[index] = message
+                return True
+            return False
+    return False
 
 
 def _file_count(data: Any) -> int:

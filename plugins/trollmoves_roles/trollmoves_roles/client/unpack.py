@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.checksum import INTEGRITY_KEY, SIZE_KEY, file_digest, from_data
 from trollmoves_roles.transfers.unpack import UnpackError, is_packed, unpack
 
 LOG = logging.getLogger(__name__)
@@ -28,12 +29,14 @@ def unpack_message(data: dict[str, Any], kind: str, *, delete: bool = False, xri
         files = unpack_file(str(data["uri"]), kind, delete=delete, xrit_program=xrit_program, block_size=block_size)
         if files is None:
             return data
+        method = _method(data)
         if len(files) == 1:
             data["uid"], data["uri"] = files[0]
+            data.update(_digest(files[0][1], method))
         else:
-            data.pop("uid", None)
-            data.pop("uri", None)
-            data["dataset"] = [{"uid": uid, "uri": uri} for uid, uri in files]
+            for key in ("uid", "uri", SIZE_KEY, INTEGRITY_KEY):
+                data.pop(key, None)
+            data["dataset"] = [{"uid": uid, "uri": uri, **_digest(uri, method)} for uid, uri in files]
         return data
     if isinstance(data.get("dataset"), list):
         items: list[Any] = []
@@ -45,9 +48,28 @@ def unpack_message(data: dict[str, Any], kind: str, *, delete: bool = False, xri
             if files is None:
                 items.append(item)
             else:
-                items += [{**item, "uid": uid, "uri": uri} for uid, uri in files]
+                method = _method(item)
+                items += [{**item, "uid": uid, "uri": uri, **_digest(uri, method)} for uid, uri in files]
         data["dataset"] = items
     return data
+
+
+def _method(data: dict[str, Any]) -> str | None:
+    """The checksum method of a packed file's dict, for its unpacked files; None without one."""
+    announced = from_data(data)
+    data.pop(SIZE_KEY, None)
+    data.pop(INTEGRITY_KEY, None)
+    return announced.method if announced is not None else None
+
+
+def _digest(path: str, method: str | None) -> dict[str, Any]:
+    """Size and checksum of an unpacked file, by the method the packed one was announced with."""
+    if method is None:
+        return {}
+    try:
+        return file_digest(path, method).as_data()
+    except OSError:
+        return {}
 
 
 def unpack_file(path: str, kind: str, *, delete: bool = False, xrit_program: str | None = None,

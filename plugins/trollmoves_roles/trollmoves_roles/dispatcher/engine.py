@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from posttroll.message import Message
 from trollsift import compose
 
+from trollmoves_core.checksum import from_data
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost
@@ -238,7 +239,8 @@ class Dispatcher(ListeningService):
         try:
             size = os.path.getsize(transfer.source)
             mover = self.movers.get(transfer.destination, target.connection_parameters)
-            delivered = mover.put(transfer.source, transfer.destination)
+            # the source checked against the announced size (and checksum, where the mover hashes)
+            delivered = mover.put(transfer.source, transfer.destination, expected=from_data(transfer.metadata))
         except (TransferError, OSError) as err:
             self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s", transfer.source, target.name, shown, err)

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
+from trollmoves_core.checksum import Digest, from_data
 from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
@@ -244,6 +245,7 @@ class Downloader(ListeningService):
         key = key if key is not None else PendingMessages.key_of(message.encode())
         local: dict[str, str] = {}  # announced URI -> local path (str: no pathlib per file)
         uids = _uids(message)
+        expected = {str(entry["uri"]): from_data(entry) for entry in file_entries(message.type, message.data)}
         for (url, kind), group in _by_object(sources).items():
             earlier = {s.announced: (done or {}).get(s.announced) for s in group}
             if all(_still_here(path) for path in earlier.values()):
@@ -251,7 +253,7 @@ class Downloader(ListeningService):
                 continue
             started = time.monotonic()
             try:
-                paths, fetched = self._fetch_object(url, kind, group)
+                paths, size = self._fetch_object(url, kind, group, expected)
             except (TransferError, UnpackError) as err:
                 self._count(failed=True)
                 LOG.error("Download failed, message on %s skipped: %s", message.subject, err)
@@ -267,7 +269,6 @@ class Downloader(ListeningService):
                 self.pending.finish(key)
                 return False
             seconds = time.monotonic() - started
-            size = file_size(fetched)
             self._count(failed=False, size=size, seconds=seconds)
             for announced, path in paths.items():
                 local[announced] = path
@@ -280,23 +281,26 @@ class Downloader(ListeningService):
         self.pending.done(key, ANNOUNCED)
         return True
 
-    def _fetch_object(self, url: str, kind: str | None, group: list[Source]) -> tuple[dict[str, str], str]:
-        """Fetch one object for the sources of ``group``: ``(announced uri -> local path, fetched file)``.
+    def _fetch_object(self, url: str, kind: str | None, group: list[Source],
+                      expected: dict[str, Digest | None]) -> tuple[dict[str, str], int | None]:
+        """Fetch one object for the sources of ``group``: ``(announced uri -> local path, bytes fetched)``.
 
         Archive members are unpacked into ``download_destination`` (only the announced ones), unless
-        ``unpack_members`` is off: then the archive itself is the local copy of each.
+        ``unpack_members`` is off: then the archive itself is the local copy of each. A whole file
+        is verified against ``expected`` (its announced size and checksum) by the mover.
         """
         config = self.config
         destination = str(config.download_destination).rstrip("/") + "/"
         mover = self.movers.get(url, config.params_for(parse_uri(url).scheme))
         if kind is None or not config.unpack_members:
-            path = mover.get(url, destination)
-            return {s.announced: path for s in group}, path
+            # a copy that is not what was announced is discarded and fetched again by the mover
+            path = mover.get(url, destination, expected=expected.get(group[0].announced) if kind is None else None)
+            return {s.announced: path for s in group}, file_size(path)
         staging = tempfile.mkdtemp(prefix=".trollmoves_", dir=destination)
         try:
             archive = mover.get(url, staging + "/")
             unpack(Path(archive), kind, Path(destination), members=sorted({str(s.member) for s in group}))
-            return {s.announced: destination + str(s.member) for s in group}, archive
+            return {s.announced: destination + str(s.member) for s in group}, file_size(archive)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -35,7 +35,7 @@ from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import ReannouncedFiles
-from trollmoves_roles.mirror.staging import Fetch, Stager
+from trollmoves_roles.mirror.staging import Fetch, Stager, announced_digests
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
@@ -167,7 +167,9 @@ class RequestSocket:
         if fetch is None:
             self._answer(push.envelope, push.error(error or "fetch failed"))
             return
-        jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path")) for item in push.items]
+        expected = announced_digests(fetch.source.data) if fetch.source is not None else {}
+        jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path"), expected.get(str(item["uid"])))
+                for item in push.items]
         push.sizes = [file_size(job.path) for job in jobs]
         address = str(fetch.source.data.get("request_address")) if fetch.source is not None else "?"
         if fetch.entry.unpacked:  # unpacked here: the internal server never had these files

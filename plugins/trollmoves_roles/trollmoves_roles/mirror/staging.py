@@ -27,13 +27,14 @@ from typing import Any
 
 from posttroll.message import Message
 
+from trollmoves_core.checksum import ChecksumMismatch, Digest, from_data, verify_file
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.loop import EventLoop, Timer
 from trollmoves_roles.bus.transport import Requester
 from trollmoves_roles.mirror.config import MirrorConfig
 from trollmoves_roles.mirror.registry import Entry
 from trollmoves_roles.protocol import delivery
-from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION
+from trollmoves_roles.protocol.messages import FILE_TYPES, MESSAGE_VERSION, dicts_with
 
 LOG = logging.getLogger(__name__)
 
@@ -231,6 +232,13 @@ class Stager:
             fetch.errors.append(f"{posixpath.basename(missing[0])} did not arrive")
             self._try_next(fetch)
             return
+        problem = _check_staged(fetch, source)
+        if problem:
+            LOG.error("[%s] Discarded the copy of %s fetched from %s: %s", self.name, fetch.entry.uids[0], address,
+                      problem)
+            fetch.errors.append(problem)
+            self._try_next(fetch)
+            return
         fetch.ready = True
         LOG.info("[%s] Fetched %s from %s in %.0f ms", self.name, fetch.entry.uids[0], address,
                  (time.monotonic() - fetch.started) * 1000)
@@ -298,6 +306,27 @@ class Stager:
             pass
         except OSError as err:
             LOG.warning("[%s] Could not remove %s: %s", self.name, fetch.directory, err.strerror or err)
+
+
+def announced_digests(data: dict[str, Any]) -> dict[str, Digest | None]:
+    """uid -> the size and checksum announced for that file (None where none was)."""
+    return {str(item["uid"]): from_data(item) for item in dicts_with(data, "uid")}
+
+
+def _check_staged(fetch: Fetch, source: Message) -> str | None:
+    """Read the staged files back against their announcement; delete those that do not match.
+    Why the first one did not, or None."""
+    problem = None
+    for uid, expected in announced_digests(source.data).items():
+        path = fetch.files.get(uid)
+        if path is None or expected is None:
+            continue
+        try:
+            verify_file(path, expected, f"the staged copy of {uid}")
+        except ChecksumMismatch as err:
+            problem = problem or str(err)
+            os.unlink(path)
+    return problem
 
 
 def _without_paths(data: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from posttroll.message import create_datetime_json_encoder_for_version, datetime_decoder
 
+from trollmoves_core.checksum import Digest
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
 
 if TYPE_CHECKING:
@@ -58,13 +59,15 @@ class Announced:
     """One announced file: its local ``path``, ``uid`` and the chain's ``topic``.
 
     ``dev``/``ino`` identify the file that was announced (0 when it could not be read), so a
-    file swapped in under the same path afterwards is not served in its place.
+    file swapped in under the same path afterwards is not served in its place. ``size``,
+    ``method`` and ``checksum`` are what the announcement said (:attr:`digest`), computed once.
     """
 
-    __slots__ = ("_uid", "chain", "dev", "ino", "path", "time", "topic")
+    __slots__ = ("_uid", "chain", "checksum", "dev", "ino", "method", "path", "size", "time", "topic")
 
     def __init__(self, path: str, uid: str, topic: str, chain: str, *, time: float, dev: int = 0,
-                 ino: int = 0) -> None:
+                 ino: int = 0, size: int | None = None, method: str | None = None,
+                 checksum: str | None = None) -> None:
         self.path = path
         self._uid = None if uid == os.path.basename(path) else uid
         self.topic = topic
@@ -72,6 +75,14 @@ class Announced:
         self.time = time
         self.dev = dev
         self.ino = ino
+        self.size = size
+        self.method = method
+        self.checksum = checksum
+
+    @property
+    def digest(self) -> Digest | None:
+        """The size and checksum announced for the file (None when none was)."""
+        return None if self.size is None else Digest(self.size, self.method, self.checksum)
 
     @property
     def uid(self) -> str:
@@ -87,8 +98,11 @@ class Announced:
         return f"{self.topic.rstrip('/')}/{self.uid}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "uid": self.uid, "topic": self.topic, "chain": self.chain, "time": self.time,
-                "dev": self.dev, "ino": self.ino}
+        data: dict[str, Any] = {"path": self.path, "uid": self.uid, "topic": self.topic, "chain": self.chain,
+                                "time": self.time, "dev": self.dev, "ino": self.ino}
+        if self.size is not None:
+            data.update(size=self.size, method=self.method, checksum=self.checksum)
+        return data
 
     def __repr__(self) -> str:
         return f"Announced({self.as_dict()!r})"
@@ -157,7 +171,8 @@ class AnnouncedFiles:
             try:
                 item = {"path": record.key, "uid": str(record.data["uid"]), "topic": str(record.data["topic"]),
                         "chain": str(record.data["chain"]), "time": float(record.data["time"]),
-                        "dev": int(record.data.get("dev", 0)), "ino": int(record.data.get("ino", 0))}
+                        "dev": int(record.data.get("dev", 0)), "ino": int(record.data.get("ino", 0)),
+                        **_digest_fields(record.data)}
             except (KeyError, TypeError, ValueError):
                 gone.append(record.key)
                 continue
@@ -200,21 +215,26 @@ class AnnouncedFiles:
         return self.announce([(path, uid)], topic, chain)[0]
 
     def announce(self, files: Sequence[tuple[str, str]], topic: str, chain: str, *,
-                 message: tuple[str, str, dict[str, Any]] | None = None) -> list[Announced]:
+                 message: tuple[str, str, dict[str, Any]] | None = None,
+                 digests: Sequence[Digest | None] | None = None) -> list[Announced]:
         """Record ``files`` (``(path, uid)`` pairs) announced together by ``chain``; with
-        ``message`` (subject, type, data as published) also list the announcement."""
+        ``message`` (subject, type, data as published) also list the announcement; with
+        ``digests`` (one per file) keep what was announced of each file's size and checksum."""
         now = time.time()
         queue = self._listed.get(chain)
         if message is not None and queue:  # strictly increasing: listing clients page by time
             now = max(now, queue[-1].time + 1e-6)
         entries = []
-        for path, uid in files:
+        for index, (path, uid) in enumerate(files):
             try:
                 stat = os.stat(path)
                 dev, ino = stat.st_dev, stat.st_ino
             except (OSError, ValueError):
                 dev = ino = 0
-            entries.append(Announced(path, uid, topic, chain, time=now, dev=dev, ino=ino))
+            digest = digests[index] if digests is not None else None
+            entries.append(Announced(path, uid, topic, chain, time=now, dev=dev, ino=ino,
+                                     **({} if digest is None else {"size": digest.size, "method": digest.method,
+                                                                   "checksum": digest.value})))
         listed = None
         if message is not None:
             subject, atype, data = message
@@ -398,8 +418,21 @@ class AnnouncedFiles:
 
 
 def _data(entry: dict[str, object]) -> dict[str, object]:
-    return {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"],
+    data = {"uid": entry["uid"], "topic": entry["topic"], "chain": entry["chain"], "time": entry["time"],
             "dev": entry.get("dev", 0), "ino": entry.get("ino", 0)}
+    if entry.get("size") is not None:
+        data.update(size=entry["size"], method=entry.get("method"), checksum=entry.get("checksum"))
+    return data
+
+
+def _digest_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The size and checksum of a journalled record, or nothing when it has none (or a bad one)."""
+    size, method, checksum = data.get("size"), data.get("method"), data.get("checksum")
+    if not isinstance(size, int) or isinstance(size, bool):
+        return {}
+    if not (isinstance(method, str) and isinstance(checksum, str)):
+        method = checksum = None
+    return {"size": size, "method": method, "checksum": checksum}
 
 
 def _listed_from(data: dict[str, Any]) -> _Listed | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from posttroll.message import Message
 
+from trollmoves_core.checksum import Digest, file_digest
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -201,14 +202,26 @@ class Announcer:
         else:
             self._announce(fields, [path])
 
+    def _digests(self, files: list[str]) -> list[Digest | None] | None:
+        """Each file's size and checksum (one read per file), or None when the chain wants none
+        or a file cannot be read (it is then announced without, as before)."""
+        if self.chain.checksum is None:
+            return None
+        try:
+            return [file_digest(file, self.chain.checksum) for file in files]
+        except OSError as err:
+            LOG.warning("[%s] cannot compute the checksum of %s: %s", self.chain.name, files[0], err)
+            return None
+
     def _announce(self, fields: dict[str, Any], files: list[str]) -> None:
-        atype, data = announcement(self.chain, fields, files, self._request_address or "")
+        digests = self._digests(files)
+        atype, data = announcement(self.chain, fields, files, self._request_address or "", digests)
         if self._request_address is None:
             del data["request_address"]
         # listed for info replies (reconciliation) only where requests are served
         listed = (self.chain.topic, atype, data) if self._request_address is not None else None
         self._announced.announce([(file, os.path.basename(file)) for file in files], self.chain.topic,
-                                 self.chain.name, message=listed)
+                                 self.chain.name, message=listed, digests=digests)
         self._publish(atype, data, len(files))
         for file in files:
             history.record("announced", chain=self.chain.name, path=file, detail=self.chain.topic)
@@ -221,7 +234,9 @@ class Announcer:
             except (OSError, tarfile.TarError, zipfile.BadZipFile) as err:
                 LOG.error("[%s] cannot list %s archive %s: %s", self.chain.name, self.chain.unpack, path, err)
                 return
-        atype, data = standalone_announcement(self.chain, fields, path, members)
+        digests = self._digests([path]) if members is None else None
+        atype, data = standalone_announcement(self.chain, fields, path, members,
+                                              digest=digests[0] if digests else None)
         self._publish(atype, data)
 
     def _unpack_and_announce(self, path: Path, fields: dict[str, Any]) -> None:

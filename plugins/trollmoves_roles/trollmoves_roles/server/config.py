@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.checksum import DEFAULT_METHOD, METHODS
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
@@ -51,6 +52,8 @@ SCHEMA = Schema("server", [
     Key("unpack", doc="standalone mode only: tar or zip"),
     Key("working_directory", doc="where compressed files are unpacked (default: the system temp dir)"),
     Key("watchdog_timeout", float, 1.0, doc="watcher timeout and polling interval"),
+    Key("checksum", default=DEFAULT_METHOD, origin="ours",
+        doc="size and checksum in each announcement: sha256, sha512 or none (docs/checksums.md)"),
     # listen chains
     Key("topics", used=False, doc="read by upstream's listen chains, which subscribe to listen only"),
     Key("services", used=False, doc="upstream's listen chains: nameserver services (discovery unsupported)"),
@@ -102,6 +105,8 @@ class ServerChainConfig:
     unpack: str | None = None
     working_directory: str = field(default_factory=tempfile.gettempdir)
     watchdog_timeout: float = 1.0
+    checksum: str | None = DEFAULT_METHOD
+    """Checksum method of the announcements (``size`` and ``integrity``); None: neither."""
     connection_params: dict[str, Any] = field(default_factory=dict)
     listen_addresses: tuple[str, ...] = ()
     listen_nameserver: str | None = None
@@ -199,6 +204,7 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         info=parse_info(section), compression=compression, prog=prog,
         delete=section.get_bool("delete", False), remove_delay=remove_delay,
         unpack=unpack, working_directory=working_directory, watchdog_timeout=watchdog_timeout,
+        checksum=_checksum(section),
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
@@ -313,6 +319,15 @@ def compression_of(section: Section) -> tuple[str | None, str | None]:
     return compression, prog
 
 
+def _checksum(section: Section) -> str | None:
+    value = (section.get_str("checksum") or DEFAULT_METHOD).strip().lower()
+    if value in ("none", "false", "no", "off"):
+        return None
+    if value not in METHODS:
+        raise section.error("checksum", f"expected one of {', '.join(METHODS)} or none, got {value!r}")
+    return value
+
+
 def _choice(section: Section, key: str, choices: dict[str, str]) -> str | None:
     value = (section.get_str(key) or "").strip().lower()
     if value in ("", "false", "no", "0", "none"):
@@ -394,6 +409,10 @@ def check_section(out: Findings, section: Section, ports: dict[int, str], *, mir
     elif origin:
         _check_origin_directory(out, name, origin)
     SCHEMA.check_ini_types(out, section)
+    try:
+        _checksum(section)
+    except ConfigError as err:
+        out.add(err.message, name, "checksum")
     try:
         port = section.get_int("request_port")
     except ConfigError:

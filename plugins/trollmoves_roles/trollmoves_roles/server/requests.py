@@ -223,7 +223,8 @@ class RequestServer:
                 self._queue_reply(envelope, Message(request.subject, "err", str(err)[:1000],
                                                     version=MESSAGE_VERSION))
                 return
-            jobs.append(FileJob(path, item.get("path")))
+            record = self._announced.get(path)
+            jobs.append(FileJob(path, item.get("path"), record.digest if record is not None else None))
         if self._allowed is not None and (refusal := self._allowed.refusal(
                 destination, [(job.path, job.rel_path) for job in jobs], backups)):
             self._metrics.refused.inc(chain=self.chain.name, reason="destination")
@@ -237,9 +238,13 @@ class RequestServer:
         for job in jobs:
             history.record("requested", chain=self.chain.name, path=job.path, peer=f"{request.sender} ({peer})",
                            destination=redact(destination, drop_user=True))
+        redeliver = request.data.get("redeliver") if isinstance(request.data, dict) else None
+        if redeliver:
+            _LIMITED.warning("redeliver", "[%s] %s found its copy of %s bad (%.300s); pushing it again",
+                             self.chain.name, request.sender, jobs[0].path, redeliver)
         try:
             future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
-                                          backup_targets=backups)
+                                          backup_targets=backups, again=bool(redeliver))
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return

@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from trollmoves_core.checksum import Digest
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import transfer_fields
 from trollmoves_core.mover import Mover
@@ -50,10 +51,12 @@ RECENT_MAX = 10000
 
 @dataclass(frozen=True, slots=True)
 class FileJob:
-    """One file of a push: the local ``path`` and the dict's ``path`` key (``rel_path``)."""
+    """One file of a push: the local ``path``, the dict's ``path`` key (``rel_path``) and the size
+    and checksum it was announced with (``expected``: the mover verifies the copy against it)."""
 
     path: str
     rel_path: str | None = None
+    expected: Digest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +94,15 @@ class TransferService:
             metrics.set_queue_length(self.in_flight)
 
     def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-             chain: str = "", backup_targets: Sequence[str] = ()) -> Future[Delivery]:
+             chain: str = "", backup_targets: Sequence[str] = (), *, again: bool = False) -> Future[Delivery]:
         """Transfer ``files`` to ``destination`` (or, when its host cannot be reached, to the first of
         ``backup_targets`` that can); the future gives the :class:`Delivery`.
 
         An identical push already running is not started again: its future is returned. One
         that succeeded in the last ``recent_seconds`` is not transferred again either: the
         future is done at once, with no URIs and the host of the first delivery.
-        ``chain`` labels the metrics.
+        ``chain`` labels the metrics. ``again`` transfers even what succeeded lately (the
+        requester found the delivered copy bad).
         """
         key = self._push_key(files, destination, params)
         with self._lock:
@@ -108,7 +112,7 @@ class TransferService:
                          redact(destination))
                 return running
             done, host = self.finished.get(key)
-            if done:
+            if done and not again:
                 LOG.info("Repeated push of %s to %s: already done", _names(files), redact(destination))
                 finished: Future[Delivery] = Future()
                 finished.set_result(Delivery([], host))
@@ -172,7 +176,7 @@ class TransferService:
             try:
                 mover = self._mover(target, params)
                 size = os.path.getsize(job.path)
-                delivered.append(mover.put(job.path, target))
+                delivered.append(mover.put(job.path, target, expected=job.expected))
             except BaseException as err:
                 history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
                                seconds=time.monotonic() - started, detail=one_line(err))
