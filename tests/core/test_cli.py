@@ -29,7 +29,7 @@ def test_plugins_table_lists_every_distribution() -> None:
     assert "file" in core and "watchdog, polling, inotify" in core
     assert core.endswith("plugins, move, get, check")
     roles = next(line for line in lines if line.startswith("trollmoves-roles"))
-    assert roles.endswith("client, dispatcher, downloader, mirror, server  keys, req, status")
+    assert roles.endswith("client, dispatcher, downloader, mirror, server  keys, req, status, trace")
     for dist in ("trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"):
         assert any(line.startswith(dist) for line in lines), dist
 
@@ -43,7 +43,7 @@ def test_plugins_json() -> None:
     assert rows["trollmoves-core"]["error"] is None
     assert rows["trollmoves-core"]["commands"] == ["plugins", "move", "get", "check"]
     assert "trollmoves_register_commands" in rows["trollmoves-core"]["hooks"]
-    assert rows["trollmoves-roles"]["commands"] == ["keys", "req", "status"]
+    assert rows["trollmoves-roles"]["commands"] == ["keys", "req", "status", "trace"]
     assert "keys" not in rows["trollmoves-roles"]["roles"]
 
 
@@ -187,7 +187,7 @@ def test_bad_option_syntax_exits_two(tmp_path: Path) -> None:
     assert "expected key=value, got 'novalue'" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["plugins", "move", "get", "check", "keys", "req", "status"])
+@pytest.mark.parametrize("command", ["plugins", "move", "get", "check", "keys", "req", "status", "trace"])
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0

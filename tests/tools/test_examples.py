@@ -14,7 +14,8 @@ from trollmoves_core.check import check_file
 from trollmoves_core.plugins import default_host
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CONFIGS = sorted((EXAMPLES / "configs").iterdir())
+CONFIGS = sorted(p for p in (EXAMPLES / "configs").iterdir() if p.is_file())
+"""One per role; the MQTT examples (configs/mqtt/) have their own tests in tests/mqtt."""
 ROLE_LOADERS = {
     "server.ini": ("trollmoves_roles.server.config", "load_config"),
     "client.ini": ("trollmoves_roles.client.config", "load_client_config"),
@@ -46,6 +47,12 @@ def test_example_passes_check(config: Path, tmp_path: Path) -> None:
     report = check_file(str(localised(config, tmp_path)), default_host())
     assert report.errors() == []
     assert [p for p in report.problems if "cannot run here" not in p.message] == []
+
+
+@pytest.mark.parametrize("config", sorted((EXAMPLES / "configs" / "mqtt").glob("*.ini")), ids=lambda p: p.name)
+def test_mqtt_example_passes_check(config: Path, tmp_path: Path) -> None:
+    report = check_file(str(localised(config, tmp_path)), default_host())
+    assert report.errors() == []
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
