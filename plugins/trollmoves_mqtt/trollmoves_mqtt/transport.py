@@ -116,9 +116,8 @@ def _refuse_security(security: Any, peer_key: str, section: str = "") -> None:
     else:
         keys = [type(security).__name__]
     if keys:
-        where = f"[{section}] " if section else ""
-        raise ConfigError(f"{where}{', '.join(keys)}: ZeroMQ security does not apply on an MQTT bus; "
-                          "the broker's ACL and TLS are the controls there (remove the key(s))")
+        raise ConfigError(f"{', '.join(keys)}: ZeroMQ security does not apply on an MQTT bus; the broker's ACL "
+                          "and TLS are the controls there (remove the key(s))", section=section or None)
 
 
 class MqttPublisher:
