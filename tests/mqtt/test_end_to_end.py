@@ -169,3 +169,49 @@ def test_an_untrusted_ca_stops_the_client_with_one_line(tmp_path, secure_broker)
     log = client.log()
     assert "not trusted" in log and "ca_file" in log and "Traceback" not in log
     assert len([line for line in log.splitlines() if "not trusted" in line]) == 1
+
+
+def test_allowed_clients_on_an_mqtt_bus_stops_the_server_with_one_line(tmp_path, broker):
+    (tmp_path / "in").mkdir()
+    ini = write_ini(tmp_path / "server.ini", {"srv": {
+        "origin": f"{tmp_path}/in/{{name}}.dat", "request_port": free_port(), "request_address": "127.0.0.1",
+        "topic": "/test/data", "allowed_clients": "127.0.0.1"}})
+    server = TrollmovesProcess(["server", "-p", free_port(), "--bind", "127.0.0.1",
+                                "--bus", broker.url(prefix=f"sec{free_port()}"), ini], tmp_path / "server.log")
+    assert server.proc.wait(30) == 2
+    log = server.log()
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "allowed_clients" in line and "ACL" in line]) == 1, log
+
+
+def test_curve_keys_on_an_mqtt_bus_stop_the_client_with_one_line(tmp_path, broker):
+    from trollmoves_roles.bus.security import create_keypair
+
+    _, secret = create_keypair(tmp_path / "keys", "client")
+    server_key, _ = create_keypair(tmp_path / "keys", "server")
+    ini = write_ini(tmp_path / "client.ini", {"test": {
+        "providers": "127.0.0.1:1", "destination": f"{tmp_path}/out/", "topic": "/test/data",
+        "publish_port": free_port(), "nameservers": "false", "bind_address": "127.0.0.1",
+        "client_secret_key_file": str(secret), "server_public_key_file": str(server_key)}})
+    client = TrollmovesProcess(["client", ini, "--bus", broker.url(prefix=f"sec{free_port()}")],
+                               tmp_path / "client.log")
+    assert client.proc.wait(30) == 2
+    log = client.log()
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "server_public_key_file" in line and "ACL" in line]) == 1, log
+
+
+def test_publisher_keys_on_an_mqtt_bus_stop_the_mirror_with_one_line(tmp_path, broker):
+    from support.mirror import mirror_section
+    from trollmoves_roles.bus.security import create_keypair
+
+    _, secret = create_keypair(tmp_path / "keys", "mirror")
+    publisher_key, _ = create_keypair(tmp_path / "keys", "publisher")
+    ini = write_ini(tmp_path / "mirror.ini", {"m": mirror_section(
+        "127.0.0.1:9", free_port(), client_secret_key_file=str(secret), publisher_public_key_file=str(publisher_key))})
+    mirror = TrollmovesProcess(["mirror", "-p", free_port(), "--bind", "127.0.0.1",
+                                "--bus", broker.url(prefix=f"sec{free_port()}"), ini], tmp_path / "mirror.log")
+    assert mirror.proc.wait(30) == 2
+    log = mirror.log()
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "publisher_public_key_file" in line and "ACL" in line]) == 1, log

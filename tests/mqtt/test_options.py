@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from trollmoves_mqtt.options import parse_bus_address
-from trollmoves_mqtt.topics import filters, matches, publish_topic, request_topic, topic_filter
+from trollmoves_mqtt.topics import filters, is_reply_topic, matches, publish_topic, request_topic, topic_filter
 
 from trollmoves_core.exceptions import ConfigError
 
@@ -38,6 +38,8 @@ def test_everything(tmp_path):
     ("mqtt://broker?session_expiry=soon", "session_expiry must be a number"),
     ("mqtt://broker?verify=maybe", "verify must be true or false"),
     ("mqtt://broker?group=a/b", "group"),
+    ("mqtt://broker?client_id=a/b", "client_id"),
+    ("mqtt://broker?client_id=a%2Bb", "client_id"),
     ("mqtts://broker?ca_file=/nonexistent.pem", "ca_file"),
     ("mqtt://broker:99999", "bad MQTT bus address"),
 ])
@@ -77,3 +79,11 @@ def test_matching_is_posttrolls_string_prefix(subject, expected):
 def test_request_topics_name_the_server():
     assert request_topic("p", "tcp://10.0.0.1:9011") == request_topic("p", "10.0.0.1:9011") == \
         "p/request/10.0.0.1:9011"
+
+
+@pytest.mark.parametrize(("topic", "expected"), [
+    ("p/reply/host-req-1a2b", True), ("p/reply/", False), ("p/reply", False), ("p/reply/a/b", False),
+    ("p/reply/+", False), ("p/reply/#", False), ("p/reply/a\0b", False), ("p/sat/file", False),
+    ("q/reply/x", False), ("p/replyx", False)])
+def test_inboxes_reply_only_one_level_under_the_reply_level(topic, expected):
+    assert is_reply_topic("p/reply/", topic) is expected

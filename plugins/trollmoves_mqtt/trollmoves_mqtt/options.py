@@ -109,12 +109,15 @@ def parse_bus_address(text: str) -> BusAddress:
     group = query.get("group") or None
     if group is not None and (set(group) & (_TOPIC_FORBIDDEN | {"/"})):
         raise ConfigError(f"MQTT bus address {shown!r}: group {group!r} may not contain / + #")
+    client_id = query.get("client_id") or f"trollmoves-{socket.gethostname()}"
+    if set(client_id) & (_TOPIC_FORBIDDEN | {"/"}):  # it names the requester's reply topic level
+        raise ConfigError(f"MQTT bus address {shown!r}: client_id {client_id!r} may not contain / + #")
     return BusAddress(
         scheme=scheme, host=parts.hostname, port=port or DEFAULT_PORTS[scheme], prefix=prefix,
         username=unquote(parts.username) if parts.username else None, password=password,
         ca_file=query.get("ca_file") or None, cert_file=query.get("cert_file") or None,
         key_file=query.get("key_file") or None, verify=_boolean(query.get("verify", "true"), "verify", shown),
-        client_id=query.get("client_id") or f"trollmoves-{socket.gethostname()}", group=group,
+        client_id=client_id, group=group,
         session_expiry=int(_number(query.get("session_expiry", DEFAULT_SESSION_EXPIRY), "session_expiry", shown)),
         keepalive=int(_number(query.get("keepalive", 30), "keepalive", shown)),
         connect_timeout=_number(query.get("connect_timeout", 5), "connect_timeout", shown),

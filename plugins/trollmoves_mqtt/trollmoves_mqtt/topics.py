@@ -52,6 +52,13 @@ def matches(subject: str, topics: Iterable[str]) -> bool:
     return any(wire.startswith(topic_prefix(t)) for t in topics)
 
 
+def is_reply_topic(replies: str, topic: str) -> bool:
+    """Whether ``topic`` is one level under ``replies`` (``PREFIX/reply/``), with no wildcard or NUL:
+    the only topics an inbox answers on."""
+    requester = topic[len(replies):] if topic.startswith(replies) else ""
+    return bool(requester) and not any(c in requester for c in "/+#\0")
+
+
 def request_topic(prefix: str, address: str) -> str:
     """Where requests for the server at ``address`` (``host:port``, ``tcp://host:port``) go."""
     key = address.split("://", 1)[-1].strip("/")

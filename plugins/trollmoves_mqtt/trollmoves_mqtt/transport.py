@@ -12,7 +12,11 @@ connected to:
   addresses are ignored (the broker brings every provider's messages);
 * requests go, QoS 1, to ``PREFIX/request/<server address>`` with MQTT v5 request/response: a
   response topic of the requester's own and correlation data, which the inbox's reply carries back.
-  Timeouts, attempts, back-off and callbacks are those of the ZeroMQ requester.
+  Timeouts, attempts, back-off, the adaptive window and callbacks are those of the ZeroMQ requester.
+  An inbox replies only under ``PREFIX/reply/``: a request naming any other response topic is
+  dropped, so no requester can make a server publish where the broker's ACL forbids it to;
+* ZeroMQ's security (``allowed_clients``, CURVE keys) does not apply: passing it is a ConfigError,
+  the broker's ACL and TLS are the controls.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from posttroll.message import Message
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, versioned
+from trollmoves_roles.bus.requester import RequestWindow
+from trollmoves_roles.bus.security import PUBLISHER_KEY_FILE, SECRET_KEY_FILE, CurveClient, Policy
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport, ReplyCallback
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import uids_of
@@ -39,7 +45,7 @@ from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.connection import Connection, Handoff, unique_id
 from trollmoves_mqtt.groups import GroupWatch
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
-from trollmoves_mqtt.topics import REPLY_LEVEL, filters, matches, publish_topic, request_topic
+from trollmoves_mqtt.topics import REPLY_LEVEL, filters, is_reply_topic, matches, publish_topic, request_topic
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -77,14 +83,41 @@ class MqttTransport(MessageTransport):
         return MqttPublisher(self.bus, name=name)
 
     def subscriber(self, addresses: Iterable[str], topics: Iterable[str], *, security: Any = None) -> MqttSubscriber:
+        _refuse_security(security, PUBLISHER_KEY_FILE)
         return MqttSubscriber(self.bus, addresses, topics)
 
-    def requester(self, loop: EventLoop, *, max_in_flight: int = 4, security: Any = None) -> MqttRequester:
+    def requester(self, loop: EventLoop, *, max_in_flight: int = 64, security: Any = None) -> MqttRequester:
+        _refuse_security(security, "server_public_key_file")
         return MqttRequester(loop, self.bus, max_in_flight=max_in_flight)
 
     def request_inbox(self, address: str, *, security: Any = None, bind_retry: float = 0.0,
                       section: str = "") -> MqttInbox:
+        _refuse_security(security, "server_public_key_file", section)
         return MqttInbox(self.bus, address)
+
+
+def _refuse_security(security: Any, peer_key: str, section: str = "") -> None:
+    """ConfigError naming the ZeroMQ security keys in ``security`` (a :class:`Policy` or a
+    :class:`CurveClient`; ``peer_key`` is the config key of the peer's public key of the latter).
+
+    Silently ignoring them would leave a server that restricted its clients open to anyone who can
+    reach the broker; an inactive policy (no key set) is fine.
+    """
+    if security is None:
+        return
+    if isinstance(security, Policy):
+        keys = [key for key, given in (("allowed_clients", security.networks is not None),
+                                       ("server_secret_key_file", bool(security.server_secret_key_file)),
+                                       ("clients_public_keys_directory", security.clients_keys is not None))
+                if given]
+        section = section or security.label
+    elif isinstance(security, CurveClient):
+        keys = [SECRET_KEY_FILE, peer_key]
+    else:
+        keys = [type(security).__name__]
+    if keys:
+        raise ConfigError(f"{', '.join(keys)}: ZeroMQ security does not apply on an MQTT bus; the broker's ACL "
+                          "and TLS are the controls there (remove the key(s))", section=section or None)
 
 
 class MqttPublisher:
@@ -244,6 +277,7 @@ class _Request:
     kind: str
     correlation: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
     sent: int = 0
+    sent_at: float = 0.0
     timer: Timer | None = None
 
 
@@ -251,19 +285,21 @@ class _Request:
 class _Server:
     in_flight: dict[str, int] = field(default_factory=dict)
     queue: dict[str, deque[_Request]] = field(default_factory=dict)
+    windows: dict[str, RequestWindow] = field(default_factory=dict)
     down_until: float = 0.0
 
 
 class MqttRequester:
     """Requests published to servers' request topics; replies come to this requester's own topic.
 
-    Up to ``max_in_flight`` requests of each kind are outstanding per server; one unanswered
+    Requests of each kind outstanding per server are limited by a :class:`RequestWindow` (as for
+    ZeroMQ: from ``INITIAL_WINDOW``, growing up to ``max_in_flight`` while the server keeps up); one unanswered
     within its timeout is sent again (same correlation data, so a late reply still counts) after
     ``backoff * 2**(n-1)`` s, up to ``attempts`` sends; then its callback gets no reply.
     Runs in ``loop``'s thread.
     """
 
-    def __init__(self, loop: EventLoop, bus: BusAddress, *, max_in_flight: int = 4, backoff: float = 0.2) -> None:
+    def __init__(self, loop: EventLoop, bus: BusAddress, *, max_in_flight: int = 64, backoff: float = 0.2) -> None:
         self._loop, self._bus = loop, bus
         self.max_in_flight, self.backoff = max_in_flight, backoff
         self._id = unique_id(bus.client_id, "req")
@@ -305,9 +341,18 @@ class MqttRequester:
         self._connection.close(drain=0)
         self._handoff.close()
 
+    def _window(self, server: _Server, kind: str) -> RequestWindow:
+        window = server.windows.get(kind)
+        if window is None:
+            window = server.windows[kind] = RequestWindow.for_cap(self.max_in_flight)
+        return window
+
     def _pump(self, server: _Server, kind: str) -> None:
         queue = server.queue.get(kind)
-        while queue and server.in_flight.get(kind, 0) < self.max_in_flight and not self._closed:
+        window = self._window(server, kind)
+        if not queue and not server.in_flight.get(kind, 0):
+            window.idle()
+        while queue and server.in_flight.get(kind, 0) < window.size and not self._closed:
             request = queue.popleft()
             server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
             self._waiting[request.correlation] = request
@@ -322,6 +367,7 @@ class MqttRequester:
         properties.ResponseTopic = self._reply_topic
         properties.CorrelationData = request.correlation
         request.sent += 1
+        request.sent_at = time.monotonic()
         self._connection.publish(request_topic(self._bus.prefix, request.address), request.payload, properties)
         request.timer = self._loop.call_later(request.timeout, self._on_timeout, request)
 
@@ -336,6 +382,9 @@ class MqttRequester:
                 request.timer.cancel()
             server = self._servers[request.address]
             server.down_until = 0.0
+            if request.sent == 1:  # a reply to a re-sent request may answer any of its sends: no round trip
+                self._window(server, request.kind).answered(time.monotonic() - request.sent_at,
+                                                           bool(server.queue.get(request.kind)))
             try:
                 reply, error = Message.decode(raw.payload.decode()), None
             except Exception as err:  # the peer answered something that is not a posttroll message
@@ -344,6 +393,7 @@ class MqttRequester:
             self._callback(request, reply, error)
 
     def _on_timeout(self, request: _Request) -> None:
+        self._window(self._servers[request.address], request.kind).timed_out()
         if request.sent < request.attempts:
             delay = self.backoff * 2 ** (request.sent - 1)
             _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); re-sending in %.1f s",
@@ -374,6 +424,7 @@ class MqttInbox:
 
     def __init__(self, bus: BusAddress, address: str) -> None:
         self.address = address
+        self._replies = bus.topic(REPLY_LEVEL, "")
         self._topic = request_topic(bus.prefix, address)
         self._handoff = Handoff()
         self._connection = Connection(bus, unique_id(bus.client_id, "inbox"), on_message=self._handoff.put,
@@ -395,6 +446,12 @@ class MqttInbox:
                 request: Message | str = Message.decode(raw.payload.decode())
             except Exception as err:  # anything undecodable gets an answer, never silence
                 request = f"invalid request: {one_line(err)}"
+            if not is_reply_topic(self._replies, response_topic):
+                # replying there would publish with our credentials where the requester may not (announcements)
+                sender = request.sender if isinstance(request, Message) else "an undecodable request"
+                _LIMITED.warning("badresponse", "%s: dropped a request from %s: its response topic %r is not "
+                                 "%s<requester id>", self._topic, sender, response_topic[:200], self._replies)
+                continue
             peer = response_topic.rsplit("/", 1)[-1]
             return IncomingRequest(request, peer, (response_topic, correlation))
         return None

@@ -3,7 +3,7 @@
 Upstream opens a new REQ socket per request and sends one request at a time per listener.
 Here each server gets a window of REQ sockets of each kind (``push``/``ack``) with a request
 outstanding on each, so a burst of announcements is served in parallel; sockets are reused
-after a reply. The window adapts to the round trip (see :class:`_Window`), between
+after a reply. The window adapts to the round trip (see :class:`RequestWindow`), between
 ``INITIAL_WINDOW`` and ``max_in_flight``. A request that gets no reply within its timeout is re-sent on a fresh
 socket (the old one is closed with LINGER 0, as a REQ socket that timed out cannot be reused),
 after a short backoff, up to ``attempts`` sends in all; then its callback gets no reply.
@@ -67,7 +67,7 @@ class Request:
 
 
 @dataclass(slots=True)
-class _Window:
+class RequestWindow:
     """How many requests of one kind may be in flight to one server.
 
     Over a long link a fixed window caps the rate at window / round trip. As TCP Vegas does, the
@@ -86,6 +86,11 @@ class _Window:
 
     def __post_init__(self) -> None:
         self.size = self.floor
+
+    @classmethod
+    def for_cap(cls, max_in_flight: int) -> RequestWindow:
+        """A window from ``INITIAL_WINDOW`` (or ``max_in_flight``, when smaller) up to ``max_in_flight``."""
+        return cls(min(INITIAL_WINDOW, max_in_flight), max_in_flight)
 
     def answered(self, round_trip: float, backlog: bool) -> None:
         self.shortest = min(self.shortest, round_trip)
@@ -108,7 +113,7 @@ class _Server:
     idle: list[zmq.Socket] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)
     queue: dict[str, deque[Request]] = field(default_factory=dict)
-    windows: dict[str, _Window] = field(default_factory=dict)
+    windows: dict[str, RequestWindow] = field(default_factory=dict)
     down_until: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -170,10 +175,10 @@ class ZmqRequester:
 
     # -- internals -------------------------------------------------------------------
 
-    def _window(self, server: _Server, kind: str) -> _Window:
+    def _window(self, server: _Server, kind: str) -> RequestWindow:
         window = server.windows.get(kind)
         if window is None:
-            window = server.windows[kind] = _Window(min(INITIAL_WINDOW, self.max_in_flight), self.max_in_flight)
+            window = server.windows[kind] = RequestWindow.for_cap(self.max_in_flight)
         return window
 
     def _pump(self, server: _Server, kind: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from posttroll.message import Message
 
+from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.recent import RecentKeys, key_of
 from trollmoves_core.uri import parse_uri, redact
@@ -200,6 +201,7 @@ class ClientChain:
         self._loop = EventLoop(f"client chain {config.name}")
         self._thread = threading.Thread(target=self._run, name=f"client-{config.name}", daemon=True)
         self._started = threading.Event()
+        self._refused: ConfigError | None = None
         self._listeners: list[ProviderListener] = []
         self._requester: Requester | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -209,8 +211,12 @@ class ClientChain:
     # -- life cycle (any thread) -------------------------------------------------------
 
     def start(self) -> ClientChain:
+        """Start the chain's thread; ConfigError when the transport refuses its settings."""
         self._thread.start()
         self._started.wait(10)
+        if self._refused is not None:
+            err = self._refused
+            raise err if err.section else ConfigError(err.message, file=self.config.file, section=self.name)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -242,6 +248,10 @@ class ClientChain:
             self._loop.call_later(FIRST_HEARTBEAT, self._resume, unpublished, pending)
             if self.config.reconcile_interval > 0:
                 self._loop.call_later(min(self.config.reconcile_interval, 5.0), self._reconcile_regularly)
+        except ConfigError as err:  # e.g. keys the bus cannot use: start() says it in the caller's thread
+            self._refused = err
+            self._shutdown()
+            return
         finally:
             self._started.set()
         try:

@@ -192,8 +192,12 @@ class ClientProcess:
             except ConfigError:
                 self.publishers.release(config)
                 raise
-            self.chains[name] = ClientChain(config, publisher, transport=self.transport, cache=cache, state=state,
-                                     metrics=self.metrics).start()
+            try:
+                self.chains[name] = ClientChain(config, publisher, transport=self.transport, cache=cache, state=state,
+                                         metrics=self.metrics).start()
+            except ConfigError:
+                self.publishers.release(config)
+                raise
         self.configs = configs
 
     def _open_state(self, config: ClientChainConfig) -> ChainState:

@@ -24,6 +24,7 @@ from typing import Any
 
 from posttroll.message import Message
 
+from trollmoves_core.exceptions import ConfigError
 from trollmoves_roles.bus.listener import ProviderListener
 from trollmoves_roles.bus.loop import EventLoop
 from trollmoves_roles.bus.transport import MessageTransport, Publisher
@@ -68,6 +69,7 @@ class MirrorChain:
         self._listeners: list[ProviderListener] = []
         self._thread = threading.Thread(target=self._run, name=f"mirror-{config.name}", daemon=True)
         self._started = threading.Event()
+        self._refused: ConfigError | None = None
         self._draining = False
         self._drain_deadline = 0.0
         self._closed = False
@@ -80,8 +82,12 @@ class MirrorChain:
     # -- life cycle (any thread) -------------------------------------------------------
 
     def start(self) -> MirrorChain:
+        """Start the section's thread; ConfigError when the transport refuses its settings."""
         self._thread.start()
         self._started.wait(10)
+        if self._refused is not None:
+            err = self._refused
+            raise err if err.section else ConfigError(err.message, section=self.name)
         return self
 
     def stop(self, drain_timeout: float = 30.0) -> None:
@@ -113,6 +119,10 @@ class MirrorChain:
                     metrics=self.metrics, curve=self.config.client.subscribe_curve))
             LOG.info("[%s] mirroring %s as %s on %s", self.name, ", ".join(p.address for p in self.config.providers),
                      self.config.topic, self.request_address)
+        except ConfigError as err:  # e.g. keys the bus cannot use: start() says it in the caller's thread
+            self._refused = err
+            self._close()
+            return
         finally:
             self._started.set()
         try:
