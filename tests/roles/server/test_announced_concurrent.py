@@ -3,6 +3,7 @@ are listed with strictly increasing times, so a client paging by time misses non
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 
@@ -38,7 +39,7 @@ def test_concurrent_announcements_get_strictly_increasing_times(tmp_path):
     listed, more = announced.listed_after("chain", 0.0, THREADS * EACH + 1)
     times = [item["time"] for item in listed]
     assert not more and len(times) == THREADS * EACH
-    assert all(a < b for a, b in zip(times, times[1:]))
+    assert all(a < b for a, b in itertools.pairwise(times))
     # a client's catch-up cursor, a few at a time, sees each announcement exactly once
     seen, cursor, more = [], 0.0, True
     while more:
