@@ -208,12 +208,12 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
-        allowed_destinations=_allowed_destinations(section),
+        allowed_destinations=allowed_destinations(section),
         **request_security(section),
     )
 
 
-def _allowed_destinations(section: Section) -> tuple[str, ...] | None:
+def allowed_destinations(section: Section) -> tuple[str, ...] | None:
     """The chain's destination patterns, compiled now so that a bad one fails at start."""
     from trollmoves_roles.server.destinations import DestinationRules
 
