@@ -38,10 +38,10 @@ from trollmoves_roles.mirror.registry import ReannouncedFiles
 from trollmoves_roles.mirror.staging import Fetch, Stager, announced_digests
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
+from trollmoves_roles.protocol.destinations import DestinationRules
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
 from trollmoves_roles.runtime.process import own_ip
-from trollmoves_roles.server.destinations import DestinationRules
 from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 
 LOG = logging.getLogger(__name__)

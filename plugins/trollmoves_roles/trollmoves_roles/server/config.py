@@ -115,7 +115,7 @@ class ServerChainConfig:
     server_secret_key_file: str | None = None
     clients_public_keys_directory: str | None = None
     allowed_destinations: tuple[str, ...] | None = None
-    """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.server.destinations`);
+    """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.protocol.destinations`);
     None: any."""
 
     @property
@@ -215,7 +215,7 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
 
 def allowed_destinations(section: Section) -> tuple[str, ...] | None:
     """The chain's destination patterns, compiled now so that a bad one fails at start."""
-    from trollmoves_roles.server.destinations import DestinationRules
+    from trollmoves_roles.protocol.destinations import DestinationRules
 
     if "allowed_destinations" not in section:
         return None
