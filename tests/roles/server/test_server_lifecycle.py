@@ -18,8 +18,10 @@ from support.files import put_file
 from support.ini import write_ini
 from support.reqrep import reply as request
 from support.server import TOPIC, chain
+from trollmoves_roles.server.service import Server, ServerOptions
 from trollmoves_roles.transfers.movers import MoverCache
 
+from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
@@ -185,3 +187,16 @@ def _answers(address: str) -> bool:
         return pong(address, timeout=0.5).type == "pong"
     except TimeoutError:
         return False
+
+
+def test_sections_naming_different_buses_leave_nothing_open(serve, dirs, tmp_path):
+    origin, _ = dirs
+    metrics_port, state = free_port(), str(tmp_path / "state")
+    sections = {"a": {**chain(origin, free_port())["chain"], "bus": "mqtt://127.0.0.1:1/a"},
+                "b": {**chain(origin, free_port())["chain"], "bus": "mqtt://127.0.0.1:1/b"}}
+    options = ServerOptions(port=free_port(), bind="127.0.0.1", metrics_port=metrics_port, state_directory=state)
+    with pytest.raises(ConfigError, match=r"different buses \(\[a\], \[b\]\)"):
+        Server(write_ini(tmp_path / "bad.ini", sections), options, host=default_host())
+    # the metrics port, the journal and the process's history were not kept open
+    running = serve(chain(origin, free_port()), metrics_port=metrics_port, state_directory=state)
+    assert running.server.history is not None

@@ -366,6 +366,8 @@ def recognises(content: Any) -> int:
 
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the server INI at ``path``, one per location."""
+    from trollmoves_roles.runtime.process import check_bus
+
     try:
         sections = read_ini(path)
     except ConfigError as err:
@@ -375,14 +377,18 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     ports: dict[int, str] = {}
     chains = 0
+    parsed = []
     for name, section in sections.items():
         SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
         check_section(out, section, ports)
         try:
-            chains += parse_chain(section) is not None
+            config = parse_chain(section)
+            chains += config is not None
+            parsed.append(config)
         except ConfigError as err:
             chains += 1  # a chain, with a fault
             out.add_error(err)
+    check_bus(out, (c for c in parsed if c is not None), host)
     if not chains:
         out.add(NO_CHAIN)
     out.sections = len(sections)

@@ -149,6 +149,8 @@ class Server(StopReload):
         self.options = options or ServerOptions()
         self.watcher_class = host.watchers.get(self.options.watcher)  # fails early on a missing plugin
         configs = load_config(self.config_path)
+        # before anything is opened: a bad bus leaves nothing to close
+        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
         self.journal: Journal | None = None
@@ -167,7 +169,6 @@ class Server(StopReload):
         if self.pushed_journal is not None:
             restored = self.transfers.finished.attach(self.pushed_journal)
             LOG.info("State in %s: %d finished push(es) restored", self.pushed_journal.path, restored)
-        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
