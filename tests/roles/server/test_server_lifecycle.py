@@ -16,6 +16,7 @@ from posttroll.message import Message
 from support.bus import free_port, wait_until
 from support.files import put_file
 from support.ini import write_ini
+from support.metrics import metrics
 from support.reqrep import reply as request
 from support.server import TOPIC, chain
 from trollmoves_roles.server.service import Server, ServerOptions
@@ -200,3 +201,21 @@ def test_sections_naming_different_buses_leave_nothing_open(serve, dirs, tmp_pat
     # the metrics port, the journal and the process's history were not kept open
     running = serve(chain(origin, free_port()), metrics_port=metrics_port, state_directory=state)
     assert running.server.history is not None
+
+
+def test_a_chain_removed_at_a_reload_leaves_no_health_gauges(serve, dirs, tmp_path):
+    origin, _ = dirs
+    other = tmp_path / "in2"
+    other.mkdir()
+    second = {"origin": f"{other}/{{name}}.nc", "topic": "/test/two", "request_port": free_port(),
+              "request_address": "127.0.0.1"}
+    running = serve({**chain(origin, free_port()), "second": second}, metrics_port=0, watch_config=True)
+    url = running.server.metrics_server.url
+    gauges = ("trollmoves_chain_pending", "trollmoves_chain_progress_age_seconds")
+    assert all(f'{g}{{chain="second"}}' in metrics(url) for g in gauges)
+    write_ini(running.config, chain(origin, running.server.chains["chain"].config.request_port))
+    assert wait_until(lambda: set(running.server.chains) == {"chain"}, timeout=20)  # reloaded by the serve loop
+    assert wait_until(lambda: not any(f'{g}{{chain="second"}}' in metrics(url) for g in gauges))
+    after = metrics(url)
+    assert not any(f'{g}{{chain="second"}}' in after for g in gauges)
+    assert all(f'{g}{{chain="chain"}}' in after for g in gauges)

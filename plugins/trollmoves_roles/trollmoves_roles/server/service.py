@@ -317,7 +317,10 @@ class Server(StopReload):
             chain.start(self.options.backlog)
             return chain
 
+        before = set(self.chains)
         reload_chains(self.chains, configs, stop=stop, start=start)
+        for name in before - set(self.chains):  # removed, or changed and could not start again
+            self.metrics.drop_pending(name)
         return True
 
     def waiting_chains(self) -> list[Announcer]:
