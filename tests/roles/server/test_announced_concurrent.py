@@ -51,3 +51,15 @@ def test_concurrent_announcements_get_strictly_increasing_times(tmp_path):
     # each file's record carries the time of its listed announcement
     for item in listed:
         assert announced.get(str(tmp_path / item["data"]["uid"])).time == item["time"]
+
+
+def test_announcing_after_every_listed_one_was_discarded(tmp_path):
+    announced = AnnouncedFiles()
+    first, second = tmp_path / "a.dat", tmp_path / "b.dat"
+    first.write_bytes(b"a")
+    announced.announce([(str(first), "a.dat")], "/t", "chain", message=("/t", "file", {"uid": "a.dat"}))
+    first.unlink()
+    announced.discard(str(first))  # the chain's listing is empty now
+    second.write_bytes(b"b")
+    announced.announce([(str(second), "b.dat")], "/t", "chain", message=("/t", "file", {"uid": "b.dat"}))
+    assert [item["data"]["uid"] for item in announced.listed_after("chain", 0.0, 10)[0]] == ["b.dat"]

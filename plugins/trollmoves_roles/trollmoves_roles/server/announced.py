@@ -249,7 +249,7 @@ class AnnouncedFiles:
                 queue = self._listed.get(chain)
                 if queue is None:
                     queue = self._listed[chain] = deque(maxlen=self.listed_max)
-                elif listed.time <= queue[-1].time:  # strictly increasing: listing clients page by time
+                elif queue and listed.time <= queue[-1].time:  # strictly increasing: listing clients page by time
                     listed.time = queue[-1].time + 1e-6
                     for entry in entries:
                         entry.time = listed.time
