@@ -519,3 +519,24 @@ def test_a_logging_config_is_checked_as_one(tmp_path: Path, capsys) -> None:
     good = write(tmp_path / "good.yaml", "version: 1\nhandlers:\n  h: {class: logging.StreamHandler}\n"
                  "root: {handlers: [h]}\n")
     assert main(["check", "-q", good]) == 0
+
+
+def test_a_bus_the_role_could_not_use_is_reported_as_it_would_be(tmp_path: Path, inbox: Path, roles) -> None:
+    path = write(tmp_path / "server.ini", f"""[a]
+origin = {inbox}/{{name}}.dat
+topic = /t
+request_port = 9301
+bus = mqtt://127.0.0.1:1/a
+
+[b]
+origin = {inbox}/{{name}}.dat
+topic = /u
+request_port = 9302
+bus = mqtt://127.0.0.1:1/b
+""")
+    assert lines(check_file(path, roles, "server")) == [
+        f"{path}: bus: sections name different buses ([a], [b]): one process uses one bus"]
+    # without the plugin for the bus's scheme (the host has no MQTT transport here)
+    path = write(tmp_path / "client.ini", "[c]\nproviders = h:1\ndestination = /o/\ntopic = /t\nbus = mqtt://h:1/x\n")
+    found = check_file(path, roles, "client")
+    assert [str(p) for p in found.errors()] == [f"{path}: bus: no transport for 'mqtt://': pip install trollmoves-mqtt"]

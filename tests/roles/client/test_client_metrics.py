@@ -9,7 +9,11 @@ from support.bus import BusRecorder, free_port, wait_until
 from support.client import InProcessClient, client_section, prime, results
 from support.ini import write_ini
 from support.scripted import Announcer, ScriptedServer, serve_everything
+from trollmoves_roles.client.process import ClientProcess
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import default_host
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,3 +60,15 @@ def test_counts_peers_and_versions(tmp_path):
         server.stop()
     assert {m.version for m in server.requests} == {MESSAGE_VERSION}
     assert {m.version for m in recorder.messages} == {MESSAGE_VERSION}
+
+
+def test_sections_naming_different_buses_leave_the_metrics_port_free(tmp_path):
+    metrics_port = free_port()
+    sections = {name: client_section("127.0.0.1:1", tmp_path / "out", free_port(), bus=f"mqtt://127.0.0.1:1/{name}")
+                for name in ("a", "b")}
+    with pytest.raises(ConfigError, match=r"different buses \(\[a\], \[b\]\)"):
+        ClientProcess(write_ini(tmp_path / "bad.ini", sections), host=default_host(), metrics_port=metrics_port)
+    good = ClientProcess(write_ini(tmp_path / "good.ini", {"a": client_section("127.0.0.1:1", tmp_path / "out",
+                                                                               free_port())}),
+                         host=default_host(), metrics_port=metrics_port)
+    good.metrics_endpoint.stop()

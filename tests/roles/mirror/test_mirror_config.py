@@ -106,3 +106,16 @@ def test_unknown_and_unused_keys_logged(tmp_path, caplog):
     assert any("destinaton: unknown key" in m and r.levelno == logging.WARNING
                for m, r in zip(messages, caplog.records, strict=True))
     assert any("delete: not used by the mirror" in m for m in messages)
+
+
+def test_allowed_destinations_read_as_a_server_reads_it(tmp_path, caplog):
+    path = write_ini(tmp_path / "m.ini", {"m": {"providers": "h:1", "topic": "/a", "request_port": 9100,
+                                                "allowed_destinations": "/data/out/** ftp://h/in/*"}})
+    with caplog.at_level(logging.WARNING, logger="trollmoves_roles.mirror.config"):
+        config = load_mirror_config(path)["m"]
+    assert config.allowed_destinations == ("/data/out/**", "ftp://h/in/*")
+    assert not any("allowed_destinations" in r.getMessage() for r in caplog.records)
+    bad = write_ini(tmp_path / "bad.ini", {"m": {"providers": "h:1", "topic": "/a", "request_port": 9100,
+                                                 "allowed_destinations": "re:(unclosed"}})
+    with pytest.raises(ConfigError, match=r"\[m\] allowed_destinations"):
+        load_mirror_config(bad)

@@ -284,3 +284,25 @@ def test_delivery_fails_over_to_the_backup_targets_like_a_server(mirror, announc
     finally:
         internal.stop()
         ftp.stop()
+
+
+def test_push_only_to_allowed_destinations_like_a_server(mirror, announcer, tmp_path):
+    internal = InternalServer({"a.dat": b"alpha"})
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    _, recorder, port = mirror(remove_delay=0, allowed_destinations=f"{allowed}/** ftp://127.0.0.1/**")
+    try:
+        announce_until_mirrored(lambda: announcer.announce("a.dat", internal), recorder, "a.dat")
+        reply = request(f"127.0.0.1:{port}", push("a.dat", f"file://{other}/"))
+        assert isinstance(reply, Message) and reply.type == "err", reply
+        assert "push refused" in reply.data and "allowed_destinations" in reply.data
+        assert not (other / "a.dat").exists()
+        # a backup host outside the patterns is refused too (no FTP server: nothing is tried)
+        reply = request(f"127.0.0.1:{port}", push("a.dat", "ftp://127.0.0.1/in/", backup_targets=["127.0.0.2"]))
+        assert isinstance(reply, Message) and reply.type == "err", reply
+        assert "backup host 127.0.0.2" in reply.data
+        reply = request(f"127.0.0.1:{port}", push("a.dat", f"file://{allowed}/sub/"))
+        assert isinstance(reply, Message) and reply.type == "file", reply
+        assert (allowed / "sub" / "a.dat").read_bytes() == b"alpha"
+        assert wait_until(lambda: not staging_dirs(tmp_path / "staging"))
+    finally:
+        internal.stop()

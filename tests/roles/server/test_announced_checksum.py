@@ -11,6 +11,8 @@ from trollmoves_roles.state.journal import Journal
 
 from trollmoves_core.checksum import file_digest
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import default_host
+from trollmoves_core.schema import Findings
 
 
 def test_size_and_checksum_survive_a_restart_with_the_journal(tmp_path):
@@ -52,6 +54,7 @@ def test_check_names_an_unknown_checksum_method(tmp_path):
     (tmp_path / "in").mkdir()
     config = write_ini(tmp_path / "s.ini", {"c": {"origin": f"{tmp_path}/in/{{name}}.dat", "topic": "/t",
                                                   "request_port": 9999, "checksum": "crc32"}})
-    findings = check_config(str(config))
+    findings = Findings(str(config))
+    check_config(findings, str(config), default_host())
     assert [(p.section, p.key, p.warning) for p in findings.problems] == [("c", "checksum", False)]
     assert "got 'crc32'" in findings.problems[0].message

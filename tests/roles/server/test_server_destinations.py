@@ -17,8 +17,8 @@ from support.files import put_file
 from support.ini import write_ini
 from support.reqrep import reply as request
 from support.server import TOPIC, chain
+from trollmoves_roles.protocol.destinations import DestinationRules
 from trollmoves_roles.server.config import load_config
-from trollmoves_roles.server.destinations import DestinationRules
 
 TROLLMOVES = [str(Path(sys.executable).parent / "trollmoves")]
 NAME = "NOAA-19_202401020304.dat"

@@ -16,10 +16,13 @@ from posttroll.message import Message
 from support.bus import free_port, wait_until
 from support.files import put_file
 from support.ini import write_ini
+from support.metrics import metrics
 from support.reqrep import reply as request
 from support.server import TOPIC, chain
+from trollmoves_roles.server.service import Server, ServerOptions
 from trollmoves_roles.transfers.movers import MoverCache
 
+from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.mover import Mover
 from trollmoves_core.plugins import default_host
@@ -185,3 +188,34 @@ def _answers(address: str) -> bool:
         return pong(address, timeout=0.5).type == "pong"
     except TimeoutError:
         return False
+
+
+def test_sections_naming_different_buses_leave_nothing_open(serve, dirs, tmp_path):
+    origin, _ = dirs
+    metrics_port, state = free_port(), str(tmp_path / "state")
+    sections = {"a": {**chain(origin, free_port())["chain"], "bus": "mqtt://127.0.0.1:1/a"},
+                "b": {**chain(origin, free_port())["chain"], "bus": "mqtt://127.0.0.1:1/b"}}
+    options = ServerOptions(port=free_port(), bind="127.0.0.1", metrics_port=metrics_port, state_directory=state)
+    with pytest.raises(ConfigError, match=r"different buses \(\[a\], \[b\]\)"):
+        Server(write_ini(tmp_path / "bad.ini", sections), options, host=default_host())
+    # the metrics port, the journal and the process's history were not kept open
+    running = serve(chain(origin, free_port()), metrics_port=metrics_port, state_directory=state)
+    assert running.server.history is not None
+
+
+def test_a_chain_removed_at_a_reload_leaves_no_health_gauges(serve, dirs, tmp_path):
+    origin, _ = dirs
+    other = tmp_path / "in2"
+    other.mkdir()
+    second = {"origin": f"{other}/{{name}}.nc", "topic": "/test/two", "request_port": free_port(),
+              "request_address": "127.0.0.1"}
+    running = serve({**chain(origin, free_port()), "second": second}, metrics_port=0, watch_config=True)
+    url = running.server.metrics_server.url
+    gauges = ("trollmoves_chain_pending", "trollmoves_chain_progress_age_seconds")
+    assert all(f'{g}{{chain="second"}}' in metrics(url) for g in gauges)
+    write_ini(running.config, chain(origin, running.server.chains["chain"].config.request_port))
+    assert wait_until(lambda: set(running.server.chains) == {"chain"}, timeout=20)  # reloaded by the serve loop
+    assert wait_until(lambda: not any(f'{g}{{chain="second"}}' in metrics(url) for g in gauges))
+    after = metrics(url)
+    assert not any(f'{g}{{chain="second"}}' in after for g in gauges)
+    assert all(f'{g}{{chain="chain"}}' in after for g in gauges)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 
 from support.bus import free_port
@@ -12,6 +13,7 @@ from support.files import put_file
 from support.server import TOPIC, chain
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.server.announced import AnnouncedFiles
+from trollmoves_roles.state.finished import FinishedPushes
 from trollmoves_roles.state.journal import Journal
 
 
@@ -114,3 +116,38 @@ def test_announcing_keeps_no_interned_file_name(serve, dirs):
     assert running.server.announced.listed("chain", 1)[0]["data"]["uid"] == name
     fresh = "".join([name[:5], name[5:]])
     assert sys.intern(fresh) is fresh, "announcing interned the file name"
+
+
+def test_a_push_finishing_while_the_journal_closes_writes_before_it_or_not_at_all(tmp_path, caplog):
+    journal = Journal(tmp_path / "j.sqlite", table="pushed")
+    finished = FinishedPushes(60.0, 16)
+    finished.attach(journal)
+    writing, go_on = threading.Event(), threading.Event()
+    put = journal.put
+
+    def slow_put(*args):
+        writing.set()
+        assert go_on.wait(10)
+        put(*args)
+
+    journal.put = slow_put
+    late = threading.Thread(target=finished.add, args=(0xABC,))
+    late.start()
+    assert writing.wait(10)
+
+    def shut_down():
+        finished.detach()
+        journal.close()
+
+    closing = threading.Thread(target=shut_down)
+    closing.start()
+    closing.join(0.5)  # unfixed, the journal closes now, under the write
+    go_on.set()
+    late.join(10)
+    closing.join(10)
+    assert not [r for r in caplog.records if "Could not write the journal" in r.getMessage()]
+    again = Journal(tmp_path / "j.sqlite", table="pushed")
+    assert [r.key for r in again.records()] == [f"{0xABC:032x}"]
+    again.close()
+    finished.add(0xDEF)  # after the close: nothing written, nothing logged
+    assert not [r for r in caplog.records if "Could not write the journal" in r.getMessage()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +13,14 @@ from support.bus import free_port
 from support.files import put_file
 from support.reqrep import reply as request
 from support.server import TOPIC, chain
+from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.delivery import join_rel_path
 from trollmoves_roles.transfers.service import FileJob, TransferService
 
+from trollmoves_core.exceptions import TransferError
 from trollmoves_core.file_mover import FileMover
 from trollmoves_core.plugins import default_host
-from trollmoves_core.uri import redact
+from trollmoves_core.uri import parse_uri, redact
 
 
 def test_repeated_push_is_answered_without_a_second_transfer(serve, dirs):
@@ -124,3 +128,44 @@ def test_the_push_line_carries_the_byte_count_as_the_json_fields_do(serve, dirs,
     (record,) = [r for r in caplog.records if r.getMessage().startswith("Pushed ")]
     assert record.getMessage().startswith(f"Pushed {path} to file://{out}/{path.name}: 1234 bytes in ")
     assert record.bytes == 1234
+
+
+class HostDirectoryMover(FileMover):
+    """The file mover writing ``scheme://host/path`` under ``<root>/<host>/path``, so hosts fail over
+    as servers do; 127.0.0.2 refuses (transiently) its second file."""
+
+    BACKUP_HOSTS = True
+    root = Path()
+
+    def put(self, local_path, dest_uri, *, progress=None, expected=None):
+        location = parse_uri(dest_uri)
+        if location.host == "127.0.0.2" and os.path.basename(local_path) == "b.dat":
+            raise TransferError(f"put {local_path} to {dest_uri} failed: connection refused", transient=True)
+        return super().put(local_path, f"file://{self.root}/{location.host}{location.path}", progress=progress,
+                           expected=expected)
+
+
+def test_a_push_failing_over_midway_counts_each_file_once(tmp_path, monkeypatch, caplog):
+    for name in ("a.dat", "b.dat", "c.dat"):
+        (tmp_path / name).write_bytes(name.encode() * 10)
+    metrics = RoleMetrics("server")
+    service = TransferService(1, host=default_host(), metrics=metrics)
+    HostDirectoryMover.root = tmp_path / "hosts"
+    mover = HostDirectoryMover({"mode": "copy"})
+    monkeypatch.setattr(service._movers, "get", lambda uri, params, params_key=None: mover)
+    jobs = [FileJob(str(tmp_path / name)) for name in ("a.dat", "b.dat", "c.dat")]
+    try:
+        with caplog.at_level(logging.INFO, logger="trollmoves_roles.transfers.service"):
+            delivery = service.push(jobs, "ftp://127.0.0.2/out/", {}, chain="c",
+                                    backup_targets=["127.0.0.1"]).result(10)
+    finally:
+        service.close(5)
+    assert delivery.host == "127.0.0.1"
+    assert [os.path.basename(uri) for uri in delivery.uris] == ["a.dat", "b.dat", "c.dat"]
+    assert (tmp_path / "hosts" / "127.0.0.2" / "out" / "a.dat").exists()  # landed on the primary, not counted
+    assert sorted(p.name for p in (tmp_path / "hosts" / "127.0.0.1" / "out").iterdir()) == ["a.dat", "b.dat", "c.dat"]
+    assert service.transfers == 3
+    assert metrics.delivered.value(chain="c") == 3
+    assert metrics.bytes.value(chain="c") == 3 * 50
+    pushed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Pushed ")]
+    assert len(pushed) == 3 and all("/127.0.0.1/" in line for line in pushed)

@@ -193,9 +193,9 @@ class ClientChain:
         self._gap_logged: set[str] = set()
         self._without_listing: set[str] = set()
         self._asking: set[str] = set()
+        """Servers with an ``info`` request in flight: one at a time, so pages and notices are never doubled."""
         self._seen_written: dict[str, float] = {}
         """Request address -> when (monotonic) its journal record was last written."""
-        """Servers with an ``info`` request in flight: one at a time, so pages and notices are never doubled."""
         self._given_up = UidCache(size=CACHE_SIZE)
         self._horizon = self.state.horizon()
         self._loop = EventLoop(f"client chain {config.name}")

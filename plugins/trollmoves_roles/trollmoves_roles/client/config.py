@@ -309,6 +309,8 @@ def recognises(content: Any) -> int:
 
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the client INI at ``path``, one per location."""
+    from trollmoves_roles.runtime.process import check_bus
+
     try:
         sections = read_ini(path)
     except ConfigError as err:
@@ -317,14 +319,18 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
     defaults = ini_defaults(path)
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     chains = 0
+    parsed = []
     for name, section in sections.items():
         SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
         check_section(out, section, host)
         try:
-            chains += chain_from_section(section) is not None
+            config = chain_from_section(section)
+            chains += config is not None
+            parsed.append(config)
         except ConfigError as err:
             chains += 1
             out.add_error(err)
+    check_bus(out, (c for c in parsed if c is not None), host)
     if not chains:
         out.add(NO_CHAIN)
     out.sections = len(sections)

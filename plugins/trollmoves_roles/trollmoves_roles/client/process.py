@@ -118,13 +118,14 @@ class ClientProcess:
                  metrics_bind: str = "127.0.0.1", bus: str | None = None) -> None:
         self.config_file = os.fspath(config_file)
         self.configs = load_client_config(self.config_file)
+        # before the metrics endpoint binds: a bad bus leaves nothing to close
+        self.transport = transport_for(host, process_bus(bus, self.configs.values()))
         self.metrics = RoleMetrics("client")
         self.metrics.set_queue_length(self._queue_length)
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.config_file, metrics_port, metrics_bind)
         self.chains: dict[str, ClientChain] = {}
         self.history: history.History | None = None
         """The file history, in the journal of the first chain with a ``state_directory``."""
-        self.transport = transport_for(host, process_bus(bus, self.configs.values()))
         self.publishers = Publishers(self.transport)
         self._stop = threading.Event()
         self._reload = threading.Event()

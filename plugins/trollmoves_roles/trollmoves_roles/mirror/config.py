@@ -31,6 +31,7 @@ from trollmoves_roles.protocol.messages import is_local_host
 from trollmoves_roles.server import config as server_config
 from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
 from trollmoves_roles.server.config import (
+    allowed_destinations,
     compression_of,
     connection_parameters,
     parse_info,
@@ -54,7 +55,7 @@ IGNORED_KEYS = frozenset({
 """Keys upstream's server or client reads that have no effect on a mirror (accepted, logged)."""
 
 REQUEST_SOCKET_KEYS = frozenset({"request_bind", "allowed_clients", "server_secret_key_file",
-                                 "clients_public_keys_directory"})
+                                 "clients_public_keys_directory", "allowed_destinations"})
 """The server part's keys of ours that the mirror's request sockets use, as a server's do."""
 
 SCHEMA = Schema("mirror", [
@@ -101,6 +102,8 @@ class MirrorConfig:
     server_secret_key_file: str | None = None
     """With ``clients_public_keys_directory``: the request socket is a CURVE server, as a server's."""
     clients_public_keys_directory: str | None = None
+    allowed_destinations: tuple[str, ...] | None = None
+    """Patterns of the destinations external clients may push to, as a server's; None: any."""
     compression: str | None = None
     """Unpack each new file (as a server does) before re-announcing the unpacked file(s)."""
     prog: str | None = None
@@ -194,7 +197,7 @@ def parse_section(section: Section) -> MirrorConfig:
         delay=_non_negative(section, "delay"), remove_delay=_non_negative(section, "remove_delay"),
         destination=destination, working_directory=working_directory,
         connection_params=connection_parameters(section),
-        compression=compression, prog=prog,
+        compression=compression, prog=prog, allowed_destinations=allowed_destinations(section),
         **request_security(section),
     )
 

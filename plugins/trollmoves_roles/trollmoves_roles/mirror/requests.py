@@ -38,6 +38,7 @@ from trollmoves_roles.mirror.registry import ReannouncedFiles
 from trollmoves_roles.mirror.staging import Fetch, Stager, announced_digests
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol import delivery, requests
+from trollmoves_roles.protocol.destinations import DestinationRules
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, transfer_key, uids_of
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line
 from trollmoves_roles.runtime.process import own_ip
@@ -66,6 +67,8 @@ class RequestSocket:
         self._registry = registry
         self._stager = stager
         self._transfers = transfers
+        self._allowed = None if config.allowed_destinations is None else \
+            DestinationRules.parse(config.allowed_destinations)
         self._on_reply = on_reply
         self._started = time.monotonic()
         self.pending = 0
@@ -170,6 +173,13 @@ class RequestSocket:
         expected = announced_digests(fetch.source.data) if fetch.source is not None else {}
         jobs = [FileJob(fetch.files[str(item["uid"])], item.get("path"), expected.get(str(item["uid"])))
                 for item in push.items]
+        if self._allowed is not None and (refusal := self._allowed.refusal(
+                push.destination, [(job.path, job.rel_path) for job in jobs], push.backups)):
+            self._stager.release(fetch)
+            self._metrics.refused.inc(chain=self.name, reason="destination")
+            LOG.warning("[%s] push refused for %s: %s", self.name, push.request.sender, refusal[:300])
+            self._answer(push.envelope, push.error(f"push refused: {refusal}"[:1000]))
+            return
         push.sizes = [file_size(job.path) for job in jobs]
         address = str(fetch.source.data.get("request_address")) if fetch.source is not None else "?"
         if fetch.entry.unpacked:  # unpacked here: the internal server never had these files

@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.exceptions import ConfigError, UnknownPluginError
+from trollmoves_core.plugins import PluginHost
+from trollmoves_core.schema import Findings
 from trollmoves_roles.bus.transport import MessageTransport, Publisher
+from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.transfers.service import DEFAULT_WORKERS
 
 LOG = logging.getLogger(__name__)
@@ -62,6 +65,17 @@ def process_bus(option: str | None, configs: Iterable[Any]) -> str | None:
         raise ConfigError("sections name different buses (" + ", ".join(f"[{n}]" for n in sorted(named))
                           + "): one process uses one bus", key="bus")
     return next(iter(named.values()), None)
+
+
+def check_bus(out: Findings, configs: Iterable[Any], host: PluginHost) -> None:
+    """Record in ``out`` why a process of ``configs`` would not get its bus (sections naming
+    different ones, an address its transport refuses, no plugin for its scheme), as it starts."""
+    try:
+        transport_for(host, process_bus(None, configs))
+    except ConfigError as err:
+        out.add_error(err)
+    except UnknownPluginError as err:
+        out.add(str(err), key="bus")
 
 
 @contextlib.contextmanager

@@ -221,9 +221,6 @@ class AnnouncedFiles:
         ``message`` (subject, type, data as published) also list the announcement; with
         ``digests`` (one per file) keep what was announced of each file's size and checksum."""
         now = time.time()
-        queue = self._listed.get(chain)
-        if message is not None and queue:  # strictly increasing: listing clients page by time
-            now = max(now, queue[-1].time + 1e-6)
         entries = []
         for index, (path, uid) in enumerate(files):
             try:
@@ -252,6 +249,10 @@ class AnnouncedFiles:
                 queue = self._listed.get(chain)
                 if queue is None:
                     queue = self._listed[chain] = deque(maxlen=self.listed_max)
+                elif queue and listed.time <= queue[-1].time:  # strictly increasing: listing clients page by time
+                    listed.time = queue[-1].time + 1e-6
+                    for entry in entries:
+                        entry.time = listed.time
                 if len(queue) == self.listed_max:
                     self._complete_after[chain] = queue[0].time
                 queue.append(listed)

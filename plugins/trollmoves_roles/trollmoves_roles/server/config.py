@@ -115,7 +115,7 @@ class ServerChainConfig:
     server_secret_key_file: str | None = None
     clients_public_keys_directory: str | None = None
     allowed_destinations: tuple[str, ...] | None = None
-    """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.server.destinations`);
+    """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.protocol.destinations`);
     None: any."""
 
     @property
@@ -208,14 +208,14 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         connection_params=connection_parameters(section),
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
-        allowed_destinations=_allowed_destinations(section),
+        allowed_destinations=allowed_destinations(section),
         **request_security(section),
     )
 
 
-def _allowed_destinations(section: Section) -> tuple[str, ...] | None:
+def allowed_destinations(section: Section) -> tuple[str, ...] | None:
     """The chain's destination patterns, compiled now so that a bad one fails at start."""
-    from trollmoves_roles.server.destinations import DestinationRules
+    from trollmoves_roles.protocol.destinations import DestinationRules
 
     if "allowed_destinations" not in section:
         return None
@@ -366,6 +366,8 @@ def recognises(content: Any) -> int:
 
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the server INI at ``path``, one per location."""
+    from trollmoves_roles.runtime.process import check_bus
+
     try:
         sections = read_ini(path)
     except ConfigError as err:
@@ -375,14 +377,18 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
     SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
     ports: dict[int, str] = {}
     chains = 0
+    parsed = []
     for name, section in sections.items():
         SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
         check_section(out, section, ports)
         try:
-            chains += parse_chain(section) is not None
+            config = parse_chain(section)
+            chains += config is not None
+            parsed.append(config)
         except ConfigError as err:
             chains += 1  # a chain, with a fault
             out.add_error(err)
+    check_bus(out, (c for c in parsed if c is not None), host)
     if not chains:
         out.add(NO_CHAIN)
     out.sections = len(sections)

@@ -29,6 +29,7 @@ from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol import requests
+from trollmoves_roles.protocol.destinations import DestinationRules
 from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line, request_dict
 from trollmoves_roles.runtime.signals import Wakeup
@@ -36,7 +37,6 @@ from trollmoves_roles.server.access import AccessDenied, check_access
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
-from trollmoves_roles.server.destinations import DestinationRules
 from trollmoves_roles.state import history
 from trollmoves_roles.transfers.service import Delivery, FileJob, TransferService
 

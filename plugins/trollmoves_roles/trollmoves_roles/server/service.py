@@ -149,6 +149,8 @@ class Server(StopReload):
         self.options = options or ServerOptions()
         self.watcher_class = host.watchers.get(self.options.watcher)  # fails early on a missing plugin
         configs = load_config(self.config_path)
+        # before anything is opened: a bad bus leaves nothing to close
+        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         self.metrics = RoleMetrics("server")
         self.announced = AnnouncedFiles()
         self.journal: Journal | None = None
@@ -167,7 +169,6 @@ class Server(StopReload):
         if self.pushed_journal is not None:
             restored = self.transfers.finished.attach(self.pushed_journal)
             LOG.info("State in %s: %d finished push(es) restored", self.pushed_journal.path, restored)
-        self.transport = transport_for(host, process_bus(self.options.bus, configs.values()))
         try:
             self.publisher = open_publisher(self.transport, self.options.bind, self.options.port, PUBLISHER_NAME)
         except ConfigError:
@@ -316,7 +317,10 @@ class Server(StopReload):
             chain.start(self.options.backlog)
             return chain
 
+        before = set(self.chains)
         reload_chains(self.chains, configs, stop=stop, start=start)
+        for name in before - set(self.chains):  # removed, or changed and could not start again
+            self.metrics.drop_pending(name)
         return True
 
     def waiting_chains(self) -> list[Announcer]:

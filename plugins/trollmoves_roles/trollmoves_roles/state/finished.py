@@ -37,6 +37,8 @@ class FinishedPushes:
         """Key → (monotonic time, backup host) of the pushes that failed over: rare, so a dict."""
         self._lock = threading.Lock()
         self._journal: Journal | None = None
+        self._writing = threading.Lock()
+        """Held while writing to the journal, so that once :meth:`detach` returns none is written."""
         self._since_prune = 0
 
     def attach(self, journal: Journal) -> int:
@@ -66,7 +68,8 @@ class FinishedPushes:
         return restored
 
     def detach(self) -> None:
-        with self._lock:
+        """Write no more to the journal (one being written is finished first): it may be closed."""
+        with self._writing, self._lock:
             self._journal = None
 
     def add(self, key: int, host: str | None = None) -> None:
@@ -76,15 +79,16 @@ class FinishedPushes:
             self._keys.add(key, now)
             if host is not None:
                 self._remember_host(key, host, now)
-            journal = self._journal
             self._since_prune += 1
             prune = self._since_prune >= _PRUNE_EVERY
             if prune:
                 self._since_prune = 0
-        if journal is not None:
-            journal.attempt(journal.put, f"{key:032x}", STATE, {"host": host} if host is not None else None)
-            if prune:
-                journal.attempt(journal.prune, self.capacity, STATE)
+        with self._writing:  # a push ending after the shutdown detached the journal writes nothing
+            journal = self._journal
+            if journal is not None:
+                journal.attempt(journal.put, f"{key:032x}", STATE, {"host": host} if host is not None else None)
+                if prune:
+                    journal.attempt(journal.prune, self.capacity, STATE)
 
     def get(self, key: int) -> tuple[bool, str | None]:
         """Whether ``key`` finished lately, and the backup host that got its files (None: the requested one)."""

@@ -12,6 +12,7 @@ A push given ``backup_targets`` fails over when the destination's host cannot be
 mover's error is transient after its retries, or the name does not resolve): the whole push is
 tried again on each backup host in turn, for movers whose hosts are servers
 (:attr:`~trollmoves_core.mover.Mover.BACKUP_HOSTS`), and the result names the host that got it.
+Only the attempt that succeeded counts its files (metrics, ``pushed`` history, transfer log lines).
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ class Delivery:
 
     uris: list[str]
     host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Landed:
+    """One file a push attempt delivered: local ``path``, the ``uri`` it got, bytes and seconds."""
+
+    path: str
+    uri: str
+    size: int
+    seconds: float
 
 
 class TransferService:
@@ -151,12 +162,15 @@ class TransferService:
             for number, host in enumerate(hosts, 1):
                 target = destination if host is None else on_host(destination, host)
                 try:
-                    return Delivery(self._transfer_to(files, target, params, chain), host)
+                    landed = self._transfer_to(files, target, params, chain)
                 except TransferError as err:
                     if number == len(hosts) or not _unreachable(err):
                         raise
                     LOG.warning("Push of %s to %s: host not reachable (%s); trying the backup host %s",
                                 _names(files), redact(target, drop_user=True), err, hosts[number])
+                    continue
+                self._count(landed, chain)
+                return Delivery([file.uri for file in landed], host)
         except BaseException:
             if self.metrics is not None:
                 self.metrics.failed.inc(chain=chain)
@@ -168,35 +182,42 @@ class TransferService:
         return self._movers.get(target if "://" in target else "file", params)
 
     def _transfer_to(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-                     chain: str) -> list[str]:
-        delivered = []
+                     chain: str) -> list[_Landed]:
+        """Put each of ``files`` under ``destination``; what landed, counted by :meth:`_count` only
+        once the whole push has (a failed attempt is repeated on a backup host)."""
+        landed = []
         for job in files:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
             try:
                 mover = self._mover(target, params)
                 size = os.path.getsize(job.path)
-                delivered.append(mover.put(job.path, target, expected=job.expected))
+                uri = mover.put(job.path, target, expected=job.expected)
             except BaseException as err:
                 history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
                                seconds=time.monotonic() - started, detail=one_line(err))
                 raise
-            elapsed = time.monotonic() - started
-            with self._lock:
-                self.transfers += 1
+            landed.append(_Landed(job.path, uri, size, time.monotonic() - started))
+        return landed
+
+    def _count(self, landed: Sequence[_Landed], chain: str) -> None:
+        """Metrics, history and log lines of the files one successful push delivered."""
+        with self._lock:
+            self.transfers += len(landed)
+        for file in landed:
             if self.metrics is not None:
                 self.metrics.delivered.inc(chain=chain)
-                self.metrics.bytes.inc(size, chain=chain)
-                self.metrics.duration.observe(elapsed, chain=chain)
-            target_uri = redact(delivered[-1], drop_user=True)
-            history.record("pushed", chain=chain, path=job.path, destination=target_uri, seconds=elapsed, size=size)
+                self.metrics.bytes.inc(file.size, chain=chain)
+                self.metrics.duration.observe(file.seconds, chain=chain)
+            target_uri = redact(file.uri, drop_user=True)
+            history.record("pushed", chain=chain, path=file.path, destination=target_uri, seconds=file.seconds,
+                           size=file.size)
             if self.log_transfers:
-                LOG.info("Pushed %s to %s: %d bytes in %.3f s", job.path, target_uri, size, elapsed,
-                         extra=transfer_fields(uid=os.path.basename(job.path), source=job.path,
-                                               destination=target_uri, nbytes=size, seconds=elapsed))
+                LOG.info("Pushed %s to %s: %d bytes in %.3f s", file.path, target_uri, file.size, file.seconds,
+                         extra=transfer_fields(uid=os.path.basename(file.path), source=file.path,
+                                               destination=target_uri, nbytes=file.size, seconds=file.seconds))
             else:
-                LOG.debug("Pushed %s to %s: %d bytes in %.3f s", job.path, target_uri, size, elapsed)
-        return delivered
+                LOG.debug("Pushed %s to %s: %d bytes in %.3f s", file.path, target_uri, file.size, file.seconds)
 
     def in_flight(self, chain: str | None = None) -> int:
         """Pushes running or queued (of ``chain``, or all)."""

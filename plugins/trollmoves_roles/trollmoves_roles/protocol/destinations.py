@@ -1,4 +1,4 @@
-"""Which destinations clients may make a server chain push to: its ``allowed_destinations``.
+"""Which destinations clients may make a server chain (or a mirror section) push to: its ``allowed_destinations``.
 
 Each pattern is matched against every file's final location, written as
 ``scheme://host[:port]/path/name`` without user, password or query (``file:///path/name`` for
