@@ -25,7 +25,6 @@ import hashlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from posttroll.message import Message
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, versioned
-from trollmoves_roles.bus.requester import RequestWindow
+from trollmoves_roles.bus.requester import ServerQueue
 from trollmoves_roles.bus.security import PUBLISHER_KEY_FILE, SECRET_KEY_FILE, CurveClient, Policy
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport, ReplyCallback
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
@@ -53,10 +52,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
-
-DOWN_PERIOD = 30.0
-"""Seconds a server that left a request unanswered counts as down (as for ZeroMQ)."""
-
 
 class MqttTransport(MessageTransport):
     """posttroll messages through an MQTT v5 broker."""
@@ -281,19 +276,12 @@ class _Request:
     timer: Timer | None = None
 
 
-@dataclass(eq=False)
-class _Server:
-    in_flight: dict[str, int] = field(default_factory=dict)
-    queue: dict[str, deque[_Request]] = field(default_factory=dict)
-    windows: dict[str, RequestWindow] = field(default_factory=dict)
-    down_until: float = 0.0
-
-
 class MqttRequester:
     """Requests published to servers' request topics; replies come to this requester's own topic.
 
-    Requests of each kind outstanding per server are limited by a :class:`RequestWindow` (as for
-    ZeroMQ: from ``INITIAL_WINDOW``, growing up to ``max_in_flight`` while the server keeps up); one unanswered
+    Requests of each kind per server wait and go out as ZeroMQ's do (a
+    :class:`~trollmoves_roles.bus.requester.ServerQueue`: from ``INITIAL_WINDOW`` in flight, growing up to
+    ``max_in_flight`` while the server keeps up); one unanswered
     within its timeout is sent again (same correlation data, so a late reply still counts) after
     ``backoff * 2**(n-1)`` s, up to ``attempts`` sends; then its callback gets no reply.
     Runs in ``loop``'s thread.
@@ -304,7 +292,7 @@ class MqttRequester:
         self.max_in_flight, self.backoff = max_in_flight, backoff
         self._id = unique_id(bus.client_id, "req")
         self._reply_topic = bus.topic(REPLY_LEVEL, self._id)
-        self._servers: dict[str, _Server] = {}
+        self._servers: dict[str, ServerQueue] = {}
         self._waiting: dict[bytes, _Request] = {}
         self._closed = False
         self._handoff = Handoff()
@@ -314,20 +302,21 @@ class MqttRequester:
 
     def request(self, address: str, message: Message | Callable[[], Message], *, timeout: float, attempts: int,
                 callback: ReplyCallback, kind: str = "push") -> _Request:
-        server = self._servers.setdefault(address, _Server())
+        server = self._servers.get(address)
+        if server is None:
+            server = self._servers[address] = ServerQueue(max_in_flight=self.max_in_flight)
         payload = message if callable(message) else versioned(message).encode().encode()
         request = _Request(address, payload, timeout, attempts, callback, kind)
-        server.queue.setdefault(kind, deque()).append(request)
+        server.add(kind, request)
         self._pump(server, kind)
         return request
 
     def is_down(self, address: str) -> bool:
         server = self._servers.get(address)
-        return server is not None and server.down_until > time.monotonic()
+        return server is not None and server.is_down()
 
     def pending(self) -> int:
-        return sum(sum(s.in_flight.values()) + sum(len(q) for q in s.queue.values())
-                   for s in self._servers.values())
+        return sum(server.pending() for server in self._servers.values())
 
     def close(self) -> None:
         """Drop every outstanding request without callback; disconnect."""
@@ -341,20 +330,8 @@ class MqttRequester:
         self._connection.close(drain=0)
         self._handoff.close()
 
-    def _window(self, server: _Server, kind: str) -> RequestWindow:
-        window = server.windows.get(kind)
-        if window is None:
-            window = server.windows[kind] = RequestWindow.for_cap(self.max_in_flight)
-        return window
-
-    def _pump(self, server: _Server, kind: str) -> None:
-        queue = server.queue.get(kind)
-        window = self._window(server, kind)
-        if not queue and not server.in_flight.get(kind, 0):
-            window.idle()
-        while queue and server.in_flight.get(kind, 0) < window.size and not self._closed:
-            request = queue.popleft()
-            server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
+    def _pump(self, server: ServerQueue, kind: str) -> None:
+        while not self._closed and (request := server.next_to_send(kind)) is not None:
             self._waiting[request.correlation] = request
             self._send(request)
 
@@ -381,10 +358,8 @@ class MqttRequester:
             if request.timer:
                 request.timer.cancel()
             server = self._servers[request.address]
-            server.down_until = 0.0
-            if request.sent == 1:  # a reply to a re-sent request may answer any of its sends: no round trip
-                self._window(server, request.kind).answered(time.monotonic() - request.sent_at,
-                                                           bool(server.queue.get(request.kind)))
+            # a reply to a re-sent request may answer any of its sends: no round trip
+            server.answered(request.kind, time.monotonic() - request.sent_at if request.sent == 1 else None)
             try:
                 reply, error = Message.decode(raw.payload.decode()), None
             except Exception as err:  # the peer answered something that is not a posttroll message
@@ -393,7 +368,7 @@ class MqttRequester:
             self._callback(request, reply, error)
 
     def _on_timeout(self, request: _Request) -> None:
-        self._window(self._servers[request.address], request.kind).timed_out()
+        self._servers[request.address].window(request.kind).timed_out()
         if request.sent < request.attempts:
             delay = self.backoff * 2 ** (request.sent - 1)
             _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); re-sending in %.1f s",
@@ -404,12 +379,12 @@ class MqttRequester:
                        request.address, request.kind, request.attempts, self._bus)
         self._waiting.pop(request.correlation, None)
         server = self._servers[request.address]
-        server.down_until = time.monotonic() + DOWN_PERIOD
+        server.abandoned()
         self._release(server, request.kind)
         self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts")
 
-    def _release(self, server: _Server, kind: str) -> None:
-        server.in_flight[kind] -= 1
+    def _release(self, server: ServerQueue, kind: str) -> None:
+        server.done(kind)
         self._pump(server, kind)
 
     def _callback(self, request: _Request, reply: Message | None, error: str | None) -> None:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import zmq
 from posttroll.message import Message
@@ -107,14 +108,63 @@ class RequestWindow:
         self.shortest = float("inf")
 
 
-@dataclass(eq=False)
-class _Server:
-    address: str
-    idle: list[zmq.Socket] = field(default_factory=list)
+@dataclass(eq=False, kw_only=True)
+class ServerQueue:
+    """One server's requests of each kind (``push``, ``ack``): those waiting to be sent, and those in
+    flight within the kind's :class:`RequestWindow`. The bookkeeping every transport's requester
+    shares; sending and replies are the requester's."""
+
+    max_in_flight: int
+    queue: dict[str, deque[Any]] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
-    queue: dict[str, deque[Request]] = field(default_factory=dict)
     windows: dict[str, RequestWindow] = field(default_factory=dict)
     down_until: float = 0.0
+
+    def window(self, kind: str) -> RequestWindow:
+        window = self.windows.get(kind)
+        if window is None:
+            window = self.windows[kind] = RequestWindow.for_cap(self.max_in_flight)
+        return window
+
+    def add(self, kind: str, request: Any) -> None:
+        self.queue.setdefault(kind, deque()).append(request)
+
+    def next_to_send(self, kind: str) -> Any | None:
+        """The next waiting request, counted in flight, when the window has room; else None."""
+        queue = self.queue.get(kind)
+        window = self.window(kind)
+        if not queue and not self.in_flight.get(kind, 0):
+            window.idle()
+        if not queue or self.in_flight.get(kind, 0) >= window.size:
+            return None
+        self.in_flight[kind] = self.in_flight.get(kind, 0) + 1
+        return queue.popleft()
+
+    def done(self, kind: str) -> None:
+        """A request of ``kind`` is no longer in flight (answered or abandoned)."""
+        self.in_flight[kind] -= 1
+
+    def answered(self, kind: str, round_trip: float | None) -> None:
+        """A reply came; ``round_trip`` sizes the window unless None (it would mislead)."""
+        self.down_until = 0.0
+        if round_trip is not None:
+            self.window(kind).answered(round_trip, bool(self.queue.get(kind)))
+
+    def abandoned(self) -> None:
+        """A request went unanswered after every attempt: avoid this server for ``DOWN_PERIOD``."""
+        self.down_until = time.monotonic() + DOWN_PERIOD
+
+    def is_down(self) -> bool:
+        return self.down_until > time.monotonic()
+
+    def pending(self) -> int:
+        return sum(self.in_flight.values()) + sum(len(q) for q in self.queue.values())
+
+
+@dataclass(eq=False, kw_only=True)
+class _Server(ServerQueue):
+    address: str
+    idle: list[zmq.Socket] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -139,22 +189,21 @@ class ZmqRequester:
         ``address``; ``callback`` runs in the loop with the outcome."""
         server = self._servers.get(address)
         if server is None:
-            server = self._servers[address] = _Server(address)
+            server = self._servers[address] = _Server(address=address, max_in_flight=self.max_in_flight)
         request = Request(address, message if callable(message) else versioned(message).encode(), timeout, attempts,
                           callback, kind)
-        server.queue.setdefault(kind, deque()).append(request)
+        server.add(kind, request)
         self._pump(server, kind)
         return request
 
     def is_down(self, address: str) -> bool:
         """True when ``address`` recently left a request unanswered after every attempt."""
         server = self._servers.get(address)
-        return server is not None and server.down_until > time.monotonic()
+        return server is not None and server.is_down()
 
     def pending(self) -> int:
         """Requests queued or in flight (for tests and shutdown logs)."""
-        return sum(sum(s.in_flight.values()) + sum(len(q) for q in s.queue.values())
-                   for s in self._servers.values())
+        return sum(server.pending() for server in self._servers.values())
 
     def close(self) -> None:
         """Close every socket; outstanding requests are dropped without callback."""
@@ -175,20 +224,8 @@ class ZmqRequester:
 
     # -- internals -------------------------------------------------------------------
 
-    def _window(self, server: _Server, kind: str) -> RequestWindow:
-        window = server.windows.get(kind)
-        if window is None:
-            window = server.windows[kind] = RequestWindow.for_cap(self.max_in_flight)
-        return window
-
     def _pump(self, server: _Server, kind: str) -> None:
-        queue = server.queue.get(kind)
-        window = self._window(server, kind)
-        if not queue and not server.in_flight.get(kind, 0):
-            window.idle()
-        while queue and server.in_flight.get(kind, 0) < window.size and not self._closed:
-            request = queue.popleft()
-            server.in_flight[kind] = server.in_flight.get(kind, 0) + 1
+        while not self._closed and (request := server.next_to_send(kind)) is not None:
             self._send(server, request)
 
     def _send(self, server: _Server, request: Request) -> None:
@@ -232,11 +269,8 @@ class ZmqRequester:
         self._outstanding.discard(request)
         request.socket = None
         server.idle.append(sock)
-        server.down_until = 0.0
         server.last_used = time.monotonic()
-        if not request.fresh:
-            self._window(server, request.kind).answered(server.last_used - request.sent_at,
-                                                       bool(server.queue.get(request.kind)))
+        server.answered(request.kind, None if request.fresh else server.last_used - request.sent_at)
         self._release(server, request.kind)
         try:
             reply, error = Message.decode(raw), None
@@ -246,7 +280,7 @@ class ZmqRequester:
 
     def _on_timeout(self, server: _Server, request: Request) -> None:
         self._drop_socket(request)
-        self._window(server, request.kind).timed_out()
+        server.window(request.kind).timed_out()
         if request.sent < request.attempts:
             delay = self.backoff * 2 ** (request.sent - 1)
             _LIMITED.warning("resend", "No reply from %s to %s in %.1f s (attempt %d of %d); "
@@ -258,7 +292,7 @@ class ZmqRequester:
                 "its key?)" if self._curve is not None else "")
         _LIMITED.error("abandon", "No reply from %s to %s after %d attempts; abandoning it%s",
                        request.address, request.kind, request.attempts, hint)
-        server.down_until = time.monotonic() + DOWN_PERIOD
+        server.abandoned()
         self._release(server, request.kind)
         self._callback(request, None, f"no reply from {request.address} after {request.attempts} attempts{hint}")
 
@@ -277,7 +311,7 @@ class ZmqRequester:
             sock.close(linger=0)
 
     def _release(self, server: _Server, kind: str) -> None:
-        server.in_flight[kind] -= 1
+        server.done(kind)
         self._pump(server, kind)
 
     def _callback(self, request: Request, reply: Message | None, error: str | None) -> None:
@@ -289,8 +323,7 @@ class ZmqRequester:
     def _sweep(self) -> None:
         now = time.monotonic()
         for address, server in list(self._servers.items()):
-            busy = sum(server.in_flight.values()) or any(server.queue.values())
-            if not busy and now - server.last_used > IDLE_SOCKET_LIFETIME:
+            if not server.pending() and now - server.last_used > IDLE_SOCKET_LIFETIME:
                 for sock in server.idle:
                     sock.close(linger=0)
                 del self._servers[address]
