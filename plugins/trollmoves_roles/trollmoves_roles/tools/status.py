@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 from trollmoves_core.command import Command
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.units import human_bytes
+from trollmoves_roles.tools.columns import aligned
 
 if TYPE_CHECKING:
     from prometheus_client.samples import Sample
@@ -131,7 +132,7 @@ def render_table(samples: list[Sample], url: str, thresholds: Thresholds = Thres
         rows.append((chain or "-", *(str(int(total(name, chain))) for _, name in COLUMNS),
                      human_bytes(total("trollmoves_bytes_delivered_total", chain)),
                      "-" if mean is None else f"{mean:.3f} s", state, reason))
-    lines += _columns(rows)
+    lines += aligned(rows)
     lines.append("")
     queue = sum(s.value for s in by_name.get("trollmoves_queue_length", []))
     lines.append(f"queue length: {int(queue)}")
@@ -142,7 +143,7 @@ def render_table(samples: list[Sample], url: str, thresholds: Thresholds = Thres
     peers = sorted(by_name.get("trollmoves_peer_last_seen_age_seconds", []), key=lambda s: s.value)
     if peers:
         lines.append("")
-        lines += _columns([("PEER", "LAST SEEN"), *((s.labels.get("peer", "?"), f"{s.value:.1f} s ago")
+        lines += aligned([("PEER", "LAST SEEN"), *((s.labels.get("peer", "?"), f"{s.value:.1f} s ago")
                                                      for s in peers)])
     return "\n".join(lines)
 
@@ -165,11 +166,6 @@ def _by_label(samples: list[Sample], label: str) -> dict[str, int]:
     for sample in samples:
         found[sample.labels.get(label, "?")] += int(sample.value)
     return dict(sorted(found.items()))
-
-
-def _columns(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 class StatusTool(Command):

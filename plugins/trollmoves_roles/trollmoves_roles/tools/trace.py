@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from trollmoves_core.command import Command
 from trollmoves_core.plugins import PluginHost
 from trollmoves_roles.state import history
+from trollmoves_roles.tools.columns import aligned
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -108,9 +109,7 @@ def render_plain(events: list[dict[str, Any]]) -> str:
     """The events as aligned columns (empty columns left out)."""
     rows = [HEADER, *(_cells(e) for e in events)]
     keep = [i for i in range(len(HEADER)) if any(row[i] for row in rows[1:])]
-    rows = [tuple(row[i] for i in keep) for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(aligned([tuple(row[i] for i in keep) for row in rows]))
 
 
 def _print_rich(events: list[dict[str, Any]]) -> bool:
