@@ -2,7 +2,7 @@
 PYTHON := $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
-DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 plugins/trollmoves_roles plugins/trollmoves_mqtt
+DISTS := . plugins/trollmoves_ftp plugins/trollmoves_ssh plugins/trollmoves_s3 plugins/trollmoves_roles plugins/trollmoves_mqtt plugins/trollmoves_http plugins/trollmoves_fsspec plugins/trollmoves_wis2
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

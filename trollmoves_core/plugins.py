@@ -38,7 +38,8 @@ DISABLE_VARIABLE = "TROLLMOVES_DISABLE_PLUGINS"
 
 KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     "mover": {"ftp": "trollmoves-ftp", "ftps": "trollmoves-ftp", "scp": "trollmoves-ssh",
-              "sftp": "trollmoves-ssh", "ssh": "trollmoves-ssh", "s3": "trollmoves-s3"},
+              "sftp": "trollmoves-ssh", "ssh": "trollmoves-ssh", "s3": "trollmoves-s3",
+              "http": "trollmoves-http", "https": "trollmoves-http"},
     "transport": {"tcp": "trollmoves-roles", "ipc": "trollmoves-roles", "mqtt": "trollmoves-mqtt",
                   "mqtts": "trollmoves-mqtt"},
     "role": {name: "trollmoves-roles" for name in ("server", "client", "mirror", "dispatcher", "downloader")},

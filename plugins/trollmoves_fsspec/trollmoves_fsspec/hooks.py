@@ -1,0 +1,3 @@
+"""Hook implementations of the trollmoves-fsspec plugin."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Trollmoves plugin: HTTP(S) mover (http://, https://)."""

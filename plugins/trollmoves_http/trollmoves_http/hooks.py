@@ -1,0 +1,3 @@
+"""Hook implementations of the trollmoves-http plugin."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Trollmoves plugin: WIS2 notification messages out of and into the pytroll chain."""
