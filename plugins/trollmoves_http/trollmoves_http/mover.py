@@ -9,15 +9,18 @@ stitched together. Uploads are an HTTP ``PUT`` to a hidden temporary name and a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
 import requests
+import urllib3
 
 from trollmoves_core.checksum import Digest, Hasher
 from trollmoves_core.exceptions import TransferError
@@ -37,6 +40,8 @@ CHUNK = 1024 * 1024
 _PATH_SAFE = "/%!$&'()*+,;=:@~"
 """Characters of a URI path sent as they are: existing ``%XX`` escapes and RFC 3986 sub-delims
 stay; spaces, ``#``, ``?`` and non-ASCII characters are escaped."""
+_SMALL_BODY = 64 * 1024
+"""Error bodies up to this size are read rather than dropped with their connection."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)")
 
 try:
@@ -65,6 +70,10 @@ class HttpMover(Mover):
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)
         self.options = HttpOptions.from_params(self.params)
+        if not self.options.verify:
+            LOG.warning("HTTP mover: TLS certificates are not verified (verify = false): trusted networks only")
+            # said once here, rather than by urllib3 on every request
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self._endpoints: dict[Hashable, Location] = {}
         self._pool: ConnectionPool[requests.Session] = ConnectionPool(
             self._connect, _close, idle_timeout=self.idle_timeout)
@@ -190,7 +199,7 @@ class HttpMover(Mover):
         """``reply`` when it is a success; otherwise the :class:`HttpError` it stands for."""
         if reply.status_code < 300:
             return reply
-        reply.close()
+        _discard(reply)
         error = status_error(reply, sent_auth="Authorization" in reply.request.headers)
         if reply.status_code == 405 and hint_405:
             error = HttpError(f"HTTP 405 {reply.reason}: {hint_405}", transient=False)
@@ -291,6 +300,15 @@ def _check_continues(reply: requests.Response, offset: int) -> None:
     if not match or int(match.group(1)) != offset:
         raise HttpError(f"asked for the bytes from {offset}, got {reply.headers.get('Content-Range', 'no range')!r}",
                         transient=True)
+
+
+def _discard(reply: requests.Response) -> None:
+    """Read a small error body, so that its connection serves the next request; close a large one."""
+    length = _length(reply)
+    if length is not None and length <= _SMALL_BODY:
+        with contextlib.suppress(requests.RequestException):
+            reply.content  # noqa: B018 - read to free the connection
+    reply.close()
 
 
 def _length(reply: requests.Response) -> int | None:
