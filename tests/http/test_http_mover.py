@@ -70,6 +70,25 @@ def test_a_file_changed_before_the_resume_is_fetched_again_whole(nginx: Nginx, m
     assert second.range is not None and second.status == 200  # If-Range did not match: the whole new file
 
 
+def test_a_file_shorter_than_what_was_fetched_is_fetched_again_whole(nginx: Nginx, mover: HttpMover,
+                                                                     tmp_path: Path) -> None:
+    """416 in answer to the resume: the file shrank, yet kept its Last-Modified (the only validator)."""
+    path = served(nginx, "/no-etag/shrinks.dat", os.urandom(6 * CHUNK))
+    local = nginx.root / path.lstrip("/")
+    stamp = local.stat().st_mtime_ns
+    new = os.urandom(CHUNK // 2)
+
+    def shrink_once(_nbytes: int) -> None:
+        if local.stat().st_size != len(new):
+            local.write_bytes(new)
+            os.utime(local, ns=(stamp, stamp))
+
+    with CuttingProxy(nginx.port, cut_after=2 * CHUNK + 5000) as proxy:
+        got = mover.get(proxy.url(path), tmp_path / "got.dat", progress=shrink_once)
+    assert Path(got).read_bytes() == new
+    assert [(r.status, r.range is not None) for r in nginx.requests(path)] == [(200, False), (416, True), (200, False)]
+
+
 def test_without_resumes_a_dropped_download_is_retried_from_the_start(nginx: Nginx, http_params: dict[str, Any],
                                                                        big: tuple[str, bytes], tmp_path: Path) -> None:
     path, data = big
@@ -181,6 +200,18 @@ def test_netrc_supplies_credentials(nginx: Nginx, mover: HttpMover, tmp_path: Pa
     monkeypatch.setenv("NETRC", str(netrc))
     served(nginx, "/private/netrc.dat", b"from netrc")
     assert Path(mover.get(nginx.url("/private/netrc.dat"), tmp_path / "n.dat")).read_bytes() == b"from netrc"
+
+
+def test_netrc_supplies_the_password_of_the_uri_user(nginx: Nginx, mover: HttpMover, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    served(nginx, "/private/netrc-user.dat", b"user from the uri")
+    got = mover.get(nginx.url("/private/netrc-user.dat", user=USER), tmp_path / "n.dat")
+    assert Path(got).read_bytes() == b"user from the uri"
+    with pytest.raises(TransferError, match="HTTP 401"):  # another login: the netrc entry is not used
+        mover.get(nginx.url("/private/netrc-user.dat", user="someone-else"), tmp_path / "n.dat")
 
 
 def test_bearer_token(nginx: Nginx, http_params: dict[str, Any], tmp_path: Path,

@@ -151,8 +151,8 @@ class HttpMover(Mover):
         resumes = self.options.resumes
         while True:
             headers = {}
-            if received:
-                headers = {"Range": f"bytes={received}-", "If-Range": validator or ""}
+            if received and validator:
+                headers = {"Range": f"bytes={received}-", "If-Range": validator}
             try:
                 with self._send(session, "GET", url, headers=headers, stream=True, allow_redirects=True) as reply:
                     if received and reply.status_code == 416:
@@ -175,9 +175,7 @@ class HttpMover(Mover):
                             reported = received
                     return
             except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-                resumable = received and validator and resumes \
-                    and not isinstance(err, requests.exceptions.SSLError)
-                if not resumable:
+                if not (received and validator and resumes) or isinstance(err, requests.exceptions.SSLError):
                     raise
                 resumes -= 1
                 LOG.warning("%s: connection lost after %d bytes (%s); resuming", redact(url), received, reason(err))
@@ -233,6 +231,10 @@ class HttpMover(Mover):
         # The exact bytes of the file: a compressed reply would break sizes, checksums and Range.
         session.headers.update({"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
         credentials = self.options.credentials_for(location)
+        if credentials is not None and not credentials[1]:  # a user without password: ~/.netrc may know it
+            found = requests.utils.get_netrc_auth(self._url(location))
+            if found is not None and found[0] == credentials[0]:
+                credentials = found
         token = self.options.bearer_token()
         if token is not None:
             session.auth = _BearerAuth(token)
