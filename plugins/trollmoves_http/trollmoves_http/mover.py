@@ -107,7 +107,7 @@ class HttpMover(Mover):
                     self._expect(self._send(session, "PUT", temporary, data=body))
                 if expected is not None:
                     self.check_source(body.hasher.digest(), expected)
-                    stored = _length(self._send(session, "HEAD", temporary))
+                    stored = _length(self._expect(self._send(session, "HEAD", temporary)))
                     if stored is not None:
                         self.check_written(Digest(stored), Digest(expected.size), target.geturi())
                 if temporary != final:
