@@ -209,12 +209,12 @@ def _upload(fs: AbstractFileSystem, local_path: str, path: str, progress: Progre
                 remote.write(chunk)
                 if progress:
                     progress(len(chunk))
+            remote.close()  # commits: the upload happens here for some implementations
         except BaseException:
             discard = getattr(remote, "discard", None)
             with contextlib.suppress(Exception):
                 discard() if discard is not None else remote.close()
             raise
-        remote.close()
     return source
 
 
