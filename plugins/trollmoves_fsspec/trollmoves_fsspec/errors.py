@@ -2,19 +2,21 @@
 
 fsspec implementations raise the builtin file errors for what the server refused:
 ``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``... are not transient. Other
-``OSError``\\ s, timeouts and the network errors of the HTTP libraries underneath (httpx, aiohttp,
+``OSError`` instances, timeouts and the network errors of the HTTP libraries underneath (httpx, aiohttp,
 requests, recognised by class name so none is imported) are. An error carrying an HTTP status
 (``status_code``, ``status``) is transient for 5xx and 429, not for other 4xx. Anything else,
-a ``NotImplementedError`` (the filesystem cannot do that) or a bad storage option (a
-``TypeError`` from its constructor), is not.
+a ``NotImplementedError`` (the filesystem cannot do that), a bad storage option (a
+``TypeError`` from its constructor) or a server certificate the client does not trust, is not.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.retry import is_transient as core_is_transient
+from trollmoves_core.uri import redact
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
              NotImplementedError, ImportError, TypeError)
@@ -39,6 +41,8 @@ def classify(err: BaseException) -> FsspecError:
 
 def is_transient(err: BaseException) -> bool:
     """True when retrying ``err`` later may succeed."""
+    if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes(err)):
+        return False  # a certificate the client does not trust stays untrusted
     for cause in causes(err):
         if isinstance(cause, TransferError):
             return cause.transient
@@ -64,8 +68,8 @@ def http_status(err: BaseException) -> int | None:
 
 
 def describe(err: BaseException) -> str:
-    """One line naming the cause: the exception's type and text."""
-    text = " ".join(str(err).split()) or type(err).__name__
+    """One line naming the cause: the exception's type and text, any URL in it without password."""
+    text = redact(" ".join(str(err).split())) or type(err).__name__
     return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
 
 
