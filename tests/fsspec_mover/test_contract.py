@@ -1,5 +1,6 @@
-"""FsspecMover against the shared mover contract: webdav:// on nginx over HTTP and HTTPS, and
-fsspec's in-process memory:// (a filesystem without a native rename: fs.mv copies)."""
+"""FsspecMover against the shared mover contract: webdav:// on nginx over HTTP and HTTPS;
+fsspec's in-process memory:// (no native rename: fs.mv copies); fsspec's local:// (real
+directories to create, os.rename)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,25 @@ class TestMemoryContract(MoverContract):
 
         with contextlib.suppress(FileNotFoundError):
             fsspec.filesystem("memory").rm(f"/{directory}", recursive=True)
+
+    @pytest.fixture
+    def hashes_on_put(self) -> bool:
+        return True
+
+    @pytest.fixture
+    def login_count(self, mover: FsspecMover) -> Callable[[], int]:
+        return lambda: mover.connections_opened
+
+
+class TestLocalContract(MoverContract):
+    @pytest.fixture
+    def mover(self) -> Iterator[FsspecMover]:
+        with FsspecMover({"retry_delay": 0.01}) as mover:
+            yield mover
+
+    @pytest.fixture
+    def remote_dir(self, tmp_path_factory: pytest.TempPathFactory) -> str:
+        return f"local://{tmp_path_factory.mktemp('local-remote')}/"
 
     @pytest.fixture
     def hashes_on_put(self) -> bool:
