@@ -117,9 +117,6 @@ class PluginRegistry:
                 refusals.append(refusal)
         raise UnknownPluginError(self._missing_message(name, refusals))
 
-    def add_fallback(self, cls: type[Mover], provider: str) -> None:
-        self.fallbacks.append((cls, provider))
-
     def _missing_message(self, name: str, refusals: list[str]) -> str:
         label = f"for '{name}://'" if self.kind in ("mover", "transport") else repr(name)
         package = KNOWN_PROVIDERS[self.kind].get(name)
@@ -206,7 +203,7 @@ class PluginHost:
     def _add_mover(self, cls: type, provider: str, info: PluginInfo | None) -> None:
         self._add_by_scheme(self.movers, "movers")(cls, provider, info)
         if cls.FALLBACK:
-            self.movers.add_fallback(cls, provider)
+            self.movers.fallbacks.append((cls, provider))
             if info:
                 info.movers.append(f"* ({cls.NAME})")
 
