@@ -32,6 +32,11 @@ def trollmoves_register_movers() -> type[Mover] | list[type[Mover]]:
     ``SCHEMES``, the URI schemes it serves (``("sftp",)``). ``trollmoves move``, and every
     role, pick the mover by the scheme of the destination (or source) URI.
 
+    A class with ``FALLBACK = True`` (and usually no ``SCHEMES``) also serves schemes that no
+    plugin claims: on a miss, the registry asks each fallback's ``refusal(scheme)`` in turn and
+    takes the first that answers None; otherwise the refusals go into the "no mover" error.
+    Explicit ``SCHEMES`` always win, and our own distributions' schemes never fall back.
+
     :returns: a mover class or a list of them.
     """
 

@@ -75,12 +75,22 @@ class Mover(ABC):
     BACKUP_HOSTS: ClassVar[bool] = False
     """Whether a URI's host is a server that another host can stand in for: a server's
     ``backup_targets`` fail a push over to them (not for local files, nor for buckets)."""
+    FALLBACK: ClassVar[bool] = False
+    """Whether this mover also serves schemes no plugin claims, those :meth:`refusal` accepts.
+    It is asked only on a miss: a scheme in any plugin's ``SCHEMES``, or one of our own
+    distributions' schemes, never reaches it."""
 
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(connection_params or {})
         self.attempts = int(param_number(self.params, "retries", 3, minimum=1))
         self.retry_delay = param_number(self.params, "retry_delay", 0.5, minimum=0)
         self.idle_timeout = param_number(self.params, "connection_uptime", 30, minimum=0)
+
+    @classmethod
+    def refusal(cls, scheme: str) -> str | None:
+        """For a ``FALLBACK`` mover: None when it can serve ``scheme``, else why not in a few
+        words naming what to install (the core puts it into its "no mover" error)."""
+        return None
 
     # -- public contract -------------------------------------------------------------
 

@@ -9,6 +9,10 @@ filled by calling each hook's implementations through ``pm.hook``.
 Set ``TROLLMOVES_DISABLE_PLUGINS=name,name`` (entry-point names) to skip plugins: they are
 listed as disabled, and asking for what they provide says so (not "pip install"); a name no
 installed plugin has is a warning.
+
+A mover class with ``FALLBACK = True`` (trollmoves-fsspec's) serves the schemes nobody else
+claims: the mover registry asks it, through :meth:`~trollmoves_core.mover.Mover.refusal`, only
+when no plugin's ``SCHEMES`` has the scheme and none of our own distributions is meant to.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
 }
 """Which of our distributions provides each scheme or name, for the install hint."""
 
+FALLBACK_PROVIDERS: dict[str, str] = {"mover": "trollmoves-fsspec"}
+"""The distribution whose fallback serves what no plugin claims, named on a miss when it is not installed."""
+
 
 @dataclass
 class PluginInfo:
@@ -76,6 +83,9 @@ class PluginRegistry:
         self.classes: dict[str, type] = {}
         self.providers: dict[str, str] = {}
         self.conflicts: dict[str, list[str]] = {}
+        self.fallbacks: list[tuple[type[Mover], str]] = []
+        """Fallback classes (``FALLBACK = True``) and their providers, asked in registration order."""
+        self._served_by_fallback: dict[str, type] = {}
 
     def add(self, name: str, cls: type, provider: str) -> None:
         if name in self.classes and self.classes[name] is not cls:
@@ -90,27 +100,44 @@ class PluginRegistry:
             raise PluginConflictError(
                 f"{self.kind} {name!r} is provided by more than one plugin: {', '.join(self.conflicts[name])}; "
                 "uninstall one or disable it with TROLLMOVES_DISABLE_PLUGINS")
-        try:
+        if name in self.classes:
             return self.classes[name]
-        except KeyError:
-            raise UnknownPluginError(self._missing_message(name)) from None
+        if name in self._served_by_fallback:
+            return self._served_by_fallback[name]
+        refusals = []
+        if name not in KNOWN_PROVIDERS[self.kind]:  # our own schemes go to our own plugins only
+            for cls, provider in self.fallbacks:
+                try:
+                    refusal = cls.refusal(name)
+                except Exception as err:  # a plugin bug must not hide the "no mover" message
+                    refusal = f"{provider} failed to tell: {type(err).__name__}: {err}"
+                if refusal is None:
+                    self._served_by_fallback[name] = cls
+                    return cls
+                refusals.append(refusal)
+        raise UnknownPluginError(self._missing_message(name, refusals))
 
-    def _missing_message(self, name: str) -> str:
+    def _missing_message(self, name: str, refusals: list[str]) -> str:
         label = f"for '{name}://'" if self.kind in ("mover", "transport") else repr(name)
         package = KNOWN_PROVIDERS[self.kind].get(name)
+        fallback = FALLBACK_PROVIDERS.get(self.kind) if package is None and not refusals else None
         broken = [p for p in self._host.plugins if p.error]
-        for plugin in broken:
-            if package and plugin.distribution == package:
-                return f"no {self.kind} {label}: {package} is installed but failed to load: {plugin.error}"
-        for plugin in self._host.plugins:
-            if package and plugin.disabled and plugin.distribution == package:
-                return (f"no {self.kind} {label}: {package} is installed but disabled "
-                        f"({DISABLE_VARIABLE} names {plugin.name!r})")
+        for wanted in (package, fallback):
+            for plugin in broken:
+                if wanted and plugin.distribution == wanted:
+                    return f"no {self.kind} {label}: {wanted} is installed but failed to load: {plugin.error}"
+            for plugin in self._host.plugins:
+                if wanted and plugin.disabled and plugin.distribution == wanted:
+                    return (f"no {self.kind} {label}: {wanted} is installed but disabled "
+                            f"({DISABLE_VARIABLE} names {plugin.name!r})")
         message = f"no {self.kind} {label}"
         if package:
             message += f": pip install {package}"
         elif self.classes:
             message += f" (known: {', '.join(sorted(self.classes))})"
+        message += "".join(f"; {refusal}" for refusal in refusals)
+        if fallback:
+            message += f"; for any filesystem fsspec knows: pip install {fallback}"
         if broken:
             message += "; plugins that failed to load: " + ", ".join(
                 f"{p.distribution} ({p.error})" for p in broken)
@@ -137,7 +164,7 @@ class PluginHost:
             if plugin is not None and name in infos:
                 infos[name].hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         hook = pm.hook
-        self._collect(hook.trollmoves_register_movers, Mover, infos, self._add_by_scheme(self.movers, "movers"))
+        self._collect(hook.trollmoves_register_movers, Mover, infos, self._add_mover)
         self._collect(hook.trollmoves_register_transports, Transport, infos,
                       self._add_by_scheme(self.transports, "transports"))
         self._collect(hook.trollmoves_register_watchers, Watcher, infos, self._add_named(self.watchers, "watchers"))
@@ -172,6 +199,13 @@ class PluginHost:
                 else:
                     LOG.warning("Plugin %s: %s() returned %r, not a %s subclass", provider, caller.name, cls,
                                 base.__name__)
+
+    def _add_mover(self, cls: type, provider: str, info: PluginInfo | None) -> None:
+        self._add_by_scheme(self.movers, "movers")(cls, provider, info)
+        if cls.FALLBACK:
+            self.movers.fallbacks.append((cls, provider))
+            if info:
+                info.movers.append(f"* ({cls.NAME})")
 
     @staticmethod
     def _add_by_scheme(registry: PluginRegistry, listed: str) -> Callable[[type, str, PluginInfo | None], None]:

@@ -229,3 +229,78 @@ def test_installed_distributions_match_their_entry_points() -> None:
     dists = {d.metadata["Name"] for d in importlib.metadata.distributions()
              if any(ep.group == "trollmoves" for ep in d.entry_points)}
     assert {"trollmoves-core", "trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"} <= dists
+
+
+class AnyMover(NullMover):
+    """A fallback serving every scheme whose name starts with "any"."""
+
+    NAME = "any"
+    SCHEMES = ()
+    FALLBACK = True
+
+    @classmethod
+    def refusal(cls, scheme):
+        return None if scheme.startswith("any") else f"'any' serves no {scheme!r}: pip install any-{scheme}"
+
+
+class BrokenFallback(NullMover):
+    NAME = "broken"
+    SCHEMES = ()
+    FALLBACK = True
+
+    @classmethod
+    def refusal(cls, scheme):
+        raise RuntimeError("refusal bug")
+
+
+def fallback_host(*movers: type[Mover]):
+    return load_plugins(entry_points=False,
+                        extra=[default_plugins, plugin_object(trollmoves_register_movers=lambda: list(movers))])
+
+
+def test_a_fallback_serves_only_what_no_plugin_claims() -> None:
+    host = fallback_host(AnyMover)
+    assert host.mover_class("anything://host/x") is AnyMover
+    assert host.mover_class("file:///x") is FileMover
+    assert "anything" not in host.movers.classes  # not listed as a scheme: it was asked, not registered
+
+
+def test_an_explicit_scheme_wins_over_a_fallback_registered_before_it() -> None:
+    class AnyFtp(NullMover):
+        NAME, SCHEMES = "anyftp", ("anyftp",)
+
+    assert fallback_host(AnyMover, AnyFtp).mover_class("anyftp://host/x") is AnyFtp
+
+
+def test_our_own_schemes_never_fall_back() -> None:
+    class Everything(AnyMover):
+        @classmethod
+        def refusal(cls, scheme):
+            return None
+
+    host = fallback_host(Everything)
+    with pytest.raises(UnknownPluginError, match=r"^no mover for 'sftp://': pip install trollmoves-ssh$"):
+        host.mover_class("sftp://host/x")
+    assert host.mover_class("gopher://host/x") is Everything
+
+
+def test_a_refusing_fallback_says_why_in_the_no_mover_error() -> None:
+    with pytest.raises(UnknownPluginError) as info:
+        fallback_host(AnyMover).mover_class("gopher://host/x")
+    assert str(info.value) == ("no mover for 'gopher://' (known: file); 'any' serves no 'gopher': "
+                               "pip install any-gopher")
+
+
+def test_a_fallback_whose_refusal_raises_is_named_and_the_next_is_asked() -> None:
+    host = fallback_host(BrokenFallback, AnyMover)
+    assert host.mover_class("anyway://x") is AnyMover
+    with pytest.raises(UnknownPluginError, match=r"InlinePlugin failed to tell: RuntimeError: refusal bug; "
+                                                 r"'any' serves no 'gopher'"):
+        host.mover_class("gopher://x")
+
+
+def test_without_a_fallback_an_unknown_scheme_names_the_fsspec_plugin() -> None:
+    with pytest.raises(UnknownPluginError) as info:
+        load_plugins(entry_points=False, extra=[default_plugins]).mover_class("gcs://bucket/x")
+    assert str(info.value) == ("no mover for 'gcs://' (known: file); for any filesystem fsspec knows: "
+                               "pip install trollmoves-fsspec")

@@ -252,7 +252,8 @@ request_port = x
     report = check_file(path, roles)
     assert report.role == "mirror"
     assert lines(report)[:2] == [f"{path}: [m] request_port: expected an integer, got 'x'",
-                                 f"{path}: [m] destination: no mover for 's4://' (known: file)"]
+                                 f"{path}: [m] destination: no mover for 's4://' (known: file); for any "
+                                 "filesystem fsspec knows: pip install trollmoves-fsspec"]
 
 
 def test_server_security_keys_protect_a_mirrors_request_socket(tmp_path: Path, inbox: Path, roles) -> None:
