@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from trollmoves_wis2.subscriber.area import BoundingBox
 
 NORDIC = BoundingBox.parse([5, 54, 32, 72])

@@ -35,6 +35,7 @@ from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import Findings, Key, Schema, directory_problem, nearest_existing, yaml_mapping
 from trollmoves_wis2.subscriber.area import BoundingBox
+from trollmoves_wis2.topics import validate_filter
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -97,9 +98,9 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
     if not filters:
         raise error("subscribe", "required: the WIS2 topic filter(s) to subscribe to")
     for topic_filter in filters:
-        problem = filter_problem(topic_filter)
-        if problem:
-            raise error("subscribe", problem)
+        problems = validate_filter(topic_filter)
+        if problems:
+            raise error("subscribe", problems[0])
     destination = raw.get("download_destination")
     if not isinstance(destination, str) or not destination:
         raise error("download_destination", "required: the directory the files are written to")
@@ -127,19 +128,6 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
         parallel_downloads=_integer(raw, "parallel_downloads", 1, error),
         remember=_integer(raw, "remember", 1, error),
         connection_parameters=dict(parameters))
-
-
-def filter_problem(topic_filter: str) -> str | None:
-    """Why ``topic_filter`` cannot be subscribed to, or None."""
-    levels = topic_filter.split("/")
-    if not topic_filter or any(not level for level in levels):
-        return f"empty level in the topic filter {topic_filter!r}"
-    for position, level in enumerate(levels):
-        if ("+" in level or "#" in level) and level not in ("+", "#"):
-            return f"a wildcard must fill a whole level: {topic_filter!r}"
-        if level == "#" and position != len(levels) - 1:
-            return f"# must be the last level: {topic_filter!r}"
-    return None
 
 
 def _strings(value: Any, error: Callable[[str, str], ConfigError], key: str) -> list[str]:

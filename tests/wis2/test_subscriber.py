@@ -1,0 +1,250 @@
+"""The WIS2 subscriber against a real Mosquitto and a real nginx (HTTPS): download, verify, announce,
+skip repeats, inline content, the bounding box, bad notifications."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("paho.mqtt")
+pytest.importorskip("requests")
+from support.wis2_subscriber import SubscriberHarness
+from trollmoves_http import testing as nginx_testing
+from trollmoves_http.testing import Nginx
+from trollmoves_mqtt import testing as broker_testing
+from trollmoves_mqtt.testing import Mosquitto
+
+if not (broker_testing.available() and nginx_testing.available()):
+    pytest.skip("mosquitto and nginx are needed (scripts/install-system-deps installs them as root)",
+                allow_module_level=True)
+
+PUBTIME = dt.datetime(2026, 12, 2, 6, 4, 50, tzinfo=dt.UTC)
+SENSING = dt.datetime(2026, 12, 2, 5, 40, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with Nginx(tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture
+def served(nginx: Nginx) -> Path:
+    """A directory of the test's own under nginx's root."""
+    directory = nginx.root / uuid.uuid4().hex
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def harness(tmp_path: Path, broker: Mosquitto, nginx: Nginx,
+            request: pytest.FixtureRequest) -> Iterator[SubscriberHarness]:
+    settings = getattr(request, "param", {})
+    parameters = {"retries": 2, "retry_delay": 0, "ca_file": str(nginx.ca_file)}
+    subscriber = SubscriberHarness(tmp_path, broker, connection_parameters=parameters, **settings)
+    yield subscriber
+    subscriber.close()
+
+
+def integrity(data: bytes, method: str = "sha512") -> tuple[str, str]:
+    return method, base64.b64encode(hashlib.new(method, data).digest()).decode()
+
+
+def serve_file(nginx: Nginx, served: Path, name: str, data: bytes) -> str:
+    (served / name).write_bytes(data)
+    return nginx.url(f"/{served.name}/{name}", tls=True)
+
+
+def test_downloads_verifies_and_announces_a_file(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
+    data = os.urandom(100_000)
+    name = "SVM05_j01_d20261202_t0540_e0541.h5"
+    href = serve_file(nginx, served, name, data)
+    harness.start()
+    doc = harness.wnm(name, href=href, length=len(data), integrity=integrity(data), datetime=SENSING,
+                      pubtime=PUBTIME, media_type="application/x-hdf5", metadata_id="urn:wmo:md:se-smhi:viirs-sdr",
+                      geometry={"type": "Point", "coordinates": [18.0, 59.3]},
+                      properties={"producer": "se-smhi"})
+    harness.publish(doc)
+    assert harness.wait_handled(1).outcomes["delivered"] == 1
+    local = harness.destination / name
+    assert local.read_bytes() == data
+    [message] = harness.recorder.wait_for(lambda m: m.subject == "/wis2/in")
+    assert message.type == "file"
+    assert message.data["uri"] == str(local) and message.data["uid"] == name
+    assert message.data["size"] == len(data)
+    assert message.data["integrity"] == dict(zip(("method", "value"), integrity(data), strict=True))
+    assert message.data["start_time"] == SENSING.replace(tzinfo=None)
+    assert message.data["pubtime"] == PUBTIME.replace(tzinfo=None)
+    assert message.data["wis2_id"] == doc["id"] and message.data["wis2_topic"] == harness.topic
+    assert message.data["data_id"] == doc["properties"]["data_id"]
+    assert message.data["metadata_id"] == "urn:wmo:md:se-smhi:viirs-sdr"
+    assert (message.data["platform_name"], message.data["sensor"]) == ("noaa-20", "viirs")
+    assert message.data["centre_id"] == harness.centre and message.data["data_policy"] == "core"
+    assert message.data["geometry"] == {"type": "Point", "coordinates": [18.0, 59.3]}
+    assert message.data["wis2_href"] == href and message.data["wis2_media_type"] == "application/x-hdf5"
+    assert message.data["producer"] == "se-smhi"
+
+
+def test_a_corrupted_file_is_retried_reported_and_not_delivered(harness: SubscriberHarness, nginx: Nginx,
+                                                                 served: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    data = os.urandom(50_000)
+    corrupted = bytearray(data)
+    corrupted[1000] ^= 0xFF
+    href = serve_file(nginx, served, "corrupt.h5", bytes(corrupted))
+    harness.start()
+    doc = harness.wnm("corrupt.h5", href=href, length=len(data), integrity=integrity(data, "sha256"))
+    with caplog.at_level(logging.WARNING):
+        harness.publish(doc)
+        assert harness.wait_handled(1).outcomes["failed"] == 1
+    assert not list(harness.destination.iterdir())  # not even a partial file
+    assert harness.files() == []
+    assert len(nginx.requests(f"/{served.name}/corrupt.h5")) == 2  # retries: 2
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert doc["id"] in error.getMessage() and "does not match" in error.getMessage()
+    # the failure is not remembered: the repeat of a fixed file is delivered
+    (served / "corrupt.h5").write_bytes(data)
+    harness.publish(harness.wnm("corrupt.h5", href=href, length=len(data), integrity=integrity(data, "sha256")))
+    assert harness.wait_handled(2).outcomes["delivered"] == 1
+    assert (harness.destination / "corrupt.h5").read_bytes() == data
+
+
+def test_a_file_without_length_is_checked_before_it_is_put_in_place(harness: SubscriberHarness, nginx: Nginx,
+                                                                     served: Path) -> None:
+    data = os.urandom(10_000)
+    href = serve_file(nginx, served, "nolength.h5", b"x" + data[1:])
+    harness.start()
+    harness.publish(harness.wnm("nolength.h5", href=href, integrity=integrity(data)))
+    assert harness.wait_handled(1).outcomes["failed"] == 1
+    assert not list(harness.destination.iterdir())
+    assert len(nginx.requests(f"/{served.name}/nolength.h5")) == 2
+
+
+def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
+    data = b"first version\n"
+    href = serve_file(nginx, served, "a.txt", data)
+    harness.start()
+    first = harness.wnm("a.txt", href=href, integrity=integrity(data), length=len(data), pubtime=PUBTIME)
+    harness.publish(first)
+    harness.wait_handled(1)
+    harness.publish(first)  # the same message again (a second broker)
+    other_id = {**first, "id": str(uuid.uuid4())}  # the same data, another message
+    harness.publish(other_id)
+    assert harness.wait_handled(3).outcomes["repeat"] == 2
+    assert len(nginx.requests(f"/{served.name}/a.txt")) == 1
+    newer = b"second version\n"
+    (served / "a.txt").write_bytes(newer)
+    update = harness.wnm("a.txt", href=href, integrity=integrity(newer), length=len(newer), rel="update",
+                         pubtime=PUBTIME + dt.timedelta(minutes=1))
+    harness.publish(update)
+    assert harness.wait_handled(4).outcomes["delivered"] == 2
+    assert (harness.destination / "a.txt").read_bytes() == newer
+    assert [m.data["wis2_id"] for m in harness.files()] == [first["id"], update["id"]]
+
+
+def test_repeats_are_skipped_after_a_restart_and_what_came_meanwhile_is_delivered(
+        harness: SubscriberHarness, nginx: Nginx, served: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    data = b"one\n"
+    href = serve_file(nginx, served, "one.txt", data)
+    doc = harness.wnm("one.txt", href=href, integrity=integrity(data), length=len(data))
+    harness.start(state)
+    harness.publish(doc)
+    assert harness.wait_handled(1).outcomes["delivered"] == 1
+    harness.stop()
+    # published while it is stopped: the broker keeps them in the persistent session
+    two = b"two\n"
+    harness.publish(harness.wnm("two.txt", href=serve_file(nginx, served, "two.txt", two), integrity=integrity(two),
+                                length=len(two)))
+    harness.publish(doc)
+    harness.start(state)
+    subscriber = harness.wait_handled(2)
+    assert (subscriber.outcomes["delivered"], subscriber.outcomes["repeat"]) == (1, 1)
+    assert (harness.destination / "two.txt").read_bytes() == two
+    assert len(nginx.requests(f"/{served.name}/one.txt")) == 1
+
+
+@pytest.mark.parametrize(("encoding", "encode"), [
+    ("utf-8", lambda data: data.decode()),
+    ("base64", lambda data: base64.b64encode(data).decode()),
+    ("gzip", lambda data: base64.b64encode(gzip.compress(data)).decode()),
+])
+def test_inline_content_is_written_without_a_download(harness: SubscriberHarness, nginx: Nginx,
+                                                      encoding: str, encode: object) -> None:
+    data = b"TTAA 02061 02185 99598 70300 81000=\n" * 10
+    harness.start()
+    before = len(nginx.requests())
+    doc = harness.wnm("bulletin.txt", href=nginx.url("/nowhere/bulletin.txt", tls=True), integrity=integrity(data),
+                      properties={"content": {"encoding": encoding, "value": encode(data), "size": len(data)}})
+    harness.publish(doc)
+    assert harness.wait_handled(1).outcomes["delivered"] == 1
+    assert (harness.destination / "bulletin.txt").read_bytes() == data
+    assert len(nginx.requests()) == before
+    [message] = harness.files()
+    assert message.data["size"] == len(data) and "content" not in message.data
+
+
+def test_inline_content_that_does_not_match_is_not_written(harness: SubscriberHarness, nginx: Nginx) -> None:
+    harness.start()
+    doc = harness.wnm("bad.txt", href=nginx.url("/bad.txt", tls=True), integrity=integrity(b"something else"),
+                      properties={"content": {"encoding": "utf-8", "value": "hello", "size": 5}})
+    harness.publish(doc)
+    assert harness.wait_handled(1).outcomes["failed"] == 1
+    assert not list(harness.destination.iterdir())
+
+
+@pytest.mark.parametrize("harness", [{"bbox": [5, 54, 32, 72], "keep_unlocated": False}], indirect=True)
+def test_the_bounding_box_filters_by_geometry(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
+    data = b"x"
+    harness.start()
+    square = [[10, 55], [20, 55], [20, 65], [10, 65], [10, 55]]
+    for name, geometry in [("in.txt", {"type": "Point", "coordinates": [18.0, 59.3]}),
+                           ("out.txt", {"type": "Point", "coordinates": [2.35, 48.85]}),
+                           ("area.txt", {"type": "Polygon", "coordinates": [square]}),
+                           ("nowhere.txt", None)]:
+        harness.publish(harness.wnm(name, href=serve_file(nginx, served, name, data), geometry=geometry,
+                                    integrity=integrity(data), length=1))
+    subscriber = harness.wait_handled(4)
+    assert (subscriber.outcomes["delivered"], subscriber.outcomes["outside"]) == (2, 2)
+    assert sorted(p.name for p in harness.destination.iterdir()) == ["area.txt", "in.txt"]
+
+
+def test_a_bad_notification_is_one_line_and_the_next_is_delivered(harness: SubscriberHarness, nginx: Nginx,
+                                                                   served: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    harness.start()
+    bad = harness.wnm("bad.h5")
+    del bad["properties"]["pubtime"]
+    with caplog.at_level(logging.WARNING):
+        harness.publish(bad)
+        harness.publish(b"\xff not json")
+        data = b"good"
+        harness.publish(harness.wnm("good.txt", href=serve_file(nginx, served, "good.txt", data),
+                                    integrity=integrity(data), length=len(data)))
+        subscriber = harness.wait_handled(3)
+    assert (subscriber.outcomes["bad"], subscriber.outcomes["delivered"]) == (2, 1)
+    lines = [r.getMessage() for r in caplog.records if "Dropped the WIS2 notification" in r.getMessage()]
+    assert len(lines) == 2
+    assert bad["id"] in lines[0] and harness.topic in lines[0] and "pubtime" in lines[0]
+    assert "?" in lines[1] and "not JSON" in lines[1]
+
+
+def test_messages_on_topics_no_longer_configured_are_ignored(harness: SubscriberHarness) -> None:
+    subscriber = harness.start()
+    # the broker's persistent session may hold the filters of an earlier configuration
+    assert subscriber.process("origin/a/wis2/xx-other/data/core/weather/x/y", b"{}") == "other topic"
