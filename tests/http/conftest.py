@@ -1,0 +1,29 @@
+"""The nginx of :mod:`trollmoves_http.testing` as fixtures: one server per session, a fresh
+WebDAV directory per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("requests")
+from trollmoves_http import testing as nginx_testing
+from trollmoves_http.testing import Nginx
+
+if not nginx_testing.available():
+    pytest.skip("nginx is not installed (scripts/install-system-deps installs it as root)", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """nginx on HTTP and HTTPS, shared by the session (tests work in directories of their own)."""
+    with Nginx(tmp_path_factory.mktemp("nginx"), propfind=nginx_testing.propfind_available()) as server:
+        yield server
+
+
+@pytest.fixture
+def dav_dir(nginx: Nginx) -> str:
+    """The path of an empty WebDAV directory of the test's own, ``/dav/<hex>/`` (not created yet)."""
+    return f"/dav/{uuid.uuid4().hex}/"
