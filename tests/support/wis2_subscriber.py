@@ -1,4 +1,5 @@
-"""A WIS2 subscriber served in a thread between a real Mosquitto and a posttroll recorder.
+"""A WIS2 subscriber served in a thread between a real Mosquitto and a posttroll recorder, and the
+broker and nginx (HTTPS) fixtures of its tests (a test module imports the ones it uses).
 
 The notifications are published by a plain MQTT connection of the test (as a WIS2 node or a
 Global Broker would); each harness uses a topic of its own (a centre id made for it), so tests
@@ -7,13 +8,18 @@ sharing a broker never see each other's messages.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from posttroll.message import Message
+from trollmoves_http.testing import Nginx
 from trollmoves_mqtt.connection import Connection, unique_id
 from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
@@ -27,6 +33,38 @@ from support.bus import BusRecorder, wait_until
 from trollmoves_core.plugins import default_host
 
 PUBLISH_TOPIC = "/wis2/in"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """An anonymous Mosquitto shared by the module's tests (each harness has topics of its own)."""
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with Nginx(tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture
+def served(nginx: Nginx) -> Path:
+    """A directory of the test's own under nginx's root."""
+    directory = nginx.root / uuid.uuid4().hex
+    directory.mkdir()
+    return directory
+
+
+def integrity(data: bytes, method: str = "sha512") -> tuple[str, str]:
+    """A WNM's ``integrity`` of ``data``: (method, base64 digest)."""
+    return method, base64.b64encode(hashlib.new(method, data).digest()).decode()
+
+
+def serve_file(nginx: Nginx, served: Path, name: str, data: bytes) -> str:
+    """Write ``data`` as ``served/name``; its HTTPS URL."""
+    (served / name).write_bytes(data)
+    return nginx.url(f"/{served.name}/{name}", tls=True)
 
 
 class SubscriberHarness:

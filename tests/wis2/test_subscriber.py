@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
-import hashlib
 import logging
 import os
 import uuid
@@ -17,7 +16,7 @@ import pytest
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("requests")
-from support.wis2_subscriber import SubscriberHarness
+from support.wis2_subscriber import SubscriberHarness, integrity, serve_file
 from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
 from trollmoves_mqtt import testing as broker_testing
@@ -31,26 +30,6 @@ PUBTIME = dt.datetime(2026, 12, 2, 6, 4, 50, tzinfo=dt.UTC)
 SENSING = dt.datetime(2026, 12, 2, 5, 40, tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
-        yield mosquitto
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    with Nginx(tmp_path_factory.mktemp("nginx")) as server:
-        yield server
-
-
-@pytest.fixture
-def served(nginx: Nginx) -> Path:
-    """A directory of the test's own under nginx's root."""
-    directory = nginx.root / uuid.uuid4().hex
-    directory.mkdir()
-    return directory
-
-
 @pytest.fixture
 def harness(tmp_path: Path, broker: Mosquitto, nginx: Nginx,
             request: pytest.FixtureRequest) -> Iterator[SubscriberHarness]:
@@ -59,15 +38,6 @@ def harness(tmp_path: Path, broker: Mosquitto, nginx: Nginx,
     subscriber = SubscriberHarness(tmp_path, broker, connection_parameters=parameters, **settings)
     yield subscriber
     subscriber.close()
-
-
-def integrity(data: bytes, method: str = "sha512") -> tuple[str, str]:
-    return method, base64.b64encode(hashlib.new(method, data).digest()).decode()
-
-
-def serve_file(nginx: Nginx, served: Path, name: str, data: bytes) -> str:
-    (served / name).write_bytes(data)
-    return nginx.url(f"/{served.name}/{name}", tls=True)
 
 
 def test_downloads_verifies_and_announces_a_file(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:

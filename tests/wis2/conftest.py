@@ -1,0 +1,3 @@
+"""Fixtures of the WIS2 tests: a Mosquitto and an nginx (HTTPS) per module, a served directory per test."""
+
+from support.wis2_subscriber import broker, nginx, served  # noqa: F401 - fixtures
