@@ -70,7 +70,10 @@ def serve_file(nginx: Nginx, served: Path, name: str, data: bytes) -> str:
 class SubscriberHarness:
     """One :class:`Wis2Subscriber` at a time on ``broker``, announcing on :attr:`output` (recorded)."""
 
-    def __init__(self, tmp_path: Path, broker: Mosquitto, **settings: Any) -> None:
+    def __init__(self, tmp_path: Path, broker: Mosquitto, *, url: str | None = None, sender_url: str | None = None,
+                 **settings: Any) -> None:
+        """``url``: the subscriber's broker address (default: ``broker``'s plain listener, anonymous);
+        ``sender_url``: the address the test's notifications are published through."""
         self.tmp_path = tmp_path
         self.broker = broker
         self.centre = f"se-t{uuid.uuid4().hex[:10]}"
@@ -78,13 +81,14 @@ class SubscriberHarness:
         self.destination = tmp_path / "wis2-in"
         self.config_file = tmp_path / "wis2-subscriber.yaml"
         self.config_file.write_text(yaml.safe_dump({
-            "broker": broker.url(client_id=f"test-{self.centre}"),
+            "broker": url or broker.url(client_id=f"test-{self.centre}"),
             "subscribe": [f"origin/a/wis2/{self.centre}/data/core/weather/#"],
             "download_destination": str(self.destination), "publish_topic": PUBLISH_TOPIC,
             "connection_parameters": {"retries": 2, "retry_delay": 0}, **settings}))
         self.output = BusPublisher(0, bind="127.0.0.1", name="wis2-subscriber")
         self.recorder = BusRecorder([f"tcp://127.0.0.1:{self.output.port}"])
-        self._sender = Connection(parse_bus_address(broker.url()), unique_id("test", "wnm"), role="test node")
+        self._sender = Connection(parse_bus_address(sender_url or broker.url()), unique_id("test", "wnm"),
+                                  role="test node")
         self.subscriber: Wis2Subscriber | None = None
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None

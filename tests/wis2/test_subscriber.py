@@ -8,11 +8,13 @@ import datetime as dt
 import gzip
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("requests")
@@ -21,6 +23,11 @@ from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
 from trollmoves_mqtt import testing as broker_testing
 from trollmoves_mqtt.testing import Mosquitto
+from trollmoves_wis2.subscriber.config import load_config
+from trollmoves_wis2.subscriber.engine import Wis2Subscriber
+
+from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.plugins import default_host
 
 if not (broker_testing.available() and nginx_testing.available()):
     pytest.skip("mosquitto and nginx are needed (scripts/install-system-deps installs them as root)",
@@ -218,3 +225,49 @@ def test_messages_on_topics_no_longer_configured_are_ignored(harness: Subscriber
     subscriber = harness.start()
     # the broker's persistent session may hold the filters of an earlier configuration
     assert subscriber.process("origin/a/wis2/xx-other/data/core/weather/x/y", b"{}") == "other topic"
+
+
+@pytest.fixture(scope="module")
+def wis2_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A broker as WIS2 runs them: TLS, user ``everyone`` with password ``everyone``."""
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto-wis2"), users={"everyone": "everyone"}, tls=True) as mosquitto:
+        (mosquitto.directory / "everyone.pw").write_text("everyone\n")
+        (mosquitto.directory / "wrong.pw").write_text("nobody\n")
+        yield mosquitto
+
+
+def wis2_url(broker: Mosquitto, password: str = "everyone", **query: str) -> str:
+    return broker.url(scheme="mqtts", user="everyone", password_file=str(broker.directory / f"{password}.pw"),
+                      **query)
+
+
+def test_tls_and_a_password_as_wis2_brokers_ask(tmp_path: Path, wis2_broker: Mosquitto) -> None:
+    harness = SubscriberHarness(tmp_path, wis2_broker, url=wis2_url(wis2_broker, ca_file=str(wis2_broker.ca_file)),
+                                sender_url=wis2_broker.url(user="everyone",
+                                                           password_file=str(wis2_broker.directory / "everyone.pw")))
+    try:
+        harness.start()
+        harness.publish(harness.wnm("small.txt", properties={
+            "content": {"encoding": "utf-8", "value": "hello", "size": 5}}))
+        assert harness.wait_handled(1).outcomes["delivered"] == 1
+        assert (harness.destination / "small.txt").read_text() == "hello"
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize(("password", "query", "fault"), [
+    ("wrong", {"ca_file": "CA"}, "refused the connection: Not authorized"),
+    ("everyone", {}, "certificate"),  # the system CAs do not know the test CA
+])
+def test_a_refused_login_or_an_untrusted_broker_is_a_config_error(tmp_path: Path, wis2_broker: Mosquitto,
+                                                                  password: str, query: dict[str, str],
+                                                                  fault: str) -> None:
+    query = {k: str(wis2_broker.ca_file) if v == "CA" else v for k, v in query.items()}
+    config = tmp_path / "wis2.yaml"
+    config.write_text(yaml.safe_dump({
+        "broker": wis2_url(wis2_broker, password, **query), "subscribe": ["origin/a/wis2/+/data/#"],
+        "download_destination": str(tmp_path / "in"), "publish_topic": "/wis2/in"}))
+    subscriber = Wis2Subscriber(load_config(config), host=default_host())
+    with pytest.raises(ConfigError, match=fault) as caught:
+        subscriber.serve(threading.Event())
+    assert "everyone.pw" not in str(caught.value) and "\n" not in str(caught.value)

@@ -42,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from functools import partial
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from posttroll.message import Message
@@ -179,7 +179,7 @@ class Wis2Subscriber:
         except (TransferError, WnmError, UnknownPluginError, OSError) as err:
             self.metrics.failed.inc()
             LOG.error("WIS2 notification %s on %s not delivered: %s", notification.id, topic, err)
-            history.record("download failed", uid=local_name(notification, link), peer=redact(link.href),
+            history.record("download failed", uid=posixpath.basename(notification.data_id), peer=redact(link.href),
                            detail=str(err))
             return FAILED
         finally:
@@ -243,7 +243,7 @@ class Wis2Subscriber:
 
 def local_name(notification: Notification, link: Link) -> str:
     """The name the data is written under: the last part of the link's path, else of the ``data_id``."""
-    name = posixpath.basename(urlsplit(link.href).path)
+    name = posixpath.basename(unquote(urlsplit(link.href).path))
     if not name or name in (".", ".."):
         name = posixpath.basename(notification.data_id.rstrip("/"))
     if not name or name in (".", "..") or name.startswith("."):
