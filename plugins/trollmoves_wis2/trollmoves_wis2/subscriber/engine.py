@@ -55,7 +55,7 @@ from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
 
 from trollmoves_core.checksum import Digest, Hasher, check, verify_file
-from trollmoves_core.exceptions import TransferError, UnknownPluginError
+from trollmoves_core.exceptions import ConfigError, TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.retry import with_retries
@@ -176,7 +176,7 @@ class Wis2Subscriber:
         try:
             self._deliver(notification, link, topic)
             delivered = True
-        except (TransferError, WnmError, UnknownPluginError, OSError) as err:
+        except (TransferError, WnmError, UnknownPluginError, ConfigError, OSError) as err:  # ConfigError: mover options
             self.metrics.failed.inc()
             LOG.error("WIS2 notification %s on %s not delivered: %s", notification.id, topic, err)
             history.record("download failed", uid=posixpath.basename(notification.data_id), peer=redact(link.href),
