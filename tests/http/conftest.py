@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 pytest.importorskip("requests")
 from trollmoves_http import testing as nginx_testing
+from trollmoves_http.mover import HttpMover
 from trollmoves_http.testing import Nginx
 
 if not nginx_testing.available():
@@ -27,3 +29,15 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
 def dav_dir(nginx: Nginx) -> str:
     """The path of an empty WebDAV directory of the test's own, ``/dav/<hex>/`` (not created yet)."""
     return f"/dav/{uuid.uuid4().hex}/"
+
+
+@pytest.fixture
+def http_params(nginx: Nginx) -> dict[str, Any]:
+    """Connection parameters for a mover on the test server (its CA trusted, quick retries)."""
+    return {"ca_file": str(nginx.ca_file), "retry_delay": 0.01}
+
+
+@pytest.fixture
+def mover(http_params: dict[str, Any]) -> Iterator[HttpMover]:
+    with HttpMover(http_params) as mover:
+        yield mover
