@@ -75,6 +75,7 @@ class SubscriberHarness:
         """``url``: the subscriber's broker address (default: ``broker``'s plain listener, anonymous);
         ``sender_url``: the address the test's notifications are published through."""
         self.tmp_path = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.broker = broker
         self.centre = f"se-t{uuid.uuid4().hex[:10]}"
         self.topic = f"origin/a/wis2/{self.centre}/data/core/weather/space-based-observations/noaa-20/viirs"
