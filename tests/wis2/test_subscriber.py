@@ -18,6 +18,7 @@ import yaml
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("requests")
+from support.bus import wait_until
 from support.wis2_subscriber import SubscriberHarness, integrity, serve_file
 from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
@@ -271,3 +272,29 @@ def test_a_refused_login_or_an_untrusted_broker_is_a_config_error(tmp_path: Path
     with pytest.raises(ConfigError, match=fault) as caught:
         subscriber.serve(threading.Event())
     assert "everyone.pw" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_notification_not_handled_at_a_stop_is_not_acknowledged_and_comes_back(tmp_path: Path,
+                                                                                broker: Mosquitto) -> None:
+    with Nginx(tmp_path / "nginx", extra="location /slow/ { limit_rate 64k; }") as slow:
+        (slow.root / "slow").mkdir()
+        data = {name: os.urandom(96 * 1024) for name in ("first.dat", "second.dat")}
+        harness = SubscriberHarness(tmp_path / "wis2", broker, parallel_downloads=1,
+                                    connection_parameters={"ca_file": str(slow.ca_file)})
+        try:
+            subscriber = harness.start(tmp_path / "state")
+            for name, content in data.items():
+                harness.publish(harness.wnm(name, href=serve_file(slow, slow.root / "slow", name, content),
+                                            integrity=integrity(content), length=len(content)))
+            # the first is downloading (1.5 s at 64 KiB/s), the second waits for the one worker
+            assert wait_until(lambda: subscriber.pool.pending == 2, timeout=10)
+            harness.stop()  # the running download finishes; the waiting one is dropped unacknowledged
+            assert dict(subscriber.outcomes) == {"delivered": 1, "deletion": subscriber.outcomes["deletion"]}
+            assert (harness.destination / "first.dat").exists()
+            assert not (harness.destination / "second.dat").exists()
+            restarted = harness.start(tmp_path / "state")  # the broker delivers it again to the session
+            assert wait_until(lambda: restarted.outcomes["delivered"] == 1, timeout=20)
+            assert (harness.destination / "second.dat").read_bytes() == data["second.dat"]
+            assert len(slow.requests("/slow/first.dat")) == 1
+        finally:
+            harness.close()
