@@ -127,8 +127,10 @@ class SubscriberHarness:
             f"handled {dict(subscriber.outcomes)}, expected {count} besides the warm-up"
         return subscriber
 
-    def files(self) -> list[Message]:
-        return [m for m in list(self.recorder.messages) if m.subject == PUBLISH_TOPIC]
+    def files(self, count: int = 0) -> list[Message]:
+        """The ``file`` messages announced so far, after waiting for ``count`` of them (the bus is
+        asynchronous: one published may not be recorded yet)."""
+        return self.recorder.wait_for(lambda m: m.subject == PUBLISH_TOPIC, count)
 
     def stop(self) -> None:
         self._halt.set()

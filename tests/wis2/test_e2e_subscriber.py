@@ -74,7 +74,7 @@ def test_server_client_http_wis2_subscriber_posttroll(chain, tmp_path: Path, bro
             subscriber = harness.wait_handled(4)
         assert dict(subscriber.outcomes) == {"delivered": 2, "failed": 1, "repeat": 1,
                                              "deletion": subscriber.outcomes["deletion"]}
-        announced = {m.data["uid"]: m for m in harness.files()}
+        announced = {m.data["uid"]: m for m in harness.files(2)}
         assert sorted(announced) == ["f0.dat", "f2.dat"]
         for name in announced:
             assert (harness.destination / name).read_bytes() == contents[name]

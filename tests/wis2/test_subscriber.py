@@ -61,7 +61,7 @@ def test_downloads_verifies_and_announces_a_file(harness: SubscriberHarness, ngi
     assert harness.wait_handled(1).outcomes["delivered"] == 1
     local = harness.destination / name
     assert local.read_bytes() == data
-    [message] = harness.recorder.wait_for(lambda m: m.subject == "/wis2/in")
+    [message] = harness.files(1)
     assert message.type == "file"
     assert message.data["uri"] == str(local) and message.data["uid"] == name
     assert message.data["size"] == len(data)
@@ -97,9 +97,11 @@ def test_a_corrupted_file_is_retried_reported_and_not_delivered(harness: Subscri
     assert doc["id"] in error.getMessage() and "does not match" in error.getMessage()
     # the failure is not remembered: the repeat of a fixed file is delivered
     (served / "corrupt.h5").write_bytes(data)
-    harness.publish(harness.wnm("corrupt.h5", href=href, length=len(data), integrity=integrity(data, "sha256")))
+    repeat = harness.wnm("corrupt.h5", href=href, length=len(data), integrity=integrity(data, "sha256"))
+    harness.publish(repeat)
     assert harness.wait_handled(2).outcomes["delivered"] == 1
     assert (harness.destination / "corrupt.h5").read_bytes() == data
+    assert [m.data["wis2_id"] for m in harness.files(1)] == [repeat["id"]]  # the corrupted one was never announced
 
 
 def test_a_file_without_length_is_checked_before_it_is_put_in_place(harness: SubscriberHarness, nginx: Nginx,
@@ -132,7 +134,7 @@ def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: 
     harness.publish(update)
     assert harness.wait_handled(4).outcomes["delivered"] == 2
     assert (harness.destination / "a.txt").read_bytes() == newer
-    assert [m.data["wis2_id"] for m in harness.files()] == [first["id"], update["id"]]
+    assert [m.data["wis2_id"] for m in harness.files(2)] == [first["id"], update["id"]]
 
 
 def test_repeats_are_skipped_after_a_restart_and_what_came_meanwhile_is_delivered(
@@ -173,7 +175,7 @@ def test_inline_content_is_written_without_a_download(harness: SubscriberHarness
     assert harness.wait_handled(1).outcomes["delivered"] == 1
     assert (harness.destination / "bulletin.txt").read_bytes() == data
     assert len(nginx.requests()) == before
-    [message] = harness.files()
+    [message] = harness.files(1)
     assert message.data["size"] == len(data) and "content" not in message.data
 
 
