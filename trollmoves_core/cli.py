@@ -111,15 +111,15 @@ class PluginsCommand(Command):
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
         rows = [{"name": p.distribution, "version": p.version, "entry_point": p.name, "module": p.module,
                  "hooks": p.hooks, "movers": p.movers, "transports": p.transports, "watchers": p.watchers,
-                 "roles": p.roles,
+                 "roles": p.roles, "observers": p.observers,
                  "commands": p.commands, "error": p.error, "disabled": p.disabled} for p in host.plugins]
         if args.json:
             print(json.dumps(rows, indent=2))  # noqa: T201
             return 0
-        header = ("distribution", "version", "movers", "transports", "watchers", "roles", "commands")
+        header = ("distribution", "version", "movers", "transports", "watchers", "roles", "observers", "commands")
         table = [header] + [(r["name"], r["version"], ", ".join(r["movers"]), ", ".join(r["transports"]),
                              ", ".join(r["watchers"]),
-                             ", ".join(r["roles"]),
+                             ", ".join(r["roles"]), ", ".join(r["observers"]),
                              f"FAILED: {r['error']}" if r["error"] else
                              f"DISABLED ({DISABLE_VARIABLE})" if r["disabled"] else ", ".join(r["commands"]))
                             for r in rows]
@@ -127,7 +127,7 @@ class PluginsCommand(Command):
         for row in table:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])  # noqa: T201
         shown = set()
-        for registry in (host.movers, host.transports, host.watchers, host.roles, host.commands):
+        for registry in (host.movers, host.transports, host.watchers, host.roles, host.observers, host.commands):
             for name, providers in registry.conflicts.items():
                 if (name, tuple(providers)) not in shown:  # a role and a command of one name: one line
                     shown.add((name, tuple(providers)))

@@ -17,6 +17,7 @@ from trollmoves_core import PROJECT_NAME
 if TYPE_CHECKING:
     from trollmoves_core.command import Command
     from trollmoves_core.mover import Mover
+    from trollmoves_core.observer import DeliveryObserver
     from trollmoves_core.role import Role
     from trollmoves_core.transport import Transport
     from trollmoves_core.watchers.base import Watcher
@@ -87,5 +88,18 @@ def trollmoves_register_commands() -> type[Command] | list[type[Command]]:
     """
 
 
-__all__ = ["trollmoves_register_commands", "trollmoves_register_movers", "trollmoves_register_roles",
-           "trollmoves_register_transports", "trollmoves_register_watchers"]
+@_spec
+def trollmoves_register_delivery_observers() -> type[DeliveryObserver] | list[type[DeliveryObserver]]:
+    """Register delivery observers: told about each file a role delivers, replaces or removes.
+
+    Each class subclasses :class:`trollmoves_core.observer.DeliveryObserver`, declares ``NAME``
+    and ``KEYS``, the chain config keys it reads (they join the role's schema, so the loader and
+    ``trollmoves check`` accept them). A role opens an observer for each chain that sets one of
+    its keys and calls ``delivered`` once per file after publishing the result.
+
+    :returns: an observer class or a list of them.
+    """
+
+
+__all__ = ["trollmoves_register_commands", "trollmoves_register_delivery_observers", "trollmoves_register_movers",
+           "trollmoves_register_roles", "trollmoves_register_transports", "trollmoves_register_watchers"]

@@ -1,4 +1,4 @@
-"""Plugin discovery and the registries of movers, transports, watchers, roles and commands.
+"""Plugin discovery and the registries of movers, transports, watchers, roles, commands and delivery observers.
 
 Plugins are modules named in the ``trollmoves`` entry-point group, registered with pluggy
 one at a time: a plugin that fails to import (or to register) is logged as a warning naming
@@ -27,6 +27,7 @@ from trollmoves_core import PROJECT_NAME, hookspecs
 from trollmoves_core.command import Command
 from trollmoves_core.exceptions import PluginConflictError, UnknownPluginError
 from trollmoves_core.mover import Mover
+from trollmoves_core.observer import DeliveryObserver
 from trollmoves_core.role import Role
 from trollmoves_core.transport import Transport
 from trollmoves_core.uri import scheme_of
@@ -45,6 +46,7 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     "role": {name: "trollmoves-roles" for name in ("server", "client", "mirror", "dispatcher", "downloader")},
     "command": {name: "trollmoves-roles" for name in ("keys", "req", "status")},
     "watcher": {},
+    "observer": {"wis2": "trollmoves-wis2"},
 }
 """Which of our distributions provides each scheme or name, for the install hint."""
 
@@ -66,6 +68,7 @@ class PluginInfo:
     watchers: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    observers: list[str] = field(default_factory=list)
 
 
 class PluginRegistry:
@@ -132,6 +135,7 @@ class PluginHost:
         self.watchers = PluginRegistry("watcher", self)
         self.roles = PluginRegistry("role", self)
         self.commands = PluginRegistry("command", self)
+        self.observers = PluginRegistry("observer", self)
         infos = {p.name: p for p in plugins}
         for name, plugin in pm.list_name_plugin():
             if plugin is not None and name in infos:
@@ -144,6 +148,8 @@ class PluginHost:
         self._collect(hook.trollmoves_register_roles, Role, infos, self._add_named(self.roles, "roles"))
         self._collect(hook.trollmoves_register_commands, Command, infos,
                       self._add_named(self.commands, "commands"))
+        self._collect(hook.trollmoves_register_delivery_observers, DeliveryObserver, infos,
+                      self._add_named(self.observers, "observers"))
         for name in sorted(set(self.roles.classes) & set(self.commands.classes)):
             # one subcommand name, two meanings: neither is offered
             providers = [self.roles.providers[name], self.commands.providers[name]]

@@ -24,12 +24,13 @@ def test_plugins_table_lists_every_distribution() -> None:
     result = run("plugins")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["distribution", "version", "movers", "transports", "watchers", "roles", "commands"]
+    assert lines[0].split() == ["distribution", "version", "movers", "transports", "watchers", "roles", "observers",
+                               "commands"]
     core = next(line for line in lines if line.startswith("trollmoves-core"))
     assert "file" in core and "watchdog, polling, inotify" in core
     assert core.endswith("plugins, move, get, check")
     roles = next(line for line in lines if line.startswith("trollmoves-roles"))
-    assert roles.endswith("client, dispatcher, downloader, mirror, server  keys, req, status, trace")
+    assert "client, dispatcher, downloader, mirror, server  " in roles and roles.endswith("keys, req, status, trace")
     for dist in ("trollmoves-ftp", "trollmoves-ssh", "trollmoves-s3", "trollmoves-roles"):
         assert any(line.startswith(dist) for line in lines), dist
 
@@ -45,6 +46,8 @@ def test_plugins_json() -> None:
     assert "trollmoves_register_commands" in rows["trollmoves-core"]["hooks"]
     assert rows["trollmoves-roles"]["commands"] == ["keys", "req", "status", "trace"]
     assert "keys" not in rows["trollmoves-roles"]["roles"]
+    assert rows["trollmoves-wis2"]["observers"] == ["wis2"]
+    assert "trollmoves_register_delivery_observers" in rows["trollmoves-wis2"]["hooks"]
 
 
 def test_version_lists_plugins() -> None:

@@ -1,5 +1,5 @@
 """A WIS2 subscriber served in a thread between a real Mosquitto and a posttroll recorder, and the
-broker and nginx (HTTPS) fixtures of its tests (a test module imports the ones it uses).
+nginx (HTTPS) fixtures of its tests (a test module imports the ones it uses).
 
 The notifications are published by a plain MQTT connection of the test (as a WIS2 node or a
 Global Broker would); each harness uses a topic of its own (a centre id made for it), so tests
@@ -33,13 +33,6 @@ from support.bus import BusRecorder, wait_until
 from trollmoves_core.plugins import default_host
 
 PUBLISH_TOPIC = "/wis2/in"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """An anonymous Mosquitto shared by the module's tests (each harness has topics of its own)."""
-    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
-        yield mosquitto
 
 
 @pytest.fixture(scope="module")

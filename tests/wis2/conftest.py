@@ -1,5 +1,39 @@
-"""Fixtures of the WIS2 tests: a Mosquitto and an nginx (HTTPS) per module, a served directory per test,
-our servers (subprocesses)."""
+"""Real Mosquitto brokers (from :mod:`trollmoves_mqtt.testing`) for the WIS2 tests; the subscriber's
+nginx (HTTPS) and served directories come from :mod:`support.wis2_subscriber`."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
 from support.fixtures import servers  # noqa: F401 - fixture
-from support.wis2_subscriber import broker, nginx, served  # noqa: F401 - fixtures
+
+pytest.importorskip("paho.mqtt")
+from support.wis2_subscriber import nginx, served  # noqa: F401 - fixtures
+from trollmoves_mqtt import testing as broker_testing
+from trollmoves_mqtt.testing import PASSWORD, Mosquitto
+
+WIS2_ACL = """\
+user wis2
+topic readwrite origin/a/wis2/#
+"""
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """An anonymous plain broker shared by the session (tests use topics of their own)."""
+    if not broker_testing.available():
+        pytest.skip("mosquitto is not installed (scripts/install-system-deps installs it as root)")
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """User ``wis2`` (password :data:`PASSWORD` in the file ``pw``), TLS, an ACL on ``origin/a/wis2/#``."""
+    if not broker_testing.available():
+        pytest.skip("mosquitto is not installed (scripts/install-system-deps installs it as root)")
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto-secure"), users={"wis2": PASSWORD}, acl=WIS2_ACL,
+                   tls=True) as mosquitto:
+        (mosquitto.directory / "pw").write_text(PASSWORD + "\n")
+        yield mosquitto

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trollmoves_core import hookimpl
-from trollmoves_core.role import Role
+
+if TYPE_CHECKING:
+    from trollmoves_core.observer import DeliveryObserver
+    from trollmoves_core.role import Role
+
+
+@hookimpl
+def trollmoves_register_delivery_observers() -> list[type[DeliveryObserver]]:
+    from trollmoves_wis2.publisher import Wis2Publisher
+
+    return [Wis2Publisher]
 
 
 @hookimpl

@@ -49,6 +49,7 @@ from trollmoves_roles.protocol.messages import (
     transfer_key,
     uids_of,
 )
+from trollmoves_roles.runtime.observers import ChainObservers
 from trollmoves_roles.state import history
 
 LOG = logging.getLogger(__name__)
@@ -161,8 +162,10 @@ class ClientChain:
 
     def __init__(self, config: ClientChainConfig, publisher: Publisher, *, transport: MessageTransport,
                  cache: UidCache | None = None, state: ChainState | None = None,
-                 metrics: RoleMetrics | None = None) -> None:
+                 metrics: RoleMetrics | None = None, observers: ChainObservers | None = None) -> None:
         self.config = config
+        self.observers = observers if observers is not None else ChainObservers()
+        """Told about each delivered file once its result is published; closed with the chain."""
         self.transport = transport
         self.metrics = metrics if metrics is not None else RoleMetrics("client")
         self.publisher = publisher
@@ -269,12 +272,14 @@ class ClientChain:
             self._requester.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self.observers.close()
         self.state.close()
 
     def _resume(self, unpublished: list[Unpublished], pending: list[PendingFile]) -> None:
         """Publish results a killed run delivered but may not have published; request pending files again."""
         for item in unpublished:
             self._publish(Message(item.subject, item.atype, item.data))
+            self.observers.delivered(item.subject, item.atype, item.data)
             self.metrics.announced.inc(_file_count(item.data), chain=self.name)
             self.state.published(item.key)
             LOG.info("[%s] Published the result of %s delivered before the restart", self.name,
@@ -618,7 +623,9 @@ class ClientChain:
 
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
         self.delivered += 1
-        self._publish(Message(source.subject, message_type(result, source.type), result))
+        atype = message_type(result, source.type)
+        self._publish(Message(source.subject, atype, result))
+        self.observers.delivered(source.subject, atype, result)
         self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
         _record("published", self.name, transfer.uids, detail=source.subject)

@@ -144,16 +144,22 @@ class ClientChainConfig:
         return topics
 
 
-def load_client_config(path: str | os.PathLike[str]) -> dict[str, ClientChainConfig]:
-    """Read and check a client INI file; return the chains by section name."""
+def load_client_config(path: str | os.PathLike[str], host: PluginHost | None = None) -> dict[str, ClientChainConfig]:
+    """Read and check a client INI file; return the chains by section name. With ``host``, the
+    keys of its delivery observers are client keys too."""
+    from trollmoves_roles.runtime.observers import refuse_bad_observer_keys, with_observer_keys
+
+    schema = with_observer_keys(SCHEMA, host)
     sections = read_ini(path)
     chains: dict[str, ClientChainConfig] = {}
     unknown: dict[str, list[str]] = {}
     for name, section in sections.items():
         for key in section:
-            if key not in SCHEMA:
+            if key not in schema:
                 unknown.setdefault(key, []).append(name)
         chain = chain_from_section(section)
+        if chain is not None and host is not None:
+            refuse_bad_observer_keys(host, dict(section), file=section.file, section=name)
         if chain is not None:
             chains[name] = chain
     for key, names in unknown.items():
@@ -309,6 +315,7 @@ def recognises(content: Any) -> int:
 
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the client INI at ``path``, one per location."""
+    from trollmoves_roles.runtime.observers import check_observers, with_observer_keys
     from trollmoves_roles.runtime.process import check_bus
 
     try:
@@ -317,12 +324,14 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
         out.add_error(err)
         return
     defaults = ini_defaults(path)
-    SCHEMA.check_keys(out, sorted(defaults), "DEFAULT")
+    schema = with_observer_keys(SCHEMA, host)
+    schema.check_keys(out, sorted(defaults), "DEFAULT")
     chains = 0
     parsed = []
     for name, section in sections.items():
-        SCHEMA.check_keys(out, (k for k in section if k not in defaults), name)
+        schema.check_keys(out, (k for k in section if k not in defaults), name)
         check_section(out, section, host)
+        check_observers(out, host, dict(section), name)
         try:
             config = chain_from_section(section)
             chains += config is not None

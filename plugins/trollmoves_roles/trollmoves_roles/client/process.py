@@ -33,6 +33,7 @@ from trollmoves_roles.client.chain import ClientChain
 from trollmoves_roles.client.config import ClientChainConfig, load_client_config
 from trollmoves_roles.client.state import ChainState
 from trollmoves_roles.observe.metrics import MetricsEndpoint, RoleMetrics
+from trollmoves_roles.runtime.observers import ChainObservers
 from trollmoves_roles.runtime.process import process_bus
 from trollmoves_roles.runtime.signals import install_signal_handlers
 from trollmoves_roles.runtime.transports import transport_for
@@ -117,7 +118,8 @@ class ClientProcess:
     def __init__(self, config_file: str | os.PathLike[str], *, host: PluginHost, metrics_port: int | None = None,
                  metrics_bind: str = "127.0.0.1", bus: str | None = None) -> None:
         self.config_file = os.fspath(config_file)
-        self.configs = load_client_config(self.config_file)
+        self.host = host
+        self.configs = load_client_config(self.config_file, host)
         # before the metrics endpoint binds: a bad bus leaves nothing to close
         self.transport = transport_for(host, process_bus(bus, self.configs.values()))
         self.metrics = RoleMetrics("client")
@@ -168,7 +170,7 @@ class ClientProcess:
     def reload(self) -> None:
         """Re-read the config file and apply the differences."""
         try:
-            configs = load_client_config(self.config_file)
+            configs = load_client_config(self.config_file, self.host)
             LOG.info("Reloading %s", self.config_file)
             self._apply(configs)
         except ConfigError as err:
@@ -194,9 +196,16 @@ class ClientProcess:
                 self.publishers.release(config)
                 raise
             try:
-                self.chains[name] = ClientChain(config, publisher, transport=self.transport, cache=cache, state=state,
-                                         metrics=self.metrics).start()
+                observers = ChainObservers.open(self.host, config.metadata, role="client", chain=name,
+                                                file=config.file)
             except ConfigError:
+                self.publishers.release(config)
+                raise
+            try:
+                self.chains[name] = ClientChain(config, publisher, transport=self.transport, cache=cache, state=state,
+                                                metrics=self.metrics, observers=observers).start()
+            except ConfigError:
+                observers.close()
                 self.publishers.release(config)
                 raise
         self.configs = configs
