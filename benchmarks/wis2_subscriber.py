@@ -53,7 +53,7 @@ def run(kind: str, count: int, size: int, workers: int, *, root: Path, broker: M
             docs.append(notification.build(data_id, href, integrity=digest, length=size))
     config = work / "wis2.yaml"
     config.write_text(yaml.safe_dump({
-        "broker": broker.url(client_id=f"bench-{work.name}"), "subscribe": [TOPIC],
+        "broker": broker.url("", client_id=f"bench-{work.name}"), "subscribe": [TOPIC],
         "download_destination": str(work / "in"), "publish_topic": "/bench/wis2",
         "parallel_downloads": workers, "connection_parameters": {"ca_file": str(nginx.ca_file)}}))
     output = BusPublisher(0, bind="127.0.0.1", name="bench")
@@ -62,7 +62,7 @@ def run(kind: str, count: int, size: int, workers: int, *, root: Path, broker: M
     halt = threading.Event()
     thread = threading.Thread(target=subscriber.serve, args=(halt,), daemon=True)
     thread.start()
-    sender = Connection(parse_bus_address(broker.url()), unique_id("bench", "wnm"), role="bench node")
+    sender = Connection(parse_bus_address(broker.url("")), unique_id("bench", "wnm"), role="bench node")
     warm = notification.build(f"{TOPIC.removeprefix('origin/a/')}/warm", "https://127.0.0.1:9/warm", rel="deletion")
     while not subscriber.outcomes["deletion"]:
         sender.publish(TOPIC, notification.encode(warm))

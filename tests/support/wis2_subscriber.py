@@ -75,13 +75,13 @@ class SubscriberHarness:
         self.destination = tmp_path / "wis2-in"
         self.config_file = tmp_path / "wis2-subscriber.yaml"
         self.config_file.write_text(yaml.safe_dump({
-            "broker": url or broker.url(client_id=f"test-{self.centre}"),
+            "broker": url or broker.url("", client_id=f"test-{self.centre}"),
             "subscribe": [f"origin/a/wis2/{self.centre}/data/core/weather/#"],
             "download_destination": str(self.destination), "publish_topic": PUBLISH_TOPIC,
             "connection_parameters": {"retries": 2, "retry_delay": 0}, **settings}))
         self.output = BusPublisher(0, bind="127.0.0.1", name="wis2-subscriber")
         self.recorder = BusRecorder([f"tcp://127.0.0.1:{self.output.port}"])
-        self._sender = Connection(parse_bus_address(sender_url or broker.url()), unique_id("test", "wnm"),
+        self._sender = Connection(parse_bus_address(sender_url or broker.url("")), unique_id("test", "wnm"),
                                   role="test node")
         self.subscriber: Wis2Subscriber | None = None
         self._halt = threading.Event()

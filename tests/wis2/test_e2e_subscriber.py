@@ -1,27 +1,30 @@
-"""End to end on loopback: a trollmoves server and client deliver files into a directory nginx
-serves; a WIS2 node announces each on Mosquitto; the WIS2 subscriber downloads them over HTTPS,
-verifies them and announces them on posttroll. A file corrupted on the HTTP side is caught, a
-duplicate notification skipped."""
+"""End to end on loopback, both halves of WIS2: a trollmoves server and client deliver files into a
+directory nginx serves, the client announces each as a WIS2 notification on Mosquitto
+(``wis2_*`` keys), and the WIS2 subscriber downloads them over HTTPS, verifies them and announces
+them on posttroll. A file corrupted on the HTTP side is caught, a duplicate notification skipped."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("requests")
-from support.bus import BusRecorder, free_port
-from support.client import InProcessClient, client_section, prime, results, write_all
+from support.bus import free_port, wait_until
+from support.client import InProcessClient, client_section
 from support.files import payload, write_file
 from support.ini import write_ini
-from support.wis2_subscriber import SubscriberHarness, integrity
+from support.wis2_subscriber import SubscriberHarness
 from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
 from trollmoves_mqtt import testing as broker_testing
+from trollmoves_mqtt.connection import Connection, unique_id
+from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
+from trollmoves_wis2 import notification
 
 if not (broker_testing.available() and nginx_testing.available()):
     pytest.skip("mosquitto and nginx are needed (scripts/install-system-deps installs them as root)",
@@ -30,59 +33,73 @@ if not (broker_testing.available() and nginx_testing.available()):
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def chain(servers, tmp_path: Path, served: Path) -> Iterator[tuple[object, BusRecorder]]:
-    """A server and our client delivering its files into ``served`` (under nginx's root)."""
-    server = servers("srv")
-    port = free_port()
-    config = write_ini(tmp_path / "client.ini", {"test": client_section(server.provider, f"{served}/", port)})
-    client = InProcessClient(config)
-    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/test/data"])
-    try:
-        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
-        yield server, recorder
-    finally:
-        client.stop()
-        recorder.close()
+class Notifications:
+    """Every WNM payload published on ``topic``, by the name of the file it links."""
+
+    def __init__(self, broker: Mosquitto, topic: str) -> None:
+        self.payloads: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.connection = Connection(parse_bus_address(broker.url("")), unique_id("test", "wnm-watch"),
+                                     on_message=self._on_message, subscriptions=[topic])
+
+    def _on_message(self, message) -> None:
+        href = notification.canonical_link(notification.parse(message.payload)).href
+        with self._lock:
+            self.payloads[href.rsplit("/", 1)[-1]] = message.payload
+
+    def of(self, name: str) -> bytes | None:
+        with self._lock:
+            return self.payloads.get(name)
 
 
-def test_server_client_http_wis2_subscriber_posttroll(chain, tmp_path: Path, broker: Mosquitto, nginx: Nginx,
-                                                      served: Path, caplog: pytest.LogCaptureFixture) -> None:
-    server, delivered = chain
-    contents = {f"f{i}.dat": payload(i) * 100 for i in range(3)}
-    write_all(contents, server.inbox)
-    files = delivered.wait_for(lambda m: m in results(delivered), count=3, timeout=30)
-    assert sorted(m.data["uid"] for m in files) == sorted(contents)
-
+def test_server_client_wis2_node_nginx_broker_subscriber_posttroll(servers, tmp_path: Path, broker: Mosquitto,
+                                                                   nginx: Nginx, served: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     harness = SubscriberHarness(tmp_path / "wis2", broker,
                                 connection_parameters={"ca_file": str(nginx.ca_file), "retry_delay": 0})
+    watch = Notifications(broker, harness.topic)
+    server = servers("srv")
+    section = client_section(server.provider, f"{served}/", free_port(), wis2_broker=broker.url(""),
+                             wis2_topic=harness.topic, wis2_base_url=nginx.url(f"/{served.name}", tls=True))
+    client = InProcessClient(write_ini(tmp_path / "client.ini", {"test": section}))
+    contents = {f"f{i}.dat": payload(i) * 100 for i in range(3)}
     try:
+        # the subscriber's session exists (it subscribed once) but it is stopped while the files flow
         harness.start(tmp_path / "state")
-        # the WIS2 node: one notification per delivered file, its data on nginx
-        notifications = {}
-        for message in files:
-            name = message.data["uid"]
-            data = Path(message.data["uri"]).read_bytes()
-            notifications[name] = harness.wnm(name, href=nginx.url(f"/{served.name}/{name}", tls=True),
-                                              length=len(data), integrity=integrity(data),
-                                              datetime=message.data.get("start_time"))
+        harness.stop()
+
+        def probe_announced() -> bool:  # the first files may go before the client has subscribed
+            probe = f"probe{probe_announced.count}.dat"
+            probe_announced.count += 1
+            write_file(server.inbox, probe, b"probe")
+            return wait_until(lambda: watch.of(probe), timeout=3)
+
+        probe_announced.count = 0
+        assert wait_until(probe_announced, timeout=40, interval=0.0), "the client never announced a file on WIS2"
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        assert wait_until(lambda: all(watch.of(name) for name in contents), timeout=30)
+        assert all((served / name).read_bytes() == content for name, content in contents.items())
         (served / "f1.dat").write_bytes(b"\0" + contents["f1.dat"][1:])  # corrupted on the HTTP side
+        harness.publish(watch.of("f0.dat"))  # a duplicate (the same message from a second broker)
+
         with caplog.at_level(logging.WARNING):
-            for name in sorted(notifications):
-                harness.publish(notifications[name])
-            harness.publish(notifications["f0.dat"])  # a duplicate
-            subscriber = harness.wait_handled(4)
-        assert dict(subscriber.outcomes) == {"delivered": 2, "failed": 1, "repeat": 1,
-                                             "deletion": subscriber.outcomes["deletion"]}
-        announced = {m.data["uid"]: m for m in harness.files(2)}
-        assert sorted(announced) == ["f0.dat", "f2.dat"]
-        for name in announced:
+            subscriber = harness.start(tmp_path / "state")  # the session brings what came meanwhile
+            assert wait_until(lambda: {"f0.dat", "f2.dat"} <= {m.data["uid"] for m in harness.files()}
+                              and subscriber.outcomes["failed"] == 1 and subscriber.outcomes["repeat"] == 1,
+                              timeout=30), dict(subscriber.outcomes)
+        announced = {m.data["uid"]: m for m in harness.files()}
+        assert "f1.dat" not in announced and not (harness.destination / "f1.dat").exists()
+        for name in ("f0.dat", "f2.dat"):
             assert (harness.destination / name).read_bytes() == contents[name]
-            assert announced[name].data["wis2_id"] == notifications[name]["id"]
+            wnm = notification.parse(watch.of(name))
+            assert announced[name].data["wis2_id"] == wnm.id and announced[name].data["data_id"] == wnm.data_id
             assert announced[name].data["size"] == len(contents[name])
-        assert not (harness.destination / "f1.dat").exists()
-        assert any(notifications["f1.dat"]["id"] in r.getMessage() and r.levelno == logging.ERROR
-                   for r in caplog.records)
+            assert announced[name].data["integrity"]["value"] == wnm.integrity_value
+        failed = notification.parse(watch.of("f1.dat")).id
+        assert any(failed in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
         assert len(nginx.requests(f"/{served.name}/f0.dat")) == 1  # the duplicate was not fetched
     finally:
+        client.stop()
+        watch.connection.close()
         harness.close()

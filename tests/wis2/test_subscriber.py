@@ -240,13 +240,13 @@ def wis2_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]
 
 
 def wis2_url(broker: Mosquitto, password: str = "everyone", **query: str) -> str:
-    return broker.url(scheme="mqtts", user="everyone", password_file=str(broker.directory / f"{password}.pw"),
+    return broker.url("", scheme="mqtts", user="everyone", password_file=str(broker.directory / f"{password}.pw"),
                       **query)
 
 
 def test_tls_and_a_password_as_wis2_brokers_ask(tmp_path: Path, wis2_broker: Mosquitto) -> None:
     harness = SubscriberHarness(tmp_path, wis2_broker, url=wis2_url(wis2_broker, ca_file=str(wis2_broker.ca_file)),
-                                sender_url=wis2_broker.url(user="everyone",
+                                sender_url=wis2_broker.url("", user="everyone",
                                                            password_file=str(wis2_broker.directory / "everyone.pw")))
     try:
         harness.start()

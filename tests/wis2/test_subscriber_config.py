@@ -46,6 +46,7 @@ def test_a_good_config_loads_and_passes_check(tmp_path: Path, capsys: pytest.Cap
     ({"broker": None}, "broker", "required"),
     ({"broker": "http://broker"}, "broker", "expected mqtt:// or mqtts://"),
     ({"broker": "mqtts://u:pw@broker"}, "broker", "password_file"),
+    ({"broker": "mqtts://broker/trollmoves"}, "broker", "topic prefix"),
     ({"subscribe": None}, "subscribe", "required"),
     ({"subscribe": ["origin/a/wis2/se-smhi/data/co#re"]}, "subscribe", "wildcard"),
     ({"subscribe": ["satellite/#"]}, "subscribe", "origin or cache"),

@@ -15,7 +15,7 @@
 
 ``broker`` is an MQTT address as the MQTT bus reads it (:mod:`trollmoves_mqtt.options`: the
 password in a ``password_file``, TLS with ``mqtts://`` and ``ca_file``, ``client_id``,
-``session_expiry``); its path is not used, WIS2 topics are taken as they are. :data:`SCHEMA`
+``session_expiry``); it has no path (no topic prefix): WIS2 topics are absolute. :data:`SCHEMA`
 lists every key.
 """
 
@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_roles.runtime.yamlkeys import string_list
@@ -34,6 +35,7 @@ from trollmoves_roles.runtime.yamlkeys import string_list
 from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import Findings, Key, Schema, directory_problem, nearest_existing, yaml_mapping
+from trollmoves_core.uri import redact
 from trollmoves_wis2.subscriber.area import BoundingBox
 from trollmoves_wis2.topics import validate_filter
 
@@ -94,6 +96,9 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
         address = parse_bus_address(broker)
     except ConfigError as err:
         raise error("broker", err.message) from None
+    if urlsplit(broker).path.strip("/"):
+        raise error("broker", f"{redact(broker)!r} has a topic prefix; WIS2 topics are absolute: give the whole "
+                              "topic filters in subscribe")
     filters = _strings(raw.get("subscribe"), error, "subscribe")
     if not filters:
         raise error("subscribe", "required: the WIS2 topic filter(s) to subscribe to")

@@ -112,8 +112,9 @@ class Wis2Subscriber:
         self.config.download_destination.mkdir(parents=True, exist_ok=True)
         connection = Connection(self.config.broker, self.client_id, persistent=True, on_message=self._handoff.put,
                                 manual_ack=True, subscriptions=self.config.subscribe, role="wis2 subscriber")
-        LOG.info("WIS2 subscriber on %s (session %s): %s, delivering to %s", self.config.broker, self.client_id,
-                 ", ".join(self.config.subscribe), self.config.download_destination)
+        bus = self.config.broker
+        LOG.info("WIS2 subscriber on %s://%s:%d (session %s): %s, delivering to %s", bus.scheme, bus.host, bus.port,
+                 self.client_id, ", ".join(self.config.subscribe), self.config.download_destination)
         try:
             while not halt.is_set():
                 if self._reload.is_set():
