@@ -84,6 +84,7 @@ def test_valid_filters(topic_filter: str) -> None:
     ("origin/a/wis2/se-smhi/data/core/weather/noaa+20", "holds a wildcard"),
     ("origin/a/wis2/+/data/core/weather", "too short"),
     ("origin/a/wis2/+/data/free/#", "data-policy 'free'"),
+    ("origin/a/wis2/+/metadata/+", "metadata topics end"),
 ])
 def test_invalid_filters(topic_filter: str, problem: str) -> None:
     problems = validate_filter(topic_filter)

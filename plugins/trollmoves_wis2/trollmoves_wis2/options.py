@@ -1,4 +1,4 @@
-"""The ``wis2_*`` keys of a client chain: where WIS2 notifications go and what they say.
+"""The ``wis2_*`` keys of a client chain or dispatcher target: where WIS2 notifications go, what they say.
 
 ::
 

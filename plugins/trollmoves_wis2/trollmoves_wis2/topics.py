@@ -134,6 +134,9 @@ def _check(topic: str, *, wildcards: bool) -> list[str]:
         problems.append(f"{what} {topic!r}: {name} {levels[i]!r} {text}")
 
     for i, level in enumerate(levels):
+        if i == 5 and levels[4] == "metadata" and level != "#":
+            fail(i, "follows metadata: metadata topics end at the notification type")
+            break
         if wildcards and level == "#":
             if i != len(levels) - 1:
                 fail(i, "# may only be the last level")
@@ -154,8 +157,6 @@ def _check(topic: str, *, wildcards: bool) -> list[str]:
             fail(i, "must be a centre id such as se-smhi (top-level domain, dash, centre)")
         elif i == 4 and level not in NOTIFICATION_TYPES:
             fail(i, f"must be {' or '.join(NOTIFICATION_TYPES)}")
-        elif i == 5 and levels[4] == "metadata":
-            fail(i, "follows metadata: metadata topics end at the notification type")
         elif i == 5 and level not in DATA_POLICIES:
             fail(i, f"must be {' or '.join(DATA_POLICIES)}")
         elif i == 6 and level not in DISCIPLINES:

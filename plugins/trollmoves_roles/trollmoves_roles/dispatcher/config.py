@@ -43,6 +43,12 @@ from trollmoves_roles.bus.security import (
     load_curve_clients,
 )
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
+from trollmoves_roles.runtime.observers import (
+    check_observers,
+    observer_keys,
+    refuse_bad_observer_keys,
+    with_observer_keys,
+)
 from trollmoves_roles.runtime.yamlkeys import string_list
 
 LOG = logging.getLogger(__name__)
@@ -138,6 +144,9 @@ class Target:
     publish_topic: str | None
     publish_uri: str
     items: tuple[DispatchItem, ...]
+    observer_keys: tuple[tuple[str, str], ...] = ()
+    """The keys of delivery observers (``wis2_*``...) the target sets, with ``destination`` (a local
+    target's directory) for the observers to read."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,7 @@ def load_config(path: str | os.PathLike[str], host: PluginHost) -> DispatcherCon
     defaults = raw.get(DEFAULTS_KEY) or {}
     if not isinstance(defaults, dict):
         raise ConfigError("expected a mapping", file=file, key=DEFAULTS_KEY)
-    _refuse_or_warn(DEFAULTS, file, DEFAULTS_KEY, defaults, elsewhere=PLACES)
+    _refuse_or_warn(with_observer_keys(DEFAULTS, host), file, DEFAULTS_KEY, defaults, elsewhere=PLACES)
     subscriber = _subscriber(file, raw.get(SUBSCRIBER_KEY))
     targets = []
     for name, body in raw.items():
@@ -184,6 +193,15 @@ def load_config(path: str | os.PathLike[str], host: PluginHost) -> DispatcherCon
     if not targets:
         raise ConfigError("no target defined", file=file)
     return DispatcherConfig(file=file, targets=tuple(targets), subscriber=subscriber)
+
+
+def observer_settings(body: Mapping[str, Any], host: PluginHost) -> tuple[tuple[str, str], ...]:
+    """The delivery-observer keys a target sets, as strings, with its local directory as ``destination``."""
+    names = {key.name for key in observer_keys(host)}
+    found = {str(k): str(v) for k, v in body.items() if k in names and v is not None}
+    if found and not body.get("host") and isinstance(body.get("directory"), str):
+        found["destination"] = body["directory"]
+    return tuple(sorted(found.items()))
 
 
 def _inherit(defaults: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +223,7 @@ class _TargetReader:
         return ConfigError(message, file=self.file, section=self.name, key=key)
 
     def read(self, body: dict[str, Any]) -> Target:
-        _refuse_or_warn(TARGET, self.file, self.name, body, elsewhere=PLACES)
+        _refuse_or_warn(with_observer_keys(TARGET, self.host), self.file, self.name, body, elsewhere=PLACES)
         params = body.get("connection_parameters") or {}
         if not isinstance(params, dict):
             raise self.error("connection_parameters", "expected a mapping")
@@ -225,9 +243,12 @@ class _TargetReader:
                 raise self.error(where, "expected a mapping with 'topics'")
             _refuse_or_warn(ITEM, self.file, self.name, raw_item, prefix=where + ".", elsewhere=ITEM_PLACES)
             items.append(self.item(where, raw_item, body, params))
+        observers = observer_settings(body, self.host)
+        if observers:
+            refuse_bad_observer_keys(self.host, dict(observers), file=self.file, section=self.name)
         return Target(name=self.name, host=str(body.get("host") or ""), connection_parameters=dict(params),
                       aliases=self.aliases(body.get("aliases")), publish_topic=publish_topic,
-                      publish_uri=publish_uri, items=tuple(items))
+                      publish_uri=publish_uri, items=tuple(items), observer_keys=observers)
 
     def item(self, where: str, raw: dict[str, Any], body: dict[str, Any], params: dict[str, Any]) -> DispatchItem:
         topics = raw.get("topics")
@@ -387,7 +408,7 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
     if not isinstance(defaults, Mapping):
         out.add("expected a mapping", DEFAULTS_KEY)
         defaults = {}
-    DEFAULTS.check_keys(out, sorted(map(str, defaults)), DEFAULTS_KEY, elsewhere=PLACES)
+    with_observer_keys(DEFAULTS, host).check_keys(out, sorted(map(str, defaults)), DEFAULTS_KEY, elsewhere=PLACES)
     targets = {str(name): body for name, body in data.items() if name not in (SUBSCRIBER_KEY, DEFAULTS_KEY)}
     if not targets:
         out.add("no targets: nothing to dispatch")
@@ -395,9 +416,11 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
         if not isinstance(body, Mapping):
             out.add("expected a mapping of target keys", name)
             continue
-        TARGET.check_keys(out, sorted(map(str, body)), name, elsewhere=PLACES)
+        with_observer_keys(TARGET, host).check_keys(out, sorted(map(str, body)), name, elsewhere=PLACES)
         target = _inherit(defaults, body)
         _check_target(out, name, target, host)
+        if observers := observer_settings(target, host):
+            check_observers(out, host, dict(observers), name)
         try:
             _TargetReader(path, name, host).read(target)
         except ConfigError as err:

@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 from posttroll.message import Message
 from trollsift import compose
 
-from trollmoves_core.checksum import from_data
-from trollmoves_core.exceptions import TransferError
+from trollmoves_core.checksum import DEFAULT_METHOD, file_digest, from_data
+from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.logs import log_transfer
 from trollmoves_core.plugins import PluginHost
 from trollmoves_core.uri import parse_uri, redact
@@ -50,6 +50,7 @@ from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.protocol.copies import Copy, copy_data
 from trollmoves_roles.protocol.messages import FILE_TYPES, BadMessage, file_entries, local_path
 from trollmoves_roles.runtime.listening import ListeningService
+from trollmoves_roles.runtime.observers import ChainObservers
 from trollmoves_roles.runtime.transports import transport_for
 from trollmoves_roles.state import history
 from trollmoves_roles.state.pending import PendingMessage, PendingMessages
@@ -106,6 +107,9 @@ class Dispatcher(ListeningService):
         self.failed = 0
         self._counter_lock = threading.Lock()
         self._missing_topic_warned: set[str] = set()
+        self.observers: dict[str, tuple[tuple[tuple[str, str], ...], ChainObservers]] = {}
+        """Target name → its observer keys and the observers opened from them (a refusal at start exits 2)."""
+        self._open_observers(self.config, strict=True)
         self.watch_config(self.host, watch)
 
     # -- what the loop (ListeningService.serve) needs -------------------------------------
@@ -118,9 +122,38 @@ class Dispatcher(ListeningService):
             LOG.warning("%s: posttroll_subscriber CURVE keys changed; they take effect at the next restart",
                         self.config_path)
         self.config = config
+        self._open_observers(config, strict=False)
         self._missing_topic_warned.clear()
         LOG.info("Configuration %s reloaded: targets %s", self.config_path,
                  ", ".join(t.name for t in config.targets))
+
+    def _open_observers(self, config: DispatcherConfig, *, strict: bool) -> None:
+        """Keep the observers of unchanged targets, close the others', open the new targets'."""
+        wanted = {target.name: target.observer_keys for target in config.targets if target.observer_keys}
+        for name in [n for n, (keys, _) in self.observers.items() if wanted.get(n) != keys]:
+            self.observers.pop(name)[1].close()
+        for name, keys in wanted.items():
+            if name in self.observers:
+                continue
+            try:
+                self.observers[name] = (keys, ChainObservers.open(self.host, dict(keys), role="dispatcher",
+                                                                  chain=name, file=config.file))
+            except ConfigError as err:
+                if strict:
+                    self.close_observers()
+                    raise
+                LOG.error("Target %s announces nothing to its observers: %s", name, err)
+
+    def close_observers(self) -> None:
+        for _, observers in self.observers.values():
+            observers.close()
+        self.observers.clear()
+
+    def serve(self, halt: threading.Event) -> None:
+        try:
+            super().serve(halt)
+        finally:
+            self.close_observers()
 
     def _topics(self) -> list[str]:
         return list(self.config.topics)
@@ -258,6 +291,7 @@ class Dispatcher(ListeningService):
         log_transfer(LOG, uid=str(transfer.metadata.get("uid") or os.path.basename(transfer.source)),
                      source=redact(transfer.source), destination=redact(delivered), nbytes=size, seconds=seconds)
         self._announce(transfer, delivered)
+        self._observe(transfer, delivered)
         return True
 
     def _announce(self, transfer: Dispatch, delivered: str) -> None:
@@ -284,6 +318,24 @@ class Dispatcher(ListeningService):
             LOG.error("Cannot announce %s on %r: %s", redact(delivered), topic, err)
             return
         self.metrics.announced.inc(chain=target.name)
+
+    def _observe(self, transfer: Dispatch, delivered: str) -> None:
+        """Tell the target's observers (in this worker thread, which may read the source)."""
+        found = self.observers.get(transfer.target.name)
+        if found is None:
+            return
+        observers = found[1]
+        path = parse_uri(delivered).path
+        data = copy_data(transfer.metadata, {str(transfer.metadata["uri"]): Copy(uri=path,
+                                                                                 uid=posixpath.basename(path))})
+        if from_data(data) is None:  # the delivered copy is the source's bytes: measure those
+            try:
+                data.update(file_digest(transfer.source, DEFAULT_METHOD).as_data())
+            except OSError as err:
+                LOG.error("Target %s: cannot hash %s for its observers: %s", transfer.target.name, transfer.source,
+                          err)
+                return
+        observers.delivered(transfer.target.publish_topic or "", "file", data)
 
     def _count(self, target: Target, *, failed: bool, size: int = 0, seconds: float = 0.0) -> None:
         with self._counter_lock:

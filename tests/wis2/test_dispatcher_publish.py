@@ -1,0 +1,80 @@
+"""A dispatcher target delivering into a served directory announces each file as a WNM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from support.dispatcher import Harness
+from trollmoves_mqtt.connection import Connection, unique_id
+from trollmoves_mqtt.options import parse_bus_address
+from trollmoves_mqtt.testing import Mosquitto
+from trollmoves_wis2 import notification
+
+pytestmark = pytest.mark.timeout(120)
+
+TOPIC = "/level2/viirs"
+WIS2_TOPIC = "origin/a/wis2/se-smhi/data/core/weather/space-based-observations/{platform_name!l}/{sensor}"
+BASE_URL = "https://data.example.org/l2"
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.stop()
+
+
+def target(out: Path, broker: str, **extra: object) -> dict[str, object]:
+    return {"host": "", "directory": f"{out}/{{platform_name}}", "publish_topic": "/dispatched/viirs",
+            "dispatch_configs": [{"topics": [TOPIC]}], "wis2_broker": broker, "wis2_topic": WIS2_TOPIC,
+            "wis2_base_url": BASE_URL, **extra}
+
+
+def test_dispatched_file_is_announced(harness: Harness, broker: Mosquitto, tmp_path: Path) -> None:
+    received: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(message) -> None:
+        received.append(message.payload)
+        arrived.set()
+
+    subscriber = Connection(parse_bus_address(broker.url("")), unique_id("test", "sub"), on_message=on_message,
+                            subscriptions=["origin/a/wis2/#"])
+    source = tmp_path / "in" / "viirs.h5"
+    source.parent.mkdir()
+    source.write_bytes(b"level 2 pixels")
+    try:
+        harness.start({"wis2": target(tmp_path / "out", broker.url(""))}, warm_topic=TOPIC)
+        harness.send(TOPIC + "/x", "file", {"uri": str(source), "uid": source.name, "platform_name": "NOAA-20",
+                                            "sensor": "viirs", "start_time": dt.datetime(2026, 12, 2, 5, 40)})
+        assert arrived.wait(20), "no WIS2 notification"
+    finally:
+        subscriber.close()
+    n = notification.parse(received[0])
+    link = notification.canonical_link(n)
+    assert (link.href, link.length, link.type) == (f"{BASE_URL}/NOAA-20/viirs.h5", 14, "application/x-hdf5")
+    assert (tmp_path / "out" / "NOAA-20" / "viirs.h5").read_bytes() == b"level 2 pixels"
+    assert n.integrity_method == "sha256" and n.datetime == dt.datetime(2026, 12, 2, 5, 40, tzinfo=dt.UTC)
+
+
+def test_bad_wis2_topic_in_a_target_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "dispatch.yaml"
+    body = target(tmp_path / "out", "mqtt://127.0.0.1:1883", wis2_topic="origin/a/wis2/se-smhi/data/core/rocks/x")
+    config.write_text(yaml.safe_dump({"posttroll_subscriber": {"subscribe_addresses": ["tcp://127.0.0.1:9"],
+                                                               "nameserver": False}, "wis2": body}))
+    trollmoves = str(Path(sys.executable).with_name("trollmoves"))
+    done = subprocess.run([trollmoves, "dispatcher", str(config)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "[wis2] wis2_topic:" in lines[0] and "'rocks'" in lines[0], done.stderr
+    check = subprocess.run([trollmoves, "check", str(config)], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert "[wis2] wis2_topic:" in check.stdout + check.stderr and check.returncode != 0
