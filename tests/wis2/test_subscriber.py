@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import itertools
 import logging
 import os
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,12 +20,16 @@ import yaml
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("requests")
-from support.bus import wait_until
+from support.bus import BusRecorder, free_port, wait_until
+from support.processes import TROLLMOVES, TrollmovesProcess
 from support.wis2_subscriber import SubscriberHarness, integrity, serve_file
 from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
 from trollmoves_mqtt import testing as broker_testing
+from trollmoves_mqtt.connection import Connection, unique_id
+from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
+from trollmoves_wis2 import notification
 from trollmoves_wis2.subscriber.config import load_config
 from trollmoves_wis2.subscriber.engine import Wis2Subscriber
 
@@ -300,3 +306,37 @@ def test_a_notification_not_handled_at_a_stop_is_not_acknowledged_and_comes_back
             assert len(slow.requests("/slow/first.dat")) == 1
         finally:
             harness.close()
+
+
+def test_the_role_delivers_announces_and_keeps_a_history(tmp_path: Path, broker: Mosquitto) -> None:
+    port, state, inbox = free_port(), tmp_path / "state", tmp_path / "in"
+    topic = f"origin/a/wis2/se-t{uuid.uuid4().hex[:10]}/data/core/weather/space-based-observations/noaa-20/viirs"
+    config = tmp_path / "wis2-in.yaml"
+    config.write_text(yaml.safe_dump({
+        "broker": broker.url("", client_id=f"test-{uuid.uuid4().hex[:8]}"), "subscribe": [topic],
+        "download_destination": str(inbox), "publish_topic": "/wis2/in", "publish_port": port}))
+    recorder = BusRecorder([f"tcp://127.0.0.1:{port}"], ["/wis2/in"])
+    role = TrollmovesProcess(["wis2-subscriber", "--state-directory", state, "--publish-bind", "127.0.0.1", config],
+                             tmp_path / "role.log")
+    sender = Connection(parse_bus_address(broker.url("")), unique_id("test", "wnm"), role="test node")
+    names = (f"bulletin{n}.txt" for n in itertools.count())
+    try:
+        role.wait_logged("WIS2 subscriber on")
+
+        def delivered() -> bool:  # the first may come before the subscription is in place
+            name = next(names)
+            doc = notification.build(f"{topic.removeprefix('origin/a/')}/{name}", f"https://127.0.0.1:9/{name}",
+                                     properties={"content": {"encoding": "utf-8", "value": "TTAA", "size": 4}})
+            sender.publish(topic, notification.encode(doc))
+            return bool(recorder.wait_for(lambda m: m.data["uid"] == name, timeout=1))
+
+        assert wait_until(delivered, timeout=20, interval=0), role.log()
+        [message] = recorder.wait_for(lambda m: m.type == "file")[:1]
+        assert (inbox / message.data["uid"]).read_text() == "TTAA"
+    finally:
+        sender.close()
+        recorder.close()
+        assert role.stop() == 0
+    trace = subprocess.run([TROLLMOVES, "trace", message.data["uid"], "--state-directory", str(state)],
+                           capture_output=True, text=True, check=False)
+    assert trace.returncode == 0 and "downloaded" in trace.stdout, trace.stdout + trace.stderr
