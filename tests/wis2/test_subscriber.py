@@ -340,3 +340,29 @@ def test_the_role_delivers_announces_and_keeps_a_history(tmp_path: Path, broker:
     trace = subprocess.run([TROLLMOVES, "trace", message.data["uid"], "--state-directory", str(state)],
                            capture_output=True, text=True, check=False)
     assert trace.returncode == 0 and "downloaded" in trace.stdout, trace.stdout + trace.stderr
+
+
+def test_members_of_a_group_share_the_notifications(tmp_path: Path, broker: Mosquitto) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}"
+    harness = SubscriberHarness(tmp_path / "a", broker, url=broker.url("", client_id=f"a-{group}", group=group))
+    other_config = tmp_path / "b.yaml"
+    other_config.write_text(harness.config_file.read_text().replace(f"a-{group}", f"b-{group}"))
+    other = Wis2Subscriber(load_config(other_config), host=default_host(), publisher=harness.output)
+    halt = threading.Event()
+    thread = threading.Thread(target=other.serve, args=(halt,), daemon=True)
+    try:
+        thread.start()
+        first = harness.start()
+        assert wait_until(lambda: (harness.publish(harness.wnm("warm-up.h5", rel="deletion")),
+                                   other.outcomes["deletion"])[1], timeout=15, interval=0.2)  # both subscribed
+        names = [f"obs{n}.txt" for n in range(10)]
+        for name in names:
+            harness.publish(harness.wnm(name, properties={
+                "content": {"encoding": "utf-8", "value": name, "size": len(name)}}))
+        assert wait_until(lambda: first.outcomes["delivered"] + other.outcomes["delivered"] == 10, timeout=20)
+        assert first.outcomes["delivered"] > 0 and other.outcomes["delivered"] > 0
+        assert sorted(m.data["uid"] for m in harness.files(10)) == sorted(names)  # each once
+    finally:
+        halt.set()
+        thread.join(15)
+        harness.close()

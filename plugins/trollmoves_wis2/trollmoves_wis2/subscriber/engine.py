@@ -1,7 +1,9 @@
 """The WIS2 subscriber: WIS2 notifications from an MQTT broker in, verified files and posttroll ``file`` messages out.
 
 For each notification received on the subscribed topic filters (one MQTT v5 connection with a
-persistent session, :class:`trollmoves_mqtt.connection.Connection`), on a worker of a bounded pool:
+persistent session, :class:`trollmoves_mqtt.connection.Connection`; with the broker address's
+``group``, a shared subscription ``$share/<group>/<filter>``: the members of the group, each with
+its own ``client_id``, share the notifications), on a worker of a bounded pool:
 
 1. its topic must match a configured filter (the broker's session may still hold filters an
    earlier configuration subscribed to), its payload must be a valid WNM
@@ -110,11 +112,13 @@ class Wis2Subscriber:
         Raises ConfigError when the broker refuses the login or its certificate is not trusted.
         """
         self.config.download_destination.mkdir(parents=True, exist_ok=True)
+        group = self.config.broker.group
+        filters = [f"$share/{group}/{f}" if group else f for f in self.config.subscribe]
         connection = Connection(self.config.broker, self.client_id, persistent=True, on_message=self._handoff.put,
-                                manual_ack=True, subscriptions=self.config.subscribe, role="wis2 subscriber")
+                                manual_ack=True, subscriptions=filters, role="wis2 subscriber")
         bus = self.config.broker
         LOG.info("WIS2 subscriber on %s://%s:%d (session %s): %s, delivering to %s", bus.scheme, bus.host, bus.port,
-                 self.client_id, ", ".join(self.config.subscribe), self.config.download_destination)
+                 self.client_id, ", ".join(filters), self.config.download_destination)
         try:
             while not halt.is_set():
                 if self._reload.is_set():
@@ -282,8 +286,8 @@ def write_inline(notification: Notification, target: str) -> int:
 
 def session_id(config: SubscriberConfig) -> str:
     """The MQTT client id of the subscriber's persistent session: the broker address's ``client_id``
-    and a digest of the filters, so that a restart with the same filters resumes the session."""
-    digest = hashlib.sha1("\n".join(sorted(config.subscribe)).encode()).hexdigest()[:10]
+    and a digest of the filters (and group), so that a restart with the same ones resumes the session."""
+    digest = hashlib.sha1("\n".join([config.broker.group or "", *sorted(config.subscribe)]).encode()).hexdigest()[:10]
     return f"{config.broker.client_id}-wis2-{digest}"
 
 
