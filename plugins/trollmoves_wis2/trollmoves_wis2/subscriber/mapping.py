@@ -1,27 +1,12 @@
-"""What the posttroll ``file`` message of a delivered WIS2 notification carries.
+"""What the posttroll ``file`` message of a delivered WIS2 notification carries (the table is in
+``docs/wis2.md``, *The file message*).
 
-Times become naive UTC datetimes, as pytroll messages carry them (posttroll encodes them in
-ISO 8601); the file's size and checksum are the ``size`` and ``integrity`` keys every trollmoves
-role verifies (:mod:`trollmoves_core.checksum`). ``docs/wis2.md`` has the table:
-
-==========================================  ===================================================
-WIS2 notification (and its topic)           ``file`` message data
-==========================================  ===================================================
-the local copy                              ``uri`` (its path), ``uid`` (its name)
-``id``                                      ``wis2_id``
-the MQTT topic                              ``wis2_topic``, and :func:`~trollmoves_wis2.topics.fields_of`:
-                                            ``wis2_channel``, ``centre_id``, ``notification_type``,
-                                            ``data_policy``, ``discipline``, ``sub_discipline``,
-                                            ``platform_name``, ``sensor``
-``properties.data_id``, ``metadata_id``     ``data_id``, ``metadata_id``
-``properties.pubtime``                      ``pubtime``
-``datetime`` / ``start_datetime``,          ``start_time`` / ``start_time``, ``end_time``
-``end_datetime``
-``properties.integrity`` + the file size    ``integrity`` {``method``, ``value``}, ``size``
-``geometry``                                ``geometry`` (GeoJSON, when not null)
-the canonical (or update) link              ``wis2_href``, ``wis2_rel``, ``wis2_media_type``
-other properties (``producer``, ``cache``)  under their own names, unless one above has it
-==========================================  ===================================================
+``uri`` and ``uid`` name the local copy; the topic's levels give the fields of
+:func:`trollmoves_wis2.topics.fields_of` (``centre_id``, ``platform_name``, ``sensor``...); the
+notification's ``id``, topic and link are ``wis2_*`` keys; ``data_id``, ``metadata_id``, ``pubtime``
+and the other properties keep their names; its times become ``start_time``/``end_time``. Times are
+naive UTC datetimes, as pytroll messages carry them; the file's size and checksum are the ``size``
+and ``integrity`` keys every trollmoves role verifies (:mod:`trollmoves_core.checksum`).
 """
 
 from __future__ import annotations
