@@ -1,15 +1,15 @@
 """Our movers against the reference tools, on the same loopback servers as the tests.
 
-Run ``python -m benchmarks.movers [--quick] [--protocol file ftp ftps sftp scp s3]``. Not a
+Run ``python -m benchmarks.movers [--quick] [--protocol file ftp ftps sftp scp s3 http https]``. Not a
 test: nothing asserts, it measures, prints and writes ``results/movers.md``. It re-executes
 itself in a private network namespace (``scripts/in-netns``) unless it already is in one.
 
 Servers: pyftpdlib (FTP, and FTPS with a self-signed certificate) in a subprocess
 (``python -m trollmoves_ftp.testing``), a throwaway OpenSSH ``sshd`` (``trollmoves_ssh.testing``),
-``moto_server`` for S3. Our movers
+``moto_server`` for S3, nginx with WebDAV for HTTP(S) (``trollmoves_http.testing``). Our movers
 come from ``default_host().mover(uri, params)``, as the roles get them. References, in the
 same run: ``cp`` (file; our mover in ``mode=copy``), the OpenSSH ``scp`` client (SFTP mode
-for ``sftp``, ``-O`` legacy SCP for ``scp``), ``curl`` (FTP/FTPS), boto3 ``upload_file`` /
+for ``sftp``, ``-O`` legacy SCP for ``scp``), ``curl`` (FTP/FTPS, HTTP/HTTPS), boto3 ``upload_file`` /
 ``download_file`` (S3). Server-side files go to ``/dev/shm`` when it has room, so the disk
 does not take part.
 

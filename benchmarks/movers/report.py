@@ -87,7 +87,7 @@ def machine_facts(work: Path, area: Path, load_at_start: float) -> list[str]:
         return first_line(["stat", "-f", "-c", "%T", str(path)])
 
     versions = []
-    for dist in ("paramiko", "pyftpdlib", "pyOpenSSL", "moto", "boto3", "s3fs"):
+    for dist in ("paramiko", "pyftpdlib", "pyOpenSSL", "moto", "boto3", "s3fs", "requests", "urllib3"):
         try:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
@@ -101,7 +101,7 @@ def machine_facts(work: Path, area: Path, load_at_start: float) -> list[str]:
         f"({fs_type(area)})",
         f"- Python {platform.python_version()}; {', '.join(versions)}",
         f"- Tools: {first_line(['ssh', '-V'])}; {' '.join(first_line(['curl', '--version']).split()[:2])}; "
-        f"{first_line(['cp', '--version'])}",
+        f"{first_line(['cp', '--version'])}; {first_line(['/usr/sbin/nginx', '-v'])}",
         f"- Load average (1 min): {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
         f"(other work on the machine shares its {os.cpu_count()} cores)",
         f"- Our commit: {commit}",
@@ -122,14 +122,17 @@ def markdown(command: str, *, started: str, mode: str, duration: float, settings
         "## Throughput, ours against the reference tool", "",
         "MB/s is 10^6 bytes per second. Client CPU counts this process and the tools it ran, not the server. "
         "Our movers write under a temporary name and rename (FTP: RNFR/RNTO; SFTP: posix-rename; SCP: "
-        "`scp -t` then an SFTP rename); the reference tools write the final name directly.", "",
+        "`scp -t` then an SFTP rename; HTTP: PUT then WebDAV MOVE); the reference tools write the final name "
+        "directly.", "",
         "- FTP/FTPS, many files: the reference is a plain `ftplib` STOR loop on one connection, not curl: "
         "curl 7.88 idles 1 s before most data connections after the first in passive mode (seen with "
         "`--trace-time`) and fails in active mode with TLS.",
         "- SSH: the throwaway sshd sets `SHLVL=1` for its sessions, so that bash does not source root's "
         "`~/.bashrc` (`pyenv init` here, about 0.3 s) for every `scp -t` / `scp -f` it starts; without it each "
         "SCP-mover upload, and each `scp -O` command, pays that too.",
-        "- S3: moto, not the client, limits both sides (about 15 ms per request, tens of MB/s).", "",
+        "- S3: moto, not the client, limits both sides (about 15 ms per request, tens of MB/s).",
+        "- HTTP/HTTPS: nginx's WebDAV module (`trollmoves_http.testing`); many files: the reference is a plain "
+        "requests PUT loop on one session (one request per file, ours two: PUT and MOVE).", "",
         rows_table(rows), "",
         "## Many small files: one connection against a connection per file", "",
         reuse_table(reuses), "",

@@ -19,7 +19,7 @@ from trollmoves_ssh.testing import start_sshd
 
 from benchmarks.movers_ssh import scp_command
 
-PROTOCOLS = ("file", "ftp", "ftps", "sftp", "scp", "s3")
+PROTOCOLS = ("file", "ftp", "ftps", "sftp", "scp", "s3", "http", "https")
 HOST = "127.0.0.1"
 BUCKET = "trollmoves-bench"
 MIB = 1024 * 1024
@@ -311,6 +311,58 @@ class S3Target(Target):
             self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[i:i + 1000]})
 
 
+class HttpTarget(Target):
+    """The nginx of ``trollmoves_http.testing`` (WebDAV under ``/dav/``); the reference is ``curl``
+    (``-T`` is a PUT of the final name), and a requests PUT loop on one session for many files."""
+
+    small_reference = "requests PUT loop"
+
+    def __init__(self, area: Path, tls: bool) -> None:
+        from trollmoves_http.testing import Nginx
+
+        self.tls = tls
+        self.name = "https" if tls else "http"
+        self.reference = "curl -T" + (" (TLS)" if tls else "")
+        self.server = Nginx(area / "nginx")
+        super().__init__(self.server.root / "dav")
+
+    def start(self) -> None:
+        if self.server.proc is None:
+            self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    interrupt = stop
+
+    def uri(self, rel: str) -> str:
+        return self.server.url(f"/dav/{rel}", tls=self.tls)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "ca_file": str(self.server.ca_file)}
+
+    def _curl(self) -> list[str]:
+        return ["curl", "-sS", "--fail", "--cacert", str(self.server.ca_file)]
+
+    def ref_put(self, files: list[Path], rel: str, timeout: float, extra: list[str] | None = None) -> None:
+        if len(files) == 1:
+            run_tool([*self._curl(), "-T", str(files[0]), self.uri(rel) + files[0].name], timeout)
+            return
+        import requests
+
+        with requests.Session() as session:
+            for path in files:
+                with open(path, "rb") as body:
+                    session.put(self.uri(rel) + path.name, data=body, verify=str(self.server.ca_file),
+                                timeout=timeout).raise_for_status()
+
+    def ref_get(self, rel_file: str, local: Path, timeout: float) -> None:
+        run_tool([*self._curl(), "-o", str(local), self.uri(rel_file)], timeout)
+
+    def logins(self) -> int | None:
+        return self.server.connections()
+
+
 def make_target(name: str, area: Path) -> Target:
     if name == "file":
         return FileTarget(area)
@@ -318,6 +370,8 @@ def make_target(name: str, area: Path) -> Target:
         return FtpTarget(area, tls=name == "ftps")
     if name in ("sftp", "scp"):
         return SshTarget(area, name)
+    if name in ("http", "https"):
+        return HttpTarget(area, tls=name == "https")
     return S3Target(area)
 
 
@@ -330,6 +384,11 @@ def unavailable(name: str) -> str | None:
 
         if not sshd_available() or not shutil.which("scp"):
             return INSTALL_HINT
+    if name in ("http", "https"):
+        from trollmoves_http.testing import available
+
+        if not available() or not shutil.which("curl"):
+            return "nginx or curl not installed (scripts/install-system-deps installs nginx)"
     if name == "s3" and not (shutil.which("moto_server", path=str(Path(sys.executable).parent))
                              or shutil.which("moto_server")):
         return "moto_server not installed (pip install 'moto[server]')"

@@ -18,10 +18,18 @@ if not nginx_testing.available():
     pytest.skip("nginx is not installed (scripts/install-system-deps installs it as root)", allow_module_level=True)
 
 
+EXTRA_LOCATIONS = """
+location /put-only/ { dav_methods PUT DELETE; create_full_put_path on; client_max_body_size 0; }
+location /no-etag/ { etag off; }
+"""
+"""A WebDAV location without MOVE, as some upload servers are; files served with Last-Modified only."""
+
+
 @pytest.fixture(scope="session")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     """nginx on HTTP and HTTPS, shared by the session (tests work in directories of their own)."""
-    with Nginx(tmp_path_factory.mktemp("nginx"), propfind=nginx_testing.propfind_available()) as server:
+    with Nginx(tmp_path_factory.mktemp("nginx"), propfind=nginx_testing.propfind_available(),
+               extra=EXTRA_LOCATIONS) as server:
         yield server
 
 

@@ -45,3 +45,11 @@ def test_cutting_proxy_drops_the_first_reply(nginx: Nginx) -> None:
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             requests.get(proxy.url("/cut.dat"), timeout=5).raise_for_status()
         assert len(requests.get(proxy.url("/cut.dat"), timeout=5).content) == 100_000
+
+
+def test_directories_list_as_html_and_the_log_keeps_odd_ranges(nginx: Nginx, dav_dir: str) -> None:
+    requests.put(nginx.url(dav_dir + "listed.dat"), data=b"0123456789" * 4, timeout=5).raise_for_status()
+    listing = requests.get(nginx.url(dav_dir), timeout=5)
+    assert listing.status_code == 200 and 'href="listed.dat"' in listing.text
+    requests.get(nginx.url(dav_dir + "listed.dat"), headers={"Range": "bytes=0-9, 20-29"}, timeout=5)
+    assert nginx.requests(dav_dir + "listed.dat")[-1].range == "bytes=0-9, 20-29"

@@ -10,6 +10,7 @@ reach the wire without their user part, and tokens only travel in headers.
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import requests
@@ -17,6 +18,8 @@ import requests
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.uri import redact
 
+_CONNECTION_PREFIX = re.compile(r"^(<[^>]*>|\w*Connection\w*\([^)]*\)): ")
+_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 PERMANENT_SERVER_STATUSES = frozenset({501, 505})
 
@@ -57,7 +60,8 @@ def classify(err: Exception) -> HttpError | None:
                 f"TLS certificate verification failed: {why}; give the CA "
                 "that signed the server's certificate with the 'ca_file' connection parameter (or, on a trusted "
                 "network only, set verify = false)", transient=False)
-        return HttpError(f"TLS error: {reason(err)}", transient=False)
+        dropped = _cause(err, _TRANSIENT_SSL) is not None  # the line went down, not the trust
+        return HttpError(f"TLS error: {reason(err)}", transient=dropped)
     if isinstance(err, requests.exceptions.TooManyRedirects):
         return HttpError(f"too many redirects ({reason(err)}); raise max_redirects if this is intended",
                          transient=False)
@@ -88,14 +92,12 @@ def reason(err: BaseException) -> str:
             break
         current = inner
     text = " ".join(str(current).split()) or type(current).__name__
-    # urllib3 prefixes the connection object: "<...HTTPConnection object at 0x...>: Failed to ..."
-    if text.startswith("<") and ">: " in text:
-        text = text.split(">: ", 1)[1]
-    return redact(text)
+    # urllib3 prefixes the connection: "HTTPConnection(host='h', port=1): Failed to ..." (the URI says it)
+    return redact(_CONNECTION_PREFIX.sub("", text))
 
 
-def _cause(err: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of type ``kind`` among ``err``'s arguments, reasons and causes."""
+def _cause(err: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of type ``kind`` (or one of them) among ``err``'s arguments, reasons and causes."""
     seen: set[int] = set()
     todo: list[BaseException] = [err]
     while todo:

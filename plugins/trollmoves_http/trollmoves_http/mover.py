@@ -9,15 +9,18 @@ stitched together. Uploads are an HTTP ``PUT`` to a hidden temporary name and a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
 import requests
+import urllib3
 
 from trollmoves_core.checksum import Digest, Hasher
 from trollmoves_core.exceptions import TransferError
@@ -37,6 +40,8 @@ CHUNK = 1024 * 1024
 _PATH_SAFE = "/%!$&'()*+,;=:@~"
 """Characters of a URI path sent as they are: existing ``%XX`` escapes and RFC 3986 sub-delims
 stay; spaces, ``#``, ``?`` and non-ASCII characters are escaped."""
+_SMALL_BODY = 64 * 1024
+"""Error bodies up to this size are read rather than dropped with their connection."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)")
 
 try:
@@ -65,6 +70,10 @@ class HttpMover(Mover):
     def __init__(self, connection_params: Mapping[str, Any] | None = None) -> None:
         super().__init__(connection_params)
         self.options = HttpOptions.from_params(self.params)
+        if not self.options.verify:
+            LOG.warning("HTTP mover: TLS certificates are not verified (verify = false): trusted networks only")
+            # said once here, rather than by urllib3 on every request
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self._endpoints: dict[Hashable, Location] = {}
         self._pool: ConnectionPool[requests.Session] = ConnectionPool(
             self._connect, _close, idle_timeout=self.idle_timeout)
@@ -98,7 +107,7 @@ class HttpMover(Mover):
                     self._expect(self._send(session, "PUT", temporary, data=body))
                 if expected is not None:
                     self.check_source(body.hasher.digest(), expected)
-                    stored = _length(self._send(session, "HEAD", temporary))
+                    stored = _length(self._expect(self._send(session, "HEAD", temporary)))
                     if stored is not None:
                         self.check_written(Digest(stored), Digest(expected.size), target.geturi())
                 if temporary != final:
@@ -142,8 +151,8 @@ class HttpMover(Mover):
         resumes = self.options.resumes
         while True:
             headers = {}
-            if received:
-                headers = {"Range": f"bytes={received}-", "If-Range": validator or ""}
+            if received and validator:
+                headers = {"Range": f"bytes={received}-", "If-Range": validator}
             try:
                 with self._send(session, "GET", url, headers=headers, stream=True, allow_redirects=True) as reply:
                     if received and reply.status_code == 416:
@@ -166,9 +175,7 @@ class HttpMover(Mover):
                             reported = received
                     return
             except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-                resumable = received and validator and resumes \
-                    and not isinstance(err, requests.exceptions.SSLError)
-                if not resumable:
+                if not (received and validator and resumes) or isinstance(err, requests.exceptions.SSLError):
                     raise
                 resumes -= 1
                 LOG.warning("%s: connection lost after %d bytes (%s); resuming", redact(url), received, reason(err))
@@ -190,7 +197,7 @@ class HttpMover(Mover):
         """``reply`` when it is a success; otherwise the :class:`HttpError` it stands for."""
         if reply.status_code < 300:
             return reply
-        reply.close()
+        _discard(reply)
         error = status_error(reply, sent_auth="Authorization" in reply.request.headers)
         if reply.status_code == 405 and hint_405:
             error = HttpError(f"HTTP 405 {reply.reason}: {hint_405}", transient=False)
@@ -224,6 +231,10 @@ class HttpMover(Mover):
         # The exact bytes of the file: a compressed reply would break sizes, checksums and Range.
         session.headers.update({"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
         credentials = self.options.credentials_for(location)
+        if credentials is not None and not credentials[1]:  # a user without password: ~/.netrc may know it
+            found = requests.utils.get_netrc_auth(self._url(location))
+            if found is not None and found[0] == credentials[0]:
+                credentials = found
         token = self.options.bearer_token()
         if token is not None:
             session.auth = _BearerAuth(token)
@@ -291,6 +302,15 @@ def _check_continues(reply: requests.Response, offset: int) -> None:
     if not match or int(match.group(1)) != offset:
         raise HttpError(f"asked for the bytes from {offset}, got {reply.headers.get('Content-Range', 'no range')!r}",
                         transient=True)
+
+
+def _discard(reply: requests.Response) -> None:
+    """Read a small error body, so that its connection serves the next request; close a large one."""
+    length = _length(reply)
+    if length is not None and length <= _SMALL_BODY:
+        with contextlib.suppress(requests.RequestException):
+            reply.content  # noqa: B018 - read to free the connection
+    reply.close()
 
 
 def _length(reply: requests.Response) -> int | None:

@@ -6,7 +6,7 @@ inside the directory, ``user root`` when run as root) and a CA plus a server cer
 package ``nginx``; :func:`available` tells whether it is installed). Under :attr:`Nginx.root`
 it serves:
 
-* ``/`` read-only files with a JSON directory listing;
+* ``/`` read-only files; every directory answers GET with nginx's HTML listing (``autoindex``);
 * ``/dav/`` WebDAV (PUT DELETE MKCOL COPY MOVE, parents created, no size limit), and PROPFIND
   and OPTIONS too with ``propfind=True`` (Debian package ``libnginx-mod-http-dav-ext``,
   :func:`propfind_available`);
@@ -32,6 +32,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,7 +49,8 @@ TOKEN = "http-b3arer-token"  # likewise
 NGINX = "/usr/sbin/nginx"
 DAV_EXT_MODULE = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
 
-_LOG_FORMAT = "$connection $request_method $status $bytes_sent $http_range \"$request_uri\""
+_LOG_FORMAT = '$connection $request_method $status $bytes_sent "$request_uri" "$http_range"'
+_LOG_LINE = re.compile(r'(\d+) (\S+) (\d+) (\d+) "([^"]*)" "([^"]*)"$')
 
 
 def available() -> bool:
@@ -170,7 +172,7 @@ events {{ worker_connections 256; }}
 http {{
     types {{ }}
     default_type application/octet-stream;
-    log_format trollmoves '{_LOG_FORMAT}';
+    log_format trollmoves escape=json '{_LOG_FORMAT}';
     access_log {self.access_log} trollmoves;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
@@ -185,7 +187,8 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         root {self.root};
-        location / {{ autoindex on; autoindex_format json; }}
+        autoindex on;
+        location / {{ }}
         location /dav/ {{ {dav} }}
         location /private/ {{ auth_basic "trollmoves"; auth_basic_user_file {htpasswd}; {dav} }}
         location /token/ {{ if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }} }}
@@ -234,9 +237,11 @@ http {{
         """The requests served so far (those for the URI ``path`` only, if given), oldest first."""
         entries = []
         for line in self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else ():
-            connection, method, status, sent, ranged, uri = line.split(" ", 5)
-            entry = Request(int(connection), method, int(status), int(sent), None if ranged == "-" else ranged,
-                            uri.strip('"'))
+            match = _LOG_LINE.match(line)
+            if match is None:
+                continue
+            connection, method, status, sent, uri, ranged = match.groups()
+            entry = Request(int(connection), method, int(status), int(sent), ranged or None, uri)
             if path is None or entry.uri == path:
                 entries.append(entry)
         return entries
