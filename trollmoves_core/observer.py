@@ -24,8 +24,9 @@ Change = Literal["new", "update", "deletion"]
 class Delivery:
     """One file a role delivered (``new``; ``update`` when it replaced one it had delivered) or
     removed (``deletion``): the published result message (``subject``, ``type``, ``data``, the
-    file's own dict merged over the message's other keys), the file's final local ``path``, and its
-    size and checksum when the message carries them (None: the observer measures the file itself)."""
+    file's own dict merged over the message's other keys), the file's final ``path`` (on this host,
+    or on the destination host of a remote dispatcher target), and its size and checksum when known
+    (None only for a local file, which the observer may measure itself)."""
 
     role: str
     chain: str

@@ -5,17 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from support.dispatcher import Harness
-from trollmoves_mqtt.connection import Connection, unique_id
-from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_wis2 import notification
+from trollmoves_wis2.testing import NotificationRecorder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,15 +36,7 @@ def target(out: Path, broker: str, **extra: object) -> dict[str, object]:
 
 
 def test_dispatched_file_is_announced(harness: Harness, broker: Mosquitto, tmp_path: Path) -> None:
-    received: list[bytes] = []
-    arrived = threading.Event()
-
-    def on_message(message) -> None:
-        received.append(message.payload)
-        arrived.set()
-
-    subscriber = Connection(parse_bus_address(broker.url("")), unique_id("test", "sub"), on_message=on_message,
-                            subscriptions=["origin/a/wis2/#"])
+    recorder = NotificationRecorder(broker.url(""))
     source = tmp_path / "in" / "viirs.h5"
     source.parent.mkdir()
     source.write_bytes(b"level 2 pixels")
@@ -54,10 +44,11 @@ def test_dispatched_file_is_announced(harness: Harness, broker: Mosquitto, tmp_p
         harness.start({"wis2": target(tmp_path / "out", broker.url(""))}, warm_topic=TOPIC)
         harness.send(TOPIC + "/x", "file", {"uri": str(source), "uid": source.name, "platform_name": "NOAA-20",
                                             "sensor": "viirs", "start_time": dt.datetime(2026, 12, 2, 5, 40)})
-        assert arrived.wait(20), "no WIS2 notification"
+        found = recorder.wait(1)
     finally:
-        subscriber.close()
-    n = notification.parse(received[0])
+        recorder.close()
+    assert len(found) == 1, "no WIS2 notification"
+    n = found[0][1]
     link = notification.canonical_link(n)
     assert (link.href, link.length, link.type) == (f"{BASE_URL}/NOAA-20/viirs.h5", 14, "application/x-hdf5")
     assert (tmp_path / "out" / "NOAA-20" / "viirs.h5").read_bytes() == b"level 2 pixels"

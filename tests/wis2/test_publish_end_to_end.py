@@ -9,7 +9,6 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,9 @@ from support.bus import free_port, wait_until
 from support.client import InProcessClient, OurServer, client_section
 from support.files import write_file
 from support.ini import write_ini
-from trollmoves_mqtt.connection import Connection, unique_id
-from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_wis2 import notification
+from trollmoves_wis2.testing import NotificationRecorder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,33 +28,12 @@ BASE_URL = "https://data.example.org/viirs"
 _minutes = itertools.count()
 
 
-class Subscriber:
-    """Every WNM published under ``origin/a/wis2/#``, parsed, with the topic it came on."""
-
-    def __init__(self, broker_url: str, **query: str) -> None:
-        self.received: list[tuple[str, notification.Notification, bytes]] = []
-        self._lock = threading.Lock()
-        self.connection = Connection(parse_bus_address(broker_url), unique_id("test", "wis2-sub"),
-                                     on_message=self._on_message, subscriptions=["origin/a/wis2/#"])
-
-    def _on_message(self, message) -> None:
-        with self._lock:
-            self.received.append((message.topic, notification.parse(message.payload), message.payload))
-
-    def about(self, name: str) -> list[tuple[str, notification.Notification, bytes]]:
-        with self._lock:
-            return [r for r in self.received if notification.canonical_link(r[1]).href.endswith("/" + name)]
-
-    def close(self) -> None:
-        self.connection.close()
-
-
 def _file_name() -> tuple[str, dt.datetime]:
     start = dt.datetime(2026, 12, 2, 5, 0) + dt.timedelta(minutes=next(_minutes))
     return f"NOAA-20_{start:%Y%m%d%H%M}.dat", start
 
 
-def _deliver(server: OurServer, subscriber: Subscriber, content: bytes) -> tuple[str, dt.datetime, list]:
+def _deliver(server: OurServer, subscriber: NotificationRecorder, content: bytes) -> tuple[str, dt.datetime, list]:
     """Write files into the server's inbox until one is announced on WIS2 (the first may precede
     the client's subscription); the last name, its time and its notifications."""
     found: list = []
@@ -84,7 +61,7 @@ def _client(tmp_path: Path, server: OurServer, broker_url: str, **extra: object)
 def test_delivered_file_is_announced_as_a_valid_wnm(tmp_path: Path, servers, broker: Mosquitto) -> None:
     server = servers("srv", origin=f"{tmp_path}/srv/in/{{platform_name}}_{{start_time:%Y%m%d%H%M}}.dat")
     content = os.urandom(70_000)
-    subscriber = Subscriber(broker.url(""))
+    subscriber = NotificationRecorder(broker.url(""))
     client = _client(tmp_path, server, broker.url(""), wis2_metadata_id="urn:wmo:md:se-smhi:viirs-sdr")
     try:
         name, start, found = _deliver(server, subscriber, content)
@@ -110,7 +87,7 @@ def test_delivered_file_is_announced_as_a_valid_wnm(tmp_path: Path, servers, bro
 def test_file_with_a_known_data_id_is_announced_as_an_update(tmp_path: Path, servers, broker: Mosquitto) -> None:
     """The client fetches a uid once; a reprocessed file (new name, same data_id) is an update."""
     server = servers("srv", origin=f"{tmp_path}/srv/in/{{platform_name}}_{{start_time:%Y%m%d%H%M}}_{{version}}.dat")
-    subscriber = Subscriber(broker.url(""))
+    subscriber = NotificationRecorder(broker.url(""))
     client = _client(tmp_path, server, broker.url(""),
                      wis2_data_id="wis2/se-smhi/viirs/{platform_name}/{start_time:%Y%m%d%H%M}.dat")
 
@@ -139,7 +116,7 @@ def test_tls_and_password_file(tmp_path: Path, servers, secure_broker: Mosquitto
     server = servers("srv", origin=f"{tmp_path}/srv/in/{{platform_name}}_{{start_time:%Y%m%d%H%M}}.dat")
     url = secure_broker.url("", scheme="mqtts", user="wis2", password_file=str(secure_broker.directory / "pw"),
                             ca_file=str(secure_broker.ca_file))
-    subscriber = Subscriber(url)
+    subscriber = NotificationRecorder(url)
     client = _client(tmp_path, server, url)
     try:
         _, _, found = _deliver(server, subscriber, b"over tls")

@@ -6,15 +6,13 @@ import base64
 import datetime as dt
 import hashlib
 import logging
-import threading
 from pathlib import Path
 
 import pytest
-from trollmoves_mqtt.connection import Connection, unique_id
-from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_wis2 import notification, options
 from trollmoves_wis2.publisher import Wis2Publisher, media_type
+from trollmoves_wis2.testing import NotificationRecorder
 
 from trollmoves_core.checksum import Digest
 from trollmoves_core.observer import Delivery
@@ -73,18 +71,6 @@ def test_root_of_the_destination(destination: str, root: str | None) -> None:
 ])
 def test_media_type(name: str, expected: str) -> None:
     assert media_type(f"/srv/www/{name}") == expected
-
-
-class Received:
-    def __init__(self, url: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.arrived = threading.Event()
-        self.connection = Connection(parse_bus_address(url), unique_id("test", "sub"), subscriptions=["origin/#"],
-                                     on_message=self._on_message)
-
-    def _on_message(self, message) -> None:
-        self.messages.append((message.topic, message.payload))
-        self.arrived.set()
 
 
 @pytest.fixture
@@ -151,14 +137,14 @@ def test_geometry_is_passed_on(publisher: Wis2Publisher, tmp_path: Path) -> None
 
 
 def test_published_message_arrives_valid(publisher: Wis2Publisher, broker: Mosquitto, tmp_path: Path) -> None:
-    received = Received(broker.url(""))
+    recorder = NotificationRecorder(broker.url(""))
     try:
         publisher.delivered(delivery(written(tmp_path, "e.h5", b"data")))
-        assert received.arrived.wait(10)
+        found = recorder.wait(1)
     finally:
-        received.connection.close()
-    topic, payload = received.messages[0]
-    assert topic.endswith("/noaa-20/viirs") and notification.parse(payload).rel == "canonical"
+        recorder.close()
+    assert [(topic.rsplit("/", 2)[1:], n.rel) for topic, n, _ in found] == [(["noaa-20", "viirs"], "canonical")]
+    assert recorder.invalid == []
 
 
 @pytest.mark.parametrize(("make", "logged"), [

@@ -72,10 +72,8 @@ class Wis2Publisher(DeliveryObserver):
         opts = options.parse_options(keys, file=file, chain=chain)
         if opts is None:
             return None
-        client_id = unique_id(f"trollmoves-wis2-{chain}".replace("/", "-").replace("+", "-").replace("#", "-"),
-                              role)
-        try:
-            connection = Connection(opts.bus, client_id, role=f"[{chain}] wis2")
+        try:  # a client id of its own: it publishes only, and keeps no session
+            connection = Connection(opts.bus, unique_id(f"trollmoves-wis2-{chain}", role), role=f"[{chain}] wis2")
         except ConfigError as err:
             raise ConfigError(err.message, file=file, section=chain, key="wis2_broker") from None
         LOG.info("[%s] Announcing deliveries as WIS2 notifications on %s", chain, opts.bus)
