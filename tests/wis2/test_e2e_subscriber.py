@@ -6,7 +6,6 @@ them on posttroll. A file corrupted on the HTTP side is caught, a duplicate noti
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,9 @@ from support.wis2_subscriber import SubscriberHarness
 from trollmoves_http import testing as nginx_testing
 from trollmoves_http.testing import Nginx
 from trollmoves_mqtt import testing as broker_testing
-from trollmoves_mqtt.connection import Connection, unique_id
-from trollmoves_mqtt.options import parse_bus_address
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_wis2 import notification
+from trollmoves_wis2.testing import NotificationRecorder
 
 if not (broker_testing.available() and nginx_testing.available()):
     pytest.skip("mosquitto and nginx are needed (scripts/install-system-deps installs them as root)",
@@ -33,31 +31,17 @@ if not (broker_testing.available() and nginx_testing.available()):
 pytestmark = pytest.mark.timeout(180)
 
 
-class Notifications:
-    """Every WNM payload published on ``topic``, by the name of the file it links."""
-
-    def __init__(self, broker: Mosquitto, topic: str) -> None:
-        self.payloads: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-        self.connection = Connection(parse_bus_address(broker.url("")), unique_id("test", "wnm-watch"),
-                                     on_message=self._on_message, subscriptions=[topic])
-
-    def _on_message(self, message) -> None:
-        href = notification.canonical_link(notification.parse(message.payload)).href
-        with self._lock:
-            self.payloads[href.rsplit("/", 1)[-1]] = message.payload
-
-    def of(self, name: str) -> bytes | None:
-        with self._lock:
-            return self.payloads.get(name)
-
-
 def test_server_client_wis2_node_nginx_broker_subscriber_posttroll(servers, tmp_path: Path, broker: Mosquitto,
                                                                    nginx: Nginx, served: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     harness = SubscriberHarness(tmp_path / "wis2", broker,
                                 connection_parameters={"ca_file": str(nginx.ca_file), "retry_delay": 0})
-    watch = Notifications(broker, harness.topic)
+    watch = NotificationRecorder(broker.url(""), harness.topic)
+
+    def payload_of(name: str) -> bytes | None:
+        found = watch.about(name)
+        return found[0][2] if found else None
+
     server = servers("srv")
     section = client_section(server.provider, f"{served}/", free_port(), wis2_broker=broker.url(""),
                              wis2_topic=harness.topic, wis2_base_url=nginx.url(f"/{served.name}", tls=True))
@@ -72,16 +56,16 @@ def test_server_client_wis2_node_nginx_broker_subscriber_posttroll(servers, tmp_
             probe = f"probe{probe_announced.count}.dat"
             probe_announced.count += 1
             write_file(server.inbox, probe, b"probe")
-            return wait_until(lambda: watch.of(probe), timeout=3)
+            return wait_until(lambda: payload_of(probe), timeout=3)
 
         probe_announced.count = 0
         assert wait_until(probe_announced, timeout=40, interval=0.0), "the client never announced a file on WIS2"
         for name, content in contents.items():
             write_file(server.inbox, name, content)
-        assert wait_until(lambda: all(watch.of(name) for name in contents), timeout=30)
+        assert wait_until(lambda: all(payload_of(name) for name in contents), timeout=30)
         assert all((served / name).read_bytes() == content for name, content in contents.items())
         (served / "f1.dat").write_bytes(b"\0" + contents["f1.dat"][1:])  # corrupted on the HTTP side
-        harness.publish(watch.of("f0.dat"))  # a duplicate (the same message from a second broker)
+        harness.publish(payload_of("f0.dat"))  # a duplicate (the same message from a second broker)
 
         with caplog.at_level(logging.WARNING):
             subscriber = harness.start(tmp_path / "state")  # the session brings what came meanwhile
@@ -92,14 +76,15 @@ def test_server_client_wis2_node_nginx_broker_subscriber_posttroll(servers, tmp_
         assert "f1.dat" not in announced and not (harness.destination / "f1.dat").exists()
         for name in ("f0.dat", "f2.dat"):
             assert (harness.destination / name).read_bytes() == contents[name]
-            wnm = notification.parse(watch.of(name))
-            assert announced[name].data["wis2_id"] == wnm.id and announced[name].data["data_id"] == wnm.data_id
+            published = notification.parse(payload_of(name))
+            assert announced[name].data["wis2_id"] == published.id
+            assert announced[name].data["data_id"] == published.data_id
             assert announced[name].data["size"] == len(contents[name])
-            assert announced[name].data["integrity"]["value"] == wnm.integrity_value
-        failed = notification.parse(watch.of("f1.dat")).id
+            assert announced[name].data["integrity"]["value"] == published.integrity_value
+        failed = notification.parse(payload_of("f1.dat")).id
         assert any(failed in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
         assert len(nginx.requests(f"/{served.name}/f0.dat")) == 1  # the duplicate was not fetched
     finally:
         client.stop()
-        watch.connection.close()
+        watch.close()
         harness.close()
