@@ -366,3 +366,17 @@ def test_members_of_a_group_share_the_notifications(tmp_path: Path, broker: Mosq
         halt.set()
         thread.join(15)
         harness.close()
+
+
+@pytest.mark.parametrize("method", ["sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512"])
+def test_every_integrity_method_of_wnm_is_verified(harness: SubscriberHarness, nginx: Nginx, served: Path,
+                                                    method: str) -> None:
+    data = os.urandom(3000)
+    good, bad = serve_file(nginx, served, "good.dat", data), serve_file(nginx, served, "bad.dat", data[::-1])
+    harness.start()
+    harness.publish(harness.wnm("good.dat", href=good, integrity=integrity(data, method)))
+    harness.publish(harness.wnm("bad.dat", href=bad, integrity=integrity(data, method)))
+    subscriber = harness.wait_handled(2)
+    assert (subscriber.outcomes["delivered"], subscriber.outcomes["failed"]) == (1, 1)
+    assert [p.name for p in harness.destination.iterdir()] == ["good.dat"]
+    assert harness.files(1)[0].data["integrity"] == {"method": method, "value": integrity(data, method)[1]}
