@@ -1,4 +1,5 @@
-"""A real Mosquitto broker (from :mod:`trollmoves_mqtt.testing`) for the WIS2 publish tests."""
+"""Real Mosquitto brokers (from :mod:`trollmoves_mqtt.testing`) for the WIS2 tests; the subscriber's
+nginx (HTTPS) and served directories come from :mod:`support.wis2_subscriber`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from support.fixtures import servers  # noqa: F401 - fixture
 
 pytest.importorskip("paho.mqtt")
+from support.wis2_subscriber import nginx, served  # noqa: F401 - fixtures
 from trollmoves_mqtt import testing as broker_testing
 from trollmoves_mqtt.testing import PASSWORD, Mosquitto
 
