@@ -1,11 +1,13 @@
-"""The mirror, the dispatcher and the downloader as real processes on a real Mosquitto (``--bus``):
-what they are sent through the broker arrives byte-identical, and their results are published
-on the broker."""
+"""The roles as real processes on a real Mosquitto (``--bus``): the mirror, the dispatcher (fed by
+a standalone server), the downloader, and a client delivering a dataset. What goes through the
+broker arrives byte-identical, and the roles' results are published on the broker."""
 
 from __future__ import annotations
 
+import io
 import re
 import socket
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -42,11 +44,11 @@ def processes():
             process.stop()
 
 
-def _server(root: Path, bus: str, processes: list, **section: object) -> Path:
-    """``trollmoves server`` on ``bus`` watching ``root/in``; the directory."""
+def _server(root: Path, bus: str, processes: list, origin: str = "{name}.dat", **section: object) -> Path:
+    """``trollmoves server`` on ``bus`` watching ``root/in`` for ``origin``; the directory."""
     inbox = root / "in"
     inbox.mkdir()
-    ini = write_ini(root / "server.ini", {"srv": {"origin": f"{inbox}/{{name}}.dat", "topic": "/test/data",
+    ini = write_ini(root / "server.ini", {"srv": {"origin": f"{inbox}/{origin}", "topic": "/test/data",
                                                   **section}})
     server = TrollmovesProcess(["server", "-p", free_port(), "--bind", "127.0.0.1", "--disable-backlog",
                                 "--announce-delay", "0", "--bus", with_query(bus, client_id="srv"), ini],
@@ -93,6 +95,36 @@ def test_a_mirror_relays_a_servers_files_to_a_client(tmp_path, broker, bus, reco
     results = recorder.wait_for(lambda m: m.type == "file" and m.subject == "/mirror/data"
                                 and "request_address" not in m.data, len(contents))
     assert {Path(m.data["uri"]).name for m in results} == set(contents)
+
+
+def test_a_client_delivers_every_file_of_a_dataset(tmp_path, broker, bus, recorder, processes):
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    # a tar unpacked by the server is announced as one dataset message of its members
+    inbox = _server(tmp_path, bus, processes, origin="{name}.tar", request_port=free_port(),
+                    request_address="127.0.0.1", compression="tar", working_directory=str(work))
+    client_ini = write_ini(tmp_path / "client.ini", {"test": {
+        "providers": "127.0.0.1:9", "destination": f"{out}/", "topic": "/test/data", "publish_port": 0,
+        "nameservers": "false", "bind_address": "127.0.0.1"}})
+    client = TrollmovesProcess(["client", client_ini, "-v", "--bus", with_query(bus, client_id="client")],
+                               tmp_path / "client.log")
+    processes.append(client)
+    wait_subscribed(broker, "client")
+
+    members = {f"m{n}.txt": f"member {n}\n".encode() * (100 * n + 1) for n in range(4)}
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    write_file(inbox, "d1.tar", archive.getvalue())
+    assert wait_until(lambda: all((out / n).exists() for n in members), 60), client.log()[-3000:]
+    assert {n: (out / n).read_bytes() for n in members} == members
+    announced = recorder.wait_for(lambda m: m.type == "dataset" and "request_address" in m.data)
+    assert [d["uid"] for d in announced[0].data["dataset"]] == list(members)
+    result = recorder.wait_for(lambda m: m.type == "dataset" and "request_address" not in m.data)
+    assert sorted(Path(d["uri"]).name for d in result[0].data["dataset"]) == sorted(members)
 
 
 def test_a_dispatcher_delivers_what_a_standalone_server_announces(tmp_path, broker, bus, recorder, processes):
