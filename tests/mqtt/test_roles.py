@@ -44,6 +44,15 @@ def processes():
             process.stop()
 
 
+def _id(bus: str, role: str) -> str:
+    """A client id of the test's own (the session's broker log holds every test's)."""
+    return f"{role}-{bus.rsplit('/', 1)[-1]}"
+
+
+def _bus_of(bus: str, role: str) -> str:
+    return with_query(bus, client_id=_id(bus, role))
+
+
 def _server(root: Path, bus: str, processes: list, origin: str = "{name}.dat", **section: object) -> Path:
     """``trollmoves server`` on ``bus`` watching ``root/in`` for ``origin``; the directory."""
     inbox = root / "in"
@@ -51,7 +60,7 @@ def _server(root: Path, bus: str, processes: list, origin: str = "{name}.dat", *
     ini = write_ini(root / "server.ini", {"srv": {"origin": f"{inbox}/{origin}", "topic": "/test/data",
                                                   **section}})
     server = TrollmovesProcess(["server", "-p", free_port(), "--bind", "127.0.0.1", "--disable-backlog",
-                                "--announce-delay", "0", "--bus", with_query(bus, client_id="srv"), ini],
+                                "--announce-delay", "0", "--bus", _bus_of(bus, "srv"), ini],
                                root / "server.log")
     processes.append(server)
     server.wait_logged("Server running", 30)
@@ -65,18 +74,18 @@ def test_a_mirror_relays_a_servers_files_to_a_client(tmp_path, broker, bus, reco
         "request_address": "127.0.0.1", "request_port": free_port(), "publish_port": 0,
         "destination": f"file://{tmp_path / 'staging'}/"}})
     mirror = TrollmovesProcess(["mirror", mirror_ini, "-p", free_port(), "--bind", "127.0.0.1", "-v",
-                                "--bus", with_query(bus, client_id="mirror")], tmp_path / "mirror.log")
+                                "--bus", _bus_of(bus, "mirror")], tmp_path / "mirror.log")
     processes.append(mirror)
     mirror.wait_logged("Mirror running", 30)
     out = tmp_path / "out"
     client_ini = write_ini(tmp_path / "client.ini", {"test": {
         "providers": "127.0.0.1:9", "destination": f"{out}/", "topic": "/mirror/data", "publish_port": 0,
         "nameservers": "false", "bind_address": "127.0.0.1"}})
-    client = TrollmovesProcess(["client", client_ini, "-v", "--bus", with_query(bus, client_id="client")],
+    client = TrollmovesProcess(["client", client_ini, "-v", "--bus", _bus_of(bus, "client")],
                                tmp_path / "client.log")
     processes.append(client)
-    wait_subscribed(broker, "mirror")
-    wait_subscribed(broker, "client")
+    wait_subscribed(broker, _id(bus, "mirror"))
+    wait_subscribed(broker, _id(bus, "client"))
 
     contents = {f"f{n}.dat": f"through the mirror {n}\n".encode() * (n + 1) for n in range(10)}
     for name, content in contents.items():
@@ -106,10 +115,10 @@ def test_a_client_delivers_every_file_of_a_dataset(tmp_path, broker, bus, record
     client_ini = write_ini(tmp_path / "client.ini", {"test": {
         "providers": "127.0.0.1:9", "destination": f"{out}/", "topic": "/test/data", "publish_port": 0,
         "nameservers": "false", "bind_address": "127.0.0.1"}})
-    client = TrollmovesProcess(["client", client_ini, "-v", "--bus", with_query(bus, client_id="client")],
+    client = TrollmovesProcess(["client", client_ini, "-v", "--bus", _bus_of(bus, "client")],
                                tmp_path / "client.log")
     processes.append(client)
-    wait_subscribed(broker, "client")
+    wait_subscribed(broker, _id(bus, "client"))
 
     members = {f"m{n}.txt": f"member {n}\n".encode() * (100 * n + 1) for n in range(4)}
     archive = io.BytesIO()
@@ -136,9 +145,9 @@ def test_a_dispatcher_delivers_what_a_standalone_server_announces(tmp_path, brok
         "local": {"directory": str(out), "publish_topic": "/dispatched", "dispatch_configs": [{"topics": ["/test"]}]},
     }))
     dispatcher = TrollmovesProcess(["dispatcher", "-p", "0", "--publish-bind", "127.0.0.1", "-v",
-                                    "--bus", with_query(bus, client_id="disp"), config], tmp_path / "dispatcher.log")
+                                    "--bus", _bus_of(bus, "disp"), config], tmp_path / "dispatcher.log")
     processes.append(dispatcher)
-    wait_subscribed(broker, "disp")
+    wait_subscribed(broker, _id(bus, "disp"))
 
     contents = {f"f{n}.dat": f"dispatched {n}\n".encode() * (n + 1) for n in range(10)}
     for name, content in contents.items():
@@ -161,9 +170,9 @@ def test_a_downloader_fetches_what_is_announced_on_the_broker(tmp_path, broker, 
         "subscribe-topic": ["/new"], "publish-topic": "/downloaded", "download_destination": str(destination),
         "subscriber_addresses": "tcp://127.0.0.1:9", "subscribe_nameserver": False, "publish_port": 0}))
     downloader = TrollmovesProcess(["downloader", config, "--publish-bind", "127.0.0.1", "-v",
-                                    "--bus", with_query(bus, client_id="dl")], tmp_path / "downloader.log")
+                                    "--bus", _bus_of(bus, "dl")], tmp_path / "downloader.log")
     processes.append(downloader)
-    wait_subscribed(broker, "dl")
+    wait_subscribed(broker, _id(bus, "dl"))
     source = broker_publisher(bus, "s3stalker")
     try:
         contents = {f"p{n}.nc": bytes(range(256)) * (n + 1) for n in range(5)}
