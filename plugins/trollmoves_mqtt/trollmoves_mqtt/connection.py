@@ -109,6 +109,7 @@ class Connection:
         if not self.connected.is_set():
             LOG.warning("%s: no answer from the broker %s in %.0f s; still trying", self.role, self.bus,
                         self.bus.connect_timeout)
+            self._status.down(self.client_id, "no answer", logged=True)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: Any,
                     _properties: Any) -> None:
@@ -122,9 +123,9 @@ class Connection:
             LOG.error("%s: %s", self.role, text)
             return
         self.connects += 1
-        if self.connects > 1:
-            LOG.debug("%s: connected to the broker %s again (session %s)", self.role, self.bus,
-                      "resumed" if flags.session_present else "new")
+        if self.connects > 1 and self.persistent and not flags.session_present:
+            LOG.warning("%s: the broker %s lost this session; what it queued for us comes from the catch-up",
+                        self.role, self.bus)
         self._status.up(self.client_id)
         with self._lock:
             wanted = list(self.subscriptions)
