@@ -11,6 +11,7 @@ import pytest
 from support.bus import free_port, wait_until
 from support.files import write_file
 from support.ini import write_ini
+from support.metrics import metrics
 from support.processes import TrollmovesProcess
 
 pytestmark = pytest.mark.slow
@@ -35,8 +36,10 @@ class Pair:
                                          "--announce-delay", "0", *([] if in_config else ["--bus", bus]), server_ini],
                                         root / "server.log")
         self.server.wait_logged("Server running", 30)
-        self.client = TrollmovesProcess(["client", client_ini, "-v", *([] if in_config else ["--bus", client_bus])],
-                                        root / "client.log")
+        metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.client = TrollmovesProcess(["client", client_ini, "-v", "--metrics-port", metrics_port,
+                                         *([] if in_config else ["--bus", client_bus])], root / "client.log")
         self.wait_client()
 
     def wait_client(self) -> None:
@@ -142,12 +145,16 @@ def test_sections_naming_different_buses_are_one_line(tmp_path):
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
 def test_a_broker_restart_mid_stream_loses_nothing(restartable_pair, stop):
     pair, broker = restartable_pair
+    bus = f"mqtt://127.0.0.1:{broker.port}/restart"  # as logged and labelled: no query
     first = {f"f{n}.dat": f"before {n}\n".encode() for n in range(20)}
     second = {f"f{n}.dat": f"during {n}\n".encode() for n in range(20, 40)}
+    connected = lambda: metrics(pair.metrics_url).get(f'trollmoves_bus_connected{{bus="{bus}"}}')  # noqa: E731
     for name, content in first.items():
         write_file(pair.inbox, name, content)
     assert wait_until(lambda: all((pair.out / n).exists() for n in first), 30), pair.client.log()[-3000:]
+    assert connected() == 1.0
     broker.stop() if stop == "terminate" else broker.kill()
+    assert wait_until(lambda: connected() == 0.0, 30)
     for name, content in second.items():  # announced while the broker is down
         write_file(pair.inbox, name, content)
     assert wait_until(lambda: pair.server.log().count("announced") >= 41, 20)
@@ -155,7 +162,11 @@ def test_a_broker_restart_mid_stream_loses_nothing(restartable_pair, stop):
     everything = {**first, **second}
     assert wait_until(lambda: all((pair.out / n).exists() for n in everything), 60), pair.client.log()[-3000:]
     assert {n: (pair.out / n).read_bytes() for n in everything} == everything
-    assert "lost the broker" in pair.client.log() and "connected to the broker" in pair.client.log()
+    assert wait_until(lambda: connected() == 1.0, 30)
+    assert metrics(pair.metrics_url)[f'trollmoves_bus_reconnects_total{{bus="{bus}"}}'] == 1.0
+    # one line each for all of the client's connections to the broker
+    log = pair.client.log()
+    assert log.count("MQTT bus: lost the broker") == 1 and log.count("MQTT bus: connected to the broker") == 1, log
 
 
 def test_an_untrusted_ca_stops_the_client_with_one_line(tmp_path, secure_broker):

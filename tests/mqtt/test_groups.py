@@ -5,12 +5,16 @@ kill -9 has its share delivered by the others."""
 from __future__ import annotations
 
 import re
+import select
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from posttroll.message import Message
 from support.bus import free_port, wait_until
 from support.files import write_file
 from support.ini import write_ini
@@ -119,3 +123,95 @@ def test_a_member_killed_for_good_has_its_share_delivered_by_the_others(group):
     time.sleep(TAKEOVER_AFTER * 2)
     fetched_again = set(re.findall(r"Delivered (f\d+\.dat) from", victim.run_log())) & set(second)
     assert not fetched_again, fetched_again
+
+
+class SlowServer:
+    """A server on the broker, in this process: announces files and answers push requests by
+    writing the file into the requested directory, except those from ``slow`` members, which it
+    keeps unanswered (a destination that never finishes)."""
+
+    def __init__(self, bus: str, files: dict[str, bytes], slow: str) -> None:
+        from support.broker import broker_publisher
+        from trollmoves_mqtt.transport import MqttTransport
+
+        self.address = f"127.0.0.1:{free_port()}"
+        self.files, self.slow = files, slow
+        self.held: list[str] = []
+        self.publisher = broker_publisher(bus, "slow-server")
+        self.inbox = MqttTransport.for_bus(bus).request_inbox(self.address)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def announce(self, name: str) -> None:
+        self.publisher.send(Message("/test/data", "file", {"uid": name, "uri": f"/origin/{name}",
+                                                           "request_address": self.address}))
+
+    def _serve(self) -> None:
+        while not self._halt.is_set():
+            select.select([self.inbox.pollable], [], [], 0.1)
+            while (incoming := self.inbox.receive()) is not None:
+                message = incoming.request
+                if not isinstance(message, Message):
+                    continue
+                if message.type == "push" and incoming.peer.startswith(f"{self.slow}-"):
+                    self.held.append(message.data["uid"])
+                    continue
+                if message.type == "push":
+                    target = Path(urlsplit(message.data["destination"]).path) / message.data["uid"]
+                    write_file(target.parent, target.name, self.files[message.data["uid"]])
+                    reply = Message(message.subject, "file", message.data)
+                else:
+                    reply = Message(message.subject, "ack" if message.type == "ack" else "unknown", message.data)
+                self.inbox.reply(incoming.token, reply)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._thread.join(5)
+        self.inbox.close()
+        self.publisher.stop()
+
+
+def test_a_member_killed_with_its_files_journaled_but_undelivered_has_them_delivered_by_the_others(
+        tmp_path, broker):
+    """The member acknowledges each announcement to the broker when it takes it (before its
+    delivery); its journal is its own. What the group covers is the takeover: every member
+    watches every announcement, and delivers what no member delivered in time."""
+    out = tmp_path / "out"
+    prefix = f"slow{free_port()}"
+    contents = {f"f{n}.dat": f"slow {n}\n".encode() * (n + 1) for n in range(30)}
+    server = SlowServer(broker.url(prefix=prefix, client_id="slowsrv"), contents, slow="member1")
+    members = []
+    try:
+        for n in range(3):
+            ini = write_ini(tmp_path / f"client{n}.ini", {"test": {
+                "providers": "127.0.0.1:9", "destination": f"{out}/", "topic": "/test/data", "publish_port": 0,
+                "nameservers": "false", "bind_address": "127.0.0.1", "reconcile_interval": 0}})
+            bus = broker.url(prefix=prefix, group="g", client_id=f"member{n}", takeover_after=str(TAKEOVER_AFTER))
+            members.append(TrollmovesProcess(["client", ini, "-v", "--bus", bus], tmp_path / f"client{n}.log"))
+        assert wait_until(lambda: len(set(re.findall(r"(member\d)-sub-\w+ .*\n.*\$share/g/" + prefix,
+                                                     broker.log()))) == 3, 20), broker.log()[-3000:]
+        time.sleep(TAKEOVER_AFTER)  # each member holds its own share that long after a start
+        victim = members[1]
+        for name in contents:
+            server.announce(name)
+        # the victim journaled its share and asked for it; its destination never finishes
+        assert wait_until(lambda: len(server.held) >= 3, 30), victim.log()[-3000:]
+        victim.kill(signal.SIGKILL)
+        held = set(server.held)
+        assert wait_until(lambda: all((out / n).exists() for n in contents), 90), \
+            "\n".join(m.log()[-1500:] for m in members)
+        assert {n: (out / n).read_bytes() for n in contents} == contents
+        survivors = [m for m in members if m is not victim]
+        by_survivors = lambda: sum((Counter(re.findall(r"Delivered (f\d+\.dat) from", m.log()))  # noqa: E731
+                                    for m in survivors), Counter())
+        assert wait_until(lambda: set(by_survivors()) == set(contents), 30), by_survivors()
+        assert set(by_survivors().values()) == {1}  # each file delivered once by the group
+        assert not re.findall(r"Delivered (f\d+\.dat) from", victim.log())
+        assert any("Taking over" in m.log() for m in survivors)
+        print(f"held by the victim and taken over: {len(held)}")
+    finally:
+        for member in members:
+            if member.alive():
+                member.stop()
+        server.stop()

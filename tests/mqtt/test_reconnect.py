@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
+import subprocess
+import sys
 
 from posttroll.message import Message
+from support.bus import free_port
 from trollmoves_mqtt.transport import MqttTransport
 from trollmoves_roles.testing import WAIT, in_loop, receive_until, running_loop, settle
 
@@ -74,3 +78,42 @@ def test_a_request_sent_while_the_broker_restarts_is_answered(fresh_broker):
     finally:
         inbox.close()
     assert error is None and reply.data == {"n": 1}
+
+
+_TAKE_ONE_AND_DIE = """
+import os, signal, sys, time
+from trollmoves_mqtt.transport import MqttTransport
+subscriber = MqttTransport.for_bus(sys.argv[1]).subscriber(["provider"], ["/acked"])
+print("ready", flush=True)
+message = subscriber.recv(60)
+time.sleep(1)  # a handler busy long enough for an acknowledgment to reach the broker
+print("took", message.data["n"], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # before it is done (before a client journals the message)
+"""
+
+
+def test_a_message_taken_by_a_process_killed_before_handling_it_comes_back(broker, tmp_path):
+    from support.broker import wait_subscribed
+
+    bus = broker.url(prefix=f"acked{free_port()}", client_id=f"taker{free_port()}")
+    transport = MqttTransport.for_bus(bus)
+    taker = subprocess.Popen([sys.executable, "-c", _TAKE_ONE_AND_DIE, bus], stdout=subprocess.PIPE, text=True)
+    publisher = transport.publisher("unused", name="acked")
+    try:
+        assert taker.stdout.readline() == "ready\n"
+        wait_subscribed(broker, transport.bus.client_id)
+        publisher.send(Message("/acked/file", "file", {"n": 1}))
+        assert taker.stdout.readline() == "took 1\n"
+        assert taker.wait(20) == -signal.SIGKILL
+        again = transport.subscriber(["provider"], ["/acked"])  # the same session, resumed
+        try:
+            publisher.send(Message("/acked/end", "end"))
+            got = receive_until(again, "end")
+        finally:
+            again.close()
+    finally:
+        publisher.stop()
+        if taker.poll() is None:
+            taker.kill()
+        taker.stdout.close()
+    assert [m.data["n"] for m in got if m.type == "file"] == [1]

@@ -1,7 +1,9 @@
 """One paho MQTT v5 client connected to the broker of a :class:`~trollmoves_mqtt.options.BusAddress`.
 
 paho's network loop runs in its own thread; it reconnects by itself with a growing delay
-(1 s up to :data:`MAX_RECONNECT_DELAY`). TCP_NODELAY is set on every socket it opens (without
+(1 s up to :data:`MAX_RECONNECT_DELAY`) and reports each loss and return to the process's
+:class:`~trollmoves_mqtt.status.BrokerStatus` (one log line for all of its connections, and the
+metrics). TCP_NODELAY is set on every socket it opens (without
 it a QoS 1 round trip costs 40 to 90 ms of Nagle + delayed ACK). The first connection is made
 before the constructor returns: a refused login or an untrusted certificate is a ConfigError
 (one line; the role exits 2), a broker that is not up yet is logged and retried in the background.
@@ -33,6 +35,7 @@ from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.errors import connect_problem, refusal
 from trollmoves_mqtt.options import BusAddress
+from trollmoves_mqtt.status import broker_status
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
@@ -58,7 +61,7 @@ class Connection:
         self.connected = threading.Event()
         self.connects = 0
         self._refused: str | None = None
-        self._lost_logged = False
+        self._status = broker_status(str(bus))
         self._lock = threading.Lock()
         client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5, manual_ack=manual_ack)
@@ -93,6 +96,7 @@ class Connection:
             if problem.fatal:
                 raise ConfigError(problem.text) from None
             LOG.warning("%s: %s; retrying in the background", self.role, problem.text)
+            self._status.down(self.client_id, problem.text, logged=True)
             self.client.connect_async(self.bus.host, self.bus.port, keepalive=self.bus.keepalive,
                                       clean_start=not self.persistent, properties=properties)
             self.client.loop_start()
@@ -105,6 +109,7 @@ class Connection:
         if not self.connected.is_set():
             LOG.warning("%s: no answer from the broker %s in %.0f s; still trying", self.role, self.bus,
                         self.bus.connect_timeout)
+            self._status.down(self.client_id, "no answer", logged=True)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: Any,
                     _properties: Any) -> None:
@@ -118,10 +123,10 @@ class Connection:
             LOG.error("%s: %s", self.role, text)
             return
         self.connects += 1
-        if self.connects > 1 or self._lost_logged:
-            LOG.info("%s: connected to the broker %s again (session %s)", self.role, self.bus,
-                     "resumed" if flags.session_present else "new")
-        self._lost_logged = False
+        if self.connects > 1 and self.persistent and not flags.session_present:
+            LOG.warning("%s: the broker %s lost this session; what it queued for us comes from the catch-up",
+                        self.role, self.bus)
+        self._status.up(self.client_id)
         with self._lock:
             wanted = list(self.subscriptions)
         if wanted:
@@ -131,9 +136,8 @@ class Connection:
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
                        _properties: Any) -> None:
         self.connected.clear()
-        if self._refused is None and not self._closing and not self._lost_logged:
-            self._lost_logged = True
-            LOG.warning("%s: lost the broker %s (%s); reconnecting", self.role, self.bus, reason_code)
+        if self._refused is None and not self._closing:
+            self._status.down(self.client_id, reason_code)
 
     _closing = False
 
@@ -170,6 +174,7 @@ class Connection:
         with contextlib.suppress(Exception):  # already disconnected
             self.client.disconnect()
         self.client.loop_stop()
+        self._status.closed(self.client_id)
 
     def _unsent(self) -> int:
         return len(getattr(self.client, "_out_messages", ()))

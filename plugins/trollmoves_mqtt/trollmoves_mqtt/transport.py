@@ -147,7 +147,9 @@ class MqttSubscriber:
     """posttroll messages on ``topics`` from the broker, read without blocking.
 
     Its session is persistent (``session_expiry`` of the bus address): the broker queues what
-    arrives while it is stopped. Each message is acknowledged once :meth:`recv` has handed it out.
+    arrives while it is stopped. A message :meth:`recv` hands out is acknowledged to the broker
+    at the next :meth:`recv` or :meth:`close`, once the caller has handled it (a client has
+    journaled it by then): a process killed before that gets it again when its session resumes.
     """
 
     def __init__(self, bus: BusAddress, addresses: Iterable[str], topics: Iterable[str]) -> None:
@@ -156,6 +158,7 @@ class MqttSubscriber:
         self.topics = list(topics)
         self._filters = filters(bus.prefix, self.topics, bus.group)
         self._handoff = Handoff()
+        self._handed: mqtt.MQTTMessage | None = None
         client_id = self._client_id()
         self._group: GroupWatch | None = None
         self._watching: Connection | None = None
@@ -192,6 +195,7 @@ class MqttSubscriber:
         return self._handoff.pollable
 
     def recv(self, timeout: float | None = None) -> Message | None:
+        self._acknowledge_handed()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -202,14 +206,23 @@ class MqttSubscriber:
                 message = item[1]
             else:
                 message = self._decode(item)
-                self._connection.client.ack(item.mid, item.qos)
                 if message is not None and self._delivered_by_the_group(message):
                     LOG.debug("Skipping %s: the group delivered it already", message.subject)
                     message = None
+                if message is not None and matches(message.subject, self.topics):
+                    self._handed = item
+                    return message
+                self._connection.client.ack(item.mid, item.qos)
+                message = None
             if message is not None and matches(message.subject, self.topics):
                 return message
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def _acknowledge_handed(self) -> None:
+        if self._handed is not None:
+            self._connection.client.ack(self._handed.mid, self._handed.qos)
+            self._handed = None
 
     def _delivered_by_the_group(self, message: Message) -> bool:
         return (self._group is not None and isinstance(message.data, dict) and "request_address" in message.data
@@ -254,6 +267,7 @@ class MqttSubscriber:
 
     def close(self) -> None:
         """Disconnect, keeping the session (and its subscriptions) on the broker."""
+        self._acknowledge_handed()
         if self._group is not None:
             self._group.close()
         if self._watching is not None:

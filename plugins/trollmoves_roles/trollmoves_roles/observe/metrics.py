@@ -2,7 +2,8 @@
 
 :class:`RoleMetrics` holds the metrics every role reports (see ``docs/observability.md``) in a
 registry of its own, with prometheus_client's process (memory, CPU, file descriptors, start
-time) and platform collectors; :class:`MetricsServer` serves a registry at
+time) and platform collectors, and the broker connections of :data:`BUS_CONNECTIONS`;
+:class:`MetricsServer` serves a registry at
 ``http://<bind>:<port>/metrics`` from a daemon thread, bound to 127.0.0.1 unless told otherwise.
 A process serving metrics also writes an endpoint file (:func:`write_endpoint`) so that
 ``trollmoves status CONFIG`` finds it from the config path alone.
@@ -27,7 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LOG = logging.getLogger(__name__)
@@ -133,6 +134,55 @@ class Histogram(_Labelled):
         return int(self._sample("_count", labels))
 
 
+class BusConnections:
+    """The state of this process's connections to a message broker, as a brokered transport
+    reports it (ZeroMQ has no connection to report); every :class:`RoleMetrics` shows it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._up: dict[tuple[str, str], bool] = {}
+        self._reconnects: dict[str, int] = {}
+
+    def set(self, bus: str, connection: str, up: bool) -> None:
+        """``connection`` (what it is for: ``subscriber``, ``requester``...) to ``bus`` is up or down."""
+        with self._lock:
+            self._up[(bus, connection)] = up
+            self._reconnects.setdefault(bus, 0)
+
+    def reconnected(self, bus: str) -> None:
+        """This process got ``bus`` back after losing it."""
+        with self._lock:
+            self._reconnects[bus] = self._reconnects.get(bus, 0) + 1
+
+    def drop(self, bus: str, connection: str) -> None:
+        """``connection`` was closed on purpose: it is no longer reported."""
+        with self._lock:
+            self._up.pop((bus, connection), None)
+
+    def families(self) -> Iterator[Metric]:
+        with self._lock:
+            up, reconnects = dict(self._up), dict(self._reconnects)
+        if not reconnects:
+            return
+        connected = GaugeMetricFamily("trollmoves_bus_connected",
+                                      "1 while every connection to the broker is up, else 0.", labels=["bus"])
+        buses: dict[str, bool] = {}
+        for (bus, _), state in up.items():
+            buses[bus] = buses.get(bus, True) and state
+        for bus, state in buses.items():
+            connected.add_metric([bus], 1.0 if state else 0.0)
+        yield connected
+        counted = CounterMetricFamily("trollmoves_bus_reconnects", "Times the broker came back after being lost.",
+                                      labels=["bus"])
+        for bus, count in reconnects.items():
+            counted.add_metric([bus], count)
+        yield counted
+
+
+BUS_CONNECTIONS = BusConnections()
+"""This process's broker connections (one process, one bus)."""
+
+
 class RoleMetrics(Collector):
     """The metrics every role reports, in a registry of their own (:attr:`registry`).
 
@@ -192,6 +242,7 @@ class RoleMetrics(Collector):
             ages.add_metric([peer], round(now - when, 3))
         yield ages
         yield from self._health_families(now)
+        yield from BUS_CONNECTIONS.families()
 
     # -- the facts of each chain's health ---------------------------------------------------
 
