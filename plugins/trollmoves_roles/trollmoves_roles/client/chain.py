@@ -41,6 +41,7 @@ from trollmoves_roles.client.unpack import UnpackError, unpack_message
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.codec import make_message
 from trollmoves_roles.protocol.messages import (
     FILE_TYPES,
     dicts_with,
@@ -274,7 +275,7 @@ class ClientChain:
     def _resume(self, unpublished: list[Unpublished], pending: list[PendingFile]) -> None:
         """Publish results a killed run delivered but may not have published; request pending files again."""
         for item in unpublished:
-            self._publish(Message(item.subject, item.atype, item.data))
+            self._publish(make_message(item.subject, item.atype, item.data))
             self.metrics.announced.inc(_file_count(item.data), chain=self.name)
             self.state.published(item.key)
             LOG.info("[%s] Published the result of %s delivered before the restart", self.name,
@@ -309,7 +310,7 @@ class ClientChain:
             self._reconcile(force=True)
 
     def _heartbeat(self) -> None:
-        self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
+        self._publish(make_message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
         self._loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat)
 
     # -- incoming messages -------------------------------------------------------------
@@ -504,7 +505,7 @@ class ClientChain:
                                                            with_credentials=with_credentials)
         if self.config.backup_targets:
             push["backup_targets"] = list(self.config.backup_targets)
-        return Message(source.subject, "push", push)
+        return make_message(source.subject, "push", push)
 
     def _next_source(self, transfer: Transfer) -> Message | None:
         assert self._requester is not None
@@ -574,9 +575,9 @@ class ClientChain:
             self.cache.add(uid)
         # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,
-                             Message(source.subject, message_type(result, source.type), result))
+                             make_message(source.subject, message_type(result, source.type), result))
         self._log_delivery(transfer, source, destination, result)
-        self._publish(Message(source.subject, "ack", dict(source.data)))
+        self._publish(make_message(source.subject, "ack", dict(source.data)))
         self._wake_waiting(address)
         if self.config.compression:
             transfer.state = TransferState.FINISHING
@@ -618,7 +619,7 @@ class ClientChain:
 
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
         self.delivered += 1
-        self._publish(Message(source.subject, message_type(result, source.type), result))
+        self._publish(make_message(source.subject, message_type(result, source.type), result))
         self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
         _record("published", self.name, transfer.uids, detail=source.subject)
@@ -686,7 +687,7 @@ class ClientChain:
                 _LIMITED.warning("ack", "[%s] ack to %s not confirmed: %s", self.name, address,
                                  error or f"{reply.type if reply else None}")
 
-        self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),
+        self._requester.request(address, make_message(announcement.subject, "ack", dict(announcement.data)),
                                 timeout=self.config.req_timeout, attempts=self.config.request_attempts,
                                 callback=done, kind="ack")
 
@@ -723,7 +724,7 @@ class ClientChain:
             since = self._horizon - CLOCK_MARGIN
             if address not in self._known_before:  # new to us: nothing from before this run is missed
                 since = max(since, self._window_start())
-        request = Message(self.config.topic or self._servers[address], "info",
+        request = make_message(self.config.topic or self._servers[address], "info",
                           {"max_count": RECONCILE_COUNT, "announcements": True, "after": since})
         self._requester.request(address, request, timeout=max(self.config.req_timeout, 5.0), attempts=1,
                                 kind="info", callback=lambda reply, error: self._on_info(address, since, after, reply))
@@ -852,7 +853,7 @@ def failure_message(chain: str, transfer: Transfer, destination: str) -> Message
         "rounds": transfer.rounds + 1,
         "announcement": dict(transfer.sources[0].data) if transfer.sources else {},
     }
-    return Message(subject, FAILURE_TYPE, data)
+    return make_message(subject, FAILURE_TYPE, data)
 
 
 def _is_time(value: object) -> bool:
@@ -872,6 +873,6 @@ def _listed_announcement(entry: object, address: str, horizon: float) -> Message
     if data.setdefault("request_address", address) != address:
         return None
     try:
-        return Message(subject, atype, data)
+        return make_message(subject, atype, data)
     except Exception:  # posttroll refuses it: a malformed entry, skipped like a malformed message
         return None
