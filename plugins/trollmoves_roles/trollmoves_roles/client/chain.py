@@ -171,6 +171,9 @@ class ClientChain:
         self.metrics.set_pending(config.name, self.queue_length)
         self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
         self.transfers: dict[str, Transfer] = {}
+        self._waiting: dict[str, Transfer] = {}
+        """Transfers put in a retry wait (some may have left it since: checked on use), so that a
+        delivery looks only at them, not at every transfer of a burst."""
         self.delivered = 0
         self.failed = 0
         self.resumed = 0
@@ -635,6 +638,7 @@ class ClientChain:
         transfer.tried.clear()
         transfer.current = None
         transfer.state = TransferState.WAITING
+        self._waiting[transfer.key] = transfer
         transfer.timer = self._loop.call_later(delay, self._retry, transfer)
         _record("retry", self.name, transfer.uids, detail=f"round {transfer.rounds} in {delay:.1f} s")
         _LIMITED.warning("retry", "[%s] No source could deliver %s (round %d: %s); retrying in %.1f s, giving up "
@@ -653,8 +657,11 @@ class ClientChain:
 
     def _wake_waiting(self, address: str) -> None:
         """``address`` delivered a file: retry now what waits for a round that includes it."""
-        for transfer in [t for t in self.transfers.values() if t.state is TransferState.WAITING]:
-            if any(s.data.get("request_address") == address for s in transfer.sources):
+        for key, transfer in list(self._waiting.items()):
+            if self.transfers.get(key) is not transfer or transfer.state is not TransferState.WAITING:
+                del self._waiting[key]  # settled or started again since
+            elif any(s.data.get("request_address") == address for s in transfer.sources):
+                del self._waiting[key]
                 transfer.cancel_timer()
                 self._start(transfer)
 
@@ -673,6 +680,8 @@ class ClientChain:
         transfer.cancel_timer()
         if self.transfers.get(transfer.key) is transfer:
             del self.transfers[transfer.key]
+        if self._waiting.get(transfer.key) is transfer:
+            del self._waiting[transfer.key]
         if forget:
             self.state.forget(transfer.key)
         for message in ack:
