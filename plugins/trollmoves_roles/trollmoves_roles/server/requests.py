@@ -263,11 +263,11 @@ class RequestServer:
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)
-            self._queue_reply(envelope, reply)
+            self._replies.append((envelope, reply))  # queued before the count drops: a drain waits for it
         finally:
             with self._lock:
                 self._pending -= 1
-            self._wakeup.wake()
+            self._wakeup.wake()  # one wake-up for the reply and the count
 
     def _schedule_delete(self, uri: Any) -> None:
         try:
