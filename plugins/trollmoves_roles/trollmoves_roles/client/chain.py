@@ -604,7 +604,8 @@ class ClientChain:
         """One :func:`log_transfer` line per delivered file, and the delivery metrics."""
         seconds = time.monotonic() - (transfer.requested or transfer.started)
         address = source.data["request_address"]
-        local = parse_uri(destination).scheme == "file" and is_local_host(parse_uri(destination).host)
+        location = parse_uri(destination)
+        local = location.scheme == "file" and is_local_host(location.host)
         announced = list(dicts_with(source.data, "uri"))
         delivered = list(dicts_with(result, "uri"))
         total = 0
