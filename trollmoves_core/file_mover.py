@@ -7,13 +7,12 @@ import os
 import shutil
 from typing import Any
 
-from trollmoves_core.checksum import Digest, Hasher
+from trollmoves_core.checksum import Digest, Hasher, read_buffer
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
 
 MODES = ("hardlink", "copy", "move", "symlink")
 _CHUNK = 64 * 1024 * 1024
-_HASH_BLOCK = 1024 * 1024
 
 
 class FileMover(Mover):
@@ -99,9 +98,9 @@ def hashing_copy(source: str, dest: str, method: str | None,
                  progress: ProgressCallback | None = None) -> Hasher:
     """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read)."""
     hasher = Hasher(method)
-    buffer = bytearray(_HASH_BLOCK)
-    view = memoryview(buffer)
     with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+        buffer = read_buffer(os.fstat(src.fileno()).st_size)
+        view = memoryview(buffer)
         while count := src.readinto(buffer):
             chunk = view[:count]
             hasher.update(chunk)

@@ -12,6 +12,7 @@ import json
 import logging
 import logging.config
 import logging.handlers
+import math
 import os
 from datetime import UTC, datetime
 
@@ -109,10 +110,23 @@ class TextFormatter(logging.Formatter):
     """Upstream's text line, its time in ISO 8601 with the zone's offset
     (``2026-12-02T17:05:59.008+01:00``)."""
 
+    _second: tuple[int, str, str] | None = None
+    """The last second formatted (Unix time), its local time up to the seconds and its zone's offset:
+    finding the zone is most of the cost of a line, and a busy second holds many lines."""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt:
             return super().formatTime(record, datefmt)
-        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+        # split as datetime.fromtimestamp does (microseconds rounded half to even, may carry)
+        fraction, whole = math.modf(record.created)
+        second, micro = int(whole), round(fraction * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        cached = self._second
+        if cached is None or cached[0] != second:
+            text = datetime.fromtimestamp(second).astimezone().isoformat()
+            cached = self._second = (second, text[:19], text[19:])
+        return f"{cached[1]}.{micro // 1000:03d}{cached[2]}"
 
 
 def log_transfer(logger: logging.Logger, *, uid: str, source: str, destination: str, nbytes: int | None,

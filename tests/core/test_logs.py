@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from trollmoves_core.cli import main
-from trollmoves_core.logs import LOG_FORMAT, JsonFormatter, log_transfer, setup_logging
+from trollmoves_core.logs import LOG_FORMAT, JsonFormatter, TextFormatter, log_transfer, setup_logging
 
 
 @pytest.fixture
@@ -58,6 +58,24 @@ def test_text_lines_carry_the_zone(restore_root, capsys) -> None:
     parsed = datetime.fromisoformat(stamp)
     assert parsed.utcoffset() is not None and stamp[10] == "T"
     assert abs(parsed.timestamp() - time.time()) < 3600  # the instant itself, not a shifted wall clock
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Helsinki", "Asia/Kolkata"])
+def test_text_times_are_iso_in_the_local_zone_across_seconds_and_a_dst_change(zone, monkeypatch) -> None:
+    """The formatter reuses the text of the current second: every line still reads as
+    datetime's own ISO text of its time, across second boundaries and the zone's clock change."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        formatter = TextFormatter(LOG_FORMAT)
+        change = datetime.fromisoformat("2026-03-29T00:59:58+00:00").timestamp()  # EET -> EEST at 01:00 UTC
+        for created in [change + i * 0.0137 for i in range(400)] + [1e9 + 0.9999996, 1e9 + 0.0004999, 1e9 + 0.9995]:
+            record = logging.makeLogRecord({"created": created})
+            expected = datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+            assert formatter.formatTime(record) == expected
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_json_lines_mark_utc(restore_root, capsys) -> None:

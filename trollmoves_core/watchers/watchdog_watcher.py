@@ -98,7 +98,8 @@ class _Handler(FileSystemEventHandler):
                 with self._wakeup:
                     self._pending[path] = time.monotonic() + MOVED_IN_GRACE
                     self._order.append(path)
-                    self._wakeup.notify()
+                    if len(self._order) == 1:  # else the thread waits for an earlier deadline anyway
+                        self._wakeup.notify()
 
     def _forget(self, path: str) -> None:
         if self._pending:

@@ -267,3 +267,17 @@ def test_heartbeat_watchdog_resubscribes_and_says_so(setup, caplog):
         assert "resubscribing" in caplog.text
         s.announcer.announce("f1.dat", a)
         assert s.wait_results(1)
+
+
+def test_a_delivery_from_a_server_wakes_the_files_waiting_to_retry_it(setup):
+    """A file waiting (a minute here) for another round over a server that failed it is tried
+    again as soon as that server delivers something else."""
+    s = setup(servers=1, handlers=[err], processing_delay=0.1, retry_delay=60, max_retry_delay=60,
+              give_up_after=600)
+    (a,) = s.servers
+    s.announcer.announce("f1.dat", a)
+    assert wait_until(lambda: len(a.pushes("f1.dat")) == 1)
+    a.handler = serve_everything
+    s.announcer.announce("f2.dat", a)
+    assert sorted(m.data["uid"] for m in s.wait_results(2)) == ["f1.dat", "f2.dat"]
+    assert len(a.pushes("f1.dat")) == 2

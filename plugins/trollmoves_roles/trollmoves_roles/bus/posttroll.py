@@ -3,7 +3,7 @@ subscriber that survives malformed messages.
 
 posttroll's own ``Subscriber.recv`` dies on a malformed header and polls with a sleep per
 message; :class:`Subscription` is a plain zmq SUB socket that decodes with
-``Message.decode`` and drops what does not decode, with a rate-limited log line.
+:func:`trollmoves_roles.protocol.codec.decode` and drops what does not decode, with a rate-limited log line.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from posttroll.message import Message
 from posttroll.publisher import Publisher
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.protocol import codec
 
 if TYPE_CHECKING:
     from trollmoves_roles.bus.security import CurveClient
@@ -80,14 +81,14 @@ class BusPublisher:
 
     def send(self, message: Message) -> None:
         """Publish ``message`` as a :data:`MESSAGE_VERSION` message (thread-safe)."""
-        self._publisher.send(versioned(message).encode())
+        self._publisher.send(codec.encode(message))
 
     def heartbeat(self, min_interval: int = HEARTBEAT_INTERVAL) -> None:
         """Send a ``beat`` on ``/heartbeat/<name>`` unless one went out in the last ``min_interval`` s."""
         now = time.monotonic()
         if now - self._last_beat >= min_interval:
             self._last_beat = now
-            self.send(Message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
+            self.send(codec.make_message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
 
     def stop(self) -> None:
         if self._registration is not None:
@@ -249,7 +250,7 @@ class Subscription:
                 continue
             raw = self._socket.recv()
             try:
-                return Message.decode(raw)
+                return codec.decode(raw)
             except Exception as err:  # any malformed message: drop it, keep serving
                 self._note_dropped(raw, err)
                 if deadline is not None and time.monotonic() >= deadline:

@@ -8,6 +8,7 @@ import zmq
 from posttroll.message import Message
 
 from trollmoves_core.exceptions import ConfigError
+from trollmoves_roles.protocol import codec
 from trollmoves_roles.protocol.requests import one_line
 
 
@@ -33,7 +34,7 @@ def read_request(frames: list[bytes]) -> tuple[list[bytes], Message | str]:
     if len(body) != 1:
         return envelope, f"expected one message frame, got {len(body)}"
     try:
-        return envelope, Message.decode(body[0])
+        return envelope, codec.decode(body[0])
     except Exception as err:  # anything undecodable gets an answer, never silence
         return envelope, f"invalid request: {one_line(err)}"
 

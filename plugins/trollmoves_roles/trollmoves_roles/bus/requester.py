@@ -31,7 +31,7 @@ from trollmoves_roles.bus.loop import EventLoop, Timer
 from trollmoves_roles.bus.security import CurveClient
 from trollmoves_roles.bus.transport import ReplyCallback
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
-from trollmoves_roles.protocol.messages import versioned
+from trollmoves_roles.protocol import codec
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=10.0, burst=5)
@@ -190,7 +190,7 @@ class ZmqRequester:
         server = self._servers.get(address)
         if server is None:
             server = self._servers[address] = _Server(address=address, max_in_flight=self.max_in_flight)
-        request = Request(address, message if callable(message) else versioned(message).encode(), timeout, attempts,
+        request = Request(address, message if callable(message) else codec.encode(message), timeout, attempts,
                           callback, kind)
         server.add(kind, request)
         self._pump(server, kind)
@@ -250,7 +250,7 @@ class ZmqRequester:
         self._outstanding.add(request)
         self._loop.register(sock, lambda: self._on_reply(server, request))
         if not isinstance(request.payload, str):
-            request.payload = versioned(request.payload()).encode()
+            request.payload = codec.encode(request.payload())
         sock.send_string(request.payload)
         request.sent_at = time.monotonic()
         request.timer = self._loop.call_later(request.timeout, self._on_timeout, server, request)
@@ -273,7 +273,7 @@ class ZmqRequester:
         server.answered(request.kind, None if request.fresh else server.last_used - request.sent_at)
         self._release(server, request.kind)
         try:
-            reply, error = Message.decode(raw), None
+            reply, error = codec.decode(raw), None
         except Exception as err:  # upstream answers a push without uri with the bare text "None"
             reply, error = None, f"invalid reply {raw[:200]!r} ({err})"
         self._callback(request, reply, error)

@@ -21,6 +21,7 @@ from trollmoves_roles.bus import security as zmq_security
 from trollmoves_roles.bus.posttroll import BusPublisher, Subscription
 from trollmoves_roles.bus.requester import ZmqRequester
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
+from trollmoves_roles.protocol import codec
 
 if TYPE_CHECKING:
     from trollmoves_roles.bus.loop import EventLoop
@@ -95,7 +96,7 @@ class RouterInbox:
 
     def reply(self, token: object, message: Message) -> None:
         try:
-            self._socket.send_multipart([*token, message.encode().encode()], zmq.NOBLOCK)  # type: ignore[misc]
+            self._socket.send_multipart([*token, codec.encode(message).encode()], zmq.NOBLOCK)  # type: ignore[misc]
         except zmq.ZMQError as err:  # the peer is gone, or its queue is full
             LOG.warning("%s: could not send a reply: %s", self.address, err)
 

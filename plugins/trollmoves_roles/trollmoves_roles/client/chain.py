@@ -41,6 +41,7 @@ from trollmoves_roles.client.unpack import UnpackError, unpack_message
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol import delivery
+from trollmoves_roles.protocol.codec import make_message
 from trollmoves_roles.protocol.messages import (
     FILE_TYPES,
     dicts_with,
@@ -173,6 +174,9 @@ class ClientChain:
         self.metrics.set_pending(config.name, self.queue_length)
         self.cache = cache if cache is not None else UidCache(initial=self.state.delivered_uids())
         self.transfers: dict[str, Transfer] = {}
+        self._waiting: dict[str, Transfer] = {}
+        """Transfers put in a retry wait (some may have left it since: checked on use), so that a
+        delivery looks only at them, not at every transfer of a burst."""
         self.delivered = 0
         self.failed = 0
         self.resumed = 0
@@ -278,7 +282,7 @@ class ClientChain:
     def _resume(self, unpublished: list[Unpublished], pending: list[PendingFile]) -> None:
         """Publish results a killed run delivered but may not have published; request pending files again."""
         for item in unpublished:
-            self._publish(Message(item.subject, item.atype, item.data))
+            self._publish(make_message(item.subject, item.atype, item.data))
             self.observers.delivered(item.subject, item.atype, item.data)
             self.metrics.announced.inc(_file_count(item.data), chain=self.name)
             self.state.published(item.key)
@@ -314,7 +318,7 @@ class ClientChain:
             self._reconcile(force=True)
 
     def _heartbeat(self) -> None:
-        self._publish(Message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
+        self._publish(make_message(f"/heartbeat/move_it_{self.name}", "beat", {"min_interval": HEARTBEAT_INTERVAL}))
         self._loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat)
 
     # -- incoming messages -------------------------------------------------------------
@@ -509,7 +513,7 @@ class ClientChain:
                                                            with_credentials=with_credentials)
         if self.config.backup_targets:
             push["backup_targets"] = list(self.config.backup_targets)
-        return Message(source.subject, "push", push)
+        return make_message(source.subject, "push", push)
 
     def _next_source(self, transfer: Transfer) -> Message | None:
         assert self._requester is not None
@@ -579,9 +583,9 @@ class ClientChain:
             self.cache.add(uid)
         # Journal first: a kill between the two then loses a log line, never repeats a fetch.
         self.state.delivered(transfer.key, transfer.uids,
-                             Message(source.subject, message_type(result, source.type), result))
+                             make_message(source.subject, message_type(result, source.type), result))
         self._log_delivery(transfer, source, destination, result)
-        self._publish(Message(source.subject, "ack", dict(source.data)))
+        self._publish(make_message(source.subject, "ack", dict(source.data)))
         self._wake_waiting(address)
         if self.config.compression:
             transfer.state = TransferState.FINISHING
@@ -605,7 +609,8 @@ class ClientChain:
         """One :func:`log_transfer` line per delivered file, and the delivery metrics."""
         seconds = time.monotonic() - (transfer.requested or transfer.started)
         address = source.data["request_address"]
-        local = parse_uri(destination).scheme == "file" and is_local_host(parse_uri(destination).host)
+        location = parse_uri(destination)
+        local = location.scheme == "file" and is_local_host(location.host)
         announced = list(dicts_with(source.data, "uri"))
         delivered = list(dicts_with(result, "uri"))
         total = 0
@@ -624,7 +629,7 @@ class ClientChain:
     def _deliver(self, transfer: Transfer, source: Message, result: dict[str, Any]) -> None:
         self.delivered += 1
         atype = message_type(result, source.type)
-        self._publish(Message(source.subject, atype, result))
+        self._publish(make_message(source.subject, atype, result))
         self.observers.delivered(source.subject, atype, result)
         self.metrics.announced.inc(_file_count(result), chain=self.name)
         self.state.published(transfer.key)
@@ -641,6 +646,7 @@ class ClientChain:
         transfer.tried.clear()
         transfer.current = None
         transfer.state = TransferState.WAITING
+        self._waiting[transfer.key] = transfer
         transfer.timer = self._loop.call_later(delay, self._retry, transfer)
         _record("retry", self.name, transfer.uids, detail=f"round {transfer.rounds} in {delay:.1f} s")
         _LIMITED.warning("retry", "[%s] No source could deliver %s (round %d: %s); retrying in %.1f s, giving up "
@@ -659,8 +665,11 @@ class ClientChain:
 
     def _wake_waiting(self, address: str) -> None:
         """``address`` delivered a file: retry now what waits for a round that includes it."""
-        for transfer in [t for t in self.transfers.values() if t.state is TransferState.WAITING]:
-            if any(s.data.get("request_address") == address for s in transfer.sources):
+        for key, transfer in list(self._waiting.items()):
+            if self.transfers.get(key) is not transfer or transfer.state is not TransferState.WAITING:
+                del self._waiting[key]  # settled or started again since
+            elif any(s.data.get("request_address") == address for s in transfer.sources):
+                del self._waiting[key]
                 transfer.cancel_timer()
                 self._start(transfer)
 
@@ -679,6 +688,8 @@ class ClientChain:
         transfer.cancel_timer()
         if self.transfers.get(transfer.key) is transfer:
             del self.transfers[transfer.key]
+        if self._waiting.get(transfer.key) is transfer:
+            del self._waiting[transfer.key]
         if forget:
             self.state.forget(transfer.key)
         for message in ack:
@@ -693,7 +704,7 @@ class ClientChain:
                 _LIMITED.warning("ack", "[%s] ack to %s not confirmed: %s", self.name, address,
                                  error or f"{reply.type if reply else None}")
 
-        self._requester.request(address, Message(announcement.subject, "ack", dict(announcement.data)),
+        self._requester.request(address, make_message(announcement.subject, "ack", dict(announcement.data)),
                                 timeout=self.config.req_timeout, attempts=self.config.request_attempts,
                                 callback=done, kind="ack")
 
@@ -730,7 +741,7 @@ class ClientChain:
             since = self._horizon - CLOCK_MARGIN
             if address not in self._known_before:  # new to us: nothing from before this run is missed
                 since = max(since, self._window_start())
-        request = Message(self.config.topic or self._servers[address], "info",
+        request = make_message(self.config.topic or self._servers[address], "info",
                           {"max_count": RECONCILE_COUNT, "announcements": True, "after": since})
         self._requester.request(address, request, timeout=max(self.config.req_timeout, 5.0), attempts=1,
                                 kind="info", callback=lambda reply, error: self._on_info(address, since, after, reply))
@@ -859,7 +870,7 @@ def failure_message(chain: str, transfer: Transfer, destination: str) -> Message
         "rounds": transfer.rounds + 1,
         "announcement": dict(transfer.sources[0].data) if transfer.sources else {},
     }
-    return Message(subject, FAILURE_TYPE, data)
+    return make_message(subject, FAILURE_TYPE, data)
 
 
 def _is_time(value: object) -> bool:
@@ -879,6 +890,6 @@ def _listed_announcement(entry: object, address: str, horizon: float) -> Message
     if data.setdefault("request_address", address) != address:
         return None
     try:
-        return Message(subject, atype, data)
+        return make_message(subject, atype, data)
     except Exception:  # posttroll refuses it: a malformed entry, skipped like a malformed message
         return None

@@ -9,6 +9,7 @@ server, ``request_address``/``destination`` removed and ``replace_mda`` applied.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import posixpath
@@ -38,6 +39,7 @@ def split_login(login: str | None) -> tuple[str | None, str | None]:
     return user, (password if sep else None)
 
 
+@functools.lru_cache(maxsize=1024)  # per file, and most chains have one destination
 def request_destination(destination: str, login: str | None, *, with_credentials: bool = True) -> str:
     """The destination as sent to the server (credentials included) or published (without).
 
@@ -56,6 +58,7 @@ def request_destination(destination: str, login: str | None, *, with_credentials
     return f"{location.scheme}://{auth}{host}{port}{location.path}" + (f"?{query}" if query else "")
 
 
+@functools.lru_cache(maxsize=1024)  # per file, and most chains have one destination
 def local_directory(destination: str, ftp_root: str = "/") -> str | None:
     """The local directory upstream creates before requesting (None for s3).
 

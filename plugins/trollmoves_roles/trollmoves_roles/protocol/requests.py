@@ -11,8 +11,9 @@ from typing import Any
 from posttroll.message import Message
 
 from trollmoves_core.uri import redact
+from trollmoves_roles.protocol.codec import make_message
 from trollmoves_roles.protocol.delivery import join_rel_path, on_host, split_host
-from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with, message_type
+from trollmoves_roles.protocol.messages import dicts_with, message_type
 
 INFO_MAX_COUNT = 2256
 """Most file names an ``info`` reply lists (as upstream)."""
@@ -53,9 +54,7 @@ def one_line(err: BaseException) -> str:
 
 def reply(request: Message, atype: str, data: Any = None) -> Message:
     """A reply to ``request``: same subject, type ``atype``, with ``data`` when given."""
-    if data is None:
-        return Message(request.subject, atype, version=MESSAGE_VERSION)
-    return Message(request.subject, atype, data, version=MESSAGE_VERSION)
+    return make_message(request.subject, atype, "" if data is None else data)
 
 
 def info_data(request: Message, newest: Callable[[str, int], list[str]], started: float) -> dict[str, Any]:

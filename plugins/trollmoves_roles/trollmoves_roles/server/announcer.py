@@ -12,13 +12,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from posttroll.message import Message
-
 from trollmoves_core.checksum import Digest, file_digest
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
-from trollmoves_roles.protocol.messages import MESSAGE_VERSION
+from trollmoves_roles.protocol.codec import make_message
 from trollmoves_roles.server.announced import AnnouncedFiles
 from trollmoves_roles.server.config import ServerChainConfig
 from trollmoves_roles.server.deleter import Deleter
@@ -254,7 +252,7 @@ class Announcer:
             self._deleter.schedule(str(output), self.chain.remove_delay)
 
     def _publish(self, atype: str, data: dict[str, Any], count: int = 1) -> None:
-        message = Message(self.chain.topic, atype, data, version=MESSAGE_VERSION)
+        message = make_message(self.chain.topic, atype, data)
         self._publisher.send(message)
         if self._metrics is not None:
             self._metrics.announced.inc(count, chain=self.chain.name)

@@ -29,8 +29,9 @@ from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol import requests
+from trollmoves_roles.protocol.codec import make_message
 from trollmoves_roles.protocol.destinations import DestinationRules
-from trollmoves_roles.protocol.messages import MESSAGE_VERSION, dicts_with
+from trollmoves_roles.protocol.messages import dicts_with
 from trollmoves_roles.protocol.requests import ERROR_SUBJECT, BadRequest, one_line, request_dict
 from trollmoves_roles.runtime.signals import Wakeup
 from trollmoves_roles.server.access import AccessDenied, check_access
@@ -169,15 +170,15 @@ class RequestServer:
             self._metrics.bad_input.inc(chain=self.chain.name)
             _LIMITED.error("error", "[%s] handling %s from %s failed", self.chain.name, request.type, peer,
                            exc_info=True)
-            self._queue_reply(envelope, Message(request.subject or ERROR_SUBJECT, "err",
-                                                f"server error: {one_line(err)[:200]}", version=MESSAGE_VERSION))
+            self._queue_reply(envelope, make_message(request.subject or ERROR_SUBJECT, "err",
+                                                     f"server error: {one_line(err)[:200]}"))
             return
         self._queue_reply(envelope, reply)
 
     def _reject(self, envelope: object, subject: str, reason: str, peer: str = "?") -> None:
         self._metrics.bad_input.inc(chain=self.chain.name)
         _LIMITED.warning("rejected", "[%s] request from %s rejected: %s", self.chain.name, peer, reason[:300])
-        self._queue_reply(envelope, Message(subject or ERROR_SUBJECT, "err", reason[:1000], version=MESSAGE_VERSION))
+        self._queue_reply(envelope, make_message(subject or ERROR_SUBJECT, "err", reason[:1000]))
 
     def _info(self, request: Message) -> Message:
         """Upstream's reply (``files``, ``max_count``, ``uptime``); with ``"announcements": true``
@@ -220,8 +221,7 @@ class RequestServer:
                 self._metrics.refused.inc(chain=self.chain.name, reason="access")
                 _LIMITED.warning("refused", "[%s] push refused for %s (%s): %s", self.chain.name, request.sender,
                                  peer, str(err)[:300])
-                self._queue_reply(envelope, Message(request.subject, "err", str(err)[:1000],
-                                                    version=MESSAGE_VERSION))
+                self._queue_reply(envelope, make_message(request.subject, "err", str(err)[:1000]))
                 return
             record = self._announced.get(path)
             jobs.append(FileJob(path, item.get("path"), record.digest if record is not None else None))
@@ -230,8 +230,7 @@ class RequestServer:
             self._metrics.refused.inc(chain=self.chain.name, reason="destination")
             _LIMITED.warning("refused", "[%s] push refused for %s (%s): %s", self.chain.name, request.sender, peer,
                              refusal[:300])
-            self._queue_reply(envelope, Message(request.subject, "err", f"push refused: {refusal}"[:1000],
-                                                version=MESSAGE_VERSION))
+            self._queue_reply(envelope, make_message(request.subject, "err", f"push refused: {refusal}"[:1000]))
             return
         LOG.info("[%s] push of %s to %s requested by %s", self.chain.name, ", ".join(j.path for j in jobs[:3]),
                  redact(destination), request.sender)
@@ -258,17 +257,17 @@ class RequestServer:
             error = future.exception()
             if error is not None:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
-                reply = Message(request.subject, "err", one_line(error), version=MESSAGE_VERSION)
+                reply = make_message(request.subject, "err", one_line(error))
             else:
                 reply = requests.push_reply(request, future.result().host)
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)
-            self._queue_reply(envelope, reply)
+            self._replies.append((envelope, reply))  # queued before the count drops: a drain waits for it
         finally:
             with self._lock:
                 self._pending -= 1
-            self._wakeup.wake()
+            self._wakeup.wake()  # one wake-up for the reply and the count
 
     def _schedule_delete(self, uri: Any) -> None:
         try:
