@@ -262,6 +262,28 @@ def test_server_refusing_rename_onto_existing_file(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_refused_rename_fails_and_keeps_the_session_in_step(tmp_path: Path, source: Path) -> None:
+    refusals = [1]
+
+    def ftp_RNFR(self, path: str) -> object:
+        if refusals:
+            refusals.pop()
+            self.respond("550 Not now.")
+            return None
+        return type(self).__mro__[1].ftp_RNFR(self, path)
+
+    server = start_server(tmp_path / "root", handler_attrs={"ftp_RNFR": ftp_RNFR})
+    try:
+        with FtpMover({"retries": 1}) as mover:
+            with pytest.raises(TransferError, match="550 Not now"):
+                mover.put(source, ftp_uri(server, "/out/one.bin"))
+            mover.put(source, ftp_uri(server, "/out/two.bin"))  # RNTO's "bad sequence" reply was read
+            assert mover.connections_opened == 1
+        assert server_files(server, "/out/") == ["two.bin"]
+    finally:
+        server.stop()
+
+
 def test_interrupted_put_removes_its_temporary_file(ftp_server: FtpServerThread, source: Path) -> None:
     directory = fresh_dir(ftp_server, "cleanup")
 

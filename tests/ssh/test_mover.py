@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from trollmoves_ssh.connection import SshConnection
+from trollmoves_ssh.connection import SESSIONS_PER_LOGIN, SshConnection
 from trollmoves_ssh.mover import ScpMover, SftpMover
+from trollmoves_ssh.pipeline import WRITES_IN_FLIGHT
 from trollmoves_ssh.testing import PasswordSshServer, SshServer
 
 from trollmoves_core.exceptions import ConfigError, TransferError
@@ -321,6 +325,43 @@ def test_idle_connections_close_after_connection_uptime(private_sshd: SshServer,
         assert wait_until(lambda: not private_sshd.sessions())
         mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/three.bin"))
     assert private_sshd.login_count() == 2
+
+
+def test_concurrent_first_uploads_share_one_login(private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
+    start = threading.Barrier(SESSIONS_PER_LOGIN)
+    with SftpMover(private_sshd.mover_params()) as mover:
+        def upload(i: int) -> str:
+            start.wait()
+            return mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/{i}.bin"))
+
+        with ThreadPoolExecutor(SESSIONS_PER_LOGIN) as pool:
+            list(pool.map(upload, range(SESSIONS_PER_LOGIN)))
+    assert private_sshd.login_count() == 1
+    assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(SESSIONS_PER_LOGIN))
+
+
+def test_connections_in_use_at_once_share_logins_by_four(private_sshd: SshServer, source: Path,
+                                                         remote_tmp: Path) -> None:
+    with SftpMover(private_sshd.mover_params()) as mover, contextlib.ExitStack() as held:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/first.bin"))
+        sessions = mover._sessions
+        assert sessions is not None
+        key = next(iter(sessions.pool._idle))
+        conns = [held.enter_context(sessions.pool.connection(key)) for _ in range(SESSIONS_PER_LOGIN + 1)]
+        for conn in conns:
+            conn.sftp().stat(str(remote_tmp))  # each has its own SFTP session, on a shared login
+        assert len({id(conn.client) for conn in conns}) == 2
+        assert private_sshd.login_count() == 2
+    assert wait_until(lambda: not private_sshd.sessions())
+
+
+def test_upload_of_more_blocks_than_writes_in_flight(sshd: SshServer, ssh_params: dict[str, str],
+                                                     tmp_path: Path, remote_tmp: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(WRITES_IN_FLIGHT * 3 * 1024 + 5))
+    with SftpMover({**ssh_params, "block_size": "1024"}) as mover:
+        mover.put(big, sshd.uri("sftp", f"{remote_tmp}/"))
+    assert (remote_tmp / "big.bin").read_bytes() == big.read_bytes()
 
 
 def test_keepalive_is_set_on_pooled_connections(sshd: SshServer, ssh_params: dict[str, str], source: Path,

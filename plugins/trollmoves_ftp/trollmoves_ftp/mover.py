@@ -7,6 +7,7 @@ import ftplib
 import logging
 import netrc
 import posixpath
+import select
 import ssl
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -258,7 +259,7 @@ def _replace(ftp: ftplib.FTP, temporary: str, final: str) -> None:
     """Rename ``temporary`` to ``final``, replacing ``final`` if the server will not."""
     with step(f"rename {temporary} to {final}"):
         try:
-            ftp.rename(temporary, final)
+            _rename(ftp, temporary, final)
             return
         except ftplib.error_perm:
             if not _exists(ftp, final):
@@ -266,6 +267,22 @@ def _replace(ftp: ftplib.FTP, temporary: str, final: str) -> None:
         LOG.debug("Server refused to rename onto existing %s; deleting it first", final)
         ftp.delete(final)
         ftp.rename(temporary, final)
+
+
+def _rename(ftp: ftplib.FTP, source: str, dest: str) -> None:
+    """``RNFR`` and ``RNTO`` sent together, their replies read after: one round trip. A refused
+    ``RNFR`` makes the server refuse the ``RNTO`` too (bad sequence); the ``RNFR`` reply is raised."""
+    ftp.putcmd(f"RNFR {source}")
+    ftp.putcmd(f"RNTO {dest}")
+    try:
+        reply = ftp.getresp()
+        if not reply.startswith("3"):
+            raise ftplib.error_reply(reply)
+    except ftplib.Error:
+        with contextlib.suppress(ftplib.Error):
+            ftp.getresp()  # the RNTO's reply: keep the control connection in step
+        raise
+    ftp.voidresp()
 
 
 def _exists(ftp: ftplib.FTP, path: str) -> bool:
@@ -287,8 +304,15 @@ def _close(session: _Session) -> None:
 
 
 def _is_alive(session: _Session) -> bool:
-    session.ftp.voidcmd("NOOP")
-    return True
+    """An idle control connection has nothing to read unless the server closed it or announced
+    it would (``421``): checked without a round trip."""
+    sock = session.ftp.sock
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    return not readable
 
 
 def _netrc_entry(host: str) -> tuple[str, str] | None:

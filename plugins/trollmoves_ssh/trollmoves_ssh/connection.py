@@ -1,7 +1,8 @@
 """The SSH connection layer shared by the SFTP and SCP movers.
 
 Opening a connection (host keys, login, keepalive, fast ciphers, large windows), the pooled
-connection object, and the translation of paramiko's errors into ones the retry logic
+connection object (one channel, for SFTP, on a login that up to ``SESSIONS_PER_LOGIN`` of
+them share), and the translation of paramiko's errors into ones the retry logic
 classifies correctly: network trouble becomes :class:`ConnectionError` (transient), a
 rejected host key or login becomes a :class:`~trollmoves_ssh.errors.SshLoginError` (never
 retried).
@@ -14,7 +15,9 @@ import logging
 import os
 import shlex
 import socket
+import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,17 +34,26 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+SESSIONS_PER_LOGIN = 4
+"""Pooled connections sharing one SSH login, each on its own channel: concurrent transfers to one
+host cost a login per four, not one each (a login costs several round trips, and sshd drops
+new connections beyond ``MaxStartups``, 10, that have not logged in yet); below sshd's
+``MaxSessions`` (10 channels per login)."""
 
 
 class SshConnection:
-    """One logged-in SSH client; the SFTP session on top of it is opened on first use."""
+    """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
+    use; the login may carry other connections' sessions too. ``release`` is called on close."""
 
-    def __init__(self, client: paramiko.SSHClient, endpoint: str, options: SshOptions) -> None:
+    def __init__(self, client: paramiko.SSHClient, endpoint: str, options: SshOptions,
+                 release: Callable[[], None] | None = None, *, shared: bool = False) -> None:
         self.client = client
         self.endpoint = endpoint
         """``user@host:port``, for messages."""
         self.options = options
-        self.uses = 0
+        self.uses = 1 if shared else 0
+        """Transfers run on this connection, counting one for a login that was in use before it."""
+        self._release = release if release is not None else client.close
         self.no_sftp = False
         """Set when the server has no SFTP subsystem: shell commands replace it."""
         self._sftp: paramiko.SFTPClient | None = None
@@ -95,12 +107,17 @@ class SshConnection:
 
     def close(self) -> None:
         self.drop_sftp()
-        self.client.close()
+        self._release()
+
+
+def endpoint(location: Location, options: SshOptions) -> str:
+    """``user@host:port`` of ``location``, for messages."""
+    return f"{options.user_for(location)}@{location.host}:{location.port or DEFAULT_PORT}"
 
 
 def connect(location: Location, options: SshOptions, accepted: dict[str, paramiko.PKey] | None = None,
-            ) -> SshConnection:
-    """Open a logged-in connection to ``location``'s host.
+            ) -> paramiko.SSHClient:
+    """Open a logged-in client to ``location``'s host.
 
     ``accepted`` remembers host keys accepted by the ``warn`` and ``auto_add`` policies, so
     that a key which changes later is refused like one from a known-hosts file.
@@ -112,7 +129,7 @@ def connect(location: Location, options: SshOptions, accepted: dict[str, paramik
     port = location.port or DEFAULT_PORT
     user = options.user_for(location)
     where = f"{location.host}:{port}"
-    endpoint = f"{user}@{where}"
+    who = endpoint(location, options)
     for key_file in options.key_filenames:
         if not os.access(os.path.expanduser(key_file), os.R_OK):
             raise SshLoginError(f"cannot read SSH key file {key_file} (ssh_key_filename)")
@@ -144,7 +161,7 @@ def connect(location: Location, options: SshOptions, accepted: dict[str, paramik
             "fix the known_hosts entry once you know which") from err
     except paramiko.AuthenticationException as err:
         client.close()
-        raise AuthenticationError(f"authentication failed for {endpoint} ({_offered(options, password)}): "
+        raise AuthenticationError(f"authentication failed for {who} ({_offered(options, password)}): "
                                   f"{err}") from err
     except paramiko.IncompatiblePeer as err:
         client.close()
@@ -160,22 +177,78 @@ def connect(location: Location, options: SshOptions, accepted: dict[str, paramik
     transport = client.get_transport()
     if transport is not None and options.keepalive_interval > 0:
         transport.set_keepalive(int(max(1, options.keepalive_interval)))
-    LOG.debug("Connected to %s (%s)", endpoint, transport.local_cipher if transport else "?")
-    return SshConnection(client, endpoint, options)
+    LOG.debug("Connected to %s (%s)", who, transport.local_cipher if transport else "?")
+    return client
+
+
+class _Login:
+    """A login being opened (``client`` not done yet) or open, and the connections that use it."""
+
+    def __init__(self) -> None:
+        self.client: Future[paramiko.SSHClient] = Future()
+        self.sessions = 1
+
+    def usable(self) -> bool:
+        if not self.client.done():
+            return True
+        if self.client.exception() is not None:
+            return False
+        transport = self.client.result().get_transport()
+        return transport is not None and transport.is_active()
 
 
 class SshSessions:
-    """Pooled SSH connections for one mover, with one transparent re-open of dropped ones."""
+    """Pooled SSH connections for one mover, with one transparent re-open of dropped ones.
+
+    A connection the pool needs is a new channel on a login to the same host that has fewer than
+    ``SESSIONS_PER_LOGIN``, or one being opened (its users wait for it), or else on a new login;
+    a login is closed with the last connection on it.
+    """
 
     def __init__(self, options: SshOptions, idle_timeout: float) -> None:
         self.options = options
         self._locations: dict[Hashable, Location] = {}
         self._accepted_keys: dict[str, paramiko.PKey] = {}
+        self._logins: dict[Hashable, list[_Login]] = {}
+        self._lock = threading.Lock()
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
             self._open, SshConnection.close, SshConnection.is_alive, idle_timeout=idle_timeout)
 
     def _open(self, key: Hashable) -> SshConnection:
-        return connect(self._locations[key], self.options, self._accepted_keys)
+        location = self._locations[key]
+        with self._lock:
+            logins = self._logins.setdefault(key, [])
+            logins[:] = [login for login in logins if login.usable()]  # dead ones close with their last user
+            login = next((login for login in logins if login.sessions < SESSIONS_PER_LOGIN), None)
+            shared = login is not None
+            if login is None:
+                login = _Login()
+                logins.append(login)
+            else:
+                login.sessions += 1
+        if not shared:
+            try:
+                login.client.set_result(connect(location, self.options, self._accepted_keys))
+            except BaseException as err:
+                login.client.set_exception(err)
+        try:
+            client = login.client.result()  # a sharer waits for the login being opened, and gets its error
+        except BaseException:
+            self._release(key, login)
+            raise
+        return SshConnection(client, endpoint(location, self.options), self.options,
+                             lambda: self._release(key, login), shared=shared)
+
+    def _release(self, key: Hashable, login: _Login) -> None:
+        with self._lock:
+            login.sessions -= 1
+            if login.sessions > 0:
+                return
+            logins = self._logins.get(key, [])
+            if login in logins:
+                logins.remove(login)
+        if login.client.done() and login.client.exception() is None:
+            login.client.result().close()
 
     def run(self, key: Hashable, location: Location, action: Callable[[SshConnection], T]) -> T:
         """Run ``action`` on a pooled connection to ``location``.

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,17 +54,24 @@ class SshMover(Mover):
         super().__init__(params)
         self.options = SshOptions.from_params(self.params)
         self._sessions: SshSessions | None = None
+        self._sessions_lock = threading.Lock()
 
     def close(self) -> None:
         if self._sessions is not None:
             self._sessions.close()
 
     def _on_connection(self, location: Location, action: Callable[[SshConnection], T]) -> T:
-        if self._sessions is None:
-            from trollmoves_ssh.connection import SshSessions
+        return self._pooled().run(self.connection_key(location), location, action)
 
-            self._sessions = SshSessions(self.options, self.idle_timeout)
-        return self._sessions.run(self.connection_key(location), location, action)
+    def _pooled(self) -> SshSessions:
+        """The connection pool, made on first use: concurrent first pushes must share one, or each
+        keeps a connection of its own that nothing reuses."""
+        with self._sessions_lock:
+            if self._sessions is None:
+                from trollmoves_ssh.connection import SshSessions
+
+                self._sessions = SshSessions(self.options, self.idle_timeout)
+            return self._sessions
 
     def _delete(self, location: Location) -> None:
         self._on_connection(location, lambda conn: remove(conn, location.path))
@@ -97,27 +105,28 @@ class SftpMover(SshMover):
 
     def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None,
                 expected: Digest | None = None) -> None:
-        sftp = conn.sftp()
+        """Three round trips: open (creating the directory only if that fails for want of it),
+        write + size + close, rename."""
+        from trollmoves_ssh.pipeline import write_file
+
         temp = self.temporary_name(final)
-        block = min(self.options.block_size, MAX_BLOCK)
+        hasher = Hasher(expected.method if expected is not None else None)
+
+        def sent(data: bytes) -> None:
+            hasher.update(data)
+            if progress:
+                progress(len(data))
+
         try:
-            hasher = Hasher(expected.method if expected is not None else None)
-            with open(local_path, "rb", buffering=0) as source, _create(conn, temp) as handle:
-                handle.MAX_REQUEST_SIZE = block
-                handle.set_pipelined(True)  # errors come back on close, which waits for every reply
-                while data := source.read(block):
-                    handle.write(data)
-                    hasher.update(data)
-                    if progress:
-                        progress(len(data))
-            sent = hasher.digest()
+            with open(local_path, "rb", buffering=0) as source:
+                handle = _create(conn, temp)
+                written = write_file(conn.sftp(), handle, source, min(self.options.block_size, MAX_BLOCK), sent)
+            sent_digest = hasher.digest()
             if expected is not None:
-                self.check_source(sent, expected)
-            written = sftp.stat(temp).st_size
-            if expected is not None:
+                self.check_source(sent_digest, expected)
                 self.check_written(Digest(written), Digest(expected.size), f"sftp://{conn.endpoint}{final}")
-            if written != sent.size:
-                raise OSError(f"the server stored {written} of {sent.size} bytes")
+            if written != sent_digest.size:
+                raise OSError(f"the server stored {written} of {sent_digest.size} bytes")
             rename(conn, temp, final)
         except BaseException:
             remove_quietly(conn, temp)
@@ -301,14 +310,16 @@ def _sftp_or_none(conn: SshConnection) -> Any:
         return None
 
 
-def _create(conn: SshConnection, path: str) -> Any:
-    """Open the new remote file ``path`` for writing, creating missing directories."""
+def _create(conn: SshConnection, path: str) -> bytes:
+    """Open the new remote file ``path`` for writing, creating missing directories; its handle."""
+    from trollmoves_ssh.pipeline import open_for_writing
+
     sftp = conn.sftp()
     try:
-        return sftp.open(path, "wb", bufsize=0)
+        return open_for_writing(sftp, path)
     except FileNotFoundError:
         makedirs(conn, posixpath.dirname(path))
-        return sftp.open(path, "wb", bufsize=0)
+        return open_for_writing(sftp, path)
 
 
 def _close_channel(client: SCPClient) -> None:

@@ -24,6 +24,7 @@ class ServerRole(ConfiguredRole):
         from trollmoves_roles.observe.metrics import add_metrics_arguments
         from trollmoves_roles.runtime.process import add_publisher_arguments
         from trollmoves_roles.state.history import add_history_arguments
+        from trollmoves_roles.transfers.service import DEFAULT_WORKERS
 
         parser.add_argument("config_file", help="server INI file (upstream move_it_server.py format)")
         add_publisher_arguments(parser)
@@ -38,8 +39,8 @@ class ServerRole(ConfiguredRole):
                             help="how often to check each chain's watcher is alive (default: 30)")
         parser.add_argument("--max-notifier-restarts", type=int, default=10, metavar="N",
                             help="exit after N failed watcher restarts in a row; 0 = never (default: 10)")
-        parser.add_argument("--workers", type=int, default=8, metavar="N",
-                            help="pushes run at the same time (default: 8)")
+        parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                            help=f"pushes run at the same time (default: {DEFAULT_WORKERS})")
         parser.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                             help="at stop or reload, how long to let running pushes finish (default: 30)")
         parser.add_argument("--state-directory", metavar="DIR",
