@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trollmoves_mqtt.options import BusAddress
-from trollmoves_roles.runtime.yamlkeys import string_list
+from trollmoves_roles.runtime.yamlkeys import integer, string_list
 
 from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
@@ -139,10 +139,10 @@ def _strings(value: Any, error: Callable[[str, str], ConfigError], key: str) -> 
 
 
 def _integer(raw: Mapping[str, Any], key: str, minimum: int, error: Callable[[str, str], ConfigError]) -> int:
-    value = raw.get(key, SCHEMA.default(key))
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise error(key, f"expected an integer of at least {minimum}, got {value!r}")
-    return value
+    try:
+        return integer(raw.get(key, SCHEMA.default(key)), minimum=minimum)
+    except ValueError as err:
+        raise error(key, str(err)) from None
 
 
 # -- trollmoves check ------------------------------------------------------------------------
