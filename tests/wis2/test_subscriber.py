@@ -121,6 +121,15 @@ def test_a_file_without_length_is_checked_before_it_is_put_in_place(harness: Sub
     assert len(nginx.requests(f"/{served.name}/nolength.h5")) == 2
 
 
+def test_a_file_without_length_on_a_failing_server_is_tried_retries_times(harness: SubscriberHarness,
+                                                                          nginx: Nginx) -> None:
+    href = nginx.url("/unavailable/nolength.h5", tls=True)  # always 503, a transient failure
+    harness.start()
+    harness.publish(harness.wnm("nolength.h5", href=href, integrity=integrity(b"data")))
+    assert harness.wait_handled(1).outcomes["failed"] == 1
+    assert len(nginx.requests("/unavailable/nolength.h5")) == 2  # retries: 2, not 2 x 2
+
+
 def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
     data = b"first version\n"
     href = serve_file(nginx, served, "a.txt", data)
