@@ -194,6 +194,19 @@ def test_inline_content_is_written_without_a_download(harness: SubscriberHarness
     assert message.data["size"] == len(data) and "content" not in message.data
 
 
+def test_a_file_name_with_a_nul_byte_is_one_line_not_a_traceback(harness: SubscriberHarness, nginx: Nginx,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    harness.start()
+    doc = harness.wnm("nul.txt", href=nginx.url("/a%00b.txt", tls=True), integrity=integrity(b"hello"),
+                      properties={"content": {"encoding": "utf-8", "value": "hello", "size": 5}})
+    with caplog.at_level(logging.ERROR):
+        harness.publish(doc)
+        assert harness.wait_handled(1).outcomes["failed"] == 1
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.exc_info is None and doc["id"] in error.getMessage() and "file name" in error.getMessage()
+    assert not list(harness.destination.iterdir())
+
+
 def test_inline_content_that_does_not_match_is_not_written(harness: SubscriberHarness, nginx: Nginx) -> None:
     harness.start()
     doc = harness.wnm("bad.txt", href=nginx.url("/bad.txt", tls=True), integrity=integrity(b"something else"),

@@ -252,7 +252,7 @@ def local_name(notification: Notification, link: Link) -> str:
     name = posixpath.basename(unquote(urlsplit(link.href).path))
     if not name or name in (".", ".."):
         name = posixpath.basename(notification.data_id.rstrip("/"))
-    if not name or name in (".", "..") or name.startswith("."):
+    if not name or name in (".", "..") or name.startswith(".") or "\0" in name:
         raise WnmError(f"properties.data_id: no file name in {notification.data_id!r} nor in {link.href!r}")
     return name
 
