@@ -34,6 +34,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+"""HTTP statuses below 500 that a later try may get past (timeout, too early, too many requests)."""
+PERMANENT_SERVER_STATUSES = frozenset({501, 505})
+"""5xx statuses that no retry changes (the server does not implement the method or the HTTP version)."""
+
+
+def transient_status(status: int) -> bool:
+    """Whether an HTTP reply of ``status`` (300 or above) is worth retrying: 408, 425, 429 and the
+    5xx but 501 and 505. Every other 4xx is the request's fault, and retrying cannot help."""
+    return status in TRANSIENT_STATUSES or (status >= 500 and status not in PERMANENT_SERVER_STATUSES)
+
+
 def with_retries(action: Callable[[], T], *, what: str, attempts: int = 3, base_delay: float = 0.5,
                  max_delay: float = 10.0, transient: Callable[[BaseException], bool] = is_transient,
                  sleep: Callable[[float], None] = time.sleep) -> T:

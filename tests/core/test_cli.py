@@ -102,6 +102,13 @@ def test_a_disabled_role_or_command_exits_two_saying_so(argv, kind) -> None:
                                      "(TROLLMOVES_DISABLE_PLUGINS names 'roles')")
 
 
+def test_the_wis2_subscriber_role_without_its_plugin_names_the_package() -> None:
+    result = run("wis2-subscriber", "x.yaml", env={"TROLLMOVES_DISABLE_PLUGINS": "wis2"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("trollmoves: error: no role 'wis2-subscriber': trollmoves-wis2 is installed "
+                                     "but disabled (TROLLMOVES_DISABLE_PLUGINS names 'wis2')")
+
+
 def test_plugins_lists_what_is_disabled() -> None:
     result = run("plugins", env={"TROLLMOVES_DISABLE_PLUGINS": "ftp"})
     assert result.returncode == 0

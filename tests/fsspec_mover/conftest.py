@@ -18,12 +18,15 @@ pytest.importorskip("webdav4")
 from trollmoves_http import testing as nginx
 from trollmoves_http.testing import Nginx
 
+EXTRA_LOCATIONS = "location /not-implemented/ { return 501; }\n"
+"""A server that will never do what is asked (501 Not Implemented): a permanent 5xx."""
+
 
 @pytest.fixture(scope="session")
 def dav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     if not nginx.available() or not nginx.propfind_available():
         pytest.skip("needs nginx and libnginx-mod-http-dav-ext (scripts/install-system-deps)")
-    with Nginx(tmp_path_factory.mktemp("nginx"), propfind=True) as server:
+    with Nginx(tmp_path_factory.mktemp("nginx"), propfind=True, extra=EXTRA_LOCATIONS) as server:
         yield server
 
 

@@ -49,6 +49,14 @@ def test_a_server_error_is_retried(dav_server: Nginx, dav_params: Params, source
     assert "(attempt 1 of 2), retrying" in caplog.text
 
 
+def test_a_not_implemented_reply_is_not_retried(dav_server: Nginx, dav_params: Params, source: Path) -> None:
+    before = len(dav_server.requests())
+    with FsspecMover(dav_params("/not-implemented/", retries=3)) as mover, pytest.raises(TransferError) as info:
+        mover.put(source, "webdav://in/")
+    assert "501" in str(info.value) and not info.value.transient
+    assert attempts(dav_server, "PUT", "/not-implemented/in/", before) == 1
+
+
 def test_a_refused_connection_is_transient(source: Path, caplog: pytest.LogCaptureFixture) -> None:
     params = {"base_url": f"http://127.0.0.1:{free_port()}/dav/", "retries": 2, "retry_delay": 0.01}
     with FsspecMover(params) as mover, pytest.raises(TransferError) as info, caplog.at_level(logging.WARNING):

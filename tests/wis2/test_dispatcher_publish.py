@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,3 +70,20 @@ def test_bad_wis2_topic_in_a_target_exits_2(tmp_path: Path) -> None:
     check = subprocess.run([trollmoves, "check", str(config)], capture_output=True, text=True, timeout=60,
                            check=False)
     assert "[wis2] wis2_topic:" in check.stdout + check.stderr and check.returncode != 0
+
+
+def test_wis2_keys_in_a_target_without_the_plugin_exit_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "dispatch.yaml"
+    config.write_text(yaml.safe_dump({"posttroll_subscriber": {"subscribe_addresses": ["tcp://127.0.0.1:9"],
+                                                               "nameserver": False},
+                                      "wis2": target(tmp_path / "out", "mqtt://127.0.0.1:9")}))
+    trollmoves = str(Path(sys.executable).with_name("trollmoves"))
+    env = {**os.environ, "TROLLMOVES_DISABLE_PLUGINS": "wis2"}
+    done = subprocess.run([trollmoves, "dispatcher", str(config)], capture_output=True, text=True, timeout=60,
+                          check=False, env=env)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "[wis2] wis2_" in lines[0] and "trollmoves-wis2 is installed but disabled" in lines[0]
+    check = subprocess.run([trollmoves, "check", str(config)], capture_output=True, text=True, timeout=60,
+                           check=False, env=env)
+    assert "trollmoves-wis2 is installed but disabled" in check.stdout + check.stderr and check.returncode != 0

@@ -126,10 +126,11 @@ def test_tls_and_password_file(tmp_path: Path, servers, secure_broker: Mosquitto
     assert notification.validate(found[0][1].raw) == []
 
 
-def _run_client(tmp_path: Path, **keys: object) -> subprocess.CompletedProcess[str]:
+def _run_client(tmp_path: Path, env: dict[str, str] | None = None, **keys: object) -> subprocess.CompletedProcess[str]:
     section = client_section("127.0.0.1:9", f"{tmp_path}/out/", free_port(), **keys)
     config = write_ini(tmp_path / "client.ini", {"test": section})
     return subprocess.run([TROLLMOVES, "client", str(config)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})},
                           check=False)
 
 
@@ -150,6 +151,16 @@ def test_bad_wis2_config_exits_2_with_one_line(tmp_path: Path, broker: Mosquitto
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and problem in lines[0] and "[test]" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_wis2_keys_without_the_plugin_exit_2_naming_it(tmp_path: Path) -> None:
+    # announcing nothing while the config asks for WIS2 notifications would go unnoticed
+    done = _run_client(tmp_path, env={"TROLLMOVES_DISABLE_PLUGINS": "wis2"}, wis2_broker="mqtt://127.0.0.1:9",
+                       wis2_topic=TOPIC, wis2_base_url=BASE_URL)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "[test]" in lines[0] and "trollmoves-wis2 is installed but disabled" in lines[0], \
+        done.stderr
 
 
 def test_refused_login_exits_2(tmp_path: Path, secure_broker: Mosquitto) -> None:

@@ -129,6 +129,15 @@ def test_second_announcement_of_a_data_id_is_an_update_and_a_removal_a_deletion(
     assert len({doc["properties"]["data_id"] for doc in rels}) == 1
 
 
+def test_a_refused_first_announcement_leaves_the_next_one_canonical(publisher: Wis2Publisher,
+                                                                      tmp_path: Path) -> None:
+    path = written(tmp_path, "r.h5", b"content")
+    publisher.publish(delivery(path, geometry={"type": "Point", "coordinates": [200.0, 0.0]}))
+    assert publisher.refused == 1
+    _, doc = publisher.notification_of(delivery(path))
+    assert doc["links"][0]["rel"] == "canonical"  # nothing was announced before: not an update
+
+
 def test_geometry_is_passed_on(publisher: Wis2Publisher, tmp_path: Path) -> None:
     path = written(tmp_path, "d.h5", b"x")
     point = {"type": "Point", "coordinates": [16.1, 58.5]}

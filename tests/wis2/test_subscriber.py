@@ -121,6 +121,15 @@ def test_a_file_without_length_is_checked_before_it_is_put_in_place(harness: Sub
     assert len(nginx.requests(f"/{served.name}/nolength.h5")) == 2
 
 
+def test_a_file_without_length_on_a_failing_server_is_tried_retries_times(harness: SubscriberHarness,
+                                                                          nginx: Nginx) -> None:
+    href = nginx.url("/unavailable/nolength.h5", tls=True)  # always 503, a transient failure
+    harness.start()
+    harness.publish(harness.wnm("nolength.h5", href=href, integrity=integrity(b"data")))
+    assert harness.wait_handled(1).outcomes["failed"] == 1
+    assert len(nginx.requests("/unavailable/nolength.h5")) == 2  # retries: 2, not 2 x 2
+
+
 def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
     data = b"first version\n"
     href = serve_file(nginx, served, "a.txt", data)
@@ -183,6 +192,19 @@ def test_inline_content_is_written_without_a_download(harness: SubscriberHarness
     assert len(nginx.requests()) == before
     [message] = harness.files(1)
     assert message.data["size"] == len(data) and "content" not in message.data
+
+
+def test_a_file_name_with_a_nul_byte_is_one_line_not_a_traceback(harness: SubscriberHarness, nginx: Nginx,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    harness.start()
+    doc = harness.wnm("nul.txt", href=nginx.url("/a%00b.txt", tls=True), integrity=integrity(b"hello"),
+                      properties={"content": {"encoding": "utf-8", "value": "hello", "size": 5}})
+    with caplog.at_level(logging.ERROR):
+        harness.publish(doc)
+        assert harness.wait_handled(1).outcomes["failed"] == 1
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.exc_info is None and doc["id"] in error.getMessage() and "file name" in error.getMessage()
+    assert not list(harness.destination.iterdir())
 
 
 def test_inline_content_that_does_not_match_is_not_written(harness: SubscriberHarness, nginx: Nginx) -> None:

@@ -4,7 +4,7 @@ fsspec implementations raise the builtin file errors for what the server refused
 ``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``... are not transient. Other
 ``OSError`` instances, timeouts and the network errors of the HTTP libraries underneath (httpx, aiohttp,
 requests, recognised by class name so none is imported) are. An error carrying an HTTP status
-(``status_code``, ``status``) is transient for 5xx and 429, not for other 4xx. Anything else,
+(``status_code``, ``status``) is judged by :func:`~trollmoves_core.retry.transient_status`. Anything else,
 a ``NotImplementedError`` (the filesystem cannot do that), a bad storage option (a
 ``TypeError`` from its constructor) or a server certificate the client does not trust, is not.
 """
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.retry import is_transient as core_is_transient
+from trollmoves_core.retry import transient_status
 from trollmoves_core.uri import redact
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
@@ -50,7 +51,7 @@ def is_transient(err: BaseException) -> bool:
             return False
         status = http_status(cause)
         if status is not None:
-            return status >= 500 or status == 429
+            return transient_status(status)
         if any(cls.__name__ in NETWORK_ERRORS for cls in type(cause).__mro__) or core_is_transient(cause):
             return True
         if isinstance(cause, OSError):

@@ -16,12 +16,11 @@ import ssl
 import requests
 
 from trollmoves_core.exceptions import TransferError
+from trollmoves_core.retry import transient_status
 from trollmoves_core.uri import redact
 
 _CONNECTION_PREFIX = re.compile(r"^(<[^>]*>|\w*Connection\w*\([^)]*\)): ")
 _TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
-TRANSIENT_STATUSES = frozenset({408, 425, 429})
-PERMANENT_SERVER_STATUSES = frozenset({501, 505})
 
 _HINTS = {
     401: "the server wants credentials: give user and password in the URI or the connection parameters, "
@@ -46,8 +45,7 @@ def status_error(reply: requests.Response, *, sent_auth: bool = False) -> HttpEr
         hint = "the server refused these credentials"
     if 300 <= status < 400:
         hint = f"redirected to {redact(reply.headers.get('Location', '?'))}; use that address"
-    transient = status in TRANSIENT_STATUSES or (status >= 500 and status not in PERMANENT_SERVER_STATUSES)
-    return HttpError(f"{text}: {hint}" if hint else text, transient=transient)
+    return HttpError(f"{text}: {hint}" if hint else text, transient=transient_status(status))
 
 
 def classify(err: Exception) -> HttpError | None:

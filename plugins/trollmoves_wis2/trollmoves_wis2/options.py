@@ -74,13 +74,9 @@ def problems(keys: Mapping[str, str]) -> dict[str, str]:
             found[name] = "required when any wis2_* key is set"
     if text["wis2_broker"]:
         try:
-            parse_bus_address(text["wis2_broker"])
+            parse_broker(text["wis2_broker"], topics_key="wis2_topic")
         except ConfigError as err:
-            found["wis2_broker"] = str(err)
-        else:
-            if urlsplit(text["wis2_broker"]).path.strip("/"):
-                found["wis2_broker"] = (f"{redact(text['wis2_broker'])!r} has a topic prefix; WIS2 topics are "
-                                        "absolute: give the whole topic in wis2_topic")
+            found["wis2_broker"] = err.message
     if text["wis2_topic"] and (problem := template_problem(text["wis2_topic"])):
         found["wis2_topic"] = problem
     if text["wis2_data_id"] and (problem := syntax_problem(text["wis2_data_id"])):
@@ -95,6 +91,16 @@ def problems(keys: Mapping[str, str]) -> dict[str, str]:
     if not text["wis2_root"] and root_of(str(keys.get("destination") or "")) is None:
         found["wis2_root"] = "required: the destination is not a local directory this role can tell"
     return found
+
+
+def parse_broker(address: str, *, topics_key: str) -> BusAddress:
+    """The broker of WIS2 notifications at ``address``, an MQTT bus address without a topic prefix
+    (WIS2 topics are absolute: they are all in ``topics_key``); ConfigError (message only) otherwise."""
+    bus = parse_bus_address(address)
+    if urlsplit(address).path.strip("/"):
+        raise ConfigError(f"{redact(address)!r} has a topic prefix; WIS2 topics are absolute: give the whole "
+                          f"topic in {topics_key}")
+    return bus
 
 
 def template_problem(template: str) -> str | None:
@@ -146,6 +152,6 @@ def parse_options(keys: Mapping[str, str], *, file: str, chain: str) -> PublishO
     text = {key.name: str(keys.get(key.name) or "").strip() for key in KEYS}
     root = text["wis2_root"] or root_of(str(keys.get("destination") or ""))
     assert root is not None  # problems() said so
-    return PublishOptions(bus=parse_bus_address(text["wis2_broker"]), topic=text["wis2_topic"],
+    return PublishOptions(bus=parse_broker(text["wis2_broker"], topics_key="wis2_topic"), topic=text["wis2_topic"],
                           base_url=text["wis2_base_url"].rstrip("/") + "/", root=root.rstrip("/") + "/",
                           data_id=text["wis2_data_id"] or None, metadata_id=text["wis2_metadata_id"] or None)

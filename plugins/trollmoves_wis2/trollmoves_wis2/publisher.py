@@ -108,6 +108,8 @@ class Wis2Publisher(DeliveryObserver):
             return
         problems = notification.validate(doc)
         if problems:
+            if doc["links"][0]["rel"] == notification.CANONICAL:  # not announced: the next one is not an update
+                self._announced.discard(key_of(doc["properties"]["data_id"]))
             self.refused += 1
             _LIMITED.error("invalid", "[%s] WIS2 notification for %s not sent: %s", self.chain, delivery.path,
                            "; ".join(problems))
@@ -125,18 +127,18 @@ class Wis2Publisher(DeliveryObserver):
         fields = {**data, "path": delivery.path, "filename": os.path.basename(delivery.path)}
         topic = topics.compose(opts.topic, fields)
         data_id = self._data_id(topic, fields)
-        change = delivery.change
-        if change == "new" and not self._announced.add(key_of(data_id)):
-            change = "update"
-        elif change != "new":
-            self._announced.add(key_of(data_id))
         href = self._href(delivery.path)
         integrity = length = None
-        if change != "deletion":
+        if delivery.change != "deletion":
             digest = delivery.digest
             if digest is None or digest.method is None or digest.value is None:
                 digest = file_digest(delivery.path, DEFAULT_METHOD)
             integrity, length = (digest.method, digest.value), digest.size
+        change = delivery.change  # decided last: a file that cannot be announced is not remembered as announced
+        if change == "new" and not self._announced.add(key_of(data_id)):
+            change = "update"
+        elif change != "new":
+            self._announced.add(key_of(data_id))
         start, end = _time(data.get("start_time")), _time(data.get("end_time"))
         doc = notification.build(
             data_id, href, rel=_RELS[change], media_type=media_type(delivery.path), length=length,

@@ -45,6 +45,7 @@ from trollmoves_roles.bus.security import (
 from trollmoves_roles.dispatcher.conditions import Condition, parse_conditions
 from trollmoves_roles.runtime.observers import (
     check_observers,
+    missing_observer,
     observer_keys,
     refuse_bad_observer_keys,
     with_observer_keys,
@@ -223,6 +224,8 @@ class _TargetReader:
         return ConfigError(message, file=self.file, section=self.name, key=key)
 
     def read(self, body: dict[str, Any]) -> Target:
+        if missing := missing_observer(self.host, body):  # before its keys are warned of as unknown
+            raise self.error(missing[0], missing[1])
         _refuse_or_warn(with_observer_keys(TARGET, self.host), self.file, self.name, body, elsewhere=PLACES)
         params = body.get("connection_parameters") or {}
         if not isinstance(params, dict):
@@ -419,7 +422,9 @@ def check_config(out: Findings, path: str, host: PluginHost) -> None:
         with_observer_keys(TARGET, host).check_keys(out, sorted(map(str, body)), name, elsewhere=PLACES)
         target = _inherit(defaults, body)
         _check_target(out, name, target, host)
-        if observers := observer_settings(target, host):
+        if missing := missing_observer(host, target):
+            out.add(missing[1], name, missing[0])
+        elif observers := observer_settings(target, host):
             check_observers(out, host, dict(observers), name)
         try:
             _TargetReader(path, name, host).read(target)

@@ -46,7 +46,7 @@ from trollmoves_roles.bus.security import (
     SecurityError,
     load_curve_clients,
 )
-from trollmoves_roles.runtime.yamlkeys import string_list
+from trollmoves_roles.runtime.yamlkeys import integer, string_list
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -209,15 +209,10 @@ def _boolean(value: Any, error: Any, key: str) -> bool:
 
 
 def _integer(value: Any, error: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise error(key, f"expected an integer, got {value!r}")
     try:
-        number = int(value)
-    except ValueError:
-        raise error(key, f"expected an integer, got {value!r}") from None
-    if number < minimum:
-        raise error(key, f"must be at least {minimum}, got {number}")
-    return number
+        return integer(value, minimum=minimum)
+    except ValueError as err:
+        raise error(key, str(err)) from None
 
 
 # -- trollmoves check ------------------------------------------------------------------------

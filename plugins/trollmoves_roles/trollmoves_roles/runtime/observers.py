@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trollmoves_core.checksum import from_data
-from trollmoves_core.exceptions import ConfigError
+from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.observer import Change, Delivery, DeliveryObserver
-from trollmoves_core.plugins import PluginHost
+from trollmoves_core.plugins import KNOWN_PROVIDERS, PluginHost
 from trollmoves_core.schema import Findings, Key, Schema
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.protocol.messages import dicts_with
@@ -35,15 +35,37 @@ def with_observer_keys(schema: Schema, host: PluginHost | None) -> Schema:
     return schema | Schema(schema.place, observer_keys(host)) if host is not None else schema
 
 
+def missing_observer(host: PluginHost, keys: Mapping[Any, Any]) -> tuple[str, str] | None:
+    """A key set for one of our observers that is not registered (our observer ``NAME`` reads the
+    keys ``NAME_*``), and the "no observer" message naming the package to install; None when
+    there is none. Without it the chain would run announcing nothing, its keys only warned of."""
+    for name in KNOWN_PROVIDERS["observer"]:
+        if name in host.observers.classes:
+            continue
+        key = next((str(k) for k in keys if str(k).startswith(f"{name}_") and str(keys[k] or "").strip()), None)
+        if key is None:
+            continue
+        try:
+            host.observers.get(name)
+        except UnknownPluginError as err:
+            return key, str(err)
+    return None
+
+
 def check_observers(out: Findings, host: PluginHost, keys: Mapping[str, str], section: str) -> None:
     """Record what each observer finds wrong with a chain's ``keys``, connecting nowhere."""
+    if missing := missing_observer(host, keys):
+        out.add(missing[1], section, missing[0])
     for cls in host.observers.classes.values():
         for key, problem in cls.problems(keys).items():
             out.add(problem, section, key)
 
 
 def refuse_bad_observer_keys(host: PluginHost, keys: Mapping[str, str], *, file: str, section: str) -> None:
-    """Raise a ConfigError for the first problem an observer finds with a chain's ``keys``."""
+    """Raise a ConfigError for the first problem an observer finds with a chain's ``keys``, or for
+    keys of an observer that is not installed."""
+    if missing := missing_observer(host, keys):
+        raise ConfigError(missing[1], file=file, section=section, key=missing[0])
     for cls in host.observers.classes.values():
         for key, problem in cls.problems(keys).items():
             raise ConfigError(problem, file=file, section=section, key=key)

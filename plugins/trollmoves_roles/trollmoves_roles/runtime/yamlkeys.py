@@ -1,4 +1,4 @@
-"""Values of the YAML configurations (dispatcher, downloader) that several keys share."""
+"""Values of the YAML configurations (dispatcher, downloader, wis2-subscriber) that several keys share."""
 
 from __future__ import annotations
 
@@ -15,3 +15,17 @@ def string_list(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value if v.strip()]
     raise TypeError(f"expected a string or a list of strings, got {value!r}")
+
+
+def integer(value: Any, *, minimum: int) -> int:
+    """A whole number of at least ``minimum``, written as a YAML integer or as text (``"4"``);
+    ValueError saying what is wrong (a bool is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"must be at least {minimum}, got {number}")
+    return number

@@ -27,15 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from trollmoves_mqtt.options import BusAddress, parse_bus_address
-from trollmoves_roles.runtime.yamlkeys import string_list
+from trollmoves_mqtt.options import BusAddress
+from trollmoves_roles.runtime.yamlkeys import integer, string_list
 
 from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import Findings, Key, Schema, directory_problem, nearest_existing, yaml_mapping
-from trollmoves_core.uri import redact
+from trollmoves_wis2.options import parse_broker
 from trollmoves_wis2.subscriber.area import BoundingBox
 from trollmoves_wis2.topics import validate_filter
 
@@ -93,12 +92,9 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
     if not isinstance(broker, str) or not broker:
         raise error("broker", "required: the address of the WIS2 broker (mqtts://HOST:8883?...)")
     try:
-        address = parse_bus_address(broker)
+        address = parse_broker(broker, topics_key="subscribe")
     except ConfigError as err:
         raise error("broker", err.message) from None
-    if urlsplit(broker).path.strip("/"):
-        raise error("broker", f"{redact(broker)!r} has a topic prefix; WIS2 topics are absolute: give the whole "
-                              "topic filters in subscribe")
     filters = _strings(raw.get("subscribe"), error, "subscribe")
     if not filters:
         raise error("subscribe", "required: the WIS2 topic filter(s) to subscribe to")
@@ -143,10 +139,10 @@ def _strings(value: Any, error: Callable[[str, str], ConfigError], key: str) -> 
 
 
 def _integer(raw: Mapping[str, Any], key: str, minimum: int, error: Callable[[str, str], ConfigError]) -> int:
-    value = raw.get(key, SCHEMA.default(key))
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise error(key, f"expected an integer of at least {minimum}, got {value!r}")
-    return value
+    try:
+        return integer(raw.get(key, SCHEMA.default(key)), minimum=minimum)
+    except ValueError as err:
+        raise error(key, str(err)) from None
 
 
 # -- trollmoves check ------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from trollmoves_roles.state import history
 from trollmoves_roles.transfers.movers import MoverCache
 from trollmoves_roles.transfers.pool import BoundedPool
 
-from trollmoves_core.checksum import Digest, Hasher, check, verify_file
+from trollmoves_core.checksum import ChecksumMismatch, Digest, Hasher, check, verify_file
 from trollmoves_core.exceptions import ConfigError, TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
 from trollmoves_core.plugins import PluginHost
@@ -239,8 +239,9 @@ class Wis2Subscriber:
                 verify_file(staged, Digest(os.path.getsize(staged), method, value), f"downloaded {redact(link.href)}")
                 return staged
 
+            # the mover retried network trouble already: only a copy that does not match is fetched again
             staged = with_retries(attempt, what=f"get {redact(link.href)}", attempts=mover.attempts,
-                                  base_delay=mover.retry_delay)
+                                  base_delay=mover.retry_delay, transient=_mismatch)
             os.replace(staged, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -251,7 +252,7 @@ def local_name(notification: Notification, link: Link) -> str:
     name = posixpath.basename(unquote(urlsplit(link.href).path))
     if not name or name in (".", ".."):
         name = posixpath.basename(notification.data_id.rstrip("/"))
-    if not name or name in (".", "..") or name.startswith("."):
+    if not name or name in (".", "..") or name.startswith(".") or "\0" in name:
         raise WnmError(f"properties.data_id: no file name in {notification.data_id!r} nor in {link.href!r}")
     return name
 
@@ -289,6 +290,10 @@ def session_id(config: SubscriberConfig) -> str:
     and a digest of the filters (and group), so that a restart with the same ones resumes the session."""
     digest = hashlib.sha1("\n".join([config.broker.group or "", *sorted(config.subscribe)]).encode()).hexdigest()[:10]
     return f"{config.broker.client_id}-wis2-{digest}"
+
+
+def _mismatch(err: BaseException) -> bool:
+    return isinstance(err, ChecksumMismatch)
 
 
 def _message_id(payload: bytes) -> str:
