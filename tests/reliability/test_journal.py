@@ -13,7 +13,6 @@ import threading
 import pytest
 from posttroll.message import Message
 from trollmoves_roles.client.state import ChainState
-from trollmoves_roles.observe.ratelimit import RateLimitedLog
 from trollmoves_roles.state import journal as journal_module
 from trollmoves_roles.state.journal import Journal
 from trollmoves_roles.state.pending import PendingMessages
@@ -102,13 +101,7 @@ def break_table(journal: Journal) -> None:
         other.execute(f"DROP TABLE {journal.table}")
 
 
-@pytest.fixture
-def fresh_limit(monkeypatch):
-    """A write-error budget of its own, whatever earlier tests in this process logged."""
-    monkeypatch.setattr(journal_module, "_LIMITED", RateLimitedLog(journal_module.LOG, period=60.0, burst=3))
-
-
-def test_attempt_writes_or_logs_rate_limited_and_carries_on(tmp_path, caplog, fresh_limit):
+def test_attempt_writes_or_logs_rate_limited_and_carries_on(tmp_path, caplog):
     journal = Journal(tmp_path / "j.sqlite", table="files")
     assert journal.attempt(journal.put, "k", "announced", {"uid": "k"}) is True
     assert journal.get("k").data == {"uid": "k"}
@@ -124,7 +117,7 @@ def test_attempt_writes_or_logs_rate_limited_and_carries_on(tmp_path, caplog, fr
     journal.close()
 
 
-def test_client_and_pending_journals_keep_going_when_writes_fail(tmp_path, caplog, fresh_limit):
+def test_client_and_pending_journals_keep_going_when_writes_fail(tmp_path, caplog):
     chain = ChainState.open(tmp_path / "client.sqlite", "chain one")
     pending = PendingMessages(Journal(tmp_path / "dispatch.sqlite", table="messages"))
     message = Message("/test/in", "file", {"uid": "a.nc"})

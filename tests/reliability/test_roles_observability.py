@@ -172,7 +172,7 @@ def test_client_and_the_versions_it_publishes(tmp_path, dirs, roles, server_proc
             return wait_until(lambda: client.transfers(name), timeout=2.0)
 
         assert wait_until(delivered_probe, timeout=40, interval=0), client.log()[-3000:]
-        before = client.metrics()
+        before = settled(client)
         write_file(origin, "real.dat", b"r" * 4321)
         assert wait_until(lambda: client.transfers("real.dat"), 20), client.log()[-3000:]
         check_transfer_line(client, "real.dat", 4321, f"{request_address(server)} {origin}/real.dat",
@@ -195,6 +195,26 @@ def test_client_and_the_versions_it_publishes(tmp_path, dirs, roles, server_proc
     finally:
         recorder.close()
     check_stopped(client)
+
+
+def settled(client: RoleProcess) -> dict[str, float]:
+    """The client's metrics once every probe it was announced is delivered, published and counted.
+
+    Its transfer line is logged before the counters move, and a probe given up on by the test may
+    still arrive later: a snapshot taken any earlier would count a probe as the next file.
+    """
+    values: dict[str, float] = {}
+
+    def idle() -> bool:
+        nonlocal values
+        logged = sum(1 for e in client.entries() if str(e.get("uid", "")).startswith("probe") and "bytes" in e)
+        values = client.metrics()
+        counts = {counter(values, name) for name in ("trollmoves_files_delivered_total",
+                                                      "trollmoves_files_announced_total")}
+        return counts == {logged} and counter(values, "trollmoves_chain_pending") == 0
+
+    assert wait_until(idle, timeout=20, interval=0.2), client.log()[-3000:]
+    return values
 
 
 def request_address(server) -> str:

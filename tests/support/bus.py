@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -10,12 +9,9 @@ from collections.abc import Callable, Iterable
 from posttroll.message import Message
 from trollmoves_roles.bus.posttroll import Subscription
 
+from trollmoves_core.ports import free_port
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["BusRecorder", "free_port", "wait_until"]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:

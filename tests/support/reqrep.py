@@ -19,6 +19,9 @@ def request_raw(address: str, payload: Message | str | bytes | list[bytes], time
     """
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    # a refused handshake (allow-list, CURVE) drops the socket's only pipe for good: a send that comes
+    # after it would block forever, so it gives up like a reply that never comes
+    sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
     if curve is not None:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
     host_port = address.removeprefix("tcp://")
@@ -33,6 +36,8 @@ def request_raw(address: str, payload: Message | str | bytes | list[bytes], time
         if not sock.poll(int(timeout * 1000)):
             return None
         return sock.recv()
+    except zmq.Again:  # the send timed out
+        return None
     finally:
         sock.close(0)
 

@@ -20,18 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+from trollmoves_core.ports import free_port
+
 HOST = "127.0.0.1"
 PASSWORD = "mqtt-s3cret-pw"  # distinctive, so tests can check it never leaks into logs
 
 
 def available() -> bool:
     return shutil.which("mosquitto") is not None and shutil.which("mosquitto_passwd") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def make_ca(directory: Path, host: str = HOST) -> tuple[Path, Path, Path]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.ports import free_port
+
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
 INSTALL_HINT = "OpenSSH sshd not found at /usr/sbin/sshd: install it with `apt-get install openssh-server` " \
@@ -36,13 +38,6 @@ INSTALL_HINT = "OpenSSH sshd not found at /usr/sbin/sshd: install it with `apt-g
 def sshd_available() -> bool:
     """True when an OpenSSH server binary and ``ssh-keygen`` are installed."""
     return os.access(SSHD, os.X_OK) and shutil.which("ssh-keygen") is not None
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -260,13 +260,21 @@ def test_uid_cache_is_per_chain(setup, tmp_path):
 
 def test_heartbeat_watchdog_resubscribes_and_says_so(setup, caplog):
     with caplog.at_level(logging.INFO):
-        s = setup(heartbeat_alarm_scale=0.01)  # 0.3 s without any message
+        # 0.9 s without any message: what is announced while a new subscription connects is lost
+        # (PUB/SUB), so the alarm must outlast a connect on a loaded machine by far
+        s = setup(heartbeat_alarm_scale=0.03)
         (a,) = s.servers
         listener = s.client.chain("test")._listeners[0]
         assert wait_until(lambda: listener.resubscriptions >= 2)
         assert "resubscribing" in caplog.text
+        # a beat ends the silence; its min_interval puts the next alarm 90 s away
+        beat = Message("/heartbeat/move_it_server", "beat", {"min_interval": 3000})
+        assert wait_until(lambda: (s.announcer.send(beat), not listener._silent)[1], interval=0.2)
+        assert "is publishing again" in caplog.text
+        resubscriptions = listener.resubscriptions
         s.announcer.announce("f1.dat", a)
         assert s.wait_results(1)
+        assert listener.resubscriptions == resubscriptions
 
 
 def test_a_delivery_from_a_server_wakes_the_files_waiting_to_retry_it(setup):
