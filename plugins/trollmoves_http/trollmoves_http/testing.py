@@ -39,6 +39,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +52,7 @@ NGINX = "/usr/sbin/nginx"
 DAV_EXT_MODULE = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
 
 _LOG_FORMAT = '$connection $request_method $status $bytes_sent "$request_uri" "$http_range"'
+_SYNC = "/.log-sync-"
 _LOG_LINE = re.compile(r'(\d+) (\S+) (\d+) (\d+) "([^"]*)" "([^"]*)"$')
 
 
@@ -236,15 +239,34 @@ http {{
     def requests(self, path: str | None = None) -> list[Request]:
         """The requests served so far (those for the URI ``path`` only, if given), oldest first."""
         entries = []
-        for line in self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else ():
+        for line in self._settled_log():
             match = _LOG_LINE.match(line)
             if match is None:
                 continue
             connection, method, status, sent, uri, ranged = match.groups()
+            if uri.startswith(_SYNC):
+                continue
             entry = Request(int(connection), method, int(status), int(sent), ranged or None, uri)
             if path is None or entry.uri == path:
                 entries.append(entry)
         return entries
+
+    def _settled_log(self, timeout: float = 10.0) -> list[str]:
+        """The access log once every request answered so far is in it.
+
+        nginx writes a request's line just after sending its reply, so a client can read the log
+        before its own last request is there; the one worker handles a marker request only after
+        finishing the requests before it, so once the marker's line is written theirs are too.
+        """
+        marker = f"{_SYNC}{uuid.uuid4().hex}"
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(self.url(marker), timeout=timeout).close()
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else []
+            if any(marker in line for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
 
     def connections(self) -> int:
         """How many distinct client connections the logged requests came on."""
