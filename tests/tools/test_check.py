@@ -162,7 +162,8 @@ def test_without_the_role_the_file_cannot_be_checked(tmp_path: Path, inbox: Path
     path = write(tmp_path / "server.ini", f"[a]\norigin = {inbox}/{{n}}\ntopic = /t\n")
     assert lines(check_file(path, core_only, "server")) == [
         f"{path}: cannot check this file here: no role 'server': pip install trollmoves-roles"]
-    with pytest.raises(ConfigError, match=r"give --role, or install the roles: pip install trollmoves-roles$"):
+    with pytest.raises(ConfigError,
+                       match=r"give --role, or install the roles: pip install trollmoves-roles trollmoves-wis2$"):
         check_file(path, core_only)
 
 
