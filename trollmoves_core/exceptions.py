@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class TrollmovesError(Exception):
     """Base class of every error trollmoves raises on purpose."""
@@ -44,3 +46,13 @@ class TransferError(TrollmovesError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and the exceptions it was raised from, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

@@ -12,9 +12,8 @@ a ``NotImplementedError`` (the filesystem cannot do that), a bad storage option 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 
-from trollmoves_core.exceptions import TransferError
+from trollmoves_core.exceptions import TransferError, causes
 from trollmoves_core.retry import is_transient as core_is_transient
 from trollmoves_core.retry import transient_status
 from trollmoves_core.uri import redact
@@ -72,13 +71,3 @@ def describe(err: BaseException) -> str:
     """One line naming the cause: the exception's type and text, any URL in it without password."""
     text = redact(" ".join(str(err).split())) or type(err).__name__
     return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
-
-
-def causes(err: BaseException) -> Iterator[BaseException]:
-    """``err`` and the exceptions it was raised from, outermost first."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__

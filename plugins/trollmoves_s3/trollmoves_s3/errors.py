@@ -10,10 +10,9 @@ run once s3fs is loaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from trollmoves_core.exceptions import TransferError
+from trollmoves_core.exceptions import TransferError, causes
 from trollmoves_core.retry import is_transient as core_is_transient
 
 TRANSIENT_CODES = frozenset({
@@ -77,16 +76,6 @@ def error_code(err: Any) -> str:
 def http_status(err: Any) -> int | None:
     status = getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status is not None else None
-
-
-def causes(err: BaseException) -> Iterator[BaseException]:
-    """``err`` and the exceptions it was raised from, outermost first."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _describe_client_error(err: Any, bucket: str, key: str) -> str:
