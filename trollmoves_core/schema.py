@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from trollmoves_core.config import Section
+from trollmoves_core.config import Section, read_yaml
 from trollmoves_core.exceptions import ConfigError, PluginConflictError, UnknownPluginError
 from trollmoves_core.uri import parse_uri, redact
 
@@ -248,6 +248,20 @@ def yaml_mapping(content: Any) -> Mapping[Any, Any] | None:
     if isinstance(content, Mapping) and ini_keys(content) is None:
         return content
     return None
+
+
+def read_yaml_mapping(out: Findings, path: str) -> Mapping[Any, Any] | None:
+    """The top-level mapping of the YAML file at ``path`` for a role's check, or None once ``out``
+    records why there is none (unreadable, not YAML, or not a mapping)."""
+    try:
+        data = read_yaml(path)
+    except ConfigError as err:
+        out.add_error(err)
+        return None
+    if not isinstance(data, Mapping):
+        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+        return None
+    return data
 
 
 # -- shared checks ------------------------------------------------------------------------

@@ -32,7 +32,15 @@ from trollsift import Parser
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost
-from trollmoves_core.schema import Findings, Key, Schema, mover_problem, pattern_problem, yaml_mapping
+from trollmoves_core.schema import (
+    Findings,
+    Key,
+    Schema,
+    mover_problem,
+    pattern_problem,
+    read_yaml_mapping,
+    yaml_mapping,
+)
 from trollmoves_core.uri import parse_uri, redact
 from trollmoves_roles.bus.posttroll import address_problem
 from trollmoves_roles.bus.security import (
@@ -386,13 +394,8 @@ def recognises(content: Any) -> int:
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the dispatcher YAML at ``path``, one per location:
     the keys, the patterns and movers of every target, then the dispatcher's own reading of each."""
-    try:
-        data = read_yaml(path)
-    except ConfigError as err:
-        out.add_error(err)
-        return
-    if not isinstance(data, Mapping):
-        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(out, path)
+    if data is None:
         return
     subscriber = data.get(SUBSCRIBER_KEY)
     if subscriber is not None:

@@ -36,6 +36,7 @@ from trollmoves_core.schema import (
     directory_problem,
     mover_problem,
     nearest_existing,
+    read_yaml_mapping,
     yaml_mapping,
 )
 from trollmoves_roles.bus.posttroll import address_problem
@@ -228,14 +229,8 @@ def recognises(content: Any) -> int:
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the downloader YAML at ``path``, one per location."""
     out.sections = 1
-    try:
-        data = read_yaml(path)
-    except ConfigError as err:
-        out.add_error(err)
-        out.sections = 0
-        return
-    if not isinstance(data, Mapping):
-        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(out, path)
+    if data is None:
         out.sections = 0
         return
     SCHEMA.check_keys(out, sorted(map(str, data)), None)

@@ -33,7 +33,15 @@ from trollmoves_roles.runtime.yamlkeys import integer, string_list
 
 from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_core.schema import Findings, Key, Schema, directory_problem, nearest_existing, yaml_mapping
+from trollmoves_core.schema import (
+    Findings,
+    Key,
+    Schema,
+    directory_problem,
+    nearest_existing,
+    read_yaml_mapping,
+    yaml_mapping,
+)
 from trollmoves_wis2.options import parse_broker
 from trollmoves_wis2.subscriber.area import BoundingBox
 from trollmoves_wis2.topics import validate_filter
@@ -156,14 +164,8 @@ def recognises(content: Any) -> int:
 def check_config(out: Findings, path: str, host: PluginHost) -> None:
     """Record in ``out`` every problem of the WIS2 subscriber YAML at ``path``."""
     out.sections = 1
-    try:
-        data = read_yaml(path)
-    except ConfigError as err:
-        out.add_error(err)
-        out.sections = 0
-        return
-    if not isinstance(data, Mapping):
-        out.add(f"expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(out, path)
+    if data is None:
         out.sections = 0
         return
     SCHEMA.check_keys(out, sorted(map(str, data)), None)
