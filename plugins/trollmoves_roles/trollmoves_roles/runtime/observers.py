@@ -9,7 +9,7 @@ local file it names. An observer's bug costs one logged line, never the delivery
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from trollmoves_core.checksum import from_data
@@ -52,23 +52,25 @@ def missing_observer(host: PluginHost, keys: Mapping[Any, Any]) -> tuple[str, st
     return None
 
 
-def check_observers(out: Findings, host: PluginHost, keys: Mapping[str, str], section: str) -> None:
-    """Record what each observer finds wrong with a chain's ``keys``, connecting nowhere."""
+def observer_problems(host: PluginHost, keys: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """(key, problem) for what the observers find wrong with a chain's ``keys``, connecting
+    nowhere: keys of an observer that is not installed first, then each observer's findings."""
     if missing := missing_observer(host, keys):
-        out.add(missing[1], section, missing[0])
+        yield missing
     for cls in host.observers.classes.values():
-        for key, problem in cls.problems(keys).items():
-            out.add(problem, section, key)
+        yield from cls.problems(keys).items()
+
+
+def check_observers(out: Findings, host: PluginHost, keys: Mapping[str, str], section: str) -> None:
+    """Record every observer problem of a chain's ``keys``."""
+    for key, problem in observer_problems(host, keys):
+        out.add(problem, section, key)
 
 
 def refuse_bad_observer_keys(host: PluginHost, keys: Mapping[str, str], *, file: str, section: str) -> None:
-    """Raise a ConfigError for the first problem an observer finds with a chain's ``keys``, or for
-    keys of an observer that is not installed."""
-    if missing := missing_observer(host, keys):
-        raise ConfigError(missing[1], file=file, section=section, key=missing[0])
-    for cls in host.observers.classes.values():
-        for key, problem in cls.problems(keys).items():
-            raise ConfigError(problem, file=file, section=section, key=key)
+    """Raise a ConfigError for the first observer problem of a chain's ``keys``."""
+    for key, problem in observer_problems(host, keys):
+        raise ConfigError(problem, file=file, section=section, key=key)
 
 
 class ChainObservers:
