@@ -97,7 +97,8 @@ def burst_rate(results: dict[str, dict]) -> Figure | None:
     axes = figure.subplots(len(series), 1, squeeze=False)[:, 0]
     for ax, (name, result) in zip(axes, series.items(), strict=True):
         width, starts, rates = _bins(result["arrivals_s"])
-        ax.stairs(rates, [*starts, starts[-1] + width], fill=True, alpha=0.6, label=f"{width * 1000:g} ms bins")
+        bins = f"{width:g} s bins" if width >= 1 else f"{width * 1000:g} ms bins"
+        ax.stairs(rates, [*starts, starts[-1] + width], fill=True, alpha=0.6, label=bins)
         mean = result.get("files_per_s")
         if mean:
             ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.3g} files/s")
@@ -105,8 +106,9 @@ def burst_rate(results: dict[str, dict]) -> Figure | None:
         ax.set_xlabel("time since the first rename (s)")
         ax.set_ylabel("delivery rate (files/s)")
         ax.set_xlim(0, starts[-1] + width)
+        ax.set_ylim(0, max(rates) * 1.35)  # headroom for the legend
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper right", ncols=2)
     figure.suptitle("Burst: delivery rate over time (10 KiB files renamed in at once)")
     return figure
 
