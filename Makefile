@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml plugins/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(foreach d,$(DISTS),-e $(d)) -e '.[test]'
+	$(BIN)/python -m pip install -q $(foreach d,$(DISTS),-e $(d)) -e '.[test,bench]'
 	$(BIN)/python -m pip download -q -d $(VENV)/wheelhouse setuptools pluggy pyyaml trollsift watchdog
 	touch $(STAMP)
 

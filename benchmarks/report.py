@@ -10,6 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from benchmarks import plots
 from benchmarks.impls import IMPLEMENTATIONS, REPO, package_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -169,7 +170,8 @@ def machine_facts() -> dict:
 
 
 def write(run: dict, markdown_path: Path | None) -> list[Path]:
-    """Write ``results/run-<stamp>.json``, ``results/latest.json`` and, given a path, the markdown summary."""
+    """Write ``results/run-<stamp>.json``, ``results/latest.json`` and, given a path, the markdown summary
+    with the PNG plots beside it (skipped, with one line saying so, without matplotlib)."""
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(run, indent=2, default=str)
     json_path = RESULTS / f"run-{run['started'].replace(':', '').replace('-', '')}.json"
@@ -177,11 +179,15 @@ def write(run: dict, markdown_path: Path | None) -> list[Path]:
     (RESULTS / "latest.json").write_text(text)
     if markdown_path is None:
         return [json_path]
-    markdown_path.write_text(markdown(run))
-    return [json_path, markdown_path]
+    figures = plots.write(run["results"], markdown_path.parent)
+    if figures is None:
+        print(plots.SKIPPED)
+    markdown_path.write_text(markdown(run, figures))
+    return [json_path, markdown_path, *(markdown_path.parent / f.filename for f in figures or [])]
 
 
-def markdown(run: dict) -> str:
+def markdown(run: dict, figures: list[plots.Plot] | None) -> str:
+    """The summary; ``figures`` are embedded under their scenario, None says the plots were skipped."""
     facts = run["machine"]
     lines = [
         "# Benchmark results: upstream trollmoves 0.19.0 vs ours",
@@ -198,11 +204,14 @@ def markdown(run: dict) -> str:
     for name, packages in facts.get("packages", {}).items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in packages.items()))
     lines += ["", "## Parameters", "", "```", json.dumps(run["params"], default=str), "```"]
+    if figures is None:
+        lines += ["", plots.SKIPPED]
     for scenario, results in run["results"].items():
         lines += ["", f"## {scenario}", "", run["descriptions"].get(scenario, ""), "", table(scenario, results)]
         for name, result in results.items():
             for note in result.get("notes", []):
                 lines.append(f"\n- {name}: {note}")
+        lines += [f"\n{f.markdown()}" for f in figures or [] if f.scenario == scenario]
     lines += ["", "## Targets (ours)", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {name} | {measured} | {verdict} |" for name, measured, verdict in targets(run["results"])]
     return "\n".join(lines) + "\n"

@@ -92,7 +92,7 @@ def latency(impl: Implementation, workdir: Path, params: Params) -> dict:
         ms = [x * 1000 for x in latencies]
         return {"files": len(latencies) + lost, "lost": lost, "p50_ms": percentile(ms, 50),
                 "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99), "max_ms": max(ms, default=None),
-                "startup_s": startup}
+                "startup_s": startup, "latencies_ms": [round(x, 3) for x in ms]}
 
 
 # --- 2. burst ----------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def _burst(setup: Setup, n_files: int, size: int, prefix: str, *, params: Params
         "files": len(expected), "delivered": delivered, "lost": len(expected) - delivered,
         "dup": sum(max(0, len(t) - 1) for t in arrivals.values()),
         "elapsed_s": elapsed, "files_per_s": delivered / elapsed if elapsed else None,
-        "drop_s": dropped_s, "complete": complete,
+        "drop_s": dropped_s, "complete": complete, "arrivals_s": sorted(round(t - t0, 4) for t in firsts),
         "server_cpu_s": sum(v for k, v in cpu.items() if "server" in k),
         "client_cpu_s": sum(v for k, v in cpu.items() if "client" in k),
         **setup.check_destination(expected),
@@ -372,7 +372,8 @@ def wan(impl: Implementation, workdir: Path, params: Params) -> dict:
     link = Link(remote)
     try:
         limit_s = link.measure_limit(WAN_SINK_PORT, n * size)
-        result: dict = {"files": n, "link_mib_s": n * size / limit_s / MIB, "rtt_ms": 2000 * link.delay}
+        result: dict = {"files": n, "kib": params.wan_kib, "link_mib_s": n * size / limit_s / MIB,
+                        "rtt_ms": 2000 * link.delay}
         link.expose(SERVER_PUB_PORT, into_remote=True)
         link.expose(REQUEST_PORT, into_remote=True)
         deadline = time.monotonic() + params.budget
