@@ -3,8 +3,8 @@
 A location is ``scheme://[user[:password]@]host[:port]/path[?query]``; a plain path is a
 ``file`` location. Paths are taken and written raw, not percent-encoded, as upstream
 trollmoves does on the wire (a space or ``#`` in a file name stays as it is). Passwords
-never leave this module in anything meant for humans: use :func:`redact` before logging a
-URI or putting it in an error.
+and query-string tokens never leave this module in anything meant for humans: use
+:func:`redact` before logging a URI or putting it in an error.
 """
 
 from __future__ import annotations
@@ -88,20 +88,50 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
 
 
 def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: Iterable[str] = ()) -> str:
-    """``text`` (a URI, or free text quoting URIs) without passwords, for logs, errors and replies.
+    """``text`` (a URI, or free text quoting URIs) without passwords or tokens, for logs, errors and replies.
 
     A URI keeps its user (``ftp://user@host``); in free text, or a URI whose password holds a ``/``,
     ``user:password@`` becomes ``user:***@``. ``drop_user`` removes the whole user part
-    (``***@`` where the text does not parse). Each of ``secrets`` is masked as ``***``.
+    (``***@`` where the text does not parse). The value of a query (or fragment) parameter that
+    carries a credential (:func:`secret_parameter`: ``?token=``, ``sig=``, ``X-Amz-Signature=``,
+    ``api_key=``...) becomes ``***``. Each of ``secrets`` is masked as ``***``.
+
+    >>> redact("https://cache.example/a.h5?sv=2022-11-02&sig=K3y%2B&se=2026")
+    'https://cache.example/a.h5?sv=2022-11-02&sig=***&se=2026'
     """
     text = os.fspath(text)
     if "@" in text:
         netloc = _netloc(text)
         text = _redact_uri(text, drop_user) if netloc and "@" in netloc else _redact_free_text(text, drop_user)
+    if "=" in text:
+        text = _PARAMETER.sub(_masked_parameter, text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+_SECRET_NAMES = frozenset({"sig", "key", "auth", "pass", "passwd", "pwd"})
+_SECRET_ENDINGS = ("token", "signature", "secret", "password", "apikey", "_key", "credential", "credentials")
+
+
+def secret_parameter(name: str) -> bool:
+    """Whether a query parameter called ``name`` carries a credential: ``sig``, ``key``, ``auth``,
+    ``pass``/``passwd``/``pwd``, or a name ending in ``token``, ``signature``, ``secret``,
+    ``password``, ``apikey``, ``_key`` or ``credential(s)`` (case and ``-``/``_`` ignored:
+    ``X-Amz-Signature``, ``X-Amz-Security-Token``, ``access_token``, ``api-key``, ``client_secret``).
+    ``password_file`` and the like name a file, not a secret: they are kept."""
+    name = name.lower().replace("-", "_")
+    return name in _SECRET_NAMES or name.endswith(_SECRET_ENDINGS)
+
+
+# A parameter after ?, & or ; (a query) or # (OAuth puts tokens in fragments); its value ends
+# where a URI quoted in free text would: at the next parameter, a blank or a quote.
+_PARAMETER = re.compile(r"(?<=[?&;#])([A-Za-z0-9_.~%-]+)=([^&;#\s'\"<>`]+)")
+
+
+def _masked_parameter(match: re.Match[str]) -> str:
+    return f"{match[1]}=***" if secret_parameter(unquote(match[1])) else match[0]
 
 
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@:]*)(:[^\s@]*)?@")

@@ -35,6 +35,39 @@ def test_redact_removes_only_the_password() -> None:
     assert redact("/plain/path") == "/plain/path"
 
 
+@pytest.mark.parametrize(("uri", "redacted"), [
+    # an Azure SAS: only the signature is a secret
+    ("https://acct.blob.core.windows.net/c/a.h5?sv=2022-11-02&se=2026-12-04T00%3A00Z&sp=r&sig=K3y%2Bv%3D",
+     "https://acct.blob.core.windows.net/c/a.h5?sv=2022-11-02&se=2026-12-04T00%3A00Z&sp=r&sig=***"),
+    # an S3 presigned URL: the signature, the session token and the credential
+    ("https://b.s3.amazonaws.com/k.nc?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261204"
+     "&X-Amz-Security-Token=FwoG&X-Amz-Expires=300&X-Amz-Signature=9f2e",
+     "https://b.s3.amazonaws.com/k.nc?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***"
+     "&X-Amz-Security-Token=***&X-Amz-Expires=300&X-Amz-Signature=***"),
+    ("https://cache.example/a.bufr4?token=abc.def-ghi", "https://cache.example/a.bufr4?token=***"),
+    ("https://h/x?ACCESS_TOKEN=t1&Api-Key=t2&apikey=t3&api_key=t4&key=t5&Password=t6&secret=t7&Signature=t8",
+     "https://h/x?ACCESS_TOKEN=***&Api-Key=***&apikey=***&api_key=***&key=***&Password=***&secret=***"
+     "&Signature=***"),
+    ("https://h/cb#access_token=t1&state=s", "https://h/cb#access_token=***&state=s"),
+    ("https://u:pw@h/x?token=t1&n=1", "https://u@h/x?token=***&n=1"),
+    # names of files, and words that only end like a secret's name, are kept
+    ("mqtts://everyone@h:8883?password_file=/etc/w.pw&token_file=/etc/t&keyword=viirs&monkey=1",
+     "mqtts://everyone@h:8883?password_file=/etc/w.pw&token_file=/etc/t&keyword=viirs&monkey=1"),
+    ("https://h/x?token=", "https://h/x?token="),
+    ("/data/plain=path", "/data/plain=path"),
+])
+def test_redact_masks_tokens_in_the_query(uri: str, redacted: str) -> None:
+    assert redact(uri) == redacted
+
+
+def test_redact_masks_tokens_of_uris_quoted_in_free_text() -> None:
+    text = ("get 'https://cache.example/a.h5?sig=S1&sv=1' to /data/a.h5 failed (attempt 1 of 3): "
+            "redirected to https://b.s3.example/a.h5?X-Amz-Signature=S2 and \"https://h/?apikey=S3\"")
+    assert redact(text) == ("get 'https://cache.example/a.h5?sig=***&sv=1' to /data/a.h5 failed (attempt 1 of 3): "
+                            "redirected to https://b.s3.example/a.h5?X-Amz-Signature=*** and \"https://h/?apikey=***\"")
+    assert redact("ftp://u:pw@h/x?token=S4 refused") == "ftp://u:***@h/x?token=*** refused"
+
+
 def test_bad_port_is_named() -> None:
     with pytest.raises(ValueError, match=r"^invalid port in URI 'ftp://\*\*\*@host:99999/x'$"):
         parse_uri("ftp://u:pw@host:99999/x")

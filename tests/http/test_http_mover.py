@@ -229,6 +229,20 @@ def test_bearer_token(nginx: Nginx, http_params: dict[str, Any], tmp_path: Path,
     assert TOKEN not in caplog.text
 
 
+@pytest.mark.parametrize("path", ["/unavailable/x.dat", "/redirect/unavailable/x.dat", "/redirect/dav/missing.dat"])
+def test_query_string_tokens_stay_out_of_logs_and_errors(nginx: Nginx, mover: HttpMover, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture, path: str) -> None:
+    # a presigned or SAS URL; nginx's redirects carry the query to the next address
+    query = "?sv=2022-11-02&sig=SIG%2BSECRET&X-Amz-Signature=AMZSECRET&access_token=TOKSECRET"
+    with caplog.at_level(logging.DEBUG, logger="trollmoves_core"), caplog.at_level(logging.DEBUG, "trollmoves_http"), \
+            pytest.raises(TransferError) as info:
+        mover.get(nginx.url(path + query, tls=True), tmp_path / "x.dat")
+    assert nginx.requests(path + query)[0].status in (302, 503)  # the server got the tokens
+    shown = caplog.text + str(info.value)
+    assert "sig=***" in str(info.value) and "sv=2022-11-02" in str(info.value)
+    assert not [secret for secret in ("SIG", "AMZSECRET", "TOKSECRET") if secret in shown], shown
+
+
 @pytest.mark.parametrize(("params", "key"), [
     ({"token": "a", "token_file": "/etc/hostname"}, "token"),
     ({"token": "a", "username": "u"}, "token"),

@@ -73,6 +73,7 @@ class SubscriberHarness:
         self.centre = f"se-t{uuid.uuid4().hex[:10]}"
         self.topic = f"origin/a/wis2/{self.centre}/data/core/weather/space-based-observations/noaa-20/viirs"
         self.destination = tmp_path / "wis2-in"
+        self.dataset = self.destination / self.topic.removeprefix("origin/a/")  # where the default layout writes
         self.config_file = tmp_path / "wis2-subscriber.yaml"
         self.config_file.write_text(yaml.safe_dump({
             "broker": url or broker.url("", client_id=f"test-{self.centre}"),
@@ -124,6 +125,10 @@ class SubscriberHarness:
         """The ``file`` messages announced so far, after waiting for ``count`` of them (the bus is
         asynchronous: one published may not be recorded yet)."""
         return self.recorder.wait_for(lambda m: m.subject == PUBLISH_TOPIC, count)
+
+    def written(self) -> list[str]:
+        """The files below the destination (partial ones too), as sorted relative paths."""
+        return sorted(p.relative_to(self.destination).as_posix() for p in self.destination.rglob("*") if p.is_file())
 
     def stop(self) -> None:
         self._halt.set()

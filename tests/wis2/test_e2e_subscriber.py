@@ -73,9 +73,9 @@ def test_server_client_wis2_node_nginx_broker_subscriber_posttroll(servers, tmp_
                               and subscriber.outcomes["failed"] == 1 and subscriber.outcomes["repeat"] == 1,
                               timeout=30), dict(subscriber.outcomes)
         announced = {m.data["uid"]: m for m in harness.files()}
-        assert "f1.dat" not in announced and not (harness.destination / "f1.dat").exists()
+        assert "f1.dat" not in announced and not (harness.dataset / "f1.dat").exists()
         for name in ("f0.dat", "f2.dat"):
-            assert (harness.destination / name).read_bytes() == contents[name]
+            assert (harness.dataset / name).read_bytes() == contents[name]
             published = notification.parse(payload_of(name))
             assert announced[name].data["wis2_id"] == published.id
             assert announced[name].data["data_id"] == published.data_id

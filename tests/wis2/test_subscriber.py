@@ -65,7 +65,7 @@ def test_downloads_verifies_and_announces_a_file(harness: SubscriberHarness, ngi
                       properties={"producer": "se-smhi"})
     harness.publish(doc)
     assert harness.wait_handled(1).outcomes["delivered"] == 1
-    local = harness.destination / name
+    local = harness.dataset / name
     assert local.read_bytes() == data
     [message] = harness.files(1)
     assert message.type == "file"
@@ -84,6 +84,27 @@ def test_downloads_verifies_and_announces_a_file(harness: SubscriberHarness, ngi
     assert message.data["producer"] == "se-smhi"
 
 
+@pytest.mark.parametrize("harness", [{"layout": "{centre_id}/{platform_name}/{start_time:%Y/%m/%d}/{name}"}],
+                         indirect=True)
+def test_the_same_name_in_two_datasets_lands_where_the_layout_says(harness: SubscriberHarness, nginx: Nginx,
+                                                                    served: Path) -> None:
+    harness.start()
+    other_topic = harness.topic.replace("noaa-20/viirs", "metop-b/avhrr")
+    for topic, content in [(harness.topic, b"viirs"), (other_topic, b"avhrr")]:
+        (served / topic.split("/")[-2]).mkdir()
+        href = serve_file(nginx, served, f"{topic.split('/')[-2]}/granule.h5", content)
+        doc = notification.build(f"{topic.removeprefix('origin/a/')}/granule.h5", href, integrity=integrity(content),
+                                 length=len(content), datetime=SENSING)
+        harness.publish(doc, topic)
+    assert harness.wait_handled(2).outcomes["delivered"] == 2
+    assert harness.written() == [f"{harness.centre}/metop-b/2026/12/02/granule.h5",
+                                 f"{harness.centre}/noaa-20/2026/12/02/granule.h5"]
+    for message in harness.files(2):  # each announced where it landed
+        local = harness.destination / harness.centre / message.data["platform_name"] / "2026/12/02/granule.h5"
+        assert message.data["uri"] == str(local) and message.data["uid"] == "granule.h5"
+        assert local.read_bytes() == message.data["sensor"].encode()
+
+
 def test_a_corrupted_file_is_retried_reported_and_not_delivered(harness: SubscriberHarness, nginx: Nginx,
                                                                  served: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
@@ -96,7 +117,7 @@ def test_a_corrupted_file_is_retried_reported_and_not_delivered(harness: Subscri
     with caplog.at_level(logging.WARNING):
         harness.publish(doc)
         assert harness.wait_handled(1).outcomes["failed"] == 1
-    assert not list(harness.destination.iterdir())  # not even a partial file
+    assert harness.written() == []  # not even a partial file
     assert harness.files() == []
     assert len(nginx.requests(f"/{served.name}/corrupt.h5")) == 2  # retries: 2
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -106,7 +127,7 @@ def test_a_corrupted_file_is_retried_reported_and_not_delivered(harness: Subscri
     repeat = harness.wnm("corrupt.h5", href=href, length=len(data), integrity=integrity(data, "sha256"))
     harness.publish(repeat)
     assert harness.wait_handled(2).outcomes["delivered"] == 1
-    assert (harness.destination / "corrupt.h5").read_bytes() == data
+    assert (harness.dataset / "corrupt.h5").read_bytes() == data
     assert [m.data["wis2_id"] for m in harness.files(1)] == [repeat["id"]]  # the corrupted one was never announced
 
 
@@ -117,7 +138,7 @@ def test_a_file_without_length_is_checked_before_it_is_put_in_place(harness: Sub
     harness.start()
     harness.publish(harness.wnm("nolength.h5", href=href, integrity=integrity(data)))
     assert harness.wait_handled(1).outcomes["failed"] == 1
-    assert not list(harness.destination.iterdir())
+    assert harness.written() == []
     assert len(nginx.requests(f"/{served.name}/nolength.h5")) == 2
 
 
@@ -128,6 +149,24 @@ def test_a_file_without_length_on_a_failing_server_is_tried_retries_times(harnes
     harness.publish(harness.wnm("nolength.h5", href=href, integrity=integrity(b"data")))
     assert harness.wait_handled(1).outcomes["failed"] == 1
     assert len(nginx.requests("/unavailable/nolength.h5")) == 2  # retries: 2, not 2 x 2
+
+
+def test_a_token_in_the_link_is_neither_logged_nor_announced(harness: SubscriberHarness, nginx: Nginx, served: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    data = b"for those who hold the signature"
+    href = serve_file(nginx, served, "signed.h5", data) + "?se=2026-12-05&sig=SIGSECRET"
+    missing = nginx.url(f"/{served.name}/gone.h5?X-Amz-Signature=AMZSECRET", tls=True)
+    harness.start()
+    with caplog.at_level(logging.DEBUG, "trollmoves_wis2"), caplog.at_level(logging.DEBUG, "trollmoves_core"), \
+            caplog.at_level(logging.DEBUG, "trollmoves_http"):
+        harness.publish(harness.wnm("signed.h5", href=href, integrity=integrity(data), length=len(data)))
+        harness.publish(harness.wnm("gone.h5", href=missing, integrity=integrity(data), length=len(data)))
+        subscriber = harness.wait_handled(2)
+    assert (subscriber.outcomes["delivered"], subscriber.outcomes["failed"]) == (1, 1)
+    [message] = harness.files(1)
+    assert message.data["wis2_href"] == href.replace("SIGSECRET", "***")
+    assert "gone.h5?X-Amz-Signature=***" in caplog.text and "signed.h5?se=2026-12-05&sig=***" in caplog.text
+    assert "SECRET" not in caplog.text
 
 
 def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: Nginx, served: Path) -> None:
@@ -148,7 +187,7 @@ def test_repeats_are_skipped_updates_are_not(harness: SubscriberHarness, nginx: 
                          pubtime=PUBTIME + dt.timedelta(minutes=1))
     harness.publish(update)
     assert harness.wait_handled(4).outcomes["delivered"] == 2
-    assert (harness.destination / "a.txt").read_bytes() == newer
+    assert (harness.dataset / "a.txt").read_bytes() == newer
     assert [m.data["wis2_id"] for m in harness.files(2)] == [first["id"], update["id"]]
 
 
@@ -170,7 +209,7 @@ def test_repeats_are_skipped_after_a_restart_and_what_came_meanwhile_is_delivere
     harness.start(state)
     subscriber = harness.wait_handled(2)
     assert (subscriber.outcomes["delivered"], subscriber.outcomes["repeat"]) == (1, 1)
-    assert (harness.destination / "two.txt").read_bytes() == two
+    assert (harness.dataset / "two.txt").read_bytes() == two
     assert len(nginx.requests(f"/{served.name}/one.txt")) == 1
 
 
@@ -188,7 +227,7 @@ def test_inline_content_is_written_without_a_download(harness: SubscriberHarness
                       properties={"content": {"encoding": encoding, "value": encode(data), "size": len(data)}})
     harness.publish(doc)
     assert harness.wait_handled(1).outcomes["delivered"] == 1
-    assert (harness.destination / "bulletin.txt").read_bytes() == data
+    assert (harness.dataset / "bulletin.txt").read_bytes() == data
     assert len(nginx.requests()) == before
     [message] = harness.files(1)
     assert message.data["size"] == len(data) and "content" not in message.data
@@ -204,7 +243,7 @@ def test_a_file_name_with_a_nul_byte_is_one_line_not_a_traceback(harness: Subscr
         assert harness.wait_handled(1).outcomes["failed"] == 1
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.exc_info is None and doc["id"] in error.getMessage() and "file name" in error.getMessage()
-    assert not list(harness.destination.iterdir())
+    assert harness.written() == []
 
 
 def test_inline_content_that_does_not_match_is_not_written(harness: SubscriberHarness, nginx: Nginx) -> None:
@@ -213,7 +252,7 @@ def test_inline_content_that_does_not_match_is_not_written(harness: SubscriberHa
                       properties={"content": {"encoding": "utf-8", "value": "hello", "size": 5}})
     harness.publish(doc)
     assert harness.wait_handled(1).outcomes["failed"] == 1
-    assert not list(harness.destination.iterdir())
+    assert harness.written() == []
 
 
 @pytest.mark.parametrize("harness", [{"bbox": [5, 54, 32, 72], "keep_unlocated": False}], indirect=True)
@@ -229,7 +268,7 @@ def test_the_bounding_box_filters_by_geometry(harness: SubscriberHarness, nginx:
                                     integrity=integrity(data), length=1))
     subscriber = harness.wait_handled(4)
     assert (subscriber.outcomes["delivered"], subscriber.outcomes["outside"]) == (2, 2)
-    assert sorted(p.name for p in harness.destination.iterdir()) == ["area.txt", "in.txt"]
+    assert [Path(p).name for p in harness.written()] == ["area.txt", "in.txt"]
 
 
 def test_a_bad_notification_is_one_line_and_the_next_is_delivered(harness: SubscriberHarness, nginx: Nginx,
@@ -281,7 +320,7 @@ def test_tls_and_a_password_as_wis2_brokers_ask(tmp_path: Path, wis2_broker: Mos
         harness.publish(harness.wnm("small.txt", properties={
             "content": {"encoding": "utf-8", "value": "hello", "size": 5}}))
         assert harness.wait_handled(1).outcomes["delivered"] == 1
-        assert (harness.destination / "small.txt").read_text() == "hello"
+        assert (harness.dataset / "small.txt").read_text() == "hello"
     finally:
         harness.close()
 
@@ -320,11 +359,11 @@ def test_a_notification_not_handled_at_a_stop_is_not_acknowledged_and_comes_back
             assert wait_until(lambda: subscriber.pool.pending == 2, timeout=10)
             harness.stop()  # the running download finishes; the waiting one is dropped unacknowledged
             assert dict(subscriber.outcomes) == {"delivered": 1, "deletion": subscriber.outcomes["deletion"]}
-            assert (harness.destination / "first.dat").exists()
-            assert not (harness.destination / "second.dat").exists()
+            assert (harness.dataset / "first.dat").exists()
+            assert not (harness.dataset / "second.dat").exists()
             restarted = harness.start(tmp_path / "state")  # the broker delivers it again to the session
             assert wait_until(lambda: restarted.outcomes["delivered"] == 1, timeout=20)
-            assert (harness.destination / "second.dat").read_bytes() == data["second.dat"]
+            assert (harness.dataset / "second.dat").read_bytes() == data["second.dat"]
             assert len(slow.requests("/slow/first.dat")) == 1
         finally:
             harness.close()
@@ -354,7 +393,8 @@ def test_the_role_delivers_announces_and_keeps_a_history(tmp_path: Path, broker:
 
         assert wait_until(delivered, timeout=20, interval=0), role.log()
         [message] = recorder.wait_for(lambda m: m.type == "file")[:1]
-        assert (inbox / message.data["uid"]).read_text() == "TTAA"
+        assert message.data["uri"] == str(inbox / topic.removeprefix("origin/a/") / message.data["uid"])
+        assert Path(message.data["uri"]).read_text() == "TTAA"
     finally:
         sender.close()
         recorder.close()
@@ -400,5 +440,5 @@ def test_every_integrity_method_of_wnm_is_verified(harness: SubscriberHarness, n
     harness.publish(harness.wnm("bad.dat", href=bad, integrity=integrity(data, method)))
     subscriber = harness.wait_handled(2)
     assert (subscriber.outcomes["delivered"], subscriber.outcomes["failed"]) == (1, 1)
-    assert [p.name for p in harness.destination.iterdir()] == ["good.dat"]
+    assert [Path(p).name for p in harness.written()] == ["good.dat"]
     assert harness.files(1)[0].data["integrity"] == {"method": method, "value": integrity(data, method)[1]}

@@ -38,6 +38,7 @@ def test_a_good_config_loads_and_passes_check(tmp_path: Path, capsys: pytest.Cap
     assert config.broker.tls and config.broker.port == 8883 and config.broker.client_id == "smhi-in"
     assert config.subscribe[0].startswith("cache/a/wis2/+/") and config.bbox is not None
     assert config.keep_unlocated and config.parallel_downloads == 2 and config.remember == 100000
+    assert config.layout == "{data_id_dir}/{name}"
     assert main(["check", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"{path}: OK (checked as wis2-subscriber, 1 section(s))"
 
@@ -56,6 +57,12 @@ def test_a_good_config_loads_and_passes_check(tmp_path: Path, capsys: pytest.Cap
     ({"parallel_downloads": 0}, "parallel_downloads", "at least 1"),
     ({"keep_unlocated": "perhaps"}, "keep_unlocated", "true or false"),
     ({"connection_parameters": [1]}, "connection_parameters", "mapping"),
+    ({"download_destination": "/data/wis2/{centre_id}"}, "download_destination", "put the fields in layout"),
+    ({"layout": "/data/{name}"}, "layout", "not an absolute one"),
+    ({"layout": "{centre_id}/../{name}"}, "layout", "no '..' level"),
+    ({"layout": "{centre_id}/"}, "layout", "end with the file name"),
+    ({"layout": "{name"}, "layout", "invalid trollsift pattern"),
+    ({"layout": 3}, "layout", "expected a template string"),
 ])
 def test_a_bad_value_is_named(tmp_path: Path, changes: dict[str, object], key: str, fault: str) -> None:
     with pytest.raises(ConfigError, match=fault) as caught:

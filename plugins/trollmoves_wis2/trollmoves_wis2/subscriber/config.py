@@ -5,7 +5,8 @@
       - cache/a/wis2/+/data/core/weather/space-based-observations/noaa-20/viirs
     bbox: [5, 54, 32, 72]             # optional: west, south, east, north (degrees)
     keep_unlocated: true              # with bbox: notifications with no geometry pass (default)
-    download_destination: /data/wis2
+    download_destination: /data/wis2  # the root: nothing is written outside it
+    layout: "{data_id_dir}/{name}"    # each file's path below it (default: the data_id's dataset)
     publish_topic: /wis2/viirs        # posttroll topic of the ``file`` messages
     publish_port: 0                   # 0: random
     nameservers: []                   # register the publisher there (never multicast)
@@ -15,8 +16,10 @@
 
 ``broker`` is an MQTT address as the MQTT bus reads it (:mod:`trollmoves_mqtt.options`: the
 password in a ``password_file``, TLS with ``mqtts://`` and ``ca_file``, ``client_id``,
-``session_expiry``); it has no path (no topic prefix): WIS2 topics are absolute. :data:`SCHEMA`
-lists every key.
+``session_expiry``); it has no path (no topic prefix): WIS2 topics are absolute. ``layout`` is a
+trollsift template of the file message's fields, ``name`` and ``data_id_dir``
+(:mod:`trollmoves_wis2.subscriber.layout`): ``{centre_id}/{start_time:%Y/%m/%d}/{name}``, or
+``{name}`` for every file straight into ``download_destination``. :data:`SCHEMA` lists every key.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from trollmoves_core.schema import (
 )
 from trollmoves_wis2.options import parse_broker
 from trollmoves_wis2.subscriber.area import BoundingBox
+from trollmoves_wis2.subscriber.layout import DEFAULT_LAYOUT, layout_problem
 from trollmoves_wis2.topics import validate_filter
 
 if TYPE_CHECKING:
@@ -57,7 +61,9 @@ SCHEMA = Schema("wis2 subscriber", [
     Key("subscribe", list, origin="ours", doc="WIS2 topic filters to subscribe to, + and # allowed (required)"),
     Key("bbox", list, origin="ours", doc="only notifications whose geometry touches [west, south, east, north]"),
     Key("keep_unlocated", bool, True, origin="ours", doc="with bbox: keep notifications without a geometry"),
-    Key("download_destination", origin="ours", doc="directory the files are written to (required)"),
+    Key("download_destination", origin="ours", doc="directory the files are written below (required)"),
+    Key("layout", str, DEFAULT_LAYOUT, origin="ours",
+        doc="trollsift template of each file's path below download_destination"),
     Key("publish_topic", origin="ours", doc="posttroll topic the files are announced on (required)"),
     Key("publish_port", int, 0, origin="ours", doc="port to publish on (0: random)"),
     Key("nameservers", list, origin="ours", doc="register the publisher with these nameservers"),
@@ -75,6 +81,7 @@ class SubscriberConfig:
     subscribe: tuple[str, ...]
     download_destination: Path
     publish_topic: str
+    layout: str = DEFAULT_LAYOUT
     bbox: BoundingBox | None = None
     keep_unlocated: bool = True
     publish_port: int = 0
@@ -113,6 +120,13 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
     destination = raw.get("download_destination")
     if not isinstance(destination, str) or not destination:
         raise error("download_destination", "required: the directory the files are written to")
+    if "{" in destination:
+        raise error("download_destination", "the directory the files are written below, not a template: "
+                                             "put the fields in layout")
+    layout = raw.get("layout", DEFAULT_LAYOUT)
+    problem = "expected a template string" if not isinstance(layout, str) or not layout else layout_problem(layout)
+    if problem:
+        raise error("layout", problem)
     publish_topic = raw.get("publish_topic")
     if not isinstance(publish_topic, str) or not publish_topic.startswith("/"):
         raise error("publish_topic", "required: a posttroll topic starting with '/'")
@@ -131,7 +145,7 @@ def load_config(path: str | os.PathLike[str]) -> SubscriberConfig:
         raise error("keep_unlocated", err.message) from None
     return SubscriberConfig(
         file=file, broker=address, subscribe=tuple(filters), download_destination=Path(destination).expanduser(),
-        publish_topic=publish_topic, bbox=bbox, keep_unlocated=keep_unlocated,
+        publish_topic=publish_topic, layout=layout, bbox=bbox, keep_unlocated=keep_unlocated,
         publish_port=_integer(raw, "publish_port", 0, error),
         nameservers=tuple(_strings(raw.get("nameservers"), error, "nameservers")),
         parallel_downloads=_integer(raw, "parallel_downloads", 1, error),

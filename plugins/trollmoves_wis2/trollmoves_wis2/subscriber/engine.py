@@ -12,12 +12,13 @@ its own ``client_id``, share the notifications), on a worker of a bounded pool:
 2. with ``bbox``, its geometry must touch the box (:mod:`.area`);
 3. a repeat is skipped: an ``id`` delivered already, or a ``data_id`` delivered with the same or a
    newer ``pubtime`` (:mod:`.seen`);
-4. the data is written to ``download_destination``: inline ``content`` is decoded and written,
-   otherwise the canonical (or update) link is downloaded by the mover of its scheme; either way
-   atomically (a hidden name, then a rename), and checked against the notification's
-   ``integrity`` and the link's ``length``: a copy that does not match is discarded and fetched
-   again (the movers' ``retries``), and when none matches nothing is delivered and an error is
-   logged;
+4. the data is written below ``download_destination``, where ``layout`` puts it (:mod:`.layout`:
+   a notification whose ``data_id`` or file name would lead outside is refused, parent directories
+   are created): inline ``content`` is decoded and written, otherwise the canonical (or update)
+   link is downloaded by the mover of its scheme; either way atomically (a hidden name, then a
+   rename), and checked against the notification's ``integrity`` and the link's ``length``: a
+   copy that does not match is discarded and fetched again (the movers' ``retries``), and when
+   none matches nothing is delivered and an error is logged;
 5. a ``file`` message (:mod:`.mapping`) is published on ``publish_topic``, the notification is
    remembered as delivered, and only then is the MQTT message acknowledged.
 
@@ -44,7 +45,6 @@ import threading
 import time
 from collections import Counter
 from functools import partial
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from posttroll.message import Message
@@ -65,7 +65,8 @@ from trollmoves_core.uri import redact, temporary_sibling
 from trollmoves_wis2.errors import WnmError
 from trollmoves_wis2.notification import DELETION, Link, Notification, canonical_link, parse
 from trollmoves_wis2.subscriber.config import SubscriberConfig
-from trollmoves_wis2.subscriber.mapping import file_data
+from trollmoves_wis2.subscriber.layout import local_path
+from trollmoves_wis2.subscriber.mapping import fields, file_data
 from trollmoves_wis2.subscriber.seen import SeenNotifications
 
 LOG = logging.getLogger(__name__)
@@ -117,8 +118,8 @@ class Wis2Subscriber:
         connection = Connection(self.config.broker, self.client_id, persistent=True, on_message=self._handoff.put,
                                 manual_ack=True, subscriptions=filters, role="wis2 subscriber")
         bus = self.config.broker
-        LOG.info("WIS2 subscriber on %s://%s:%d (session %s): %s, delivering to %s", bus.scheme, bus.host, bus.port,
-                 self.client_id, ", ".join(filters), self.config.download_destination)
+        LOG.info("WIS2 subscriber on %s://%s:%d (session %s): %s, delivering to %s/%s", bus.scheme, bus.host,
+                 bus.port, self.client_id, ", ".join(filters), self.config.download_destination, self.config.layout)
         try:
             while not halt.is_set():
                 if self._reload.is_set():
@@ -161,7 +162,8 @@ class Wis2Subscriber:
             notification = parse(payload)
         except WnmError as err:
             self.metrics.bad_input.inc()
-            _LIMITED.warning("bad", "Dropped the WIS2 notification %s on %s: %s", _message_id(payload), topic, err)
+            _LIMITED.warning("bad", "Dropped the WIS2 notification %s on %s: %s", _message_id(payload), topic,
+                             redact(str(err)))
             return BAD
         link = canonical_link(notification)
         if link.rel == DELETION:
@@ -183,9 +185,9 @@ class Wis2Subscriber:
             delivered = True
         except (TransferError, WnmError, UnknownPluginError, ConfigError, OSError) as err:  # ConfigError: mover options
             self.metrics.failed.inc()
-            LOG.error("WIS2 notification %s on %s not delivered: %s", notification.id, topic, err)
+            LOG.error("WIS2 notification %s on %s not delivered: %s", notification.id, topic, redact(str(err)))
             history.record("download failed", uid=posixpath.basename(notification.data_id), peer=redact(link.href),
-                           detail=str(err))
+                           detail=redact(str(err)))
             return FAILED
         finally:
             if not delivered:
@@ -202,8 +204,10 @@ class Wis2Subscriber:
 
     def _deliver(self, notification: Notification, link: Link, topic: str) -> None:
         """Write the data of ``notification`` in place, verified, and announce it."""
-        name = local_name(notification, link)
-        target = os.path.join(self.config.download_destination, name)
+        known = fields(notification, topic)
+        target = local_path(self.config.download_destination, self.config.layout, notification, link, known)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        name = os.path.basename(target)
         started = time.monotonic()
         if notification.content is not None:
             source = "inline content"
@@ -220,7 +224,7 @@ class Wis2Subscriber:
         history.record("downloaded", uid=name, path=target, peer=source, seconds=seconds, size=size)
         if self.publisher is not None:
             self.publisher.send(Message(self.config.publish_topic, "file",
-                                        file_data(notification, topic, target, size)))
+                                        file_data(notification, known, target, size)))
             self.metrics.announced.inc()
 
     def _download(self, notification: Notification, link: Link, target: str) -> None:
@@ -232,7 +236,7 @@ class Wis2Subscriber:
             mover.get(link.href, target, expected=expected)
             return
         # No length: a Digest needs the size, so the mover cannot check; check before putting it in place.
-        staging = tempfile.mkdtemp(prefix=".trollmoves_", dir=self.config.download_destination)
+        staging = tempfile.mkdtemp(prefix=".trollmoves_", dir=os.path.dirname(target))  # same filesystem
         try:
             def attempt() -> str:
                 staged = mover.get(link.href, os.path.join(staging, os.path.basename(target)))
@@ -245,16 +249,6 @@ class Wis2Subscriber:
             os.replace(staged, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def local_name(notification: Notification, link: Link) -> str:
-    """The name the data is written under: the last part of the link's path, else of the ``data_id``."""
-    name = posixpath.basename(unquote(urlsplit(link.href).path))
-    if not name or name in (".", ".."):
-        name = posixpath.basename(notification.data_id.rstrip("/"))
-    if not name or name in (".", "..") or name.startswith(".") or "\0" in name:
-        raise WnmError(f"properties.data_id: no file name in {notification.data_id!r} nor in {link.href!r}")
-    return name
 
 
 def write_inline(notification: Notification, target: str) -> int:
