@@ -60,7 +60,7 @@ class Outbox:
         self._waiting = 0
         self._lock = threading.Lock()
         if journal is not None:
-            keys = [record.key for record in journal.records()]
+            keys = journal.keys()
             self._jobs.extend(keys)
             self._waiting = len(keys)
 
