@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -151,18 +152,27 @@ def test_outbox_is_sent_by_the_next_run(tmp_path: Path) -> None:
     pub = open_publisher(mosquitto.url(""), www, state_directory=str(state))
     for n in range(5):
         deliver(pub, www / f"f{n}.h5", b"x" * n)
+    (www / "built.h5").write_bytes(b"built")  # built before the restart: sent as it was
+    assert pub.publish(Delivery("client", "c", "new", "/viirs", "file", {"platform_name": "NOAA-20"},
+                                str(www / "built.h5")))
     pub.close()
-    assert len(pub.outbox) == 5
+    assert len(pub.outbox) == 6
+    assert pub.outbox.journal is not None
+    with sqlite3.connect(pub.outbox.journal.path) as db:
+        (data,), = db.execute("SELECT data FROM outbox WHERE state = 'built'").fetchall()
+    built = notification.parse(base64.b64decode(json.loads(data)["payload"]))
     with mosquitto:
         recorder = NotificationRecorder(mosquitto.url(""), "origin/a/wis2/se-smhi/#")
         pub = open_publisher(mosquitto.url(""), www, state_directory=str(state))
         try:
             found = [arrived(recorder, f"f{n}.h5")[0] for n in range(5)]
+            again = arrived(recorder, "built.h5")[0]
         finally:
             pub.close()
             recorder.close()
     assert [n.rel for n in found] == ["canonical"] * 5 and len(pub.outbox) == 0
     assert [notification.canonical_link(n).length for n in found] == list(range(5))
+    assert (again.id, again.pubtime) == (built.id, built.pubtime)
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
