@@ -51,7 +51,11 @@ class DeliveryObserver:
         """The observer of one chain whose config has ``keys`` (all of them, strings), or None when
         the chain sets none of :attr:`KEYS`. Raise ConfigError (naming file, chain and key) for a
         bad value or a broker that refuses us: the role exits 2 at start. ``trollmoves check``
-        calls :meth:`problems` instead, which connects nowhere."""
+        calls :meth:`problems` instead, which connects nowhere.
+
+        An observer that keeps state across restarts keeps it in the chain's ``state_directory``
+        key when set (the client's), in a file of its own named from ``role``, ``chain`` and ``file``;
+        without that key it keeps its state in memory."""
         raise NotImplementedError
 
     @classmethod

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from support.dispatcher import Harness
 from trollmoves_mqtt.testing import Mosquitto
-from trollmoves_wis2 import notification
+from trollmoves_wis2 import notification, publisher
 from trollmoves_wis2.testing import NotificationRecorder
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,6 +54,28 @@ def test_dispatched_file_is_announced(harness: Harness, broker: Mosquitto, tmp_p
     assert (link.href, link.length, link.type) == (f"{BASE_URL}/NOAA-20/viirs.h5", 14, "application/x-hdf5")
     assert (tmp_path / "out" / "NOAA-20" / "viirs.h5").read_bytes() == b"level 2 pixels"
     assert n.integrity_method == "sha256" and n.datetime == dt.datetime(2026, 12, 2, 5, 40, tzinfo=dt.UTC)
+
+
+def test_dispatched_file_removed_is_announced_deleted(harness: Harness, broker: Mosquitto, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publisher, "SETTLE", 0.2)
+    recorder = NotificationRecorder(broker.url(""))
+    source = tmp_path / "in" / "removed.h5"
+    source.parent.mkdir()
+    source.write_bytes(b"level 2 pixels")
+    delivered = tmp_path / "out" / "NOAA-20" / "removed.h5"
+    try:
+        harness.start({"wis2": target(tmp_path / "out", broker.url(""))}, warm_topic=TOPIC)
+        harness.send(TOPIC + "/x", "file", {"uri": str(source), "uid": source.name, "platform_name": "NOAA-20",
+                                            "sensor": "viirs", "start_time": dt.datetime(2026, 12, 2, 5, 40)})
+        assert recorder.wait(1) and delivered.exists()
+        delivered.unlink()
+        found = recorder.wait(2)
+    finally:
+        recorder.close()
+    assert [n.rel for _, n, _ in found] == ["canonical", "deletion"]
+    assert found[0][0] == found[1][0] and found[0][1].data_id == found[1][1].data_id
+    assert all(notification.validate(n.raw) == [] for _, n, _ in found)
 
 
 def test_bad_wis2_topic_in_a_target_exits_2(tmp_path: Path) -> None:

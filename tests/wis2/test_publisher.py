@@ -121,12 +121,19 @@ def test_announced_checksum_is_passed_on(publisher: Wis2Publisher, tmp_path: Pat
 def test_second_announcement_of_a_data_id_is_an_update_and_a_removal_a_deletion(publisher: Wis2Publisher,
                                                                                tmp_path: Path) -> None:
     path = written(tmp_path, "c.h5", b"content")
-    rels = [publisher.notification_of(delivery(path, change))[1] for change in ("new", "new", "deletion", "new")]
-    assert [doc["links"][0]["rel"] for doc in rels] == ["canonical", "update", "deletion", "update"]
-    deletion = rels[2]
+    docs = []
+    for change, content in (("new", b"content"), ("new", b"content"), ("new", b"other content"),
+                            ("deletion", None), ("new", b"again")):
+        if content is not None:
+            path.write_bytes(content)
+        docs.append(publisher.notification_of(delivery(path, change))[1])
+        queued = publisher.publish(delivery(path, change))
+        assert queued == (len(docs) != 2), docs[-1]  # the same file again: nothing to announce
+    assert [doc["links"][0]["rel"] for doc in docs] == ["canonical", "update", "update", "deletion", "canonical"]
+    deletion = docs[3]
     assert notification.validate(deletion) == []
     assert "integrity" not in deletion["properties"] and "length" not in deletion["links"][0]
-    assert len({doc["properties"]["data_id"] for doc in rels}) == 1
+    assert len({doc["properties"]["data_id"] for doc in docs}) == 1
 
 
 def test_a_refused_first_announcement_leaves_the_next_one_canonical(publisher: Wis2Publisher,

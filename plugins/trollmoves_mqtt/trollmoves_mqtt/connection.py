@@ -161,9 +161,11 @@ class Connection:
             self.subscriptions.remove(topic_filter)
         self.client.unsubscribe(topic_filter)
 
-    def publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> None:
-        """Publish QoS 1; while disconnected paho queues it and sends it after reconnecting."""
-        self.client.publish(topic, payload, qos=1, properties=properties)
+    def publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """Publish QoS 1; while disconnected paho queues it and sends it after reconnecting. The
+        returned info's ``is_published()`` turns true on the broker's PUBACK (it raises instead
+        when the message was handed over while disconnected: its fate is then unknown)."""
+        return self.client.publish(topic, payload, qos=1, properties=properties)
 
     def close(self, drain: float = 2.0) -> None:
         """Send what is still queued (up to ``drain`` s), disconnect, stop paho's thread."""

@@ -56,6 +56,9 @@ class PublishOptions:
     root: str
     data_id: str | None = None
     metadata_id: str | None = None
+    local: bool = False
+    """Whether the chain delivers to a local directory (its ``destination`` is one), so the files
+    under ``root`` are on this host and can be watched for removals and changes."""
 
 
 def is_used(keys: Mapping[str, str]) -> bool:
@@ -154,4 +157,5 @@ def parse_options(keys: Mapping[str, str], *, file: str, chain: str) -> PublishO
     assert root is not None  # problems() said so
     return PublishOptions(bus=parse_broker(text["wis2_broker"], topics_key="wis2_topic"), topic=text["wis2_topic"],
                           base_url=text["wis2_base_url"].rstrip("/") + "/", root=root.rstrip("/") + "/",
-                          data_id=text["wis2_data_id"] or None, metadata_id=text["wis2_metadata_id"] or None)
+                          data_id=text["wis2_data_id"] or None, metadata_id=text["wis2_metadata_id"] or None,
+                          local=root_of(str(keys.get("destination") or "")) is not None)

@@ -204,6 +204,12 @@ class Journal:
                                     params).fetchall()
         return [_record(row) for row in rows]
 
+    def keys(self, state: str | None = None) -> list[str]:
+        """The keys of every record (of ``state``), oldest write first, without reading their data."""
+        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+        with self._lock:
+            return [row[0] for row in self._db.execute(f"SELECT key FROM {self.table} {where} ORDER BY seq", params)]
+
     def count(self, state: str | None = None) -> int:
         where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
         with self._lock:
