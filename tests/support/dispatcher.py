@@ -35,7 +35,8 @@ class Harness(ServedRole):
         return self.config_path
 
     def start(self, config: dict[str, Any], *, warm_topic: str, workers: int = 2,
-              subscriber: dict[str, Any] | None = None, watch: bool = True) -> Dispatcher:
+              subscriber: dict[str, Any] | None = None, watch: bool = True,
+              state_directory: Path | None = None) -> Dispatcher:
         """Start serving ``config``; return once a message on ``warm_topic`` got through.
 
         Nameservers are only asked when ``subscriber`` (the posttroll_subscriber section) names some.
@@ -46,7 +47,7 @@ class Harness(ServedRole):
         # with one, let the config's (loopback) nameservers be asked.
         override = {} if subscriber else {"nameservers": []}
         self.dispatcher = Dispatcher(self.config_path, publisher=self.output, workers=workers, watch=watch,
-                                     host=default_host(), **override)
+                                     host=default_host(), state_directory=state_directory, **override)
         self.serve(self.dispatcher, lambda: self.warm_up(warm_topic))
         return self.dispatcher
 

@@ -78,6 +78,32 @@ def test_dispatched_file_removed_is_announced_deleted(harness: Harness, broker: 
     assert all(notification.validate(n.raw) == [] for _, n, _ in found)
 
 
+def test_a_dispatcher_with_a_state_directory_remembers_what_it_announced(broker: Mosquitto, tmp_path: Path) -> None:
+    """--state-directory reaches the targets' observers: after a restart a redelivered file is an update."""
+    state = tmp_path / "state"
+    state.mkdir()
+    source = tmp_path / "in" / "again.h5"
+    source.parent.mkdir()
+    message = {"uri": str(source), "uid": source.name, "platform_name": "NOAA-20", "sensor": "viirs",
+               "start_time": dt.datetime(2026, 12, 2, 5, 40)}
+    recorder = NotificationRecorder(broker.url(""))
+    try:
+        for content in (b"first pixels", b"second pixels"):
+            source.write_bytes(content)
+            harness = Harness(tmp_path)  # the same config file: the same state file
+            try:
+                harness.start({"wis2": target(tmp_path / "out", broker.url(""))}, warm_topic=TOPIC,
+                              state_directory=state)
+                harness.send(TOPIC + "/x", "file", message)
+                found = recorder.wait(1 if content.startswith(b"first") else 2)
+            finally:
+                harness.stop()
+    finally:
+        recorder.close()
+    assert [n.rel for _, n, _ in found] == ["canonical", "update"]
+    assert [p.name for p in state.glob("wis2-dispatcher-*.sqlite")], "no WIS2 state in the state directory"
+
+
 def test_bad_wis2_topic_in_a_target_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "dispatch.yaml"
     body = target(tmp_path / "out", "mqtt://127.0.0.1:1883", wis2_topic="origin/a/wis2/se-smhi/data/core/rocks/x")

@@ -81,13 +81,17 @@ class Dispatcher(ListeningService):
     :param workers: transfers running at once.
     :param host: the plugins whose movers (and config watcher) to use.
     :param metrics: where to count (a fresh :class:`RoleMetrics` when not given).
+    :param state_directory: where the targets' observers keep their state (``--state-directory``),
+        given to them as the ``state_directory`` key; None keeps it in memory.
     """
 
     def __init__(self, config_path: str | os.PathLike[str], *, publisher: Publisher | None = None,
                  addresses: Iterable[str] = (), nameservers: Iterable[str] | None = None, workers: int = 4,
                  host: PluginHost, watch: bool = True, pending: PendingMessages | None = None,
-                 metrics: RoleMetrics | None = None, bus: str | None = None) -> None:
+                 metrics: RoleMetrics | None = None, bus: str | None = None,
+                 state_directory: str | os.PathLike[str] | None = None) -> None:
         self.config_path = os.fspath(config_path)
+        self.state_directory = state_directory
         self.host = host
         self.publisher = publisher
         self.extra_addresses = list(addresses)
@@ -135,8 +139,11 @@ class Dispatcher(ListeningService):
         for name, keys in wanted.items():
             if name in self.observers:
                 continue
+            opened = dict(keys)
+            if self.state_directory:
+                opened.setdefault("state_directory", os.fspath(self.state_directory))
             try:
-                self.observers[name] = (keys, ChainObservers.open(self.host, dict(keys), role="dispatcher",
+                self.observers[name] = (keys, ChainObservers.open(self.host, opened, role="dispatcher",
                                                                   chain=name, file=config.file))
             except ConfigError as err:
                 if strict:

@@ -58,7 +58,7 @@ class DispatcherRole(ConfiguredRole):
                                 nameservers=subscribe_nameservers(args.subscribe_nameserver), workers=args.workers,
                                 host=host,
                                 pending=PendingMessages.open(args.state_directory, config_file, cls.NAME),
-                                metrics=metrics, bus=args.bus)
+                                metrics=metrics, bus=args.bus, state_directory=args.state_directory)
         publisher = None
         if args.publish_port is not None:
             with naming_config(config_file):
