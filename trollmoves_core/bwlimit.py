@@ -194,6 +194,12 @@ class Throttle:
         return min(rates) if rates else None
 
 
+def limited(progress: Callable[[int], None] | None) -> bool:
+    """Whether ``progress`` is a :class:`Throttle` limiting now (a mover that reads ahead of
+    what it reports, a prefetch, should then read less far ahead)."""
+    return isinstance(progress, Throttle) and progress.rate() is not None
+
+
 def chunk_size(progress: Callable[[int], None] | None, default: int) -> int:
     """The block size for a copy loop reporting to ``progress``: ``default`` unless it is a
     :class:`Throttle` limiting now, then small enough (:data:`CHUNK_SECONDS` of the rate) for
