@@ -82,8 +82,8 @@ def main() -> int:
         files.append(path)
     print(f"limit {args.rate} = {rate / MIB:.1f} MiB/s per host, {args.seconds:g} s per run, "
           f"{FILE_SIZE // MIB} MiB files, scratch {work}")
-    print("| protocol | streams | run | unlimited MiB/s | limited MiB/s | limited / limit |")
-    print("|---|---|---|---|---|---|")
+    print("| protocol | streams | run | unlimited MiB/s | limited MiB/s | limited / limit | load (1 min) |")
+    print("|---|---|---|---|---|---|---|")
     sshd = None
     try:
         for protocol in args.protocol:
@@ -105,7 +105,7 @@ def main() -> int:
                                              limit=limit)
                     achieved = sent / seconds
                     print(f"| {protocol} | {streams} | {run} | {free_bytes / free_seconds / MIB:.1f} | "
-                          f"{achieved / MIB:.2f} | {achieved / rate:.3f} |", flush=True)
+                          f"{achieved / MIB:.2f} | {achieved / rate:.3f} | {os.getloadavg()[0]:.1f} |", flush=True)
             if sshd is not None:
                 sshd.stop()
                 sshd = None
