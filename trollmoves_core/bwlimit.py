@@ -143,8 +143,6 @@ class TokenBucket:
         self._paid_until: float | None = None
         self.taken = 0
         """Bytes taken so far (limited or not)."""
-        self.waited = 0.0
-        """Seconds of sleep asked for so far."""
 
     def rate(self) -> float | None:
         """The rate now, in bytes per second; None: no limit now."""
@@ -162,8 +160,6 @@ class TokenBucket:
             start = now if self._paid_until is None else max(self._paid_until, now)
             self._paid_until = start + nbytes / rate
             due = self._paid_until - BURST_SECONDS
-            delay = max(0.0, due - now)
-            self.waited += delay
         waited = 0.0
         while (left := due - self._clock()) > 0:
             self._sleep(min(left, MAX_SLEEP))
