@@ -29,7 +29,7 @@ from typing import Any
 
 from trollsift import Parser
 
-from trollmoves_core.bwlimit import Schedule, parse_limit
+from trollmoves_core.bwlimit import Schedule
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost
@@ -59,7 +59,7 @@ from trollmoves_roles.runtime.observers import (
     refuse_bad_observer_keys,
     with_observer_keys,
 )
-from trollmoves_roles.runtime.yamlkeys import string_list
+from trollmoves_roles.runtime.yamlkeys import bandwidth_limit, string_list
 
 LOG = logging.getLogger(__name__)
 
@@ -271,10 +271,9 @@ class _TargetReader:
                       bwlimit=self.limit(body, "bwlimit"), bwlimit_per_host=self.limit(body, "bwlimit_per_host"))
 
     def limit(self, body: dict[str, Any], key: str) -> Schedule | None:
-        """The bandwidth limit ``key`` gives; YAML reads a bare ``off`` as false, which is off too."""
-        value = body.get(key)
+        """The bandwidth limit ``key`` gives, None for none."""
         try:
-            return parse_limit(None if value is None or value is False else str(value))
+            return bandwidth_limit(body.get(key))
         except ValueError as err:
             raise self.error(key, str(err)) from None
 
