@@ -232,3 +232,18 @@ def test_concurrent_copies_to_one_host_take_every_byte_from_one_bucket(tmp_path,
     assert shared.taken == (sum(sizes.values()) if mode == "copy" else 0)
     for name in sizes:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / name).read_bytes()
+
+
+def test_move_and_get_take_a_limit(tmp_path, capsys):
+    from trollmoves_core.cli import main
+
+    source = tmp_path / "a.dat"
+    source.write_bytes(os.urandom(2 * MIB))
+    assert main(["move", "--bwlimit", "1G", "-o", "mode=copy", str(source), f"{tmp_path}/out/"]) == 0
+    assert main(["get", "--bwlimit", "08:00,1G 18:00,2G", f"file://{tmp_path}/out/a.dat", f"{tmp_path}/back/"]) == 0
+    assert (tmp_path / "back" / "a.dat").read_bytes() == source.read_bytes()
+    capsys.readouterr()
+    assert main(["move", "--bwlimit", "fast", str(source), f"{tmp_path}/out2/"]) == 2
+    err = capsys.readouterr().err
+    assert "--bwlimit: expected a rate such as 20M, 512k or off, got 'fast'" in err
+    assert "Traceback" not in err and not (tmp_path / "out2").exists()
