@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from trollmoves_core import __version__, check
+from trollmoves_core.bwlimit import Limits, parse_limit
 from trollmoves_core.checksum import METHODS, Digest
 from trollmoves_core.command import Command
 from trollmoves_core.config import parse_key_values, read_yaml
@@ -156,6 +157,8 @@ class _TransferCommand(Command):
         parser.add_argument("--size", type=int, metavar="BYTES", help="verify the copy has this size")
         parser.add_argument("--checksum", metavar="METHOD:BASE64",
                             help="verify the copy's checksum, as announced (sha256:... or sha512:...; needs --size)")
+        parser.add_argument("--bwlimit", metavar="RATE",
+                            help="bandwidth limit: 20M, 512k, or a timetable such as '08:00,10M 18:00,off'")
 
     @classmethod
     def run(cls, args: argparse.Namespace, host: PluginHost) -> int:
@@ -167,6 +170,10 @@ class _TransferCommand(Command):
             params.update(loaded)
         params.update(parse_key_values(args.options))
         expected = _expected(args.size, args.checksum)
+        try:
+            limit = parse_limit(args.bwlimit)
+        except ValueError as err:
+            raise ConfigError(f"--bwlimit: {err}") from None
         put = cls.NAME == "move"
         if put:
             local, remote = local_path(args.source, "SRC"), transfer_uri(args.destination, "DEST")
@@ -176,12 +183,13 @@ class _TransferCommand(Command):
         bar = None
         if not args.quiet and sys.stderr.isatty():
             bar = ProgressBar(local if put else remote, sys.stderr, total=None if put else mover.size(remote))
+        progress = Limits().throttle([("--bwlimit", limit)], bar and bar.advance)
         try:
             with mover:
                 if put:
-                    result = mover.put(local, remote, progress=bar and bar.advance, expected=expected)
+                    result = mover.put(local, remote, progress=progress, expected=expected)
                 else:
-                    result = mover.get(remote, local, progress=bar and bar.advance, expected=expected)
+                    result = mover.get(remote, local, progress=progress, expected=expected)
         except TransferError as err:
             if bar:
                 bar.finish(None)

@@ -7,6 +7,7 @@ import os
 import shutil
 from typing import Any
 
+from trollmoves_core.bwlimit import chunk_size, untimed
 from trollmoves_core.checksum import Digest, Hasher, read_buffer
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
@@ -74,8 +75,8 @@ class FileMover(Mover):
                     os.rename(source, partial)
                 else:
                     os.link(source, partial)
-                if progress:
-                    progress(os.stat(partial).st_size)
+                if (report := untimed(progress)) is not None:  # no bytes moved: no bandwidth limit applies
+                    report(os.stat(partial).st_size)
                 return None
             except OSError:
                 pass  # another file system or no link support: copy instead
@@ -99,7 +100,8 @@ def hashing_copy(source: str, dest: str, method: str | None,
     """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read)."""
     hasher = Hasher(method)
     with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
-        buffer = read_buffer(os.fstat(src.fileno()).st_size)
+        size = os.fstat(src.fileno()).st_size
+        buffer = read_buffer(chunk_size(progress, size))
         view = memoryview(buffer)
         while count := src.readinto(buffer):
             chunk = view[:count]
@@ -115,13 +117,17 @@ def hashing_copy(source: str, dest: str, method: str | None,
 
 def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],
               progress: ProgressCallback | None = None) -> None:
-    """Copy data with the kernel's zero-copy path, then the timestamps and mode."""
+    """Copy data with the kernel's zero-copy path, then the timestamps and mode.
+
+    Under a bandwidth limit (``progress`` a :class:`~trollmoves_core.bwlimit.Throttle`) the
+    kernel copies small blocks, each one paid for before the next."""
+    block = chunk_size(progress, _CHUNK)
     with open(source, "rb") as src, open(dest, "wb") as dst:
         size = os.fstat(src.fileno()).st_size
         offset = 0
         try:
             while offset < size:
-                sent = os.sendfile(dst.fileno(), src.fileno(), offset, min(_CHUNK, size - offset))
+                sent = os.sendfile(dst.fileno(), src.fileno(), offset, min(block, size - offset))
                 if sent == 0:
                     break
                 offset += sent
@@ -130,7 +136,9 @@ def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],
         except OSError:
             if offset:  # failed midway: let the caller drop the partial file
                 raise
-            shutil.copyfileobj(src, dst, 1024 * 1024)  # sendfile unsupported on this pair
-            if progress:
-                progress(size)
+            # sendfile unsupported on this pair
+            while data := src.read(min(block, 1024 * 1024)):
+                dst.write(data)
+                if progress:
+                    progress(len(data))
     shutil.copystat(source, dest)

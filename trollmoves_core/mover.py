@@ -58,7 +58,10 @@ from trollmoves_core.uri import Location, parse_uri, redact, target_path, tempor
 LOG = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int], None]
-"""Called with the number of bytes transferred since the previous call."""
+"""Called with the number of bytes transferred since the previous call, block by block as the data
+goes (not once at the end), from the transferring thread. It may block: a bandwidth limit
+(:class:`~trollmoves_core.bwlimit.Throttle`) waits in it; bytes that crossed nothing (a hard link)
+are reported through :func:`~trollmoves_core.bwlimit.untimed`."""
 
 
 class Mover(ABC):

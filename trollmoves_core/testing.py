@@ -15,7 +15,9 @@ Subclass :class:`MoverContract` in a test module and provide two fixtures::
 ``remote_dir`` is the URI of an empty, writable directory, ending in ``/``. Override
 ``login_count`` to return how many logins the server has seen, to check connection reuse, and
 ``hashes_on_put`` to return True when the mover's ``_put_verified`` hashes what it sends (then a
-file that differs from its announced checksum, at the same size, must be refused).
+file that differs from its announced checksum, at the same size, must be refused), and
+``sends_on_put`` to return False for a mover configured to link rather than copy (a bandwidth
+limit then charges nothing for a put).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from trollmoves_core.bwlimit import Limits, Schedule, Throttle
 from trollmoves_core.checksum import ChecksumMismatch, Digest, file_digest
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover
@@ -92,6 +95,11 @@ class MoverContract:
     def hashes_on_put(self) -> bool:
         """Whether ``put(..., expected=...)`` hashes the data it sends (see the module docstring)."""
         return False
+
+    @pytest.fixture
+    def sends_on_put(self) -> bool:
+        """Whether ``put`` moves the file's bytes (False for a hard link: no bandwidth limit applies)."""
+        return True
 
     @pytest.fixture
     def payload(self, tmp_path: Path) -> Path:
@@ -200,6 +208,26 @@ class MoverContract:
             source.write_bytes(b"x" * i)
             mover.put(source, remote_dir)
         assert login_count() - before <= 1
+
+    def test_a_bandwidth_limit_is_taken_block_by_block(self, mover: Mover, remote_dir: str, payload: Path,
+                                                       tmp_path: Path, sends_on_put: bool) -> None:
+        """Under a limit (:mod:`trollmoves_core.bwlimit`) every byte put or got is taken from the
+        bucket, in blocks as the data goes (one take of the whole file would be a burst)."""
+        size = payload.stat().st_size
+        for direction in ("put", "get"):
+            blocks: list[int] = []
+            throttle = Limits().throttle([(direction, Schedule.parse("10G"))], blocks.append)
+            assert isinstance(throttle, Throttle)
+            if direction == "put":
+                mover.put(payload, remote_dir, progress=throttle)
+            else:
+                mover.get(remote_dir + "payload.dat", tmp_path / "limited.dat", progress=throttle)
+                assert (tmp_path / "limited.dat").read_bytes() == payload.read_bytes()
+            charged = size if direction == "get" or sends_on_put else 0
+            assert throttle.buckets[0].taken == charged, direction
+            assert sum(blocks) == size, direction
+            if charged:
+                assert len(blocks) > 1, f"{direction}: the whole file in one block"
 
     # -- verification against the announced size and checksum ------------------------------
 

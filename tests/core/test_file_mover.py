@@ -24,6 +24,10 @@ class TestFileMoverContract(MoverContract):
     def hashes_on_put(self, mover: FileMover) -> bool:
         return mover.mode == "copy"  # a hard link reads no data: only the size is checked
 
+    @pytest.fixture
+    def sends_on_put(self, mover: FileMover) -> bool:
+        return mover.mode == "copy"  # a hard link moves no bytes: no bandwidth limit applies
+
 
 def test_plain_paths_work_like_file_uris(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"

@@ -86,6 +86,34 @@ def test_multipart_upload_is_byte_identical(s3_params: dict[str, Any], bucket: s
     assert pending_uploads(boto, bucket) == []
 
 
+def test_a_limited_multipart_upload_pays_for_each_part_before_it_goes(s3_params: dict[str, Any], bucket: str,
+                                                                       boto: Any, big_file: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paid once stored, the first max_concurrency parts would all leave ahead of the limit."""
+    import s3fs
+
+    from trollmoves_core.bwlimit import Limits, Schedule
+
+    events: list[str] = []
+    original = s3fs.S3FileSystem._call_s3
+
+    async def recording(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "upload_part":
+            events.append(f"sent {kwargs['PartNumber']}")
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", recording)
+    paid = iter(range(1, 100))
+    throttle = Limits().throttle([("test", Schedule.parse("10G"))], lambda _n: events.append(f"paid {next(paid)}"))
+    with S3Mover({**s3_params, "multipart_chunksize": "5MiB", "max_concurrency": "3"}) as mover:
+        mover.put(big_file, f"s3://{bucket}/dir/", progress=throttle)
+        back = mover.get(f"s3://{bucket}/dir/big.nc", tmp_path / "back.nc")
+    assert Path(back).read_bytes() == big_file.read_bytes()
+    assert throttle.buckets[0].taken == big_file.stat().st_size
+    for part in range(1, 6):
+        assert events.index(f"paid {part}") < events.index(f"sent {part}"), events
+
+
 def test_small_files_go_in_one_request(mover: S3Mover, bucket: str, boto: Any, tmp_path: Path) -> None:
     source = tmp_path / "small.dat"
     source.write_bytes(os.urandom(MIB))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from trollmoves_core.bwlimit import limited
 from trollmoves_core.checksum import ChecksumMismatch, Digest, Hasher
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.mover import Mover, ProgressCallback
@@ -227,6 +228,9 @@ class S3Mover(Mover):
         checksum_field = f"Checksum{created['ChecksumAlgorithm'].upper()}" if created.get("ChecksumAlgorithm") else None
         pending: deque[tuple[int, int, concurrent.futures.Future[Any]]] = deque()
         parts: list[dict[str, Any]] = []
+        # under a bandwidth limit each part is paid for before it goes, not once it is stored: else
+        # the first max_concurrency parts would all leave at once, ahead of the limit
+        prepay = limited(progress)
 
         def finish_oldest() -> None:
             number, nbytes, future = pending.popleft()
@@ -235,7 +239,7 @@ class S3Mover(Mover):
             if checksum_field and reply.get(checksum_field):
                 part[checksum_field] = reply[checksum_field]
             parts.append(part)
-            if progress:
+            if progress and not prepay:
                 progress(nbytes)
 
         try:
@@ -247,6 +251,8 @@ class S3Mover(Mover):
                     if not data and number:
                         break
                     number += 1
+                    if prepay:
+                        progress(len(data))
                     request = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
                                           PartNumber=number, Body=data)
                     pending.append((number, len(data), asyncio.run_coroutine_threadsafe(request, fs.loop)))

@@ -13,15 +13,17 @@ import logging
 import os
 import posixpath
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from trollmoves_core.bwlimit import limited
 from trollmoves_core.checksum import Digest, Hasher, HashingReader
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
 from trollmoves_ssh.options import SshOptions
 
 if TYPE_CHECKING:
+    from paramiko import SFTPFile
     from scp import SCPClient
 
     from trollmoves_ssh.connection import SshConnection, SshSessions
@@ -36,6 +38,10 @@ MAX_BLOCK = 255 * 1024
 
 PREFETCH_REQUESTS = 64
 """Read requests in flight during a download (8 MiB of the 16 MiB window at the default block size)."""
+
+LIMITED_WINDOW = 4
+"""Blocks read ahead at a time during a bandwidth limited download (a prefetch of the whole file
+would fetch it at full speed and pay for it afterwards)."""
 
 
 class SshMover(Mover):
@@ -138,10 +144,9 @@ class SftpMover(SshMover):
         with sftp.open(remote, "rb", bufsize=block) as handle:
             size = handle.stat().st_size
             handle.MAX_REQUEST_SIZE = block
-            handle.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
             received = 0
             with open(local_path, "wb") as out:
-                while data := handle.read(block):
+                for data in _blocks(handle, size, block, windowed=limited(progress)):
                     out.write(data)
                     received += len(data)
                     if progress:
@@ -214,6 +219,19 @@ class ScpMover(SshMover):
         except BaseException:
             _close_channel(client)  # abandon the transfer without waiting for the remote scp
             raise
+
+
+def _blocks(handle: SFTPFile, size: int, block: int, *, windowed: bool) -> Iterator[bytes]:
+    """The remote file's data in blocks: all of it prefetched, or ``windowed`` (under a bandwidth
+    limit) :data:`LIMITED_WINDOW` blocks at a time, the next window asked for once the last is taken."""
+    if not windowed:
+        handle.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
+        while data := handle.read(block):
+            yield data
+        return
+    for start in range(0, size, block * LIMITED_WINDOW):
+        end = min(size, start + block * LIMITED_WINDOW)
+        yield from handle.readv([(offset, min(block, end - offset)) for offset in range(start, end, block)])
 
 
 def adapt_progress(progress: ProgressCallback | None) -> Callable[[int], None] | None:

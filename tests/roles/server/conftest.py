@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.bus import free_port
-from support.fixtures import dirs  # noqa: F401 - fixture
+from support.fixtures import dirs, servers  # noqa: F401 - fixture
 from support.ini import write_ini
 from support.server import Running, connect_recorder
 from trollmoves_roles.server.service import Server, ServerOptions

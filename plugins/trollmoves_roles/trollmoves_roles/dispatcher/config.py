@@ -29,6 +29,7 @@ from typing import Any
 
 from trollsift import Parser
 
+from trollmoves_core.bwlimit import Schedule
 from trollmoves_core.config import read_yaml
 from trollmoves_core.exceptions import ConfigError, UnknownPluginError
 from trollmoves_core.plugins import PluginHost
@@ -58,7 +59,7 @@ from trollmoves_roles.runtime.observers import (
     refuse_bad_observer_keys,
     with_observer_keys,
 )
-from trollmoves_roles.runtime.yamlkeys import string_list
+from trollmoves_roles.runtime.yamlkeys import bandwidth_limit, string_list
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ TARGET = Schema("dispatcher target", [
     Key("publish_topic", doc="trollsift pattern of the topic dispatched files are announced on"),
     Key("dispatch_configs", list, doc="the items saying which messages go here (required)"),
     Key("publish_uri", default="path", origin="ours", doc="announce the path (as upstream) or the full url"),
+    Key("bwlimit", origin="ours", doc="bandwidth of this target's transfers: 20M, 512k, off, or a timetable"),
+    Key("bwlimit_per_host", origin="ours", doc="bandwidth to each destination host, shared by the targets "
+                                               "giving the same limit (put it in target_defaults)"),
     # upstream's example documents these per target; upstream reads them under posttroll_subscriber only
     Key("nameserver", used=False, doc="ignored here: set it in posttroll_subscriber"),
     Key("subscribe_addresses", used=False, doc="ignored here: set it in posttroll_subscriber"),
@@ -156,6 +160,10 @@ class Target:
     observer_keys: tuple[tuple[str, str], ...] = ()
     """The keys of delivery observers (``wis2_*``...) the target sets, with ``destination`` (a local
     target's directory) for the observers to read."""
+    bwlimit: Schedule | None = None
+    """The bandwidth of this target's transfers together; None: unlimited."""
+    bwlimit_per_host: Schedule | None = None
+    """The bandwidth to each destination host, shared by the targets with the same limit."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +267,15 @@ class _TargetReader:
             refuse_bad_observer_keys(self.host, dict(observers), file=self.file, section=self.name)
         return Target(name=self.name, host=str(body.get("host") or ""), connection_parameters=dict(params),
                       aliases=self.aliases(body.get("aliases")), publish_topic=publish_topic,
-                      publish_uri=publish_uri, items=tuple(items), observer_keys=observers)
+                      publish_uri=publish_uri, items=tuple(items), observer_keys=observers,
+                      bwlimit=self.limit(body, "bwlimit"), bwlimit_per_host=self.limit(body, "bwlimit_per_host"))
+
+    def limit(self, body: dict[str, Any], key: str) -> Schedule | None:
+        """The bandwidth limit ``key`` gives, None for none."""
+        try:
+            return bandwidth_limit(body.get(key))
+        except ValueError as err:
+            raise self.error(key, str(err)) from None
 
     def item(self, where: str, raw: dict[str, Any], body: dict[str, Any], params: dict[str, Any]) -> DispatchItem:
         topics = raw.get("topics")

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from posttroll.message import Message
 from trollsift import compose
 
+from trollmoves_core.bwlimit import Limits, host_of
 from trollmoves_core.checksum import DEFAULT_METHOD, file_digest, from_data
 from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.logs import log_transfer
@@ -98,6 +99,8 @@ class Dispatcher(ListeningService):
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.config: DispatcherConfig = load_config(self.config_path, self.host)
         self.movers = MoverCache(self.host)
+        self.limits = Limits()
+        """The bandwidth buckets of the targets and destination hosts."""
         self.transport = transport_for(host, bus)
         self.pool = BoundedPool(workers, name="dispatch")
         self.pending = pending if pending is not None else PendingMessages()
@@ -280,7 +283,10 @@ class Dispatcher(ListeningService):
             size = os.path.getsize(transfer.source)
             mover = self.movers.get(transfer.destination, target.connection_parameters)
             # the source checked against the announced size (and checksum, where the mover hashes)
-            delivered = mover.put(transfer.source, transfer.destination, expected=from_data(transfer.metadata))
+            throttle = self.limits.throttle([(("target", target.name), target.bwlimit),
+                                             (("host", host_of(transfer.destination)), target.bwlimit_per_host)])
+            delivered = mover.put(transfer.source, transfer.destination, expected=from_data(transfer.metadata),
+                                  progress=throttle)
         except (TransferError, OSError) as err:
             self._count(target, failed=True)
             LOG.error("Dispatching %s to target %s (%s) failed: %s", transfer.source, target.name, shown, err)

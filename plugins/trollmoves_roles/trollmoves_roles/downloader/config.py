@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trollmoves_core.bwlimit import Schedule
 from trollmoves_core.config import read_yaml, to_bool
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.schema import (
@@ -47,7 +48,7 @@ from trollmoves_roles.bus.security import (
     SecurityError,
     load_curve_clients,
 )
-from trollmoves_roles.runtime.yamlkeys import integer, string_list
+from trollmoves_roles.runtime.yamlkeys import bandwidth_limit, integer, string_list
 
 if TYPE_CHECKING:
     from trollmoves_core.plugins import PluginHost
@@ -71,6 +72,8 @@ SCHEMA = Schema("downloader", [
     Key("subscribe_nameserver", default="localhost", origin="ours", doc="nameserver to ask for publishers"),
     Key("parallel_downloads", int, 4, origin="ours", doc="downloads running at once"),
     Key("connection_parameters", dict, origin="ours", doc="options of the movers other than S3"),
+    Key("bwlimit", origin="ours", doc="bandwidth of all downloads together: 20M, 512k, off, or a timetable"),
+    Key("bwlimit_per_host", origin="ours", doc="bandwidth of the downloads from each source host"),
     Key(SECRET_KEY_FILE, origin="ours", doc="this downloader's CURVE key pair"),
     Key(PUBLISHER_KEY_FILE, origin="ours", doc="CURVE public key of the (secure_zmq) publishers"),
     Key("unpack_members", bool, True, origin="ours",
@@ -100,6 +103,10 @@ class DownloaderConfig:
     unpack_members: bool = True
     subscribe_curve: CurveClient | None = None
     """CURVE keys for the publishers (``client_secret_key_file`` + ``publisher_public_key_file``)."""
+    bwlimit: Schedule | None = None
+    """The bandwidth of all downloads together; None: unlimited."""
+    bwlimit_per_host: Schedule | None = None
+    """The bandwidth of the downloads from each source host; None: unlimited."""
 
     def params_for(self, scheme: str) -> dict[str, Any]:
         """Connection parameters for the mover of ``scheme`` (``s3_kwargs`` win for S3)."""
@@ -159,7 +166,15 @@ def load_config(path: str | os.PathLike[str]) -> DownloaderConfig:
         subscribe_curve=_curve(raw, error),
         unpack_members=_boolean(raw.get("unpack_members", SCHEMA.default("unpack_members")), error,
                                 "unpack_members"),
+        bwlimit=_limit(raw, error, "bwlimit"), bwlimit_per_host=_limit(raw, error, "bwlimit_per_host"),
     )
+
+
+def _limit(raw: dict[str, Any], error: Any, key: str) -> Schedule | None:
+    try:
+        return bandwidth_limit(raw.get(key))
+    except ValueError as err:
+        raise error(key, str(err)) from None
 
 
 def _s3_options(raw: dict[str, Any], error: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from posttroll.message import Message
 
+from trollmoves_core.bwlimit import Limits, host_of
 from trollmoves_core.checksum import Digest, from_data
 from trollmoves_core.exceptions import TransferError, UnknownPluginError
 from trollmoves_core.logs import file_size, log_transfer
@@ -98,6 +99,8 @@ class Downloader(ListeningService):
         self.extra_addresses = list(addresses)
         self.nameservers_override = None if nameservers is None else list(nameservers)
         self.movers = MoverCache(self.host)
+        self.limits = Limits()
+        """The bandwidth buckets of all downloads and of each source host."""
         self.transport = transport_for(host, bus)
         self.pool = BoundedPool(workers or config.parallel_downloads, name="download")
         self.pending = pending if pending is not None else PendingMessages()
@@ -292,13 +295,16 @@ class Downloader(ListeningService):
         config = self.config
         destination = str(config.download_destination).rstrip("/") + "/"
         mover = self.movers.get(url, config.params_for(parse_uri(url).scheme))
+        throttle = self.limits.throttle([(("downloads",), config.bwlimit),
+                                         (("host", host_of(url)), config.bwlimit_per_host)])
         if kind is None or not config.unpack_members:
             # a copy that is not what was announced is discarded and fetched again by the mover
-            path = mover.get(url, destination, expected=expected.get(group[0].announced) if kind is None else None)
+            path = mover.get(url, destination, expected=expected.get(group[0].announced) if kind is None else None,
+                             progress=throttle)
             return {s.announced: path for s in group}, file_size(path)
         staging = tempfile.mkdtemp(prefix=".trollmoves_", dir=destination)
         try:
-            archive = mover.get(url, staging + "/")
+            archive = mover.get(url, staging + "/", progress=throttle)
             unpack(Path(archive), kind, Path(destination), members=sorted({str(s.member) for s in group}))
             return {s.announced: destination + str(s.member) for s in group}, file_size(archive)
         finally:

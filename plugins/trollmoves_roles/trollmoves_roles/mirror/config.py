@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from trollmoves_core.bwlimit import Schedule
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_core.patterns import FilePattern
@@ -32,6 +33,7 @@ from trollmoves_roles.server import config as server_config
 from trollmoves_roles.server.config import SCHEMA as SERVER_SCHEMA
 from trollmoves_roles.server.config import (
     allowed_destinations,
+    bandwidth_limit,
     compression_of,
     connection_parameters,
     parse_info,
@@ -57,6 +59,8 @@ IGNORED_KEYS = frozenset({
 REQUEST_SOCKET_KEYS = frozenset({"request_bind", "allowed_clients", "server_secret_key_file",
                                  "clients_public_keys_directory", "allowed_destinations"})
 """The server part's keys of ours that the mirror's request sockets use, as a server's do."""
+PUSH_KEYS = frozenset({"bwlimit", "bwlimit_per_host"})
+"""The server part's keys of ours that the mirror's pushes use, as a server's do."""
 
 SCHEMA = Schema("mirror", [
     Key("client_topic", doc="topic subscribed to on the providers (default: topic)"),
@@ -64,7 +68,7 @@ SCHEMA = Schema("mirror", [
     Key("destination", doc="where internal servers put fetched files, on this host (default: a temporary "
                            "directory under working_directory)"),
     Key("working_directory", doc="parent of the default staging directory"),
-]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - REQUEST_SOCKET_KEYS,
+]) | SERVER_SCHEMA.renamed("mirror", drop=SERVER_SCHEMA.names(origin="ours") - REQUEST_SOCKET_KEYS - PUSH_KEYS,
                            unused=IGNORED_KEYS) | CLIENT_SCHEMA.renamed("mirror", unused=IGNORED_KEYS)
 """Every key of a mirror section: the client part's, the server part's and the mirror's own."""
 
@@ -106,6 +110,10 @@ class MirrorConfig:
     """Patterns of the destinations external clients may push to, as a server's; None: any."""
     compression: str | None = None
     """Unpack each new file (as a server does) before re-announcing the unpacked file(s)."""
+    bwlimit: Schedule | None = None
+    """The bandwidth of this chain's pushes together, as a server chain's; None: unlimited."""
+    bwlimit_per_host: Schedule | None = None
+    """The bandwidth to each destination host, as a server chain's; None: unlimited."""
     prog: str | None = None
     """The xRITDecompress executable, for ``compression = xrit``."""
 
@@ -198,6 +206,7 @@ def parse_section(section: Section) -> MirrorConfig:
         destination=destination, working_directory=working_directory,
         connection_params=connection_parameters(section),
         compression=compression, prog=prog, allowed_destinations=allowed_destinations(section),
+        bwlimit=bandwidth_limit(section, "bwlimit"), bwlimit_per_host=bandwidth_limit(section, "bwlimit_per_host"),
         **request_security(section),
     )
 

@@ -189,7 +189,8 @@ class RequestSocket:
         push.started = time.monotonic()
         try:
             future = self._transfers.push(jobs, push.destination, self.config.connection_params,
-                                          chain=self.name, backup_targets=push.backups)
+                                          chain=self.name, backup_targets=push.backups, bwlimit=self.config.bwlimit,
+                                          bwlimit_per_host=self.config.bwlimit_per_host)
         except Exception as err:  # the pool is shutting down
             self._stager.release(fetch)
             self._answer(push.envelope, push.error(f"mirror error: {one_line(err)}"))

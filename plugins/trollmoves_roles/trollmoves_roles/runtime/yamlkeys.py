@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trollmoves_core.bwlimit import Schedule, parse_limit
+
 
 def string_list(value: Any) -> list[str]:
     """A string (comma-separated, as upstream writes ``subscriber_addresses``) or a list of strings,
@@ -15,6 +17,12 @@ def string_list(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value if v.strip()]
     raise TypeError(f"expected a string or a list of strings, got {value!r}")
+
+
+def bandwidth_limit(value: Any) -> Schedule | None:
+    """A ``bwlimit`` value (:mod:`trollmoves_core.bwlimit`); YAML reads a bare ``off`` as false,
+    which is no limit too. ValueError saying what is wrong."""
+    return parse_limit(None if value is None or value is False else str(value))
 
 
 def integer(value: Any, *, minimum: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trollmoves_core.bwlimit import Schedule, parse_limit
 from trollmoves_core.checksum import DEFAULT_METHOD, METHODS
 from trollmoves_core.config import Section, read_ini
 from trollmoves_core.exceptions import ConfigError
@@ -67,6 +68,11 @@ SCHEMA = Schema("server", [
     Key("server_secret_key_file", origin="ours", doc="CURVE secret key of the request socket"),
     Key("clients_public_keys_directory", origin="ours", doc="CURVE public keys of the admitted clients"),
     Key("allowed_destinations", origin="ours", doc="glob or re: patterns of the destinations clients may push to"),
+    # ours: bandwidth limits of the pushes (see docs/roles/server.md)
+    Key("bwlimit", origin="ours", doc="bandwidth of this chain's pushes: 20M, 512k, off, or a timetable "
+                                      "(08:00,10M 18:00,off)"),
+    Key("bwlimit_per_host", origin="ours", doc="bandwidth to each destination host, shared with every chain "
+                                               "giving the same limit (put it in [DEFAULT])"),
     # read by upstream but without effect on a server
     Key("publish_port", int, used=False, doc="parsed and unused by upstream's server"),
     Key("publisher_port", int, used=False, doc="parsed and unused by upstream's server"),
@@ -117,6 +123,10 @@ class ServerChainConfig:
     allowed_destinations: tuple[str, ...] | None = None
     """Patterns of the destinations clients may push to (:mod:`~trollmoves_roles.protocol.destinations`);
     None: any."""
+    bwlimit: Schedule | None = None
+    """The bandwidth of this chain's pushes together; None: unlimited."""
+    bwlimit_per_host: Schedule | None = None
+    """The bandwidth to each destination host, shared by the chains with the same limit; None: unlimited."""
 
     @property
     def standalone(self) -> bool:
@@ -209,6 +219,8 @@ def parse_chain(section: Section) -> ServerChainConfig | None:
         listen_addresses=tuple((section.get_str("addresses") or "").split()),
         listen_nameserver=_nameserver(section),
         allowed_destinations=allowed_destinations(section),
+        bwlimit=bandwidth_limit(section, "bwlimit"),
+        bwlimit_per_host=bandwidth_limit(section, "bwlimit_per_host"),
         **request_security(section),
     )
 
@@ -225,6 +237,14 @@ def allowed_destinations(section: Section) -> tuple[str, ...] | None:
     except ValueError as err:
         raise section.error("allowed_destinations", str(err)) from None
     return patterns
+
+
+def bandwidth_limit(section: Section, key: str) -> Schedule | None:
+    """The limit ``key`` gives (a rate or a timetable), None when absent or ``off``."""
+    try:
+        return parse_limit(section.get_str(key))
+    except ValueError as err:
+        raise section.error(key, str(err)) from None
 
 
 def request_security(section: Section) -> dict[str, Any]:
@@ -419,6 +439,11 @@ def check_section(out: Findings, section: Section, ports: dict[int, str], *, mir
         _checksum(section)
     except ConfigError as err:
         out.add(err.message, name, "checksum")
+    for key in ("bwlimit", "bwlimit_per_host"):
+        try:
+            bandwidth_limit(section, key)
+        except ConfigError as err:
+            out.add(err.message, name, key)
     try:
         port = section.get_int("request_port")
     except ConfigError:

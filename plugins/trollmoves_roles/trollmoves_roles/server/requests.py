@@ -243,7 +243,8 @@ class RequestServer:
                              self.chain.name, request.sender, jobs[0].path, redeliver)
         try:
             future = self._transfers.push(jobs, destination, self.chain.connection_params, self.chain.name,
-                                          backup_targets=backups, again=bool(redeliver))
+                                          backup_targets=backups, again=bool(redeliver),
+                                          bwlimit=self.chain.bwlimit, bwlimit_per_host=self.chain.bwlimit_per_host)
         except RuntimeError as err:  # the pool is shutting down
             self._reject(envelope, request.subject, f"server stopping: {err}")
             return

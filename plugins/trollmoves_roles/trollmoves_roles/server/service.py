@@ -128,6 +128,9 @@ class ServerChain:
 
     def start(self, backlog: bool) -> None:
         if self.requests is not None:
+            if self.config.bwlimit is not None or self.config.bwlimit_per_host is not None:
+                LOG.info("[%s] pushes limited to %s for the chain, %s per destination host", self.config.name,
+                         self.config.bwlimit or "no limit", self.config.bwlimit_per_host or "no limit")
             self.requests.start()
         self.source.start(backlog)
 

@@ -13,6 +13,11 @@ mover's error is transient after its retries, or the name does not resolve): the
 tried again on each backup host in turn, for movers whose hosts are servers
 (:attr:`~trollmoves_core.mover.Mover.BACKUP_HOSTS`), and the result names the host that got it.
 Only the attempt that succeeded counts its files (metrics, ``pushed`` history, transfer log lines).
+
+A push may be bandwidth limited (:mod:`trollmoves_core.bwlimit`): ``bwlimit`` is one bucket per
+chain, ``bwlimit_per_host`` one per destination host (a backup host has its own); the service's
+:class:`~trollmoves_core.bwlimit.Limits` holds them, so every concurrent push of the process to
+one host draws from one bucket.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from trollmoves_core.bwlimit import Limits, Schedule, host_of
 from trollmoves_core.checksum import Digest
 from trollmoves_core.exceptions import TransferError
 from trollmoves_core.logs import transfer_fields
@@ -89,9 +95,11 @@ class TransferService:
 
     def __init__(self, workers: int = DEFAULT_WORKERS, *, host: PluginHost, recent_seconds: float = RECENT_SECONDS,
                  metrics: RoleMetrics | None = None, log_transfers: bool = True,
-                 movers: MoverCache | None = None) -> None:
+                 movers: MoverCache | None = None, limits: Limits | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transfer")
         self._movers = movers if movers is not None else MoverCache(host)
+        self.limits = limits if limits is not None else Limits()
+        """The bandwidth buckets of this service's pushes."""
         self._lock = threading.Lock()
         self._running: dict[int, Future[Delivery]] = {}
         self.finished = FinishedPushes(recent_seconds, RECENT_MAX)
@@ -107,7 +115,8 @@ class TransferService:
             metrics.set_queue_length(self.in_flight)
 
     def push(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-             chain: str = "", backup_targets: Sequence[str] = (), *, again: bool = False) -> Future[Delivery]:
+             chain: str = "", backup_targets: Sequence[str] = (), *, again: bool = False,
+             bwlimit: Schedule | None = None, bwlimit_per_host: Schedule | None = None) -> Future[Delivery]:
         """Transfer ``files`` to ``destination`` (or, when its host cannot be reached, to the first of
         ``backup_targets`` that can); the future gives the :class:`Delivery`.
 
@@ -115,7 +124,8 @@ class TransferService:
         that succeeded in the last ``recent_seconds`` is not transferred again either: the
         future is done at once, with no URIs and the host of the first delivery.
         ``chain`` labels the metrics. ``again`` transfers even what succeeded lately (the
-        requester found the delivered copy bad).
+        requester found the delivered copy bad). ``bwlimit`` and ``bwlimit_per_host`` limit the
+        push's bandwidth (module docstring).
         """
         key = self._push_key(files, destination, params)
         with self._lock:
@@ -130,7 +140,8 @@ class TransferService:
                 finished: Future[Delivery] = Future()
                 finished.set_result(Delivery([], host))
                 return finished
-            future = self._executor.submit(self._transfer, files, destination, params, chain, tuple(backup_targets))
+            future = self._executor.submit(self._transfer, files, destination, params, chain, tuple(backup_targets),
+                                           limits=(bwlimit, bwlimit_per_host))
             self._running[key] = future
             self._chains[key] = chain
         future.add_done_callback(lambda f: self._finished(key, f))
@@ -153,7 +164,8 @@ class TransferService:
                                  + [destination, canonical(params)]))
 
     def _transfer(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-                  chain: str = "", backup_targets: tuple[str, ...] = ()) -> Delivery:
+                  chain: str = "", backup_targets: tuple[str, ...] = (), *,
+                  limits: tuple[Schedule | None, Schedule | None] = (None, None)) -> Delivery:
         hosts: list[str | None] = [None]
         try:
             if backup_targets:
@@ -164,7 +176,7 @@ class TransferService:
             for number, host in enumerate(hosts, 1):
                 target = destination if host is None else on_host(destination, host)
                 try:
-                    landed = self._transfer_to(files, target, params, chain)
+                    landed = self._transfer_to(files, target, params, chain, limits)
                 except TransferError as err:
                     if number == len(hosts) or not _unreachable(err):
                         raise
@@ -184,17 +196,19 @@ class TransferService:
         return self._movers.get(target if "://" in target else "file", params)
 
     def _transfer_to(self, files: Sequence[FileJob], destination: str, params: dict[str, Any],
-                     chain: str) -> list[_Landed]:
+                     chain: str, limits: tuple[Schedule | None, Schedule | None] = (None, None)) -> list[_Landed]:
         """Put each of ``files`` under ``destination``; what landed, counted by :meth:`_count` only
         once the whole push has (a failed attempt is repeated on a backup host)."""
         landed = []
+        per_chain, per_host = limits
+        throttle = self.limits.throttle([(("chain", chain), per_chain), (("host", host_of(destination)), per_host)])
         for job in files:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
             try:
                 mover = self._mover(target, params)
                 size = os.path.getsize(job.path)
-                uri = mover.put(job.path, target, expected=job.expected)
+                uri = mover.put(job.path, target, expected=job.expected, progress=throttle)
             except BaseException as err:
                 history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
                                seconds=time.monotonic() - started, detail=one_line(err))
