@@ -140,6 +140,7 @@ def backlog(impl: Implementation, workdir: Path, *, files: int, kib: int, announ
                 proc.stop()
     arrivals = {uid: times for uid, times in recorder.arrivals.items() if uid.startswith("bl-")}
     announced, repeated = announced_counts(logs / "server.log")
+    bound_to_first = log_span(logs / "server.log", "] announced ")
     firsts = sorted(times[0] for times in arrivals.values())
     delivered = len(firsts)
     result = {
@@ -148,6 +149,7 @@ def backlog(impl: Implementation, workdir: Path, *, files: int, kib: int, announ
         "dup": sum(len(times) - 1 for times in arrivals.values()),
         "dest_files": len(os.listdir(dest)), "server_announced": announced, "server_dup_announced": repeated,
         "running_s": running, "first_s": firsts[0] - t0 if firsts else None,
+        "bound_to_first_announced_s": bound_to_first,
         "last_s": firsts[-1] - t0 if firsts else None,
         "server_hwm_mib": _mib(hwm[0]), "client_hwm_mib": _mib(hwm[1]),
         "server_cpu_s": cpu[0], "client_cpu_s": cpu[1], "alive": alive,
@@ -200,6 +202,23 @@ def write_chains_ini(path: Path, root: Path, chains: int) -> list[Path]:
     return dirs
 
 
+def log_span(log: Path, last: str) -> float | None:
+    """Seconds from the log's first line (the publisher bound, imports done) to the first line containing
+    ``last``, from the lines' own ``[ISO time`` stamps."""
+    import datetime as dt
+
+    first = None
+    with open(log, errors="replace") as lines:
+        for line in lines:
+            if not line.startswith("["):
+                continue
+            stamp = dt.datetime.fromisoformat(line[1:30])
+            first = first or stamp
+            if last in line:
+                return (stamp - first).total_seconds()
+    return None
+
+
 def _wait(condition, timeout: float, step: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -233,6 +252,7 @@ def many_chains(impl: Implementation, workdir: Path, *, chains: int, announce_de
 
         _wait(running, budget, 0.02)
         result["running_s"] = time.perf_counter() - t0 if server.alive() else None
+        result["chains_start_s"] = log_span(log, RUNNING_LINE)
         topics = {f"/bench/c{k}" for k in range(chains)}
         _wait(lambda: topics <= listener.first.keys() or not server.alive(), budget)
         seen = [listener.first[t] for t in topics if t in listener.first]
