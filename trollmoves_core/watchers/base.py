@@ -21,8 +21,10 @@ str-path rule in :mod:`trollmoves_core.mover`)."""
 
 REMEMBER_SECONDS = 600.0
 """How long a reported file is remembered, so that a repeated event for it is not reported again."""
-REMEMBER_MAX = 65536
-"""Most files remembered at once (the oldest are forgotten first)."""
+REMEMBER_MAX = 262144
+"""Most files remembered at once (the oldest are forgotten first): more than a big backlog at start
+(100,000 files), whose files a rescan sees again once a push hard-links them (a new ctime).
+About 40 bytes per file, held only while remembered."""
 
 
 def file_version(ino: int, size: int, mtime_ns: int) -> int:

@@ -1,8 +1,10 @@
-"""The default watcher, on watchdog (inotify on Linux)."""
+"""The default watcher: inotify on Linux (one instance for the process, see
+:mod:`~trollmoves_core.watchers.inotify_hub`), watchdog for recursive watches and elsewhere."""
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -18,6 +20,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from trollmoves_core.watchers import inotify_hub
 from trollmoves_core.watchers.base import Watcher
 
 _EVENTS = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileOpenedEvent]
@@ -30,12 +33,24 @@ class WatchdogWatcher(Watcher):
     """Event-driven watcher: reports a file on close-after-write, on a rename inside the
     watched tree, and when it appears complete (a hard link, a symlink, or a file moved in
     from an unwatched directory, which inotify reports as a bare creation). Deletions and
-    renames away go to ``on_removed``."""
+    renames away go to ``on_removed``.
+
+    A non-recursive watch on Linux goes through the process's :mod:`inotify hub
+    <trollmoves_core.watchers.inotify_hub>` (one kernel instance for all, which a server of
+    hundreds of chains needs), any other through watchdog."""
 
     NAME = "watchdog"
     REPORTS_REMOVALS = True
 
     def start(self) -> None:
+        self._hub_watch: inotify_hub.HubWatch | None = None
+        if not self.recursive and sys.platform.startswith("linux"):
+            try:
+                self._hub_watch = inotify_hub.HubWatch([str(d) for d in self.directories], self.report,
+                                                       self.removed)
+                return
+            except (OSError, AttributeError):  # no inotify instance to be had (or no libc symbol): watchdog
+                self._hub_watch = None
         self._handler = _Handler(self)
         self._observer = Observer()
         for directory in self.directories:
@@ -47,6 +62,10 @@ class WatchdogWatcher(Watcher):
         self._observer.start()
 
     def stop(self) -> None:
+        if getattr(self, "_hub_watch", None) is not None:
+            self._hub_watch.close()
+            self._hub_watch = None
+            return
         observer = getattr(self, "_observer", None)
         if observer is not None:
             observer.stop()

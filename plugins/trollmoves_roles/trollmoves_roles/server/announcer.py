@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
+import re
 import stat
 import tarfile
+import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from trollmoves_core.checksum import Digest, file_digest
+from trollmoves_core.patterns import FilePattern
 from trollmoves_core.watchers.base import Watcher
 from trollmoves_roles.bus.transport import Publisher
 from trollmoves_roles.observe.metrics import RoleMetrics
@@ -30,16 +35,46 @@ LOG = logging.getLogger(__name__)
 WAITING_WARN_SECONDS = 60.0
 """How often a chain waiting for its missing origin directory says so again."""
 
+BACKLOG_AHEAD = 1000
+"""Backlog files a chain serving requests announces ahead of the pushes clients ask for: a big
+backlog goes out at the pace clients fetch it, instead of piling up in their queues (memory) or
+overflowing the publisher's (lost announcements)."""
+BACKLOG_PATIENCE = 1.0
+"""Seconds without a push request after which the backlog announces the next files anyway (no
+client fetching, or clients that want only some of them)."""
+
+WATCH_START_MARGIN = 1.0
+"""Seconds before a watcher's start from which rescans look (file times are coarser than the clock);
+older files are the backlog's business, or not to be announced at all with the backlog off."""
+
+
+def present_files(pattern: FilePattern) -> Iterator[str]:
+    """The paths already present that may match ``pattern``, lazily, in the order the directory lists
+    them: the first come before the listing of a big directory ends, and no list of it is held."""
+    if pattern.recursive:  # fields in directory names: glob walks them (lazily too)
+        yield from glob.iglob(pattern.glob())
+        return
+    name = re.compile(fnmatch.translate(os.path.basename(pattern.glob()))).match
+    directory = os.fspath(pattern.directory)
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not entry.name.startswith(".") and name(entry.name):
+                yield os.path.join(directory, entry.name)  # a str: see FileCallback
+
+
 class Announcer:
     """The watching half of a chain with an ``origin``.
 
     :param watcher: the watcher class to use (the host's ``watchdog``, ``polling``...).
     :param request_address: ``host:port`` put in each announcement (None in standalone mode).
+    :param backlog_gate: set once announcements are sent rather than held (the server's
+        ``--announce-delay``); the backlog waits for it, so that it is not held in memory.
     """
 
     def __init__(self, chain: ServerChainConfig, *, publisher: Publisher, announced: AnnouncedFiles,
                  request_address: str | None, watcher: type[Watcher], workers: TransferService,
-                 deleter: Deleter, metrics: RoleMetrics | None = None) -> None:
+                 deleter: Deleter, metrics: RoleMetrics | None = None,
+                 backlog_gate: threading.Event | None = None) -> None:
         assert chain.origin is not None
         self.chain = chain
         self.pattern = chain.pattern
@@ -52,10 +87,18 @@ class Announcer:
         self._metrics = metrics
         self._watcher: Watcher | None = None
         self._watched_inode: int | None = None
+        self._watch_started = 0.0
+        """Unix time the watcher started."""
+        self._backlog_gate = backlog_gate
+        self._backlog: threading.Thread | None = None
+        self._backlog_halt = threading.Event()
         self._waiting_since: float | None = None
         self._warned_at = 0.0
         self.reported = 0
         """Files the watcher (or a scan) handed to this chain."""
+        self.pushes_requested: Callable[[], int] | None = None
+        """How many files clients asked this chain to push so far (None: no requests served); paces
+        the backlog (:data:`BACKLOG_AHEAD`)."""
 
     @property
     def directories(self) -> list[str]:
@@ -92,6 +135,7 @@ class Announcer:
             return False
         try:
             self._watched_inode = directory.stat().st_ino
+            self._watch_started = time.time()
             watcher = self._watcher_cls([directory], self._on_file, recursive=self.pattern.recursive,
                                         interval=self.chain.watchdog_timeout, on_removed=self._announced.discard)
             watcher.start()
@@ -103,7 +147,10 @@ class Announcer:
         LOG.info("[%s] watching %s for %s (%s)", self.chain.name, directory, Path(self.chain.origin).name,
                  self._watcher_cls.NAME)
         if backlog:
-            self.announce_backlog()
+            self._backlog_halt = threading.Event()
+            self._backlog = threading.Thread(target=self.announce_backlog, args=(watcher, self._backlog_halt),
+                                             name=f"backlog-{self.chain.name}", daemon=True)
+            self._backlog.start()
         return True
 
     def resume(self, now: float) -> bool:
@@ -120,6 +167,11 @@ class Announcer:
         return False
 
     def stop(self) -> None:
+        """Stop the backlog (waiting for the file it is announcing) and the watcher."""
+        self._backlog_halt.set()
+        if self._backlog is not None:
+            self._backlog.join()
+            self._backlog = None
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -134,30 +186,39 @@ class Announcer:
             return False
         return stat.S_ISDIR(found.st_mode) and found.st_ino == self._watched_inode  # inodes get reused
 
-    def announce_backlog(self) -> None:
-        """Announce the files already present (oldest first); files the watcher already
-        reported are not announced twice."""
-        if self._watcher is None:
+    def announce_backlog(self, watcher: Watcher, halt: threading.Event) -> None:
+        """Announce the files already present, as the directory lists them, until ``halt`` is set
+        (the backlog's thread, once the :attr:`backlog_gate` is open); a file the watcher
+        also reports is announced once."""
+        while self._backlog_gate is not None and not self._backlog_gate.wait(0.1):
+            if halt.is_set():
+                return
+        started, before, found = time.monotonic(), self.reported, 0
+        pace = _Pace(self.pushes_requested, lambda: self.reported - before)
+        try:
+            for path in present_files(self.pattern):
+                if halt.is_set() or not pace.wait(halt):
+                    LOG.info("[%s] backlog stopped after %d file(s)", self.chain.name, found)
+                    return
+                found += 1
+                watcher.report(path)
+        except OSError as err:
+            LOG.error("[%s] cannot read the backlog in %s: %s", self.chain.name, self.pattern.directory, err)
             return
-        found = []
-        for name in glob.iglob(self.pattern.glob(), recursive=False):
-            try:
-                found.append((os.stat(name).st_mtime, name))
-            except OSError:
-                continue
-        found.sort()
-        LOG.info("[%s] backlog: %d file(s)", self.chain.name, len(found))
-        for _, name in found:
-            self._watcher.report(name)
+        LOG.info("[%s] backlog: %d file(s) found, %d new, in %.1f s", self.chain.name, found,
+                 self.reported - before, time.monotonic() - started)
 
     def rescan(self, since: float) -> int:
         """Report files whose inode changed (created, renamed or linked in) since ``since`` (Unix
         time): a safety net for events the watcher lost (an inotify queue overflow under a burst).
         Files already reported are skipped: by the watcher, which remembers them for a while,
-        and, beyond that, when this chain announced the same file after its last change.
+        and, beyond that, when this chain announced the same file after its last change. Files
+        older than the watcher (:data:`WATCH_START_MARGIN`) are left to the backlog: a backlog
+        larger than what the watcher and the record remember is not announced again.
         Returns how many were new."""
         if self._watcher is None:
             return 0
+        since = max(since, self._watch_started - WATCH_START_MARGIN)
         before = self.reported
         for name in glob.iglob(self.pattern.glob(), recursive=False):
             try:
@@ -257,6 +318,31 @@ class Announcer:
         if self._metrics is not None:
             self._metrics.announced.inc(count, chain=self.chain.name)
         LOG.info("[%s] announced %s", self.chain.name, data.get("uri") or data.get("uid") or atype)
+
+
+class _Pace:
+    """Holds a backlog while it is :data:`BACKLOG_AHEAD` files ahead of the push requests, for
+    at most :data:`BACKLOG_PATIENCE` seconds without a new one."""
+
+    def __init__(self, requested: Callable[[], int] | None, announced: Callable[[], int]) -> None:
+        self._requested, self._announced = requested, announced
+        self._base = requested() if requested is not None else 0
+
+    def wait(self, halt: threading.Event) -> bool:
+        """Return once the next file may be announced (True), or ``halt`` is set (False)."""
+        if self._requested is None:
+            return True
+        last, since = self._requested(), time.monotonic()
+        while self._announced() - (self._requested() - self._base) >= BACKLOG_AHEAD:
+            if halt.wait(0.005):
+                return False
+            now = self._requested()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= BACKLOG_PATIENCE:
+                self._base -= BACKLOG_AHEAD  # nobody fetches these: announce the next window
+                since = time.monotonic()
+        return True
 
 
 def archive_members(path: str | os.PathLike[str], kind: str) -> list[str]:

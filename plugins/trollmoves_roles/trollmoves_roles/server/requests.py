@@ -78,6 +78,8 @@ class RequestServer:
         self._replies: collections.deque[tuple[object, Message]] = collections.deque()
         self._wakeup = Wakeup()
         self._pending = 0
+        self.pushes_requested = 0
+        """Files clients asked this chain to push (refused ones too): what paces the backlog."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._drain_deadline = 0.0
@@ -211,6 +213,7 @@ class RequestServer:
         if problem:
             raise BadRequest(f"push: {problem}")
         backups = requests.backup_targets(request)
+        self.pushes_requested += len(items)
         self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []

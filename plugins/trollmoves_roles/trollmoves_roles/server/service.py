@@ -76,13 +76,17 @@ class ServerOptions(ProcessOptions):
 
 class HeldPublisher:
     """The chains' view of the publisher: announcements sent before :meth:`open` are held, in order,
-    and sent then. ``delay`` > 0 sets :attr:`opens_at` (monotonic) for the main loop; 0 opens now."""
+    and sent then. ``delay`` > 0 sets :attr:`opens_at` (monotonic) for the main loop; 0 opens now.
+    :attr:`opened` is set once messages are sent rather than held (the backlogs wait for it)."""
 
     def __init__(self, publisher: Publisher, delay: float) -> None:
         self._publisher = publisher
         self._held: list[Message] | None = [] if delay > 0 else None
         self._lock = threading.Lock()
         self.opens_at: float | None = time.monotonic() + delay if delay > 0 else None
+        self.opened = threading.Event()
+        if delay <= 0:
+            self.opened.set()
 
     def send(self, message: Message) -> None:
         with self._lock:
@@ -96,6 +100,7 @@ class HeldPublisher:
             held, self._held, self.opens_at = self._held or [], None, None
             for message in held:
                 self._publisher.send(message)
+        self.opened.set()
         if held:
             LOG.info("Sent %d announcement(s) held while subscribers reconnected", len(held))
 
@@ -114,7 +119,7 @@ class ServerChain:
             self.source = ListenRepublisher(config, transport=server.transport, **common)
         else:
             self.source = Announcer(config, watcher=server.watcher_class, workers=server.transfers,
-                                    deleter=server.deleter, **common)
+                                    deleter=server.deleter, backlog_gate=server.announcements.opened, **common)
         self.requests: RequestServer | None = None
         if not config.standalone:
             self.requests = RequestServer(config, bind=server.options.bind, announced=server.announced,
@@ -123,6 +128,8 @@ class ServerChain:
                                           transport=server.transport, bind_retry=bind_retry, metrics=server.metrics,
                                           request_address=self.request_address)
         self.failures = 0
+        if self.requests is not None and isinstance(self.source, Announcer):
+            self.source.pushes_requested = lambda requests=self.requests: requests.pushes_requested
         if self.requests is not None:
             server.metrics.set_pending(config.name, partial(server.transfers.in_flight, config.name))
 
