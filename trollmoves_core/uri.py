@@ -94,7 +94,9 @@ def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: It
     ``user:password@`` becomes ``user:***@``. ``drop_user`` removes the whole user part
     (``***@`` where the text does not parse). The value of a query (or fragment) parameter that
     carries a credential (:func:`secret_parameter`: ``?token=``, ``sig=``, ``X-Amz-Signature=``,
-    ``api_key=``...) becomes ``***``. Each of ``secrets`` is masked as ``***``.
+    ``api_key=``...) becomes ``***``. In a lone URI a value runs to the next ``&``, ``;`` or ``#``;
+    in free text it also stops at a blank, a quote, ``)``, ``,``, ``<`` or ``>``, where a quoted
+    URI ends. Each of ``secrets`` is masked as ``***``.
 
     >>> redact("https://cache.example/a.h5?sv=2022-11-02&sig=K3y%2B&se=2026")
     'https://cache.example/a.h5?sv=2022-11-02&sig=***&se=2026'
@@ -104,34 +106,46 @@ def redact(text: str | os.PathLike[str], *, drop_user: bool = False, secrets: It
         netloc = _netloc(text)
         text = _redact_uri(text, drop_user) if netloc and "@" in netloc else _redact_free_text(text, drop_user)
     if "=" in text:
-        text = _PARAMETER.sub(_masked_parameter, text)
+        parameter = _URI_PARAMETER if _LONE_URI.fullmatch(text) else _TEXT_PARAMETER
+        text = parameter.sub(_masked_parameter, text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
 
 
-_SECRET_NAMES = frozenset({"sig", "key", "auth", "pass", "passwd", "pwd"})
-_SECRET_ENDINGS = ("token", "signature", "secret", "password", "apikey", "_key", "credential", "credentials")
+_SECRET_NAMES = frozenset({"sig", "key", "code", "auth", "authorization", "pass", "passwd", "pwd", "jsessionid"})
+_SECRET_ENDINGS = ("token", "signature", "secret", "password", "passphrase", "apikey", "credential", "credentials")
+_KEY_ENDINGS = ("api_key", "access_key", "secret_key", "private_key", "sas_key", "account_key", "subscription_key")
+_PATH_STARTS = ("/", "~", "./", "../")
 
 
-def secret_parameter(name: str) -> bool:
-    """Whether a query parameter called ``name`` carries a credential: ``sig``, ``key``, ``auth``,
-    ``pass``/``passwd``/``pwd``, or a name ending in ``token``, ``signature``, ``secret``,
-    ``password``, ``apikey``, ``_key`` or ``credential(s)`` (case and ``-``/``_`` ignored:
-    ``X-Amz-Signature``, ``X-Amz-Security-Token``, ``access_token``, ``api-key``, ``client_secret``).
-    ``password_file`` and the like name a file, not a secret: they are kept."""
-    name = name.lower().replace("-", "_")
-    return name in _SECRET_NAMES or name.endswith(_SECRET_ENDINGS)
+def secret_parameter(name: str, value: str = "") -> bool:
+    """Whether a query parameter ``name=value`` carries a credential. The name (case, ``-``/``_``
+    and percent-encoding ignored) is one of ``sig``, ``key``, ``code``, ``auth``, ``authorization``,
+    ``pass``, ``passwd``, ``pwd``, ``jsessionid``; or ends in ``token``, ``signature``, ``secret``,
+    ``password``, ``passphrase``, ``apikey``, ``credential(s)``; or ends in ``api_key``,
+    ``access_key``, ``secret_key``, ``private_key``, ``sas_key``, ``account_key`` or
+    ``subscription_key`` and ``value`` is not a path (starts with none of ``/``, ``~``, ``./``,
+    ``../``). A bracketed name (``auth[token]``) is secret when any of its parts is. Other names
+    are kept, however they end: ``sort_key``, ``ssh_key``, ``key_file``, ``password_file``."""
+    parts = [part for part in re.split(r"[\[\]]", unquote(name).lower().replace("-", "_")) if part]
+    is_path = unquote(value).startswith(_PATH_STARTS)
+    return any(part in _SECRET_NAMES or part.endswith(_SECRET_ENDINGS)
+               or (part.endswith(_KEY_ENDINGS) and not is_path) for part in parts)
 
 
-# A parameter after ?, & or ; (a query) or # (OAuth puts tokens in fragments); its value ends
-# where a URI quoted in free text would: at the next parameter, a blank or a quote.
-_PARAMETER = re.compile(r"(?<=[?&;#])([A-Za-z0-9_.~%-]+)=([^&;#\s'\"<>`]+)")
+# A parameter after ?, & or ; (a query, or a path parameter like ;jsessionid=) or # (OAuth puts
+# tokens in fragments). A lone URI's value runs to the next separator; in free text it also
+# ends where a URI quoted in prose, Markdown or HTML would.
+_NAME = r"(?<=[?&;#])([A-Za-z0-9_.~%\[\]-]+)="
+_URI_PARAMETER = re.compile(_NAME + r"([^&;#]+)")
+_TEXT_PARAMETER = re.compile(_NAME + r"([^&;#\s'\"<>`),]+)")
+_LONE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 
 
 def _masked_parameter(match: re.Match[str]) -> str:
-    return f"{match[1]}=***" if secret_parameter(unquote(match[1])) else match[0]
+    return f"{match[1]}=***" if secret_parameter(match[1], match[2]) else match[0]
 
 
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@:]*)(:[^\s@]*)?@")

@@ -55,9 +55,55 @@ def test_redact_removes_only_the_password() -> None:
      "mqtts://everyone@h:8883?password_file=/etc/w.pw&token_file=/etc/t&keyword=viirs&monkey=1"),
     ("https://h/x?token=", "https://h/x?token="),
     ("/data/plain=path", "/data/plain=path"),
+    # `key` alone is the generic API-key name (Google's ?key=AIza...): masked, even when it looks like a file
+    ("https://h/x?key=AIzaSyA1&key=T_2026.grib", "https://h/x?key=***&key=***"),
+    # OAuth codes, passphrases, Java session ids, Authorization headers put in the query
+    ("https://h/cb?code=4%2F0Ad&state=s&passphrase=p1&ssh_key_passphrase=p2&Authorization=Bearer%20t",
+     "https://h/cb?code=***&state=s&passphrase=***&ssh_key_passphrase=***&Authorization=***"),
+    ("https://h/app;jsessionid=A1B2;v=1?n=1", "https://h/app;jsessionid=***;v=1?n=1"),
+    # bracketed names (PHP, Rails): secret when any part is, also percent-encoded
+    ("https://h/x?auth[token]=t1&user[password]=t2&auth%5Btoken%5D=t3&page[size]=10&filter[sort_key]=name",
+     "https://h/x?auth[token]=***&user[password]=***&auth%5Btoken%5D=***&page[size]=10&filter[sort_key]=name"),
+    # the explicit *_key names are masked, unless their value is a path
+    ("https://h/x?x-api-key=t1&access_key=t2&aws_secret_access_key=t3&secret_key=t4&private_key=t5&sas_key=t6"
+     "&account_key=t7&subscription-key=t8",
+     "https://h/x?x-api-key=***&access_key=***&aws_secret_access_key=***&secret_key=***&private_key=***&sas_key=***"
+     "&account_key=***&subscription-key=***"),
+    ("sftp://u@h/d/?private_key=/home/u/.ssh/id&secret_key=~/.keys/s&api_key=./k&access_key=%2Fetc%2Fk",
+     "sftp://u@h/d/?private_key=/home/u/.ssh/id&secret_key=~/.keys/s&api_key=./k&access_key=%2Fetc%2Fk"),
+    # other *_key names, and every connection parameter of the movers and buses that names a file, are kept
+    ("https://h/x?sort_key=name&ssh_key=/home/u/.ssh/id&ssh_key=id_rsa&host_key=h&client_key=c",
+     "https://h/x?sort_key=name&ssh_key=/home/u/.ssh/id&ssh_key=id_rsa&host_key=h&client_key=c"),
+    ("sftp://u@h/d/?ssh_key_filename=/k1&ssh_private_key_file=/k2&known_hosts=/kh&key_file=/k3&cert_file=/c"
+     "&ca_file=/ca&cafile=/ca&ca_certs=/ca&token_file=/t&password_file=/p&server_secret_key_file=/s"
+     "&server_public_key_file=/sp&client_secret_key_file=/cs&publisher_public_key_file=/pp"
+     "&clients_public_keys_directory=/dir",
+     "sftp://u@h/d/?ssh_key_filename=/k1&ssh_private_key_file=/k2&known_hosts=/kh&key_file=/k3&cert_file=/c"
+     "&ca_file=/ca&cafile=/ca&ca_certs=/ca&token_file=/t&password_file=/p&server_secret_key_file=/s"
+     "&server_public_key_file=/sp&client_secret_key_file=/cs&publisher_public_key_file=/pp"
+     "&clients_public_keys_directory=/dir"),
+    # in a lone URI the whole value is masked, whatever it holds
+    ("https://h/x?pass=a,b)c'd&n=1", "https://h/x?pass=***&n=1"),
+    # a path is only a path for the *_key names: a base64 token may start with "/"
+    ("https://h/x?sig=/Abc%2B&token=~t&private_key=MIIEv", "https://h/x?sig=***&token=***&private_key=***"),
 ])
 def test_redact_masks_tokens_in_the_query(uri: str, redacted: str) -> None:
     assert redact(uri) == redacted
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("see (https://x/a?sig=abc), then", "see (https://x/a?sig=***), then"),
+    ("[the file](https://x/a?token=t1) failed", "[the file](https://x/a?token=***) failed"),
+    ("urls: https://x/a?sig=s1, https://x/b?code=c1; done", "urls: https://x/a?sig=***, https://x/b?code=***; done"),
+    ('<a href="https://x/a?api_key=k1">x</a> and <https://x/b?key=k2>',
+     '<a href="https://x/a?api_key=***">x</a> and <https://x/b?key=***>'),
+    ("fetch https://x/a?sig=s1\tthen 'https://x/b?auth[token]=t2' ok",
+     "fetch https://x/a?sig=***\tthen 'https://x/b?auth[token]=***' ok"),
+    ("cannot read https://x/a?sort_key=name&private_key=/home/u/.ssh/id (denied)",
+     "cannot read https://x/a?sort_key=name&private_key=/home/u/.ssh/id (denied)"),
+])
+def test_redact_ends_values_where_a_uri_quoted_in_free_text_ends(text: str, redacted: str) -> None:
+    assert redact(text) == redacted
 
 
 def test_redact_masks_tokens_of_uris_quoted_in_free_text() -> None:

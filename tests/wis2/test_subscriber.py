@@ -154,7 +154,7 @@ def test_a_file_without_length_on_a_failing_server_is_tried_retries_times(harnes
 def test_a_token_in_the_link_is_neither_logged_nor_announced(harness: SubscriberHarness, nginx: Nginx, served: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     data = b"for those who hold the signature"
-    href = serve_file(nginx, served, "signed.h5", data) + "?se=2026-12-05&sig=SIGSECRET"
+    href = serve_file(nginx, served, "signed.h5", data) + "?se=2026-12-05&sig=SIGSECRET&sort_key=name&code=CODESECRET"
     missing = nginx.url(f"/{served.name}/gone.h5?X-Amz-Signature=AMZSECRET", tls=True)
     harness.start()
     with caplog.at_level(logging.DEBUG, "trollmoves_wis2"), caplog.at_level(logging.DEBUG, "trollmoves_core"), \
@@ -164,7 +164,7 @@ def test_a_token_in_the_link_is_neither_logged_nor_announced(harness: Subscriber
         subscriber = harness.wait_handled(2)
     assert (subscriber.outcomes["delivered"], subscriber.outcomes["failed"]) == (1, 1)
     [message] = harness.files(1)
-    assert message.data["wis2_href"] == href.replace("SIGSECRET", "***")
+    assert message.data["wis2_href"] == href.replace("SIGSECRET", "***").replace("CODESECRET", "***")
     assert "gone.h5?X-Amz-Signature=***" in caplog.text and "signed.h5?se=2026-12-05&sig=***" in caplog.text
     assert "SECRET" not in caplog.text
 
