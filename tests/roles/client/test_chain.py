@@ -289,3 +289,15 @@ def test_a_delivery_from_a_server_wakes_the_files_waiting_to_retry_it(setup):
     s.announcer.announce("f2.dat", a)
     assert sorted(m.data["uid"] for m in s.wait_results(2)) == ["f1.dat", "f2.dat"]
     assert len(a.pushes("f1.dat")) == 2
+
+
+def test_a_chain_remembers_more_deliveries_than_a_server_lists() -> None:
+    """Reconciliation pages through a server's whole listing: every file in it that this chain
+    delivered must still be remembered, or it is fetched a second time (seen with a backlog of
+    100,000 files: 24,272 fetched twice with 11,000 remembered)."""
+    from trollmoves_roles.client.chain import CACHE_SIZE
+    from trollmoves_roles.client.state import ChainState
+    from trollmoves_roles.server.announced import LISTED_MAX
+
+    assert CACHE_SIZE >= 2 * LISTED_MAX
+    assert ChainState().keep_delivered >= 2 * LISTED_MAX

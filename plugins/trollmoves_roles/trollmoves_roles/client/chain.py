@@ -36,7 +36,7 @@ from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, topic_prefix
 from trollmoves_roles.bus.transport import MessageTransport, Publisher, Requester
 from trollmoves_roles.client import verification
 from trollmoves_roles.client.config import ClientChainConfig
-from trollmoves_roles.client.state import ChainState, PendingFile, Unpublished
+from trollmoves_roles.client.state import REMEMBERED, ChainState, PendingFile, Unpublished
 from trollmoves_roles.client.unpack import UnpackError, unpack_message
 from trollmoves_roles.observe.metrics import RoleMetrics
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
@@ -55,8 +55,8 @@ from trollmoves_roles.state import history
 
 LOG = logging.getLogger(__name__)
 
-CACHE_SIZE = 11000
-"""uids remembered per chain (upstream's cache size)."""
+CACHE_SIZE = REMEMBERED
+"""uids remembered per chain (upstream: 11,000 for all chains)."""
 
 FIRST_HEARTBEAT = 1.0
 """Seconds from start to the first heartbeat (as upstream), so subscribers started with us get it."""

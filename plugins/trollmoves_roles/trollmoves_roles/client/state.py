@@ -42,6 +42,10 @@ from trollmoves_roles.state.journal import Journal
 LOG = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PUBLISHED, META, SERVER = "pending", "delivered", "published", "meta", "server"
+REMEMBERED = 80_000
+"""Delivered uids a chain remembers (in memory and in the journal): twice the announcements a
+server lists per chain (``trollmoves_roles.server.announced.LISTED_MAX``), so that reconciling
+with a server's whole listing never fetches again a file this chain delivered."""
 PRUNE_EVERY = 500
 """Deliveries between two prunes of the delivered records."""
 
@@ -76,14 +80,14 @@ class Unpublished:
 class ChainState:
     """Durable records of one chain; without a journal every method does nothing."""
 
-    def __init__(self, journal: Journal | None = None, *, keep_delivered: int = 11000) -> None:
+    def __init__(self, journal: Journal | None = None, *, keep_delivered: int = REMEMBERED) -> None:
         self.journal = journal
         self.keep_delivered = keep_delivered
         self._since_prune = 0
         self._created = time.time()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], chain: str, *, keep_delivered: int = 11000) -> ChainState:
+    def open(cls, path: str | os.PathLike[str], chain: str, *, keep_delivered: int = REMEMBERED) -> ChainState:
         return cls(Journal(path, table=table_name(chain)), keep_delivered=keep_delivered)
 
     @property
