@@ -18,6 +18,9 @@ LOG = logging.getLogger(__name__)
 
 STORE: dict[str, bytes] = {}
 _LOCK = threading.Lock()
+BLOCK = 1024 * 1024
+"""Bytes moved per step. Report each block to ``progress`` as it goes: a bandwidth limit
+(:mod:`trollmoves_core.bwlimit`) is taken there, and may make the call wait."""
 
 
 class MemoryMover(Mover):
@@ -27,10 +30,13 @@ class MemoryMover(Mover):
     SCHEMES = ("memory",)
 
     def _put(self, local_path: str, target: Location, progress: ProgressCallback | None) -> None:
+        blocks = []
         with open(local_path, "rb") as source:
-            data = source.read()
-        if progress:
-            progress(len(data))  # before storing: an aborted transfer stores nothing
+            while block := source.read(BLOCK):
+                blocks.append(block)
+                if progress:
+                    progress(len(block))
+        data = b"".join(blocks)  # stored whole at the end: an aborted transfer stores nothing
         with _LOCK:
             STORE[_key(target)] = data
         LOG.info("%s now holds %d bytes", target, len(data))
@@ -42,9 +48,11 @@ class MemoryMover(Mover):
             except KeyError:
                 raise FileNotFoundError(f"no such object: {source}") from None
         with open(local_path, "wb") as sink:
-            sink.write(data)
-        if progress:
-            progress(len(data))
+            view = memoryview(data)
+            for start in range(0, len(view), BLOCK):
+                sink.write(block := view[start:start + BLOCK])
+                if progress:
+                    progress(len(block))
 
     def _delete(self, location: Location) -> None:
         with _LOCK:
