@@ -43,7 +43,7 @@ from trollmoves_roles.protocol.requests import one_line
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.connection import Connection, Handoff, unique_id
-from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, type_of
+from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, is_announcement, type_of
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_mqtt.topics import REPLY_LEVEL, filters, is_reply_topic, matches, publish_topic, request_topic
 
@@ -209,7 +209,8 @@ class MqttSubscriber:
 
     def _on_share(self, raw: mqtt.MQTTMessage) -> None:
         connection = getattr(self, "_connection", None)  # None: a queued message before the constructor returned
-        if connection is not None and _own_echo(raw, self.addresses):
+        if connection is not None and (_own_echo(raw, self.addresses)
+                                       or (self._group is not None and not is_announcement(raw.payload))):
             connection.client.ack(raw.mid, raw.qos)
             return
         if self._group is not None and self._group.in_grace():
