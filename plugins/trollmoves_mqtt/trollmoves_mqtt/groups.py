@@ -13,8 +13,6 @@ member also watches the group's topics without sharing (a second session, ``<id>
   dedup and journal make a copy it already handles harmless);
 * the results are handed to the client chain too, as another client's results: it records them
   as delivered, so its catch-up from the servers' lists does not fetch what the group delivered;
-  so the share hands the chain only its announcements (the others' pushes, acks and results
-  the share brings too are the watch's business);
 * our own share is checked against *done* when handed out, and during the first
   ``takeover_after`` seconds after a (re)start it is held back, so a member that comes back after
   the others took its share over sees their results first and does not fetch again.
@@ -48,16 +46,6 @@ def type_of(payload: bytes) -> bytes:
     """The type field of a posttroll message's wire text (``b""`` for anything else), read without decoding it."""
     fields = payload.split(None, 2)
     return fields[1] if len(fields) > 2 and fields[0].startswith(b"pytroll://") else b""
-
-
-def is_announcement(payload: bytes) -> bool:
-    """Whether a posttroll message's wire text is a server's announcement (a file, dataset or
-    collection message with a ``request_address``), read without decoding it; a result whose data
-    merely mentions the key passes too."""
-    return type_of(payload) in _ANNOUNCED and b'"request_address"' in payload
-
-
-_ANNOUNCED = frozenset(t.encode() for t in ANNOUNCEMENT_TYPES)
 
 
 class GroupWatch:

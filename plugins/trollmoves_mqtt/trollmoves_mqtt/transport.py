@@ -5,11 +5,13 @@ so the provider and server addresses the roles pass in only name things, they ar
 connected to:
 
 * a publisher publishes each posttroll message unchanged (posttroll's wire text) as the payload,
-  QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`);
+  QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`), with its id in the
+  user property :data:`PUBLISHER_PROPERTY`;
 * a subscriber subscribes to the filters of its posttroll topics with a persistent session (a
   client id fixed by the bus's ``client_id``, the prefix, group, filters and provider addresses; ``clean_start``
-  false), so what is published while it is stopped is delivered when it comes back; its provider
-  addresses are ignored (the broker brings every provider's messages);
+  false), so what is published while it is stopped is delivered when it comes back; the broker
+  brings every provider's messages, its provider addresses only decide whether it hears this
+  process's own publishers (:func:`_own_echo`: not unless it names their address, as over ZeroMQ);
 * requests go, QoS 1, to ``PREFIX/request/<server address>`` with MQTT v5 request/response: a
   response topic of the requester's own and correlation data, which the inbox's reply carries back.
   Timeouts, attempts, back-off, the adaptive window and callbacks are those of the ZeroMQ requester.
@@ -43,7 +45,7 @@ from trollmoves_roles.protocol.requests import one_line
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.connection import Connection, Handoff, unique_id
-from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, is_announcement, type_of
+from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, type_of
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_mqtt.topics import REPLY_LEVEL, filters, is_reply_topic, matches, publish_topic, request_topic
 
@@ -209,8 +211,7 @@ class MqttSubscriber:
 
     def _on_share(self, raw: mqtt.MQTTMessage) -> None:
         connection = getattr(self, "_connection", None)  # None: a queued message before the constructor returned
-        if connection is not None and (_own_echo(raw, self.addresses)
-                                       or (self._group is not None and not is_announcement(raw.payload))):
+        if connection is not None and _own_echo(raw, self.addresses):
             connection.client.ack(raw.mid, raw.qos)
             return
         if self._group is not None and self._group.in_grace():
