@@ -45,6 +45,14 @@ DESCRIPTIONS = {
            "through it in the same run); a burst of 100 KiB files to a file destination (only announcements and "
            "requests cross the link), then to an SFTP destination on an sshd across the link (logins: new SSH "
            "sessions the burst opened).",
+    "mqtt_latency": "Ours only: the latency files with server and client on a local Mosquitto (`--bus mqtt://`, "
+                    "one client without a group); rename -> the client's result as a subscriber on the broker sees "
+                    "it.",
+    "mqtt_burst": "Ours only: the burst (10 KiB files renamed in at once) with one client over ZeroMQ, then on a local "
+                  "Mosquitto with one client without a group and groups of 1, 2 and 4 (members start "
+                  "`takeover_after` before the burst); vs ZeroMQ = files/s over the ZeroMQ row's; CPU per file of "
+                  "the server, each client and the broker during the burst. Everything shares this machine's cores: "
+                  "a group on N hosts is limited by the server's and the broker's CPU per file, not the members'.",
     "resources": "VmRSS of server and client after start-up (start) and after repeated bursts (end; read 3 s after "
                  "each round's files are deleted, once both implementations have handled the deletions), growth = "
                  "end/start - 1 (and end/after-round-1 - 1, which leaves out the one-time warm-up of the first "

@@ -1,18 +1,21 @@
-"""``python -m benchmarks.mqtt_roles``: the burst of ``python -m benchmarks`` with the roles on a
-local Mosquitto, one client and groups of 2 and 4, next to the same burst over ZeroMQ.
+"""The roles on a local Mosquitto, next to the same roles over ZeroMQ: the ``mqtt_latency`` and
+``mqtt_burst`` scenarios of ``python -m benchmarks``, and ``python -m benchmarks.mqtt_roles``.
 
 Ours only (upstream has no broker): one ``trollmoves server``, its clients delivering to one
-directory. Files of 10 KiB are staged beside the watched dir and renamed in at once; a recorder
-(a ZeroMQ subscriber on the client's publisher, or a subscriber on the broker) stamps each
-client result. Reported per setup: files/s from the first rename to the last result, lost and
-duplicated results, destination files missing, and CPU per file of the server, of each client
-and of the broker. Group members wait ``takeover_after`` after their start before the burst
-(each member holds its own share that long after a start).
+directory; a recorder (a ZeroMQ subscriber on the client's publisher, or a subscriber on the
+broker) stamps each client result. Latency: files of 1 KiB written under a hidden name and renamed
+into the watched dir one at a time, rename to the result. Burst: files of 10 KiB staged beside the
+watched dir and renamed in at once; per setup (one client over ZeroMQ, one client over MQTT
+without a group, groups of N) files/s from the first rename to the last result, lost and
+duplicated results, destination files missing, and CPU per file of the server, of each client and
+of the broker. Group members wait ``takeover_after`` after their start before the burst (each
+member holds its own share that long after a start).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -22,18 +25,25 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.configs import SUFFIX, TOPIC
-from benchmarks.impls import OURS_VENV, REPO
+from benchmarks.impls import BASELINE_VENV, OURS_VENV, REPO
 from benchmarks.procs import Proc
 from benchmarks.report import interfaces
-from benchmarks.scenarios import payload
+from benchmarks.scenarios import payload, percentile
 
-TROLLMOVES = str(OURS_VENV / "bin" / "trollmoves")
+if TYPE_CHECKING:
+    from benchmarks.impls import Implementation
+    from benchmarks.scenarios import Params
+
 TAKEOVER_AFTER = 30.0
 """The members' default ``takeover_after``: longer than the burst, so no healthy file is taken over."""
+GROUPS = (0, 1, 2, 4)
+"""Setups over MQTT: 0 is one client without a group, N a group of N."""
 NETNS_ENV = "TROLLMOVES_BENCH_NETNS"
 
 
@@ -43,6 +53,7 @@ class Results:
     def __init__(self, recv: Callable[[float], object], close: Callable[[], None]) -> None:
         self.arrivals: dict[str, list[float]] = {}
         self._recv, self._close = recv, close
+        self._cond = threading.Condition()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -55,7 +66,20 @@ class Results:
             now = time.perf_counter()
             data = message.data if isinstance(message.data, dict) else {}
             if message.type == "file" and "origin" in data and "request_address" not in data:
-                self.arrivals.setdefault(str(data.get("uid", "")), []).append(now)
+                with self._cond:
+                    self.arrivals.setdefault(str(data.get("uid", "")), []).append(now)
+                    self._cond.notify_all()
+
+    def wait_for(self, uid: str, timeout: float) -> float | None:
+        """The first arrival (perf_counter) of ``uid``, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self.arrivals.get(uid):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self.arrivals[uid][0]
 
     def wait(self, uids: set[str], stall: float) -> None:
         """Until every uid arrived, or ``stall`` s pass without a new one."""
@@ -89,42 +113,64 @@ def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_burst(root: Path, files: int, members: int | None, takeover_after: float = TAKEOVER_AFTER) -> dict:
-    """One burst; ``members`` None: one client over ZeroMQ, 0: one client over MQTT without a group,
-    else a group of that many over MQTT."""
+def setup_name(members: int | None) -> str:
+    return "zeromq, 1 client" if members is None else f"mqtt, group of {members}" if members else "mqtt, 1 client"
+
+
+@dataclass
+class Roles:
+    """A running server and its client(s), ``members`` as in :func:`run_burst`, and the recorder."""
+
+    root: Path
+    watch: Path
+    staging: Path
+    out: Path
+    procs: list[Proc] = field(default_factory=list)
+    broker: object = None
+    results: Results | None = None
+
+    @property
+    def clients(self) -> list[Proc]:
+        return self.procs[1:]
+
+
+@contextlib.contextmanager
+def running(root: Path, members: int | None, takeover_after: float = TAKEOVER_AFTER,
+            venv: Path = OURS_VENV) -> Iterator[Roles]:
+    """Start a server and its client(s) from ``venv`` (one over ZeroMQ for ``members`` None, one over
+    MQTT without a group for 0, else a group of that many), and a recorder of their results; stop
+    them all on exit."""
     from trollmoves_mqtt.testing import Mosquitto
 
+    trollmoves = str(venv / "bin" / "trollmoves")
     root.mkdir(parents=True)
-    watch, staging, out = root / "in", root / "staging", root / "out"
-    for directory in (watch, staging, out):
+    roles = Roles(root, root / "in", root / "staging", root / "out")
+    for directory in (roles.watch, roles.staging, roles.out):
         directory.mkdir()
-    broker = Mosquitto(root / "mosquitto").start() if members is not None else None
-    prefix = "bench"
-    bus = broker.url(prefix=prefix) if broker is not None else None
-    procs: list[Proc] = []
-    results = None
+    broker = roles.broker = Mosquitto(root / "mosquitto").start() if members is not None else None
+    bus = broker.url(prefix="bench") if broker is not None else None
     try:
         server_ini = root / "server.ini"
-        server_ini.write_text(f"[bench]\norigin = {watch}/{{name}}{SUFFIX}\ntopic = {TOPIC}\n"
+        server_ini.write_text(f"[bench]\norigin = {roles.watch}/{{name}}{SUFFIX}\ntopic = {TOPIC}\n"
                               f"request_port = {_free_port()}\nrequest_address = 127.0.0.1\nstation = bench\n")
         pub_port = _free_port()
-        server = Proc("server", [TROLLMOVES, "server", "-p", str(pub_port), "--bind", "127.0.0.1",
+        server = Proc("server", [trollmoves, "server", "-p", str(pub_port), "--bind", "127.0.0.1",
                                  "--disable-backlog", *(["--bus", bus] if bus else []), str(server_ini)],
                       root / "server.log")
-        procs.append(server)
+        roles.procs.append(server)
         _wait(lambda: "Server running" in server.log_path.read_text(errors="replace"), 30, "the server")
         client_pub = _free_port()
         for n in range(members or 1):
             ini = root / f"client{n}.ini"
-            ini.write_text(f"[bench]\nproviders = 127.0.0.1:{pub_port}\ndestination = file://{out}/\n"
+            ini.write_text(f"[bench]\nproviders = 127.0.0.1:{pub_port}\ndestination = file://{roles.out}/\n"
                            f"topic = {TOPIC}\npublish_port = {client_pub}\nnameservers = false\n"
                            "reconcile_interval = 0\n")
             member_bus = None if bus is None else f"{bus}?client_id=member{n}" + (
                 f"&group=g&takeover_after={takeover_after:g}" if members else "")
-            procs.append(Proc(f"client{n}", [TROLLMOVES, "client", str(ini),
-                                             *(["--bus", member_bus] if member_bus else [])],
-                              root / f"client{n}.log"))
-        for proc in procs[1:]:
+            roles.procs.append(Proc(f"client{n}", [trollmoves, "client", str(ini),
+                                                   *(["--bus", member_bus] if member_bus else [])],
+                                    root / f"client{n}.log"))
+        for proc in roles.clients:
             _wait(lambda p=proc: "Subscribing to" in p.log_path.read_text(errors="replace"), 30, proc.name)
         if broker is not None:
             from trollmoves_mqtt.transport import MqttTransport
@@ -133,51 +179,136 @@ def run_burst(root: Path, files: int, members: int | None, takeover_after: float
                   == max(members, 1), 30, "the members' subscriptions")
             recorder_bus = MqttTransport.for_bus(f"{bus}?client_id=rec{uuid.uuid4().hex[:8]}&session_expiry=0")
             subscriber = recorder_bus.subscriber([], [TOPIC])
-            results = Results(subscriber.recv, subscriber.close)
+            roles.results = Results(subscriber.recv, subscriber.close)
             time.sleep(takeover_after if members else 2)
         else:
             from trollmoves_roles.bus.posttroll import Subscription
 
             subscription = Subscription([f"tcp://127.0.0.1:{client_pub}"], ["/"])
-            results = Results(subscription.recv, subscription.close)
+            roles.results = Results(subscription.recv, subscription.close)
             time.sleep(2)  # the client's subscription to the server and ours to the client connect
-        data = payload(10 * 1024)
-        staged = []
-        for i in range(files):
-            path = staging / f"burst-{i:05d}{SUFFIX}"
-            path.write_bytes(data)
-            staged.append(path)
-        cpu_before = {p.name: p.cpu_seconds() or 0.0 for p in procs}
-        broker_before = _cpu(broker.proc.pid) if broker is not None else 0.0
-        t0 = time.perf_counter()
-        for path in staged:
-            os.rename(path, watch / path.name)
-        uids = {p.name for p in staged}
-        results.wait(uids, stall=30)
-        elapsed = max((times[0] for times in results.arrivals.values() if times), default=t0) - t0
-        cpu = {p.name: (p.cpu_seconds() or 0.0) - cpu_before[p.name] for p in procs}
-        broker_cpu = _cpu(broker.proc.pid) - broker_before if broker is not None else None
-        time.sleep(1.0)  # late duplicates
-        got = Counter({uid: len(times) for uid, times in results.arrivals.items() if uid in uids})
-        present = {entry.name for entry in os.scandir(out)}
-        return {
-            "setup": ("zeromq, 1 client" if members is None else f"mqtt, group of {members}" if members
-                      else "mqtt, 1 client, no group"),
-            "files": files, "lost": len(uids - set(got)), "dup": sum(c - 1 for c in got.values()),
-            "dest_missing": len(uids - present), "time_s": elapsed,
-            "files_per_s": len(got) / elapsed if elapsed > 0 else None,
-            "server_cpu_ms_per_file": cpu["server"] * 1000 / files,
-            "client_cpu_ms_per_file": [cpu[f"client{n}"] * 1000 / files for n in range(members or 1)],
-            "clients_cpu_ms_per_file": sum(cpu[f"client{n}"] for n in range(members or 1)) * 1000 / files,
-            "broker_cpu_ms_per_file": None if broker_cpu is None else broker_cpu * 1000 / files,
-        }
+        yield roles
     finally:
-        if results is not None:
-            results.close()
-        for proc in reversed(procs):
+        if roles.results is not None:
+            roles.results.close()
+        for proc in reversed(roles.procs):
             proc.stop()
         if broker is not None:
             broker.stop()
+
+
+def run_burst(root: Path, files: int, members: int | None, *, takeover_after: float = TAKEOVER_AFTER,
+              venv: Path = OURS_VENV, stall: float = 30.0) -> dict:
+    """One burst of ``files`` files of 10 KiB; ``members`` None: one client over ZeroMQ, 0: one
+    client over MQTT without a group, else a group of that many over MQTT."""
+    with running(root, members, takeover_after, venv) as roles:
+        assert roles.results is not None
+        data = payload(10 * 1024)
+        staged = []
+        for i in range(files):
+            path = roles.staging / f"burst-{i:05d}{SUFFIX}"
+            path.write_bytes(data)
+            staged.append(path)
+        cpu_before = {p.name: p.cpu_seconds() or 0.0 for p in roles.procs}
+        broker_before = _cpu(roles.broker.proc.pid) if roles.broker is not None else 0.0
+        t0 = time.perf_counter()
+        for path in staged:
+            os.rename(path, roles.watch / path.name)
+        uids = {p.name for p in staged}
+        roles.results.wait(uids, stall=stall)
+        elapsed = max((times[0] for times in roles.results.arrivals.values() if times), default=t0) - t0
+        cpu = {p.name: (p.cpu_seconds() or 0.0) - cpu_before[p.name] for p in roles.procs}
+        broker_cpu = _cpu(roles.broker.proc.pid) - broker_before if roles.broker is not None else None
+        time.sleep(1.0)  # late duplicates
+        got = Counter({uid: len(times) for uid, times in roles.results.arrivals.items() if uid in uids})
+        present = {entry.name for entry in os.scandir(roles.out)}
+        clients = [cpu[p.name] * 1000 / files for p in roles.clients]
+        return {
+            "setup": setup_name(members), "files": files, "lost": len(uids - set(got)),
+            "dup": sum(c - 1 for c in got.values()), "dest_missing": len(uids - present), "time_s": elapsed,
+            "files_per_s": len(got) / elapsed if elapsed > 0 else None,
+            "server_cpu_ms_per_file": cpu["server"] * 1000 / files,
+            "client_cpu_ms_per_file": clients, "clients_cpu_ms_per_file": sum(clients),
+            "broker_cpu_ms_per_file": None if broker_cpu is None else broker_cpu * 1000 / files,
+        }
+
+
+def run_latency(root: Path, files: int, members: int | None = 0, *, venv: Path = OURS_VENV, stall: float = 30.0,
+                budget: float = 900.0) -> dict:
+    """``files`` files of 1 KiB one at a time, rename to the client's result (``members`` as in
+    :func:`run_burst`)."""
+    with running(root, members, venv=venv) as roles:
+        assert roles.results is not None
+        data = payload(1024)
+        deadline = time.monotonic() + budget
+        latencies, lost = [], 0
+        for i in range(files):
+            if time.monotonic() > deadline:
+                break
+            uid = f"lat-{i:05d}{SUFFIX}"
+            temp = roles.watch / f".{uid}.part"
+            temp.write_bytes(data)
+            t0 = time.perf_counter()
+            os.rename(temp, roles.watch / uid)
+            arrived = roles.results.wait_for(uid, min(stall, max(0.1, deadline - time.monotonic())))
+            if arrived is None:
+                lost += 1
+                continue
+            latencies.append(arrived - t0)
+        ms = [x * 1000 for x in latencies]
+        return {"setup": setup_name(members), "files": len(latencies) + lost, "lost": lost,
+                "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99),
+                "max_ms": max(ms, default=None)}
+
+
+# --- the scenarios of ``python -m benchmarks`` ---------------------------------------------------
+
+def _not_ours(impl: Implementation) -> dict | None:
+    if impl.name == "upstream":
+        return {"error": "ours only: upstream has no broker transport"}
+    if not list(impl.venv.glob("lib/python*/site-packages/trollmoves_mqtt*")):
+        return {"error": f"no trollmoves-mqtt in {impl.venv.name}"}
+    return None
+
+
+def latency_scenario(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """``mqtt_latency``: the latency scenario's files over ZeroMQ, then over the broker (one client
+    without a group); the result's ``setups`` has a row each, its top level the broker's figures."""
+    if (skipped := _not_ours(impl)) is not None:
+        return skipped
+    setups = [run_latency(workdir / ("zeromq" if members is None else "mqtt"), params.latency_files, members,
+                          venv=impl.venv, stall=params.stall, budget=params.budget / 2) for members in (None, 0)]
+    return {"setups": setups, **{k: v for k, v in setups[1].items() if k != "setup"},
+            "zeromq_p50_ms": setups[0]["p50_ms"], "zeromq_p99_ms": setups[0]["p99_ms"]}
+
+
+def burst_scenario(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """``mqtt_burst``: the burst over ZeroMQ, then over the broker with one client and groups; the
+    result's ``setups`` has one row each, its top level what the targets judge."""
+    if (skipped := _not_ours(impl)) is not None:
+        return skipped
+    setups = []
+    for members in (None, *GROUPS):
+        name = "zeromq" if members is None else f"mqtt-{members}"
+        setups.append(run_burst(workdir / name, params.burst_files, members, takeover_after=params.mqtt_takeover_after,
+                                venv=impl.venv, stall=params.stall))
+    return summary(setups)
+
+
+def summary(setups: list[dict]) -> dict:
+    """``setups`` with each one's files/s relative to ZeroMQ's, and what the targets judge."""
+    by_name = {row["setup"]: row for row in setups}
+    zeromq = (by_name.get(setup_name(None)) or {}).get("files_per_s")
+    for row in setups:
+        row["vs_zeromq"] = row["files_per_s"] / zeromq if zeromq and row["files_per_s"] else None
+    one = (by_name.get(setup_name(0)) or {}).get("files_per_s")
+    groups = [row["files_per_s"] or 0.0 for row in setups if row["setup"].startswith("mqtt, group of ")
+              and not row["setup"].endswith(" 1")]
+    mqtt = [row for row in setups if row["setup"].startswith("mqtt")]
+    return {"setups": setups, "zeromq_files_per_s": zeromq, "mqtt_files_per_s": one,
+            "vs_zeromq": one / zeromq if one and zeromq else None,
+            "group_min_files_per_s": min(groups, default=None),
+            "lost": sum(row["lost"] for row in mqtt), "dup": sum(row["dup"] for row in mqtt)}
 
 
 def _cpu(pid: int) -> float:
@@ -185,49 +316,45 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| setup | files | lost | dup | dest missing | time s | files/s | server CPU ms/file | "
-             "client CPU ms/file (each) | clients CPU ms/file | broker CPU ms/file |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        each = " / ".join(f"{v:.2f}" for v in row["client_cpu_ms_per_file"])
-        broker = "" if row["broker_cpu_ms_per_file"] is None else f"{row['broker_cpu_ms_per_file']:.2f}"
-        rate = "" if row["files_per_s"] is None else f"{row['files_per_s']:.0f}"
-        lines.append(f"| {row['setup']} | {row['files']} | {row['lost']} | {row['dup']} | {row['dest_missing']} | "
-                     f"{row['time_s']:.2f} | {rate} | {row['server_cpu_ms_per_file']:.2f} | {each} | "
-                     f"{row['clients_cpu_ms_per_file']:.2f} | {broker} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mqtt_roles", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--groups", type=int, nargs="*", default=[0, 1, 2, 4], metavar="N",
+    parser.add_argument("--groups", type=int, nargs="*", default=list(GROUPS), metavar="N",
                         help="group sizes over MQTT, 0 for one client without a group (default 0 1 2 4)")
     parser.add_argument("--takeover-after", type=float, default=TAKEOVER_AFTER, metavar="SECONDS",
                         help="the members' takeover_after, and how long they run before the burst (default 30)")
     parser.add_argument("--no-zeromq", action="store_true", help="skip the ZeroMQ burst")
+    parser.add_argument("--venv", type=Path, action="append", metavar="DIR",
+                        help="run the roles of this venv (repeatable, e.g. .venv-baseline and .venv: before/after "
+                             "in one run, setup by setup; default .venv)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     if not os.environ.get(NETNS_ENV) and any(name != "lo" for name in interfaces()):
         os.environ[NETNS_ENV] = "1"
         os.execv(str(REPO / "scripts" / "in-netns"),
                  [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "benchmarks.mqtt_roles", *sys.argv[1:]])
+    from benchmarks.report import table
+
+    venvs = [venv.resolve() for venv in args.venv or [OURS_VENV]]
     root = Path(tempfile.mkdtemp(prefix="trollmoves-bench-mqtt-"))
-    rows = []
+    # named as in python -m benchmarks, so that the table shows ours/baseline
+    names = {OURS_VENV.resolve(): "ours", BASELINE_VENV.resolve(): "baseline"}
+    rows: dict[str, list[dict]] = {names.get(venv, venv.name): [] for venv in venvs}
     try:
         for members in ([] if args.no_zeromq else [None]) + list(args.groups):
-            name = "zeromq" if members is None else f"mqtt-{members}"
-            print(f"[{name}] ...", flush=True)
-            rows.append(run_burst(root / name, args.files, members, args.takeover_after))
+            for venv in venvs:
+                name = "zeromq" if members is None else f"mqtt-{members}"
+                print(f"[{venv.name} {name}] ...", flush=True)
+                rows[names.get(venv, venv.name)].append(run_burst(root / venv.name / name, args.files, members,
+                                                 takeover_after=args.takeover_after, venv=venv))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    text = table(rows)
+    text = table("mqtt_burst", {name: summary(setups) for name, setups in rows.items()})
     print(text)
     if args.markdown:
         args.markdown.write_text(f"# Roles over MQTT: burst of {args.files} files\n\n"
-                                 f"`python -m benchmarks.mqtt_roles --files {args.files}`\n\n{text}\n")
+                                 f"`python -m benchmarks.mqtt_roles {' '.join(sys.argv[1:])}`\n\n{text}\n")
     return 0
 
 

@@ -28,6 +28,14 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "sftp": [("size_mib", "MiB"), ("repeats", "runs"), ("elapsed_s", "best s"), ("median_s", "median s"),
              ("mib_per_s", "best MiB/s"), ("cp_s", "scp best s"), ("cp_median_s", "scp median s"),
              ("vs_cp", "speed vs scp (best)"), ("dest_wrong_size", "bad size")],
+    "mqtt_latency": [("files", "files"), ("lost", "lost"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"),
+                     ("p99_ms", "p99 ms"), ("max_ms", "max ms")],
+    "mqtt_burst": [("files", "files"), ("lost", "lost"), ("dup", "dup"), ("dest_missing", "dest missing"),
+                   ("time_s", "time s"), ("files_per_s", "files/s"), ("vs_zeromq", "vs ZeroMQ"),
+                   ("server_cpu_ms_per_file", "server CPU ms/file"),
+                   ("client_cpu_ms_per_file", "client CPU ms/file (each)"),
+                   ("clients_cpu_ms_per_file", "clients CPU ms/file"),
+                   ("broker_cpu_ms_per_file", "broker CPU ms/file")],
     "fanin": [("servers", "servers"), ("files", "files"), ("lost", "lost"), ("dup", "dup"),
               ("elapsed_s", "time s"), ("files_per_s", "files/s"), ("dest_missing", "dest missing")],
     "resources": [("rounds", "rounds"), ("server_rss_start_mib", "srv RSS start MiB"),
@@ -55,20 +63,34 @@ def fmt(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, list):
+        return " / ".join(map(fmt, value))
     return str(value)
 
 
 def rows(scenario: str, results: dict[str, dict]) -> list[list[str]]:
-    """One row per implementation (or its error) and the ratios ours/upstream and ours/baseline."""
+    """One row per implementation (or its error; one per setup of a result with ``setups``) and the
+    ratios ours/upstream and ours/baseline."""
     columns = COLUMNS[scenario]
     out = []
     for name, result in results.items():
         if "error" in result:
             out.append([name, f"not run: {result['error'].splitlines()[0][:150]}"] + [""] * (len(columns) - 1))
+        elif "setups" in result:
+            out += [[f"{name}: {setup['setup']}"] + [fmt(setup.get(key)) for key, _ in columns]
+                    for setup in result["setups"]]
         else:
             out.append([name] + [fmt(result.get(key)) for key, _ in columns])
     for reference in ("upstream", "baseline"):
-        ratio = _ratio(columns, results.get(reference, {}), results.get("ours", {}))
+        before, after = results.get(reference, {}), results.get("ours", {})
+        if "setups" in before and "setups" in after:
+            earlier = {setup["setup"]: setup for setup in before["setups"]}
+            for setup in after["setups"]:
+                ratio = _ratio(columns, earlier.get(setup["setup"], {}), setup)
+                if ratio:
+                    out.append([f"ours/{reference}: {setup['setup']}", *ratio])
+            continue
+        ratio = _ratio(columns, before, after)
         if ratio:
             out.append([f"ours/{reference}", *ratio])
     return out
@@ -117,6 +139,23 @@ def targets(results: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
         for key in ("lost", "dup"):
             value = get("burst", "ours", key)
             add(f"burst 0 {key}", value, None if value is None else value == 0)
+    if "mqtt_latency" in results:
+        p50, p99 = get("mqtt_latency", "ours", "p50_ms"), get("mqtt_latency", "ours", "p99_ms")
+        add("MQTT latency p50 ≤ 5 ms", p50, None if p50 is None else p50 <= 5)
+        add("(info) MQTT latency p99", p99, None)
+        zeromq = [get("mqtt_latency", "ours", f"zeromq_{key}") for key in ("p50_ms", "p99_ms")]
+        add("(info) the same latency over ZeroMQ, p50 / p99 ms", fmt(zeromq), None)
+    if "mqtt_burst" in results:
+        for key in ("lost", "dup"):
+            value = get("mqtt_burst", "ours", key)
+            add(f"MQTT burst 0 {key} (every setup)", value, None if value is None else value == 0)
+        ratio = get("mqtt_burst", "ours", "vs_zeromq")
+        one, zeromq = get("mqtt_burst", "ours", "mqtt_files_per_s"), get("mqtt_burst", "ours", "zeromq_files_per_s")
+        add("MQTT burst, 1 client ≥ 50% of ZeroMQ files/s", f"{fmt(one)} vs {fmt(zeromq)} ({fmt(ratio)})",
+            None if not isinstance(ratio, float) else ratio >= 0.5)
+        slowest = get("mqtt_burst", "ours", "group_min_files_per_s")
+        add("MQTT burst, groups of 2 and 4 ≥ 1 client files/s", f"slowest {fmt(slowest)} vs {fmt(one)}",
+            None if not isinstance(slowest, float) or not isinstance(one, float) else slowest >= one)
     if "big" in results:
         value = get("big", "ours", "vs_cp")
         add("big file ≥ 0.95x cp", value, None if value is None else value >= 0.95)

@@ -42,12 +42,15 @@ class Params:
     big_dest: Path | None = None
     wan_files: int = 300
     wan_kib: int = 100
+    mqtt_takeover_after: float = 30.0
+    """Group members' ``takeover_after`` in ``mqtt_burst`` (longer than the burst: no healthy file is
+    taken over), and how long they run before it."""
 
     @classmethod
     def quick(cls, **overrides: object) -> Params:
         values: dict[str, object] = dict(latency_files=50, burst_files=200, big_mib=100, big_repeats=3, fanin_files=50,
                                          resource_rounds=3, idle_seconds=10.0, budget=150.0, stall=20.0,
-                                         wan_files=100)
+                                         wan_files=100, mqtt_takeover_after=10.0)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -403,7 +406,23 @@ def wan(impl: Implementation, workdir: Path, params: Params) -> dict:
         remote.close()
 
 
+# --- 8. MQTT ----------------------------------------------------------------------------------------
+
+def mqtt_latency(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """The latency files over a local Mosquitto (ours only): :mod:`benchmarks.mqtt_roles`."""
+    from benchmarks import mqtt_roles
+
+    return mqtt_roles.latency_scenario(impl, workdir, params)
+
+
+def mqtt_burst(impl: Implementation, workdir: Path, params: Params) -> dict:
+    """The burst over ZeroMQ and a local Mosquitto, 1 client and groups (ours only): :mod:`benchmarks.mqtt_roles`."""
+    from benchmarks import mqtt_roles
+
+    return mqtt_roles.burst_scenario(impl, workdir, params)
+
+
 SCENARIOS: dict[str, Callable[[Implementation, Path, Params], dict]] = {
     "latency": latency, "burst": burst, "big": big, "sftp": sftp, "fanin": fanin, "resources": resources,
-    "wan": wan,
+    "wan": wan, "mqtt_latency": mqtt_latency, "mqtt_burst": mqtt_burst,
 }

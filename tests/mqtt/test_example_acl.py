@@ -32,8 +32,8 @@ def _transport(broker, user):
 def test_a_client_cannot_publish_an_announcement(acl_broker, caplog):
     caplog.set_level(logging.INFO)
     server, client = _transport(acl_broker, "server"), _transport(acl_broker, "client")
-    announcer = server.publisher("unused", name="server")
-    forger = client.publisher("unused", name="forger")
+    announcer = server.publisher("server", name="server")
+    forger = client.publisher("server", name="forger")  # the address the listener names: only the ACL stops it
     listener = client.subscriber(["server"], ["/level0/hrit"])
     try:
         settle(announcer, listener, "/level0/hrit")

@@ -19,7 +19,7 @@ from trollmoves_roles.testing import WAIT, in_loop, receive_until, running_loop,
 def test_publishing_through_a_broker_restart_loses_nothing(fresh_broker, caplog):
     caplog.set_level(logging.INFO)
     transport = MqttTransport.for_bus(fresh_broker.url(client_id="restart"))
-    publisher = transport.publisher("unused", name="restart")
+    publisher = transport.publisher("provider", name="restart")
     subscriber = transport.subscriber(["provider"], ["/restart"])
     try:
         settle(publisher, subscriber, "/restart")
@@ -39,7 +39,7 @@ def test_publishing_through_a_broker_restart_loses_nothing(fresh_broker, caplog)
 
 def test_a_stopped_subscriber_gets_what_was_published_meanwhile(broker):
     transport = MqttTransport.for_bus(broker.url(client_id="persist"))
-    publisher = transport.publisher("unused", name="persist")
+    publisher = transport.publisher("provider", name="persist")
     subscriber = transport.subscriber(["provider"], ["/persist"])
     settle(publisher, subscriber, "/persist")
     subscriber.close()
@@ -98,7 +98,7 @@ def test_a_message_taken_by_a_process_killed_before_handling_it_comes_back(broke
     bus = broker.url(prefix=f"acked{free_port()}", client_id=f"taker{free_port()}")
     transport = MqttTransport.for_bus(bus)
     taker = subprocess.Popen([sys.executable, "-c", _TAKE_ONE_AND_DIE, bus], stdout=subprocess.PIPE, text=True)
-    publisher = transport.publisher("unused", name="acked")
+    publisher = transport.publisher("provider", name="acked")
     try:
         assert taker.stdout.readline() == "ready\n"
         wait_subscribed(broker, transport.bus.client_id)

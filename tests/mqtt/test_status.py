@@ -21,7 +21,7 @@ def test_a_lost_broker_is_one_line_and_a_zero_until_it_is_back(fresh_broker, cap
     transport = MqttTransport.for_bus(fresh_broker.url(prefix="status", client_id="status"))
     bus = str(transport.bus)
     metrics = RoleMetrics("client")  # what every role serves on --metrics-port
-    publisher = transport.publisher("unused", name="status")
+    publisher = transport.publisher("provider", name="status")
     subscriber = transport.subscriber(["provider"], ["/status"])
     try:
         with running_loop("client") as loop:

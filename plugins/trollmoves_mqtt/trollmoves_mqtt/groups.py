@@ -36,8 +36,16 @@ from trollmoves_roles.protocol.messages import uids_of
 LOG = logging.getLogger(__name__)
 
 ANNOUNCEMENT_TYPES = ("file", "dataset", "collection")
+WATCHED_TYPES = frozenset(t.encode() for t in (*ANNOUNCEMENT_TYPES, "push"))
+"""The message types the watch looks at (as :func:`type_of` gives them)."""
 DONE_MEMORY = 200_000
 """uids remembered as delivered by the group (oldest forgotten first)."""
+
+
+def type_of(payload: bytes) -> bytes:
+    """The type field of a posttroll message's wire text (``b""`` for anything else), read without decoding it."""
+    fields = payload.split(None, 2)
+    return fields[1] if len(fields) > 2 and fields[0].startswith(b"pytroll://") else b""
 
 
 class GroupWatch:
@@ -86,6 +94,10 @@ class GroupWatch:
         spread = int.from_bytes(hashlib.sha1(f"{self.member}\n{uids[0]}".encode()).digest()[:4]) / 2**32
         self._hold(time.monotonic() + self.takeover_after * (1 + spread), ("takeover", message), uids)
         return False
+
+    def in_grace(self) -> bool:
+        """Whether our own share is still held back (the first ``takeover_after`` s after the start)."""
+        return time.monotonic() < self.started + self.takeover_after
 
     def hold_own(self, item: Any, uids: list[str]) -> bool:
         """Hold our own share's ``item`` until the start-up grace ends; False when it needs no holding."""

@@ -4,12 +4,14 @@ Everything goes through the broker named by the bus address (:mod:`trollmoves_mq
 so the provider and server addresses the roles pass in only name things, they are never
 connected to:
 
-* a publisher publishes each posttroll message unchanged (``Message.encode()``) as the payload,
-  QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`);
+* a publisher publishes each posttroll message unchanged (posttroll's wire text) as the payload,
+  QoS 1, on the topic mapped from its subject (:mod:`trollmoves_mqtt.topics`), with its id in the
+  user property :data:`PUBLISHER_PROPERTY`;
 * a subscriber subscribes to the filters of its posttroll topics with a persistent session (a
   client id fixed by the bus's ``client_id``, the prefix, group, filters and provider addresses; ``clean_start``
-  false), so what is published while it is stopped is delivered when it comes back; its provider
-  addresses are ignored (the broker brings every provider's messages);
+  false), so what is published while it is stopped is delivered when it comes back; the broker
+  brings every provider's messages, its provider addresses only decide whether it hears this
+  process's own publishers (:func:`_own_echo`: not unless it names their address, as over ZeroMQ);
 * requests go, QoS 1, to ``PREFIX/request/<server address>`` with MQTT v5 request/response: a
   response topic of the requester's own and correlation data, which the inbox's reply carries back.
   Timeouts, attempts, back-off, the adaptive window and callbacks are those of the ZeroMQ requester.
@@ -32,17 +34,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from posttroll.message import Message
-from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL, versioned
+from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.requester import ServerQueue
 from trollmoves_roles.bus.security import PUBLISHER_KEY_FILE, SECRET_KEY_FILE, CurveClient, Policy
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport, ReplyCallback
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
+from trollmoves_roles.protocol import codec
 from trollmoves_roles.protocol.messages import uids_of
 from trollmoves_roles.protocol.requests import one_line
 
 from trollmoves_core.exceptions import ConfigError
 from trollmoves_mqtt.connection import Connection, Handoff, unique_id
-from trollmoves_mqtt.groups import GroupWatch
+from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, type_of
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_mqtt.topics import REPLY_LEVEL, filters, is_reply_topic, matches, publish_topic, request_topic
 
@@ -75,7 +78,7 @@ class MqttTransport(MessageTransport):
 
     def publisher(self, address: str, *, name: str, nameservers: Iterable[str] | None = None,
                   aliases: Iterable[str] = ()) -> MqttPublisher:
-        return MqttPublisher(self.bus, name=name)
+        return MqttPublisher(self.bus, name=name, address=address)
 
     def subscriber(self, addresses: Iterable[str], topics: Iterable[str], *, security: Any = None) -> MqttSubscriber:
         _refuse_security(security, PUBLISHER_KEY_FILE)
@@ -115,14 +118,25 @@ def _refuse_security(security: Any, peer_key: str, section: str = "") -> None:
                           "and TLS are the controls there (remove the key(s))", section=section or None)
 
 
-class MqttPublisher:
-    """Publishes posttroll messages QoS 1 under the bus's prefix; thread-safe."""
+PUBLISHER_PROPERTY = "trollmoves-publisher"
+"""The MQTT v5 user property naming the publisher (its connection's client id) of a message."""
+_LOCAL_PUBLISHERS: dict[str, str] = {}
+"""This process's publishers: client id → the address the role gave it."""
 
-    def __init__(self, bus: BusAddress, *, name: str) -> None:
+
+class MqttPublisher:
+    """Publishes posttroll messages QoS 1 under the bus's prefix, tagged with its id; thread-safe."""
+
+    def __init__(self, bus: BusAddress, *, name: str, address: str = "") -> None:
         self.name = name
         self.port = bus.port
         self._bus = bus
-        self._connection = Connection(bus, unique_id(bus.client_id, "pub"), role=f"publisher {name}")
+        client_id = unique_id(bus.client_id, "pub")
+        self._properties = Properties(PacketTypes.PUBLISH)
+        self._properties.UserProperty = (PUBLISHER_PROPERTY, client_id)
+        self._connection = Connection(bus, client_id, role=f"publisher {name}")
+        if address:  # one without an address stands for another process's
+            _LOCAL_PUBLISHERS[client_id] = address
         self._last_beat = 0.0
 
     def send(self, message: Message) -> None:
@@ -131,16 +145,40 @@ class MqttPublisher:
         except ValueError as err:
             _LIMITED.error("subject", "Not published: %s", err)
             return
-        self._connection.publish(topic, versioned(message).encode().encode())
+        self._connection.publish(topic, codec.encode(message).encode(), self._properties)
 
     def heartbeat(self, min_interval: int = HEARTBEAT_INTERVAL) -> None:
         now = time.monotonic()
         if now - self._last_beat >= min_interval:
             self._last_beat = now
-            self.send(Message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
+            self.send(codec.make_message(f"/heartbeat/{self.name}", "beat", {"min_interval": min_interval}))
 
     def stop(self) -> None:
         self._connection.close()
+        _LOCAL_PUBLISHERS.pop(self._connection.client_id, None)
+
+
+def _own_echo(raw: mqtt.MQTTMessage, addresses: list[str]) -> bool:
+    """Whether ``raw`` comes from a publisher of this process whose address is not among ``addresses``.
+
+    Over ZeroMQ a process hears its own publisher only by subscribing to its address; through a broker
+    it would hear everything it publishes on its topics (a client its own push, ack and result of every
+    file). Without addresses (subscribers of nameserver-discovered publishers) nothing is dropped.
+    """
+    if not addresses:
+        return False
+    for key, value in getattr(raw.properties, "UserProperty", None) or ():
+        if key == PUBLISHER_PROPERTY:
+            address = _LOCAL_PUBLISHERS.get(value)
+            return address is not None and not any(_same_endpoint(address, other) for other in addresses)
+    return False
+
+
+def _same_endpoint(one: str, other: str) -> bool:
+    """``tcp://*:9010`` and ``127.0.0.1:9010`` alike: the same text after the scheme, or the same port."""
+    one, other = one.split("://", 1)[-1], other.split("://", 1)[-1]
+    port = one.rpartition(":")[2]
+    return one == other or (port.isdigit() and port == other.rpartition(":")[2])
 
 
 class MqttSubscriber:
@@ -172,7 +210,11 @@ class MqttSubscriber:
                                       subscriptions=self._filters, role="subscriber")
 
     def _on_share(self, raw: mqtt.MQTTMessage) -> None:
-        if self._group is not None:
+        connection = getattr(self, "_connection", None)  # None: a queued message before the constructor returned
+        if connection is not None and _own_echo(raw, self.addresses):
+            connection.client.ack(raw.mid, raw.qos)
+            return
+        if self._group is not None and self._group.in_grace():
             message = self._decode(raw, quiet=True)
             uids = uids_of(message.data) if message is not None and isinstance(message.data, dict) else []
             if uids and self._group.hold_own(raw, uids):
@@ -180,9 +222,11 @@ class MqttSubscriber:
         self._handoff.put(raw)
 
     def _on_watched(self, raw: mqtt.MQTTMessage) -> None:
+        if self._group is None or type_of(raw.payload) not in WATCHED_TYPES:
+            return  # acks, heartbeats: nothing the group needs, not worth decoding
         message = self._decode(raw, quiet=True)
-        if message is not None and self._group is not None and self._group.seen(message):
-            # every member's chain learns of every result (its catch-up then skips what the group delivered)
+        if message is not None and self._group.seen(message) and not _own_echo(raw, self.addresses):
+            # every member's chain learns of the others' results (its catch-up then skips what the group delivered)
             self._handoff.put(("watched", message))
 
     def _client_id(self) -> str:
@@ -230,7 +274,7 @@ class MqttSubscriber:
 
     def _decode(self, raw: mqtt.MQTTMessage, *, quiet: bool = False) -> Message | None:
         try:
-            return Message.decode(raw.payload.decode())
+            return codec.decode(raw.payload)
         except Exception as err:  # a malformed message: drop it, keep serving
             if not quiet:
                 _LIMITED.warning("malformed", "Dropped a malformed message on %s: %r (%s)", raw.topic,
@@ -319,7 +363,7 @@ class MqttRequester:
         server = self._servers.get(address)
         if server is None:
             server = self._servers[address] = ServerQueue(max_in_flight=self.max_in_flight)
-        payload = message if callable(message) else versioned(message).encode().encode()
+        payload = message if callable(message) else codec.encode(message).encode()
         request = _Request(address, payload, timeout, attempts, callback, kind)
         server.add(kind, request)
         self._pump(server, kind)
@@ -353,7 +397,7 @@ class MqttRequester:
         if self._closed:
             return
         if not isinstance(request.payload, bytes):
-            request.payload = versioned(request.payload()).encode().encode()
+            request.payload = codec.encode(request.payload()).encode()
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = self._reply_topic
         properties.CorrelationData = request.correlation
@@ -375,7 +419,7 @@ class MqttRequester:
             # a reply to a re-sent request may answer any of its sends: no round trip
             server.answered(request.kind, time.monotonic() - request.sent_at if request.sent == 1 else None)
             try:
-                reply, error = Message.decode(raw.payload.decode()), None
+                reply, error = codec.decode(raw.payload), None
             except Exception as err:  # the peer answered something that is not a posttroll message
                 reply, error = None, f"invalid reply {raw.payload[:200]!r} ({one_line(err)})"
             self._release(server, request.kind)
@@ -432,7 +476,7 @@ class MqttInbox:
                 continue
             correlation = getattr(raw.properties, "CorrelationData", None)
             try:
-                request: Message | str = Message.decode(raw.payload.decode())
+                request: Message | str = codec.decode(raw.payload)
             except Exception as err:  # anything undecodable gets an answer, never silence
                 request = f"invalid request: {one_line(err)}"
             if not is_reply_topic(self._replies, response_topic):
@@ -450,7 +494,7 @@ class MqttInbox:
         properties = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             properties.CorrelationData = correlation
-        self._connection.publish(response_topic, versioned(message).encode().encode(), properties)
+        self._connection.publish(response_topic, codec.encode(message).encode(), properties)
 
     def close(self) -> None:
         self._connection.close()
