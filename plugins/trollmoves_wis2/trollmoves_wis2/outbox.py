@@ -11,6 +11,8 @@ returns and a restarted publisher takes every row left: a notification built bef
 sent again as it was (same ``id``: a duplicate subscribers can tell), a delivery is built then.
 Either way at most ``capacity`` jobs wait: :meth:`Outbox.add` refuses more (False), never blocks.
 A journal that cannot be written (a full disk) costs a logged line: the job is then kept in memory.
+A row that cannot be read back (written by another version, or damaged) costs a logged line
+naming it, and is deleted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from posttroll.message import MessageError
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
@@ -30,7 +32,7 @@ from trollmoves_roles.protocol.codec import decode, encode, make_message
 from trollmoves_roles.state.journal import Journal
 
 from trollmoves_core.checksum import Digest
-from trollmoves_core.observer import Delivery
+from trollmoves_core.observer import Change, Delivery
 
 LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
@@ -53,8 +55,9 @@ class Outbox:
     """The jobs of one publisher (see the module doc); :meth:`add` from any thread, the rest from
     the worker. :attr:`wake` is set whenever a job comes in."""
 
-    def __init__(self, capacity: int, journal: Journal | None = None) -> None:
-        self.capacity, self.journal = capacity, journal
+    def __init__(self, capacity: int, journal: Journal | None = None, *, name: str = "") -> None:
+        """``name``: the chain, in log lines."""
+        self.capacity, self.journal, self.name = capacity, journal, name
         self.wake = threading.Event()
         self._jobs: deque[Job | str] = deque()  # a job, or the key of its journal row
         self._waiting = 0
@@ -100,10 +103,12 @@ class Outbox:
             if record is None:  # gone: acknowledged or refused already
                 self._done()
                 continue
-            if record.state == BUILT:
-                return Job(item, topic=str(record.data.get("topic")),
-                           payload=base64.b64decode(str(record.data.get("payload"))))
-            return Job(item, _delivery_of(record.data))
+            try:
+                return _job_of(item, record.state, record.data)
+            except (KeyError, TypeError, ValueError, MessageError) as err:
+                LOG.error("[%s] WIS2 outbox %s: row %s (%s) cannot be read, deleted: %s", self.name,
+                          self.journal.path, item, record.state, err)
+                self.done(Job(item))
 
     def built(self, job: Job | None, topic: str, payload: bytes) -> Job:
         """The job sending ``payload`` on ``topic`` (built from ``job``; a new one for None),
@@ -147,9 +152,24 @@ def _delivery_data(delivery: Delivery) -> dict[str, Any]:
             "message": encode(make_message("/wis2", "file", dict(delivery.data)))}
 
 
+def _job_of(key: str, state: str, data: Mapping[str, Any]) -> Job:
+    """The job of the journal row ``key``; KeyError, TypeError, ValueError or MessageError for
+    a row this version did not write."""
+    if state == BUILT:
+        topic, payload = data["topic"], data["payload"]
+        if not isinstance(topic, str) or not topic or not isinstance(payload, str):
+            raise ValueError("no topic or no payload")
+        return Job(key, topic=topic, payload=base64.b64decode(payload, validate=True))  # binascii.Error: a ValueError
+    if state != DELIVERY:
+        raise ValueError(f"unknown state {state!r}")
+    return Job(key, _delivery_of(data))
+
+
 def _delivery_of(data: Mapping[str, Any]) -> Delivery:
     message = decode(str(data["message"]))
-    digest = data.get("digest")
-    return Delivery(str(data["role"]), str(data["chain"]), data["change"], str(data["subject"]), str(data["type"]),
+    digest, change = data.get("digest"), data["change"]
+    if change not in get_args(Change):
+        raise ValueError(f"unknown change {change!r}")
+    return Delivery(str(data["role"]), str(data["chain"]), change, str(data["subject"]), str(data["type"]),
                     message.data if isinstance(message.data, dict) else {}, str(data["path"]),
                     None if digest is None else Digest(*digest))

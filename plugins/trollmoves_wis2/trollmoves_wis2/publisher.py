@@ -112,7 +112,7 @@ class Wis2Publisher(DeliveryObserver):
         self._journals = [Journal(state, table=table) for table in ("outbox", "announced", "announced_paths")
                           ] if state else [None, None, None]
         self.announced = AnnouncedFiles(REMEMBERED, *self._journals[1:])
-        self.outbox = Outbox(OUTBOX if state else QUEUED, self._journals[0])
+        self.outbox = Outbox(OUTBOX if state else QUEUED, self._journals[0], name=chain)
         self._in_flight: deque[tuple[Job, MQTTMessageInfo]] = deque()
         self._changes: dict[str, float] = {}
         self._changes_lock = threading.Lock()
@@ -187,16 +187,19 @@ class Wis2Publisher(DeliveryObserver):
             if self._closing.is_set() and (not len(self.outbox) or not connected
                                            or time.monotonic() > self._drain_until):
                 return
-            job = self.outbox.take() if connected and len(self._in_flight) < IN_FLIGHT else None
-            if job is None:
-                self.outbox.wake.wait(self._timeout(connected))
-                continue
+            job = None
             try:
+                job = self.outbox.take() if connected and len(self._in_flight) < IN_FLIGHT else None
+                if job is None:
+                    self.outbox.wake.wait(self._timeout(connected))
+                    continue
                 self._handle(job)
             except Exception:  # a bug here must not stop later announcements
-                self.outbox.done(job)
+                if job is not None:
+                    self.outbox.done(job)
                 LOG.exception("[%s] Cannot announce %s on WIS2", self.chain,
-                              job.delivery.path if job.delivery else job.topic)
+                              "the next notification" if job is None else job.delivery.path if job.delivery
+                              else job.topic)
 
     def _timeout(self, connected: bool) -> float | None:
         if self._in_flight or (len(self.outbox) and not connected):

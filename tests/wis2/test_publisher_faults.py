@@ -1,0 +1,52 @@
+"""The wis2 observer when things go wrong: rows of its outbox it cannot read, a process dying
+between two writes of its state, a broker away while files change (real Mosquitto brokers)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from support.wis2_publisher import arrived, deliver, open_publisher
+from trollmoves_mqtt.testing import Mosquitto
+from trollmoves_roles.state.journal import Journal
+from trollmoves_wis2 import publisher
+from trollmoves_wis2.testing import NotificationRecorder
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publisher, "SETTLE", 0.2)
+
+
+def test_unreadable_outbox_rows_are_logged_and_deleted(broker: Mosquitto, recorder: NotificationRecorder,
+                                                       tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    www, state = tmp_path / "www", tmp_path / "state"
+    pub = open_publisher(broker.url(""), www, state_directory=str(state))
+    pub.close()
+    assert pub.outbox.journal is not None
+    journal = Journal(pub.outbox.journal.path, table="outbox")  # rows another version could have left
+    journal.put("no-message", "delivery", {"role": "client"})
+    journal.put("no-topic", "built", {"topic": None, "payload": "e30="})
+    journal.put("bad-payload", "built", {"topic": "origin/a/wis2/se-smhi/data/core/x", "payload": "not base64!"})
+    journal.put("other-state", "sending", {})
+    journal.close()
+    with caplog.at_level(logging.ERROR, logger="trollmoves_wis2"):
+        pub = open_publisher(broker.url(""), www, state_directory=str(state))
+        try:
+            deliver(pub, www / "after.h5", b"delivered after them")
+            arrived(recorder, "after.h5")
+        finally:
+            pub.close()
+    lines = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert [r.getMessage().split(" row ")[1].split()[0] for r in lines] == [
+        "no-message", "no-topic", "bad-payload", "other-state"]
+    assert all(r.getMessage().startswith("[c] ") and r.exc_info is None for r in lines)
+    assert len(pub.outbox) == 0
+    journal = Journal(pub.outbox.journal.path, table="outbox")
+    try:
+        assert journal.keys() == []
+    finally:
+        journal.close()
