@@ -4,13 +4,15 @@ between two writes of its state, a broker away while files change (real Mosquitt
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 from support.wis2_publisher import arrived, deliver, open_publisher
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_roles.state.journal import Journal
-from trollmoves_wis2 import publisher
+from trollmoves_wis2 import notification, publisher
+from trollmoves_wis2.announced import AnnouncedFiles
 from trollmoves_wis2.testing import NotificationRecorder
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,3 +52,56 @@ def test_unreadable_outbox_rows_are_logged_and_deleted(broker: Mosquitto, record
         assert journal.keys() == []
     finally:
         journal.close()
+
+
+class _Killed(BaseException):
+    """The process dies here (the worker's ``except Exception`` lets it through)."""
+
+
+def _dying_after(monkeypatch: pytest.MonkeyPatch, name: str) -> threading.Event:
+    """Make the worker die right after its next ``AnnouncedFiles.<name>`` wrote the journal; set then."""
+    original, died = getattr(AnnouncedFiles, name), threading.Event()
+
+    def dying(self: AnnouncedFiles, *args: object) -> None:
+        monkeypatch.setattr(AnnouncedFiles, name, original)  # the restarted publisher lives
+        original(self, *args)
+        died.set()
+        raise _Killed
+
+    monkeypatch.setattr(AnnouncedFiles, name, dying)
+    monkeypatch.setattr(threading, "excepthook", lambda _args: None)  # the worker's death is the point
+    return died
+
+
+def test_a_death_after_remembering_a_delivery_does_not_lose_its_notification(
+        broker: Mosquitto, recorder: NotificationRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    www, state = tmp_path / "www", tmp_path / "state"
+    died = _dying_after(monkeypatch, "remember")
+    pub = open_publisher(broker.url(""), www, state_directory=str(state))
+    deliver(pub, www / "a.h5", b"x")
+    assert died.wait(10)
+    pub.close()
+    pub = open_publisher(broker.url(""), www, state_directory=str(state))
+    try:
+        found = arrived(recorder, "a.h5")
+    finally:
+        pub.close()
+    assert [n.rel for n in found] == [notification.CANONICAL] and len(pub.outbox) == 0
+
+
+def test_a_death_after_forgetting_a_removed_file_does_not_lose_its_deletion(
+        broker: Mosquitto, recorder: NotificationRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    www, state = tmp_path / "www", tmp_path / "state"
+    pub = open_publisher(broker.url(""), www, state_directory=str(state))
+    deliver(pub, www / "a.h5", b"x")
+    arrived(recorder, "a.h5")
+    died = _dying_after(monkeypatch, "forget")
+    (www / "a.h5").unlink()
+    assert died.wait(10)
+    pub.close()
+    pub = open_publisher(broker.url(""), www, state_directory=str(state))
+    try:
+        found = arrived(recorder, "a.h5", 2)
+    finally:
+        pub.close()
+    assert [n.rel for n in found] == [notification.CANONICAL, notification.DELETION]

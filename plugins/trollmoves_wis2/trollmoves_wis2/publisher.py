@@ -210,11 +210,11 @@ class Wis2Publisher(DeliveryObserver):
 
     def _handle(self, job: Job) -> None:
         if job.delivery is not None:
-            built = self._build(job.delivery)
+            built = self._build(job.delivery, job)
             if built is None:
                 self.outbox.done(job)
                 return
-            job = self.outbox.built(job, *built)
+            job = built
         properties = Properties(PacketTypes.PUBLISH)
         properties.ContentType = notification.MEDIA_TYPE
         self._in_flight.append((job, self.connection.publish(job.topic, job.payload, properties)))
@@ -239,15 +239,19 @@ class Wis2Publisher(DeliveryObserver):
     def publish(self, delivery: Delivery) -> bool:
         """Build and check the notification of ``delivery`` now, and queue it to be sent; whether
         it was (refusals are logged and counted)."""
-        built = self._build(delivery)
+        built = self._build(delivery, None)
         if built is not None:
-            self.outbox.again(self.outbox.built(None, *built))
+            self.outbox.again(built)
             self.outbox.wake.set()
         return built is not None
 
-    def _build(self, delivery: Delivery) -> tuple[str, bytes] | None:
-        """The topic and payload announcing ``delivery``, remembered as announced; None when
-        there is nothing to announce or it is refused (one logged line)."""
+    def _build(self, delivery: Delivery, job: Job | None) -> Job | None:
+        """The job sending the notification of ``delivery`` (built from ``job``, see
+        :meth:`Outbox.built`), then remembered as announced; None when there is nothing to
+        announce or it is refused (one logged line).
+
+        The outbox is written first: a process dying between the two writes sends the
+        notification at its restart, where the other order would lose it for good."""
         try:
             topic, doc = self.notification_of(delivery)
         except (WnmError, OSError) as err:
@@ -261,17 +265,18 @@ class Wis2Publisher(DeliveryObserver):
             return None
         path = os.path.normpath(delivery.path)
         before = self.announced.get(path)
+        if delivery.change != "deletion" and before is not None and _same(before.doc, doc):
+            LOG.debug("[%s] %s was announced already as it is", self.chain, delivery.path)
+            return None
+        LOG.debug("[%s] Announcing %s on %s as %s", self.chain, delivery.path, topic, doc["links"][0]["rel"])
+        built = self.outbox.built(job, topic, notification.encode(doc))
         if delivery.change == "deletion":
             if before is not None:
                 self.announced.forget(before)
-        elif before is not None and _same(before.doc, doc):
-            LOG.debug("[%s] %s was announced already as it is", self.chain, delivery.path)
-            return None
         else:
             self.announced.remember(Announced(path, topic, doc, _version(path)))
             self._start_watching()
-        LOG.debug("[%s] Announcing %s on %s as %s", self.chain, delivery.path, topic, doc["links"][0]["rel"])
-        return topic, notification.encode(doc)
+        return built
 
     # -- watching the served files --------------------------------------------------------
 
@@ -353,13 +358,13 @@ class Wis2Publisher(DeliveryObserver):
             _LIMITED.error("invalid", "[%s] WIS2 %s notification for %s not sent: %s", self.chain, rel, before.path,
                            "; ".join(problems))
             return
+        LOG.info("[%s] %s %s: announcing it on WIS2 (%s)", self.chain, before.path,
+                 "removed" if rel == notification.DELETION else "changed", rel)
+        self.outbox.again(self.outbox.built(None, before.topic, notification.encode(doc)))  # first: see _build
         if rel == notification.DELETION:
             self.announced.forget(before)
         else:
             self.announced.remember(Announced(before.path, before.topic, doc, version))
-        LOG.info("[%s] %s %s: announcing it on WIS2 (%s)", self.chain, before.path,
-                 "removed" if rel == notification.DELETION else "changed", rel)
-        self.outbox.again(self.outbox.built(None, before.topic, notification.encode(doc)))
 
     def notification_of(self, delivery: Delivery) -> tuple[str, dict[str, Any]]:
         """The topic and the WNM of ``delivery``; WnmError for a field the templates lack, OSError
