@@ -112,7 +112,7 @@ class Outbox:
 
     def built(self, job: Job | None, topic: str, payload: bytes) -> Job:
         """The job sending ``payload`` on ``topic`` (built from ``job``; a new one for None),
-        stored so that a restart sends it as it is."""
+        stored in the place of ``job`` so that a restart sends it as it is, in order."""
         if job is None:
             with self._lock:
                 self._waiting += 1
@@ -120,7 +120,7 @@ class Outbox:
         if self.journal is not None:
             key = key or uuid.uuid4().hex
             data = {"topic": topic, "payload": base64.b64encode(payload).decode()}
-            if not self.journal.attempt(self.journal.put, key, BUILT, data):
+            if not self.journal.attempt(self.journal.replace, key, BUILT, data):  # its place: sent in order
                 key = None
         return Job(key, topic=topic, payload=payload)
 

@@ -4,7 +4,7 @@ a crash: files a server announced, files a client was told about but has not del
 Each record is a ``key`` (a path, a uid...), a ``state`` (free text such as ``announced``,
 ``requested``, ``delivered``), a JSON ``data`` dict and the time it was last written.
 Records are kept in write order: :meth:`Journal.put` moves a key to the end,
-:meth:`Journal.set_state` does not.
+:meth:`Journal.replace` and :meth:`Journal.set_state` do not.
 
 Durability (``sync``):
 
@@ -143,6 +143,14 @@ class Journal:
             self._db.executemany(f"DELETE FROM {self.table} WHERE key = ?", [(r[0],) for r in rows])
             self._db.executemany(f"INSERT INTO {self.table} (key, state, data, updated) VALUES (?, ?, ?, ?)",
                                  rows)
+
+    def replace(self, key: str, state: str, data: dict[str, Any] | None = None) -> None:
+        """Write ``key`` in its place in the write order (a new key goes to the end)."""
+        row = (state, json.dumps(data or {}, default=str), time.time(), key)
+        with self._lock, self._transaction():
+            cursor = self._db.execute(f"UPDATE {self.table} SET state = ?, data = ?, updated = ? WHERE key = ?", row)
+            if cursor.rowcount == 0:
+                self._db.execute(f"INSERT INTO {self.table} (state, data, updated, key) VALUES (?, ?, ?, ?)", row)
 
     def set_state(self, key: str, state: str) -> bool:
         """Change the state of ``key`` in place; False when there is no such record."""
