@@ -47,3 +47,20 @@ def test_journal_replace_keeps_the_place_of_a_key(tmp_path: Path) -> None:
             ("a", "two", {"n": 2}), ("b", "one", {"n": 1}), ("c", "two", {})]
     finally:
         journal.close()
+
+
+def test_pending_counts_the_deliveries_of_a_file_until_built_or_done(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.sqlite", table="outbox")
+    try:
+        outbox, x = Outbox(10, journal), tmp_path / "x.h5"
+        for _ in range(2):
+            outbox.add(_delivery(tmp_path / "sub" / ".." / "x.h5"))
+        outbox.add(_delivery(tmp_path / "y.h5"))
+        first, second = outbox.take(), outbox.take()
+        assert first is not None and second is not None
+        outbox.built(first, TOPIC, b"{}")
+        assert outbox.pending(str(x))
+        outbox.done(second)
+        assert not outbox.pending(str(x)) and outbox.pending(str(tmp_path / "y.h5"))
+    finally:
+        journal.close()

@@ -3,12 +3,14 @@ between two writes of its state, a broker away while files change (real Mosquitt
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from pathlib import Path
 
 import pytest
-from support.wis2_publisher import arrived, deliver, open_publisher
+from support.bus import wait_until
+from support.wis2_publisher import arrived, deliver, open_publisher, sha256
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_roles.state.journal import Journal
 from trollmoves_wis2 import notification, publisher
@@ -105,3 +107,31 @@ def test_a_death_after_forgetting_a_removed_file_does_not_lose_its_deletion(
     finally:
         pub.close()
     assert [n.rel for n in found] == [notification.CANONICAL, notification.DELETION]
+
+
+def test_a_file_replaced_by_the_chain_while_the_outbox_is_backed_up_is_announced_by_its_delivery(
+        broker: Mosquitto, recorder: NotificationRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher sees the replacement before the delivery's turn comes: it must not announce the
+    new file with the old notification's times (its delivery would then be dropped as the same)."""
+    www, x = tmp_path / "www", tmp_path / "www" / "x.h5"
+    pub = open_publisher(broker.url(""), www)
+    try:
+        deliver(pub, x, b"v1", start_time=dt.datetime(2026, 1, 1, 0, 0), end_time=dt.datetime(2026, 1, 1, 0, 5))
+        arrived(recorder, "x.h5")
+        monkeypatch.setattr(publisher, "IN_FLIGHT", 0)  # nothing taken from the outbox: as with a broker away
+        x.write_bytes(b"v2, a new product under the same name")
+        deliver(pub, x, start_time=dt.datetime(2026, 1, 1, 6, 0), end_time=dt.datetime(2026, 1, 1, 6, 5))
+        assert wait_until(lambda: str(x) in pub._changes)
+        seen = pub._changes[str(x)]
+        assert wait_until(lambda: pub._changes.get(str(x)) != seen)  # looked at once its time came
+        monkeypatch.setattr(publisher, "IN_FLIGHT", 1000)
+        pub.outbox.wake.set()
+        found = arrived(recorder, "x.h5", 2)
+        deliver(pub, www / "marker.h5", b"later")  # anything more about x.h5 would have come before it
+        arrived(recorder, "marker.h5")
+    finally:
+        pub.close()
+    assert len(recorder.about("x.h5")) == 2
+    assert [(n.rel, n.raw["properties"]["start_datetime"], n.integrity_value) for n in found] == [
+        (notification.CANONICAL, "2026-01-01T00:00:00Z", sha256(b"v1")),
+        (notification.UPDATE, "2026-01-01T06:00:00Z", sha256(b"v2, a new product under the same name"))]

@@ -9,7 +9,8 @@ Without a journal the jobs are in memory and lost with the process. With one (a 
 table: one row per job, ``delivery`` or ``built``), :meth:`Outbox.add` commits the row before it
 returns and a restarted publisher takes every row left: a notification built before the crash is
 sent again as it was (same ``id``: a duplicate subscribers can tell), a delivery is built then.
-Either way at most ``capacity`` jobs wait: :meth:`Outbox.add` refuses more (False), never blocks.
+:meth:`Outbox.pending` tells whether a delivery of a file waits to be built (one taken in
+by this run). Either way at most ``capacity`` jobs wait: :meth:`Outbox.add` refuses more (False), never blocks.
 A journal that cannot be written (a full disk) costs a logged line: the job is then kept in memory.
 A row that cannot be read back (written by another version, or damaged) costs a logged line
 naming it, and is deleted.
@@ -18,12 +19,13 @@ naming it, and is deleted.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import os
 import threading
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, get_args
 
 from posttroll.message import MessageError
@@ -40,15 +42,17 @@ _LIMITED = RateLimitedLog(LOG, period=60.0, burst=3)
 DELIVERY, BUILT = "delivery", "built"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Job:
     """A ``delivery`` to announce, or a built notification (``topic``, ``payload``); ``key`` is
-    its journal row (None: in memory only)."""
+    its journal row (None: in memory only); ``pending``: the path the delivery counts for in
+    :meth:`Outbox.pending` (None: not counted)."""
 
     key: str | None
     delivery: Delivery | None = None
     topic: str = ""
     payload: bytes = b""
+    pending: str | None = None
 
 
 class Outbox:
@@ -59,8 +63,10 @@ class Outbox:
         """``name``: the chain, in log lines."""
         self.capacity, self.journal, self.name = capacity, journal, name
         self.wake = threading.Event()
-        self._jobs: deque[Job | str] = deque()  # a job, or the key of its journal row
+        # a job, or the key of its journal row (with the path of its delivery when counted)
+        self._jobs: deque[Job | str | tuple[str, str]] = deque()
         self._waiting = 0
+        self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
         if journal is not None:
             keys = journal.keys()
@@ -74,7 +80,9 @@ class Outbox:
             if self._waiting >= self.capacity:
                 return False
             self._waiting += 1
-        item: Job | str = Job(None, delivery)
+            path = os.path.normpath(delivery.path)
+            self._pending[path] = self._pending.get(path, 0) + 1
+        item: Job | str | tuple[str, str] = Job(None, delivery, pending=path)
         if self.journal is not None:
             key = uuid.uuid4().hex
             try:
@@ -84,7 +92,7 @@ class Outbox:
                                self.journal.path, err)
             else:
                 if self.journal.attempt(self.journal.put, key, DELIVERY, data):
-                    item = key
+                    item = (key, path)
         self._jobs.append(item)
         self.wake.set()
         return True
@@ -99,16 +107,17 @@ class Outbox:
             if isinstance(item, Job):
                 return item
             assert self.journal is not None
-            record = self.journal.get(item)
+            key, pending = item if isinstance(item, tuple) else (item, None)
+            record = self.journal.get(key)
             if record is None:  # gone: acknowledged or refused already
-                self._done()
+                self.done(Job(None, pending=pending))
                 continue
             try:
-                return _job_of(item, record.state, record.data)
+                return dataclasses.replace(_job_of(key, record.state, record.data), pending=pending)
             except (KeyError, TypeError, ValueError, MessageError) as err:
                 LOG.error("[%s] WIS2 outbox %s: row %s (%s) cannot be read, deleted: %s", self.name,
-                          self.journal.path, item, record.state, err)
-                self.done(Job(item))
+                          self.journal.path, key, record.state, err)
+                self.done(Job(key, pending=pending))
 
     def built(self, job: Job | None, topic: str, payload: bytes) -> Job:
         """The job sending ``payload`` on ``topic`` (built from ``job``; a new one for None),
@@ -116,6 +125,8 @@ class Outbox:
         if job is None:
             with self._lock:
                 self._waiting += 1
+        else:
+            self._release(job)
         key = job.key if job is not None else None
         if self.journal is not None:
             key = key or uuid.uuid4().hex
@@ -132,11 +143,22 @@ class Outbox:
         """Drop ``job``: acknowledged, or refused for good."""
         if job.key is not None and self.journal is not None:
             self.journal.attempt(self.journal.delete, job.key)
-        self._done()
-
-    def _done(self) -> None:
+        self._release(job)
         with self._lock:
             self._waiting -= 1
+
+    def pending(self, path: str) -> bool:
+        """Whether a delivery of the file at ``path`` (normalised) waits to be announced."""
+        with self._lock:
+            return path in self._pending
+
+    def _release(self, job: Job) -> None:
+        if job.pending is None:
+            return
+        with self._lock:
+            left = self._pending.pop(job.pending) - 1
+            if left:
+                self._pending[job.pending] = left
 
     def __len__(self) -> int:
         """Jobs not done yet (waiting, being built, or sent and not acknowledged)."""

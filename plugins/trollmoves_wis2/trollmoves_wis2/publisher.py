@@ -18,7 +18,8 @@ What is announced (see :mod:`trollmoves_wis2.announced`):
   announced file deleted or moved away is announced ``rel: deletion`` (same ``data_id``, topic and
   URL), one changed or replaced by something else than this chain ``rel: update`` with its new
   checksum and length, both :data:`SETTLE` seconds after the event, as the file then is (this
-  chain's own replacement of a file is announced by its delivery; the watcher finds it current).
+  chain's own replacement of a file is announced by its delivery; the watcher finds it current,
+  and waits while that delivery is in the outbox).
   Removals while the role is not running go unheard.
 
 With a state directory (the chain's ``state_directory`` key) the outbox and the announced files
@@ -310,7 +311,12 @@ class Wis2Publisher(DeliveryObserver):
             self._reconcile(path)
 
     def _reconcile(self, path: str) -> None:
-        """Announce what became of the announced file at ``path``: deleted, changed or as announced."""
+        """Announce what became of the announced file at ``path``: deleted, changed or as announced;
+        later when a delivery of it waits in the outbox (its notification tells)."""
+        if self.outbox.pending(path):
+            with self._changes_lock:
+                self._changes.setdefault(path, time.monotonic() + SETTLE)
+            return
         before = self.announced.get(path)
         if before is None:
             return
