@@ -135,3 +135,37 @@ def test_a_file_replaced_by_the_chain_while_the_outbox_is_backed_up_is_announced
     assert [(n.rel, n.raw["properties"]["start_datetime"], n.integrity_value) for n in found] == [
         (notification.CANONICAL, "2026-01-01T00:00:00Z", sha256(b"v1")),
         (notification.UPDATE, "2026-01-01T06:00:00Z", sha256(b"v2, a new product under the same name"))]
+
+
+def test_a_notification_handed_over_as_the_link_drops_is_sent_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """paho keeps a message it is handed while disconnected, and sends it after reconnecting."""
+    www, mosquitto = tmp_path / "www", Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        pub = open_publisher(mosquitto.url(""), www)
+        try:
+            handed: list[str] = []
+            original = pub.connection.publish
+
+            def publish(topic: str, payload: bytes, properties: object = None) -> object:
+                info = original(topic, payload, properties)
+                handed.append(notification.parse(payload).data_id.rsplit("/", 1)[1])
+                if len(handed) == 1:
+                    pub.connection.connected.clear()  # what paho's thread is about to say
+                return info
+
+            monkeypatch.setattr(pub.connection, "publish", publish)
+            mosquitto.stop()
+            assert wait_until(lambda: not pub.connection.connected.is_set())
+            pub.connection.connected.set()  # the publisher has not heard yet that the link dropped
+            deliver(pub, www / "x.h5", b"x")
+            assert wait_until(lambda: handed)
+            mosquitto.start()
+            assert wait_until(lambda: pub.acknowledged == 1, timeout=40)
+            deliver(pub, www / "marker.h5", b"later")  # x.h5 again would go before it
+            assert wait_until(lambda: pub.acknowledged == 2)
+        finally:
+            pub.close()
+    finally:
+        mosquitto.stop()
+    assert handed == ["x.h5", "marker.h5"] and len(pub.outbox) == 0

@@ -222,8 +222,9 @@ class Wis2Publisher(DeliveryObserver):
         self.published += 1
 
     def _acknowledge(self) -> None:
-        """Drop the jobs the broker acknowledged, in order; one handed over while the connection
-        was going away is sent again (its fate is unknown)."""
+        """Drop the jobs the broker acknowledged, in order (paho sends again after a reconnection
+        what was not acknowledged, also what it was handed while disconnected); one paho did not
+        keep is sent again."""
         while self._in_flight:
             job, info = self._in_flight[0]
             try:
