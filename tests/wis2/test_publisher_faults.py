@@ -169,3 +169,15 @@ def test_a_notification_handed_over_as_the_link_drops_is_sent_once(tmp_path: Pat
     finally:
         mosquitto.stop()
     assert handed == ["x.h5", "marker.h5"] and len(pub.outbox) == 0
+
+
+def test_chains_whose_names_differ_only_in_unsafe_characters_keep_their_own_state(broker: Mosquitto,
+                                                                                  tmp_path: Path) -> None:
+    www, state = tmp_path / "www", tmp_path / "state"
+    paths = []
+    for chain in ("a b", "a_b", "a/b"):
+        pub = open_publisher(broker.url(""), www, chain=chain, state_directory=str(state))
+        pub.close()
+        assert pub.outbox.journal is not None
+        paths.append(pub.outbox.journal.path)
+    assert len(set(paths)) == 3 and all(path.parent == state for path in paths)

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_restarted_publisher_knows_what_it_announced(broker: Mosquitto, recorder
     arrived(recorder, "kept.h5"), arrived(recorder, "removed.h5")
     pub.close()
     files = [p.name for p in state.glob("*.sqlite")]
-    assert len(files) == 1 and files[0].startswith("wis2-client-c-c-"), files
+    assert len(files) == 1 and re.fullmatch(r"wis2-client-c-[0-9a-f]{6}-c-[0-9a-f]{8}\.sqlite", files[0]), files
     pub = open_publisher(broker.url(""), www, state_directory=str(state))
     try:
         deliver(pub, www / "kept.h5", b"v2")

@@ -23,7 +23,7 @@ What is announced (see :mod:`trollmoves_wis2.announced`):
   Removals while the role is not running go unheard.
 
 With a state directory (the chain's ``state_directory`` key) the outbox and the announced files
-are kept in ``wis2-<role>-<chain>-<config name>-<hash>.sqlite`` there: every delivery is committed
+are kept in ``wis2-<role>-<chain>-<hash>-<config name>-<hash>.sqlite`` there: every delivery is committed
 before :meth:`~Wis2Publisher.delivered` returns and a restarted publisher sends what was not
 acknowledged (at least once: a notification sent but not acknowledged before a ``kill -9`` may
 arrive twice, with the same ``id``), and knows what it announced (:data:`REMEMBERED` files).
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import logging
 import mimetypes
 import os
@@ -134,7 +135,7 @@ class Wis2Publisher(DeliveryObserver):
             return None
         state = None
         if directory := str(keys.get("state_directory") or "").strip():
-            state = journal_path(directory, file, f"wis2-{role}-{_UNSAFE.sub('_', chain)}")
+            state = journal_path(directory, file, f"wis2-{role}-{_chain_name(chain)}")
             try:
                 Journal(state, table="outbox").close()
             except OSError as err:
@@ -425,6 +426,11 @@ def media_type(path: str) -> str:
 
 def _time(value: Any) -> dt.datetime | None:
     return value if isinstance(value, dt.datetime) else None
+
+
+def _chain_name(chain: str) -> str:
+    """``chain`` as a file name: safe, and told apart from another chain of the same safe name."""
+    return f"{_UNSAFE.sub('_', chain)}-{hashlib.sha256(chain.encode()).hexdigest()[:6]}"
 
 
 def _same(announced: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
