@@ -181,3 +181,18 @@ def test_chains_whose_names_differ_only_in_unsafe_characters_keep_their_own_stat
         assert pub.outbox.journal is not None
         paths.append(pub.outbox.journal.path)
     assert len(set(paths)) == 3 and all(path.parent == state for path in paths)
+
+
+def test_a_file_removed_just_before_close_is_announced_deleted(broker: Mosquitto, recorder: NotificationRecorder,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publisher, "SETTLE", 60.0)
+    www = tmp_path / "www"
+    pub = open_publisher(broker.url(""), www)
+    try:
+        deliver(pub, www / "a.h5", b"x")
+        arrived(recorder, "a.h5")
+        (www / "a.h5").unlink()
+        assert wait_until(lambda: str(www / "a.h5") in pub._changes)  # heard, not looked at yet
+    finally:
+        pub.close()
+    assert [n.rel for n in arrived(recorder, "a.h5", 2)] == [notification.CANONICAL, notification.DELETION]

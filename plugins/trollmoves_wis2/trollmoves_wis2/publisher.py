@@ -17,9 +17,9 @@ What is announced (see :mod:`trollmoves_wis2.announced`):
 * a local destination's ``wis2_root`` is watched (the core's watchdog watcher, recursive): an
   announced file deleted or moved away is announced ``rel: deletion`` (same ``data_id``, topic and
   URL), one changed or replaced by something else than this chain ``rel: update`` with its new
-  checksum and length, both :data:`SETTLE` seconds after the event, as the file then is (this
-  chain's own replacement of a file is announced by its delivery; the watcher finds it current,
-  and waits while that delivery is in the outbox).
+  checksum and length, both :data:`SETTLE` seconds after the event (or at close), as the file
+  then is (this chain's own replacement of a file is announced by its delivery; the watcher finds
+  it current, and waits while that delivery is in the outbox).
   Removals while the role is not running go unheard.
 
 With a state directory (the chain's ``state_directory`` key) the outbox and the announced files
@@ -161,6 +161,9 @@ class Wis2Publisher(DeliveryObserver):
                            delivery.path, self.dropped)
 
     def close(self) -> None:
+        """Announce the changes heard so far, send what waits (up to :data:`DRAIN` seconds), stop."""
+        with self._changes_lock:  # heard in the last SETTLE seconds: due now
+            self._changes = dict.fromkeys(self._changes, 0.0)
         self._drain_until = time.monotonic() + DRAIN
         self._closing.set()
         self.outbox.wake.set()
@@ -186,8 +189,8 @@ class Wis2Publisher(DeliveryObserver):
             except Exception:  # a bug here must not stop later announcements
                 LOG.exception("[%s] WIS2 publisher", self.chain)
             connected = self.connection.connected.is_set()
-            if self._closing.is_set() and (not len(self.outbox) or not connected
-                                           or time.monotonic() > self._drain_until):
+            if self._closing.is_set() and not self._due() and (not len(self.outbox) or not connected
+                                                               or time.monotonic() > self._drain_until):
                 return
             job = None
             try:
@@ -302,6 +305,12 @@ class Wis2Publisher(DeliveryObserver):
         with self._changes_lock:
             self._changes[os.path.normpath(path)] = time.monotonic() + SETTLE
         self.outbox.wake.set()
+
+    def _due(self) -> bool:
+        """Whether a change is to be looked at now."""
+        now = time.monotonic()
+        with self._changes_lock:
+            return any(when <= now for when in self._changes.values())
 
     def _settle(self) -> None:
         now = time.monotonic()
