@@ -4,6 +4,7 @@ between two writes of its state, a broker away while files change (real Mosquitt
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +17,9 @@ from trollmoves_roles.state.journal import Journal
 from trollmoves_wis2 import notification, publisher
 from trollmoves_wis2.announced import AnnouncedFiles
 from trollmoves_wis2.testing import NotificationRecorder
+from watchdog.observers import Observer
+
+from trollmoves_core.watchers import watchdog_watcher
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -196,3 +200,29 @@ def test_a_file_removed_just_before_close_is_announced_deleted(broker: Mosquitto
     finally:
         pub.close()
     assert [n.rel for n in arrived(recorder, "a.h5", 2)] == [notification.CANONICAL, notification.DELETION]
+
+
+def test_a_watcher_that_fails_to_start_leaves_nothing_behind(broker: Mosquitto, recorder: NotificationRecorder,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(Observer):  # type: ignore[misc, valid-type]
+        def start(self) -> None:  # after schedule() made the inotify instance and its reader thread
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(watchdog_watcher, "Observer", Failing)
+    www = tmp_path / "www"
+    www.mkdir()
+    threads = set(threading.enumerate())
+    with caplog.at_level(logging.ERROR, logger="trollmoves_wis2"):
+        pub = open_publisher(broker.url(""), www)
+    try:
+        def left() -> list[threading.Thread]:  # besides the worker and the connection's
+            return [t for t in threading.enumerate() if t not in threads and t is not pub._worker
+                    and not t.name.startswith("paho-mqtt-client-")]
+
+        assert wait_until(lambda: not left()), left()  # the inotify reader, which holds the descriptor, too
+        deliver(pub, www / "a.h5", b"x")  # announced all the same
+        arrived(recorder, "a.h5")
+    finally:
+        pub.close()
+    assert [r.getMessage() for r in caplog.records if "Cannot watch" in r.getMessage()]

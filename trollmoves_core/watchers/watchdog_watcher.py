@@ -47,11 +47,15 @@ class WatchdogWatcher(Watcher):
         self._observer.start()
 
     def stop(self) -> None:
+        """Also after a failed :meth:`start`: what it started is stopped."""
         observer = getattr(self, "_observer", None)
         if observer is not None:
             observer.stop()
-            observer.join(5)
-            self._handler.close()
+            if observer.is_alive():
+                observer.join(5)
+        handler = getattr(self, "_handler", None)
+        if handler is not None:
+            handler.close()
 
 
 class _Handler(FileSystemEventHandler):

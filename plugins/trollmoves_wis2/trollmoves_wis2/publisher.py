@@ -291,10 +291,13 @@ class Wis2Publisher(DeliveryObserver):
         if not self._watch or self._watcher is not None or not os.path.isdir(self.options.root):
             return
         self._watch = False
+        watcher = None
         try:
             watcher = WatchdogWatcher([self.options.root], self._changed, recursive=True, on_removed=self._changed)
             watcher.start()
         except (OSError, RuntimeError) as err:
+            if watcher is not None:  # its threads and inotify descriptor
+                watcher.stop()
             LOG.error("[%s] Cannot watch %s: removed or changed files are not announced on WIS2: %s", self.chain,
                       self.options.root, err)
             return
