@@ -64,3 +64,14 @@ def test_pending_counts_the_deliveries_of_a_file_until_built_or_done(tmp_path: P
         assert not outbox.pending(str(x)) and outbox.pending(str(tmp_path / "y.h5"))
     finally:
         journal.close()
+
+
+def test_journal_keys_under_a_prefix(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.sqlite")
+    try:
+        for key in ("/www/sub/a", "/www/subway", "/www/sub0", "/www/sub/deeper/b", "/www/su", "/www/sub"):
+            journal.put(key, "announced")
+        assert journal.keys(prefix="/www/sub/") == ["/www/sub/a", "/www/sub/deeper/b"]
+        assert journal.keys("other", prefix="/www/sub/") == []
+    finally:
+        journal.close()

@@ -226,3 +226,25 @@ def test_a_watcher_that_fails_to_start_leaves_nothing_behind(broker: Mosquitto, 
     finally:
         pub.close()
     assert [r.getMessage() for r in caplog.records if "Cannot watch" in r.getMessage()]
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["in memory", "in the state directory"])
+def test_the_files_of_a_directory_moved_away_are_announced_deleted(
+        kept: bool, broker: Mosquitto, recorder: NotificationRecorder, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    extra = {"state_directory": str(tmp_path / "state")} if kept else {}
+    pub = open_publisher(broker.url(""), www, **extra)
+    try:
+        for path in (www / "sub" / "a.h5", www / "sub" / "deeper" / "b.h5", www / "subway.h5"):
+            deliver(pub, path, b"x")
+            arrived(recorder, path.name)
+        (www / "sub").rename(tmp_path / "sub")  # one event: the directory's
+        found = {name: arrived(recorder, name, 2) for name in ("a.h5", "b.h5")}
+        deliver(pub, www / "marker.h5", b"later")
+        arrived(recorder, "marker.h5")
+    finally:
+        pub.close()
+    for name, (first, second) in found.items():
+        assert (first.rel, second.rel) == (notification.CANONICAL, notification.DELETION), name
+        assert second.data_id == first.data_id
+    assert len(recorder.about("subway.h5")) == 1  # beside it, not in it

@@ -15,11 +15,11 @@ What is announced (see :mod:`trollmoves_wis2.announced`):
 * a file whose ``data_id`` was announced before: ``rel: update``; one delivered again with the
   same checksum at the same URL: nothing (a restarted role delivering again what it delivered);
 * a local destination's ``wis2_root`` is watched (the core's watchdog watcher, recursive): an
-  announced file deleted or moved away is announced ``rel: deletion`` (same ``data_id``, topic and
-  URL), one changed or replaced by something else than this chain ``rel: update`` with its new
-  checksum and length, both :data:`SETTLE` seconds after the event (or at close), as the file
-  then is (this chain's own replacement of a file is announced by its delivery; the watcher finds
-  it current, and waits while that delivery is in the outbox).
+  announced file deleted or moved away (or its directory) is announced ``rel: deletion`` (same
+  ``data_id``, topic and URL), one changed or replaced by something else than this chain
+  ``rel: update`` with its new checksum and length, both :data:`SETTLE` seconds after the event
+  (or at close), as the file then is (this chain's own replacement of a file is announced by its
+  delivery; the watcher finds it current, and waits while that delivery is in the outbox).
   Removals while the role is not running go unheard.
 
 With a state directory (the chain's ``state_directory`` key) the outbox and the announced files
@@ -333,6 +333,9 @@ class Wis2Publisher(DeliveryObserver):
             return
         before = self.announced.get(path)
         if before is None:
+            if not os.path.lexists(path):  # a directory removed or moved away: its files went with it
+                for inside in self.announced.under(path):
+                    self._reconcile(inside)
             return
         try:
             st = os.stat(path)

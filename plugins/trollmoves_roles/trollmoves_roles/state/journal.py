@@ -212,9 +212,17 @@ class Journal:
                                     params).fetchall()
         return [_record(row) for row in rows]
 
-    def keys(self, state: str | None = None) -> list[str]:
-        """The keys of every record (of ``state``), oldest write first, without reading their data."""
-        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+    def keys(self, state: str | None = None, *, prefix: str = "") -> list[str]:
+        """The keys of every record (of ``state``, starting with ``prefix``), oldest write first,
+        without reading their data."""
+        conditions, params = [], []
+        if state is not None:
+            conditions.append("state = ?")
+            params.append(state)
+        if prefix:  # a range of the key's index (LIKE would need escaping and could not use it)
+            conditions.append("key >= ? AND key < ?")
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             return [row[0] for row in self._db.execute(f"SELECT key FROM {self.table} {where} ORDER BY seq", params)]
 
