@@ -75,3 +75,11 @@ def test_journal_keys_under_a_prefix(tmp_path: Path) -> None:
         assert journal.keys("other", prefix="/www/sub/") == []
     finally:
         journal.close()
+
+
+def test_a_new_notification_is_refused_when_the_outbox_is_full(tmp_path: Path) -> None:
+    outbox = Outbox(1)
+    assert outbox.add(_delivery(tmp_path / "a.h5"))
+    assert outbox.built(None, TOPIC, b"{}") is None and len(outbox) == 1
+    taken = outbox.take()
+    assert taken is not None and outbox.built(taken, TOPIC, b"{}") is not None  # its own place

@@ -248,3 +248,19 @@ def test_the_files_of_a_directory_moved_away_are_announced_deleted(
         assert (first.rel, second.rel) == (notification.CANONICAL, notification.DELETION), name
         assert second.data_id == first.data_id
     assert len(recorder.about("subway.h5")) == 1  # beside it, not in it
+
+
+def test_a_publisher_that_fails_to_open_closes_its_connection(broker: Mosquitto, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(publisher, "Outbox", failing)
+    threads = set(threading.enumerate())
+    with pytest.raises(OSError, match="No space"):
+        open_publisher(broker.url(""), tmp_path / "www")
+
+    def left() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in threads and "wis2" in t.name]
+
+    assert wait_until(lambda: not left()), left()

@@ -119,11 +119,14 @@ class Outbox:
                           self.journal.path, key, record.state, err)
                 self.done(Job(key, pending=pending))
 
-    def built(self, job: Job | None, topic: str, payload: bytes) -> Job:
+    def built(self, job: Job | None, topic: str, payload: bytes) -> Job | None:
         """The job sending ``payload`` on ``topic`` (built from ``job``; a new one for None),
-        stored in the place of ``job`` so that a restart sends it as it is, in order."""
+        stored in the place of ``job`` so that a restart sends it as it is, in order; None for
+        a new one when ``capacity`` jobs wait already."""
         if job is None:
             with self._lock:
+                if self._waiting >= self.capacity:
+                    return None
                 self._waiting += 1
         else:
             self._release(job)

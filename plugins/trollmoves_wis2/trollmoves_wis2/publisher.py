@@ -145,9 +145,14 @@ class Wis2Publisher(DeliveryObserver):
             connection = Connection(opts.bus, unique_id(f"trollmoves-wis2-{chain}", role), role=f"[{chain}] wis2")
         except ConfigError as err:
             raise ConfigError(err.message, file=file, section=chain, key="wis2_broker") from None
+        try:
+            publisher = cls(opts, chain=chain, connection=connection, state=state)
+        except BaseException:
+            connection.close(drain=0)
+            raise
         LOG.info("[%s] Announcing deliveries as WIS2 notifications on %s%s", chain, opts.bus,
                  f" (outbox {state})" if state else "")
-        return cls(opts, chain=chain, connection=connection, state=state)
+        return publisher
 
     @classmethod
     def problems(cls, keys: Mapping[str, str]) -> dict[str, str]:
@@ -155,10 +160,13 @@ class Wis2Publisher(DeliveryObserver):
 
     def delivered(self, delivery: Delivery) -> None:
         if not self.outbox.add(delivery):
-            self.dropped += 1
-            _LIMITED.error("full", "[%s] %d WIS2 notifications wait already (the broker %s is away?): %s not "
-                           "announced (%d dropped so far)", self.chain, self.outbox.capacity, self.options.bus,
-                           delivery.path, self.dropped)
+            self._full(delivery.path)
+
+    def _full(self, path: str) -> None:
+        self.dropped += 1
+        _LIMITED.error("full", "[%s] %d WIS2 notifications wait already (the broker %s is away?): %s not "
+                       "announced (%d dropped so far)", self.chain, self.outbox.capacity, self.options.bus, path,
+                       self.dropped)
 
     def close(self) -> None:
         """Announce the changes heard so far, send what waits (up to :data:`DRAIN` seconds), stop."""
@@ -244,7 +252,7 @@ class Wis2Publisher(DeliveryObserver):
 
     def publish(self, delivery: Delivery) -> bool:
         """Build and check the notification of ``delivery`` now, and queue it to be sent; whether
-        it was (refusals are logged and counted)."""
+        it was (refusals and a full outbox are logged and counted)."""
         built = self._build(delivery, None)
         if built is not None:
             self.outbox.again(built)
@@ -254,7 +262,7 @@ class Wis2Publisher(DeliveryObserver):
     def _build(self, delivery: Delivery, job: Job | None) -> Job | None:
         """The job sending the notification of ``delivery`` (built from ``job``, see
         :meth:`Outbox.built`), then remembered as announced; None when there is nothing to
-        announce or it is refused (one logged line).
+        announce, it is refused or the outbox is full (one logged line).
 
         The outbox is written first: a process dying between the two writes sends the
         notification at its restart, where the other order would lose it for good."""
@@ -276,6 +284,9 @@ class Wis2Publisher(DeliveryObserver):
             return None
         LOG.debug("[%s] Announcing %s on %s as %s", self.chain, delivery.path, topic, doc["links"][0]["rel"])
         built = self.outbox.built(job, topic, notification.encode(doc))
+        if built is None:
+            self._full(delivery.path)
+            return None
         if delivery.change == "deletion":
             if before is not None:
                 self.announced.forget(before)
@@ -383,7 +394,11 @@ class Wis2Publisher(DeliveryObserver):
             return
         LOG.info("[%s] %s %s: announcing it on WIS2 (%s)", self.chain, before.path,
                  "removed" if rel == notification.DELETION else "changed", rel)
-        self.outbox.again(self.outbox.built(None, before.topic, notification.encode(doc)))  # first: see _build
+        built = self.outbox.built(None, before.topic, notification.encode(doc))  # first: see _build
+        if built is None:
+            self._full(before.path)
+            return
+        self.outbox.again(built)
         if rel == notification.DELETION:
             self.announced.forget(before)
         else:
