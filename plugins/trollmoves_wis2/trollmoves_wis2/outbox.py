@@ -116,7 +116,7 @@ class Outbox:
                 return dataclasses.replace(_job_of(key, record.state, record.data), pending=pending)
             except (KeyError, TypeError, ValueError, MessageError) as err:
                 LOG.error("[%s] WIS2 outbox %s: row %s (%s) cannot be read, deleted: %s", self.name,
-                          self.journal.path, key, record.state, err)
+                          self.journal.path, key, record.state, f"no {err}" if isinstance(err, KeyError) else err)
                 self.done(Job(key, pending=pending))
 
     def built(self, job: Job | None, topic: str, payload: bytes) -> Job | None:
