@@ -219,6 +219,22 @@ def test_deleted_and_moved_away_files_go_to_on_removed(name: str, tmp_path: Path
     assert sorted(gone) == sorted([str(doomed), str(leaving)])
 
 
+def test_a_directory_moved_away_goes_to_on_removed(tmp_path: Path) -> None:
+    """watchdog reports one event for it, none for the files it holds."""
+    watched = tmp_path / "watched"
+    (watched / "sub").mkdir(parents=True)
+    removed: queue.Queue[str] = queue.Queue()
+    watcher, found = start("watchdog", watched, recursive=True, on_removed=removed.put)
+    try:
+        (watched / "sub" / "a.dat").write_bytes(b"data")
+        assert drain(found, 0.5) == [str(watched / "sub" / "a.dat")]
+        (watched / "sub").rename(tmp_path / "sub")
+        gone = drain(removed, 2.0)  # watchdog waits 0.5 s for the other half of a rename
+    finally:
+        watcher.stop()
+    assert gone == [str(watched / "sub")]
+
+
 def test_without_on_removed_a_deletion_is_not_an_error(tmp_path: Path) -> None:
     watcher, found = start("watchdog", tmp_path)
     try:

@@ -12,6 +12,7 @@ pytest.importorskip("paho.mqtt")
 from support.wis2_subscriber import nginx, served  # noqa: F401 - fixtures
 from trollmoves_mqtt import testing as broker_testing
 from trollmoves_mqtt.testing import PASSWORD, Mosquitto
+from trollmoves_wis2.testing import NotificationRecorder
 
 WIS2_ACL = """\
 user wis2
@@ -37,3 +38,11 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitt
                    tls=True) as mosquitto:
         (mosquitto.directory / "pw").write_text(PASSWORD + "\n")
         yield mosquitto
+
+
+@pytest.fixture
+def recorder(broker: Mosquitto) -> Iterator[NotificationRecorder]:
+    """Every notification under ``origin/a/wis2/se-smhi/#`` on :func:`broker`."""
+    found = NotificationRecorder(broker.url(""), "origin/a/wis2/se-smhi/#")
+    yield found
+    found.close()

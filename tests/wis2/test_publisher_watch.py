@@ -4,70 +4,27 @@ in the state directory across restarts, the in-memory queue bounded (real Mosqui
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.wis2_publisher import arrived, deliver, open_publisher, sha256
 from trollmoves_mqtt.testing import Mosquitto
 from trollmoves_wis2 import notification, publisher
-from trollmoves_wis2.publisher import Wis2Publisher
 from trollmoves_wis2.testing import NotificationRecorder
 
 from trollmoves_core.observer import Delivery
 
 pytestmark = pytest.mark.timeout(60)
 
-TOPIC = "origin/a/wis2/se-smhi/data/core/weather/space-based-observations/{platform_name!l}/viirs"
-BASE_URL = "https://data.example.org/wis2"
-
 
 @pytest.fixture(autouse=True)
 def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(publisher, "SETTLE", 0.2)
-
-
-@pytest.fixture
-def recorder(broker: Mosquitto) -> Iterator[NotificationRecorder]:
-    found = NotificationRecorder(broker.url(""), "origin/a/wis2/se-smhi/#")
-    yield found
-    found.close()
-
-
-def open_publisher(url: str, www: Path, **extra: str) -> Wis2Publisher:
-    keys = {"destination": f"{www}/", "wis2_broker": url, "wis2_topic": TOPIC, "wis2_base_url": BASE_URL, **extra}
-    found = Wis2Publisher.open(keys, role="client", chain="c", file=str(www.parent / "c.ini"))
-    assert found is not None
-    return found
-
-
-def deliver(pub: Wis2Publisher, path: Path, content: bytes | None = None) -> None:
-    if content is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    pub.delivered(Delivery("client", "c", "new", "/viirs", "file", {"platform_name": "NOAA-20", "uid": path.name},
-                           str(path)))
-
-
-def arrived(recorder: NotificationRecorder, name: str, count: int = 1) -> list[notification.Notification]:
-    """The notifications about ``name`` once there are ``count`` of them (all valid)."""
-    found: list[notification.Notification] = []
-    for _ in range(200):
-        found = [n for _, n, _ in recorder.about(name)]
-        if len(found) >= count:
-            break
-        recorder.wait(len(recorder.received) + 1, timeout=0.1)
-    assert len(found) >= count, f"{len(found)} notifications about {name}, not {count}"
-    assert all(notification.validate(n.raw) == [] for n in found) and recorder.invalid == []
-    return found
-
-
-def sha256(content: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(content).digest()).decode()
 
 
 def test_removed_file_is_announced_deleted(broker: Mosquitto, recorder: NotificationRecorder,
@@ -130,7 +87,7 @@ def test_restarted_publisher_knows_what_it_announced(broker: Mosquitto, recorder
     arrived(recorder, "kept.h5"), arrived(recorder, "removed.h5")
     pub.close()
     files = [p.name for p in state.glob("*.sqlite")]
-    assert len(files) == 1 and files[0].startswith("wis2-client-c-c-"), files
+    assert len(files) == 1 and re.fullmatch(r"wis2-client-c-[0-9a-f]{6}-c-[0-9a-f]{8}\.sqlite", files[0]), files
     pub = open_publisher(broker.url(""), www, state_directory=str(state))
     try:
         deliver(pub, www / "kept.h5", b"v2")

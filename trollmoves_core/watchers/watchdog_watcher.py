@@ -10,6 +10,7 @@ import time
 from collections import deque
 
 from watchdog.events import (
+    DirDeletedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -33,7 +34,8 @@ class WatchdogWatcher(Watcher):
     """Event-driven watcher: reports a file on close-after-write, on a rename inside the
     watched tree, and when it appears complete (a hard link, a symlink, or a file moved in
     from an unwatched directory, which inotify reports as a bare creation). Deletions and
-    renames away go to ``on_removed``.
+    renames away go to ``on_removed``, also of a directory (its files are not reported one by
+    one when it is moved away).
 
     A non-recursive watch on Linux goes through the process's :mod:`inotify hub
     <trollmoves_core.watchers.inotify_hub>` (one kernel instance for all, which a server of
@@ -56,12 +58,13 @@ class WatchdogWatcher(Watcher):
         for directory in self.directories:
             # Only the events we act on reach the kernel queue: without write/modify/access
             # events a burst of files is far from overflowing inotify's queue.
-            events = _EVENTS if self.on_removed is None else [*_EVENTS, FileDeletedEvent]
+            events = _EVENTS if self.on_removed is None else [*_EVENTS, FileDeletedEvent, DirDeletedEvent]
             self._observer.schedule(self._handler, str(directory), recursive=self.recursive, event_filter=events)
         self._observer.daemon = True
         self._observer.start()
 
     def stop(self) -> None:
+        """Also after a failed :meth:`start`: what it started is stopped."""
         if getattr(self, "_hub_watch", None) is not None:
             self._hub_watch.close()
             self._hub_watch = None
@@ -69,8 +72,11 @@ class WatchdogWatcher(Watcher):
         observer = getattr(self, "_observer", None)
         if observer is not None:
             observer.stop()
-            observer.join(5)
-            self._handler.close()
+            if observer.is_alive():
+                observer.join(5)
+        handler = getattr(self, "_handler", None)
+        if handler is not None:
+            handler.close()
 
 
 class _Handler(FileSystemEventHandler):
@@ -92,9 +98,11 @@ class _Handler(FileSystemEventHandler):
         self._thread.start()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
         path = os.fsdecode(event.src_path)
+        if event.is_directory:
+            if isinstance(event, DirDeletedEvent):  # deleted, or moved away (watchdog's name for both)
+                self.watcher.removed(path)
+            return
         if isinstance(event, FileClosedEvent):
             self._forget(path)
             self.watcher.report(path)

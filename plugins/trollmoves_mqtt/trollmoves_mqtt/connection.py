@@ -162,10 +162,13 @@ class Connection:
         self.client.unsubscribe(topic_filter)
 
     def publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
-        """Publish QoS 1; while disconnected paho queues it and sends it after reconnecting. The
-        returned info's ``is_published()`` turns true on the broker's PUBACK (it raises instead
-        when the message was handed over while disconnected: its fate is then unknown)."""
-        return self.client.publish(topic, payload, qos=1, properties=properties)
+        """Publish QoS 1; while disconnected paho keeps it and sends it after reconnecting. The
+        returned info's ``is_published()`` turns true on the broker's PUBACK, also for a message
+        handed over while disconnected (it raises only when paho did not keep the message)."""
+        info = self.client.publish(topic, payload, qos=1, properties=properties)
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:  # kept: paho's is_published() would raise even after the PUBACK
+            info.rc = mqtt.MQTT_ERR_SUCCESS
+        return info
 
     def close(self, drain: float = 2.0) -> None:
         """Send what is still queued (up to ``drain`` s), disconnect, stop paho's thread."""

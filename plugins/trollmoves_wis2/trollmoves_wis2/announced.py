@@ -74,6 +74,13 @@ class AnnouncedFiles:
         announced = self._of(data_id)
         return announced if announced is not None and announced.path == path else None
 
+    def under(self, directory: str) -> list[str]:
+        """The paths of the files announced under ``directory`` (at any depth)."""
+        prefix = directory.rstrip("/") + "/"
+        if self.by_path is None:
+            return [path for path in self._memory if path.startswith(prefix)]
+        return self.by_path.keys(prefix=prefix)
+
     def knows(self, data_id: str) -> bool:
         """Whether ``data_id`` was announced (and not announced deleted since)."""
         if self.by_id is None:

@@ -15,14 +15,15 @@ What is announced (see :mod:`trollmoves_wis2.announced`):
 * a file whose ``data_id`` was announced before: ``rel: update``; one delivered again with the
   same checksum at the same URL: nothing (a restarted role delivering again what it delivered);
 * a local destination's ``wis2_root`` is watched (the core's watchdog watcher, recursive): an
-  announced file deleted or moved away is announced ``rel: deletion`` (same ``data_id``, topic and
-  URL), one changed or replaced by something else than this chain ``rel: update`` with its new
-  checksum and length, both :data:`SETTLE` seconds after the event, as the file then is (this
-  chain's own replacement of a file is announced by its delivery; the watcher finds it current).
+  announced file deleted or moved away (or its directory) is announced ``rel: deletion`` (same
+  ``data_id``, topic and URL), one changed or replaced by something else than this chain
+  ``rel: update`` with its new checksum and length, both :data:`SETTLE` seconds after the event
+  (or at close), as the file then is (this chain's own replacement of a file is announced by its
+  delivery; the watcher finds it current, and waits while that delivery is in the outbox).
   Removals while the role is not running go unheard.
 
 With a state directory (the chain's ``state_directory`` key) the outbox and the announced files
-are kept in ``wis2-<role>-<chain>-<config name>-<hash>.sqlite`` there: every delivery is committed
+are kept in ``wis2-<role>-<chain>-<hash>-<config name>-<hash>.sqlite`` there: every delivery is committed
 before :meth:`~Wis2Publisher.delivered` returns and a restarted publisher sends what was not
 acknowledged (at least once: a notification sent but not acknowledged before a ``kill -9`` may
 arrive twice, with the same ``id``), and knows what it announced (:data:`REMEMBERED` files).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import logging
 import mimetypes
 import os
@@ -112,7 +114,7 @@ class Wis2Publisher(DeliveryObserver):
         self._journals = [Journal(state, table=table) for table in ("outbox", "announced", "announced_paths")
                           ] if state else [None, None, None]
         self.announced = AnnouncedFiles(REMEMBERED, *self._journals[1:])
-        self.outbox = Outbox(OUTBOX if state else QUEUED, self._journals[0])
+        self.outbox = Outbox(OUTBOX if state else QUEUED, self._journals[0], name=chain)
         self._in_flight: deque[tuple[Job, MQTTMessageInfo]] = deque()
         self._changes: dict[str, float] = {}
         self._changes_lock = threading.Lock()
@@ -133,7 +135,7 @@ class Wis2Publisher(DeliveryObserver):
             return None
         state = None
         if directory := str(keys.get("state_directory") or "").strip():
-            state = journal_path(directory, file, f"wis2-{role}-{_UNSAFE.sub('_', chain)}")
+            state = journal_path(directory, file, f"wis2-{role}-{_chain_name(chain)}")
             try:
                 Journal(state, table="outbox").close()
             except OSError as err:
@@ -143,9 +145,14 @@ class Wis2Publisher(DeliveryObserver):
             connection = Connection(opts.bus, unique_id(f"trollmoves-wis2-{chain}", role), role=f"[{chain}] wis2")
         except ConfigError as err:
             raise ConfigError(err.message, file=file, section=chain, key="wis2_broker") from None
+        try:
+            publisher = cls(opts, chain=chain, connection=connection, state=state)
+        except BaseException:
+            connection.close(drain=0)
+            raise
         LOG.info("[%s] Announcing deliveries as WIS2 notifications on %s%s", chain, opts.bus,
                  f" (outbox {state})" if state else "")
-        return cls(opts, chain=chain, connection=connection, state=state)
+        return publisher
 
     @classmethod
     def problems(cls, keys: Mapping[str, str]) -> dict[str, str]:
@@ -153,12 +160,18 @@ class Wis2Publisher(DeliveryObserver):
 
     def delivered(self, delivery: Delivery) -> None:
         if not self.outbox.add(delivery):
-            self.dropped += 1
-            _LIMITED.error("full", "[%s] %d WIS2 notifications wait already (the broker %s is away?): %s not "
-                           "announced (%d dropped so far)", self.chain, self.outbox.capacity, self.options.bus,
-                           delivery.path, self.dropped)
+            self._full(delivery.path)
+
+    def _full(self, path: str) -> None:
+        self.dropped += 1
+        _LIMITED.error("full", "[%s] %d WIS2 notifications wait already (the broker %s is away?): %s not "
+                       "announced (%d dropped so far)", self.chain, self.outbox.capacity, self.options.bus, path,
+                       self.dropped)
 
     def close(self) -> None:
+        """Announce the changes heard so far, send what waits (up to :data:`DRAIN` seconds), stop."""
+        with self._changes_lock:  # heard in the last SETTLE seconds: due now
+            self._changes = dict.fromkeys(self._changes, 0.0)
         self._drain_until = time.monotonic() + DRAIN
         self._closing.set()
         self.outbox.wake.set()
@@ -184,19 +197,22 @@ class Wis2Publisher(DeliveryObserver):
             except Exception:  # a bug here must not stop later announcements
                 LOG.exception("[%s] WIS2 publisher", self.chain)
             connected = self.connection.connected.is_set()
-            if self._closing.is_set() and (not len(self.outbox) or not connected
-                                           or time.monotonic() > self._drain_until):
+            if self._closing.is_set() and not self._due() and (not len(self.outbox) or not connected
+                                                               or time.monotonic() > self._drain_until):
                 return
-            job = self.outbox.take() if connected and len(self._in_flight) < IN_FLIGHT else None
-            if job is None:
-                self.outbox.wake.wait(self._timeout(connected))
-                continue
+            job = None
             try:
+                job = self.outbox.take() if connected and len(self._in_flight) < IN_FLIGHT else None
+                if job is None:
+                    self.outbox.wake.wait(self._timeout(connected))
+                    continue
                 self._handle(job)
             except Exception:  # a bug here must not stop later announcements
-                self.outbox.done(job)
+                if job is not None:
+                    self.outbox.done(job)
                 LOG.exception("[%s] Cannot announce %s on WIS2", self.chain,
-                              job.delivery.path if job.delivery else job.topic)
+                              "the next notification" if job is None else job.delivery.path if job.delivery
+                              else job.topic)
 
     def _timeout(self, connected: bool) -> float | None:
         if self._in_flight or (len(self.outbox) and not connected):
@@ -207,19 +223,20 @@ class Wis2Publisher(DeliveryObserver):
 
     def _handle(self, job: Job) -> None:
         if job.delivery is not None:
-            built = self._build(job.delivery)
+            built = self._build(job.delivery, job)
             if built is None:
                 self.outbox.done(job)
                 return
-            job = self.outbox.built(job, *built)
+            job = built
         properties = Properties(PacketTypes.PUBLISH)
         properties.ContentType = notification.MEDIA_TYPE
         self._in_flight.append((job, self.connection.publish(job.topic, job.payload, properties)))
         self.published += 1
 
     def _acknowledge(self) -> None:
-        """Drop the jobs the broker acknowledged, in order; one handed over while the connection
-        was going away is sent again (its fate is unknown)."""
+        """Drop the jobs the broker acknowledged, in order (paho sends again after a reconnection
+        what was not acknowledged, also what it was handed while disconnected); one paho did not
+        keep is sent again."""
         while self._in_flight:
             job, info = self._in_flight[0]
             try:
@@ -235,16 +252,20 @@ class Wis2Publisher(DeliveryObserver):
 
     def publish(self, delivery: Delivery) -> bool:
         """Build and check the notification of ``delivery`` now, and queue it to be sent; whether
-        it was (refusals are logged and counted)."""
-        built = self._build(delivery)
+        it was (refusals and a full outbox are logged and counted)."""
+        built = self._build(delivery, None)
         if built is not None:
-            self.outbox.again(self.outbox.built(None, *built))
+            self.outbox.again(built)
             self.outbox.wake.set()
         return built is not None
 
-    def _build(self, delivery: Delivery) -> tuple[str, bytes] | None:
-        """The topic and payload announcing ``delivery``, remembered as announced; None when
-        there is nothing to announce or it is refused (one logged line)."""
+    def _build(self, delivery: Delivery, job: Job | None) -> Job | None:
+        """The job sending the notification of ``delivery`` (built from ``job``, see
+        :meth:`Outbox.built`), then remembered as announced; None when there is nothing to
+        announce, it is refused or the outbox is full (one logged line).
+
+        The outbox is written first: a process dying between the two writes sends the
+        notification at its restart, where the other order would lose it for good."""
         try:
             topic, doc = self.notification_of(delivery)
         except (WnmError, OSError) as err:
@@ -258,17 +279,21 @@ class Wis2Publisher(DeliveryObserver):
             return None
         path = os.path.normpath(delivery.path)
         before = self.announced.get(path)
+        if delivery.change != "deletion" and before is not None and _same(before.doc, doc):
+            LOG.debug("[%s] %s was announced already as it is", self.chain, delivery.path)
+            return None
+        LOG.debug("[%s] Announcing %s on %s as %s", self.chain, delivery.path, topic, doc["links"][0]["rel"])
+        built = self.outbox.built(job, topic, notification.encode(doc))
+        if built is None:
+            self._full(delivery.path)
+            return None
         if delivery.change == "deletion":
             if before is not None:
                 self.announced.forget(before)
-        elif before is not None and _same(before.doc, doc):
-            LOG.debug("[%s] %s was announced already as it is", self.chain, delivery.path)
-            return None
         else:
             self.announced.remember(Announced(path, topic, doc, _version(path)))
             self._start_watching()
-        LOG.debug("[%s] Announcing %s on %s as %s", self.chain, delivery.path, topic, doc["links"][0]["rel"])
-        return topic, notification.encode(doc)
+        return built
 
     # -- watching the served files --------------------------------------------------------
 
@@ -277,10 +302,13 @@ class Wis2Publisher(DeliveryObserver):
         if not self._watch or self._watcher is not None or not os.path.isdir(self.options.root):
             return
         self._watch = False
+        watcher = None
         try:
             watcher = WatchdogWatcher([self.options.root], self._changed, recursive=True, on_removed=self._changed)
             watcher.start()
         except (OSError, RuntimeError) as err:
+            if watcher is not None:  # its threads and inotify descriptor
+                watcher.stop()
             LOG.error("[%s] Cannot watch %s: removed or changed files are not announced on WIS2: %s", self.chain,
                       self.options.root, err)
             return
@@ -292,6 +320,12 @@ class Wis2Publisher(DeliveryObserver):
             self._changes[os.path.normpath(path)] = time.monotonic() + SETTLE
         self.outbox.wake.set()
 
+    def _due(self) -> bool:
+        """Whether a change is to be looked at now."""
+        now = time.monotonic()
+        with self._changes_lock:
+            return any(when <= now for when in self._changes.values())
+
     def _settle(self) -> None:
         now = time.monotonic()
         with self._changes_lock:
@@ -302,9 +336,17 @@ class Wis2Publisher(DeliveryObserver):
             self._reconcile(path)
 
     def _reconcile(self, path: str) -> None:
-        """Announce what became of the announced file at ``path``: deleted, changed or as announced."""
+        """Announce what became of the announced file at ``path``: deleted, changed or as announced;
+        later when a delivery of it waits in the outbox (its notification tells)."""
+        if self.outbox.pending(path):
+            with self._changes_lock:
+                self._changes.setdefault(path, time.monotonic() + SETTLE)
+            return
         before = self.announced.get(path)
         if before is None:
+            if not os.path.lexists(path):  # a directory removed or moved away: its files went with it
+                for inside in self.announced.under(path):
+                    self._reconcile(inside)
             return
         try:
             st = os.stat(path)
@@ -350,13 +392,17 @@ class Wis2Publisher(DeliveryObserver):
             _LIMITED.error("invalid", "[%s] WIS2 %s notification for %s not sent: %s", self.chain, rel, before.path,
                            "; ".join(problems))
             return
+        LOG.info("[%s] %s %s: announcing it on WIS2 (%s)", self.chain, before.path,
+                 "removed" if rel == notification.DELETION else "changed", rel)
+        built = self.outbox.built(None, before.topic, notification.encode(doc))  # first: see _build
+        if built is None:
+            self._full(before.path)
+            return
+        self.outbox.again(built)
         if rel == notification.DELETION:
             self.announced.forget(before)
         else:
             self.announced.remember(Announced(before.path, before.topic, doc, version))
-        LOG.info("[%s] %s %s: announcing it on WIS2 (%s)", self.chain, before.path,
-                 "removed" if rel == notification.DELETION else "changed", rel)
-        self.outbox.again(self.outbox.built(None, before.topic, notification.encode(doc)))
 
     def notification_of(self, delivery: Delivery) -> tuple[str, dict[str, Any]]:
         """The topic and the WNM of ``delivery``; WnmError for a field the templates lack, OSError
@@ -410,6 +456,11 @@ def media_type(path: str) -> str:
 
 def _time(value: Any) -> dt.datetime | None:
     return value if isinstance(value, dt.datetime) else None
+
+
+def _chain_name(chain: str) -> str:
+    """``chain`` as a file name: safe, and told apart from another chain of the same safe name."""
+    return f"{_UNSAFE.sub('_', chain)}-{hashlib.sha256(chain.encode()).hexdigest()[:6]}"
 
 
 def _same(announced: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:

@@ -4,7 +4,7 @@ a crash: files a server announced, files a client was told about but has not del
 Each record is a ``key`` (a path, a uid...), a ``state`` (free text such as ``announced``,
 ``requested``, ``delivered``), a JSON ``data`` dict and the time it was last written.
 Records are kept in write order: :meth:`Journal.put` moves a key to the end,
-:meth:`Journal.set_state` does not.
+:meth:`Journal.replace` and :meth:`Journal.set_state` do not.
 
 Durability (``sync``):
 
@@ -144,6 +144,14 @@ class Journal:
             self._db.executemany(f"INSERT INTO {self.table} (key, state, data, updated) VALUES (?, ?, ?, ?)",
                                  rows)
 
+    def replace(self, key: str, state: str, data: dict[str, Any] | None = None) -> None:
+        """Write ``key`` in its place in the write order (a new key goes to the end)."""
+        row = (state, json.dumps(data or {}, default=str), time.time(), key)
+        with self._lock, self._transaction():
+            cursor = self._db.execute(f"UPDATE {self.table} SET state = ?, data = ?, updated = ? WHERE key = ?", row)
+            if cursor.rowcount == 0:
+                self._db.execute(f"INSERT INTO {self.table} (state, data, updated, key) VALUES (?, ?, ?, ?)", row)
+
     def set_state(self, key: str, state: str) -> bool:
         """Change the state of ``key`` in place; False when there is no such record."""
         with self._lock:
@@ -204,9 +212,17 @@ class Journal:
                                     params).fetchall()
         return [_record(row) for row in rows]
 
-    def keys(self, state: str | None = None) -> list[str]:
-        """The keys of every record (of ``state``), oldest write first, without reading their data."""
-        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+    def keys(self, state: str | None = None, *, prefix: str = "") -> list[str]:
+        """The keys of every record (of ``state``, starting with ``prefix``), oldest write first,
+        without reading their data."""
+        conditions, params = [], []
+        if state is not None:
+            conditions.append("state = ?")
+            params.append(state)
+        if prefix:  # a range of the key's index (LIKE would need escaping and could not use it)
+            conditions.append("key >= ? AND key < ?")
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             return [row[0] for row in self._db.execute(f"SELECT key FROM {self.table} {where} ORDER BY seq", params)]
 
