@@ -8,6 +8,7 @@ entry-point wiring of the real packages.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,7 +34,11 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not WHEELHOUSE.is_dir():
         pytest.skip(f"WHEELHOUSE MISSING: {WHEELHOUSE} (run `make venv`, which downloads it)")
     out = tmp_path_factory.mktemp("wheels")
-    for project in (REPO, REPO / "plugins" / "trollmoves_ftp", REPO / "examples" / "trollmoves-example-mover"):
+    # Built from a copy: a build in place leaves its egg-info in examples/, where tests that put the
+    # example on sys.path would then find its entry points and register its mover in every test after.
+    example = shutil.copytree(REPO / "examples" / "trollmoves-example-mover", tmp_path_factory.mktemp("src") / "ex",
+                              ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    for project in (REPO, REPO / "plugins" / "trollmoves_ftp", example):
         run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", out, project)
     return out
 
