@@ -70,7 +70,7 @@ HREF = "https://n.example/d/x.txt"
     (f"{DATASET}/x.txt", "https://n.example/d/.evil.txt", "{name}", "is hidden"),
     (f"{DATASET}/x.txt", HREF, "{producer}/{name}", "'../../evil/x.txt', which has a '..' level"),
     (f"{DATASET}/x.txt", HREF, "{producer}{name}", "'../../evilx.txt', which has a '..' level"),
-    (f"{DATASET}/x.txt", HREF, "{start_time:%Y}/{name}", "gives no field 'start_time'"),
+    (f"{DATASET}/x.txt", HREF, "{start_time:%Y}/{name}", "has no field 'start_time'"),
 ])
 def test_a_notification_that_would_write_outside_is_refused_in_one_line(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, data_id: str, href: str, layout: str, fault: str) -> None:

@@ -65,7 +65,7 @@ from trollmoves_core.watchers.base import Watcher, file_version
 from trollmoves_core.watchers.watchdog_watcher import WatchdogWatcher
 from trollmoves_wis2 import notification, options, topics
 from trollmoves_wis2.announced import Announced, AnnouncedFiles
-from trollmoves_wis2.errors import WnmError
+from trollmoves_wis2.errors import WnmError, fill
 from trollmoves_wis2.options import PublishOptions
 from trollmoves_wis2.outbox import Job, Outbox
 
@@ -432,14 +432,7 @@ class Wis2Publisher(DeliveryObserver):
     def _data_id(self, topic: str, fields: Mapping[str, Any]) -> str:
         if self.options.data_id is None:
             return f"{topic.split('/', 2)[2]}/{fields['filename']}"
-        import trollsift
-
-        try:
-            return trollsift.compose(self.options.data_id, dict(fields))
-        except KeyError as err:
-            raise WnmError(f"data_id {self.options.data_id!r}: the message has no field {err}") from None
-        except (ValueError, TypeError) as err:
-            raise WnmError(f"data_id {self.options.data_id!r}: {err}") from None
+        return fill(self.options.data_id, fields, "data_id")
 
     def _href(self, path: str) -> str:
         root = self.options.root

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trollmoves_wis2.errors import WnmError
+from trollmoves_wis2.errors import WnmError, fill
 
 CHANNELS = ("origin", "cache")
 VERSION = "a"
@@ -106,14 +106,7 @@ def fields_of(topic: str | Topic) -> dict[str, Any]:
 def compose(template: str, fields: Mapping[str, Any]) -> str:
     """The trollsift ``template`` filled from ``fields`` and checked as a WIS2 topic; WnmError
     naming the missing field or the level at fault."""
-    import trollsift
-
-    try:
-        topic = trollsift.compose(template, dict(fields))
-    except KeyError as err:
-        raise WnmError(f"topic {template!r}: the message has no field {err}") from None
-    except (ValueError, TypeError) as err:
-        raise WnmError(f"topic {template!r}: {err}") from None
+    topic = fill(template, fields, "topic")
     problems = validate_topic(topic)
     if problems:
         raise WnmError(problems[0])

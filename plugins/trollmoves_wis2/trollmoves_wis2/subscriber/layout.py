@@ -29,11 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from trollmoves_roles.protocol.delivery import compose_destination
-
 from trollmoves_core.schema import pattern_problem
 from trollmoves_core.uri import redact
-from trollmoves_wis2.errors import WnmError
+from trollmoves_wis2.errors import WnmError, fill
 from trollmoves_wis2.notification import Link, Notification
 
 DEFAULT_LAYOUT = "{data_id_dir}/{name}"
@@ -81,12 +79,7 @@ def local_path(root: str | os.PathLike[str], layout: str, notification: Notifica
                        "download_destination")
     values = {**fields, "name": file_name(notification, link),
               "data_id_dir": posixpath.dirname(data_id.rstrip("/"))}
-    try:
-        relative = compose_destination(layout, values)
-    except KeyError as err:
-        raise WnmError(f"layout {layout!r}: the notification gives no field {err}") from None
-    except (ValueError, TypeError) as err:
-        raise WnmError(f"layout {layout!r}: {err}") from None
+    relative = fill(layout, values, "layout")
     problem = _unsafe(relative)
     if problem:
         raise WnmError(f"layout {layout!r} gives {relative!r}, which {problem}: refused")
