@@ -3,8 +3,9 @@
 Upstream opens a new REQ socket per request and sends one request at a time per listener.
 Here each server gets a window of REQ sockets of each kind (``push``/``ack``) with a request
 outstanding on each, so a burst of announcements is served in parallel; sockets are reused
-after a reply. The window adapts to the round trip (see :class:`RequestWindow`), between
-``INITIAL_WINDOW`` and ``max_in_flight``. A request that gets no reply within its timeout is re-sent on a fresh
+after a reply. The window follows the rate per round trip (see :class:`RequestWindow`), between
+``INITIAL_WINDOW`` and ``max_in_flight``; while requests wait, spare sockets connect ahead of it.
+A request that gets no reply within its timeout is re-sent on a fresh
 socket (the old one is closed with LINGER 0, as a REQ socket that timed out cannot be reused),
 after a short backoff, up to ``attempts`` sends in all; then its callback gets no reply.
 
@@ -18,6 +19,7 @@ Everything runs in the owning :class:`~trollmoves_roles.bus.loop.EventLoop`'s th
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,9 +45,9 @@ IDLE_SOCKET_LIFETIME = 120.0
 """Seconds an unused server's sockets stay open."""
 INITIAL_WINDOW = 4
 """Requests in flight per server and kind before round trips are known (and the least after)."""
-QUEUED_LOW, QUEUED_HIGH = 2, 4
-"""Requests estimated to wait at the server below which the window grows, above which it shrinks
-(or an eighth and a quarter of the window, when larger: round trips jitter)."""
+GAIN = 2
+"""Requests in flight per request the link and the server hold at once (their bandwidth-delay
+product, as BBR's congestion window): the surplus keeps them busy through the round trips' spread."""
 
 
 @dataclass(eq=False, slots=True)
@@ -71,19 +73,24 @@ class Request:
 class RequestWindow:
     """How many requests of one kind may be in flight to one server.
 
-    Over a long link a fixed window caps the rate at window / round trip. As TCP Vegas does, the
-    window estimates how many of its requests wait at the server rather than on the link:
-    ``size * (1 - shortest / round_trip)``, the shortest round trip seen standing for the link.
-    Below ``QUEUED_LOW`` (or an eighth of the window) it grows by one per reply while requests
-    wait to be sent, above ``QUEUED_HIGH`` (or a quarter of the window) it shrinks by one; a
-    timeout sends it back to its floor, and the shortest round trip is forgotten whenever the
-    server goes idle.
+    Over a long link a fixed window caps the rate at window / round trip. As BBR does, the window
+    follows what the link and the server deliver per round trip: at each reply (while requests
+    wait to be sent), the replies that came back within its own round trip ``r`` give the rate
+    (``replies / r``), the shortest round trip seen stands for the path without queues, and the
+    target is ``GAIN * replies * shortest / r``. The window jumps up to the target (it doubles per
+    round trip while the rate keeps up) and steps down by one per reply above it: it settles where
+    round trips reach ``GAIN`` times the shortest, that is when requests wait at the server (a busy
+    push pool) or on a full link, whatever the spread of push durations below that. A timeout
+    sends it back to its floor; the shortest round trip is forgotten whenever the server goes idle
+    (the next burst's first reply, unqueued, measures it again).
     """
 
     floor: int
     ceiling: int
     size: int = 0
     shortest: float = float("inf")
+    replies: deque[float] = field(default_factory=deque)
+    """When the latest replies came (the last ``2 * ceiling``; enough to count one round trip's)."""
 
     def __post_init__(self) -> None:
         self.size = self.floor
@@ -93,16 +100,32 @@ class RequestWindow:
         """A window from ``INITIAL_WINDOW`` (or ``max_in_flight``, when smaller) up to ``max_in_flight``."""
         return cls(min(INITIAL_WINDOW, max_in_flight), max_in_flight)
 
-    def answered(self, round_trip: float, backlog: bool) -> None:
+    def answered(self, now: float, round_trip: float | None, backlog: bool) -> None:
+        """A reply came at ``now`` after ``round_trip`` seconds (None: unknown or misleading, as on a
+        socket still connecting); ``backlog``: requests of this kind wait to be sent."""
+        self.replies.append(now)
+        if len(self.replies) > 2 * self.ceiling:
+            self.replies.popleft()
+        if round_trip is None or round_trip <= 0:
+            return
         self.shortest = min(self.shortest, round_trip)
-        queued = self.size * (1 - self.shortest / round_trip) if round_trip > 0 else 0.0
-        if queued > max(QUEUED_HIGH, self.size / 4):
+        if not backlog:
+            return
+        since = now - round_trip
+        delivered = 0
+        for at in reversed(self.replies):
+            if at < since:
+                break
+            delivered += 1
+        target = math.ceil(GAIN * delivered * self.shortest / round_trip)
+        if target > self.size:
+            self.size = min(self.ceiling, target)
+        elif target < self.size:
             self.size = max(self.floor, self.size - 1)
-        elif queued < max(QUEUED_LOW, self.size / 8) and backlog:
-            self.size = min(self.ceiling, self.size + 1)
 
     def timed_out(self) -> None:
         self.size = self.floor
+        self.replies.clear()
 
     def idle(self) -> None:
         self.shortest = float("inf")
@@ -115,6 +138,7 @@ class ServerQueue:
     shares; sending and replies are the requester's."""
 
     max_in_flight: int
+    clock: Callable[[], float] = time.monotonic
     queue: dict[str, deque[Any]] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     windows: dict[str, RequestWindow] = field(default_factory=dict)
@@ -147,8 +171,7 @@ class ServerQueue:
     def answered(self, kind: str, round_trip: float | None) -> None:
         """A reply came; ``round_trip`` sizes the window unless None (it would mislead)."""
         self.down_until = 0.0
-        if round_trip is not None:
-            self.window(kind).answered(round_trip, bool(self.queue.get(kind)))
+        self.window(kind).answered(self.clock(), round_trip, bool(self.queue.get(kind)))
 
     def abandoned(self) -> None:
         """A request went unanswered after every attempt: avoid this server for ``DOWN_PERIOD``."""
@@ -165,6 +188,9 @@ class ServerQueue:
 class _Server(ServerQueue):
     address: str
     idle: list[zmq.Socket] = field(default_factory=list)
+    """Sockets without a request: answered ones at the end, spares (still connecting) at the front."""
+    unanswered: set[zmq.Socket] = field(default_factory=set)
+    """Sockets that have not had a reply yet: their first round trip includes connecting."""
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -227,23 +253,45 @@ class ZmqRequester:
     def _pump(self, server: _Server, kind: str) -> None:
         while not self._closed and (request := server.next_to_send(kind)) is not None:
             self._send(server, request)
+        if not self._closed and server.queue.get(kind):
+            self._open_spares(server, kind)
+
+    def _open_spares(self, server: _Server, kind: str) -> None:
+        """While requests wait, keep sockets connected for twice the window: connecting costs
+        round trips (TCP, then ZMTP's handshake), which a window doubling per round trip would
+        otherwise wait for."""
+        have = len(server.idle) + sum(server.in_flight.values())
+        for _ in range(min(self.max_in_flight, 2 * server.window(kind).size) - have):
+            try:
+                server.idle.insert(0, self._connect(server))
+            except zmq.ZMQError:
+                return  # the request that needs one reports it
+
+    def _connect(self, server: _Server) -> zmq.Socket:
+        """A new REQ socket connecting to ``server``; raises ZMQError (closed) if refused."""
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self._curve is not None:
+            self._curve.apply(sock)
+        try:
+            sock.connect(f"tcp://{server.address}")
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        server.unanswered.add(sock)
+        return sock
 
     def _send(self, server: _Server, request: Request) -> None:
-        request.fresh = not server.idle
         if server.idle:
             sock = server.idle.pop()
         else:
-            sock = self._context.socket(zmq.REQ)
-            sock.setsockopt(zmq.LINGER, 0)
-            if self._curve is not None:
-                self._curve.apply(sock)
             try:
-                sock.connect(f"tcp://{server.address}")
+                sock = self._connect(server)
             except zmq.ZMQError as err:
-                sock.close(linger=0)
                 self._release(server, request.kind)
                 self._callback(request, None, f"cannot connect to {server.address}: {err}")
                 return
+        request.fresh = sock in server.unanswered
         server.last_used = time.monotonic()
         request.socket = sock
         request.sent += 1
@@ -269,6 +317,7 @@ class ZmqRequester:
         self._outstanding.discard(request)
         request.socket = None
         server.idle.append(sock)
+        server.unanswered.discard(sock)
         server.last_used = time.monotonic()
         server.answered(request.kind, None if request.fresh else server.last_used - request.sent_at)
         self._release(server, request.kind)
@@ -309,6 +358,8 @@ class ZmqRequester:
         if sock is not None:
             self._loop.unregister(sock)
             sock.close(linger=0)
+            if (server := self._servers.get(request.address)) is not None:
+                server.unanswered.discard(sock)
 
     def _release(self, server: _Server, kind: str) -> None:
         server.done(kind)

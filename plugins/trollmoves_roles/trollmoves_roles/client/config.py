@@ -52,7 +52,8 @@ SCHEMA = Schema("client", [
     Key("block_size", int, 1024, doc="bunzip block size"),
     Key("bind_address", default="*", origin="ours", doc="address the publisher binds to"),
     Key("max_requests_in_flight", int, 64, origin="ours",
-        doc="most requests outstanding per server and kind; the window adapts to the round trip below it"),
+        doc="most requests outstanding per server and kind; below it the window follows what the "
+            "server answers per round trip (docs/roles/client.md)"),
     Key("request_attempts", int, 3, origin="ours", doc="tries of each request"),
     Key("state_directory", origin="ours", doc="where the durable journal lives (default: none)"),
     Key("give_up_after", float, 3600.0, origin="ours", doc="seconds a file is retried before its failure "
