@@ -13,6 +13,7 @@ import contextvars
 import functools
 import hashlib
 import inspect
+import io
 import logging
 import mimetypes
 import os
@@ -265,7 +266,7 @@ class S3Mover(Mover):
                         progress(len(data))
                     checksum = {f"Checksum{algorithm}": part_sum.result()} if part_sum is not None else {}
                     request = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
-                                          PartNumber=number, Body=data, **checksum)
+                                          PartNumber=number, Body=_unshared(data), **checksum)
                     pending.append((number, len(data), asyncio.run_coroutine_threadsafe(request, fs.loop)))
                     while len(pending) >= self.options.max_concurrency:
                         finish_oldest()
@@ -319,6 +320,15 @@ class S3Mover(Mover):
                 raise ChecksumMismatch(f"S3 refused s3://{bucket}/{key}: the data it received does not match the "
                                        f"announced sha256 {expected.value} ({err})", transient=True) from err
             raise
+
+
+def _unshared(data: bytes) -> io.BytesIO:
+    """``data`` in a buffer of its own, copied here rather than on the event loop: botocore turns a
+    ``bytes`` body into a ``BytesIO`` sharing it, which aiohttp then copies, on the loop thread."""
+    body = io.BytesIO()
+    body.write(data)
+    body.seek(0)
+    return body
 
 
 def _b64(digest: bytes) -> str:
