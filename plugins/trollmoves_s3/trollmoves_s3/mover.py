@@ -121,7 +121,9 @@ class S3Mover(Mover):
                       expected: Digest | None) -> None:
         """The data is hashed as it is read and checked before the object is created; a single
         upload also sends the announced sha256 as ``ChecksumSHA256``, which S3 checks on the
-        bytes it received (a mismatch is refused with ``BadDigest``)."""
+        bytes it received (a mismatch is refused with ``BadDigest``). Every part of a multipart
+        upload carries its own checksum (CRC32, or the ``s3_additional_kwargs`` ChecksumAlgorithm),
+        which S3 checks likewise."""
         bucket, key = _split(target)
         if not key:
             raise S3Error(f"no object name in {target}", transient=False)
