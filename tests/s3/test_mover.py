@@ -423,6 +423,39 @@ def test_multipart_with_a_checksum_algorithm(s3_params: dict[str, Any], bucket: 
     assert head.get("ChecksumSHA256")
 
 
+@pytest.mark.parametrize("algorithm", [None, "SHA256"])
+def test_every_part_carries_its_checksum(s3_params: dict[str, Any], bucket: str, boto: Any, big_file: Path,
+                                         monkeypatch: pytest.MonkeyPatch, algorithm: str | None) -> None:
+    """CRC32 as boto3's uploads unless s3_additional_kwargs asks for another, computed by the mover."""
+    import base64
+    import hashlib
+    import zlib
+
+    import s3fs
+
+    sent: dict[int, str] = {}
+    original = s3fs.S3FileSystem._call_s3
+
+    async def recording(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "upload_part":
+            sent[kwargs["PartNumber"]] = kwargs[f"Checksum{algorithm or 'CRC32'}"]
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", recording)
+    params = {**s3_params, "multipart_chunksize": "5MiB"}
+    if algorithm:
+        params["s3_additional_kwargs"] = {"ChecksumAlgorithm": algorithm}
+    with S3Mover(params) as mover:
+        mover.put(big_file, f"s3://{bucket}/")
+    data = big_file.read_bytes()
+    for number in range(1, 6):
+        part = data[(number - 1) * 5 * MIB:number * 5 * MIB]
+        digest = hashlib.sha256(part).digest() if algorithm else zlib.crc32(part).to_bytes(4, "big")
+        assert sent[number] == base64.b64encode(digest).decode()
+    head = boto.head_object(Bucket=bucket, Key="big.nc", ChecksumMode="ENABLED")
+    assert head.get(f"Checksum{algorithm or 'CRC32'}")  # the object keeps the parts' checksum
+
+
 def test_profile_from_the_shared_credentials_file(s3: str, bucket: str, boto: Any, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     credentials = tmp_path / "credentials"

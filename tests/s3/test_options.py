@@ -15,6 +15,8 @@ def test_defaults() -> None:
     assert options.multipart_threshold == options.multipart_chunksize == 8 * MIB
     assert options.max_concurrency == 10
     assert options.fs_kwargs["config_kwargs"]["retries"] == {"max_attempts": 3, "mode": "standard"}
+    # each upload's checksum lets the server check the bytes: no second hash of the body for the signature
+    assert options.fs_kwargs["config_kwargs"]["s3"] == {"payload_signing_enabled": False}
 
 
 def test_ini_strings_are_converted() -> None:
@@ -22,7 +24,7 @@ def test_ini_strings_are_converted() -> None:
         "endpoint_url": "http://127.0.0.1:9000", "anon": "yes", "use_ssl": "false", "requester_pays": "0",
         "default_block_size": "5MiB", "max_concurrency": "2", "multipart_threshold": "64 MB",
         "multipart_chunksize": "16MiB", "client_kwargs": '{"verify": false}',
-        "config_kwargs": "retries: {max_attempts: 7}\nconnect_timeout: 3",
+        "config_kwargs": "retries: {max_attempts: 7}\nconnect_timeout: 3\ns3: {payload_signing_enabled: true}",
         "s3_additional_kwargs": '{"ACL": "bucket-owner-full-control"}', "profile": "archive",
         "region_name": "eu-north-1"})
     fs = options.fs_kwargs
@@ -30,7 +32,8 @@ def test_ini_strings_are_converted() -> None:
     assert fs["default_block_size"] == 5 * MIB
     assert options.multipart_threshold == 64_000_000 and options.multipart_chunksize == 16 * MIB
     assert fs["client_kwargs"] == {"verify": False, "region_name": "eu-north-1"}
-    assert fs["config_kwargs"] == {"retries": {"max_attempts": 7}, "connect_timeout": 3}
+    assert fs["config_kwargs"] == {"retries": {"max_attempts": 7}, "connect_timeout": 3,
+                                   "s3": {"payload_signing_enabled": True}}
     assert fs["s3_additional_kwargs"] == {"ACL": "bucket-owner-full-control"}
     assert fs["profile"] == options.profile == "archive"
     assert fs["max_concurrency"] == options.max_concurrency == 2

@@ -6,16 +6,19 @@ Imports of s3fs and botocore happen on first use, so registering the plugin stay
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import contextvars
 import functools
 import hashlib
 import inspect
+import io
 import logging
 import mimetypes
 import os
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,7 +121,9 @@ class S3Mover(Mover):
                       expected: Digest | None) -> None:
         """The data is hashed as it is read and checked before the object is created; a single
         upload also sends the announced sha256 as ``ChecksumSHA256``, which S3 checks on the
-        bytes it received (a mismatch is refused with ``BadDigest``)."""
+        bytes it received (a mismatch is refused with ``BadDigest``). Every part of a multipart
+        upload carries its own checksum (CRC32, or the ``s3_additional_kwargs`` ChecksumAlgorithm),
+        which S3 checks likewise."""
         bucket, key = _split(target)
         if not key:
             raise S3Error(f"no object name in {target}", transient=False)
@@ -221,10 +226,17 @@ class S3Mover(Mover):
                           expected: Digest | None = None) -> None:
         chunk = part_size(size, self.options.multipart_chunksize)
         hasher = Hasher(expected.method if expected is not None else None)
+        # Each part carries its checksum (CRC32 as boto3's uploads, or the s3_additional_kwargs
+        # ChecksumAlgorithm) for the server to check. It is computed here, beside the event loop: botocore
+        # would compute it on s3fs' one loop thread, one part at a time, and the upload would wait on it.
+        algorithm = str(fs.s3_additional_kwargs.get("ChecksumAlgorithm") or "CRC32").upper()
+        part_checksum = _PART_CHECKSUMS.get(algorithm)
+        if part_checksum is not None:
+            extra = {**extra, "ChecksumAlgorithm": algorithm}
         created = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)
         upload_id = created["UploadId"]
-        # An upload created with a checksum algorithm (s3_additional_kwargs ChecksumAlgorithm) must list
-        # every part's checksum on completion, or S3 refuses it.
+        # An upload created with a checksum algorithm must list every part's checksum on completion, or
+        # S3 refuses it.
         checksum_field = f"Checksum{created['ChecksumAlgorithm'].upper()}" if created.get("ChecksumAlgorithm") else None
         pending: deque[tuple[int, int, concurrent.futures.Future[Any]]] = deque()
         parts: list[dict[str, Any]] = []
@@ -243,18 +255,20 @@ class S3Mover(Mover):
                 progress(nbytes)
 
         try:
-            with open(local_path, "rb") as source:
+            with open(local_path, "rb") as source, concurrent.futures.ThreadPoolExecutor(1) as hashing:
                 number = 0
                 while True:
                     data = source.read(chunk)
-                    hasher.update(data)
+                    part_sum = hashing.submit(part_checksum, data) if part_checksum is not None else None
+                    hasher.update(data)  # the whole file's checksum, alongside the part's
                     if not data and number:
                         break
                     number += 1
                     if prepay:
                         progress(len(data))
+                    checksum = {f"Checksum{algorithm}": part_sum.result()} if part_sum is not None else {}
                     request = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
-                                          PartNumber=number, Body=data)
+                                          PartNumber=number, Body=_unshared(data), **checksum)
                     pending.append((number, len(data), asyncio.run_coroutine_threadsafe(request, fs.loop)))
                     while len(pending) >= self.options.max_concurrency:
                         finish_oldest()
@@ -308,6 +322,28 @@ class S3Mover(Mover):
                 raise ChecksumMismatch(f"S3 refused s3://{bucket}/{key}: the data it received does not match the "
                                        f"announced sha256 {expected.value} ({err})", transient=True) from err
             raise
+
+
+def _unshared(data: bytes) -> io.BytesIO:
+    """``data`` in a buffer of its own, copied here rather than on the event loop: botocore turns a
+    ``bytes`` body into a ``BytesIO`` sharing it, which aiohttp then copies, on the loop thread."""
+    body = io.BytesIO()
+    body.write(data)
+    body.seek(0)
+    return body
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+_PART_CHECKSUMS: dict[str, Callable[[bytes], str]] = {
+    "CRC32": lambda data: _b64(zlib.crc32(data).to_bytes(4, "big")),
+    "SHA1": lambda data: _b64(hashlib.sha1(data).digest()),
+    "SHA256": lambda data: _b64(hashlib.sha256(data).digest()),
+}
+"""Part checksums as S3 takes them (``ChecksumCRC32``...), by algorithm; zlib and hashlib let other
+threads run meanwhile. Others (CRC32C, CRC64NVME) are left to botocore."""
 
 
 def _download(fs: S3FileSystem, request: dict[str, Any], local_path: str, progress: ProgressCallback | None) -> None:

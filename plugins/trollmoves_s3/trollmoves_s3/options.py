@@ -108,6 +108,10 @@ class S3Options:
             fs["client_kwargs"] = client_kwargs
         config_kwargs = dict(fs.get("config_kwargs", {}))
         config_kwargs.setdefault("retries", dict(_DEFAULT_BOTO_RETRIES))
+        # botocore hashes every body for the signature over plain http (on s3fs' one event-loop thread,
+        # so one part at a time); the checksum each upload carries already lets the server check the bytes.
+        if isinstance(config_kwargs.get("s3", {}), Mapping):
+            config_kwargs["s3"] = {"payload_signing_enabled": False, **config_kwargs.get("s3", {})}
         fs["config_kwargs"] = config_kwargs
 
         concurrency = to_size(params.get("max_concurrency", 10), "max_concurrency")
