@@ -472,3 +472,25 @@ def test_profile_from_the_shared_credentials_file(s3: str, bucket: str, boto: An
             pytest.raises(TransferError, match="no-such-profile") as info:
         mover.put(source, f"s3://{bucket}/")
     assert not info.value.transient
+
+
+def test_parts_go_without_checksums_when_the_store_wants_them_only_when_required(
+        s3_params: dict[str, Any], bucket: str, big_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older S3-compatible store refuses flexible checksums: botocore's own switch turns ours off too."""
+    import s3fs
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    original = s3fs.S3FileSystem._call_s3
+
+    async def recording(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((method, kwargs))
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", recording)
+    params = {**s3_params, "multipart_chunksize": "5MiB",
+              "config_kwargs": {"request_checksum_calculation": "when_required"}}
+    with S3Mover(params) as mover:
+        mover.put(big_file, f"s3://{bucket}/")
+    parts = [kwargs for method, kwargs in calls if method == "upload_part"]
+    assert len(parts) == 5
+    assert not any(key.startswith("Checksum") for kwargs in parts for key in kwargs)

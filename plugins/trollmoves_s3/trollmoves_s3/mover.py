@@ -229,7 +229,9 @@ class S3Mover(Mover):
         # Each part carries its checksum (CRC32 as boto3's uploads, or the s3_additional_kwargs
         # ChecksumAlgorithm) for the server to check. It is computed here, beside the event loop: botocore
         # would compute it on s3fs' one loop thread, one part at a time, and the upload would wait on it.
-        algorithm = str(fs.s3_additional_kwargs.get("ChecksumAlgorithm") or "CRC32").upper()
+        # A store without flexible checksums is told so as botocore is: request_checksum_calculation = when_required.
+        default = None if fs.config_kwargs.get("request_checksum_calculation") == "when_required" else "CRC32"
+        algorithm = str(fs.s3_additional_kwargs.get("ChecksumAlgorithm") or default or "").upper()
         part_checksum = _PART_CHECKSUMS.get(algorithm)
         if part_checksum is not None:
             extra = {**extra, "ChecksumAlgorithm": algorithm}
