@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
 
 from trollmoves_core.bwlimit import chunk_size, untimed
 from trollmoves_core.checksum import Digest, Hasher, read_buffer
@@ -14,6 +15,8 @@ from trollmoves_core.uri import Location
 
 MODES = ("hardlink", "copy", "move", "symlink")
 _CHUNK = 64 * 1024 * 1024
+_OVERLAP_FROM = 16 * 1024 * 1024
+_OVERLAP_BLOCK = 4 * 1024 * 1024
 
 
 class FileMover(Mover):
@@ -97,22 +100,52 @@ class FileMover(Mover):
 
 def hashing_copy(source: str, dest: str, method: str | None,
                  progress: ProgressCallback | None = None) -> Hasher:
-    """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read)."""
+    """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read).
+    From :data:`_OVERLAP_FROM` bytes on, each block is hashed in a second thread while it is written."""
     hasher = Hasher(method)
     with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
         size = os.fstat(src.fileno()).st_size
-        buffer = read_buffer(chunk_size(progress, size))
-        view = memoryview(buffer)
-        while count := src.readinto(buffer):
-            chunk = view[:count]
-            hasher.update(chunk)
-            written = 0
-            while written < count:
-                written += dst.write(chunk[written:])
-            if progress:
-                progress(count)
+        if size >= _OVERLAP_FROM:
+            _overlapped_copy(src, dst, hasher, chunk_size(progress, _OVERLAP_BLOCK), progress)
+        else:
+            buffer = read_buffer(chunk_size(progress, size))
+            view = memoryview(buffer)
+            while count := src.readinto(buffer):
+                chunk = view[:count]
+                hasher.update(chunk)
+                _write_all(dst, chunk)
+                if progress:
+                    progress(count)
     shutil.copystat(source, dest)
     return hasher
+
+
+def _overlapped_copy(src: BinaryIO, dst: BinaryIO, hasher: Hasher, block: int,
+                     progress: ProgressCallback | None) -> None:
+    """Two buffers in turn: block i is hashed (hashlib releases the GIL) while it is written and
+    block i + 1 read; the hash of block i - 1 is waited for before block i's starts, so the
+    blocks are hashed in order and a buffer is refilled only once its hash is done."""
+    views = [memoryview(bytearray(block)), memoryview(bytearray(block))]
+    with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
+        hashed: Future[None] | None = None
+        turn = 0
+        while count := src.readinto(views[turn]):
+            chunk = views[turn][:count]
+            if hashed is not None:
+                hashed.result()
+            hashed = hashing.submit(hasher.update, chunk)
+            _write_all(dst, chunk)
+            if progress:
+                progress(count)
+            turn ^= 1
+        if hashed is not None:
+            hashed.result()
+
+
+def _write_all(dst: BinaryIO, chunk: memoryview) -> None:
+    written = 0
+    while written < len(chunk):
+        written += dst.write(chunk[written:])
 
 
 def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],

@@ -103,3 +103,35 @@ def test_uri_with_a_host_and_no_path_means_the_root_directory(tmp_path: Path) ->
     mover = RecordingMover()
     assert mover.put(src, "file://somehost") == "file://somehost/a.nc"
     assert mover.target.path == "/a.nc"
+
+
+@pytest.mark.parametrize("slow_hash", [False, True])
+@pytest.mark.parametrize("size", [16 * 1024 * 1024 - 1, 16 * 1024 * 1024, 21 * 1024 * 1024 + 3])
+def test_a_big_copy_hashed_beside_its_writes_is_the_file_and_its_digest(tmp_path: Path, size: int,
+                                                                       slow_hash: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """From 16 MiB on, blocks are hashed in a second thread while written: same bytes, same digest,
+    also when hashing is slower than reading (a buffer must not be refilled while it is hashed)."""
+    import time
+
+    from trollmoves_core import file_mover
+    from trollmoves_core.checksum import Digest, Hasher, file_digest
+    from trollmoves_core.file_mover import hashing_copy
+
+    if slow_hash:
+        class SlowHasher(Hasher):
+            def update(self, data: bytes | memoryview) -> None:
+                time.sleep(0.02)
+                super().update(data)
+
+        monkeypatch.setattr(file_mover, "Hasher", SlowHasher)
+
+    source, dest = tmp_path / "big.dat", tmp_path / "copy.dat"
+    block = os.urandom(1024 * 1024 + 7)  # blocks that do not line up with the copy's
+    with open(source, "wb") as out:
+        for start in range(0, size, len(block)):
+            out.write(block[:size - start])
+    got = hashing_copy(str(source), str(dest), "sha256").digest()
+    assert dest.read_bytes() == source.read_bytes()
+    assert got == file_digest(str(source), "sha256")
+    assert isinstance(got, Digest) and got.size == size
