@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from trollmoves_roles.bus.posttroll import Subscription
 
@@ -26,14 +27,23 @@ class SetupError(RuntimeError):
     """The implementation did not come up or died; the message carries its log tail."""
 
 
-class Recorder:
-    """Subscribe to the client's publisher; stamp every republished ``file`` message on arrival."""
+class MessageSource(Protocol):
+    """What :class:`Recorder` reads: a posttroll :class:`Subscription`, or any bus's subscriber."""
 
-    def __init__(self, address: str) -> None:
+    def recv(self, timeout: float) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Recorder:
+    """Subscribe to the client's publisher (an address, or a subscriber of any bus); stamp every
+    republished ``file`` message on arrival."""
+
+    def __init__(self, source: str | MessageSource) -> None:
         self.arrivals: dict[str, list[float]] = defaultdict(list)
         self.messages = 0
         self._cond = threading.Condition()
-        self._subscription = Subscription([address], ["/"])
+        self._subscription = Subscription([source], ["/"]) if isinstance(source, str) else source
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()

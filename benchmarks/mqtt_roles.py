@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.configs import SUFFIX, TOPIC
+from benchmarks.harness import Recorder
 from benchmarks.impls import BASELINE_VENV, OURS_VENV, REPO
 from benchmarks.procs import Proc
 from benchmarks.report import interfaces
@@ -45,56 +46,6 @@ TAKEOVER_AFTER = 30.0
 GROUPS = (0, 1, 2, 4)
 """Setups over MQTT: 0 is one client without a group, N a group of N."""
 NETNS_ENV = "TROLLMOVES_BENCH_NETNS"
-
-
-class Results:
-    """Client results (``file`` with ``origin`` and no ``request_address``) per uid, stamped on arrival."""
-
-    def __init__(self, recv: Callable[[float], object], close: Callable[[], None]) -> None:
-        self.arrivals: dict[str, list[float]] = {}
-        self._recv, self._close = recv, close
-        self._cond = threading.Condition()
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._halt.is_set():
-            message = self._recv(0.05)
-            if message is None:
-                continue
-            now = time.perf_counter()
-            data = message.data if isinstance(message.data, dict) else {}
-            if message.type == "file" and "origin" in data and "request_address" not in data:
-                with self._cond:
-                    self.arrivals.setdefault(str(data.get("uid", "")), []).append(now)
-                    self._cond.notify_all()
-
-    def wait_for(self, uid: str, timeout: float) -> float | None:
-        """The first arrival (perf_counter) of ``uid``, waiting up to ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not self.arrivals.get(uid):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            return self.arrivals[uid][0]
-
-    def wait(self, uids: set[str], stall: float) -> None:
-        """Until every uid arrived, or ``stall`` s pass without a new one."""
-        last, progress = -1, time.monotonic()
-        while (count := sum(1 for u in uids if u in self.arrivals)) < len(uids):
-            if count != last:
-                last, progress = count, time.monotonic()
-            elif time.monotonic() - progress > stall:
-                return
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self._halt.set()
-        self._thread.join(2)
-        self._close()
 
 
 def _free_port() -> int:
@@ -127,7 +78,7 @@ class Roles:
     out: Path
     procs: list[Proc] = field(default_factory=list)
     broker: object = None
-    results: Results | None = None
+    results: Recorder | None = None
 
     @property
     def clients(self) -> list[Proc]:
@@ -179,13 +130,13 @@ def running(root: Path, members: int | None, takeover_after: float = TAKEOVER_AF
                   == max(members, 1), 30, "the members' subscriptions")
             recorder_bus = MqttTransport.for_bus(f"{bus}?client_id=rec{uuid.uuid4().hex[:8]}&session_expiry=0")
             subscriber = recorder_bus.subscriber([], [TOPIC])
-            roles.results = Results(subscriber.recv, subscriber.close)
+            roles.results = Recorder(subscriber)
             time.sleep(takeover_after if members else 2)
         else:
             from trollmoves_roles.bus.posttroll import Subscription
 
             subscription = Subscription([f"tcp://127.0.0.1:{client_pub}"], ["/"])
-            roles.results = Results(subscription.recv, subscription.close)
+            roles.results = Recorder(subscription)
             time.sleep(2)  # the client's subscription to the server and ours to the client connect
         yield roles
     finally:
@@ -215,7 +166,7 @@ def run_burst(root: Path, files: int, members: int | None, *, takeover_after: fl
         for path in staged:
             os.rename(path, roles.watch / path.name)
         uids = {p.name for p in staged}
-        roles.results.wait(uids, stall=stall)
+        roles.results.wait_all(uids, math.inf, stall)
         elapsed = max((times[0] for times in roles.results.arrivals.values() if times), default=t0) - t0
         cpu = {p.name: (p.cpu_seconds() or 0.0) - cpu_before[p.name] for p in roles.procs}
         broker_cpu = _cpu(roles.broker.proc.pid) - broker_before if roles.broker is not None else None
