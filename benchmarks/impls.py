@@ -136,7 +136,7 @@ class OursJournalled(Ours):
 
 
 IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV),
-                                         Ours("baseline", BASELINE_VENV),
+                                         Ours("baseline", BASELINE_VENV, by_default=False),
                                          OursJournalled("ours-journal", OURS_VENV, False, history=True),
                                          OursJournalled("ours-journal-nohistory", OURS_VENV, False, history=False)]
 
