@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import paramiko
 
@@ -27,6 +27,9 @@ from trollmoves_core.pool import ConnectionPool
 from trollmoves_core.uri import Location
 from trollmoves_ssh.errors import AuthenticationError, SshLoginError, UnknownHostKeyError
 from trollmoves_ssh.options import SshOptions
+
+if TYPE_CHECKING:
+    from trollmoves_ssh.pipeline import Spare
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ class SshConnection:
         self.no_sftp = False
         """Set when the server has no SFTP subsystem: shell commands replace it."""
         self._sftp: paramiko.SFTPClient | None = None
+        self.spare: Spare | None = None
+        """The next upload's temporary file, opened ahead on this SFTP session (by the SFTP mover)."""
+        self.key: Hashable = None
+        """The pool's key for this connection."""
+        self.litter: list[str] = []
+        """Files opened ahead on a session (or connection) lost since: deleted by :meth:`remove_litter`."""
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -66,6 +75,8 @@ class SshConnection:
         return transport
 
     def is_alive(self) -> bool:
+        """The transport is up, as far as it knows: a write may still find the socket closed (EOFError)
+        before its reader thread has seen the end."""
         transport = self.client.get_transport()
         return transport is not None and transport.is_active()
 
@@ -80,8 +91,22 @@ class SshConnection:
             self._sftp = paramiko.SFTPClient(channel)
         return self._sftp
 
+    def remove_litter(self) -> None:
+        """Delete the files opened ahead on an SFTP session dropped after an error (best effort)."""
+        while self.litter:
+            path = self.litter.pop()
+            try:
+                self.sftp().remove(path)
+            except FileNotFoundError:
+                pass
+            except (OSError, paramiko.SSHException) as err:
+                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, err or type(err).__name__)
+
     def drop_sftp(self) -> None:
         """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
+        if self.spare is not None:
+            self.litter.append(self.spare.path)
+            self.spare = None
         sftp, self._sftp = self._sftp, None
         if sftp is not None:
             try:
@@ -106,6 +131,18 @@ class SshConnection:
             raise OSError(f"remote command {text!r} failed: {message}")
 
     def close(self) -> None:
+        """Delete the file opened ahead and any litter (best effort), close the session, release the
+        login; what could not be deleted stays in ``litter``."""
+        spare, self.spare = self.spare, None
+        if self.is_alive():
+            try:
+                if spare is not None:
+                    spare.discard(wait=True)
+                self.remove_litter()
+            except Exception as err:  # the session is going away anyway
+                LOG.debug("Could not clean up on %s: %s", self.endpoint, err)
+        elif spare is not None:
+            self.litter.append(spare.path)
         self.drop_sftp()
         self._release()
 
@@ -211,8 +248,12 @@ class SshSessions:
         self._accepted_keys: dict[str, paramiko.PKey] = {}
         self._logins: dict[Hashable, list[_Login]] = {}
         self._lock = threading.Lock()
+        self._litter: dict[Hashable, list[str]] = {}
+        """Files opened ahead or half written on connections lost since, for the next connection to
+        the host to delete."""
+        self._closed = False
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
-            self._open, SshConnection.close, SshConnection.is_alive, idle_timeout=idle_timeout)
+            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout)
 
     def _open(self, key: Hashable) -> SshConnection:
         location = self._locations[key]
@@ -236,8 +277,14 @@ class SshSessions:
         except BaseException:
             self._release(key, login)
             raise
-        return SshConnection(client, endpoint(location, self.options), self.options,
+        conn = SshConnection(client, endpoint(location, self.options), self.options,
                              lambda: self._release(key, login), shared=shared)
+        conn.key = key
+        return conn
+
+    def _close(self, conn: SshConnection) -> None:
+        conn.close()
+        self._keep_litter(conn.key, conn)
 
     def _release(self, key: Hashable, login: _Login) -> None:
         with self._lock:
@@ -269,21 +316,45 @@ class SshSessions:
         failure: Exception | None = None
         with self.pool.connection(key) as conn:
             conn.uses += 1
+            with self._lock:
+                conn.litter += self._litter.pop(key, [])
             try:
                 return action(conn)
             except Exception as err:
-                if conn.is_alive():
+                # A write can meet the closed socket (EOFError) before the transport has noticed.
+                if conn.is_alive() and not isinstance(err, EOFError | ConnectionError):
                     if not _is_server_status(err):
                         conn.drop_sftp()
                     failure = err  # the login survives: give the connection back to the pool
-                elif reopen and conn.uses > 1:
-                    raise _Dropped(conn.endpoint) from err
                 else:
+                    self._keep_litter(key, conn)
+                    if reopen and conn.uses > 1:
+                        raise _Dropped(conn.endpoint) from err
                     raise ConnectionError(f"SSH connection to {conn.endpoint} lost: {_reason(err)}") from err
         raise failure
 
+    def _keep_litter(self, key: Hashable, conn: SshConnection) -> None:
+        """Hand what ``conn`` could not delete (it was lost) to the next connection to the host."""
+        conn.drop_sftp()
+        if not conn.litter:
+            return
+        with self._lock:
+            if self._closed:
+                for path in conn.litter:
+                    LOG.warning("Could not remove %s on %s: the connection was lost", path, conn.endpoint)
+            else:
+                self._litter.setdefault(key, []).extend(conn.litter)
+        conn.litter.clear()
+
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.pool.close_all()
+        with self._lock:
+            left = [path for paths in self._litter.values() for path in paths]
+            self._litter.clear()
+        for path in left:
+            LOG.warning("Could not remove %s: the connection was lost", path)
 
 
 class _Dropped(Exception):
