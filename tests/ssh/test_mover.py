@@ -386,8 +386,7 @@ def test_concurrent_first_uploads_share_one_login(private_sshd: SshServer, sourc
     assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(SESSIONS_PER_LOGIN))
 
 
-def test_connections_in_use_at_once_share_logins_by_four(private_sshd: SshServer, source: Path,
-                                                         remote_tmp: Path) -> None:
+def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
     with SftpMover(private_sshd.mover_params()) as mover, contextlib.ExitStack() as held:
         mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/first.bin"))
         sessions = mover._sessions

@@ -37,11 +37,12 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
-SESSIONS_PER_LOGIN = 4
+SESSIONS_PER_LOGIN = 8
 """Pooled connections sharing one SSH login, each on its own channel: concurrent transfers to one
-host cost a login per four, not one each (a login costs several round trips, and sshd drops
-new connections beyond ``MaxStartups``, 10, that have not logged in yet); below sshd's
-``MaxSessions`` (10 channels per login)."""
+host cost a login per eight, not one each (a login costs about six round trips more than a new
+channel on an open one, which a burst pays while its pushes wait, and sshd drops new
+connections beyond ``MaxStartups``, 10, that have not logged in yet); below sshd's
+``MaxSessions`` (10 channels per login). The server's 16 push workers need two logins."""
 
 
 class SshConnection:
