@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from trollmoves_ssh.connection import SESSIONS_PER_LOGIN, SshConnection
+from trollmoves_ssh.connection import SshConnection
 from trollmoves_ssh.mover import ScpMover, SftpMover
+from trollmoves_ssh.options import SESSIONS_PER_LOGIN
 from trollmoves_ssh.pipeline import WRITES_IN_FLIGHT
 from trollmoves_ssh.testing import PasswordSshServer, SshServer
 
@@ -386,13 +387,17 @@ def test_concurrent_first_uploads_share_one_login(private_sshd: SshServer, sourc
     assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(SESSIONS_PER_LOGIN))
 
 
-def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
-    with SftpMover(private_sshd.mover_params()) as mover, contextlib.ExitStack() as held:
+@pytest.mark.parametrize("per_login", [None, 2])
+def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source: Path, remote_tmp: Path,
+                                                  per_login: int | None) -> None:
+    params = private_sshd.mover_params(**({} if per_login is None else {"sessions_per_login": str(per_login)}))
+    per_login = per_login or SESSIONS_PER_LOGIN
+    with SftpMover(params) as mover, contextlib.ExitStack() as held:
         mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/first.bin"))
         sessions = mover._sessions
         assert sessions is not None
         key = next(iter(sessions.pool._idle))
-        conns = [held.enter_context(sessions.pool.connection(key)) for _ in range(SESSIONS_PER_LOGIN + 1)]
+        conns = [held.enter_context(sessions.pool.connection(key)) for _ in range(per_login + 1)]
         for conn in conns:
             conn.sftp().stat(str(remote_tmp))  # each has its own SFTP session, on a shared login
         assert len({id(conn.client) for conn in conns}) == 2

@@ -1,7 +1,7 @@
 """The SSH connection layer shared by the SFTP and SCP movers.
 
 Opening a connection (host keys, login, keepalive, fast ciphers, large windows), the pooled
-connection object (one channel, for SFTP, on a login that up to ``SESSIONS_PER_LOGIN`` of
+connection object (one channel, for SFTP, on a login that up to ``sessions_per_login`` of
 them share), and the translation of paramiko's errors into ones the retry logic
 classifies correctly: network trouble becomes :class:`ConnectionError` (transient), a
 rejected host key or login becomes a :class:`~trollmoves_ssh.errors.SshLoginError` (never
@@ -37,13 +37,6 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
-SESSIONS_PER_LOGIN = 8
-"""Pooled connections sharing one SSH login, each on its own channel: concurrent transfers to one
-host cost a login per eight, not one each (a login costs about six round trips more than a new
-channel on an open one, which a burst pays while its pushes wait, and sshd drops new
-connections beyond ``MaxStartups``, 10, that have not logged in yet); below sshd's
-``MaxSessions`` (10 channels per login). The server's 16 push workers need two logins."""
-
 
 class SshConnection:
     """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
@@ -239,7 +232,7 @@ class SshSessions:
     """Pooled SSH connections for one mover, with one transparent re-open of dropped ones.
 
     A connection the pool needs is a new channel on a login to the same host that has fewer than
-    ``SESSIONS_PER_LOGIN``, or one being opened (its users wait for it), or else on a new login;
+    ``sessions_per_login``, or one being opened (its users wait for it), or else on a new login;
     a login is closed with the last connection on it.
     """
 
@@ -261,7 +254,7 @@ class SshSessions:
         with self._lock:
             logins = self._logins.setdefault(key, [])
             logins[:] = [login for login in logins if login.usable()]  # dead ones close with their last user
-            login = next((login for login in logins if login.sessions < SESSIONS_PER_LOGIN), None)
+            login = next((login for login in logins if login.sessions < self.options.sessions_per_login), None)
             shared = login is not None
             if login is None:
                 login = _Login()
