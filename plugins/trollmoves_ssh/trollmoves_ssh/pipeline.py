@@ -94,7 +94,7 @@ def _handle(requests: Requests, opening: int, path: str) -> bytes:
     return msg.get_binary()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Spare:
     """A temporary file being opened ahead, on one SFTP session, for the next upload into ``directory``."""
 
@@ -103,14 +103,18 @@ class Spare:
     requests: Requests
     opening: int
     """The number of its OPEN request."""
+    _handle: bytes | None = None
+    _answered: bool = False
 
     def handle(self) -> bytes | None:
         """Its handle, or None when the server refused to create it (the upload opens its own)."""
-        try:
-            return _handle(self.requests, self.opening, self.path)
-        except OSError as err:
-            LOG.debug("Could not open %s ahead: %s", self.path, err)
-            return None
+        if not self._answered:
+            self._answered = True
+            try:
+                self._handle = _handle(self.requests, self.opening, self.path)
+            except OSError as err:
+                LOG.debug("Could not open %s ahead: %s", self.path, err)
+        return self._handle
 
     def discard(self, *, wait: bool) -> None:
         """Close and delete the file; ``wait`` for the answers (else they are dropped unread)."""
