@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from trollmoves_ssh.connection import SESSIONS_PER_LOGIN, SshConnection
+from trollmoves_ssh.connection import SshConnection
 from trollmoves_ssh.mover import ScpMover, SftpMover
+from trollmoves_ssh.options import SESSIONS_PER_LOGIN
 from trollmoves_ssh.pipeline import WRITES_IN_FLIGHT
 from trollmoves_ssh.testing import PasswordSshServer, SshServer
 
@@ -285,6 +286,52 @@ def test_killed_connection_is_reopened_transparently(private_sshd: SshServer, so
     assert (remote_tmp / "two.bin").read_bytes() == source.read_bytes()
     assert private_sshd.login_count() == 2
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # no retry was needed
+    # what the lost connection had opened (ahead, or half written) the next one deleted
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+
+
+def _hidden(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.startswith(".")]
+
+
+def test_the_next_temporary_file_is_opened_ahead_in_the_last_directory(sshd: SshServer, ssh_params: dict[str, str],
+                                                                       source: Path, remote_tmp: Path) -> None:
+    (remote_tmp / "a").mkdir()
+    (remote_tmp / "b").mkdir()
+    with SftpMover(ssh_params) as mover:
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/a/one.bin"))
+        assert wait_until(lambda: _hidden(remote_tmp / "a"))  # its OPEN went after the rename
+        [ahead] = _hidden(remote_tmp / "a")
+        assert re.fullmatch(r"\.trollmoves\.[0-9a-f]+\.part", ahead)
+        assert (remote_tmp / "a" / ahead).stat().st_size == 0
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/a/two.bin"))  # into the file opened ahead
+        assert wait_until(lambda: len(_hidden(remote_tmp / "a")) == 1 and ahead not in _hidden(remote_tmp / "a"))
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/b/three.bin"))  # elsewhere: that one is deleted
+        assert wait_until(lambda: len(_hidden(remote_tmp / "b")) == 1)
+        assert wait_until(lambda: not _hidden(remote_tmp / "a"))
+    assert sorted(p.name for p in (remote_tmp / "a").iterdir()) == ["one.bin", "two.bin"]
+    assert sorted(p.name for p in (remote_tmp / "b").iterdir()) == ["three.bin"]  # closing deleted the last
+    for name in ("a/one.bin", "a/two.bin", "b/three.bin"):
+        assert (remote_tmp / name).read_bytes() == source.read_bytes()
+
+
+def test_open_ahead_can_be_turned_off(sshd: SshServer, ssh_params: dict[str, str], source: Path,
+                                      remote_tmp: Path) -> None:
+    with SftpMover({**ssh_params, "open_ahead": "false"}) as mover:
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+        assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+
+
+def test_a_file_opened_ahead_and_deleted_meanwhile_fails_once_and_is_retried(
+        sshd: SshServer, ssh_params: dict[str, str], source: Path, remote_tmp: Path) -> None:
+    with SftpMover({**ssh_params, "retry_delay": "0.01"}) as mover:
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        for name in _hidden(remote_tmp):  # a clean-up job deletes hidden files
+            (remote_tmp / name).unlink()
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+    assert (remote_tmp / "two.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
 
 
 def test_restarted_server_is_reconnected_transparently(private_sshd: SshServer, source: Path,
@@ -340,14 +387,17 @@ def test_concurrent_first_uploads_share_one_login(private_sshd: SshServer, sourc
     assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(SESSIONS_PER_LOGIN))
 
 
-def test_connections_in_use_at_once_share_logins_by_four(private_sshd: SshServer, source: Path,
-                                                         remote_tmp: Path) -> None:
-    with SftpMover(private_sshd.mover_params()) as mover, contextlib.ExitStack() as held:
+@pytest.mark.parametrize("per_login", [None, 2])
+def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source: Path, remote_tmp: Path,
+                                                  per_login: int | None) -> None:
+    params = private_sshd.mover_params(**({} if per_login is None else {"sessions_per_login": str(per_login)}))
+    per_login = per_login or SESSIONS_PER_LOGIN
+    with SftpMover(params) as mover, contextlib.ExitStack() as held:
         mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/first.bin"))
         sessions = mover._sessions
         assert sessions is not None
         key = next(iter(sessions.pool._idle))
-        conns = [held.enter_context(sessions.pool.connection(key)) for _ in range(SESSIONS_PER_LOGIN + 1)]
+        conns = [held.enter_context(sessions.pool.connection(key)) for _ in range(per_login + 1)]
         for conn in conns:
             conn.sftp().stat(str(remote_tmp))  # each has its own SFTP session, on a shared login
         assert len({id(conn.client) for conn in conns}) == 2

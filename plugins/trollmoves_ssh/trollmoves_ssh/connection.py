@@ -1,7 +1,7 @@
 """The SSH connection layer shared by the SFTP and SCP movers.
 
 Opening a connection (host keys, login, keepalive, fast ciphers, large windows), the pooled
-connection object (one channel, for SFTP, on a login that up to ``SESSIONS_PER_LOGIN`` of
+connection object (one channel, for SFTP, on a login that up to ``sessions_per_login`` of
 them share), and the translation of paramiko's errors into ones the retry logic
 classifies correctly: network trouble becomes :class:`ConnectionError` (transient), a
 rejected host key or login becomes a :class:`~trollmoves_ssh.errors.SshLoginError` (never
@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import paramiko
 
@@ -28,18 +28,15 @@ from trollmoves_core.uri import Location
 from trollmoves_ssh.errors import AuthenticationError, SshLoginError, UnknownHostKeyError
 from trollmoves_ssh.options import SshOptions
 
+if TYPE_CHECKING:
+    from trollmoves_ssh.pipeline import Spare
+
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
-SESSIONS_PER_LOGIN = 4
-"""Pooled connections sharing one SSH login, each on its own channel: concurrent transfers to one
-host cost a login per four, not one each (a login costs several round trips, and sshd drops
-new connections beyond ``MaxStartups``, 10, that have not logged in yet); below sshd's
-``MaxSessions`` (10 channels per login)."""
-
 
 class SshConnection:
     """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
@@ -57,6 +54,12 @@ class SshConnection:
         self.no_sftp = False
         """Set when the server has no SFTP subsystem: shell commands replace it."""
         self._sftp: paramiko.SFTPClient | None = None
+        self.spare: Spare | None = None
+        """The next upload's temporary file, opened ahead on this SFTP session (by the SFTP mover)."""
+        self.key: Hashable = None
+        """The pool's key for this connection."""
+        self.litter: list[str] = []
+        """Files opened ahead on a session (or connection) lost since: deleted by :meth:`remove_litter`."""
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -66,6 +69,8 @@ class SshConnection:
         return transport
 
     def is_alive(self) -> bool:
+        """The transport is up, as far as it knows: a write may still find the socket closed (EOFError)
+        before its reader thread has seen the end."""
         transport = self.client.get_transport()
         return transport is not None and transport.is_active()
 
@@ -80,8 +85,22 @@ class SshConnection:
             self._sftp = paramiko.SFTPClient(channel)
         return self._sftp
 
+    def remove_litter(self) -> None:
+        """Delete the files opened ahead on an SFTP session dropped after an error (best effort)."""
+        while self.litter:
+            path = self.litter.pop()
+            try:
+                self.sftp().remove(path)
+            except FileNotFoundError:
+                pass
+            except (OSError, paramiko.SSHException) as err:
+                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, err or type(err).__name__)
+
     def drop_sftp(self) -> None:
         """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
+        if self.spare is not None:
+            self.litter.append(self.spare.path)
+            self.spare = None
         sftp, self._sftp = self._sftp, None
         if sftp is not None:
             try:
@@ -106,6 +125,18 @@ class SshConnection:
             raise OSError(f"remote command {text!r} failed: {message}")
 
     def close(self) -> None:
+        """Delete the file opened ahead and any litter (best effort), close the session, release the
+        login; what could not be deleted stays in ``litter``."""
+        spare, self.spare = self.spare, None
+        if self.is_alive():
+            try:
+                if spare is not None:
+                    spare.discard(wait=True)
+                self.remove_litter()
+            except Exception as err:  # the session is going away anyway
+                LOG.debug("Could not clean up on %s: %s", self.endpoint, err)
+        elif spare is not None:
+            self.litter.append(spare.path)
         self.drop_sftp()
         self._release()
 
@@ -201,7 +232,7 @@ class SshSessions:
     """Pooled SSH connections for one mover, with one transparent re-open of dropped ones.
 
     A connection the pool needs is a new channel on a login to the same host that has fewer than
-    ``SESSIONS_PER_LOGIN``, or one being opened (its users wait for it), or else on a new login;
+    ``sessions_per_login``, or one being opened (its users wait for it), or else on a new login;
     a login is closed with the last connection on it.
     """
 
@@ -211,15 +242,19 @@ class SshSessions:
         self._accepted_keys: dict[str, paramiko.PKey] = {}
         self._logins: dict[Hashable, list[_Login]] = {}
         self._lock = threading.Lock()
+        self._litter: dict[Hashable, list[str]] = {}
+        """Files opened ahead or half written on connections lost since, for the next connection to
+        the host to delete."""
+        self._closed = False
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
-            self._open, SshConnection.close, SshConnection.is_alive, idle_timeout=idle_timeout)
+            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout)
 
     def _open(self, key: Hashable) -> SshConnection:
         location = self._locations[key]
         with self._lock:
             logins = self._logins.setdefault(key, [])
             logins[:] = [login for login in logins if login.usable()]  # dead ones close with their last user
-            login = next((login for login in logins if login.sessions < SESSIONS_PER_LOGIN), None)
+            login = next((login for login in logins if login.sessions < self.options.sessions_per_login), None)
             shared = login is not None
             if login is None:
                 login = _Login()
@@ -236,8 +271,14 @@ class SshSessions:
         except BaseException:
             self._release(key, login)
             raise
-        return SshConnection(client, endpoint(location, self.options), self.options,
+        conn = SshConnection(client, endpoint(location, self.options), self.options,
                              lambda: self._release(key, login), shared=shared)
+        conn.key = key
+        return conn
+
+    def _close(self, conn: SshConnection) -> None:
+        conn.close()
+        self._keep_litter(conn.key, conn)
 
     def _release(self, key: Hashable, login: _Login) -> None:
         with self._lock:
@@ -269,21 +310,45 @@ class SshSessions:
         failure: Exception | None = None
         with self.pool.connection(key) as conn:
             conn.uses += 1
+            with self._lock:
+                conn.litter += self._litter.pop(key, [])
             try:
                 return action(conn)
             except Exception as err:
-                if conn.is_alive():
+                # A write can meet the closed socket (EOFError) before the transport has noticed.
+                if conn.is_alive() and not isinstance(err, EOFError | ConnectionError):
                     if not _is_server_status(err):
                         conn.drop_sftp()
                     failure = err  # the login survives: give the connection back to the pool
-                elif reopen and conn.uses > 1:
-                    raise _Dropped(conn.endpoint) from err
                 else:
+                    self._keep_litter(key, conn)
+                    if reopen and conn.uses > 1:
+                        raise _Dropped(conn.endpoint) from err
                     raise ConnectionError(f"SSH connection to {conn.endpoint} lost: {_reason(err)}") from err
         raise failure
 
+    def _keep_litter(self, key: Hashable, conn: SshConnection) -> None:
+        """Hand what ``conn`` could not delete (it was lost) to the next connection to the host."""
+        conn.drop_sftp()
+        if not conn.litter:
+            return
+        with self._lock:
+            if self._closed:
+                for path in conn.litter:
+                    LOG.warning("Could not remove %s on %s: the connection was lost", path, conn.endpoint)
+            else:
+                self._litter.setdefault(key, []).extend(conn.litter)
+        conn.litter.clear()
+
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.pool.close_all()
+        with self._lock:
+            left = [path for paths in self._litter.values() for path in paths]
+            self._litter.clear()
+        for path in left:
+            LOG.warning("Could not remove %s: the connection was lost", path)
 
 
 class _Dropped(Exception):

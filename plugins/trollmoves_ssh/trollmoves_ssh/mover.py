@@ -39,6 +39,9 @@ MAX_BLOCK = 255 * 1024
 PREFETCH_REQUESTS = 64
 """Read requests in flight during a download (8 MiB of the 16 MiB window at the default block size)."""
 
+SPARE_NAME = "trollmoves"
+"""Named so, hidden (``.trollmoves.<token>.part``), is the temporary file opened ahead for the next upload."""
+
 LIMITED_WINDOW = 4
 """Blocks read ahead at a time during a bandwidth limited download (a prefetch of the whole file
 would fetch it at full speed and pay for it afterwards)."""
@@ -88,8 +91,10 @@ class SftpMover(SshMover):
 
     An upload goes to a hidden temporary name in the target directory (created if missing),
     in pipelined writes of ``block_size`` bytes (at most 255 KiB), and is then renamed with ``posix-rename``: readers
-    see the whole file or nothing. ``ssh://`` URIs are served the same way (upstream
-    announces files as ``ssh://host/path``).
+    see the whole file or nothing. With ``open_ahead`` (the default) the rename opens the next
+    upload's temporary file in the same directory on the same connection (it waits there, empty,
+    until an upload into that directory takes it or the connection closes and deletes it).
+    ``ssh://`` URIs are served the same way (upstream announces files as ``ssh://host/path``).
     """
 
     NAME = "sftp"
@@ -111,11 +116,11 @@ class SftpMover(SshMover):
 
     def _upload(self, conn: SshConnection, local_path: str, final: str, progress: ProgressCallback | None,
                 expected: Digest | None = None) -> None:
-        """Three round trips: open (creating the directory only if that fails for want of it),
-        write + size + close, rename."""
+        """Two round trips when the last upload on ``conn`` went to the same directory: write + size +
+        close into the temporary file it opened ahead, then rename (opening the next one meanwhile);
+        three otherwise (open first, creating the directory only if that fails for want of it)."""
         from trollmoves_ssh.pipeline import write_file
 
-        temp = self.temporary_name(final)
         hasher = Hasher(expected.method if expected is not None else None)
 
         def sent(data: bytes) -> None:
@@ -123,20 +128,55 @@ class SftpMover(SshMover):
             if progress:
                 progress(len(data))
 
-        try:
-            with open(local_path, "rb", buffering=0) as source:
-                handle = _create(conn, temp)
+        conn.remove_litter()
+        with open(local_path, "rb", buffering=0) as source:
+            temp, handle = self._temporary_file(conn, final)
+            ahead = handle is not None
+            try:
+                if handle is None:
+                    handle = _create(conn, temp)
                 written = write_file(conn.sftp(), handle, source, min(self.options.block_size, MAX_BLOCK), sent)
-            sent_digest = hasher.digest()
-            if expected is not None:
-                self.check_source(sent_digest, expected)
-                self.check_written(Digest(written), Digest(expected.size), f"sftp://{conn.endpoint}{final}")
-            if written != sent_digest.size:
-                raise OSError(f"the server stored {written} of {sent_digest.size} bytes")
+                sent_digest = hasher.digest()
+                if expected is not None:
+                    self.check_source(sent_digest, expected)
+                    self.check_written(Digest(written), Digest(expected.size), f"sftp://{conn.endpoint}{final}")
+                if written != sent_digest.size:
+                    raise OSError(f"the server stored {written} of {sent_digest.size} bytes")
+                self._rename(conn, temp, final)
+                return
+            except FileNotFoundError:
+                if not ahead:
+                    remove_quietly(conn, temp)
+                    raise
+            except BaseException:
+                remove_quietly(conn, temp)
+                raise
+        # The file opened ahead was deleted meanwhile (a clean-up of hidden files, say): once more, on a new one.
+        LOG.debug("%s on %s vanished before its rename; uploading again", temp, conn.endpoint)
+        self._upload(conn, local_path, final, progress, expected)
+
+    def _temporary_file(self, conn: SshConnection, final: str) -> tuple[str, bytes | None]:
+        """The temporary name to upload ``final`` to, with its handle when it was opened ahead."""
+        spare, conn.spare = conn.spare, None
+        if spare is not None:
+            if spare.directory == posixpath.dirname(final) and (handle := spare.handle()) is not None:
+                return spare.path, handle
+            spare.discard(wait=False)
+        return self.temporary_name(final), None
+
+    def _rename(self, conn: SshConnection, temp: str, final: str) -> None:
+        """Rename ``temp`` to ``final``, opening the next upload's temporary file beside it meanwhile
+        (``open_ahead``)."""
+        from trollmoves_ssh.pipeline import rename as rename_opening
+
+        ahead = self.temporary_name(posixpath.join(posixpath.dirname(final), SPARE_NAME)) \
+            if self.options.open_ahead else None
+        try:
+            conn.spare = rename_opening(conn.sftp(), temp, final, ahead)
+        except OSError as err:
+            if err.errno is not None:  # a real failure (no such file, permission), not "unsupported"
+                raise
             rename(conn, temp, final)
-        except BaseException:
-            remove_quietly(conn, temp)
-            raise
 
     def _download(self, conn: SshConnection, remote: str, local_path: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
@@ -300,16 +340,22 @@ def remove(conn: SshConnection, path: str) -> None:
 
 
 def remove_quietly(conn: SshConnection, path: str) -> None:
-    """Best-effort removal of a partial upload; logs instead of raising."""
-    if not conn.is_alive():
-        LOG.warning("Could not remove partial upload %s on %s: connection lost", path, conn.endpoint)
-        return
-    try:
-        remove(conn, path)
-    except FileNotFoundError:
-        pass
-    except Exception as err:
-        LOG.warning("Could not remove partial upload %s on %s: %s", path, conn.endpoint, err)
+    """Best-effort removal of a partial upload; logs instead of raising. When the connection is
+    lost, the path is left to the next connection to the host (``litter``)."""
+    if conn.is_alive():
+        try:
+            remove(conn, path)
+            return
+        except FileNotFoundError:
+            return
+        except (EOFError, ConnectionError):
+            pass
+        except Exception as err:
+            LOG.warning("Could not remove partial upload %s on %s: %s", path, conn.endpoint,
+                        err or type(err).__name__)
+            return
+    LOG.debug("Partial upload %s on %s left to the next connection: connection lost", path, conn.endpoint)
+    conn.litter.append(path)
 
 
 def _sftp_or_none(conn: SshConnection) -> Any:

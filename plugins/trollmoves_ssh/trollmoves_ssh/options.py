@@ -24,6 +24,13 @@ BLOCK_SIZE = 255 * 512
 each channel packet it sends (32 KiB towards OpenSSH), so the cost of a block grows with the
 square of its size, while smaller blocks mean more requests: this size balances the two."""
 
+SESSIONS_PER_LOGIN = 8
+"""Default of ``sessions_per_login``: pooled connections sharing one SSH login, each on its own
+channel. Concurrent transfers to one host cost a login per eight, not one each (a login costs
+about six round trips more than a new channel on an open one, which a burst pays while its
+pushes wait, and sshd drops new connections beyond ``MaxStartups``, 10, that have not logged in
+yet); below sshd's default ``MaxSessions`` (10 channels per login). A server's 16 push workers
+need two logins."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,12 @@ class SshOptions:
     * ``window_size`` (16 MiB), ``max_packet_size`` (256 KiB): what we announce for
       incoming data, which sets how fast downloads can go.
     * ``block_size`` (127.5 KiB, :data:`BLOCK_SIZE`): SFTP request and SCP block size.
+    * ``sessions_per_login`` (:data:`SESSIONS_PER_LOGIN`): SFTP/SCP sessions sharing one login;
+      at most the server's ``MaxSessions``.
+    * ``open_ahead`` (true): SFTP opens the next upload's temporary file while it renames the
+      last one, in that directory on that connection: an upload after the first costs two round
+      trips instead of three. The file waits there empty, hidden, until an upload into that
+      directory takes it or the connection closes (after ``connection_uptime``) and deletes it.
     """
 
     key_filenames: tuple[str, ...] = ()
@@ -70,6 +83,8 @@ class SshOptions:
     window_size: int = 16 * 1024 * 1024
     max_packet_size: int = 256 * 1024
     block_size: int = BLOCK_SIZE
+    open_ahead: bool = True
+    sessions_per_login: int = SESSIONS_PER_LOGIN
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SshOptions:
@@ -99,6 +114,8 @@ class SshOptions:
             window_size=int(param_number(params, "window_size", 16 * 1024 * 1024, minimum=0)),
             max_packet_size=int(param_number(params, "max_packet_size", 256 * 1024, minimum=0)),
             block_size=int(param_number(params, "block_size", BLOCK_SIZE, minimum=1024)),
+            open_ahead=param_bool(params, "open_ahead", True),
+            sessions_per_login=int(param_number(params, "sessions_per_login", SESSIONS_PER_LOGIN, minimum=1)),
         )
 
     def user_for(self, location: Location) -> str:

@@ -7,14 +7,19 @@ answer, errors included, when asked, through paramiko's own request numbering an
 and what its own prefetch uses). One thread at a time per session, as for any pooled connection.
 
 :func:`open_for_writing` and :func:`write_file` put a file in two round trips: the OPEN, then
-every WRITE with the FSTAT and CLOSE behind it, all answered together.
+every WRITE with the FSTAT and CLOSE behind it, all answered together. :func:`rename` sends the
+POSIX rename that ends an upload with the OPEN of a :class:`Spare` behind it: the temporary file
+of the next upload into the same directory, whose own OPEN then costs no round trip.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import posixpath
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from paramiko import SFTPAttributes, SFTPClient
@@ -22,9 +27,11 @@ from paramiko.message import Message
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
+    CMD_EXTENDED,
     CMD_FSTAT,
     CMD_HANDLE,
     CMD_OPEN,
+    CMD_REMOVE,
     CMD_STATUS,
     CMD_WRITE,
     SFTP_FLAG_CREATE,
@@ -32,6 +39,8 @@ from paramiko.sftp import (
     SFTP_FLAG_WRITE,
     int64,
 )
+
+LOG = logging.getLogger(__name__)
 
 WRITES_IN_FLIGHT = 64
 """WRITE requests awaiting their answer before the next one waits (OpenSSH's channel window,
@@ -48,6 +57,10 @@ class Requests:
     def send(self, kind: int, *args: object) -> int:
         """Send a request; return its number for :meth:`answer`."""
         return self.sftp._async_request(self, kind, *args)
+
+    def send_unanswered(self, kind: int, *args: object) -> None:
+        """Send a request whose answer nobody waits for (paramiko drops it when it comes)."""
+        self.sftp._async_request(type(None), kind, *args)
 
     def answer(self, number: int) -> tuple[int, Message]:
         """The answer to request ``number``; an error status raises as paramiko's calls do
@@ -67,11 +80,76 @@ class Requests:
 def open_for_writing(sftp: SFTPClient, path: str) -> bytes:
     """Create or truncate the remote file ``path``; return its handle (one round trip)."""
     requests = Requests(sftp)
-    kind, msg = requests.answer(requests.send(
-        CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC, SFTPAttributes()))
+    return _handle(requests, _send_open(requests, path), path)
+
+
+def _send_open(requests: Requests, path: str) -> int:
+    return requests.send(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC, SFTPAttributes())
+
+
+def _handle(requests: Requests, opening: int, path: str) -> bytes:
+    kind, msg = requests.answer(opening)
     if kind != CMD_HANDLE:
         raise OSError(f"unexpected answer {kind} to opening {path}")
     return msg.get_binary()
+
+
+@dataclass(eq=False)
+class Spare:
+    """A temporary file being opened ahead, on one SFTP session, for the next upload into ``directory``."""
+
+    directory: str
+    path: str
+    requests: Requests
+    opening: int
+    """The number of its OPEN request."""
+    _handle: bytes | None = None
+    _answered: bool = False
+
+    def handle(self) -> bytes | None:
+        """Its handle, or None when the server refused to create it (the upload opens its own)."""
+        if not self._answered:
+            self._answered = True
+            try:
+                self._handle = _handle(self.requests, self.opening, self.path)
+            except OSError as err:
+                LOG.debug("Could not open %s ahead: %s", self.path, err)
+        return self._handle
+
+    def discard(self, *, wait: bool) -> None:
+        """Close and delete the file; ``wait`` for the answers (else they are dropped unread)."""
+        handle = self.handle()
+        if handle is None:
+            return
+        if not wait:
+            self.requests.send_unanswered(CMD_CLOSE, handle)
+            self.requests.send_unanswered(CMD_REMOVE, self.path)
+            return
+        closing = self.requests.send(CMD_CLOSE, handle)
+        removing = self.requests.send(CMD_REMOVE, self.path)
+        for number in (closing, removing):
+            with contextlib.suppress(OSError):
+                self.requests.answer(number)
+
+
+def rename(sftp: SFTPClient, source: str, dest: str, spare: str | None = None) -> Spare | None:
+    """Rename ``source`` to ``dest`` with ``posix-rename@openssh.com`` (one round trip), opening the
+    file ``spare`` meanwhile, if given, in ``dest``'s directory; return that :class:`Spare`.
+
+    :raises OSError: the rename failed; without ``errno`` when the server lacks the extension.
+    """
+    requests = Requests(sftp)
+    renaming = requests.send(CMD_EXTENDED, "posix-rename@openssh.com", source, dest)
+    ahead = None
+    if spare is not None:
+        ahead = Spare(posixpath.dirname(spare), spare, requests, _send_open(requests, spare))
+    try:
+        requests.answer(renaming)
+    except BaseException:
+        if ahead is not None:
+            ahead.discard(wait=False)
+        raise
+    return ahead
 
 
 def write_file(sftp: SFTPClient, handle: bytes, source: BinaryIO, block: int,
