@@ -52,14 +52,25 @@ class _Labelled:
         self._metric = metric
         self._labelnames = tuple(labelnames)
         self._children: dict[tuple[str, ...], Any] = {}
+        self._given: dict[tuple[tuple[str, object], ...], Any] = {}
+        """Children by the labels as given (``chain=...``): one dict look-up per update."""
 
     def _child(self, labels: Mapping[str, object]) -> Any:
+        given = tuple(labels.items())
+        try:
+            return self._given[given]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable label value: found by its string below
+            given = None
         if not labels.keys() <= set(self._labelnames):
             raise ValueError(f"{self.name}: unknown labels {sorted(labels)}")
         key = tuple(str(labels.get(name, "")) for name in self._labelnames)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self._metric.labels(*key) if key else self._metric
+        if given is not None:
+            self._given[given] = child
         return child
 
     def _sample(self, suffix: str, labels: Mapping[str, object]) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from stat import S_ISLNK, S_ISREG
 from urllib.parse import urlsplit
 
 from trollmoves_roles.server.announced import AnnouncedFiles
@@ -32,17 +33,18 @@ def check_access(uri: str, announced: AnnouncedFiles, directories: Sequence[str]
         raise AccessDenied(f"{path} is not an absolute path")
     if ".." in path.split("/") or os.path.normpath(path) != path.rstrip("/").replace("//", "/"):
         raise AccessDenied(f"{path} is not a normalised path (path traversal rejected)")
+    parent = os.path.dirname(path)
+    real_parent = os.path.realpath(parent)
+    real = _resolved(path, real_parent)
     if directories is not None:
         inside = [d for d in directories if _is_within(path, d)]
         if not inside:
             raise AccessDenied(f"{path} is outside the served directories")
-        real = os.path.realpath(path)
-        if not any(_is_within(real, os.path.realpath(d)) for d in inside):
+        if not any(_is_within(real, real_parent if d.rstrip("/") == parent else os.path.realpath(d))
+                   for d in inside):
             raise AccessDenied(f"{path} resolves outside the served directories (to {real})")
-    else:
-        real = os.path.realpath(path)
-        if not _is_within(real, os.path.realpath(os.path.dirname(path))):
-            raise AccessDenied(f"{path} resolves outside its directory (to {real})")
+    elif not _is_within(real, real_parent):
+        raise AccessDenied(f"{path} resolves outside its directory (to {real})")
     entry = announced.get(path)
     if entry is None:
         raise AccessDenied(f"{path} was not announced by this server")
@@ -50,11 +52,22 @@ def check_access(uri: str, announced: AnnouncedFiles, directories: Sequence[str]
         stat = os.stat(path)
     except OSError:
         stat = None
-    if stat is None or not os.path.isfile(path):
+    if stat is None or not S_ISREG(stat.st_mode):
         raise AccessDenied(f"{path} not reachable: no such file")
     if not entry.same_file(stat):
         raise AccessDenied(f"{path} was replaced since it was announced")
     return path
+
+
+def _resolved(path: str, real_parent: str) -> str:
+    """``os.path.realpath(path)`` given that of its directory: the parent resolved once serves
+    both checks (a realpath is an lstat per component)."""
+    name = os.path.basename(path)
+    try:
+        link = S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        link = False
+    return os.path.realpath(path) if link or not name else os.path.join(real_parent, name)
 
 
 def _is_within(path: str, directory: str) -> bool:

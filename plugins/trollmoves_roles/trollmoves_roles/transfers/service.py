@@ -201,7 +201,8 @@ class TransferService:
         once the whole push has (a failed attempt is repeated on a backup host)."""
         landed = []
         per_chain, per_host = limits
-        throttle = self.limits.throttle([(("chain", chain), per_chain), (("host", host_of(destination)), per_host)])
+        throttle = None if per_chain is None and per_host is None else self.limits.throttle(
+            [(("chain", chain), per_chain), (("host", host_of(destination)), per_host)])
         for job in files:
             target = join_rel_path(destination, job.rel_path)
             started = time.monotonic()
