@@ -160,17 +160,19 @@ def _kernel_copy(src: BinaryIO, dst: BinaryIO, block: int,
     goes), ``block`` bytes at a time, with the kernel's zero-copy path (``sendfile``) or, where that
     is not supported, through a buffer; yields each block's offset and length once it is written."""
     offset = 0
-    try:
-        while sent := os.sendfile(dst.fileno(), src.fileno(), offset, block):
-            if progress:
-                progress(sent)
-            yield offset, sent
-            offset += sent
-        return
-    except OSError:
-        if offset:  # failed midway: let the caller drop the partial file
-            raise
-    # sendfile unsupported on this pair
+    while True:
+        try:
+            sent = os.sendfile(dst.fileno(), src.fileno(), offset, block)
+        except OSError:
+            if offset:  # failed midway: let the caller drop the partial file
+                raise
+            break  # sendfile unsupported on this pair
+        if not sent:
+            return
+        if progress:
+            progress(sent)
+        yield offset, sent
+        offset += sent
     buffer = memoryview(bytearray(min(block, 1024 * 1024)))
     while count := src.readinto(buffer):
         _write_all(dst, buffer[:count])
