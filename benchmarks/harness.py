@@ -139,7 +139,8 @@ class Setup:
             watch = self.workdir / f"in{k}"
             watch.mkdir(exist_ok=True)
             (self.workdir / f"stage{k}").mkdir(exist_ok=True)
-            extra = {**(OURS_SERVER_EXTRA if self.impl.name == "ours" else {}), **self.server_extra}
+            extra = {**(OURS_SERVER_EXTRA if self.impl.name == "ours" else {}), **dict(self.impl.server_extra),
+                     **self.server_extra}
             spec = write_server_ini(self.workdir / f"server{k}.ini", watch, k, extra)
             self.servers.append(spec)
             argv = self.impl.server_argv(spec.config, spec.pub_port)

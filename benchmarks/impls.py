@@ -23,6 +23,10 @@ class Implementation:
     venv: Path
     by_default: bool = True
     """Run when no ``--impl`` is given."""
+    server_extra: tuple[tuple[str, str], ...] = ()
+    """Keys added to every server section (our servers' options)."""
+    scenarios: tuple[str, ...] = ()
+    """The only scenarios it runs in (empty: all)."""
 
     @property
     def python(self) -> Path:
@@ -136,6 +140,8 @@ class OursJournalled(Ours):
 
 
 IMPLEMENTATIONS: list[Implementation] = [Upstream("upstream", UPSTREAM_VENV), Ours("ours", OURS_VENV),
+                                         Ours("ours-checksum-none", OURS_VENV, server_extra=(("checksum", "none"),),
+                                              scenarios=("big",)),
                                          Ours("baseline", BASELINE_VENV, by_default=False),
                                          OursJournalled("ours-journal", OURS_VENV, False, history=True),
                                          OursJournalled("ours-journal-nohistory", OURS_VENV, False, history=False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.configs import REQUEST_PORT, SERVER_PUB_PORT, SUFFIX
-from benchmarks.harness import Setup, SetupError
-from benchmarks.impls import Implementation
+from benchmarks.harness import OURS_SERVER_EXTRA, Setup, SetupError
+from benchmarks.impls import Implementation, Upstream
 from benchmarks.wan import Link, Namespace
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def big(impl: Implementation, workdir: Path, params: Params) -> dict:
             def cp(source: Path) -> float:
                 return _timed(["cp", str(source), str(dest_root / "cp-baseline.dat")], dest_root / "cp-baseline.dat")
 
-            result = _big_runs(setup, params, cp, params.big_repeats)
+            result = _big_runs(setup, params, cp, params.big_repeats, checksum_of(impl))
             return {"destination": kind, **result, "startup_s": startup}
     finally:
         shutil.rmtree(dest, ignore_errors=True)
@@ -258,8 +259,26 @@ def _timed(argv: list[str], output: Path) -> float:
     return elapsed
 
 
-def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], repeats: int) -> dict:
-    """Stage the big file once, then ``repeats`` x (baseline copy, then the file through the setup)."""
+def checksum_of(impl: Implementation) -> str | None:
+    """The checksum method the implementation's servers announce with (None: upstream, or ``none``)."""
+    if isinstance(impl, Upstream):
+        return None
+    extra = {**(OURS_SERVER_EXTRA if impl.name == "ours" else {}), **dict(impl.server_extra)}
+    method = extra.get("checksum", "sha256")
+    return None if method == "none" else method
+
+
+def _hash_pass(path: Path, method: str) -> float:
+    t0 = time.perf_counter()
+    with open(path, "rb") as source:
+        hashlib.file_digest(source, method)
+    return time.perf_counter() - t0
+
+
+def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], repeats: int,
+              method: str | None = None) -> dict:
+    """Stage the big file once, then ``repeats`` x (baseline copy, one ``method`` hash pass of the file
+    when the setup announces checksums, then the file through the setup)."""
     size = params.big_mib * MIB
     spec = setup.servers[0]
     assert setup.recorder is not None
@@ -270,8 +289,11 @@ def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], r
             out.write(block)
         os.fsync(out.fileno())  # no writeback of the fresh file competing with the copies
     base_times, times, linked, bad = [], [], False, 0
+    hash_times: list[float] = []
     for r in range(repeats):
         base_times.append(baseline(staged))
+        if method:
+            hash_times.append(_hash_pass(staged, method))
         uid = staged.name
         t0 = time.perf_counter()
         setup.publish(spec, staged)
@@ -287,12 +309,15 @@ def _big_runs(setup: Setup, params: Params, baseline: Callable[[Path], float], r
         staged = setup.workdir / "stage0" / f"big-{r + 1}{SUFFIX}"
         os.rename(served, staged)
     best, base_best = min(times, default=None), min(base_times)
+    hash_best = min(hash_times, default=None)
+    limit = base_best if hash_best is None else hash_best + max(base_best, hash_best)
     return {
         "size_mib": params.big_mib, "repeats": len(times),
         "elapsed_s": best, "median_s": percentile(times, 50),
         "mib_per_s": params.big_mib / best if best else None,
         "cp_s": base_best, "cp_median_s": percentile(base_times, 50),
         "vs_cp": base_best / best if best else None,
+        "hash_s": hash_best, "limit_s": limit, "vs_limit": limit / best if best else None,
         "hardlinked": linked, "dest_wrong_size": bad,
     }
 

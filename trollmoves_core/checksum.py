@@ -29,6 +29,9 @@ METHODS = ("sha256", "sha512")
 DEFAULT_METHOD = "sha256"
 SIZE_KEY = "size"
 INTEGRITY_KEY = "integrity"
+COPY_VERIFIED_KEY = "copy_verified"
+"""A push reply's key (ours only; upstream peers ignore it): the method by which the server's mover
+hashed every copy it stored and found it to be the announced file (``"sha256"``)."""
 _BLOCK = 1024 * 1024
 _MIN_BLOCK = 64 * 1024
 

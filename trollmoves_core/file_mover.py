@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -48,9 +49,10 @@ class FileMover(Mover):
         self._put_verified(local_path, target, progress, None)
 
     def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
-                      expected: Digest | None) -> None:
-        """A copy is hashed as it is made and checked before the rename; a link or a move keeps
-        the very bytes announced unless the file was rewritten in place, which its size shows."""
+                      expected: Digest | None) -> bool:
+        """A copy is hashed as it is stored and checked before the rename (True: the stored bytes
+        are the announced ones); a link or a move keeps the very bytes announced unless the file
+        was rewritten in place, which its size shows (False: only the size was checked)."""
         final = target.path
         os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         partial = self.temporary_name(final)
@@ -65,6 +67,7 @@ class FileMover(Mover):
                 os.unlink(partial)
         if self.mode == "move" and os.path.exists(local_path) and not os.path.samefile(local_path, final):
             os.unlink(local_path)
+        return expected is not None and expected.method is not None and hasher is not None
 
     def _materialise(self, source: str, partial: str, progress: ProgressCallback | None,
                      expected: Digest | None = None) -> Hasher | None:
@@ -100,10 +103,14 @@ class FileMover(Mover):
 
 def hashing_copy(source: str, dest: str, method: str | None,
                  progress: ProgressCallback | None = None) -> Hasher:
-    """Copy data and timestamps as :func:`copy_file` does, hashing the data on its way (one read).
-    From :data:`_OVERLAP_FROM` bytes on, each block is hashed in a second thread while it is written."""
+    """Copy data and timestamps as :func:`copy_file` does; the hash of what ``dest`` holds.
+
+    A small file is hashed on its way (one read, one write). From :data:`_OVERLAP_FROM` bytes on,
+    the kernel copies each block (as :func:`copy_file` does) and a second thread reads the block
+    back from ``dest`` and hashes it while the next one is copied: the digest is that of the
+    bytes stored, at the cost of one hash pass beside a copy as fast as ``cp``'s."""
     hasher = Hasher(method)
-    with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+    with open(source, "rb", buffering=0) as src, open(dest, "w+b", buffering=0) as dst:
         size = os.fstat(src.fileno()).st_size
         if size >= _OVERLAP_FROM:
             _overlapped_copy(src, dst, hasher, chunk_size(progress, _OVERLAP_BLOCK), progress)
@@ -122,24 +129,57 @@ def hashing_copy(source: str, dest: str, method: str | None,
 
 def _overlapped_copy(src: BinaryIO, dst: BinaryIO, hasher: Hasher, block: int,
                      progress: ProgressCallback | None) -> None:
-    """Two buffers in turn: block i is hashed (hashlib releases the GIL) while it is written and
-    block i + 1 read; the hash of block i - 1 is waited for before block i's starts, so the
-    blocks are hashed in order and a buffer is refilled only once its hash is done."""
-    views = [memoryview(bytearray(block)), memoryview(bytearray(block))]
+    """Kernel-copy ``src`` to its end, block by block; block i is read back from ``dst`` and hashed
+    (hashlib releases the GIL) while block i + 1 is copied. The hash of block i - 1 is waited for
+    before block i's starts, so the blocks are hashed in order through one buffer."""
+    buffer = memoryview(bytearray(block))
     with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
         hashed: Future[None] | None = None
-        turn = 0
-        while count := src.readinto(views[turn]):
-            chunk = views[turn][:count]
+        for offset, count in _kernel_copy(src, dst, block, progress):
             if hashed is not None:
                 hashed.result()
-            hashed = hashing.submit(hasher.update, chunk)
-            _write_all(dst, chunk)
-            if progress:
-                progress(count)
-            turn ^= 1
+            hashed = hashing.submit(_hash_back, dst.fileno(), offset, count, buffer, hasher)
         if hashed is not None:
             hashed.result()
+
+
+def _hash_back(fd: int, offset: int, count: int, buffer: memoryview, hasher: Hasher) -> None:
+    """Read ``count`` bytes at ``offset`` of ``fd`` back into ``buffer`` and hash them."""
+    while count:
+        got = os.preadv(fd, [buffer[:count]], offset)
+        if got == 0:
+            raise OSError(f"the copy is {offset} bytes long, shorter than was written")
+        hasher.update(buffer[:got])
+        offset += got
+        count -= got
+
+
+def _kernel_copy(src: BinaryIO, dst: BinaryIO, block: int,
+                 progress: ProgressCallback | None) -> Iterator[tuple[int, int]]:
+    """Copy ``src`` to ``dst`` up to the end of ``src`` (a file still growing is copied as far as it
+    goes), ``block`` bytes at a time, with the kernel's zero-copy path (``sendfile``) or, where that
+    is not supported, through a buffer; yields each block's offset and length once it is written."""
+    offset = 0
+    while True:
+        try:
+            sent = os.sendfile(dst.fileno(), src.fileno(), offset, block)
+        except OSError:
+            if offset:  # failed midway: let the caller drop the partial file
+                raise
+            break  # sendfile unsupported on this pair
+        if not sent:
+            return
+        if progress:
+            progress(sent)
+        yield offset, sent
+        offset += sent
+    buffer = memoryview(bytearray(min(block, 1024 * 1024)))
+    while count := src.readinto(buffer):
+        _write_all(dst, buffer[:count])
+        if progress:
+            progress(count)
+        yield offset, count
+        offset += count
 
 
 def _write_all(dst: BinaryIO, chunk: memoryview) -> None:
@@ -154,24 +194,7 @@ def copy_file(source: str | os.PathLike[str], dest: str | os.PathLike[str],
 
     Under a bandwidth limit (``progress`` a :class:`~trollmoves_core.bwlimit.Throttle`) the
     kernel copies small blocks, each one paid for before the next."""
-    block = chunk_size(progress, _CHUNK)
-    with open(source, "rb") as src, open(dest, "wb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        offset = 0
-        try:
-            while offset < size:
-                sent = os.sendfile(dst.fileno(), src.fileno(), offset, min(block, size - offset))
-                if sent == 0:
-                    break
-                offset += sent
-                if progress:
-                    progress(sent)
-        except OSError:
-            if offset:  # failed midway: let the caller drop the partial file
-                raise
-            # sendfile unsupported on this pair
-            while data := src.read(min(block, 1024 * 1024)):
-                dst.write(data)
-                if progress:
-                    progress(len(data))
+    with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+        for _ in _kernel_copy(src, dst, chunk_size(progress, _CHUNK), progress):
+            pass
     shutil.copystat(source, dest)

@@ -20,6 +20,8 @@ every mover the same public behaviour:
   changed since its announcement is not sent, and not retried), then whatever the mover's
   :meth:`Mover._put_verified` can check cheaply: the file mover hashes as it copies, FTP and
   SFTP hash as they send and compare the stored size, S3 has the server check the checksum.
+  ``put_checked`` also says whether what was checked is the hash of the stored bytes (the file
+  mover's copies), which a reader of the destination then need not read back.
 * Transient failures (connection refused/reset, timeouts) are retried with exponential
   backoff, ``retries`` attempts in all; authentication and permission errors are not.
 * Every failure is a :class:`~trollmoves_core.exceptions.TransferError` whose message names
@@ -45,9 +47,10 @@ import logging
 import os
 import posixpath
 import secrets
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from trollmoves_core.checksum import ChecksumMismatch, Digest, check, verify_file
 from trollmoves_core.config import param_number
@@ -57,6 +60,9 @@ from trollmoves_core.uri import Location, parse_uri, redact, target_path, tempor
 
 LOG = logging.getLogger(__name__)
 
+T = TypeVar("T")
+_STORED = threading.local()
+"""What the last :meth:`Mover.put` in this thread said of its stored bytes (for :meth:`Mover.put_checked`)."""
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes transferred since the previous call, block by block as the data
 goes (not once at the end), from the transferring thread. It may block: a bandwidth limit
@@ -110,6 +116,7 @@ class Mover(ABC):
         what = f"put {local} to {redact(target.geturi())}"
         if not os.path.isfile(local):
             raise TransferError(f"{what} failed: no such local file")
+        stored = False
         if expected is None:
             self._run(what, lambda: self._put(local, target, progress))
         else:
@@ -117,9 +124,19 @@ class Mover(ABC):
                 self.check_source(Digest(os.path.getsize(local)), Digest(expected.size))
             except ChecksumMismatch as err:
                 raise ChecksumMismatch(f"{what} failed: {err}") from None
-            self._run(what, lambda: self._put_verified(local, target, progress, expected))
+            stored = bool(self._run(what, lambda: self._put_verified(local, target, progress, expected)))
         LOG.debug("%s done", what)
+        _STORED.verified = stored
         return target.geturi()
+
+    def put_checked(self, local_path: str | os.PathLike[str], dest_uri: str, *,
+                    progress: ProgressCallback | None = None, expected: Digest | None = None) -> tuple[str, bool]:
+        """:meth:`put` (a subclass's too), and whether the bytes the destination stored were hashed
+        and found to be ``expected`` (True only when :meth:`_put_verified` says it did): then a
+        reader of the destination need not read them back."""
+        _STORED.verified = False
+        uri = self.put(local_path, dest_uri, progress=progress, expected=expected)
+        return uri, _STORED.verified
 
     def get(self, src_uri: str, local_path: str | os.PathLike[str], *,
             progress: ProgressCallback | None = None, expected: Digest | None = None) -> str:
@@ -185,11 +202,13 @@ class Mover(ABC):
         atomically where possible."""
 
     def _put_verified(self, local_path: str, target: Location, progress: ProgressCallback | None,
-                      expected: Digest) -> None:
+                      expected: Digest) -> bool | None:
         """Upload as :meth:`_put` does, checking what the protocol lets the mover check cheaply
         against ``expected`` before the final name appears (:meth:`check_source`,
-        :meth:`check_written`). The default checks nothing more than :meth:`put` did."""
+        :meth:`check_written`). True when what was checked is the hash of the bytes the
+        destination stored. The default checks nothing more than :meth:`put` did."""
         self._put(local_path, target, progress)
+        return None
 
     @abstractmethod
     def _get(self, source: Location, local_path: str, progress: ProgressCallback | None) -> None:
@@ -235,10 +254,10 @@ class Mover(ABC):
         """
         return None
 
-    def _run(self, what: str, action: Callable[[], None]) -> None:
-        def attempt() -> None:
+    def _run(self, what: str, action: Callable[[], T]) -> T:
+        def attempt() -> T:
             try:
-                action()
+                return action()
             except TransferError:
                 raise
             except Exception as err:
@@ -248,7 +267,7 @@ class Mover(ABC):
                 raise failure from err
 
         try:
-            with_retries(attempt, what=what, attempts=self.attempts, base_delay=self.retry_delay)
+            return with_retries(attempt, what=what, attempts=self.attempts, base_delay=self.retry_delay)
         except TransferError as err:
             kind = ChecksumMismatch if isinstance(err, ChecksumMismatch) else TransferError
             raise kind(f"{what} failed: {err}", transient=err.transient) from (err.__cause__ or err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,9 @@ def test_uri_with_a_host_and_no_path_means_the_root_directory(tmp_path: Path) ->
 def test_a_big_copy_hashed_beside_its_writes_is_the_file_and_its_digest(tmp_path: Path, size: int,
                                                                        slow_hash: bool,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """From 16 MiB on, blocks are hashed in a second thread while written: same bytes, same digest,
-    also when hashing is slower than reading (a buffer must not be refilled while it is hashed)."""
+    """From 16 MiB on, the kernel copies and a second thread hashes the copied blocks read back:
+    same bytes, same digest, also when hashing is slower than copying (the blocks are hashed in
+    order through one buffer)."""
     import time
 
     from trollmoves_core import file_mover
@@ -135,3 +137,61 @@ def test_a_big_copy_hashed_beside_its_writes_is_the_file_and_its_digest(tmp_path
     assert dest.read_bytes() == source.read_bytes()
     assert got == file_digest(str(source), "sha256")
     assert isinstance(got, Digest) and got.size == size
+
+
+def _big_file(path: Path, size: int = 17 * 1024 * 1024 + 5) -> bytes:
+    content = os.urandom(size)
+    path.write_bytes(content)
+    return content
+
+
+def test_a_big_copy_is_hashed_as_stored_not_as_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte the destination stores wrong (here a sendfile that flips one) is found before the
+    rename: the hash is of what the copy holds, and a bad copy never gets the final name."""
+    from trollmoves_core.checksum import ChecksumMismatch, file_digest
+
+    source = tmp_path / "big.dat"
+    _big_file(source)
+    expected = file_digest(str(source), "sha256")
+    real_sendfile = os.sendfile
+
+    def flipping_sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        sent = real_sendfile(out_fd, in_fd, offset, count)
+        if offset == 0 and sent:
+            os.pwrite(out_fd, bytes([os.pread(out_fd, 1, 3)[0] ^ 0xFF]), 3)
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", flipping_sendfile)
+    with pytest.raises(ChecksumMismatch, match=re.escape(str(expected.value))):
+        FileMover({"mode": "copy", "retries": 1}).put(source, f"{tmp_path}/out/", expected=expected)
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_put_checked_says_whether_the_stored_bytes_were_hashed(tmp_path: Path) -> None:
+    """True for a verified copy only: a hard link's bytes were not read, an unverified copy's not hashed."""
+    from trollmoves_core.checksum import file_digest
+
+    source = tmp_path / "a.dat"
+    _big_file(source, 50_000)
+    expected = file_digest(str(source), "sha256")
+    copy = FileMover({"mode": "copy"})
+    assert copy.put_checked(source, f"{tmp_path}/c/", expected=expected) == (f"file://{tmp_path}/c/a.dat", True)
+    assert copy.put_checked(source, f"{tmp_path}/d/") == (f"file://{tmp_path}/d/a.dat", False)
+    assert FileMover({"mode": "hardlink"}).put_checked(source, f"{tmp_path}/e/", expected=expected)[1] is False
+    assert (tmp_path / "c" / "a.dat").read_bytes() == source.read_bytes()
+
+
+def test_a_big_copy_without_sendfile_goes_through_a_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trollmoves_core.checksum import file_digest
+    from trollmoves_core.file_mover import copy_file, hashing_copy
+
+    def unsupported(*args: object) -> int:
+        raise OSError(22, "Invalid argument")
+
+    source = tmp_path / "big.dat"
+    content = _big_file(source)
+    monkeypatch.setattr(os, "sendfile", unsupported)
+    got = hashing_copy(str(source), str(tmp_path / "h.dat"), "sha256").digest()
+    copy_file(str(source), str(tmp_path / "c.dat"))
+    assert got == file_digest(str(source), "sha256")
+    assert (tmp_path / "h.dat").read_bytes() == content == (tmp_path / "c.dat").read_bytes()

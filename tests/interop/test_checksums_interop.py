@@ -16,10 +16,12 @@ from test_server_interop import client_results, our_server, prime, start_upstrea
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
 
-@pytest.mark.parametrize("method", ["sha256", "sha512"])
+@pytest.mark.parametrize(("method", "mode"), [("sha256", "hardlink"), ("sha512", "hardlink"), ("sha256", "copy")])
 def test_upstream_client_moves_files_announced_with_checksums(our_server, upstream_process, tmp_path,  # noqa: F811
-                                                              method):
-    server = our_server(checksum=method)
+                                                              method, mode):
+    """Also with copies our server's mover hashed as it stored them: its push replies then carry
+    ``copy_verified``, which the upstream client ignores."""
+    server = our_server(checksum=method, connection_parameters__mode=mode)
     recorder, out = start_upstream_client(upstream_process, tmp_path, f"127.0.0.1:{server.port}")
     contents = {f"f{i}.dat": os.urandom(5000 * (i + 1)) for i in range(4)}
     try:
@@ -32,6 +34,7 @@ def test_upstream_client_moves_files_announced_with_checksums(our_server, upstre
         recorder.close()
     for name, content in contents.items():
         assert (out / name).read_bytes() == content
+        assert (os.stat(out / name).st_ino == os.stat(server.inbox / name).st_ino) == (mode == "hardlink")
         result = next(m for m in client_results(recorder) if m.data["uid"] == name)
         assert result.data["size"] == len(content)
         assert result.data["integrity"] == {"method": method,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import tarfile
+import time
 from collections import Counter
 
 import pytest
@@ -243,3 +246,44 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("echoed", [False, True])
+def test_a_copy_from_an_upstream_server_is_still_read_back(upstream_process, tmp_path, echoed):  # noqa: F811
+    """An upstream server never says its mover verified the copy (our servers' ``copy_verified``):
+    our client reads its copy back. Here a producer announced a wrong checksum, which an upstream
+    `listen` chain relays; the copy is found bad and never delivered, also when the message carried
+    the key itself (an upstream server echoes it in its reply: that is not the server's word)."""
+    source = Announcer()
+    inbox = tmp_path / "srv" / "in"
+    server = UpstreamServer(upstream_process, tmp_path / "srv", origin="", extra={
+        "listen": "/in/data", "addresses": f"tcp://{source.provider}", "nameserver": "false"})
+    good, bad = os.urandom(30_000), os.urandom(30_000)
+    (inbox / "good.dat").write_bytes(good)
+    (inbox / "bad.dat").write_bytes(bad)
+    extra = {"copy_verified": "sha256"} if echoed else {}
+
+    def announcement(name: str, announced: bytes) -> dict:
+        digest = base64.b64encode(hashlib.sha256(announced).digest()).decode()
+        return {"uri": str(inbox / name), "uid": name, "size": len(announced),
+                "integrity": {"method": "sha256", "value": digest}, **extra}
+
+    client, recorder, out = start_client(tmp_path, server.provider, give_up_after=5, retry_delay=0.5,
+                                         max_retry_delay=1)
+    try:
+        def delivered() -> bool:
+            source.send(Message("/in/data", "file", announcement("good.dat", good)))
+            return bool(recorder.wait_for(lambda m: m.type == "file" and "origin" in m.data, timeout=1))
+        assert wait_until(delivered, timeout=30, interval=0)
+        source.send(Message("/in/data", "file", announcement("bad.dat", good)))  # bad.dat holds other bytes
+        assert wait_until(lambda: any(m.type == "push" and m.data.get("uid") == "bad.dat" for m in recorder.messages),
+                          timeout=20)
+        time.sleep(3)  # pushed, read back, found bad, retried
+    finally:
+        client.stop()
+        recorder.close()
+        source.stop()
+    assert (out / "good.dat").read_bytes() == good
+    assert not (out / "bad.dat").exists()
+    assert not [m for m in recorder.messages if m.type == "file" and m.data.get("uid") == "bad.dat"]
+    assert len([m for m in recorder.messages if m.type == "push" and m.data.get("uid") == "bad.dat"]) >= 2

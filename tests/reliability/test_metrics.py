@@ -44,6 +44,21 @@ def test_exposition_format_round_trips():
     assert samples[(f"{seconds}_sum", (("chain", "b"),))] == pytest.approx(5.55)
 
 
+def test_the_health_window_holds_a_bucket_per_second_not_per_file():
+    """Recent deliveries are summed per second: a burst of 10,000 files adds one bucket, and
+    what was delivered more than the window ago (a second's grace) is no longer counted."""
+    from trollmoves_roles.observe.metrics import _Window
+
+    window = _Window(300.0)
+    for i in range(10_000):
+        window.add(1, 1000.0 + i / 100_000)
+    window.add(2, 1001.5)
+    assert window.total(1001.5) == 10_002 and len(window._starts) == 2
+    assert window.total(1300.9) == 10_002
+    assert window.total(1301.5) == 2
+    assert window.total(1302.6) == 0 and not window._starts
+
+
 def test_each_role_counts_in_its_own_registry_with_the_process_collectors():
     server, client = RoleMetrics("server"), RoleMetrics("client")
     server.delivered.inc(chain="a")

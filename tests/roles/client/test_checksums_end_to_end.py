@@ -242,3 +242,36 @@ def test_file_rewritten_and_announced_again_is_fetched_in_its_new_version(server
     assert result.data["size"] == len(second)
     assert result.data["integrity"]["value"] == _b64("sha256", second)
     assert not recorder.wait_for(lambda m: m.subject == FAILED, timeout=0.1)
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_a_copy_our_server_hashed_as_it_stored_it_is_not_read_back(servers, tmp_path, monkeypatch, mode):
+    """Our server on this host says in its push reply (``copy_verified``) that its mover hashed the
+    copy it stored: the client reads nothing back. A hard link reads no data: no such word, and the
+    client reads its copies back (a small one on the loop, a big one on a worker)."""
+    from trollmoves_roles.client import verification
+
+    read_back: list[str] = []
+    real_verify = verification.verify_file
+
+    def spy(path, expected, what=None):
+        read_back.append(os.path.basename(path))
+        real_verify(path, expected, what)
+
+    monkeypatch.setattr(verification, "verify_file", spy)
+    server = servers("srv", extra={"connection_parameters__mode": mode})
+    out = tmp_path / "out"
+    client, recorder = _client(tmp_path, server.provider, f"{out}/")
+    contents = {"f-small.dat": os.urandom(20_000), "f-big.dat": os.urandom(verification.INLINE_BYTES + 1000)}
+    try:
+        prime(lambda name: write_file(server.inbox, f"{name}.dat", b"probe"), recorder)
+        read_back.clear()
+        for name, content in contents.items():
+            write_file(server.inbox, name, content)
+        assert wait_until(lambda: len(results(recorder)) >= 2, timeout=30)
+    finally:
+        client.stop()
+        recorder.close()
+    assert all((out / name).read_bytes() == content for name, content in contents.items())
+    assert sorted(read_back) == ([] if mode == "copy" else sorted(contents))
+    assert (os.stat(out / "f-big.dat").st_ino == os.stat(server.inbox / "f-big.dat").st_ino) == (mode == "hardlink")

@@ -541,7 +541,8 @@ class ClientChain:
         # the server may have failed over to one of our backup_targets: the result names that host
         destination = delivery.served_destination(destination, reply.data, self.config.backup_targets)
         result = delivery.local_message_data(source.data, destination, self.config.login, self.config.metadata)
-        checks = verification.local_checks(result, destination, address, self.config.ftp_root)
+        checks = verification.local_checks(result, destination, address, self.config.ftp_root,
+                                           verification.copy_verified(reply.data, source.data))
         if sum(check.expected.size for check in checks) > verification.INLINE_BYTES:
             # read on a worker: a big file must not hold the loop
             transfer.state = TransferState.FINISHING

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trollmoves_core.checksum import ChecksumMismatch, Digest, from_data, verify_file
+from trollmoves_core.checksum import COPY_VERIFIED_KEY, ChecksumMismatch, Digest, from_data, verify_file
 from trollmoves_core.uri import parse_uri
 from trollmoves_roles.protocol.messages import dicts_with, is_local_host
 
@@ -34,9 +34,21 @@ class LocalCheck:
     expected: Digest
 
 
-def local_checks(result: Mapping[str, Any], destination: str, server: str, ftp_root: str = "/") -> list[LocalCheck]:
+def copy_verified(reply: Mapping[str, Any], sent: Mapping[str, Any]) -> str | None:
+    """The method by which the server says its mover hashed the copies it stored and found them to
+    be the announced files (our servers' ``copy_verified`` reply key), or None: an upstream server
+    never says so, and a key the push itself carried (an upstream server echoes the push) is not
+    the server's word."""
+    method = reply.get(COPY_VERIFIED_KEY) if isinstance(reply, Mapping) else None
+    return method if isinstance(method, str) and COPY_VERIFIED_KEY not in sent else None
+
+
+def local_checks(result: Mapping[str, Any], destination: str, server: str, ftp_root: str = "/",
+                 verified_by: str | None = None) -> list[LocalCheck]:
     """The files of a result message (uris already rewritten to the delivered places) this host can
-    verify. ``server`` is the announcing server's request address."""
+    verify. ``server`` is the announcing server's request address. None need reading back when
+    that server runs on this host and its mover hashed the stored copies by the announced method
+    (``verified_by``, from :func:`copy_verified`): they would be read from the same page cache."""
     location = parse_uri(destination)
     if not is_local_host(location.host):
         return []
@@ -56,6 +68,8 @@ def local_checks(result: Mapping[str, Any], destination: str, server: str, ftp_r
         path = os.path.join(root, uri.lstrip("/")) if root is not None else uri
         if server_here or os.path.exists(path):
             checks.append(LocalCheck(path, expected))
+    if server_here and root is None and verified_by and all(c.expected.method == verified_by for c in checks):
+        return []
     return checks
 
 

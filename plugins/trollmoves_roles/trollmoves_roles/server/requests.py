@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
+from trollmoves_core.checksum import COPY_VERIFIED_KEY
 from trollmoves_core.uri import redact
 from trollmoves_roles.bus import security
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
@@ -263,7 +264,13 @@ class RequestServer:
                 _LIMITED.error("push failed", "[%s] push failed: %s", self.chain.name, one_line(error)[:500])
                 reply = make_message(request.subject, "err", one_line(error))
             else:
-                reply = requests.push_reply(request, future.result().host)
+                delivery = future.result()
+                reply = requests.push_reply(request, delivery.host)
+                # ours only (module checksum): never echoed from the request, said only when true
+                reply.data.pop(COPY_VERIFIED_KEY, None)
+                methods = {job.expected.method if job.expected else None for job in jobs}
+                if delivery.verified and len(methods) == 1 and None not in methods:
+                    reply.data[COPY_VERIFIED_KEY] = methods.pop()
                 if self.chain.delete:
                     for job in jobs:
                         self._deleter.schedule(job.path, self.chain.remove_delay)

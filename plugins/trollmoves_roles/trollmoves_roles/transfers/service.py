@@ -75,6 +75,8 @@ class Delivery:
 
     uris: list[str]
     host: str | None = None
+    verified: bool = False
+    """Every file's stored bytes were hashed and found to be the announced ones (by the mover)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class _Landed:
     uri: str
     size: int
     seconds: float
+    verified: bool = False
 
 
 class TransferService:
@@ -184,7 +187,8 @@ class TransferService:
                                 _names(files), redact(target, drop_user=True), err, hosts[number])
                     continue
                 self._count(landed, chain)
-                return Delivery([file.uri for file in landed], host)
+                return Delivery([file.uri for file in landed], host,
+                                bool(landed) and all(file.verified for file in landed))
         except BaseException:
             if self.metrics is not None:
                 self.metrics.failed.inc(chain=chain)
@@ -209,12 +213,12 @@ class TransferService:
             try:
                 mover = self._mover(target, params)
                 size = os.path.getsize(job.path)
-                uri = mover.put(job.path, target, expected=job.expected, progress=throttle)
+                uri, verified = mover.put_checked(job.path, target, expected=job.expected, progress=throttle)
             except BaseException as err:
                 history.record("push failed", chain=chain, path=job.path, destination=redact(target, drop_user=True),
                                seconds=time.monotonic() - started, detail=one_line(err))
                 raise
-            landed.append(_Landed(job.path, uri, size, time.monotonic() - started))
+            landed.append(_Landed(job.path, uri, size, time.monotonic() - started, verified))
         return landed
 
     def _count(self, landed: Sequence[_Landed], chain: str) -> None:
