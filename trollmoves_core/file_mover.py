@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from trollmoves_core.bwlimit import chunk_size, untimed
-from trollmoves_core.checksum import Digest, Hasher, read_buffer
+from trollmoves_core.checksum import Digest, Hasher, file_digest, read_buffer
 from trollmoves_core.mover import Mover, ProgressCallback
 from trollmoves_core.uri import Location
 
@@ -60,6 +60,9 @@ class FileMover(Mover):
             hasher = self._materialise(local_path, partial, progress, expected)
             if expected is not None:
                 found = hasher.digest() if hasher is not None else Digest(os.stat(partial).st_size)
+                if hasher is not None and expected.mismatch(found) \
+                        and not expected.mismatch(file_digest(local_path, expected.method)):
+                    self.check_written(found, expected, final)  # the source is right: the copy went bad
                 self.check_source(found, expected)
             os.replace(partial, final)
         finally:

@@ -162,9 +162,32 @@ def test_a_big_copy_is_hashed_as_stored_not_as_read(tmp_path: Path, monkeypatch:
         return sent
 
     monkeypatch.setattr(os, "sendfile", flipping_sendfile)
-    with pytest.raises(ChecksumMismatch, match=re.escape(str(expected.value))):
+    with pytest.raises(ChecksumMismatch, match=re.escape(str(expected.value))) as raised:
         FileMover({"mode": "copy", "retries": 1}).put(source, f"{tmp_path}/out/", expected=expected)
+    assert "copy stored at" in str(raised.value) and raised.value.transient  # not "changed since announced"
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_copy_stored_wrong_once_is_copied_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source still matches its announcement: the bad copy is a transient failure, retried."""
+    from trollmoves_core.checksum import file_digest
+
+    source = tmp_path / "big.dat"
+    _big_file(source)
+    expected = file_digest(str(source), "sha256")
+    real_sendfile = os.sendfile
+    flipped: list[int] = []
+
+    def flipping_once(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        sent = real_sendfile(out_fd, in_fd, offset, count)
+        if offset == 0 and sent and not flipped:
+            flipped.append(out_fd)
+            os.pwrite(out_fd, bytes([os.pread(out_fd, 1, 3)[0] ^ 0xFF]), 3)
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", flipping_once)
+    FileMover({"mode": "copy", "retries": 2, "retry_delay": 0}).put(source, f"{tmp_path}/out/", expected=expected)
+    assert flipped and (tmp_path / "out" / "big.dat").read_bytes() == source.read_bytes()
 
 
 def test_put_checked_says_whether_the_stored_bytes_were_hashed(tmp_path: Path) -> None:

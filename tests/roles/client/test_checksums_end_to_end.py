@@ -255,7 +255,8 @@ def test_a_copy_our_server_hashed_as_it_stored_it_is_not_read_back(servers, tmp_
     real_verify = verification.verify_file
 
     def spy(path, expected, what=None):
-        read_back.append(os.path.basename(path))
+        if expected.method:  # a read; a size alone is a stat
+            read_back.append(os.path.basename(path))
         real_verify(path, expected, what)
 
     monkeypatch.setattr(verification, "verify_file", spy)
@@ -275,3 +276,24 @@ def test_a_copy_our_server_hashed_as_it_stored_it_is_not_read_back(servers, tmp_
     assert all((out / name).read_bytes() == content for name, content in contents.items())
     assert sorted(read_back) == ([] if mode == "copy" else sorted(contents))
     assert (os.stat(out / "f-big.dat").st_ino == os.stat(server.inbox / "f-big.dat").st_ino) == (mode == "hardlink")
+
+
+def test_a_vouched_copy_is_still_checked_for_its_size(tmp_path):
+    """With ``copy_verified`` from a server on this host, the client does not read its copies back
+    but still finds one that is missing or of another size (a server writing where this host does
+    not see, as in a container with other mounts): the size is a stat, not a read."""
+    from trollmoves_core.checksum import Digest
+    from trollmoves_roles.client import verification
+
+    present, short = tmp_path / "present.dat", tmp_path / "short.dat"
+    present.write_bytes(b"12345")
+    short.write_bytes(b"123")
+    integrity = {"method": "sha256", "value": _b64("sha256", b"12345")}
+    result = {"dataset": [{"uri": str(path), "uid": path.name, "size": 5, "integrity": integrity}
+                          for path in (present, short, tmp_path / "missing.dat")]}
+    checks = verification.local_checks(result, f"file://{tmp_path}/", "127.0.0.1:9", verified_by="sha256")
+    assert [check.expected for check in checks] == [Digest(5)] * 3
+    assert verification.verify(checks[:1]) is None
+    assert "size 3 bytes, expected 5" in verification.verify(checks[1:2])
+    assert "cannot be read" in verification.verify(checks[2:])
+    assert not short.exists()

@@ -169,3 +169,23 @@ def test_a_push_failing_over_midway_counts_each_file_once(tmp_path, monkeypatch,
     assert metrics.bytes.value(chain="c") == 3 * 50
     pushed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Pushed ")]
     assert len(pushed) == 3 and all("/127.0.0.1/" in line for line in pushed)
+
+
+def test_a_copy_is_vouched_for_only_as_the_file_the_push_names(serve, dirs):
+    """``copy_verified`` says the stored copy is the file the push's checksum names: a push still
+    carrying the checksum of an earlier version (rewritten in place and announced again since) is
+    copied, but without that word, so the client reads its copy back and finds the difference."""
+    origin, out = dirs
+    running = serve(chain(origin, free_port(), connection_parameters__mode="copy"))
+    path = origin / "NOAA-19_202401020304.dat"
+    first = running.announced(put_file(path, b"first version").name)
+    push = Message(TOPIC, "push", {**first.data, "destination": f"file://{out}/a/"})
+    assert request(running.address(), push).data.get("copy_verified") == "sha256"
+    with open(path, "r+b") as rewrite:  # same inode: the server's record follows it
+        rewrite.write(b"second version!")
+    size = len(b"second version!")
+    again = running.recorder.wait_for(lambda m: isinstance(m.data, dict) and m.data.get("size") == size, 1, 10)
+    assert again and again[0].data["integrity"] != first.data["integrity"]
+    stale = Message(TOPIC, "push", {**first.data, "destination": f"file://{out}/b/"})
+    reply = request(running.address(), stale)
+    assert reply.type == "file" and "copy_verified" not in reply.data

@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from trollmoves_core.checksum import COPY_VERIFIED_KEY
+from trollmoves_core.checksum import COPY_VERIFIED_KEY, from_data
 from trollmoves_core.uri import redact
 from trollmoves_roles.bus import security
 from trollmoves_roles.bus.transport import IncomingRequest, MessageTransport
@@ -218,6 +218,7 @@ class RequestServer:
         self._metrics.requested.inc(len(items), chain=self.chain.name)
         directories = self._directories()
         jobs = []
+        vouchable = True
         for item in items:
             try:
                 path = check_access(item.get("uri"), self._announced, directories)
@@ -229,6 +230,8 @@ class RequestServer:
                 return
             record = self._announced.get(path)
             jobs.append(FileJob(path, item.get("path"), record.digest if record is not None else None))
+            # a copy is vouched for only as the file the client asked for: not a rewrite announced since
+            vouchable = vouchable and record is not None and from_data(item) == record.digest
         if self._allowed is not None and (refusal := self._allowed.refusal(
                 destination, [(job.path, job.rel_path) for job in jobs], backups)):
             self._metrics.refused.inc(chain=self.chain.name, reason="destination")
@@ -254,9 +257,9 @@ class RequestServer:
             return
         with self._lock:
             self._pending += 1
-        future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, f))
+        future.add_done_callback(lambda f: self._push_done(envelope, request, jobs, vouchable, f))
 
-    def _push_done(self, envelope: object, request: Message, jobs: list[FileJob],
+    def _push_done(self, envelope: object, request: Message, jobs: list[FileJob], vouchable: bool,
                    future: Future[Delivery]) -> None:
         try:
             error = future.exception()
@@ -269,7 +272,7 @@ class RequestServer:
                 # ours only (module checksum): never echoed from the request, said only when true
                 reply.data.pop(COPY_VERIFIED_KEY, None)
                 methods = {job.expected.method if job.expected else None for job in jobs}
-                if delivery.verified and len(methods) == 1 and None not in methods:
+                if vouchable and delivery.verified and len(methods) == 1 and None not in methods:
                     reply.data[COPY_VERIFIED_KEY] = methods.pop()
                 if self.chain.delete:
                     for job in jobs:
