@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.client import PUBACK, PUBLISH, CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
@@ -63,8 +63,8 @@ class Connection:
         self._refused: str | None = None
         self._status = broker_status(str(bus))
         self._lock = threading.Lock()
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, MAX_RECONNECT_DELAY)
         if bus.username:
@@ -183,6 +183,71 @@ class Connection:
 
     def _unsent(self) -> int:
         return len(getattr(self.client, "_out_messages", ()))
+
+
+class _Client(mqtt.Client):
+    """paho's client, writing a PUBLISH or PUBACK in the thread that queues it, reading in chunks.
+
+    paho hands every packet to its network thread (a byte on a socket pair wakes it): a thread
+    switch per message, after which the publishing thread waits for the GIL again. Here the
+    queuing thread writes the packet itself, under a lock that paho's own writes take too, and
+    wakes paho's thread only when the socket did not take it all (or failed: paho's thread then
+    finds the loss and reconnects as before). Other packets (CONNECT, SUBSCRIBE, DISCONNECT...)
+    go paho's way.
+
+    paho reads a packet in three ``recv`` calls (its type, its length, the rest): here one ``recv``
+    of up to :data:`READ_CHUNK` bytes feeds as many packets as it holds, all handled before paho
+    waits on the socket again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock = threading.RLock()
+        self._read_buffer = b""
+        self._read_at = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_at >= len(self._read_buffer):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if not data:
+                return data  # closed by the broker
+            self._read_buffer, self._read_at = data, 0
+        start = self._read_at
+        self._read_at = min(start + bufsize, len(self._read_buffer))
+        return self._read_buffer[start:self._read_at]
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._read_at < len(self._read_buffer):
+            rc = super().loop_read(max_packets)  # the socket will not say these bytes are there
+        return rc
+
+    def _sock_close(self) -> None:
+        super()._sock_close()
+        self._read_buffer, self._read_at = b"", 0  # what the next connection reads starts afresh
+
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        with self._write_lock:
+            return super().loop_write()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        wake = self._sockpairW
+        if command & 0xF0 not in _WRITTEN_HERE or self._sock is None or wake is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        with self._write_lock:
+            self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                     "to_process": len(packet), "packet": packet, "info": info})
+            rc = self._packet_write()
+            left = rc != mqtt.MQTT_ERR_SUCCESS or bool(self._out_packet)
+        if left:
+            with contextlib.suppress(OSError):  # full: paho's thread is being woken already
+                wake.send(b"0")
+        return mqtt.MQTT_ERR_SUCCESS
+
+
+_WRITTEN_HERE = frozenset((PUBLISH, PUBACK))
+READ_CHUNK = 65536
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
