@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.client import PUBACK, PUBLISH, CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers, writeBytes, writeUTF
 from trollmoves_roles.observe.ratelimit import RateLimitedLog
 
 from trollmoves_core.exceptions import ConfigError
@@ -63,8 +63,8 @@ class Connection:
         self._refused: str | None = None
         self._status = broker_status(str(bus))
         self._lock = threading.Lock()
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, MAX_RECONNECT_DELAY)
         if bus.username:
@@ -183,6 +183,122 @@ class Connection:
 
     def _unsent(self) -> int:
         return len(getattr(self.client, "_out_messages", ()))
+
+
+class _Client(mqtt.Client):
+    """paho's client, writing a PUBLISH or PUBACK in the thread that queues it, reading in chunks.
+
+    paho hands every packet to its network thread (a byte on a socket pair wakes it): a thread
+    switch per message, after which the publishing thread waits for the GIL again. Here the
+    queuing thread writes the packet itself, under a lock that paho's own writes take too, and
+    wakes paho's thread only when the socket did not take it all (or failed: paho's thread then
+    finds the loss and reconnects as before). Other packets (CONNECT, SUBSCRIBE, DISCONNECT...)
+    go paho's way.
+
+    paho reads a packet in three ``recv`` calls (its type, its length, the rest): here one ``recv``
+    of up to :data:`READ_CHUNK` bytes feeds as many packets as it holds, all handled before paho
+    waits on the socket again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock = threading.RLock()
+        self._read_buffer = b""
+        self._read_at = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_at >= len(self._read_buffer):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if not data:
+                return data  # closed by the broker
+            self._read_buffer, self._read_at = data, 0
+        start = self._read_at
+        self._read_at = min(start + bufsize, len(self._read_buffer))
+        return self._read_buffer[start:self._read_at]
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._read_at < len(self._read_buffer):
+            rc = super().loop_read(max_packets)  # the socket will not say these bytes are there
+        return rc
+
+    def _sock_close(self) -> None:
+        super()._sock_close()
+        self._read_buffer, self._read_at = b"", 0  # what the next connection reads starts afresh
+
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        with self._write_lock:
+            return super().loop_write()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        wake = self._sockpairW
+        if command & 0xF0 not in _WRITTEN_HERE or self._sock is None or wake is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        with self._write_lock:
+            self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                     "to_process": len(packet), "packet": packet, "info": info})
+            rc = self._packet_write()
+            left = rc != mqtt.MQTT_ERR_SUCCESS or bool(self._out_packet)
+        if left:
+            with contextlib.suppress(OSError):  # full: paho's thread is being woken already
+                wake.send(b"0")
+        return mqtt.MQTT_ERR_SUCCESS
+
+
+_WRITTEN_HERE = frozenset((PUBLISH, PUBACK))
+READ_CHUNK = 65536
+
+
+def _share_property_tables() -> None:
+    """Make paho's ``Properties(packet_type)`` share one copy of its constant tables.
+
+    paho builds its tables of property names and types (some 40 entries) again for every
+    ``Properties``, which it makes for each PUBLISH and PUBACK sent or received: ~20 us each, a
+    tenth of a client's CPU per file. The tables are only read, so one copy serves all.
+    """
+    if getattr(Properties, "_tables_shared", False):
+        return
+    template = Properties(PacketTypes.PUBLISH)
+    types, names, table = template.types, template.names, template.properties
+
+    def __init__(self: Properties, packetType: int) -> None:
+        self.packetType = packetType
+        self.types, self.names, self.properties = types, names, table
+
+    Properties.__init__ = __init__  # type: ignore[method-assign]
+    Properties._tables_shared = True  # type: ignore[attr-defined]
+
+
+_share_property_tables()
+
+
+class PackedProperties(Properties):
+    """PUBLISH properties written once: paho packs a message's properties again at every send.
+
+    Only what paho sends is fixed (its :meth:`pack`); the attributes stay empty, so one is
+    for sending, never for reading.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(PacketTypes.PUBLISH)
+        object.__setattr__(self, "_packed", VariableByteIntegers.encode(len(body)) + body)  # paho guards its names
+
+    @classmethod
+    def of(cls, *, response_topic: str | None = None, correlation: bytes | None = None,
+           user: tuple[str, str] | None = None) -> PackedProperties:
+        """Response Topic (8), Correlation Data (9) and one User Property (38), as paho writes them."""
+        body = b""
+        if response_topic is not None:
+            body += b"\x08" + writeUTF(response_topic)
+        if correlation is not None:
+            body += b"\x09" + writeBytes(correlation)
+        if user is not None:
+            body += b"\x26" + writeUTF(user[0]) + writeUTF(user[1])
+        return cls(body)
+
+    def pack(self) -> bytes:
+        return self._packed
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from posttroll.message import Message
 from trollmoves_roles.bus.posttroll import HEARTBEAT_INTERVAL
 from trollmoves_roles.bus.requester import ServerQueue
@@ -44,7 +42,7 @@ from trollmoves_roles.protocol.messages import uids_of
 from trollmoves_roles.protocol.requests import one_line
 
 from trollmoves_core.exceptions import ConfigError
-from trollmoves_mqtt.connection import Connection, Handoff, unique_id
+from trollmoves_mqtt.connection import Connection, Handoff, PackedProperties, unique_id
 from trollmoves_mqtt.groups import WATCHED_TYPES, GroupWatch, type_of
 from trollmoves_mqtt.options import BusAddress, parse_bus_address
 from trollmoves_mqtt.topics import REPLY_LEVEL, filters, is_reply_topic, matches, publish_topic, request_topic
@@ -132,8 +130,7 @@ class MqttPublisher:
         self.port = bus.port
         self._bus = bus
         client_id = unique_id(bus.client_id, "pub")
-        self._properties = Properties(PacketTypes.PUBLISH)
-        self._properties.UserProperty = (PUBLISHER_PROPERTY, client_id)
+        self._properties = PackedProperties.of(user=(PUBLISHER_PROPERTY, client_id))
         self._connection = Connection(bus, client_id, role=f"publisher {name}")
         if address:  # one without an address stands for another process's
             _LOCAL_PUBLISHERS[client_id] = address
@@ -398,9 +395,7 @@ class MqttRequester:
             return
         if not isinstance(request.payload, bytes):
             request.payload = codec.encode(request.payload()).encode()
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.ResponseTopic = self._reply_topic
-        properties.CorrelationData = request.correlation
+        properties = PackedProperties.of(response_topic=self._reply_topic, correlation=request.correlation)
         request.sent += 1
         request.sent_at = time.monotonic()
         self._connection.publish(request_topic(self._bus.prefix, request.address), request.payload, properties)
@@ -491,10 +486,8 @@ class MqttInbox:
 
     def reply(self, token: object, message: Message) -> None:
         response_topic, correlation = token  # type: ignore[misc]
-        properties = Properties(PacketTypes.PUBLISH)
-        if correlation is not None:
-            properties.CorrelationData = correlation
-        self._connection.publish(response_topic, codec.encode(message).encode(), properties)
+        self._connection.publish(response_topic, codec.encode(message).encode(),
+                                 PackedProperties.of(correlation=correlation))
 
     def close(self) -> None:
         self._connection.close()
