@@ -282,8 +282,9 @@ def test_a_vouched_copy_is_still_checked_for_its_size(tmp_path):
     """With ``copy_verified`` from a server on this host, the client does not read its copies back
     but still finds one that is missing or of another size (a server writing where this host does
     not see, as in a container with other mounts): the size is a stat, not a read."""
-    from trollmoves_core.checksum import Digest
     from trollmoves_roles.client import verification
+
+    from trollmoves_core.checksum import Digest
 
     present, short = tmp_path / "present.dat", tmp_path / "short.dat"
     present.write_bytes(b"12345")
