@@ -15,6 +15,7 @@ socket pair an event loop polls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import select
 import socket
@@ -63,7 +64,7 @@ class Connection:
         self._refused: str | None = None
         self._status = broker_status(str(bus))
         self._lock = threading.Lock()
-        client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = _client_class()(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, MAX_RECONNECT_DELAY)
@@ -248,6 +249,15 @@ class _Client(mqtt.Client):
 
 _WRITTEN_HERE = frozenset((PUBLISH, PUBACK))
 READ_CHUNK = 65536
+_PAHO_INTERNALS = ("_packet_queue", "_packet_write", "_sock_recv", "_sock_close", "_out_packet", "_sockpairW")
+
+
+@functools.cache
+def _client_class() -> type[mqtt.Client]:
+    """:class:`_Client` on the paho 2.x it was written against; paho's own client on one that lacks
+    the internals it overrides (slower, as correct)."""
+    probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    return _Client if all(hasattr(probe, name) for name in _PAHO_INTERNALS) else mqtt.Client
 
 
 def _share_property_tables() -> None:
