@@ -334,6 +334,23 @@ def test_a_file_opened_ahead_and_deleted_meanwhile_fails_once_and_is_retried(
     assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
 
 
+def test_litter_is_kept_while_the_connection_to_delete_it_is_lost_too(
+        private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
+    left = remote_tmp / ".left.part"
+    with SftpMover(private_sshd.mover_params(open_ahead="false")) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        conn = mover._sessions.pool._idle[next(iter(mover._sessions.pool._idle))][0][1]  # type: ignore[union-attr]
+        left.write_bytes(b"")
+        conn.litter.append(str(left))
+        conn.drop_sftp()
+        private_sshd.kill_sessions()
+        assert wait_until(lambda: not conn.is_alive())
+        conn.remove_litter()  # raises nothing, forgets nothing
+        assert conn.litter == [str(left)]
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))  # the next connection deletes it
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+
+
 def test_restarted_server_is_reconnected_transparently(private_sshd: SshServer, source: Path,
                                                        remote_tmp: Path) -> None:
     with SftpMover(private_sshd.mover_params()) as mover:

@@ -86,15 +86,22 @@ class SshConnection:
         return self._sftp
 
     def remove_litter(self) -> None:
-        """Delete the files opened ahead on an SFTP session dropped after an error (best effort)."""
+        """Delete the files opened ahead on an SFTP session dropped after an error (best effort, never
+        raises). What the connection cannot reach now (it is lost too) stays in ``litter``."""
+        from trollmoves_ssh.mover import remove
+
         while self.litter:
-            path = self.litter.pop()
+            path = self.litter[-1]
             try:
-                self.sftp().remove(path)
+                remove(self, path)
             except FileNotFoundError:
                 pass
-            except (OSError, paramiko.SSHException) as err:
-                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, err or type(err).__name__)
+            except (EOFError, ConnectionError, TimeoutError, paramiko.SSHException) as err:
+                LOG.debug("Could not remove %s on %s yet: %s", path, self.endpoint, _reason(err))
+                return
+            except OSError as err:
+                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, _reason(err))
+            self.litter.pop()
 
     def drop_sftp(self) -> None:
         """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
@@ -132,10 +139,11 @@ class SshConnection:
             try:
                 if spare is not None:
                     spare.discard(wait=True)
-                self.remove_litter()
-            except Exception as err:  # the session is going away anyway
-                LOG.debug("Could not clean up on %s: %s", self.endpoint, err)
-        elif spare is not None:
+                    spare = None
+            except Exception as err:  # the session is going away anyway; the next one deletes the file
+                LOG.debug("Could not delete %s on %s: %s", spare and spare.path, self.endpoint, _reason(err))
+            self.remove_litter()
+        if spare is not None:
             self.litter.append(spare.path)
         self.drop_sftp()
         self._release()
@@ -317,7 +325,7 @@ class SshSessions:
             except Exception as err:
                 # A write can meet the closed socket (EOFError) before the transport has noticed.
                 if conn.is_alive() and not isinstance(err, EOFError | ConnectionError):
-                    if not _is_server_status(err):
+                    if not is_server_status(err):
                         conn.drop_sftp()
                     failure = err  # the login survives: give the connection back to the pool
                 else:
@@ -409,7 +417,7 @@ def _offered(options: SshOptions, password: str | None) -> str:
     return "tried " + ", ".join(offered) if offered else "no credentials offered"
 
 
-def _is_server_status(err: BaseException) -> bool:
+def is_server_status(err: BaseException) -> bool:
     """An error the SFTP server answered with (no such file...): the session is still in step."""
     return isinstance(err, OSError) and not isinstance(err, ConnectionError | TimeoutError | socket.timeout)
 
