@@ -334,6 +334,50 @@ def test_a_file_opened_ahead_and_deleted_meanwhile_fails_once_and_is_retried(
     assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
 
 
+@pytest.mark.parametrize("during", ["rename", "next upload"])
+def test_a_file_opened_ahead_on_a_connection_lost_is_deleted_later(
+        private_sshd: SshServer, source: Path, remote_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        during: str) -> None:
+    """The link drops before the answers to the rename and the OPEN behind it arrive, or before the
+    next upload takes the file opened ahead: the next connection deletes it."""
+    import paramiko
+    import trollmoves_ssh.pipeline as pipeline
+
+    answer = pipeline.Requests.answer
+    lost, armed = threading.Event(), threading.Event()
+
+    def dropping(self: pipeline.Requests, number: int) -> object:
+        if armed.is_set():
+            armed.clear()
+            assert wait_until(lambda: (remote_tmp / "two.bin").exists() and len(_hidden(remote_tmp)) == 1)
+            lost.set()  # the server has done the rename and the OPEN; their answers are lost
+        if lost.is_set():
+            self.sftp.sock.get_transport().sock.close()
+            raise paramiko.SSHException("Server connection dropped: ")  # what paramiko raises on EOF
+        return answer(self, number)
+
+    rename = pipeline.rename
+
+    def renaming(sftp: paramiko.SFTPClient, source: str, dest: str, spare: str | None = None) -> object:
+        if during == "rename" and dest.endswith("two.bin"):
+            armed.set()
+        return rename(sftp, source, dest, spare)
+
+    monkeypatch.setattr(pipeline.Requests, "answer", dropping)
+    monkeypatch.setattr(pipeline, "rename", renaming)
+    with SftpMover(private_sshd.mover_params(retry_delay="0.01", retries="1")) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        if during == "next upload":
+            assert wait_until(lambda: len(_hidden(remote_tmp)) == 1)
+            lost.set()
+        with pytest.raises(TransferError):
+            mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+        lost.clear()
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/three.bin"))
+    names = sorted(p.name for p in remote_tmp.iterdir())
+    assert names == (["one.bin", "three.bin", "two.bin"] if during == "rename" else ["one.bin", "three.bin"])
+
+
 def test_litter_is_kept_while_the_connection_to_delete_it_is_lost_too(
         private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
     left = remote_tmp / ".left.part"

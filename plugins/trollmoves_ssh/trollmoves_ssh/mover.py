@@ -159,14 +159,19 @@ class SftpMover(SshMover):
         """The temporary name to upload ``final`` to, with its handle when it was opened ahead."""
         spare, conn.spare = conn.spare, None
         if spare is not None:
-            if spare.directory == posixpath.dirname(final) and (handle := spare.handle()) is not None:
-                return spare.path, handle
-            spare.discard(wait=False)
+            try:
+                if spare.directory == posixpath.dirname(final) and (handle := spare.handle()) is not None:
+                    return spare.path, handle
+                spare.discard(wait=False)
+            except BaseException:  # the session was lost: the file may exist, for the next connection to delete
+                conn.litter.append(spare.path)
+                raise
         return self.temporary_name(final), None
 
     def _rename(self, conn: SshConnection, temp: str, final: str) -> None:
         """Rename ``temp`` to ``final``, opening the next upload's temporary file beside it meanwhile
         (``open_ahead``)."""
+        from trollmoves_ssh.connection import is_server_status
         from trollmoves_ssh.pipeline import rename as rename_opening
 
         ahead = self.temporary_name(posixpath.join(posixpath.dirname(final), SPARE_NAME)) \
@@ -174,9 +179,15 @@ class SftpMover(SshMover):
         try:
             conn.spare = rename_opening(conn.sftp(), temp, final, ahead)
         except OSError as err:
+            if not is_server_status(err):
+                _left_over(conn, ahead)
+                raise
             if err.errno is not None:  # a real failure (no such file, permission), not "unsupported"
                 raise
             rename(conn, temp, final)
+        except BaseException:
+            _left_over(conn, ahead)
+            raise
 
     def _download(self, conn: SshConnection, remote: str, local_path: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
@@ -356,6 +367,12 @@ def remove_quietly(conn: SshConnection, path: str) -> None:
             return
     LOG.debug("Partial upload %s on %s left to the next connection: connection lost", path, conn.endpoint)
     conn.litter.append(path)
+
+
+def _left_over(conn: SshConnection, spare: str | None) -> None:
+    """The session was lost while ``spare`` was being opened: the next connection deletes it."""
+    if spare is not None:
+        conn.litter.append(spare)
 
 
 def _sftp_or_none(conn: SshConnection) -> Any:
