@@ -327,11 +327,14 @@ def test_a_file_opened_ahead_and_deleted_meanwhile_fails_once_and_is_retried(
         sshd: SshServer, ssh_params: dict[str, str], source: Path, remote_tmp: Path) -> None:
     with SftpMover({**ssh_params, "retry_delay": "0.01"}) as mover:
         mover.put(source, sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        assert wait_until(lambda: _hidden(remote_tmp))  # the server has opened the next one ahead
         for name in _hidden(remote_tmp):  # a clean-up job deletes hidden files
             (remote_tmp / name).unlink()
-        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+        sent: list[int] = []
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"), progress=sent.append)
     assert (remote_tmp / "two.bin").read_bytes() == source.read_bytes()
     assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+    assert sum(sent) == source.stat().st_size  # the bandwidth limit and the metrics pay for it once
 
 
 @pytest.mark.parametrize("during", ["rename", "next upload"])

@@ -119,14 +119,25 @@ class SftpMover(SshMover):
         """Two round trips when the last upload on ``conn`` went to the same directory: write + size +
         close into the temporary file it opened ahead, then rename (opening the next one meanwhile);
         three otherwise (open first, creating the directory only if that fails for want of it)."""
+        update = adapt_progress(progress)  # sent again, the bytes of a second attempt are counted once
+        while not self._upload_once(conn, local_path, final, update, expected):
+            pass
+
+    def _upload_once(self, conn: SshConnection, local_path: str, final: str, update: Callable[[int], None] | None,
+                     expected: Digest | None) -> bool:
+        """One attempt of :meth:`_upload`; False when the file opened ahead vanished before its
+        rename (a clean-up of hidden files, say): then the next attempt makes a new one."""
         from trollmoves_ssh.pipeline import write_file
 
         hasher = Hasher(expected.method if expected is not None else None)
+        position = 0
 
         def sent(data: bytes) -> None:
+            nonlocal position
             hasher.update(data)
-            if progress:
-                progress(len(data))
+            position += len(data)
+            if update:
+                update(position)
 
         conn.remove_litter()
         with open(local_path, "rb", buffering=0) as source:
@@ -143,7 +154,7 @@ class SftpMover(SshMover):
                 if written != sent_digest.size:
                     raise OSError(f"the server stored {written} of {sent_digest.size} bytes")
                 self._rename(conn, temp, final)
-                return
+                return True
             except FileNotFoundError:
                 if not ahead:
                     remove_quietly(conn, temp)
@@ -151,9 +162,8 @@ class SftpMover(SshMover):
             except BaseException:
                 remove_quietly(conn, temp)
                 raise
-        # The file opened ahead was deleted meanwhile (a clean-up of hidden files, say): once more, on a new one.
         LOG.debug("%s on %s vanished before its rename; uploading again", temp, conn.endpoint)
-        self._upload(conn, local_path, final, progress, expected)
+        return False
 
     def _temporary_file(self, conn: SshConnection, final: str) -> tuple[str, bytes | None]:
         """The temporary name to upload ``final`` to, with its handle when it was opened ahead."""
