@@ -18,7 +18,7 @@ from trollmoves_ssh.connection import SshConnection
 from trollmoves_ssh.mover import ScpMover, SftpMover
 from trollmoves_ssh.options import SESSIONS_PER_LOGIN
 from trollmoves_ssh.pipeline import WRITES_IN_FLIGHT
-from trollmoves_ssh.testing import PasswordSshServer, SshServer
+from trollmoves_ssh.testing import PasswordSshServer, SshServer, start_sshd
 
 from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.mover import Mover
@@ -467,6 +467,32 @@ def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source
         assert len({id(conn.client) for conn in conns}) == 2
         assert private_sshd.login_count() == 2
     assert wait_until(lambda: not private_sshd.sessions())
+
+
+def test_a_server_with_fewer_sessions_per_login_gets_more_logins(
+        tmp_path_factory: pytest.TempPathFactory, source: Path, remote_tmp: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """sshd's MaxSessions 5 under sessions_per_login = 8: the refused sessions open on a new login."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd-max5"), max_sessions=5)
+    start = threading.Barrier(8)
+    try:
+        with SftpMover(server.mover_params(sessions_per_login="8", retries="1")) as mover, \
+                caplog.at_level(logging.WARNING, logger="trollmoves_ssh"):
+            def upload(i: int) -> str:
+                start.wait()
+                return mover.put(source, server.uri("sftp", f"{remote_tmp}/{i}.bin"))
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(upload, range(8)))
+            with ThreadPoolExecutor(8) as pool:  # the logins known to be full are not asked again
+                list(pool.map(upload, range(8)))
+    finally:
+        server.stop()
+    assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(8))
+    assert sorted(p.name for p in remote_tmp.iterdir()) == sorted(f"{i}.bin" for i in range(8))
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.WARNING and r.name.startswith("trollmoves")]
+    assert len(warnings) == 1 and "sessions_per_login" in warnings[0], warnings
 
 
 def test_upload_of_more_blocks_than_writes_in_flight(sshd: SshServer, ssh_params: dict[str, str],
