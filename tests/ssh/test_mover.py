@@ -315,6 +315,18 @@ def test_the_next_temporary_file_is_opened_ahead_in_the_last_directory(sshd: Ssh
         assert (remote_tmp / name).read_bytes() == source.read_bytes()
 
 
+def test_the_file_opened_ahead_is_deleted_once_the_connection_is_idle(private_sshd: SshServer, source: Path,
+                                                                      remote_tmp: Path) -> None:
+    """Long before ``connection_uptime``, so that a process killed later leaves nothing behind."""
+    with SftpMover(private_sshd.mover_params()) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        assert wait_until(lambda: _hidden(remote_tmp))
+        assert wait_until(lambda: not _hidden(remote_tmp))
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))  # on the same login, still open
+        assert private_sshd.login_count() == 1
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+
+
 def test_open_ahead_can_be_turned_off(sshd: SshServer, ssh_params: dict[str, str], source: Path,
                                       remote_tmp: Path) -> None:
     with SftpMover({**ssh_params, "open_ahead": "false"}) as mover:

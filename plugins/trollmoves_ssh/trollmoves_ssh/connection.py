@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+SPARE_IDLE = 2.0
+"""Seconds a pooled connection stays idle before the file it opened ahead is deleted: a burst
+keeps it, while a process killed later leaves nothing behind."""
 
 class SshConnection:
     """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
@@ -106,6 +109,17 @@ class SshConnection:
                 LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, _reason(err))
             self.litter.pop()
 
+    def tidy(self) -> None:
+        """Delete the file opened ahead and any litter, on an idle connection (best effort)."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            try:
+                spare.discard(wait=True)
+            except Exception as err:  # the connection is lost: whoever closes it hands the path on
+                LOG.debug("Could not delete %s on %s: %s", spare.path, self.endpoint, _reason(err))
+                self.litter.append(spare.path)
+        self.remove_litter()
+
     def drop_sftp(self) -> None:
         """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
         if self.spare is not None:
@@ -137,18 +151,9 @@ class SshConnection:
     def close(self) -> None:
         """Delete the file opened ahead and any litter (best effort), close the session, release the
         login; what could not be deleted stays in ``litter``."""
-        spare, self.spare = self.spare, None
         if self.is_alive():
-            try:
-                if spare is not None:
-                    spare.discard(wait=True)
-                    spare = None
-            except Exception as err:  # the session is going away anyway; the next one deletes the file
-                LOG.debug("Could not delete %s on %s: %s", spare and spare.path, self.endpoint, _reason(err))
-            self.remove_litter()
-        if spare is not None:
-            self.litter.append(spare.path)
-        self.drop_sftp()
+            self.tidy()
+        self.drop_sftp()  # hands a spare left to litter
         if self._channel is not None:
             self._channel.close()
         self._release()
@@ -274,7 +279,8 @@ class SshSessions:
         self._warned: set[Hashable] = set()
         """Hosts whose refusal of a session was logged."""
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
-            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout)
+            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout,
+            tidy=SshConnection.tidy, tidy_after=SPARE_IDLE)
 
     def _open(self, key: Hashable) -> SshConnection:
         location = self._locations[key]

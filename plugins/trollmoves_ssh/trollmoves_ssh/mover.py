@@ -93,7 +93,8 @@ class SftpMover(SshMover):
     in pipelined writes of ``block_size`` bytes (at most 255 KiB), and is then renamed with ``posix-rename``: readers
     see the whole file or nothing. With ``open_ahead`` (the default) the rename opens the next
     upload's temporary file in the same directory on the same connection (it waits there, empty,
-    until an upload into that directory takes it or the connection closes and deletes it).
+    until an upload into that directory takes it, or the connection is idle for two seconds or
+    closes and deletes it).
     ``ssh://`` URIs are served the same way (upstream announces files as ``ssh://host/path``).
     """
 

@@ -65,7 +65,7 @@ class SshOptions:
     * ``open_ahead`` (true): SFTP opens the next upload's temporary file while it renames the
       last one, in that directory on that connection: an upload after the first costs two round
       trips instead of three. The file waits there empty, hidden, until an upload into that
-      directory takes it or the connection closes (after ``connection_uptime``) and deletes it.
+      directory takes it, or the connection is idle for two seconds or closes and deletes it.
     """
 
     key_filenames: tuple[str, ...] = ()
