@@ -263,6 +263,12 @@ def test_scp_without_sftp_subsystem_uses_shell_commands(tmp_path_factory: pytest
             assert Path(mover.get(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"),
                                   tmp_path / "back.bin")).read_bytes() == source.read_bytes()
             mover.delete(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"))
+            left = remote_tmp / "a b" / ".left.part"  # a partial upload, from a connection lost since
+            left.write_bytes(b"")
+            conn = mover._sessions.pool._idle[next(iter(mover._sessions.pool._idle))][0][1]  # type: ignore[union-attr]
+            conn.litter.append(str(left))
+            conn.remove_litter()
+            assert not left.exists() and conn.litter == []
         assert (remote_tmp / "a b" / "data.bin").read_bytes() == source.read_bytes()
         assert list((remote_tmp / "new" / "dir").iterdir()) == []
         assert "subsystem request for sftp" in server.log()  # the SFTP route was tried and refused
