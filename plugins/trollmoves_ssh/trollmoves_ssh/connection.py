@@ -42,8 +42,9 @@ SPARE_IDLE = 2.0
 keeps it, while a process killed later leaves nothing behind."""
 
 class SshConnection:
-    """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
-    use; the login may carry other connections' sessions too. ``release`` is called on close."""
+    """One channel's worth of a logged-in SSH client: the pool opens the channel, the SFTP session
+    on it starts on first use; the login may carry other connections' sessions too. ``release``
+    is called on close."""
 
     def __init__(self, client: paramiko.SSHClient, endpoint: str, options: SshOptions,
                  release: Callable[[], None] | None = None, *, shared: bool = False,
@@ -110,7 +111,10 @@ class SshConnection:
             self.litter.pop()
 
     def tidy(self) -> None:
-        """Delete the file opened ahead and any litter, on an idle connection (best effort)."""
+        """Delete the file opened ahead and any litter, on an idle connection (best effort); a lost
+        connection keeps them for :meth:`close` to hand on."""
+        if not self.is_alive():
+            return
         spare, self.spare = self.spare, None
         if spare is not None:
             try:
@@ -151,8 +155,7 @@ class SshConnection:
     def close(self) -> None:
         """Delete the file opened ahead and any litter (best effort), close the session, release the
         login; what could not be deleted stays in ``litter``."""
-        if self.is_alive():
-            self.tidy()
+        self.tidy()
         self.drop_sftp()  # hands a spare left to litter
         if self._channel is not None:
             self._channel.close()
