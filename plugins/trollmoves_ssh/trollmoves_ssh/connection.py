@@ -297,12 +297,13 @@ class SshSessions:
             try:
                 client = login.client.result()  # a sharer waits for the login being opened, and gets its error
                 channel = open_channel(client.get_transport(), self.options)
-            except paramiko.SSHException as err:
-                if shared and login.usable():
+            except (paramiko.SSHException, EOFError) as err:
+                if shared and login.usable() and isinstance(err, paramiko.SSHException):
                     self._full(key, login, err)
                     continue
                 self._release(key, login)
-                raise
+                raise ConnectionError(f"cannot open an SSH session on {endpoint(location, self.options)}: "
+                                      f"{_reason(err)}") from err
             except BaseException:
                 self._release(key, login)
                 raise
