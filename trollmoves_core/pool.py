@@ -25,12 +25,19 @@ class ConnectionPool(Generic[C]):
     :param is_alive: cheap liveness probe run before an idle connection is reused.
     :param idle_timeout: seconds an unused connection stays open (upstream's
         ``connection_uptime``).
+    :param tidy: run once on a connection idle for ``tidy_after`` seconds (when that is shorter
+        than ``idle_timeout``), out of the pool meanwhile: to release what it holds for a next use.
     """
 
     def __init__(self, connect: Callable[[Hashable], C], close: Callable[[C], None],
-                 is_alive: Callable[[C], bool] | None = None, idle_timeout: float = 30.0) -> None:
+                 is_alive: Callable[[C], bool] | None = None, idle_timeout: float = 30.0, *,
+                 tidy: Callable[[C], None] | None = None, tidy_after: float = 0.0) -> None:
         self._connect, self._close, self._is_alive = connect, close, is_alive
         self.idle_timeout = idle_timeout
+        self._tidy = tidy if tidy is not None and 0 < tidy_after < idle_timeout else None
+        self._tidy_after = tidy_after
+        self._untidy: set[int] = set()
+        """``id`` of the idle connections not tidied yet."""
         self._idle: dict[Hashable, list[tuple[float, C]]] = {}
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -95,6 +102,8 @@ class ConnectionPool(Generic[C]):
             else:
                 closing = False
                 self._idle.setdefault(key, []).append((time.monotonic(), conn))
+                if self._tidy is not None:
+                    self._untidy.add(id(conn))
                 self._ensure_reaper()
         if closing:
             self._discard(conn)
@@ -123,6 +132,7 @@ class ConnectionPool(Generic[C]):
                         self._idle[key] = keep
                     else:
                         del self._idle[key]
+                self._untidy.difference_update(id(c) for c in expired)
                 if expired:
                     self._lock.release()
                     try:
@@ -131,8 +141,46 @@ class ConnectionPool(Generic[C]):
                     finally:
                         self._lock.acquire()
                     continue
+                if self._tidy_due(now):
+                    continue
                 if not self._idle:  # only emptied lists were left (``_take`` popped their last connection)
                     break
-                oldest = min(t for conns in self._idle.values() for t, _ in conns)
-                self._wakeup.wait(max(0.01, oldest + self.idle_timeout - now))
+                due = [t + self.idle_timeout for conns in self._idle.values() for t, _ in conns]
+                due += [t + self._tidy_after for conns in self._idle.values() for t, c in conns
+                        if id(c) in self._untidy]
+                self._wakeup.wait(max(0.01, min(due) - now))
             self._reaper = None
+
+    def _tidy_due(self, now: float) -> bool:
+        """Tidy the idle connections due (called and returning with the lock held); whether any were."""
+        due = [(key, t, c) for key, conns in self._idle.items() for t, c in conns
+               if id(c) in self._untidy and now - t >= self._tidy_after]
+        if not due or self._tidy is None:
+            return False
+        for key, t, conn in due:
+            self._untidy.discard(id(conn))
+            self._idle[key].remove((t, conn))
+        self._idle = {key: conns for key, conns in self._idle.items() if conns}
+        tidied = []
+        self._lock.release()
+        try:
+            for key, t, conn in due:
+                try:
+                    self._tidy(conn)
+                    tidied.append((key, t, conn))
+                except Exception as err:  # a connection that cannot be tidied is closed
+                    LOG.debug("Closing a connection that could not be tidied: %s", err)
+                    self._discard(conn)
+        finally:
+            self._lock.acquire()
+        if self._closed:  # close_all ran meanwhile: these were out of its reach
+            self._lock.release()
+            try:
+                for _, _, conn in tidied:
+                    self._discard(conn)
+            finally:
+                self._lock.acquire()
+        else:
+            for key, t, conn in tidied:
+                self._idle.setdefault(key, []).append((t, conn))
+        return True

@@ -210,6 +210,26 @@ def test_pool_replaces_dead_connections_and_discards_after_errors() -> None:
     pool.close_all()
 
 
+def test_pool_tidies_an_idle_connection_once_and_keeps_it() -> None:
+    closed: list[FakeConnection] = []
+    tidied: list[FakeConnection] = []
+    pool = ConnectionPool(FakeConnection, closed.append, lambda c: c.alive, idle_timeout=30,
+                          tidy=tidied.append, tidy_after=0.05)
+    with pool.connection("a") as first:
+        time.sleep(0.2)  # in use: not tidied
+    assert tidied == []
+    deadline = time.monotonic() + 3
+    while not tidied and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert tidied == [first] and closed == []
+    with pool.connection("a") as again:
+        pass
+    assert again is first and pool.opened == 1
+    pool.close_all()
+    assert closed == [first]
+
+
 def test_pool_gives_concurrent_users_their_own_connection() -> None:
     pool = ConnectionPool(FakeConnection, lambda c: None, idle_timeout=30)
     inside = threading.Barrier(2)

@@ -18,7 +18,7 @@ from trollmoves_ssh.connection import SshConnection
 from trollmoves_ssh.mover import ScpMover, SftpMover
 from trollmoves_ssh.options import SESSIONS_PER_LOGIN
 from trollmoves_ssh.pipeline import WRITES_IN_FLIGHT
-from trollmoves_ssh.testing import PasswordSshServer, SshServer
+from trollmoves_ssh.testing import PasswordSshServer, SshServer, start_sshd
 
 from trollmoves_core.exceptions import ConfigError, TransferError
 from trollmoves_core.mover import Mover
@@ -263,6 +263,12 @@ def test_scp_without_sftp_subsystem_uses_shell_commands(tmp_path_factory: pytest
             assert Path(mover.get(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"),
                                   tmp_path / "back.bin")).read_bytes() == source.read_bytes()
             mover.delete(server.uri("scp", f"{remote_tmp}/new/dir/data.bin"))
+            left = remote_tmp / "a b" / ".left.part"  # a partial upload, from a connection lost since
+            left.write_bytes(b"")
+            conn = mover._sessions.pool._idle[next(iter(mover._sessions.pool._idle))][0][1]  # type: ignore[union-attr]
+            conn.litter.append(str(left))
+            conn.remove_litter()
+            assert not left.exists() and conn.litter == []
         assert (remote_tmp / "a b" / "data.bin").read_bytes() == source.read_bytes()
         assert list((remote_tmp / "new" / "dir").iterdir()) == []
         assert "subsystem request for sftp" in server.log()  # the SFTP route was tried and refused
@@ -315,6 +321,18 @@ def test_the_next_temporary_file_is_opened_ahead_in_the_last_directory(sshd: Ssh
         assert (remote_tmp / name).read_bytes() == source.read_bytes()
 
 
+def test_the_file_opened_ahead_is_deleted_once_the_connection_is_idle(private_sshd: SshServer, source: Path,
+                                                                      remote_tmp: Path) -> None:
+    """Long before ``connection_uptime``, so that a process killed later leaves nothing behind."""
+    with SftpMover(private_sshd.mover_params()) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        assert wait_until(lambda: _hidden(remote_tmp))
+        assert wait_until(lambda: not _hidden(remote_tmp))
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))  # on the same login, still open
+        assert private_sshd.login_count() == 1
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+
+
 def test_open_ahead_can_be_turned_off(sshd: SshServer, ssh_params: dict[str, str], source: Path,
                                       remote_tmp: Path) -> None:
     with SftpMover({**ssh_params, "open_ahead": "false"}) as mover:
@@ -327,10 +345,74 @@ def test_a_file_opened_ahead_and_deleted_meanwhile_fails_once_and_is_retried(
         sshd: SshServer, ssh_params: dict[str, str], source: Path, remote_tmp: Path) -> None:
     with SftpMover({**ssh_params, "retry_delay": "0.01"}) as mover:
         mover.put(source, sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        assert wait_until(lambda: _hidden(remote_tmp))  # the server has opened the next one ahead
         for name in _hidden(remote_tmp):  # a clean-up job deletes hidden files
             (remote_tmp / name).unlink()
-        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+        sent: list[int] = []
+        mover.put(source, sshd.uri("sftp", f"{remote_tmp}/two.bin"), progress=sent.append)
     assert (remote_tmp / "two.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
+    assert sum(sent) == source.stat().st_size  # the bandwidth limit and the metrics pay for it once
+
+
+@pytest.mark.parametrize("during", ["rename", "next upload"])
+def test_a_file_opened_ahead_on_a_connection_lost_is_deleted_later(
+        private_sshd: SshServer, source: Path, remote_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        during: str) -> None:
+    """The link drops before the answers to the rename and the OPEN behind it arrive, or before the
+    next upload takes the file opened ahead: the next connection deletes it."""
+    import paramiko
+    import trollmoves_ssh.pipeline as pipeline
+
+    answer = pipeline.Requests.answer
+    lost, armed = threading.Event(), threading.Event()
+
+    def dropping(self: pipeline.Requests, number: int) -> object:
+        if armed.is_set():
+            armed.clear()
+            assert wait_until(lambda: (remote_tmp / "two.bin").exists() and len(_hidden(remote_tmp)) == 1)
+            lost.set()  # the server has done the rename and the OPEN; their answers are lost
+        if lost.is_set():
+            self.sftp.sock.get_transport().sock.close()
+            raise paramiko.SSHException("Server connection dropped: ")  # what paramiko raises on EOF
+        return answer(self, number)
+
+    rename = pipeline.rename
+
+    def renaming(sftp: paramiko.SFTPClient, source: str, dest: str, spare: str | None = None) -> object:
+        if during == "rename" and dest.endswith("two.bin"):
+            armed.set()
+        return rename(sftp, source, dest, spare)
+
+    monkeypatch.setattr(pipeline.Requests, "answer", dropping)
+    monkeypatch.setattr(pipeline, "rename", renaming)
+    with SftpMover(private_sshd.mover_params(retry_delay="0.01", retries="1")) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        if during == "next upload":
+            assert wait_until(lambda: len(_hidden(remote_tmp)) == 1)
+            lost.set()
+        with pytest.raises(TransferError):
+            mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))
+        lost.clear()
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/three.bin"))
+    names = sorted(p.name for p in remote_tmp.iterdir())
+    assert names == (["one.bin", "three.bin", "two.bin"] if during == "rename" else ["one.bin", "three.bin"])
+
+
+def test_litter_is_kept_while_the_connection_to_delete_it_is_lost_too(
+        private_sshd: SshServer, source: Path, remote_tmp: Path) -> None:
+    left = remote_tmp / ".left.part"
+    with SftpMover(private_sshd.mover_params(open_ahead="false")) as mover:
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/one.bin"))
+        conn = mover._sessions.pool._idle[next(iter(mover._sessions.pool._idle))][0][1]  # type: ignore[union-attr]
+        left.write_bytes(b"")
+        conn.litter.append(str(left))
+        conn.drop_sftp()
+        private_sshd.kill_sessions()
+        assert wait_until(lambda: not conn.is_alive())
+        conn.remove_litter()  # raises nothing, forgets nothing
+        assert conn.litter == [str(left)]
+        mover.put(source, private_sshd.uri("sftp", f"{remote_tmp}/two.bin"))  # the next connection deletes it
     assert sorted(p.name for p in remote_tmp.iterdir()) == ["one.bin", "two.bin"]
 
 
@@ -403,6 +485,32 @@ def test_connections_in_use_at_once_share_logins(private_sshd: SshServer, source
         assert len({id(conn.client) for conn in conns}) == 2
         assert private_sshd.login_count() == 2
     assert wait_until(lambda: not private_sshd.sessions())
+
+
+def test_a_server_with_fewer_sessions_per_login_gets_more_logins(
+        tmp_path_factory: pytest.TempPathFactory, source: Path, remote_tmp: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """sshd's MaxSessions 5 under sessions_per_login = 8: the refused sessions open on a new login."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd-max5"), max_sessions=5)
+    start = threading.Barrier(8)
+    try:
+        with SftpMover(server.mover_params(sessions_per_login="8", retries="1")) as mover, \
+                caplog.at_level(logging.WARNING, logger="trollmoves_ssh"):
+            def upload(i: int) -> str:
+                start.wait()
+                return mover.put(source, server.uri("sftp", f"{remote_tmp}/{i}.bin"))
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(upload, range(8)))
+            with ThreadPoolExecutor(8) as pool:  # the logins known to be full are not asked again
+                list(pool.map(upload, range(8)))
+    finally:
+        server.stop()
+    assert all((remote_tmp / f"{i}.bin").read_bytes() == source.read_bytes() for i in range(8))
+    assert sorted(p.name for p in remote_tmp.iterdir()) == sorted(f"{i}.bin" for i in range(8))
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.WARNING and r.name.startswith("trollmoves")]
+    assert len(warnings) == 1 and "sessions_per_login" in warnings[0], warnings
 
 
 def test_upload_of_more_blocks_than_writes_in_flight(sshd: SshServer, ssh_params: dict[str, str],

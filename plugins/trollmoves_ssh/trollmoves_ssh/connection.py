@@ -37,13 +37,18 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 22
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+SPARE_IDLE = 2.0
+"""Seconds a pooled connection stays idle before the file it opened ahead is deleted: a burst
+keeps it, while a process killed later leaves nothing behind."""
 
 class SshConnection:
-    """One channel's worth of a logged-in SSH client: the SFTP session on it is opened on first
-    use; the login may carry other connections' sessions too. ``release`` is called on close."""
+    """One channel's worth of a logged-in SSH client: the pool opens the channel, the SFTP session
+    on it starts on first use; the login may carry other connections' sessions too. ``release``
+    is called on close."""
 
     def __init__(self, client: paramiko.SSHClient, endpoint: str, options: SshOptions,
-                 release: Callable[[], None] | None = None, *, shared: bool = False) -> None:
+                 release: Callable[[], None] | None = None, *, shared: bool = False,
+                 channel: paramiko.Channel | None = None) -> None:
         self.client = client
         self.endpoint = endpoint
         """``user@host:port``, for messages."""
@@ -54,6 +59,8 @@ class SshConnection:
         self.no_sftp = False
         """Set when the server has no SFTP subsystem: shell commands replace it."""
         self._sftp: paramiko.SFTPClient | None = None
+        self._channel = channel
+        """A channel opened for the SFTP session, not used yet."""
         self.spare: Spare | None = None
         """The next upload's temporary file, opened ahead on this SFTP session (by the SFTP mover)."""
         self.key: Hashable = None
@@ -77,24 +84,45 @@ class SshConnection:
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session, opened once and kept."""
         if self._sftp is None:
-            channel = self.transport.open_session(window_size=self.options.window_size,
-                                                  max_packet_size=self.options.max_packet_size,
-                                                  timeout=self.options.connect_timeout)
+            channel, self._channel = self._channel, None
+            if channel is None:
+                channel = open_channel(self.transport, self.options)
             channel.invoke_subsystem("sftp")
             channel.settimeout(self.options.transfer_timeout)
             self._sftp = paramiko.SFTPClient(channel)
         return self._sftp
 
     def remove_litter(self) -> None:
-        """Delete the files opened ahead on an SFTP session dropped after an error (best effort)."""
+        """Delete the files opened ahead on an SFTP session dropped after an error (best effort, never
+        raises). What the connection cannot reach now (it is lost too) stays in ``litter``."""
+        from trollmoves_ssh.mover import remove
+
         while self.litter:
-            path = self.litter.pop()
+            path = self.litter[-1]
             try:
-                self.sftp().remove(path)
+                remove(self, path)
             except FileNotFoundError:
                 pass
-            except (OSError, paramiko.SSHException) as err:
-                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, err or type(err).__name__)
+            except (EOFError, ConnectionError, TimeoutError, paramiko.SSHException) as err:
+                LOG.debug("Could not remove %s on %s yet: %s", path, self.endpoint, _reason(err))
+                return
+            except OSError as err:
+                LOG.warning("Could not remove %s on %s: %s", path, self.endpoint, _reason(err))
+            self.litter.pop()
+
+    def tidy(self) -> None:
+        """Delete the file opened ahead and any litter, on an idle connection (best effort); a lost
+        connection keeps them for :meth:`close` to hand on."""
+        if not self.is_alive():
+            return
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            try:
+                spare.discard(wait=True)
+            except Exception as err:  # the connection is lost: whoever closes it hands the path on
+                LOG.debug("Could not delete %s on %s: %s", spare.path, self.endpoint, _reason(err))
+                self.litter.append(spare.path)
+        self.remove_litter()
 
     def drop_sftp(self) -> None:
         """Close the SFTP session (its state is unknown after a failed transfer); keep the login."""
@@ -127,18 +155,17 @@ class SshConnection:
     def close(self) -> None:
         """Delete the file opened ahead and any litter (best effort), close the session, release the
         login; what could not be deleted stays in ``litter``."""
-        spare, self.spare = self.spare, None
-        if self.is_alive():
-            try:
-                if spare is not None:
-                    spare.discard(wait=True)
-                self.remove_litter()
-            except Exception as err:  # the session is going away anyway
-                LOG.debug("Could not clean up on %s: %s", self.endpoint, err)
-        elif spare is not None:
-            self.litter.append(spare.path)
-        self.drop_sftp()
+        self.tidy()
+        self.drop_sftp()  # hands a spare left to litter
+        if self._channel is not None:
+            self._channel.close()
         self._release()
+
+
+def open_channel(transport: paramiko.Transport, options: SshOptions) -> paramiko.Channel:
+    """A new session channel on ``transport``, with our window and packet sizes."""
+    return transport.open_session(window_size=options.window_size, max_packet_size=options.max_packet_size,
+                                  timeout=options.connect_timeout)
 
 
 def endpoint(location: Location, options: SshOptions) -> str:
@@ -218,6 +245,11 @@ class _Login:
     def __init__(self) -> None:
         self.client: Future[paramiko.SSHClient] = Future()
         self.sessions = 1
+        self.limit: int | None = None
+        """Sessions the server allows on it, once it refused one (its ``MaxSessions`` is lower)."""
+
+    def has_room(self, per_login: int) -> bool:
+        return self.sessions < min(per_login, self.limit or per_login)
 
     def usable(self) -> bool:
         if not self.client.done():
@@ -233,7 +265,8 @@ class SshSessions:
 
     A connection the pool needs is a new channel on a login to the same host that has fewer than
     ``sessions_per_login``, or one being opened (its users wait for it), or else on a new login;
-    a login is closed with the last connection on it.
+    a login is closed with the last connection on it. A login that refuses a channel (the
+    server's ``MaxSessions`` is lower) is held at the sessions it has; the channel opens elsewhere.
     """
 
     def __init__(self, options: SshOptions, idle_timeout: float) -> None:
@@ -246,35 +279,64 @@ class SshSessions:
         """Files opened ahead or half written on connections lost since, for the next connection to
         the host to delete."""
         self._closed = False
+        self._warned: set[Hashable] = set()
+        """Hosts whose refusal of a session was logged."""
         self.pool: ConnectionPool[SshConnection] = ConnectionPool(
-            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout)
+            self._open, self._close, SshConnection.is_alive, idle_timeout=idle_timeout,
+            tidy=SshConnection.tidy, tidy_after=SPARE_IDLE)
 
     def _open(self, key: Hashable) -> SshConnection:
         location = self._locations[key]
+        while True:
+            login, shared = self._login_for(key)
+            if not shared:
+                try:
+                    login.client.set_result(connect(location, self.options, self._accepted_keys))
+                except BaseException as err:
+                    login.client.set_exception(err)
+            try:
+                client = login.client.result()  # a sharer waits for the login being opened, and gets its error
+                channel = open_channel(client.get_transport(), self.options)
+            except (paramiko.SSHException, EOFError) as err:
+                if shared and login.usable() and isinstance(err, paramiko.SSHException):
+                    self._full(key, login, err)
+                    continue
+                self._release(key, login)
+                raise ConnectionError(f"cannot open an SSH session on {endpoint(location, self.options)}: "
+                                      f"{_reason(err)}") from err
+            except BaseException:
+                self._release(key, login)
+                raise
+            conn = SshConnection(client, endpoint(location, self.options), self.options,
+                                 lambda login=login: self._release(key, login), shared=shared, channel=channel)
+            conn.key = key
+            return conn
+
+    def _login_for(self, key: Hashable) -> tuple[_Login, bool]:
+        """A login with room for one more session, counting it; whether it was open (or being opened)."""
         with self._lock:
             logins = self._logins.setdefault(key, [])
             logins[:] = [login for login in logins if login.usable()]  # dead ones close with their last user
-            login = next((login for login in logins if login.sessions < self.options.sessions_per_login), None)
-            shared = login is not None
+            login = next((login for login in logins if login.has_room(self.options.sessions_per_login)), None)
             if login is None:
                 login = _Login()
                 logins.append(login)
-            else:
-                login.sessions += 1
-        if not shared:
-            try:
-                login.client.set_result(connect(location, self.options, self._accepted_keys))
-            except BaseException as err:
-                login.client.set_exception(err)
-        try:
-            client = login.client.result()  # a sharer waits for the login being opened, and gets its error
-        except BaseException:
-            self._release(key, login)
-            raise
-        conn = SshConnection(client, endpoint(location, self.options), self.options,
-                             lambda: self._release(key, login), shared=shared)
-        conn.key = key
-        return conn
+                return login, False
+            login.sessions += 1
+            return login, True
+
+    def _full(self, key: Hashable, login: _Login, err: paramiko.SSHException) -> None:
+        """``login`` refused one more session: it keeps the ones it has."""
+        with self._lock:
+            login.limit = max(1, min(login.limit or login.sessions, login.sessions - 1))
+            warn = key not in self._warned
+            self._warned.add(key)
+        if warn:
+            LOG.warning("SSH server %s refused a session on a login already in use (%s): its MaxSessions is "
+                        "lower than sessions_per_login (%d); opening another login instead (set "
+                        "sessions_per_login to the server's MaxSessions or less)",
+                        endpoint(self._locations[key], self.options), _reason(err), self.options.sessions_per_login)
+        self._release(key, login)
 
     def _close(self, conn: SshConnection) -> None:
         conn.close()
@@ -317,7 +379,7 @@ class SshSessions:
             except Exception as err:
                 # A write can meet the closed socket (EOFError) before the transport has noticed.
                 if conn.is_alive() and not isinstance(err, EOFError | ConnectionError):
-                    if not _is_server_status(err):
+                    if not is_server_status(err):
                         conn.drop_sftp()
                     failure = err  # the login survives: give the connection back to the pool
                 else:
@@ -409,7 +471,7 @@ def _offered(options: SshOptions, password: str | None) -> str:
     return "tried " + ", ".join(offered) if offered else "no credentials offered"
 
 
-def _is_server_status(err: BaseException) -> bool:
+def is_server_status(err: BaseException) -> bool:
     """An error the SFTP server answered with (no such file...): the session is still in step."""
     return isinstance(err, OSError) and not isinstance(err, ConnectionError | TimeoutError | socket.timeout)
 

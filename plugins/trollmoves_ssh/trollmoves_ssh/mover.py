@@ -93,7 +93,8 @@ class SftpMover(SshMover):
     in pipelined writes of ``block_size`` bytes (at most 255 KiB), and is then renamed with ``posix-rename``: readers
     see the whole file or nothing. With ``open_ahead`` (the default) the rename opens the next
     upload's temporary file in the same directory on the same connection (it waits there, empty,
-    until an upload into that directory takes it or the connection closes and deletes it).
+    until an upload into that directory takes it, or the connection is idle for two seconds or
+    closes and deletes it).
     ``ssh://`` URIs are served the same way (upstream announces files as ``ssh://host/path``).
     """
 
@@ -119,14 +120,25 @@ class SftpMover(SshMover):
         """Two round trips when the last upload on ``conn`` went to the same directory: write + size +
         close into the temporary file it opened ahead, then rename (opening the next one meanwhile);
         three otherwise (open first, creating the directory only if that fails for want of it)."""
+        update = adapt_progress(progress)  # sent again, the bytes of a second attempt are counted once
+        while not self._upload_once(conn, local_path, final, update, expected):
+            pass
+
+    def _upload_once(self, conn: SshConnection, local_path: str, final: str, update: Callable[[int], None] | None,
+                     expected: Digest | None) -> bool:
+        """One attempt of :meth:`_upload`; False when the file opened ahead vanished before its
+        rename (a clean-up of hidden files, say): then the next attempt makes a new one."""
         from trollmoves_ssh.pipeline import write_file
 
         hasher = Hasher(expected.method if expected is not None else None)
+        position = 0
 
         def sent(data: bytes) -> None:
+            nonlocal position
             hasher.update(data)
-            if progress:
-                progress(len(data))
+            position += len(data)
+            if update:
+                update(position)
 
         conn.remove_litter()
         with open(local_path, "rb", buffering=0) as source:
@@ -143,7 +155,7 @@ class SftpMover(SshMover):
                 if written != sent_digest.size:
                     raise OSError(f"the server stored {written} of {sent_digest.size} bytes")
                 self._rename(conn, temp, final)
-                return
+                return True
             except FileNotFoundError:
                 if not ahead:
                     remove_quietly(conn, temp)
@@ -151,22 +163,26 @@ class SftpMover(SshMover):
             except BaseException:
                 remove_quietly(conn, temp)
                 raise
-        # The file opened ahead was deleted meanwhile (a clean-up of hidden files, say): once more, on a new one.
         LOG.debug("%s on %s vanished before its rename; uploading again", temp, conn.endpoint)
-        self._upload(conn, local_path, final, progress, expected)
+        return False
 
     def _temporary_file(self, conn: SshConnection, final: str) -> tuple[str, bytes | None]:
         """The temporary name to upload ``final`` to, with its handle when it was opened ahead."""
         spare, conn.spare = conn.spare, None
         if spare is not None:
-            if spare.directory == posixpath.dirname(final) and (handle := spare.handle()) is not None:
-                return spare.path, handle
-            spare.discard(wait=False)
+            try:
+                if spare.directory == posixpath.dirname(final) and (handle := spare.handle()) is not None:
+                    return spare.path, handle
+                spare.discard(wait=False)
+            except BaseException:  # the session was lost: the file may exist, for the next connection to delete
+                conn.litter.append(spare.path)
+                raise
         return self.temporary_name(final), None
 
     def _rename(self, conn: SshConnection, temp: str, final: str) -> None:
         """Rename ``temp`` to ``final``, opening the next upload's temporary file beside it meanwhile
         (``open_ahead``)."""
+        from trollmoves_ssh.connection import is_server_status
         from trollmoves_ssh.pipeline import rename as rename_opening
 
         ahead = self.temporary_name(posixpath.join(posixpath.dirname(final), SPARE_NAME)) \
@@ -174,9 +190,15 @@ class SftpMover(SshMover):
         try:
             conn.spare = rename_opening(conn.sftp(), temp, final, ahead)
         except OSError as err:
+            if not is_server_status(err):
+                _left_over(conn, ahead)
+                raise
             if err.errno is not None:  # a real failure (no such file, permission), not "unsupported"
                 raise
             rename(conn, temp, final)
+        except BaseException:
+            _left_over(conn, ahead)
+            raise
 
     def _download(self, conn: SshConnection, remote: str, local_path: str, progress: ProgressCallback | None) -> None:
         sftp = conn.sftp()
@@ -356,6 +378,12 @@ def remove_quietly(conn: SshConnection, path: str) -> None:
             return
     LOG.debug("Partial upload %s on %s left to the next connection: connection lost", path, conn.endpoint)
     conn.litter.append(path)
+
+
+def _left_over(conn: SshConnection, spare: str | None) -> None:
+    """The session was lost while ``spare`` was being opened: the next connection deletes it."""
+    if spare is not None:
+        conn.litter.append(spare)
 
 
 def _sftp_or_none(conn: SshConnection) -> Any:

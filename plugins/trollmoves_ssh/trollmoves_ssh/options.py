@@ -24,13 +24,13 @@ BLOCK_SIZE = 255 * 512
 each channel packet it sends (32 KiB towards OpenSSH), so the cost of a block grows with the
 square of its size, while smaller blocks mean more requests: this size balances the two."""
 
-SESSIONS_PER_LOGIN = 8
+SESSIONS_PER_LOGIN = 4
 """Default of ``sessions_per_login``: pooled connections sharing one SSH login, each on its own
-channel. Concurrent transfers to one host cost a login per eight, not one each (a login costs
+channel. Concurrent transfers to one host cost a login per four, not one each (a login costs
 about six round trips more than a new channel on an open one, which a burst pays while its
 pushes wait, and sshd drops new connections beyond ``MaxStartups``, 10, that have not logged in
-yet); below sshd's default ``MaxSessions`` (10 channels per login). A server's 16 push workers
-need two logins."""
+yet); well below sshd's default ``MaxSessions`` (10), which some servers lower. A login that
+refuses a session anyway takes no more: the session opens on another login."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SshOptions:
     * ``open_ahead`` (true): SFTP opens the next upload's temporary file while it renames the
       last one, in that directory on that connection: an upload after the first costs two round
       trips instead of three. The file waits there empty, hidden, until an upload into that
-      directory takes it or the connection closes (after ``connection_uptime``) and deletes it.
+      directory takes it, or the connection is idle for two seconds or closes and deletes it.
     """
 
     key_filenames: tuple[str, ...] = ()

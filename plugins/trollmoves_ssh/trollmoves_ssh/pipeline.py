@@ -40,6 +40,8 @@ from paramiko.sftp import (
     int64,
 )
 
+from trollmoves_ssh.connection import is_server_status
+
 LOG = logging.getLogger(__name__)
 
 WRITES_IN_FLIGHT = 64
@@ -107,12 +109,17 @@ class Spare:
     _answered: bool = False
 
     def handle(self) -> bytes | None:
-        """Its handle, or None when the server refused to create it (the upload opens its own)."""
+        """Its handle, or None when the server refused to create it (the upload opens its own).
+
+        :raises: whatever loses the session meanwhile (the file may exist then).
+        """
         if not self._answered:
             self._answered = True
             try:
                 self._handle = _handle(self.requests, self.opening, self.path)
             except OSError as err:
+                if not is_server_status(err):
+                    raise
                 LOG.debug("Could not open %s ahead: %s", self.path, err)
         return self._handle
 
@@ -136,7 +143,8 @@ def rename(sftp: SFTPClient, source: str, dest: str, spare: str | None = None) -
     """Rename ``source`` to ``dest`` with ``posix-rename@openssh.com`` (one round trip), opening the
     file ``spare`` meanwhile, if given, in ``dest``'s directory; return that :class:`Spare`.
 
-    :raises OSError: the rename failed; without ``errno`` when the server lacks the extension.
+    :raises OSError: the rename failed; without ``errno`` when the server lacks the extension. Any
+        other error (the session lost) leaves ``spare`` possibly created: the caller deletes it later.
     """
     requests = Requests(sftp)
     renaming = requests.send(CMD_EXTENDED, "posix-rename@openssh.com", source, dest)
@@ -145,8 +153,8 @@ def rename(sftp: SFTPClient, source: str, dest: str, spare: str | None = None) -
         ahead = Spare(posixpath.dirname(spare), spare, requests, _send_open(requests, spare))
     try:
         requests.answer(renaming)
-    except BaseException:
-        if ahead is not None:
+    except OSError as err:
+        if ahead is not None and is_server_status(err):
             ahead.discard(wait=False)
         raise
     return ahead

@@ -121,10 +121,12 @@ class SshServer:
         self.process = None
 
 
-def start_sshd(workdir: Path, *, password_auth: bool = False, sftp: bool = True, attempts: int = 3) -> SshServer:
+def start_sshd(workdir: Path, *, password_auth: bool = False, sftp: bool = True, attempts: int = 3,
+               max_sessions: int = 100) -> SshServer:
     """Create keys and config in ``workdir`` and start sshd on a free port.
 
-    ``sftp=False`` leaves out the SFTP subsystem (an SCP-only server).
+    ``sftp=False`` leaves out the SFTP subsystem (an SCP-only server); ``max_sessions`` is the
+    channels one login may open (sshd's ``MaxSessions``).
 
     Retries with another port when the chosen one was taken in the meantime.
     """
@@ -145,7 +147,7 @@ def start_sshd(workdir: Path, *, password_auth: bool = False, sftp: bool = True,
     for _ in range(attempts):
         port = free_port()
         config = workdir / "sshd_config"
-        config.write_text(_config(workdir, port, password_auth, sftp))
+        config.write_text(_config(workdir, port, password_auth, sftp, max_sessions))
         known_hosts = workdir / "known_hosts"
         known_hosts.write_text(f"[{HOST}]:{port} {host_pub}\n")
         server = SshServer(workdir=workdir, port=port, user=getpass.getuser(), key_filename=client_key,
@@ -158,7 +160,7 @@ def start_sshd(workdir: Path, *, password_auth: bool = False, sftp: bool = True,
     raise RuntimeError(f"could not start sshd after {attempts} attempts: {last_error}")
 
 
-def _config(workdir: Path, port: int, password_auth: bool, sftp: bool) -> str:
+def _config(workdir: Path, port: int, password_auth: bool, sftp: bool, max_sessions: int) -> str:
     return "\n".join([
         f"Port {port}",
         f"ListenAddress {HOST}",
@@ -173,7 +175,7 @@ def _config(workdir: Path, port: int, password_auth: bool, sftp: bool) -> str:
         "Subsystem sftp internal-sftp" if sftp else "",
         "LogLevel VERBOSE",
         "MaxStartups 100",
-        "MaxSessions 100",
+        f"MaxSessions {max_sessions}",
         # sshd runs each command (scp -t) through the user's shell; with SHLVL set, bash does not
         # take itself for a login's first shell and skips ~/.bashrc (which may be slow: pyenv init).
         "SetEnv SHLVL=1",
